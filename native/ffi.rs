@@ -1,0 +1,376 @@
+//! The C API. Every function checks its pointers, reports failures as a status (or NULL plus
+//! `errno` where the return value is a handle), and catches panics so none crosses into C.
+//!
+//! Ownership: `otel_thread_ctx_new` returns a handle the caller owns. Attaching moves it into
+//! the calling thread's slot; detaching (or being displaced by another attach) gives it back.
+//! A record still attached when its thread exits is unpublished and freed by the library.
+
+use crate::handle::{live_count, HandleError, OtelThreadCtx};
+use crate::record::{AttrError, OtelThreadCtxRecord, Truncated, OTEL_THREAD_CTX_RECORD_SIZE};
+use std::os::raw::c_char;
+use std::panic::{catch_unwind, UnwindSafe};
+
+/// Result of an API call. Negative values are errors; nothing was changed when one is returned.
+#[repr(i32)]
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum OtelThreadCtxStatus {
+    /// Done.
+    Ok = 0,
+    /// Done, but the attribute value was cut to 255 bytes at a UTF-8 character boundary.
+    Truncated = 1,
+    /// The calling thread has no attached record.
+    NoContext = 2,
+    /// A required pointer argument was NULL.
+    NullArgument = -1,
+    /// The handle is not a live handle of this library (never created, or already freed).
+    InvalidHandle = -2,
+    /// The handle is attached to a thread; detach it before freeing it.
+    HandleAttached = -3,
+    /// The handle is attached to another thread; only that thread may write or attach it.
+    AttachedElsewhere = -4,
+    /// The attribute entry does not fit in the record's remaining attribute bytes.
+    NoSpace = -5,
+    /// The attribute value is not valid UTF-8.
+    InvalidUtf8 = -6,
+    /// Memory could not be allocated.
+    OutOfMemory = -7,
+    /// The loaded library does not publish the TLS slot as readers need; see the message.
+    SelfCheckFailed = -8,
+    /// An internal error was caught before it could cross the API (a bug: please report it).
+    Internal = -9,
+}
+
+impl From<HandleError> for OtelThreadCtxStatus {
+    fn from(e: HandleError) -> Self {
+        match e {
+            HandleError::Unknown => Self::InvalidHandle,
+            HandleError::Attached => Self::HandleAttached,
+            HandleError::AttachedElsewhere => Self::AttachedElsewhere,
+            HandleError::Alloc => Self::OutOfMemory,
+        }
+    }
+}
+
+impl From<AttrError> for OtelThreadCtxStatus {
+    fn from(e: AttrError) -> Self {
+        match e {
+            AttrError::InvalidUtf8 => Self::InvalidUtf8,
+            AttrError::NoSpace => Self::NoSpace,
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into `fallback`.
+fn guard<T>(fallback: T, f: impl FnOnce() -> T + UnwindSafe) -> T {
+    catch_unwind(f).unwrap_or(fallback)
+}
+
+fn set_errno(code: i32) {
+    // Safety: glibc's errno location is valid for the calling thread.
+    unsafe { *libc::__errno_location() = code };
+}
+
+fn errno_for(e: HandleError) -> i32 {
+    match e {
+        HandleError::Unknown => libc::EINVAL,
+        HandleError::Attached | HandleError::AttachedElsewhere => libc::EBUSY,
+        HandleError::Alloc => libc::ENOMEM,
+    }
+}
+
+/// Creates a record holding the given ids and flags, marked valid, attached to no thread.
+///
+/// Returns an owned handle, to be attached or released with `otel_thread_ctx_free`; NULL with
+/// `errno` = EINVAL if an id pointer is NULL, ENOMEM if memory ran out.
+///
+/// # Safety
+/// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn otel_thread_ctx_new(
+    trace_id: *const [u8; 16],
+    span_id: *const [u8; 8],
+    trace_flags: u8,
+) -> *mut OtelThreadCtx {
+    if trace_id.is_null() || span_id.is_null() {
+        set_errno(libc::EINVAL);
+        return core::ptr::null_mut();
+    }
+    // Safety: non-null, and the caller promises they point to enough bytes.
+    let (trace_id, span_id) = unsafe { (*trace_id, *span_id) };
+    guard(core::ptr::null_mut(), || {
+        match OtelThreadCtx::allocate(&trace_id, &span_id, trace_flags) {
+            Some(h) => h,
+            None => {
+                set_errno(libc::ENOMEM);
+                core::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Releases a handle the caller owns.
+///
+/// Refused with `HANDLE_ATTACHED` while it is attached to a thread (detach it first), with
+/// `INVALID_HANDLE` if it was already freed or never created here, `NULL_ARGUMENT` for NULL.
+///
+/// # Safety
+/// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
+#[no_mangle]
+pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelThreadCtxStatus {
+    if ctx.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
+    }
+    guard(
+        OtelThreadCtxStatus::Internal,
+        || match OtelThreadCtx::free(ctx) {
+            Ok(()) => OtelThreadCtxStatus::Ok,
+            Err(e) => e.into(),
+        },
+    )
+}
+
+/// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot.
+///
+/// Returns the handle it displaced, whose ownership returns to the caller, or NULL. On success
+/// `errno` is set to 0. Attaching the handle that is already attached here changes nothing and
+/// returns NULL. On error nothing changes, NULL is returned and `errno` says why: EINVAL for a
+/// NULL or unknown handle, EBUSY for a handle attached to another thread.
+///
+/// # Safety
+/// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
+#[no_mangle]
+pub unsafe extern "C" fn otel_thread_ctx_attach(ctx: *mut OtelThreadCtx) -> *mut OtelThreadCtx {
+    if ctx.is_null() {
+        set_errno(libc::EINVAL);
+        return core::ptr::null_mut();
+    }
+    guard(core::ptr::null_mut(), || match OtelThreadCtx::attach(ctx) {
+        Ok(prev) => {
+            set_errno(0);
+            prev
+        }
+        Err(e) => {
+            set_errno(errno_for(e));
+            core::ptr::null_mut()
+        }
+    })
+}
+
+/// Empties the calling thread's slot. Returns the handle that was attached, now owned by the
+/// caller, or NULL if none was.
+#[no_mangle]
+pub extern "C" fn otel_thread_ctx_detach() -> *mut OtelThreadCtx {
+    guard(core::ptr::null_mut(), OtelThreadCtx::detach)
+}
+
+/// The handle attached to the calling thread, or NULL. The library keeps ownership: do not free
+/// it without detaching it first.
+#[no_mangle]
+pub extern "C" fn otel_thread_ctx_current() -> *mut OtelThreadCtx {
+    OtelThreadCtx::current()
+}
+
+/// Writes new ids and flags into the calling thread's attached record, in place, under the
+/// valid-flag protocol; attributes are kept. If no record is attached, a new one is created and
+/// attached (the library frees it at thread exit). All-zero ids mean "no active span".
+///
+/// # Safety
+/// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn otel_thread_ctx_update(
+    trace_id: *const [u8; 16],
+    span_id: *const [u8; 8],
+    trace_flags: u8,
+) -> OtelThreadCtxStatus {
+    if trace_id.is_null() || span_id.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
+    }
+    guard(
+        OtelThreadCtxStatus::Internal,
+        || match OtelThreadCtx::current_or_attach() {
+            Ok(rec) => {
+                // Safety: `rec` is this thread's attached record; the id pointers are non-null and
+                // readable per the caller's contract.
+                unsafe { OtelThreadCtxRecord::write_ids(rec, &*trace_id, &*span_id, trace_flags) };
+                OtelThreadCtxStatus::Ok
+            }
+            Err(e) => e.into(),
+        },
+    )
+}
+
+/// Clears the calling thread's attached record in place: zero ids and flags, no attributes,
+/// valid. Returns `NO_CONTEXT` (and does nothing) if no record is attached.
+#[no_mangle]
+pub extern "C" fn otel_thread_ctx_clear() -> OtelThreadCtxStatus {
+    guard(OtelThreadCtxStatus::Internal, || {
+        let h = OtelThreadCtx::current();
+        if h.is_null() {
+            return OtelThreadCtxStatus::NoContext;
+        }
+        // Safety: the attached record belongs to this thread.
+        unsafe { OtelThreadCtxRecord::clear(OtelThreadCtx::record_ptr(h)) };
+        OtelThreadCtxStatus::Ok
+    })
+}
+
+/// The stable address of `ctx`'s record, valid until the handle is freed (or, for a record
+/// left attached, until its thread exits). Writers in other languages update it in place there,
+/// following the protocol documented on `OtelThreadCtxRecord`, and only from the thread it is
+/// attached to. NULL with `errno` = EINVAL for a NULL or unknown handle.
+///
+/// # Safety
+/// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
+#[no_mangle]
+pub unsafe extern "C" fn otel_thread_ctx_record(
+    ctx: *mut OtelThreadCtx,
+) -> *mut OtelThreadCtxRecord {
+    if ctx.is_null() {
+        set_errno(libc::EINVAL);
+        return core::ptr::null_mut();
+    }
+    guard(core::ptr::null_mut(), || {
+        match OtelThreadCtx::validate(ctx) {
+            Ok(()) => OtelThreadCtx::record_ptr(ctx),
+            Err(e) => {
+                set_errno(errno_for(e));
+                core::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Sets attribute `key_index` of `ctx`'s record to `value` (`value_len` bytes of UTF-8),
+/// replacing an earlier value for that key. The key index is the position of the attribute's
+/// name in the process context's `threadlocal.attribute_key_map`.
+///
+/// Values over 255 bytes are stored cut at a character boundary and `TRUNCATED` is returned.
+/// `NO_SPACE` if the entry does not fit in the record's 612 attribute bytes, `INVALID_UTF8`,
+/// `NULL_ARGUMENT` (a NULL `value` is allowed only with `value_len` 0), `INVALID_HANDLE`,
+/// `ATTACHED_ELSEWHERE`; on any error the record is unchanged.
+///
+/// # Safety
+/// `value` is NULL or points to `value_len` readable bytes. `ctx` may be any pointer value.
+#[no_mangle]
+pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
+    ctx: *mut OtelThreadCtx,
+    key_index: u8,
+    value: *const u8,
+    value_len: usize,
+) -> OtelThreadCtxStatus {
+    if ctx.is_null() || (value.is_null() && value_len != 0) {
+        return OtelThreadCtxStatus::NullArgument;
+    }
+    let value: &[u8] = if value_len == 0 {
+        &[]
+    } else {
+        // Safety: non-null and `value_len` readable bytes per the caller's contract.
+        unsafe { core::slice::from_raw_parts(value, value_len) }
+    };
+    guard(OtelThreadCtxStatus::Internal, || {
+        if let Err(e) = OtelThreadCtx::writable_here(ctx) {
+            return e.into();
+        }
+        // Safety: live handle, detached or attached to this thread, so only we write it.
+        match unsafe {
+            OtelThreadCtxRecord::set_attribute(OtelThreadCtx::record_ptr(ctx), key_index, value)
+        } {
+            Ok(Truncated(false)) => OtelThreadCtxStatus::Ok,
+            Ok(Truncated(true)) => OtelThreadCtxStatus::Truncated,
+            Err(e) => e.into(),
+        }
+    })
+}
+
+/// Removes every attribute from `ctx`'s record, in place.
+///
+/// # Safety
+/// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn otel_thread_ctx_clear_attributes(
+    ctx: *mut OtelThreadCtx,
+) -> OtelThreadCtxStatus {
+    if ctx.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
+    }
+    guard(OtelThreadCtxStatus::Internal, || {
+        if let Err(e) = OtelThreadCtx::writable_here(ctx) {
+            return e.into();
+        }
+        // Safety: live handle, detached or attached to this thread.
+        unsafe { OtelThreadCtxRecord::clear_attributes(OtelThreadCtx::record_ptr(ctx)) };
+        OtelThreadCtxStatus::Ok
+    })
+}
+
+/// Copies the record the calling thread's `otel_thread_ctx_v1` slot points at into `*out`,
+/// exactly as an out-of-process reader would find it. `NO_CONTEXT` if the slot is empty.
+///
+/// # Safety
+/// `out` is NULL or points to `OTEL_THREAD_CTX_RECORD_SIZE` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn otel_thread_ctx_read_current(
+    out: *mut OtelThreadCtxRecord,
+) -> OtelThreadCtxStatus {
+    if out.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
+    }
+    let rec = crate::tls::slot().load(core::sync::atomic::Ordering::Relaxed);
+    if rec.is_null() {
+        return OtelThreadCtxStatus::NoContext;
+    }
+    // Safety: a non-null slot points to a live record; `out` has room for one (caller).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            rec.cast::<u8>(),
+            out.cast::<u8>(),
+            OTEL_THREAD_CTX_RECORD_SIZE,
+        )
+    };
+    OtelThreadCtxStatus::Ok
+}
+
+/// How many records are allocated and not yet freed, across all threads (for leak checks).
+#[no_mangle]
+pub extern "C" fn otel_thread_ctx_live_records() -> usize {
+    guard(0, live_count)
+}
+
+/// Checks, at run time, that the loaded library exports `otel_thread_ctx_v1` the way readers
+/// need (dynamic symbol, TLS, GLOBAL, 8 bytes, reached only through TLSDESC relocations, small
+/// TLS segment) and that the dynamic linker resolves it to the slot this library writes.
+/// Writes a NUL-terminated explanation (cut to `msg_len` bytes) into `msg` when it is non-NULL.
+///
+/// # Safety
+/// `msg` is NULL or points to `msg_len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn otel_thread_ctx_self_check(
+    msg: *mut c_char,
+    msg_len: usize,
+) -> OtelThreadCtxStatus {
+    let (status, text) = guard(
+        (
+            OtelThreadCtxStatus::Internal,
+            String::from("internal error during self-check"),
+        ),
+        || match crate::self_check::run() {
+            Ok(summary) => (OtelThreadCtxStatus::Ok, summary),
+            Err(problem) => (OtelThreadCtxStatus::SelfCheckFailed, problem),
+        },
+    );
+    if !msg.is_null() && msg_len > 0 {
+        let n = text.len().min(msg_len - 1);
+        // Safety: `msg` has `msg_len` writable bytes (caller) and we write at most that many.
+        unsafe {
+            core::ptr::copy_nonoverlapping(text.as_ptr(), msg.cast::<u8>(), n);
+            *msg.add(n) = 0;
+        }
+    }
+    status
+}
+
+/// The library's version, e.g. "0.1.0" (a static NUL-terminated string).
+#[no_mangle]
+pub extern "C" fn otel_thread_ctx_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}

@@ -1,0 +1,236 @@
+//! Owned records: allocation, the registry of live handles (so bad pointers and double frees are
+//! refused, and leaks are countable), attaching to the TLS slot, and clean-up at thread exit.
+
+use crate::record::{OtelThreadCtxRecord, OTEL_THREAD_CTX_ATTRS_CAPACITY};
+use crate::tls;
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Opaque to C: a record plus what the library needs to track its ownership.
+/// The record is the first field, so a handle's address is its record's address.
+#[repr(C, align(64))]
+pub struct OtelThreadCtx {
+    record: OtelThreadCtxRecord,
+    /// Set while some thread's slot points at this record.
+    attached: AtomicBool,
+}
+
+/// Addresses of handles allocated and not yet freed.
+static LIVE: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
+
+fn live() -> std::sync::MutexGuard<'static, BTreeSet<usize>> {
+    // A panic while holding the lock cannot leave the set half-updated, so poison is ignored.
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum HandleError {
+    /// Not a live handle of this library (never allocated, or already freed).
+    Unknown,
+    /// Attached to a thread; detach it first.
+    Attached,
+    /// Attached to another thread, which alone may write it.
+    AttachedElsewhere,
+    /// Out of memory.
+    Alloc,
+}
+
+impl OtelThreadCtx {
+    /// Allocates a valid record holding the given ids; `None` when memory is exhausted.
+    pub(crate) fn allocate(
+        trace_id: &[u8; 16],
+        span_id: &[u8; 8],
+        flags: u8,
+    ) -> Option<*mut OtelThreadCtx> {
+        let layout = Layout::new::<OtelThreadCtx>();
+        // Safety: the layout has non-zero size. All-zero bytes are a valid OtelThreadCtx
+        // (plain bytes and a false AtomicBool).
+        let ptr = unsafe { alloc_zeroed(layout) }.cast::<OtelThreadCtx>();
+        if ptr.is_null() {
+            return None;
+        }
+        // Safety: `ptr` is freshly allocated and not yet visible to any reader.
+        unsafe {
+            let rec = &mut (*ptr).record;
+            rec.trace_id = *trace_id;
+            rec.span_id = *span_id;
+            rec.trace_flags = flags;
+            rec.valid = 1;
+        }
+        live().insert(ptr as usize);
+        Some(ptr)
+    }
+
+    /// Frees `h` unless it is unknown or attached.
+    pub(crate) fn free(h: *mut OtelThreadCtx) -> Result<(), HandleError> {
+        let mut live = live();
+        if !live.contains(&(h as usize)) {
+            return Err(HandleError::Unknown);
+        }
+        // Safety: `h` is in the registry, so it is a live allocation of ours.
+        if unsafe { (*h).attached.load(Ordering::Acquire) } {
+            return Err(HandleError::Attached);
+        }
+        live.remove(&(h as usize));
+        drop(live);
+        // Safety: removed from the registry under the lock, so no one else frees it; it was
+        // allocated with this layout.
+        unsafe { dealloc(h.cast(), Layout::new::<OtelThreadCtx>()) };
+        Ok(())
+    }
+
+    /// Checks that `h` is a live handle of this library.
+    pub(crate) fn validate(h: *mut OtelThreadCtx) -> Result<(), HandleError> {
+        if live().contains(&(h as usize)) {
+            Ok(())
+        } else {
+            Err(HandleError::Unknown)
+        }
+    }
+
+    pub(crate) fn record_ptr(h: *mut OtelThreadCtx) -> *mut OtelThreadCtxRecord {
+        // Safety: only address arithmetic; `record` is at offset 0.
+        unsafe { core::ptr::addr_of_mut!((*h).record) }
+    }
+
+    /// The handle whose record the calling thread's slot points at, if any.
+    pub(crate) fn current() -> *mut OtelThreadCtx {
+        tls::slot().load(Ordering::Relaxed).cast()
+    }
+
+    /// Whether the calling thread may write `h`'s record (it is detached, or attached here).
+    pub(crate) fn writable_here(h: *mut OtelThreadCtx) -> Result<(), HandleError> {
+        Self::validate(h)?;
+        // Safety: validated live handle.
+        if h != Self::current() && unsafe { (*h).attached.load(Ordering::Acquire) } {
+            return Err(HandleError::AttachedElsewhere);
+        }
+        Ok(())
+    }
+
+    /// Publishes `h` in the calling thread's slot; returns the handle it displaced (now owned
+    /// by the caller) or null.
+    pub(crate) fn attach(h: *mut OtelThreadCtx) -> Result<*mut OtelThreadCtx, HandleError> {
+        let prev = Self::current();
+        {
+            // Held while claiming, so a concurrent free cannot release `h` in between.
+            let live = live();
+            if !live.contains(&(h as usize)) {
+                return Err(HandleError::Unknown);
+            }
+            if prev == h {
+                return Ok(core::ptr::null_mut());
+            }
+            // Safety: live handle (checked under the lock); the flag makes attaching one record
+            // to two threads fail instead of letting two threads write it.
+            let claimed = unsafe { &(*h).attached }.compare_exchange(
+                false,
+                true,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if claimed.is_err() {
+                return Err(HandleError::AttachedElsewhere);
+            }
+        }
+        thread_exit::arm();
+        // The record must be complete before the slot makes it visible to a reader.
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        tls::slot().store(Self::record_ptr(h), Ordering::Relaxed);
+        if !prev.is_null() {
+            // Safety: `prev` was attached here, so it is live and ours to release.
+            unsafe { (*prev).attached.store(false, Ordering::Release) };
+        }
+        Ok(prev)
+    }
+
+    /// Empties the calling thread's slot; returns the handle that was attached (now owned by
+    /// the caller) or null.
+    pub(crate) fn detach() -> *mut OtelThreadCtx {
+        let prev: *mut OtelThreadCtx = tls::slot()
+            .swap(core::ptr::null_mut(), Ordering::Relaxed)
+            .cast();
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if !prev.is_null() {
+            // Safety: a non-null slot always holds a live attached handle of ours.
+            unsafe { (*prev).attached.store(false, Ordering::Release) };
+        }
+        prev
+    }
+
+    /// The calling thread's attached record, attaching a fresh empty one if there is none.
+    #[inline]
+    pub(crate) fn current_or_attach() -> Result<*mut OtelThreadCtxRecord, HandleError> {
+        let rec = tls::slot().load(Ordering::Relaxed);
+        if !rec.is_null() {
+            return Ok(rec);
+        }
+        Self::attach_fresh()
+    }
+
+    #[cold]
+    fn attach_fresh() -> Result<*mut OtelThreadCtxRecord, HandleError> {
+        let h = Self::allocate(&[0; 16], &[0; 8], 0).ok_or(HandleError::Alloc)?;
+        match Self::attach(h) {
+            Ok(_) => Ok(Self::record_ptr(h)),
+            Err(e) => {
+                let _ = Self::free(h);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Number of handles allocated and not yet freed.
+pub(crate) fn live_count() -> usize {
+    live().len()
+}
+
+const _: () = assert!(core::mem::offset_of!(OtelThreadCtx, record) == 0);
+const _: () = assert!(OTEL_THREAD_CTX_ATTRS_CAPACITY > 0);
+
+/// Frees a record still attached when its thread exits. A pthread key destructor does it:
+/// unlike a `thread_local!` with `Drop`, it adds nothing to the library's small TLS segment.
+/// The destructor runs on the exiting thread while its TLS is still intact; it does not run
+/// for the main thread, whose record lives until the process ends.
+mod thread_exit {
+    use super::OtelThreadCtx;
+    use std::sync::OnceLock;
+
+    static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+
+    extern "C" fn on_thread_exit(_: *mut libc::c_void) {
+        // Never unwind into libc.
+        let _ = std::panic::catch_unwind(|| {
+            // Unpublish first, then free: a reader never sees freed memory.
+            let h = OtelThreadCtx::detach();
+            if !h.is_null() {
+                let _ = OtelThreadCtx::free(h);
+            }
+        });
+    }
+
+    fn key() -> Option<libc::pthread_key_t> {
+        *KEY.get_or_init(|| {
+            let mut key: libc::pthread_key_t = 0;
+            // Safety: `key` is a valid out pointer; the destructor is an extern "C" fn.
+            let rc = unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) };
+            (rc == 0).then_some(key)
+        })
+    }
+
+    /// Makes sure the calling thread's exit runs the clean-up. If no key could be created
+    /// (the process ran out of pthread keys), records attached at thread exit leak instead.
+    pub(super) fn arm() {
+        if let Some(key) = key() {
+            // Safety: `key` was created by pthread_key_create.
+            unsafe {
+                if libc::pthread_getspecific(key).is_null() {
+                    libc::pthread_setspecific(key, 1usize as *const libc::c_void);
+                }
+            }
+        }
+    }
+}
