@@ -228,7 +228,8 @@ mod thread_exit {
             // Safety: `key` was created by pthread_key_create.
             unsafe {
                 if libc::pthread_getspecific(key).is_null() {
-                    libc::pthread_setspecific(key, 1usize as *const libc::c_void);
+                    // Any non-null value makes the destructor run; the key's own address is one.
+                    libc::pthread_setspecific(key, core::ptr::addr_of!(KEY).cast());
                 }
             }
         }

@@ -72,10 +72,12 @@ pub(crate) fn run() -> Result<String, String> {
             }
             match rela.r_type(endian, false) {
                 elf::R_X86_64_TLSDESC => tlsdesc += 1,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "{path}: {SYMBOL} is reached through relocation type {other}; readers support \
                          only TLSDESC (36) for this library"
-                )),
+                ))
+                }
             }
         }
     }
