@@ -120,13 +120,10 @@ pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelTh
     if ctx.is_null() {
         return OtelThreadCtxStatus::NullArgument;
     }
-    guard(
-        OtelThreadCtxStatus::Internal,
-        || match OtelThreadCtx::free(ctx) {
-            Ok(()) => OtelThreadCtxStatus::Ok,
-            Err(e) => e.into(),
-        },
-    )
+    guard(OtelThreadCtxStatus::Internal, || match OtelThreadCtx::free(ctx) {
+        Ok(()) => OtelThreadCtxStatus::Ok,
+        Err(e) => e.into(),
+    })
 }
 
 /// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot.
@@ -222,20 +219,16 @@ pub extern "C" fn otel_thread_ctx_clear() -> OtelThreadCtxStatus {
 /// # Safety
 /// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
 #[no_mangle]
-pub unsafe extern "C" fn otel_thread_ctx_record(
-    ctx: *mut OtelThreadCtx,
-) -> *mut OtelThreadCtxRecord {
+pub unsafe extern "C" fn otel_thread_ctx_record(ctx: *mut OtelThreadCtx) -> *mut OtelThreadCtxRecord {
     if ctx.is_null() {
         set_errno(libc::EINVAL);
         return core::ptr::null_mut();
     }
-    guard(core::ptr::null_mut(), || {
-        match OtelThreadCtx::validate(ctx) {
-            Ok(()) => OtelThreadCtx::record_ptr(ctx),
-            Err(e) => {
-                set_errno(errno_for(e));
-                core::ptr::null_mut()
-            }
+    guard(core::ptr::null_mut(), || match OtelThreadCtx::validate(ctx) {
+        Ok(()) => OtelThreadCtx::record_ptr(ctx),
+        Err(e) => {
+            set_errno(errno_for(e));
+            core::ptr::null_mut()
         }
     })
 }
@@ -272,9 +265,7 @@ pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
             return e.into();
         }
         // Safety: live handle, detached or attached to this thread, so only we write it.
-        match unsafe {
-            OtelThreadCtxRecord::set_attribute(OtelThreadCtx::record_ptr(ctx), key_index, value)
-        } {
+        match unsafe { OtelThreadCtxRecord::set_attribute(OtelThreadCtx::record_ptr(ctx), key_index, value) } {
             Ok(Truncated(false)) => OtelThreadCtxStatus::Ok,
             Ok(Truncated(true)) => OtelThreadCtxStatus::Truncated,
             Err(e) => e.into(),
@@ -287,9 +278,7 @@ pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
 /// # Safety
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn otel_thread_ctx_clear_attributes(
-    ctx: *mut OtelThreadCtx,
-) -> OtelThreadCtxStatus {
+pub unsafe extern "C" fn otel_thread_ctx_clear_attributes(ctx: *mut OtelThreadCtx) -> OtelThreadCtxStatus {
     if ctx.is_null() {
         return OtelThreadCtxStatus::NullArgument;
     }
@@ -309,9 +298,7 @@ pub unsafe extern "C" fn otel_thread_ctx_clear_attributes(
 /// # Safety
 /// `out` is NULL or points to `OTEL_THREAD_CTX_RECORD_SIZE` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn otel_thread_ctx_read_current(
-    out: *mut OtelThreadCtxRecord,
-) -> OtelThreadCtxStatus {
+pub unsafe extern "C" fn otel_thread_ctx_read_current(out: *mut OtelThreadCtxRecord) -> OtelThreadCtxStatus {
     if out.is_null() {
         return OtelThreadCtxStatus::NullArgument;
     }
@@ -320,13 +307,7 @@ pub unsafe extern "C" fn otel_thread_ctx_read_current(
         return OtelThreadCtxStatus::NoContext;
     }
     // Safety: a non-null slot points to a live record; `out` has room for one (caller).
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            rec.cast::<u8>(),
-            out.cast::<u8>(),
-            OTEL_THREAD_CTX_RECORD_SIZE,
-        )
-    };
+    unsafe { core::ptr::copy_nonoverlapping(rec.cast::<u8>(), out.cast::<u8>(), OTEL_THREAD_CTX_RECORD_SIZE) };
     OtelThreadCtxStatus::Ok
 }
 
@@ -344,10 +325,7 @@ pub extern "C" fn otel_thread_ctx_live_records() -> usize {
 /// # Safety
 /// `msg` is NULL or points to `msg_len` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn otel_thread_ctx_self_check(
-    msg: *mut c_char,
-    msg_len: usize,
-) -> OtelThreadCtxStatus {
+pub unsafe extern "C" fn otel_thread_ctx_self_check(msg: *mut c_char, msg_len: usize) -> OtelThreadCtxStatus {
     let (status, text) = guard(
         (
             OtelThreadCtxStatus::Internal,

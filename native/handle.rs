@@ -39,11 +39,7 @@ pub(crate) enum HandleError {
 
 impl OtelThreadCtx {
     /// Allocates a valid record holding the given ids; `None` when memory is exhausted.
-    pub(crate) fn allocate(
-        trace_id: &[u8; 16],
-        span_id: &[u8; 8],
-        flags: u8,
-    ) -> Option<*mut OtelThreadCtx> {
+    pub(crate) fn allocate(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) -> Option<*mut OtelThreadCtx> {
         let layout = Layout::new::<OtelThreadCtx>();
         // Safety: the layout has non-zero size. All-zero bytes are a valid OtelThreadCtx
         // (plain bytes and a false AtomicBool).
@@ -125,12 +121,7 @@ impl OtelThreadCtx {
             }
             // Safety: live handle (checked under the lock); the flag makes attaching one record
             // to two threads fail instead of letting two threads write it.
-            let claimed = unsafe { &(*h).attached }.compare_exchange(
-                false,
-                true,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            let claimed = unsafe { &(*h).attached }.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire);
             if claimed.is_err() {
                 return Err(HandleError::AttachedElsewhere);
             }
@@ -149,9 +140,7 @@ impl OtelThreadCtx {
     /// Empties the calling thread's slot; returns the handle that was attached (now owned by
     /// the caller) or null.
     pub(crate) fn detach() -> *mut OtelThreadCtx {
-        let prev: *mut OtelThreadCtx = tls::slot()
-            .swap(core::ptr::null_mut(), Ordering::Relaxed)
-            .cast();
+        let prev: *mut OtelThreadCtx = tls::slot().swap(core::ptr::null_mut(), Ordering::Relaxed).cast();
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
         if !prev.is_null() {
             // Safety: a non-null slot always holds a live attached handle of ours.

@@ -52,9 +52,7 @@ const _: () = {
     assert!(offset_of!(OtelThreadCtxRecord, attrs_data_size) == 26);
     assert!(offset_of!(OtelThreadCtxRecord, attrs_data) == OTEL_THREAD_CTX_HEADER_SIZE);
     assert!(size_of::<OtelThreadCtxRecord>() == OTEL_THREAD_CTX_RECORD_SIZE);
-    assert!(
-        OTEL_THREAD_CTX_HEADER_SIZE + OTEL_THREAD_CTX_ATTRS_CAPACITY == OTEL_THREAD_CTX_RECORD_SIZE
-    );
+    assert!(OTEL_THREAD_CTX_HEADER_SIZE + OTEL_THREAD_CTX_ATTRS_CAPACITY == OTEL_THREAD_CTX_RECORD_SIZE);
 };
 
 /// Why an attribute could not be stored as given.
@@ -96,12 +94,7 @@ impl OtelThreadCtxRecord {
     /// # Safety
     /// `rec` points to a live record that only the calling thread writes.
     #[inline(always)]
-    pub(crate) unsafe fn write_ids(
-        rec: *mut Self,
-        trace_id: &[u8; 16],
-        span_id: &[u8; 8],
-        flags: u8,
-    ) {
+    pub(crate) unsafe fn write_ids(rec: *mut Self, trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) {
         // Safety: forwarded from the caller.
         unsafe {
             Self::begin_update(rec);
@@ -147,17 +140,12 @@ impl OtelThreadCtxRecord {
     ///
     /// # Safety
     /// As [`Self::write_ids`].
-    pub(crate) unsafe fn set_attribute(
-        rec: *mut Self,
-        key: u8,
-        value: &[u8],
-    ) -> Result<Truncated, AttrError> {
+    pub(crate) unsafe fn set_attribute(rec: *mut Self, key: u8, value: &[u8]) -> Result<Truncated, AttrError> {
         let value = core::str::from_utf8(value).map_err(|_| AttrError::InvalidUtf8)?;
         let (value, truncated) = truncate_utf8(value, OTEL_THREAD_CTX_MAX_VALUE_LEN);
         // Safety: `rec` is live (caller); the reference ends before the protocol writes below.
         let (mut attrs, used) = unsafe {
-            let used = usize::from(addr_of!((*rec).attrs_data_size).read())
-                .min(OTEL_THREAD_CTX_ATTRS_CAPACITY);
+            let used = usize::from(addr_of!((*rec).attrs_data_size).read()).min(OTEL_THREAD_CTX_ATTRS_CAPACITY);
             (addr_of!((*rec).attrs_data).read(), used)
         };
         let well_formed = well_formed_len(&attrs[..used]);
@@ -276,10 +264,7 @@ mod tests {
             OtelThreadCtxRecord::set_attribute(&mut *rec, 1, b"/users").unwrap();
             OtelThreadCtxRecord::set_attribute(&mut *rec, 0, b"root2").unwrap();
         }
-        assert_eq!(
-            attrs(&rec),
-            vec![(1, b"/users".to_vec()), (0, b"root2".to_vec())]
-        );
+        assert_eq!(attrs(&rec), vec![(1, b"/users".to_vec()), (0, b"root2".to_vec())]);
         assert_eq!(rec.attrs_data_size, (2 + 6) + (2 + 5));
     }
 

@@ -19,9 +19,7 @@ pub(crate) fn run() -> Result<String, String> {
     let header = FileHeader64::<Endianness>::parse(data).map_err(not_elf)?;
     let endian = header.endian().map_err(not_elf)?;
     let sections = header.sections(endian, data).map_err(not_elf)?;
-    let dynsym = sections
-        .symbols(endian, data, elf::SHT_DYNSYM)
-        .map_err(not_elf)?;
+    let dynsym = sections.symbols(endian, data, elf::SHT_DYNSYM).map_err(not_elf)?;
 
     let (index, sym) = dynsym
         .iter()
@@ -59,13 +57,10 @@ pub(crate) fn run() -> Result<String, String> {
 
     let mut tlsdesc = 0;
     for section in sections.iter() {
-        if section.sh_type(endian) != elf::SHT_RELA
-            || section.sh_link(endian) as usize != dynsym.section().0
-        {
+        if section.sh_type(endian) != elf::SHT_RELA || section.sh_link(endian) as usize != dynsym.section().0 {
             continue;
         }
-        let relas: &[elf::Rela64<Endianness>] =
-            section.data_as_array(endian, data).map_err(not_elf)?;
+        let relas: &[elf::Rela64<Endianness>] = section.data_as_array(endian, data).map_err(not_elf)?;
         for rela in relas {
             if rela.r_sym(endian, false) as usize != index {
                 continue;
@@ -74,17 +69,15 @@ pub(crate) fn run() -> Result<String, String> {
                 elf::R_X86_64_TLSDESC => tlsdesc += 1,
                 other => {
                     return Err(format!(
-                    "{path}: {SYMBOL} is reached through relocation type {other}; readers support \
+                        "{path}: {SYMBOL} is reached through relocation type {other}; readers support \
                          only TLSDESC (36) for this library"
-                ))
+                    ))
                 }
             }
         }
     }
     if tlsdesc == 0 {
-        return Err(format!(
-            "{path}: no R_X86_64_TLSDESC relocation references {SYMBOL}"
-        ));
+        return Err(format!("{path}: no R_X86_64_TLSDESC relocation references {SYMBOL}"));
     }
 
     let tls_size = header
@@ -124,9 +117,7 @@ fn module_path() -> Result<String, String> {
         return Err("dladdr could not name the module holding this library".into());
     }
     // Safety: dladdr returned a NUL-terminated string owned by the dynamic linker.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) }
-        .to_string_lossy()
-        .into_owned();
+    let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
     if name.is_empty() || !name.contains('/') {
         // The main executable is reported by its argv[0]-style name; use its real path.
         return std::fs::read_link("/proc/self/exe")

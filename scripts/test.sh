@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the project, after installing what they need (scripts/setup.sh).
+# Prints one line per suite and a closing "N passed, N failed" line; exits non-zero on failure.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+./scripts/setup.sh || { echo "setup failed"; exit 1; }
+
+passed=0
+failed=0
+failures=()
+suite() {
+  local name="$1"
+  shift
+  echo
+  echo "=== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+  fi
+}
+
+suite "format and lints" ./scripts/lint.sh
+suite "generated header is current" ./scripts/gen-header.sh --check
+suite "rust tests" cargo test --workspace -q
+suite "C sample and test programs" ./scripts/test-c.sh
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
