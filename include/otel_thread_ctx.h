@@ -170,6 +170,12 @@ OtelThreadCtxStatus otel_thread_ctx_clear(void);
 // `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
 struct OtelThreadCtxRecord *otel_thread_ctx_record(OtelThreadCtx *ctx);
 
+// The calling thread's attached record, attaching a new empty one (no span, valid) if none is
+// attached: the one call a managed writer makes per thread before writing in place. The
+// address stays valid while the record stays attached; the library frees it at thread exit.
+// NULL with `errno` = ENOMEM if memory ran out.
+struct OtelThreadCtxRecord *otel_thread_ctx_ensure_record(void);
+
 // Sets attribute `key_index` of `ctx`'s record to `value` (`value_len` bytes of UTF-8),
 // replacing an earlier value for that key. The key index is the position of the attribute's
 // name in the process context's `threadlocal.attribute_key_map`.

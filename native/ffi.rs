@@ -233,6 +233,21 @@ pub unsafe extern "C" fn otel_thread_ctx_record(ctx: *mut OtelThreadCtx) -> *mut
     })
 }
 
+/// The calling thread's attached record, attaching a new empty one (no span, valid) if none is
+/// attached: the one call a managed writer makes per thread before writing in place. The
+/// address stays valid while the record stays attached; the library frees it at thread exit.
+/// NULL with `errno` = ENOMEM if memory ran out.
+#[no_mangle]
+pub extern "C" fn otel_thread_ctx_ensure_record() -> *mut OtelThreadCtxRecord {
+    guard(core::ptr::null_mut(), || match OtelThreadCtx::current_or_attach() {
+        Ok(rec) => rec,
+        Err(e) => {
+            set_errno(errno_for(e));
+            core::ptr::null_mut()
+        }
+    })
+}
+
 /// Sets attribute `key_index` of `ctx`'s record to `value` (`value_len` bytes of UTF-8),
 /// replacing an earlier value for that key. The key index is the position of the attribute's
 /// name in the process context's `threadlocal.attribute_key_map`.
