@@ -1,0 +1,33 @@
+//! A record still attached when its thread exits is unpublished and freed. Alone in its test
+//! binary because it counts records process-wide.
+
+use otel_thread_ctx::ffi::*;
+
+#[test]
+fn ten_thousand_threads_that_attach_and_exit_leave_no_record_behind() {
+    let before = otel_thread_ctx_live_records();
+    for batch in 0..100u64 {
+        let threads: Vec<_> = (0..100u64)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let n = batch * 100 + i;
+                    let trace = [(n % 251) as u8 + 1; 16];
+                    assert_eq!(
+                        unsafe { otel_thread_ctx_update(&trace, &[1; 8], 1) },
+                        OtelThreadCtxStatus::Ok
+                    );
+                    if n % 2 == 0 {
+                        // Half of them also attach a handle of their own, displacing the first.
+                        let h = unsafe { otel_thread_ctx_new(&trace, &[2; 8], 1) };
+                        let displaced = unsafe { otel_thread_ctx_attach(h) };
+                        assert_eq!(unsafe { otel_thread_ctx_free(displaced) }, OtelThreadCtxStatus::Ok);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    assert_eq!(otel_thread_ctx_live_records(), before);
+}
