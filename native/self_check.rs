@@ -3,7 +3,7 @@
 //! linker where `otel_thread_ctx_v1` lives for this thread and compares with our TLSDESC access.
 
 use object::elf;
-use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
+use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
 use object::{elf::FileHeader64, Endianness};
 use std::ffi::{CStr, CString};
 
@@ -56,6 +56,7 @@ pub(crate) fn run() -> Result<String, String> {
     }
 
     let mut tlsdesc = 0;
+    let mut descriptor = None;
     for section in sections.iter() {
         if section.sh_type(endian) != elf::SHT_RELA || section.sh_link(endian) as usize != dynsym.section().0 {
             continue;
@@ -66,7 +67,10 @@ pub(crate) fn run() -> Result<String, String> {
                 continue;
             }
             match rela.r_type(endian, false) {
-                elf::R_X86_64_TLSDESC => tlsdesc += 1,
+                elf::R_X86_64_TLSDESC => {
+                    tlsdesc += 1;
+                    descriptor = Some(rela.r_offset(endian));
+                }
                 other => {
                     return Err(format!(
                         "{path}: {SYMBOL} is reached through relocation type {other}; readers support \
@@ -102,20 +106,48 @@ pub(crate) fn run() -> Result<String, String> {
              another module in the process defines the same symbol first"
         ));
     }
+    let placement = match descriptor.map(placement) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return Err(e),
+        None => unreachable!("tlsdesc > 0"),
+    };
     Ok(format!(
         "ok: {path} exports {SYMBOL} (TLS, GLOBAL, 8 bytes) reached by {tlsdesc} TLSDESC relocation(s); \
-         PT_TLS {tls_size} bytes; this thread's slot is at {ours:#x}"
+         PT_TLS {tls_size} bytes; {placement}; this thread's slot is at {ours:#x}"
     ))
 }
 
-/// Path of the ELF file this code was loaded from.
-fn module_path() -> Result<String, String> {
+/// Where glibc placed the module's TLS, read from the live TLSDESC descriptor as a reader does:
+/// a small argument is a fixed thread-pointer offset (static TLS), a pointer means the
+/// per-thread DTV lookup (dynamic TLS).
+fn placement(descriptor_offset: u64) -> Result<String, String> {
+    let info = module_info()?;
+    let descriptor = (info.dli_fbase as usize + descriptor_offset as usize) as *const i64;
+    // Safety: the dynamic linker filled this GOT descriptor (two words) when it relocated us;
+    // RELRO may make it read-only, which reading respects.
+    let argument = unsafe { descriptor.add(1).read_volatile() };
+    Ok(if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&argument) {
+        format!("static TLS at thread-pointer offset {argument}")
+    } else {
+        "dynamic TLS (DTV lookup)".to_string()
+    })
+}
+
+/// What the dynamic linker knows of the module holding this code.
+fn module_info() -> Result<libc::Dl_info, String> {
+    // Safety: Dl_info is plain pointers and integers, for which all-zero is valid.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     let here = crate::ffi::otel_thread_ctx_version as *const libc::c_void;
     // Safety: `here` is an address inside this module; `info` is a valid out pointer.
     if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
-        return Err("dladdr could not name the module holding this library".into());
+        return Err("dladdr could not find the module holding this library".into());
     }
+    Ok(info)
+}
+
+/// Path of the ELF file this code was loaded from.
+fn module_path() -> Result<String, String> {
+    let info = module_info()?;
     // Safety: dladdr returned a NUL-terminated string owned by the dynamic linker.
     let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
     if name.is_empty() || !name.contains('/') {

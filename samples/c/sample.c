@@ -4,6 +4,11 @@
  * outside reader (otel-ctx-dump, the eBPF profiler) can look, then detach and free.
  *
  *   sample [--threads N] [--hold SECONDS]
+ *   sample-dlopen [--threads N] [--hold SECONDS]
+ *
+ * `sample-dlopen` runs the same code from a shared object it loads with dlopen, so the library
+ * is loaded the way .NET loads it: after start-up, where glibc may place its TLS in the static
+ * surplus or, with GLIBC_TUNABLES=glibc.rtld.optional_static_tls=0, in dynamic (DTV) TLS.
  *
  * Output: one JSON line per thread, read back through the thread's otel_thread_ctx_v1 slot:
  *   {"pid":1,"tid":2,"trace_id":"<32 hex>","span_id":"<16 hex>","flags":1,"attributes":{...}}
@@ -91,7 +96,7 @@ static void *worker(void *arg) {
   return (void *)(uintptr_t)failed;
 }
 
-int main(int argc, char **argv) {
+int otel_sample_main(int argc, char **argv) {
   int threads = 4;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
@@ -135,3 +140,7 @@ int main(int argc, char **argv) {
   }
   return 0;
 }
+
+#ifndef OTEL_SAMPLE_AS_LIBRARY
+int main(int argc, char **argv) { return otel_sample_main(argc, argv); }
+#endif
