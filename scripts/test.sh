@@ -23,9 +23,9 @@ suite() {
 }
 
 suite "format and lints" ./scripts/lint.sh
-suite "generated header is current" ./scripts/gen-header.sh --check
-suite "rust tests" cargo test --workspace -q
-suite "C sample and test programs" ./scripts/test-c.sh
+suite "native build" cargo build --workspace -q
+suite "rust tests (API, ELF, header, C sample, signal stress)" cargo test --workspace -q
+suite "native benchmark smoke run" env CALLS=200000 ROUNDS=1 ./scripts/bench-native.sh
 
 echo
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
