@@ -28,6 +28,12 @@
 /** Opaque owned handle to one record. */
 typedef struct OtelThreadCtx OtelThreadCtx;
 
+// Readers reject payloads larger than this (OTEP 4719).
+#define OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE (64 * 1024)
+
+// Thread records carry the key index in one byte, so at most 256 keys can be named.
+#define OTEL_PROCESS_CTX_MAX_ATTRIBUTE_KEYS 256
+
 // Total size of a record: the spec's recommended maximum.
 #define OTEL_THREAD_CTX_RECORD_SIZE 640
 
@@ -39,6 +45,51 @@ typedef struct OtelThreadCtx OtelThreadCtx;
 
 // Longest attribute value one entry can hold, in bytes.
 #define OTEL_THREAD_CTX_MAX_VALUE_LEN 255
+
+// Result of a process context call. Negative values are errors; nothing published was changed
+// when one is returned.
+enum OtelProcessCtxStatus
+#ifdef __cplusplus
+  : int32_t
+#endif // __cplusplus
+ {
+  // Done.
+  OTEL_PROCESS_CTX_STATUS_OK = 0,
+  // A required pointer was NULL: an array with a non-zero count, a key or value in it, or
+  // an output pointer.
+  OTEL_PROCESS_CTX_STATUS_NULL_ARGUMENT = -1,
+  // A key or value is not valid UTF-8.
+  OTEL_PROCESS_CTX_STATUS_INVALID_UTF8 = -2,
+  // A resource attribute has an empty key.
+  OTEL_PROCESS_CTX_STATUS_EMPTY_RESOURCE_KEY = -3,
+  // Two resource attributes have the same key.
+  OTEL_PROCESS_CTX_STATUS_DUPLICATE_RESOURCE_KEY = -4,
+  // An attribute key map entry is empty.
+  OTEL_PROCESS_CTX_STATUS_EMPTY_ATTRIBUTE_KEY = -5,
+  // The attribute key map names the same key twice.
+  OTEL_PROCESS_CTX_STATUS_DUPLICATE_ATTRIBUTE_KEY = -6,
+  // The attribute key map has more than 256 entries (a record's key index is one byte).
+  OTEL_PROCESS_CTX_STATUS_TOO_MANY_ATTRIBUTE_KEYS = -7,
+  // The update renames or drops a key index that is already published; the key map is
+  // append-only because records already written name attributes by index.
+  OTEL_PROCESS_CTX_STATUS_KEY_MAP_CHANGED = -8,
+  // The encoded payload is larger than the 64 KiB readers accept.
+  OTEL_PROCESS_CTX_STATUS_PAYLOAD_TOO_LARGE = -9,
+  // This process already published a context (one per process): use `otel_process_ctx_update`.
+  OTEL_PROCESS_CTX_STATUS_ALREADY_PUBLISHED = -10,
+  // This process has no published context (a forked child has none until it publishes).
+  OTEL_PROCESS_CTX_STATUS_NOT_PUBLISHED = -11,
+  // The OTEL_CTX mapping could not be made, or the anonymous fallback could not be named so
+  // no reader could find it; `errno` holds the OS error.
+  OTEL_PROCESS_CTX_STATUS_MAPPING_FAILED = -12,
+  // The buffer is smaller than the payload; the needed size was stored.
+  OTEL_PROCESS_CTX_STATUS_BUFFER_TOO_SMALL = -13,
+  // An internal error was caught before it could cross the API (a bug: please report it).
+  OTEL_PROCESS_CTX_STATUS_INTERNAL = -14,
+};
+#ifndef __cplusplus
+typedef int32_t OtelProcessCtxStatus;
+#endif // __cplusplus
 
 // Result of an API call. Negative values are errors; nothing was changed when one is returned.
 enum OtelThreadCtxStatus
@@ -103,6 +154,14 @@ typedef struct OtelThreadCtxRecord {
   // Attribute entries: `[key_index u8][value_len u8][value_len bytes of UTF-8]`.
   uint8_t attrs_data[OTEL_THREAD_CTX_ATTRS_CAPACITY];
 } OtelThreadCtxRecord;
+
+// One resource attribute: NUL-terminated UTF-8 key and value.
+typedef struct OtelProcessCtxAttribute {
+  // For example "service.name".
+  const char *key;
+  // For example "checkout".
+  const char *value;
+} OtelProcessCtxAttribute;
 
 #ifdef __cplusplus
 extern "C" {
@@ -219,6 +278,54 @@ OtelThreadCtxStatus otel_thread_ctx_self_check(char *msg, size_t msg_len);
 
 // The library's version, e.g. "0.1.0" (a static NUL-terminated string).
 const char *otel_thread_ctx_version(void);
+
+// Publishes this process's context (OTEP 4719): a mapping named OTEL_CTX whose payload holds
+// the resource attributes and the thread attribute key map, where profilers find it.
+//
+// `resource_attributes`: `service.name`, `service.instance.id`, `deployment.environment.name`,
+// `telemetry.sdk.language`, ... (`telemetry.sdk.name`/`version` default to this library's).
+// `attribute_keys[i]` names key index `i` of `otel_thread_ctx_set_attribute`; at most 256,
+// non-empty, distinct. Arrays may be NULL when their count is 0. The library copies everything.
+//
+// One context per process: `ALREADY_PUBLISHED` if this process has one (use
+// `otel_process_ctx_update`). A forked child does not inherit it and may publish its own.
+//
+// # Safety
+// Each array is NULL with count 0, or points to `count` readable elements; every key and value
+// is NULL or a NUL-terminated string.
+OtelProcessCtxStatus otel_process_ctx_publish(const struct OtelProcessCtxAttribute *resource_attributes,
+                                              size_t resource_attribute_count,
+                                              const char *const *attribute_keys,
+                                              size_t attribute_key_count);
+
+// Replaces the published context with these attributes and key map, under the spec's update
+// protocol (readers see the old or the new payload, never a mix). The key map is append-only:
+// `KEY_MAP_CHANGED` if an index already published is renamed or dropped. On any error the
+// published context is unchanged. `NOT_PUBLISHED` if this process has none; in a forked child
+// whose parent had published, the child gets a fresh mapping of its own.
+//
+// # Safety
+// As for `otel_process_ctx_publish`.
+OtelProcessCtxStatus otel_process_ctx_update(const struct OtelProcessCtxAttribute *resource_attributes,
+                                             size_t resource_attribute_count,
+                                             const char *const *attribute_keys,
+                                             size_t attribute_key_count);
+
+// Removes the published context (its mapping is unmapped). `NOT_PUBLISHED` if this process
+// has none.
+OtelProcessCtxStatus otel_process_ctx_unpublish(void);
+
+// Copies the published payload (the protobuf ProcessContext message) into `buffer`, for
+// diagnostics and tests. `*payload_size` receives its size; `BUFFER_TOO_SMALL` (nothing
+// copied) if `capacity` is less. `NOT_PUBLISHED` (size 0) if this process has none. `buffer`
+// may be NULL when `capacity` is 0, to ask for the size.
+//
+// # Safety
+// `buffer` is NULL with `capacity` 0 or points to `capacity` writable bytes; `payload_size`
+// is NULL or points to a writable size_t.
+OtelProcessCtxStatus otel_process_ctx_read_payload(uint8_t *buffer,
+                                                   size_t capacity,
+                                                   size_t *payload_size);
 
 #ifdef __cplusplus
 } // extern "C"

@@ -15,6 +15,7 @@ compile_error!(
 
 pub mod ffi;
 mod handle;
+pub mod process_context;
 pub mod record;
 mod self_check;
 mod tls;

@@ -1,0 +1,307 @@
+//! The process context payload: the protobuf message OTEP 4719 defines
+//! (`opentelemetry.proto.processcontext.v1development.ProcessContext`, built on the OTLP common
+//! and resource messages), and the rules a publisher must keep for the thread attribute key map.
+//!
+//! The message types are declared by hand with prost's derive from the spec's field numbers, so
+//! the build needs no protoc.
+
+use prost::Message;
+
+/// Readers reject payloads larger than this (OTEP 4719).
+pub const OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE: usize = 64 * 1024;
+/// Thread records carry the key index in one byte, so at most 256 keys can be named.
+pub const OTEL_PROCESS_CTX_MAX_ATTRIBUTE_KEYS: usize = 256;
+/// The thread-context layout this library writes; the only value readers accept today.
+pub const SCHEMA_VERSION: &str = "tlsdesc_v1_dev";
+/// `ProcessContext.attributes` key naming the thread-context layout.
+pub const SCHEMA_VERSION_KEY: &str = "threadlocal.schema_version";
+/// `ProcessContext.attributes` key whose array value names each thread attribute key index.
+pub const KEY_MAP_KEY: &str = "threadlocal.attribute_key_map";
+/// Resource attribute naming the SDK; this library's name when the caller gives none.
+pub const SDK_NAME_KEY: &str = "telemetry.sdk.name";
+/// Resource attribute with the SDK version; this library's version when the caller gives none.
+pub const SDK_VERSION_KEY: &str = "telemetry.sdk.version";
+/// Default `telemetry.sdk.name`.
+pub const DEFAULT_SDK_NAME: &str = "otel-thread-ctx";
+/// Default `telemetry.sdk.version`.
+pub const DEFAULT_SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `ProcessContext { Resource resource = 1; repeated KeyValue attributes = 2; }`
+#[derive(Clone, PartialEq, Message)]
+pub struct ProcessContext {
+    #[prost(message, optional, tag = "1")]
+    pub resource: Option<Resource>,
+    #[prost(message, repeated, tag = "2")]
+    pub attributes: Vec<KeyValue>,
+}
+
+/// OTLP `Resource { repeated KeyValue attributes = 1; }`
+#[derive(Clone, PartialEq, Message)]
+pub struct Resource {
+    #[prost(message, repeated, tag = "1")]
+    pub attributes: Vec<KeyValue>,
+}
+
+/// OTLP `KeyValue { string key = 1; AnyValue value = 2; }`
+#[derive(Clone, PartialEq, Message)]
+pub struct KeyValue {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(message, optional, tag = "2")]
+    pub value: Option<AnyValue>,
+}
+
+/// OTLP `AnyValue { oneof value { ... } }`
+#[derive(Clone, PartialEq, Message)]
+pub struct AnyValue {
+    #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5, 6, 7")]
+    pub value: Option<any_value::Value>,
+}
+
+/// The `AnyValue.value` oneof.
+pub mod any_value {
+    /// One of the value kinds OTLP allows.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Value {
+        #[prost(string, tag = "1")]
+        StringValue(String),
+        #[prost(bool, tag = "2")]
+        BoolValue(bool),
+        #[prost(int64, tag = "3")]
+        IntValue(i64),
+        #[prost(double, tag = "4")]
+        DoubleValue(f64),
+        #[prost(message, tag = "5")]
+        ArrayValue(super::ArrayValue),
+        #[prost(message, tag = "6")]
+        KvlistValue(super::KeyValueList),
+        #[prost(bytes = "vec", tag = "7")]
+        BytesValue(Vec<u8>),
+    }
+}
+
+/// OTLP `ArrayValue { repeated AnyValue values = 1; }`
+#[derive(Clone, PartialEq, Message)]
+pub struct ArrayValue {
+    #[prost(message, repeated, tag = "1")]
+    pub values: Vec<AnyValue>,
+}
+
+/// OTLP `KeyValueList { repeated KeyValue values = 1; }`
+#[derive(Clone, PartialEq, Message)]
+pub struct KeyValueList {
+    #[prost(message, repeated, tag = "1")]
+    pub values: Vec<KeyValue>,
+}
+
+/// Why a payload was refused. Nothing published is changed when one is returned.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub enum PayloadError {
+    /// A resource attribute has an empty key.
+    EmptyResourceKey,
+    /// Two resource attributes have the same key.
+    DuplicateResourceKey(String),
+    /// An entry of the attribute key map is empty (index given).
+    EmptyAttributeKey(usize),
+    /// The attribute key map names the same key at two indexes (the later index given).
+    DuplicateAttributeKey(usize),
+    /// The attribute key map has more than 256 entries.
+    TooManyAttributeKeys(usize),
+    /// An update renames or drops a key index that is already published (the index given).
+    KeyMapChanged(usize),
+    /// The encoded payload is larger than readers accept (its size given).
+    TooLarge(usize),
+}
+
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+    }
+}
+
+/// Checks the rules that hold for any key map on its own: count, empty and duplicate keys.
+pub fn check_key_map<S: AsRef<str>>(keys: &[S]) -> Result<(), PayloadError> {
+    if keys.len() > OTEL_PROCESS_CTX_MAX_ATTRIBUTE_KEYS {
+        return Err(PayloadError::TooManyAttributeKeys(keys.len()));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        let k = k.as_ref();
+        if k.is_empty() {
+            return Err(PayloadError::EmptyAttributeKey(i));
+        }
+        if !seen.insert(k) {
+            return Err(PayloadError::DuplicateAttributeKey(i));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `new` keeps every index of `old` with the same name (appending is allowed):
+/// records already written name attributes by index, so an index can never change meaning.
+pub fn check_append_only<A: AsRef<str>, B: AsRef<str>>(old: &[A], new: &[B]) -> Result<(), PayloadError> {
+    for (i, o) in old.iter().enumerate() {
+        match new.get(i) {
+            Some(n) if n.as_ref() == o.as_ref() => {}
+            _ => return Err(PayloadError::KeyMapChanged(i)),
+        }
+    }
+    Ok(())
+}
+
+/// Encodes the payload: the caller's resource attributes (plus this library's SDK name and
+/// version when not given), the schema version and the key map. Checks every rule that does not
+/// depend on what is already published.
+pub fn encode<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
+    resource: &[(K, V)],
+    key_map: &[S],
+) -> Result<Vec<u8>, PayloadError> {
+    check_key_map(key_map)?;
+    let mut resource_attrs = Vec::with_capacity(resource.len() + 2);
+    let mut seen = std::collections::HashSet::with_capacity(resource.len());
+    for (k, v) in resource {
+        let k = k.as_ref();
+        if k.is_empty() {
+            return Err(PayloadError::EmptyResourceKey);
+        }
+        if !seen.insert(k) {
+            return Err(PayloadError::DuplicateResourceKey(k.to_owned()));
+        }
+        resource_attrs.push(string_kv(k, v.as_ref()));
+    }
+    for (key, default) in [(SDK_NAME_KEY, DEFAULT_SDK_NAME), (SDK_VERSION_KEY, DEFAULT_SDK_VERSION)] {
+        if !seen.contains(key) {
+            resource_attrs.push(string_kv(key, default));
+        }
+    }
+    let key_values = key_map
+        .iter()
+        .map(|k| AnyValue {
+            value: Some(any_value::Value::StringValue(k.as_ref().to_owned())),
+        })
+        .collect();
+    let msg = ProcessContext {
+        resource: Some(Resource {
+            attributes: resource_attrs,
+        }),
+        attributes: vec![
+            string_kv(SCHEMA_VERSION_KEY, SCHEMA_VERSION),
+            KeyValue {
+                key: KEY_MAP_KEY.to_owned(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::ArrayValue(ArrayValue { values: key_values })),
+                }),
+            },
+        ],
+    };
+    let len = msg.encoded_len();
+    if len > OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE {
+        return Err(PayloadError::TooLarge(len));
+    }
+    Ok(msg.encode_to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string_of(v: &Option<AnyValue>) -> Option<&str> {
+        match v.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn round_trips_resource_schema_and_key_map() {
+        let bytes = encode(
+            &[("service.name", "svc"), ("telemetry.sdk.language", "dotnet")],
+            &["a", "b"],
+        )
+        .unwrap();
+        let msg = ProcessContext::decode(bytes.as_slice()).unwrap();
+        let res: Vec<(&str, &str)> = msg
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.as_str(), string_of(&kv.value).unwrap()))
+            .collect();
+        assert_eq!(
+            res,
+            [
+                ("service.name", "svc"),
+                ("telemetry.sdk.language", "dotnet"),
+                ("telemetry.sdk.name", DEFAULT_SDK_NAME),
+                ("telemetry.sdk.version", DEFAULT_SDK_VERSION),
+            ]
+        );
+        assert_eq!(msg.attributes[0].key, SCHEMA_VERSION_KEY);
+        assert_eq!(string_of(&msg.attributes[0].value), Some("tlsdesc_v1_dev"));
+        assert_eq!(msg.attributes[1].key, KEY_MAP_KEY);
+        let Some(any_value::Value::ArrayValue(arr)) = msg.attributes[1].value.as_ref().unwrap().value.as_ref() else {
+            panic!("key map is not an array: {:?}", msg.attributes[1]);
+        };
+        let keys: Vec<_> = arr
+            .values
+            .iter()
+            .map(|v| string_of(&Some(v.clone())).unwrap().to_owned())
+            .collect();
+        assert_eq!(keys, ["a", "b"]);
+    }
+
+    #[test]
+    fn caller_sdk_name_and_version_replace_the_defaults() {
+        let bytes = encode(
+            &[("telemetry.sdk.name", "x"), ("telemetry.sdk.version", "9")],
+            &[] as &[&str],
+        )
+        .unwrap();
+        let msg = ProcessContext::decode(bytes.as_slice()).unwrap();
+        let attrs = &msg.resource.unwrap().attributes;
+        assert_eq!(attrs.len(), 2);
+        assert_eq!(string_of(&attrs[0].value), Some("x"));
+        assert_eq!(string_of(&attrs[1].value), Some("9"));
+    }
+
+    #[test]
+    fn key_map_rules() {
+        let many: Vec<String> = (0..257).map(|i| format!("k{i}")).collect();
+        assert_eq!(check_key_map(&many[..256]), Ok(()));
+        assert_eq!(check_key_map(&many), Err(PayloadError::TooManyAttributeKeys(257)));
+        assert_eq!(check_key_map(&["a", ""]), Err(PayloadError::EmptyAttributeKey(1)));
+        assert_eq!(
+            check_key_map(&["a", "b", "a"]),
+            Err(PayloadError::DuplicateAttributeKey(2))
+        );
+        assert_eq!(check_append_only(&["a", "b"], &["a", "b", "c"]), Ok(()));
+        assert_eq!(
+            check_append_only(&["a", "b"], &["a", "x", "c"]),
+            Err(PayloadError::KeyMapChanged(1))
+        );
+        assert_eq!(
+            check_append_only(&["a", "b"], &["a"]),
+            Err(PayloadError::KeyMapChanged(1))
+        );
+    }
+
+    #[test]
+    fn resource_rules_and_size_limit() {
+        assert_eq!(
+            encode(&[("", "v")], &[] as &[&str]),
+            Err(PayloadError::EmptyResourceKey)
+        );
+        assert_eq!(
+            encode(&[("k", "1"), ("k", "2")], &[] as &[&str]),
+            Err(PayloadError::DuplicateResourceKey("k".into()))
+        );
+        let big = "x".repeat(OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE);
+        assert!(
+            matches!(encode(&[("k", big.as_str())], &[] as &[&str]), Err(PayloadError::TooLarge(n)) if n > OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE)
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The process context through its C API, checked by an independent reader
+//! (tests/process_context_reader): publish, find, decode, update, refuse, unpublish.
+
+mod process_context_reader;
+
+use otel_thread_ctx::process_context::ffi::{
+    otel_process_ctx_publish, otel_process_ctx_read_payload, otel_process_ctx_unpublish, otel_process_ctx_update,
+    OtelProcessCtxAttribute, OtelProcessCtxStatus as S,
+};
+use process_context_reader as reader;
+use std::ffi::CString;
+use std::os::raw::c_char;
+use std::sync::Mutex;
+
+/// The context is one per process and cargo runs tests on several threads.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// C-shaped arguments with the strings they point into.
+struct Args {
+    _strings: Vec<CString>,
+    attrs: Vec<OtelProcessCtxAttribute>,
+    keys: Vec<*const c_char>,
+}
+
+fn args(resource: &[(&str, &str)], keys: &[&str]) -> Args {
+    let mut strings = Vec::new();
+    let mut cstr = |s: &str| {
+        let c = CString::new(s).unwrap();
+        let p = c.as_ptr();
+        strings.push(c);
+        p
+    };
+    let attrs = resource
+        .iter()
+        .map(|(k, v)| OtelProcessCtxAttribute {
+            key: cstr(k),
+            value: cstr(v),
+        })
+        .collect();
+    let keys = keys.iter().map(|k| cstr(k)).collect();
+    Args {
+        _strings: strings,
+        attrs,
+        keys,
+    }
+}
+
+fn publish(resource: &[(&str, &str)], keys: &[&str]) -> S {
+    let a = args(resource, keys);
+    // Safety: the arrays and strings live in `a` for the call.
+    unsafe { otel_process_ctx_publish(a.attrs.as_ptr(), a.attrs.len(), a.keys.as_ptr(), a.keys.len()) }
+}
+
+fn update(resource: &[(&str, &str)], keys: &[&str]) -> S {
+    let a = args(resource, keys);
+    // Safety: as in `publish`.
+    unsafe { otel_process_ctx_update(a.attrs.as_ptr(), a.attrs.len(), a.keys.as_ptr(), a.keys.len()) }
+}
+
+fn read_payload() -> Result<Vec<u8>, S> {
+    let mut size = 0usize;
+    // Safety: a NULL buffer with capacity 0 asks for the size.
+    let s = unsafe { otel_process_ctx_read_payload(std::ptr::null_mut(), 0, &mut size) };
+    if s != S::BufferTooSmall {
+        return Err(s);
+    }
+    let mut buf = vec![0u8; size];
+    // Safety: `buf` has `size` writable bytes.
+    let s = unsafe { otel_process_ctx_read_payload(buf.as_mut_ptr(), buf.len(), &mut size) };
+    assert_eq!((s, size), (S::Ok, buf.len()));
+    Ok(buf)
+}
+
+const RESOURCE: [(&str, &str); 5] = [
+    ("service.name", "checkout"),
+    ("service.instance.id", "3c1f6a52-0d64-4c3e-9d55-2d8a0e6f7b11"),
+    ("deployment.environment.name", "staging"),
+    ("telemetry.sdk.language", "cpp"),
+    ("telemetry.sdk.version", "1.2.3"),
+];
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn publish_find_decode_update_unpublish() {
+    let _g = serial();
+    assert!(
+        reader::find_mappings().is_empty(),
+        "a context is left over: {:?}",
+        reader::find_mappings()
+    );
+    let before = reader::boottime_ns();
+    assert_eq!(publish(&RESOURCE, &["http_route", "http_method"]), S::Ok);
+
+    let m = reader::the_mapping();
+    assert!(!m.perms.contains('x'), "mapping must not be executable: {m:?}");
+    assert!(m.perms.starts_with("r"), "{m:?}");
+    let (h1, payload) = reader::read_context(m.start);
+    assert!(
+        h1.published_at_ns >= before && h1.published_at_ns <= reader::boottime_ns(),
+        "{h1:?} vs {before}"
+    );
+    assert_eq!(
+        read_payload().unwrap(),
+        payload,
+        "read-back helper disagrees with the mapping"
+    );
+
+    let d = reader::decode(&payload);
+    let mut expected: Vec<(String, String)> = RESOURCE.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    // The caller gave a version but no SDK name: the library's name fills in.
+    expected.push(("telemetry.sdk.name".into(), "otel-thread-ctx".into()));
+    assert_eq!(d.resource, expected);
+    assert_eq!(d.schema_version.as_deref(), Some("tlsdesc_v1_dev"));
+    assert_eq!(d.key_map, Some(strings(&["http_route", "http_method"])));
+
+    // Update: appended key, changed resource; same mapping and name, strictly later timestamp.
+    let mut resource2 = RESOURCE;
+    resource2[2] = ("deployment.environment.name", "production");
+    assert_eq!(update(&resource2, &["http_route", "http_method", "user_id"]), S::Ok);
+    let m2 = reader::the_mapping();
+    assert_eq!(m2, m, "update must keep the mapping and its name");
+    let (h2, payload2) = reader::read_context(m.start);
+    assert!(h2.published_at_ns > h1.published_at_ns, "{h2:?} !> {h1:?}");
+    let d2 = reader::decode(&payload2);
+    assert_eq!(
+        reader::resource_value(&d2, "deployment.environment.name"),
+        Some("production")
+    );
+    assert_eq!(d2.key_map, Some(strings(&["http_route", "http_method", "user_id"])));
+    assert_eq!(read_payload().unwrap(), payload2);
+
+    // Back-to-back updates inside one clock tick still get strictly larger timestamps.
+    let mut last = h2.published_at_ns;
+    for _ in 0..200 {
+        assert_eq!(update(&resource2, &["http_route", "http_method", "user_id"]), S::Ok);
+        let t = reader::read_header(m.start).published_at_ns;
+        assert!(t > last, "{t} !> {last}");
+        last = t;
+    }
+
+    assert_eq!(publish(&RESOURCE, &[]), S::AlreadyPublished);
+    assert_eq!(otel_process_ctx_unpublish(), S::Ok);
+    assert!(
+        reader::find_mappings().is_empty(),
+        "unpublish left {:?}",
+        reader::find_mappings()
+    );
+    assert_eq!(read_payload(), Err(S::NotPublished));
+    assert_eq!(update(&RESOURCE, &[]), S::NotPublished);
+    assert_eq!(otel_process_ctx_unpublish(), S::NotPublished);
+
+    // And it can be published again afterwards.
+    assert_eq!(publish(&[("service.name", "again")], &[]), S::Ok);
+    let d3 = reader::decode(&reader::read_context(reader::the_mapping().start).1);
+    assert_eq!(reader::resource_value(&d3, "service.name"), Some("again"));
+    assert_eq!(d3.key_map, Some(vec![]));
+    assert_eq!(otel_process_ctx_unpublish(), S::Ok);
+}
+
+#[test]
+fn refused_updates_leave_the_published_context_intact() {
+    let _g = serial();
+    let keys = ["datadog.local_root_span_id", "http_route", "http_method"];
+    assert_eq!(publish(&[("service.name", "svc")], &keys), S::Ok);
+    let m = reader::the_mapping();
+    let snapshot = reader::read_context(m.start);
+
+    let too_many: Vec<String> = (0..257).map(|i| format!("k{i}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let huge = "v".repeat(64 * 1024);
+    /// What is tried, the status it must get, the resource attributes and the key map.
+    type Case<'a> = (&'a str, S, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "rename index 1",
+            S::KeyMapChanged,
+            vec![],
+            vec![keys[0], "route", keys[2]],
+        ),
+        ("drop the last index", S::KeyMapChanged, vec![], keys[..2].to_vec()),
+        ("drop every index", S::KeyMapChanged, vec![], vec![]),
+        (
+            "swap two indexes",
+            S::KeyMapChanged,
+            vec![],
+            vec![keys[0], keys[2], keys[1]],
+        ),
+        ("257 keys", S::TooManyAttributeKeys, vec![], too_many.clone()),
+        ("empty key", S::EmptyAttributeKey, vec![], [&keys[..], &[""]].concat()),
+        (
+            "duplicate key",
+            S::DuplicateAttributeKey,
+            vec![],
+            [&keys[..], &["http_route"]].concat(),
+        ),
+        (
+            "empty resource key",
+            S::EmptyResourceKey,
+            vec![("", "x")],
+            keys.to_vec(),
+        ),
+        (
+            "duplicate resource key",
+            S::DuplicateResourceKey,
+            vec![("a", "1"), ("a", "2")],
+            keys.to_vec(),
+        ),
+        (
+            "payload over 64 KiB",
+            S::PayloadTooLarge,
+            vec![("service.name", huge.as_str())],
+            keys.to_vec(),
+        ),
+    ];
+    for (what, want, resource, key_map) in &cases {
+        assert_eq!(update(resource, key_map), *want, "{what}");
+        assert_eq!(reader::the_mapping(), m, "{what}");
+        assert_eq!(
+            reader::read_context(m.start),
+            snapshot,
+            "{what} disturbed the published context"
+        );
+    }
+
+    // Pointer and encoding errors are reported, not crashed on.
+    let bad_utf8 = [b'a', 0xff, 0];
+    let attr = [OtelProcessCtxAttribute {
+        key: c"service.name".as_ptr(),
+        value: bad_utf8.as_ptr().cast(),
+    }];
+    let null_value = [OtelProcessCtxAttribute {
+        key: c"service.name".as_ptr(),
+        value: std::ptr::null(),
+    }];
+    let null_key: [*const c_char; 1] = [std::ptr::null()];
+    let bad_key: [*const c_char; 1] = [bad_utf8.as_ptr().cast()];
+    // Safety: every pointer is NULL or points to a NUL-terminated string or an array of the count.
+    unsafe {
+        assert_eq!(
+            otel_process_ctx_update(attr.as_ptr(), 1, std::ptr::null(), 0),
+            S::InvalidUtf8
+        );
+        assert_eq!(
+            otel_process_ctx_update(null_value.as_ptr(), 1, std::ptr::null(), 0),
+            S::NullArgument
+        );
+        assert_eq!(
+            otel_process_ctx_update(std::ptr::null(), 0, null_key.as_ptr(), 1),
+            S::NullArgument
+        );
+        assert_eq!(
+            otel_process_ctx_update(std::ptr::null(), 0, bad_key.as_ptr(), 1),
+            S::InvalidUtf8
+        );
+        assert_eq!(
+            otel_process_ctx_update(std::ptr::null(), 2, std::ptr::null(), 0),
+            S::NullArgument
+        );
+        assert_eq!(
+            otel_process_ctx_publish(std::ptr::null(), 0, std::ptr::null(), 3),
+            S::NullArgument
+        );
+        assert_eq!(
+            otel_process_ctx_read_payload(std::ptr::null_mut(), 0, std::ptr::null_mut()),
+            S::NullArgument
+        );
+        assert_eq!(
+            otel_process_ctx_read_payload(std::ptr::null_mut(), 8, &mut 0),
+            S::NullArgument
+        );
+        let mut small = [0u8; 4];
+        let mut size = 0;
+        assert_eq!(
+            otel_process_ctx_read_payload(small.as_mut_ptr(), 4, &mut size),
+            S::BufferTooSmall
+        );
+        assert_eq!(size, snapshot.1.len());
+        assert_eq!(small, [0; 4], "nothing is copied into a buffer that is too small");
+    }
+    assert_eq!(reader::read_context(m.start), snapshot);
+
+    // Exactly 256 keys, extending the published ones, is accepted.
+    let mut full: Vec<String> = strings(&keys);
+    full.extend((3..256).map(|i| format!("k{i}")));
+    let full: Vec<&str> = full.iter().map(String::as_str).collect();
+    assert_eq!(update(&[("service.name", "svc")], &full), S::Ok);
+    let d = reader::decode(&reader::read_context(m.start).1);
+    assert_eq!(d.key_map.as_ref().map(Vec::len), Some(256));
+    assert_eq!(d.key_map.unwrap()[..3], strings(&keys)[..]);
+    assert_eq!(otel_process_ctx_unpublish(), S::Ok);
+}
+
+#[test]
+fn concurrent_updates_keep_the_context_readable() {
+    let _g = serial();
+    assert_eq!(publish(&[("service.name", "svc")], &["a"]), S::Ok);
+    let m = reader::the_mapping();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                for i in 0..200 {
+                    let v = format!("{t}-{i}");
+                    assert_eq!(update(&[("service.name", v.as_str())], &["a", "b"]), S::Ok);
+                }
+            });
+        }
+    });
+    let d = reader::decode(&reader::read_context(m.start).1);
+    assert_eq!(d.key_map, Some(strings(&["a", "b"])));
+    assert_eq!(otel_process_ctx_unpublish(), S::Ok);
+}
