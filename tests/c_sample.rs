@@ -75,9 +75,16 @@ fn run_and_check(program: &str, tunables: Option<&str>, placement: &str) {
             .chain([(3 * 16 + index) as u8]));
         assert_eq!(field(line, "trace_id"), trace, "{line}");
         assert_eq!(field(line, "span_id"), span, "{line}");
-        assert_eq!(field(line, "flags"), if index % 2 == 0 { "1" } else { "0" }, "{line}");
+        assert_eq!(
+            field(line, "flags"),
+            if index.is_multiple_of(2) { "1" } else { "0" },
+            "{line}"
+        );
         assert_eq!(field(line, "http_route"), format!("/orders/{index}"));
-        assert_eq!(field(line, "http_method"), if index % 2 == 0 { "GET" } else { "POST" });
+        assert_eq!(
+            field(line, "http_method"),
+            if index.is_multiple_of(2) { "GET" } else { "POST" }
+        );
     }
     seen.sort();
     assert_eq!(seen, (0..THREADS).collect::<Vec<_>>());
