@@ -10,7 +10,14 @@
  * is loaded the way .NET loads it: after start-up, where glibc may place its TLS in the static
  * surplus or, with GLIBC_TUNABLES=glibc.rtld.optional_static_tls=0, in dynamic (DTV) TLS.
  *
- * Output: one JSON line per thread, read back through the thread's otel_thread_ctx_v1 slot:
+ * Before the threads start, the process context is published (OTEP 4719): the service name and
+ * the attribute key map, whose positions are the key indexes the threads write, so a profiler
+ * can name their attributes. It is removed at the end.
+ *
+ * Output: one JSON line for the process context, as published and found in /proc/self/maps:
+ *   {"pid":1,"process_context":{"mapping":"/memfd:OTEL_CTX (deleted)","payload_size":200,
+ *    "service.name":"otel-thread-ctx-sample","attribute_key_map":["http_route",...]}}
+ * then one JSON line per thread, read back through the thread's otel_thread_ctx_v1 slot:
  *   {"pid":1,"tid":2,"trace_id":"<32 hex>","span_id":"<16 hex>","flags":1,"attributes":{...}}
  * Exit status 0 when every step succeeded and no record is left allocated.
  */
@@ -27,6 +34,7 @@
 /* Attribute key indexes: positions in the process context's threadlocal.attribute_key_map. */
 enum { KEY_HTTP_ROUTE = 0, KEY_HTTP_METHOD = 1, KEY_WORKER_ID = 2, KEY_COUNT = 3 };
 static const char *const KEY_NAMES[KEY_COUNT] = {"http_route", "http_method", "worker_id"};
+static const char SERVICE_NAME[] = "otel-thread-ctx-sample";
 
 static int hold_seconds = 0;
 static pthread_barrier_t published;
@@ -56,6 +64,53 @@ static int print_published(void) {
   printf("}}\n");
   fflush(stdout);
   pthread_mutex_unlock(&print_lock);
+  return 0;
+}
+
+/* The name under which /proc/self/maps lists the OTEL_CTX mapping, or "" if it is not there. */
+static void find_mapping_name(char *name, size_t size) {
+  static const char *const names[] = {"/memfd:OTEL_CTX (deleted)", "[anon:OTEL_CTX]", "[anon_shmem:OTEL_CTX]"};
+  char line[512];
+  name[0] = '\0';
+  FILE *maps = fopen("/proc/self/maps", "r");
+  if (maps == NULL) return;
+  while (name[0] == '\0' && fgets(line, sizeof line, maps) != NULL) {
+    line[strcspn(line, "\n")] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+      size_t len = strlen(line), n = strlen(names[i]);
+      if (len >= n && strcmp(line + len - n, names[i]) == 0) snprintf(name, size, "%s", names[i]);
+    }
+  }
+  fclose(maps);
+}
+
+/* Publishes the process context: who this process is, and the names of the attribute key
+ * indexes the threads write (KEY_NAMES[i] names index i), then prints what was published. */
+static int publish_process_context(void) {
+  char instance_id[32];
+  snprintf(instance_id, sizeof instance_id, "sample-%d", (int)getpid());
+  const OtelProcessCtxAttribute resource[] = {
+      {"service.name", SERVICE_NAME},
+      {"service.instance.id", instance_id},
+      {"deployment.environment.name", "example"},
+  };
+  OtelProcessCtxStatus status =
+      otel_process_ctx_publish(resource, sizeof resource / sizeof resource[0], KEY_NAMES, KEY_COUNT);
+  if (status != OTEL_PROCESS_CTX_STATUS_OK) {
+    fprintf(stderr, "otel_process_ctx_publish failed: %d\n", (int)status);
+    return -1;
+  }
+  size_t payload_size = 0;
+  if (otel_process_ctx_read_payload(NULL, 0, &payload_size) != OTEL_PROCESS_CTX_STATUS_BUFFER_TOO_SMALL) return -1;
+  char mapping[64];
+  find_mapping_name(mapping, sizeof mapping);
+  if (mapping[0] == '\0') return -1;
+  printf("{\"pid\":%d,\"process_context\":{\"mapping\":\"%s\",\"payload_size\":%zu,\"service.name\":\"%s\","
+         "\"attribute_key_map\":[",
+         (int)getpid(), mapping, payload_size, SERVICE_NAME);
+  for (int i = 0; i < KEY_COUNT; i++) printf("%s\"%s\"", i ? "," : "", KEY_NAMES[i]);
+  printf("]}}\n");
+  fflush(stdout);
   return 0;
 }
 
@@ -120,6 +175,9 @@ int otel_sample_main(int argc, char **argv) {
   }
   fprintf(stderr, "%s\n", msg);
 
+  /* Before any thread writes attributes: readers wait for the key map to name them. */
+  if (publish_process_context() != 0) return 1;
+
   pthread_barrier_init(&published, NULL, (unsigned)threads);
   pthread_t *ids = calloc((size_t)threads, sizeof *ids);
   if (ids == NULL) return 1;
@@ -134,6 +192,7 @@ int otel_sample_main(int argc, char **argv) {
   pthread_barrier_destroy(&published);
 
   size_t leaked = otel_thread_ctx_live_records();
+  if (otel_process_ctx_unpublish() != OTEL_PROCESS_CTX_STATUS_OK) failures++;
   if (failures || leaked) {
     fprintf(stderr, "%d thread(s) failed, %zu record(s) still allocated\n", failures, leaked);
     return 1;

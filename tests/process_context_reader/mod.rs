@@ -21,7 +21,12 @@ pub struct Found {
 
 /// Every mapping of this process named as the spec says.
 pub fn find_mappings() -> Vec<Found> {
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+    find_mappings_of("self")
+}
+
+/// Every mapping of process `pid` ("self" or a number) named as the spec says.
+pub fn find_mappings_of(pid: &str) -> Vec<Found> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read /proc/PID/maps");
     maps.lines()
         .filter_map(|line| {
             let name = MAPPING_NAMES.iter().find(|n| line.ends_with(*n))?;
@@ -39,7 +44,12 @@ pub fn find_mappings() -> Vec<Found> {
 
 /// The only OTEL_CTX mapping; panics if there is none or several.
 pub fn the_mapping() -> Found {
-    let found = find_mappings();
+    the_mapping_of("self")
+}
+
+/// The only OTEL_CTX mapping of process `pid`; panics if there is none or several.
+pub fn the_mapping_of(pid: &str) -> Found {
+    let found = find_mappings_of(pid);
     assert_eq!(found.len(), 1, "expected one OTEL_CTX mapping, found {found:?}");
     found.into_iter().next().unwrap()
 }
@@ -56,14 +66,23 @@ pub struct Header {
 
 /// Copies `len` bytes at `addr` of this process through /proc/self/mem, as a profiler would.
 pub fn read_mem(addr: u64, len: usize) -> Vec<u8> {
-    let mem = std::fs::File::open("/proc/self/mem").expect("open /proc/self/mem");
+    read_mem_of("self", addr, len)
+}
+
+/// Copies `len` bytes at `addr` of process `pid` through /proc/PID/mem.
+pub fn read_mem_of(pid: &str, addr: u64, len: usize) -> Vec<u8> {
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
     let mut buf = vec![0u8; len];
     mem.read_exact_at(&mut buf, addr).expect("read /proc/self/mem");
     buf
 }
 
 pub fn read_header(addr: u64) -> Header {
-    let b = read_mem(addr, 32);
+    read_header_of("self", addr)
+}
+
+pub fn read_header_of(pid: &str, addr: u64) -> Header {
+    let b = read_mem_of(pid, addr, 32);
     Header {
         signature: b[0..8].try_into().unwrap(),
         version: u32::from_ne_bytes(b[8..12].try_into().unwrap()),
@@ -76,13 +95,18 @@ pub fn read_header(addr: u64) -> Header {
 /// Header and payload bytes, checked as a reader checks them (signature, version, size limit,
 /// non-zero timestamp, the timestamp unchanged after copying the payload).
 pub fn read_context(addr: u64) -> (Header, Vec<u8>) {
-    let h = read_header(addr);
+    read_context_of("self", addr)
+}
+
+/// [`read_context`] for process `pid`.
+pub fn read_context_of(pid: &str, addr: u64) -> (Header, Vec<u8>) {
+    let h = read_header_of(pid, addr);
     assert_eq!(&h.signature, b"OTEL_CTX");
     assert_eq!(h.version, 2);
     assert!(h.payload_size > 0 && h.payload_size <= 64 * 1024, "{h:?}");
     assert_ne!(h.published_at_ns, 0, "not published: {h:?}");
-    let payload = read_mem(h.payload, h.payload_size as usize);
-    assert_eq!(read_header(addr), h, "header changed while reading");
+    let payload = read_mem_of(pid, h.payload, h.payload_size as usize);
+    assert_eq!(read_header_of(pid, addr), h, "header changed while reading");
     (h, payload)
 }
 
