@@ -1,0 +1,22 @@
+//! otel-ctx-dump: reads a live process's OpenTelemetry process context (OTEP 4719) and every
+//! thread's span context (OTEP 4947) from outside, the way the OpenTelemetry eBPF profiler does.
+//!
+//! It shares no code with the writer (the otel-thread-ctx crate): records and payloads are
+//! decoded here from the specifications, which makes it an independent end-to-end check.
+//!
+//! Flow: [`maps`] lists the mappings; [`elf`] finds the modules exporting `otel_thread_ctx_v1`
+//! and their access model; [`inspect`] resolves each module's slot from its live GOT, stops each
+//! thread briefly ([`ptrace`]) for its thread pointer, follows the slot and decodes the
+//! [`record`]; [`process_context`] finds and decodes the process context; [`output`] renders.
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!("otel-ctx-dump reads x86-64 Linux processes (glibc TLS layout) only.");
+
+pub mod cli;
+pub mod elf;
+pub mod inspect;
+pub mod maps;
+pub mod output;
+pub mod process_context;
+pub mod ptrace;
+pub mod record;

@@ -1,0 +1,176 @@
+//! `/proc/PID/maps` parsing and reading another process's memory.
+
+use std::io;
+
+/// One line of `/proc/PID/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub perms: String,
+    pub offset: u64,
+    pub dev: String,
+    pub inode: u64,
+    /// Path or pseudo-name (`[heap]`, `[anon:NAME]`, `/memfd:NAME (deleted)`); may be empty.
+    pub path: String,
+}
+
+/// Parses one maps line; `None` if it is not in the kernel's format.
+pub fn parse_line(line: &str) -> Option<Mapping> {
+    let mut rest = line;
+    let mut field = || {
+        let t = rest.trim_start_matches(' ');
+        let end = t.find(' ').unwrap_or(t.len());
+        let (f, r) = t.split_at(end);
+        rest = r;
+        f
+    };
+    let range = field();
+    let perms = field().to_owned();
+    let offset = u64::from_str_radix(field(), 16).ok()?;
+    let dev = field().to_owned();
+    let inode = field().parse().ok()?;
+    let (start, end) = range.split_once('-')?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    if perms.len() != 4 || end < start {
+        return None;
+    }
+    // The path starts after padding spaces; it may itself contain spaces.
+    let path = rest.trim_start_matches(' ').trim_end_matches('\n').to_owned();
+    Some(Mapping {
+        start,
+        end,
+        perms,
+        offset,
+        dev,
+        inode,
+        path,
+    })
+}
+
+/// Parses a whole maps file, skipping lines it does not understand.
+pub fn parse(text: &str) -> Vec<Mapping> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+/// Reads `/proc/PID/maps`.
+pub fn read(pid: i32) -> io::Result<Vec<Mapping>> {
+    Ok(parse(&std::fs::read_to_string(format!("/proc/{pid}/maps"))?))
+}
+
+/// Something other processes' memory can be read from.
+pub trait Memory {
+    /// Fills `buf` from `addr`, entirely or not at all.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    fn read_u64(&self, addr: u64) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_ne_bytes(b))
+    }
+
+    /// Reads up to `len` bytes: the longest readable prefix (a record near the end of a mapping).
+    fn read_prefix(&self, addr: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        if self.read(addr, &mut buf).is_ok() {
+            return Ok(buf);
+        }
+        // Stop at the page boundary that failed.
+        let page = 4096u64;
+        let first_page_end = (addr / page + 1) * page;
+        let mut readable = 0usize;
+        let mut chunk_end = first_page_end.min(addr + len as u64);
+        while readable < len {
+            let n = (chunk_end - (addr + readable as u64)) as usize;
+            if self
+                .read(addr + readable as u64, &mut buf[readable..readable + n])
+                .is_err()
+            {
+                break;
+            }
+            readable += n;
+            chunk_end = (chunk_end + page).min(addr + len as u64);
+        }
+        if readable == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("no bytes readable at {addr:#x}"),
+            ));
+        }
+        buf.truncate(readable);
+        Ok(buf)
+    }
+}
+
+/// The memory of a live process, through `process_vm_readv`.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessMemory {
+    pub pid: i32,
+}
+
+impl Memory for ProcessMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // Safety: `local` describes `buf`, which is valid for writes of its length for the whole
+        // call; `remote` is only dereferenced by the kernel, in the other process.
+        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n as usize != buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("read {n} of {} bytes at {addr:#x}", buf.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kernel_lines() {
+        let text = "\
+55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1234                       /usr/bin/sample
+7f1e2c000000-7f1e2c001000 rw-p 00000000 00:01 77                         /memfd:OTEL_CTX (deleted)
+7f1e2c100000-7f1e2c101000 rw-p 00000000 00:00 0                          [anon:OTEL_CTX]
+7ffd1000-7ffd2000 rw-p 00000000 00:00 0 
+garbage
+";
+        let m = parse(text);
+        assert_eq!(m.len(), 4);
+        assert_eq!(m[0].start, 0x55d0c0a00000);
+        assert_eq!(m[0].path, "/usr/bin/sample");
+        assert_eq!(m[0].inode, 1234);
+        assert_eq!(m[1].path, "/memfd:OTEL_CTX (deleted)");
+        assert_eq!(m[2].path, "[anon:OTEL_CTX]");
+        assert_eq!(m[3].path, "");
+        assert_eq!(m[3].perms, "rw-p");
+    }
+
+    #[test]
+    fn reads_own_memory_and_fails_on_unmapped() {
+        let data = *b"hello, memory";
+        let mem = ProcessMemory {
+            pid: std::process::id() as i32,
+        };
+        let mut out = [0u8; 13];
+        mem.read(data.as_ptr() as u64, &mut out).unwrap();
+        assert_eq!(&out, &data);
+        assert!(mem.read(8, &mut out).is_err());
+    }
+}

@@ -1,0 +1,469 @@
+//! Text and JSON renderings of a snapshot, and the exit codes.
+
+use crate::elf::SYMBOL;
+use crate::inspect::{ContextStatus, Module, Resolution, SlotRead, Snapshot, ThreadReport};
+use crate::process_context::{ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
+use crate::record::{hex, Record};
+use std::fmt::Write;
+
+/// Exit codes of `otel-ctx-dump` (documented in `--help` and the README).
+pub mod exit {
+    /// Process context and at least one module exporting the slot were found.
+    pub const OK: i32 = 0;
+    /// Any other failure.
+    pub const FAILURE: i32 = 1;
+    /// Bad command line.
+    pub const USAGE: i32 = 2;
+    pub const NO_SUCH_PROCESS: i32 = 3;
+    /// Not allowed to read the process (same user with ptrace allowed, or CAP_SYS_PTRACE).
+    pub const PERMISSION_DENIED: i32 = 4;
+    /// No mapped module exports `otel_thread_ctx_v1` (the process context, if any, is printed).
+    pub const NO_MODULE: i32 = 5;
+    /// Threads were read, but the process context is absent or invalid.
+    pub const NO_PROCESS_CONTEXT: i32 = 6;
+    /// Stopped by SIGINT/SIGTERM (every thread was released first).
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// The exit code a snapshot calls for.
+pub fn exit_code(s: &Snapshot) -> i32 {
+    if !s.threads.is_empty()
+        && s.threads
+            .iter()
+            .all(|t| t.error.as_deref().is_some_and(|e| e.starts_with("permission denied")))
+    {
+        exit::PERMISSION_DENIED
+    } else if s.modules.is_empty() {
+        exit::NO_MODULE
+    } else if !matches!(s.process_context, ContextStatus::Present { .. }) {
+        exit::NO_PROCESS_CONTEXT
+    } else {
+        exit::OK
+    }
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_opt_str(s: Option<&str>) -> String {
+    s.map_or_else(|| "null".to_owned(), json_str)
+}
+
+fn json_value(v: &Value) -> String {
+    match v {
+        Value::Empty => "null".into(),
+        Value::Str(s) => json_str(s),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Double(d) if d.is_finite() => format!("{d:?}"),
+        Value::Double(d) => json_str(&d.to_string()),
+        Value::Array(items) => format!("[{}]", items.iter().map(json_value).collect::<Vec<_>>().join(",")),
+        Value::KvList(items) => json_kvs(items),
+        Value::Bytes(b) => json_str(&hex(b)),
+    }
+}
+
+fn json_kvs(items: &[(String, Value)]) -> String {
+    let parts: Vec<String> = items
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_value(v)))
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+pub fn json_context(status: &ContextStatus) -> String {
+    match status {
+        ContextStatus::Absent => r#"{"status":"absent"}"#.into(),
+        ContextStatus::Invalid { mapping, addr, error } => format!(
+            r#"{{"status":"invalid","mapping":{},"address":"{addr:#x}","error":{}}}"#,
+            json_str(mapping),
+            json_str(error)
+        ),
+        ContextStatus::Present {
+            mapping,
+            addr,
+            header,
+            context,
+        } => {
+            let key_map = match &context.key_map {
+                Some(m) => format!(
+                    "[{}]",
+                    m.iter()
+                        .map(|k| json_opt_str(k.as_deref()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                None => "null".into(),
+            };
+            format!(
+                r#"{{"status":"present","mapping":{},"address":"{addr:#x}","published_at_ns":{},"payload_size":{},"resource":{},"attributes":{},"schema_version":{},"attribute_key_map":{key_map},"problems":[{}]}}"#,
+                json_str(mapping),
+                header.published_at_ns,
+                header.payload_size,
+                json_kvs(&context.resource),
+                json_kvs(&context.attributes),
+                json_opt_str(context.schema_version.as_deref()),
+                context
+                    .problems
+                    .iter()
+                    .map(|p| json_str(p))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        }
+    }
+}
+
+pub fn json_module(m: &Module) -> String {
+    let resolution = match &m.resolution {
+        Ok(Resolution::StaticOffset(o)) => format!(r#""resolution":"static","tp_offset":{o}"#),
+        Ok(Resolution::Dynamic { module_id, offset, .. }) => {
+            format!(r#""resolution":"dynamic","tls_module_id":{module_id},"tls_offset":{offset}"#)
+        }
+        Err(e) => format!(r#""resolution":null,"error":{}"#, json_str(e)),
+    };
+    format!(
+        r#"{{"path":{},"access_model":"{}","load_bias":"{:#x}","symbol_offset":{},"main_executable":{},{resolution},"warnings":[{}]}}"#,
+        json_str(&m.path),
+        m.model,
+        m.load_bias,
+        m.export.st_value,
+        m.is_main_executable,
+        m.warnings().iter().map(|w| json_str(w)).collect::<Vec<_>>().join(","),
+    )
+}
+
+/// The state word of a slot read, shared by both renderings.
+pub fn state_word(read: &SlotRead) -> &'static str {
+    match read {
+        SlotRead::NoSlot(_) => "no_slot",
+        SlotRead::NoContext => "no_context",
+        SlotRead::Record { record, .. } if !record.is_valid() => "being_updated",
+        SlotRead::Record { record, .. } if record.header.is_idle() => "idle",
+        SlotRead::Record { .. } => "active",
+        SlotRead::Error(_) => "error",
+    }
+}
+
+fn json_record(record: &Record, key: &dyn Fn(u8) -> Option<String>) -> String {
+    let attrs: Vec<String> = record
+        .attributes
+        .iter()
+        .map(|a| {
+            format!(
+                r#"{{"index":{},"key":{},"value":{},"invalid_utf8":{}}}"#,
+                a.key_index,
+                json_opt_str(key(a.key_index).as_deref()),
+                json_str(&a.value),
+                a.invalid_utf8
+            )
+        })
+        .collect();
+    format!(
+        r#""trace_id":"{}","span_id":"{}","flags":{},"valid":{},"attrs_data_size":{},"attributes":[{}],"truncated":{}"#,
+        hex(&record.header.trace_id),
+        hex(&record.header.span_id),
+        record.header.trace_flags,
+        record.header.valid,
+        record.header.attrs_data_size,
+        attrs.join(","),
+        json_opt_str(record.truncated.as_ref().map(|t| t.to_string()).as_deref()),
+    )
+}
+
+/// JSON objects for one thread: one per module read (or one for a thread-level error).
+pub fn json_thread_entries(s: &Snapshot, t: &ThreadReport) -> Vec<String> {
+    let head = format!(r#""tid":{},"name":{}"#, t.tid, json_str(&t.name));
+    if let Some(e) = &t.error {
+        return vec![format!(r#"{{{head},"state":"error","detail":{}}}"#, json_str(e))];
+    }
+    if t.reads.is_empty() {
+        return vec![format!(r#"{{{head},"state":"no_module"}}"#)];
+    }
+    let key = |i: u8| s.key_name(i).map(str::to_owned);
+    t.reads
+        .iter()
+        .map(|(module, read)| {
+            let body = match read {
+                SlotRead::NoSlot(d) | SlotRead::Error(d) => format!(r#","detail":{}"#, json_str(d)),
+                SlotRead::NoContext => String::new(),
+                SlotRead::Record { addr, record } => {
+                    format!(r#","record_address":"{addr:#x}",{}"#, json_record(record, &key))
+                }
+            };
+            format!(r#"{{{head},"module":{module},"state":"{}"{body}}}"#, state_word(read))
+        })
+        .collect()
+}
+
+/// The whole snapshot as one JSON object.
+pub fn json(s: &Snapshot) -> String {
+    let modules: Vec<String> = s.modules.iter().map(json_module).collect();
+    let threads: Vec<String> = s.threads.iter().flat_map(|t| json_thread_entries(s, t)).collect();
+    format!(
+        r#"{{"pid":{},"command":{},"symbol":"{SYMBOL}","process_context":{},"modules":[{}],"module_errors":[{}],"threads":[{}],"exit_code":{}}}"#,
+        s.pid,
+        json_str(&s.command),
+        json_context(&s.process_context),
+        modules.join(","),
+        s.module_errors
+            .iter()
+            .map(|e| json_str(e))
+            .collect::<Vec<_>>()
+            .join(","),
+        threads.join(","),
+        exit_code(s),
+    )
+}
+
+fn attribute_text(s: &Snapshot, record: &Record) -> String {
+    let mut parts: Vec<String> = record
+        .attributes
+        .iter()
+        .map(|a| {
+            let name = s
+                .key_name(a.key_index)
+                .map_or_else(|| format!("#{}", a.key_index), str::to_owned);
+            let bad = if a.invalid_utf8 { " (invalid UTF-8)" } else { "" };
+            format!("{name}={:?}{bad}", a.value)
+        })
+        .collect();
+    if let Some(t) = &record.truncated {
+        parts.push(format!("[truncated: {t}]"));
+    }
+    parts.join(" ")
+}
+
+/// One thread row's text after the tid and name columns.
+pub fn thread_read_text(s: &Snapshot, read: &SlotRead) -> String {
+    match read {
+        SlotRead::NoSlot(d) => format!("(no TLS slot yet: {d})"),
+        SlotRead::NoContext => "(no context)".into(),
+        SlotRead::Error(e) => format!("(error: {e})"),
+        SlotRead::Record { record, .. } if !record.is_valid() => {
+            format!("(being updated: valid={}, record not trusted)", record.header.valid)
+        }
+        SlotRead::Record { record, .. } => {
+            let ids = if record.header.is_idle() {
+                format!("{:<32}  {:<16}", "(attached, no active span)", "")
+            } else {
+                format!("{}  {}", hex(&record.header.trace_id), hex(&record.header.span_id))
+            };
+            format!(
+                "{ids}  {:02x}     {}",
+                record.header.trace_flags,
+                attribute_text(s, record)
+            )
+            .trim_end()
+            .to_owned()
+        }
+    }
+}
+
+fn value_list(out: &mut String, items: &[(String, Value)], indent: &str) {
+    for (k, v) in items {
+        let _ = writeln!(out, "{indent}{k} = {v}");
+    }
+}
+
+pub fn context_text(out: &mut String, status: &ContextStatus) {
+    match status {
+        ContextStatus::Absent => {
+            let _ = writeln!(
+                out,
+                "process context: absent (no OTEL_CTX mapping); attribute names cannot be resolved"
+            );
+        }
+        ContextStatus::Invalid { mapping, addr, error } => {
+            let _ = writeln!(out, "process context: INVALID at {addr:#x} ({mapping}): {error}");
+        }
+        ContextStatus::Present {
+            mapping,
+            addr,
+            header,
+            context,
+        } => {
+            let _ = writeln!(
+                out,
+                "process context: {mapping} at {addr:#x}, version {}, {}-byte payload, published at {}.{:09}s (boot time)",
+                header.version,
+                header.payload_size,
+                header.published_at_ns / 1_000_000_000,
+                header.published_at_ns % 1_000_000_000
+            );
+            context_body(out, context);
+        }
+    }
+}
+
+fn context_body(out: &mut String, c: &ProcessContext) {
+    let _ = writeln!(out, "  resource:");
+    if c.resource.is_empty() {
+        let _ = writeln!(out, "    (none)");
+    }
+    value_list(out, &c.resource, "    ");
+    let _ = writeln!(
+        out,
+        "  schema version: {}",
+        c.schema_version.as_deref().unwrap_or("(absent)")
+    );
+    match &c.key_map {
+        Some(m) => {
+            let keys: Vec<String> = m
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("{i}={}", k.as_deref().unwrap_or("(not a string)")))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  key map: {}",
+                if keys.is_empty() {
+                    "(empty)".into()
+                } else {
+                    keys.join(" ")
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  key map: (absent)");
+        }
+    }
+    let others: Vec<(String, Value)> = c
+        .attributes
+        .iter()
+        .filter(|(k, _)| k != SCHEMA_VERSION_KEY && k != KEY_MAP_KEY)
+        .cloned()
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(out, "  other attributes:");
+        value_list(out, &others, "    ");
+    }
+    for p in &c.problems {
+        let _ = writeln!(out, "  warning: {p}");
+    }
+}
+
+/// A module's one-line description.
+pub fn module_text(m: &Module) -> String {
+    let how = match &m.resolution {
+        Ok(r) => r.to_string(),
+        Err(e) => format!("UNRESOLVED: {e}"),
+    };
+    let mut line = format!("{}  {}, {how}  (load bias {:#x})", m.path, m.model, m.load_bias);
+    for w in m.warnings() {
+        let _ = write!(line, "  warning: {w}");
+    }
+    line
+}
+
+/// The human-readable report.
+pub fn text(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "process {} ({})", s.pid, s.command);
+    let _ = writeln!(out);
+    context_text(&mut out, &s.process_context);
+    let _ = writeln!(out);
+    if s.modules.is_empty() {
+        let _ = writeln!(out, "modules exporting {SYMBOL}: none; no thread context can be read");
+    } else {
+        let _ = writeln!(out, "modules exporting {SYMBOL}:");
+        for (i, m) in s.modules.iter().enumerate() {
+            let _ = writeln!(out, "  [{i}] {}", module_text(m));
+        }
+        if s.modules.len() > 1 {
+            let _ = writeln!(
+                out,
+                "  warning: {} copies of the slot: each thread is shown once per module",
+                s.modules.len()
+            );
+        }
+    }
+    for e in &s.module_errors {
+        let _ = writeln!(out, "  could not examine {e}");
+    }
+    let _ = writeln!(out);
+    let skipped = if s.threads_skipped > 0 {
+        format!(" ({} others not shown)", s.threads_skipped)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "threads: {}{skipped}", s.threads.len());
+    let _ = writeln!(
+        out,
+        "  {:<8} {:<16} {:<32}  {:<16}  {:<5}  ATTRIBUTES",
+        "TID", "NAME", "TRACE ID", "SPAN ID", "FLAGS"
+    );
+    for t in &s.threads {
+        for line in thread_lines(s, t) {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+/// A thread's text rows (one per module read).
+pub fn thread_lines(s: &Snapshot, t: &ThreadReport) -> Vec<String> {
+    let head = format!("{:<8} {:<16}", t.tid, t.name);
+    if let Some(e) = &t.error {
+        return vec![format!("{head} (error: {e})")];
+    }
+    if t.reads.is_empty() {
+        return vec![format!("{head} (no module to read)")];
+    }
+    t.reads
+        .iter()
+        .map(|(module, read)| {
+            let via = if s.modules.len() > 1 {
+                format!("  [module {module}]")
+            } else {
+                String::new()
+            };
+            format!("{head} {}{via}", thread_read_text(s, read))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("plain"), r#""plain""#);
+        assert_eq!(json_str("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(json_str("line\nnext\ttab\u{1}"), r#""line\nnext\ttab\u0001""#);
+        assert_eq!(json_str("é\u{2028}"), "\"é\\u2028\"");
+    }
+
+    #[test]
+    fn json_values() {
+        assert_eq!(json_value(&Value::Double(f64::NAN)), r#""NaN""#);
+        assert_eq!(json_value(&Value::Double(1.5)), "1.5");
+        assert_eq!(
+            json_value(&Value::Array(vec![Value::Int(-3), Value::Bool(true), Value::Empty])),
+            "[-3,true,null]"
+        );
+        assert_eq!(
+            json_value(&Value::KvList(vec![("k".into(), Value::Bytes(vec![1, 255]))])),
+            r#"{"k":"01ff"}"#
+        );
+    }
+}

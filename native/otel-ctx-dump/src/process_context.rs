@@ -1,0 +1,481 @@
+//! The process context (OTEP 4719, version 2): header checks and payload decoding.
+//!
+//! Header, 32 bytes at the start of the `OTEL_CTX` mapping: signature `OTEL_CTX`, version u32
+//! = 2, payload_size u32 (> 0, at most 64 KiB), monotonic_published_at_ns u64 (0 = being
+//! updated), payload pointer u64. The payload is the protobuf message
+//! `opentelemetry.proto.processcontext.v1development.ProcessContext`; the messages below are
+//! written from the field numbers of that schema and of OTLP's common messages.
+
+use std::fmt;
+
+pub const HEADER_SIZE: usize = 32;
+pub const SIGNATURE: &[u8; 8] = b"OTEL_CTX";
+pub const VERSION: u32 = 2;
+/// Readers reject larger payloads.
+pub const MAX_PAYLOAD_SIZE: u32 = 64 * 1024;
+/// The only `threadlocal.schema_version` readers accept today.
+pub const SCHEMA_VERSION: &str = "tlsdesc_v1_dev";
+pub const SCHEMA_VERSION_KEY: &str = "threadlocal.schema_version";
+pub const KEY_MAP_KEY: &str = "threadlocal.attribute_key_map";
+/// The key map has at most this many entries (key indexes are one byte).
+pub const MAX_KEYS: usize = 256;
+
+/// Protobuf messages of the payload.
+pub mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ProcessContext {
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
+        #[prost(message, repeated, tag = "2")]
+        pub attributes: Vec<KeyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Resource {
+        #[prost(message, repeated, tag = "1")]
+        pub attributes: Vec<KeyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValue {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<AnyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AnyValue {
+        #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5, 6, 7")]
+        pub value: Option<any_value::Value>,
+    }
+
+    pub mod any_value {
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Value {
+            #[prost(string, tag = "1")]
+            StringValue(String),
+            #[prost(bool, tag = "2")]
+            BoolValue(bool),
+            #[prost(int64, tag = "3")]
+            IntValue(i64),
+            #[prost(double, tag = "4")]
+            DoubleValue(f64),
+            #[prost(message, tag = "5")]
+            ArrayValue(super::ArrayValue),
+            #[prost(message, tag = "6")]
+            KvlistValue(super::KeyValueList),
+            #[prost(bytes = "vec", tag = "7")]
+            BytesValue(Vec<u8>),
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ArrayValue {
+        #[prost(message, repeated, tag = "1")]
+        pub values: Vec<AnyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValueList {
+        #[prost(message, repeated, tag = "1")]
+        pub values: Vec<KeyValue>,
+    }
+}
+
+/// Why a process context could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    TooShort(usize),
+    BadSignature([u8; 8]),
+    BadVersion(u32),
+    EmptyPayload,
+    PayloadTooLarge(u32),
+    /// monotonic_published_at_ns is 0: unpublished, or a writer is updating it.
+    BeingUpdated,
+    NullPayloadPointer,
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::TooShort(n) => write!(f, "header is {n} bytes, needs {HEADER_SIZE}"),
+            HeaderError::BadSignature(s) => write!(f, "bad signature {:?}", String::from_utf8_lossy(s)),
+            HeaderError::BadVersion(v) => write!(f, "unsupported version {v} (expected {VERSION})"),
+            HeaderError::EmptyPayload => write!(f, "payload_size is 0"),
+            HeaderError::PayloadTooLarge(n) => {
+                write!(
+                    f,
+                    "payload_size {n} exceeds the {MAX_PAYLOAD_SIZE}-byte limit; not trusted"
+                )
+            }
+            HeaderError::BeingUpdated => write!(f, "published_at is 0: unpublished or being updated"),
+            HeaderError::NullPayloadPointer => write!(f, "payload pointer is NULL"),
+        }
+    }
+}
+
+/// A checked header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub version: u32,
+    pub payload_size: u32,
+    pub published_at_ns: u64,
+    pub payload_ptr: u64,
+}
+
+impl Header {
+    pub fn parse(b: &[u8]) -> Result<Header, HeaderError> {
+        let b = b.get(..HEADER_SIZE).ok_or(HeaderError::TooShort(b.len()))?;
+        let mut sig = [0u8; 8];
+        sig.copy_from_slice(&b[..8]);
+        if &sig != SIGNATURE {
+            return Err(HeaderError::BadSignature(sig));
+        }
+        let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let header = Header {
+            version: u32_at(8),
+            payload_size: u32_at(12),
+            published_at_ns: u64_at(16),
+            payload_ptr: u64_at(24),
+        };
+        if header.version != VERSION {
+            return Err(HeaderError::BadVersion(header.version));
+        }
+        if header.payload_size == 0 {
+            return Err(HeaderError::EmptyPayload);
+        }
+        if header.payload_size > MAX_PAYLOAD_SIZE {
+            return Err(HeaderError::PayloadTooLarge(header.payload_size));
+        }
+        if header.published_at_ns == 0 {
+            return Err(HeaderError::BeingUpdated);
+        }
+        if header.payload_ptr == 0 {
+            return Err(HeaderError::NullPayloadPointer);
+        }
+        Ok(header)
+    }
+}
+
+/// An attribute value, as decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Empty,
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Array(Vec<Value>),
+    KvList(Vec<(String, Value)>),
+    Bytes(Vec<u8>),
+}
+
+impl Value {
+    fn from_proto(v: Option<proto::AnyValue>) -> Value {
+        use proto::any_value::Value as V;
+        match v.and_then(|v| v.value) {
+            None => Value::Empty,
+            Some(V::StringValue(s)) => Value::Str(s),
+            Some(V::BoolValue(b)) => Value::Bool(b),
+            Some(V::IntValue(i)) => Value::Int(i),
+            Some(V::DoubleValue(d)) => Value::Double(d),
+            Some(V::ArrayValue(a)) => Value::Array(a.values.into_iter().map(|v| Value::from_proto(Some(v))).collect()),
+            Some(V::KvlistValue(l)) => Value::KvList(convert(l.values)),
+            Some(V::BytesValue(b)) => Value::Bytes(b),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Empty => write!(f, "(empty)"),
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Double(d) => write!(f, "{d}"),
+            Value::Array(items) => {
+                write!(f, "[")?;
+                for (i, v) in items.iter().enumerate() {
+                    write!(f, "{}{v}", if i == 0 { "" } else { ", " })?;
+                }
+                write!(f, "]")
+            }
+            Value::KvList(items) => {
+                write!(f, "{{")?;
+                for (i, (k, v)) in items.iter().enumerate() {
+                    write!(f, "{}{k:?}: {v}", if i == 0 { "" } else { ", " })?;
+                }
+                write!(f, "}}")
+            }
+            Value::Bytes(b) => write!(f, "0x{}", crate::record::hex(b)),
+        }
+    }
+}
+
+fn convert(kvs: Vec<proto::KeyValue>) -> Vec<(String, Value)> {
+    kvs.into_iter()
+        .map(|kv| (kv.key, Value::from_proto(kv.value)))
+        .collect()
+}
+
+/// A decoded process context.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessContext {
+    pub resource: Vec<(String, Value)>,
+    /// Every entry of `ProcessContext.attributes`, the two threadlocal ones included.
+    pub attributes: Vec<(String, Value)>,
+    /// `threadlocal.schema_version`, if present and a string.
+    pub schema_version: Option<String>,
+    /// `threadlocal.attribute_key_map`, if present and well formed: position = key index.
+    /// Entries that are not strings are `None`.
+    pub key_map: Option<Vec<Option<String>>>,
+    /// What is wrong with the threadlocal attributes, in words.
+    pub problems: Vec<String>,
+}
+
+impl ProcessContext {
+    /// The key map to name thread attributes with: only when the schema version is one this
+    /// reader understands.
+    pub fn usable_key_map(&self) -> Option<&[Option<String>]> {
+        match (&self.schema_version, &self.key_map) {
+            (Some(v), Some(m)) if v == SCHEMA_VERSION => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The name of key index `i`, if the key map has one.
+    pub fn key_name(&self, i: u8) -> Option<&str> {
+        self.usable_key_map()?.get(usize::from(i))?.as_deref()
+    }
+}
+
+/// Why a payload was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadError(pub String);
+
+impl fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed payload: {}", self.0)
+    }
+}
+
+/// Decodes a payload; never trusts it beyond the protobuf decoder's checks.
+pub fn decode_payload(bytes: &[u8]) -> Result<ProcessContext, PayloadError> {
+    if bytes.len() > MAX_PAYLOAD_SIZE as usize {
+        return Err(PayloadError(format!(
+            "{} bytes exceeds the {MAX_PAYLOAD_SIZE}-byte limit",
+            bytes.len()
+        )));
+    }
+    let msg = <proto::ProcessContext as prost::Message>::decode(bytes).map_err(|e| PayloadError(e.to_string()))?;
+    let resource = msg.resource.map(|r| convert(r.attributes)).unwrap_or_default();
+    let attributes = convert(msg.attributes);
+    let mut problems = Vec::new();
+    let mut schema_version = None;
+    let mut key_map = None;
+    for (key, value) in &attributes {
+        if key == SCHEMA_VERSION_KEY {
+            match value {
+                Value::Str(s) => {
+                    if s != SCHEMA_VERSION {
+                        problems.push(format!(
+                            "{SCHEMA_VERSION_KEY} is {s:?}; this reader understands {SCHEMA_VERSION:?} only, so attribute names are not used"
+                        ));
+                    }
+                    schema_version = Some(s.clone());
+                }
+                other => problems.push(format!("{SCHEMA_VERSION_KEY} is not a string: {other}")),
+            }
+        } else if key == KEY_MAP_KEY {
+            match value {
+                Value::Array(items) => {
+                    let mut map = Vec::with_capacity(items.len().min(MAX_KEYS));
+                    for (i, item) in items.iter().enumerate() {
+                        if i == MAX_KEYS {
+                            problems.push(format!(
+                                "{KEY_MAP_KEY} has {} entries; only the first {MAX_KEYS} are addressable",
+                                items.len()
+                            ));
+                            break;
+                        }
+                        match item {
+                            Value::Str(s) => map.push(Some(s.clone())),
+                            other => {
+                                problems.push(format!("{KEY_MAP_KEY}[{i}] is not a string: {other}"));
+                                map.push(None);
+                            }
+                        }
+                    }
+                    key_map = Some(map);
+                }
+                other => problems.push(format!("{KEY_MAP_KEY} is not an array: {other}")),
+            }
+        }
+    }
+    if schema_version.is_none() {
+        problems.push(format!(
+            "no {SCHEMA_VERSION_KEY}: thread attributes are shown by key index"
+        ));
+    }
+    if key_map.is_none() {
+        problems.push(format!("no {KEY_MAP_KEY}: thread attributes are shown by key index"));
+    }
+    Ok(ProcessContext {
+        resource,
+        attributes,
+        schema_version,
+        key_map,
+        problems,
+    })
+}
+
+/// Does a `/proc/PID/maps` line describe a process-context mapping?
+pub fn is_context_mapping(path: &str, perms: &str) -> bool {
+    let named = matches!(
+        path,
+        "[anon_shmem:OTEL_CTX]" | "[anon:OTEL_CTX]" | "/memfd:OTEL_CTX (deleted)"
+    );
+    named && !perms.contains('x')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proto::*;
+    use super::*;
+    use prost::Message;
+
+    fn kv(key: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(v) }),
+        }
+    }
+
+    fn strs(items: &[&str]) -> any_value::Value {
+        any_value::Value::ArrayValue(ArrayValue {
+            values: items
+                .iter()
+                .map(|s| AnyValue {
+                    value: Some(any_value::Value::StringValue((*s).into())),
+                })
+                .collect(),
+        })
+    }
+
+    pub(crate) fn header(version: u32, size: u32, at: u64, ptr: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(SIGNATURE);
+        b.extend_from_slice(&version.to_ne_bytes());
+        b.extend_from_slice(&size.to_ne_bytes());
+        b.extend_from_slice(&at.to_ne_bytes());
+        b.extend_from_slice(&ptr.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn header_checks() {
+        assert!(Header::parse(&header(2, 10, 5, 0x1000)).is_ok());
+        assert_eq!(
+            Header::parse(&header(1, 10, 5, 0x1000)),
+            Err(HeaderError::BadVersion(1))
+        );
+        assert_eq!(Header::parse(&header(2, 0, 5, 0x1000)), Err(HeaderError::EmptyPayload));
+        assert_eq!(
+            Header::parse(&header(2, 65537, 5, 0x1000)),
+            Err(HeaderError::PayloadTooLarge(65537))
+        );
+        assert_eq!(Header::parse(&header(2, 10, 0, 0x1000)), Err(HeaderError::BeingUpdated));
+        assert_eq!(
+            Header::parse(&header(2, 10, 5, 0)),
+            Err(HeaderError::NullPayloadPointer)
+        );
+        assert_eq!(
+            Header::parse(&header(2, 10, 5, 0)[..31]),
+            Err(HeaderError::TooShort(31))
+        );
+        let mut bad = header(2, 10, 5, 1);
+        bad[0] = b'X';
+        assert!(matches!(Header::parse(&bad), Err(HeaderError::BadSignature(_))));
+    }
+
+    #[test]
+    fn decodes_resource_schema_and_key_map() {
+        let msg = super::proto::ProcessContext {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", any_value::Value::StringValue("checkout".into())),
+                    kv("pid", any_value::Value::IntValue(42)),
+                ],
+            }),
+            attributes: vec![
+                kv(SCHEMA_VERSION_KEY, any_value::Value::StringValue(SCHEMA_VERSION.into())),
+                kv(KEY_MAP_KEY, strs(&["http_route", "http_method"])),
+            ],
+        };
+        let pc = decode_payload(&msg.encode_to_vec()).unwrap();
+        assert_eq!(
+            pc.resource[0],
+            ("service.name".to_string(), Value::Str("checkout".into()))
+        );
+        assert_eq!(pc.resource[1].1, Value::Int(42));
+        assert_eq!(pc.key_name(1), Some("http_method"));
+        assert_eq!(pc.key_name(2), None);
+        assert!(pc.problems.is_empty(), "{:?}", pc.problems);
+    }
+
+    #[test]
+    fn unknown_schema_version_disables_names() {
+        let msg = super::proto::ProcessContext {
+            resource: None,
+            attributes: vec![
+                kv(SCHEMA_VERSION_KEY, any_value::Value::StringValue("v9".into())),
+                kv(KEY_MAP_KEY, strs(&["a"])),
+            ],
+        };
+        let pc = decode_payload(&msg.encode_to_vec()).unwrap();
+        assert_eq!(pc.key_name(0), None);
+        assert!(pc.problems[0].contains("v9"));
+    }
+
+    #[test]
+    fn key_map_of_wrong_type_is_a_problem() {
+        let msg = super::proto::ProcessContext {
+            resource: None,
+            attributes: vec![kv(KEY_MAP_KEY, any_value::Value::IntValue(3))],
+        };
+        let pc = decode_payload(&msg.encode_to_vec()).unwrap();
+        assert!(pc.key_map.is_none());
+        assert!(pc.problems.iter().any(|p| p.contains("not an array")));
+    }
+
+    #[test]
+    fn truncated_and_invalid_payloads_are_errors() {
+        let msg = super::proto::ProcessContext {
+            resource: Some(Resource {
+                attributes: vec![kv("k", any_value::Value::StringValue("value".into()))],
+            }),
+            attributes: vec![],
+        };
+        let bytes = msg.encode_to_vec();
+        for cut in 1..bytes.len() {
+            assert!(decode_payload(&bytes[..cut]).is_err(), "cut at {cut} decoded");
+        }
+        // The same message with the value's bytes replaced by invalid UTF-8.
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 1] = 0xff;
+        assert!(decode_payload(&bad).is_err());
+    }
+
+    #[test]
+    fn mapping_names() {
+        assert!(is_context_mapping("[anon:OTEL_CTX]", "rw-p"));
+        assert!(is_context_mapping("[anon_shmem:OTEL_CTX]", "r--s"));
+        assert!(is_context_mapping("/memfd:OTEL_CTX (deleted)", "rw-p"));
+        assert!(!is_context_mapping("/memfd:OTEL_CTX (deleted)", "r-xp"));
+        assert!(!is_context_mapping("[anon:OTHER]", "rw-p"));
+    }
+}

@@ -1,0 +1,306 @@
+//! Decoding of one thread's record (OTEP 4947), from bytes copied out of the target.
+//!
+//! Layout (byte-packed, host endianness): trace_id 16 bytes at 0, span_id 8 at 16, valid at 24,
+//! trace_flags at 25, attrs_data_size (u16) at 26, attribute entries
+//! `[key_index u8][len u8][len bytes of UTF-8]` from 28. Nothing here trusts a size field: every
+//! decode works on the bytes actually read and reports what did not fit.
+
+use std::fmt;
+
+/// Bytes a reader copies first: ids, valid, flags and the attribute size.
+pub const HEADER_SIZE: usize = 28;
+/// Attribute bytes of a record of the spec's recommended size (640 bytes in all).
+pub const RECOMMENDED_ATTRS_SIZE: usize = 612;
+/// Most attribute bytes this reader copies (what the eBPF profiler reads: 642). A record
+/// announcing more is reported as truncated.
+pub const MAX_ATTRS_READ: usize = 642;
+
+/// The fixed part of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// 1 = consistent; any other value means a writer is in the middle of an update.
+    pub valid: u8,
+    pub trace_flags: u8,
+    pub attrs_data_size: u16,
+}
+
+impl RecordHeader {
+    /// Parses the 28-byte header; `None` if fewer bytes are given.
+    pub fn parse(bytes: &[u8]) -> Option<RecordHeader> {
+        let b = bytes.get(..HEADER_SIZE)?;
+        let mut trace_id = [0u8; 16];
+        trace_id.copy_from_slice(&b[0..16]);
+        let mut span_id = [0u8; 8];
+        span_id.copy_from_slice(&b[16..24]);
+        Some(RecordHeader {
+            trace_id,
+            span_id,
+            valid: b[24],
+            trace_flags: b[25],
+            attrs_data_size: u16::from_ne_bytes([b[26], b[27]]),
+        })
+    }
+
+    /// How many attribute bytes a reader should copy after the header.
+    pub fn attrs_to_read(&self) -> usize {
+        usize::from(self.attrs_data_size).min(MAX_ATTRS_READ)
+    }
+
+    /// All-zero ids: a record is attached but no span is active.
+    pub fn is_idle(&self) -> bool {
+        self.trace_id == [0; 16] && self.span_id == [0; 8]
+    }
+}
+
+/// One attribute entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribute {
+    /// Position of the attribute's name in the process context's key map.
+    pub key_index: u8,
+    /// The value; invalid UTF-8 is replaced (U+FFFD) and flagged.
+    pub value: String,
+    pub invalid_utf8: bool,
+}
+
+/// Why the attribute list is incomplete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Truncation {
+    /// `attrs_data_size` is larger than the bytes a reader copies.
+    SizeBeyondReadLimit { announced: usize, read: usize },
+    /// An entry at `offset` does not fit in the announced size (the spec says: stop there).
+    EntryOverruns {
+        offset: usize,
+        needed: usize,
+        available: usize,
+    },
+    /// The bytes announced could not all be read from the target.
+    ShortRead { announced: usize, read: usize },
+}
+
+impl fmt::Display for Truncation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Truncation::SizeBeyondReadLimit { announced, read } => {
+                write!(f, "attrs_data_size {announced} exceeds the {read} bytes readers copy")
+            }
+            Truncation::EntryOverruns {
+                offset,
+                needed,
+                available,
+            } => write!(
+                f,
+                "entry at offset {offset} needs {needed} bytes but only {available} remain in attrs_data_size"
+            ),
+            Truncation::ShortRead { announced, read } => {
+                write!(f, "only {read} of {announced} attribute bytes could be read")
+            }
+        }
+    }
+}
+
+/// A decoded record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub header: RecordHeader,
+    /// Entries in order of first appearance; a repeated key keeps its last value.
+    pub attributes: Vec<Attribute>,
+    pub truncated: Option<Truncation>,
+}
+
+impl Record {
+    pub fn is_valid(&self) -> bool {
+        self.header.valid == 1
+    }
+}
+
+/// Decodes attribute entries from the attribute bytes a reader copied.
+///
+/// `announced` is the record's `attrs_data_size`; `data` may be shorter (read limit or a short
+/// read), never longer than what is used.
+pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Option<Truncation>) {
+    let mut attributes: Vec<Attribute> = Vec::new();
+    let mut truncated = None;
+    let usable = data.len().min(announced);
+    let data = &data[..usable];
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let remaining = data.len() - pos;
+        if remaining < 2 {
+            truncated = Some(Truncation::EntryOverruns {
+                offset: pos,
+                needed: 2,
+                available: remaining,
+            });
+            break;
+        }
+        let key_index = data[pos];
+        let len = usize::from(data[pos + 1]);
+        if remaining - 2 < len {
+            truncated = Some(Truncation::EntryOverruns {
+                offset: pos,
+                needed: 2 + len,
+                available: remaining,
+            });
+            break;
+        }
+        let bytes = &data[pos + 2..pos + 2 + len];
+        let (value, invalid_utf8) = match std::str::from_utf8(bytes) {
+            Ok(s) => (s.to_owned(), false),
+            Err(_) => (String::from_utf8_lossy(bytes).into_owned(), true),
+        };
+        let attribute = Attribute {
+            key_index,
+            value,
+            invalid_utf8,
+        };
+        match attributes.iter_mut().find(|a| a.key_index == key_index) {
+            Some(existing) => *existing = attribute,
+            None => attributes.push(attribute),
+        }
+        pos += 2 + len;
+    }
+    // A size-limit or short-read cut explains an overrunning last entry better.
+    if usable < announced {
+        truncated = Some(if announced > MAX_ATTRS_READ && usable == MAX_ATTRS_READ {
+            Truncation::SizeBeyondReadLimit {
+                announced,
+                read: usable,
+            }
+        } else {
+            Truncation::ShortRead {
+                announced,
+                read: usable,
+            }
+        });
+    }
+    (attributes, truncated)
+}
+
+/// Decodes a record from the bytes copied from the target: the header followed by as many
+/// attribute bytes as could be read. `None` if not even the header is there.
+pub fn decode_record(bytes: &[u8]) -> Option<Record> {
+    let header = RecordHeader::parse(bytes)?;
+    let attrs = &bytes[HEADER_SIZE..];
+    let (attributes, truncated) = decode_attributes(attrs, usize::from(header.attrs_data_size));
+    Some(Record {
+        header,
+        attributes,
+        truncated,
+    })
+}
+
+/// Lowercase hex of a byte string.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(valid: u8, attrs: &[u8], announced: u16) -> Vec<u8> {
+        let mut b = vec![0u8; HEADER_SIZE];
+        for (i, x) in b[..16].iter_mut().enumerate() {
+            *x = i as u8 + 1;
+        }
+        for (i, x) in b[16..24].iter_mut().enumerate() {
+            *x = 0xa0 + i as u8;
+        }
+        b[24] = valid;
+        b[25] = 1;
+        b[26..28].copy_from_slice(&announced.to_ne_bytes());
+        b.extend_from_slice(attrs);
+        b
+    }
+
+    #[test]
+    fn decodes_ids_flags_and_attributes() {
+        let attrs = b"\x00\x03GET\x02\x02w1";
+        let r = decode_record(&record(1, attrs, attrs.len() as u16)).unwrap();
+        assert!(r.is_valid());
+        assert_eq!(hex(&r.header.trace_id), "0102030405060708090a0b0c0d0e0f10");
+        assert_eq!(hex(&r.header.span_id), "a0a1a2a3a4a5a6a7");
+        assert_eq!(r.header.trace_flags, 1);
+        assert_eq!(r.attributes.len(), 2);
+        assert_eq!((r.attributes[0].key_index, r.attributes[0].value.as_str()), (0, "GET"));
+        assert_eq!((r.attributes[1].key_index, r.attributes[1].value.as_str()), (2, "w1"));
+        assert_eq!(r.truncated, None);
+    }
+
+    #[test]
+    fn last_duplicate_wins() {
+        let attrs = b"\x01\x01a\x02\x01b\x01\x02cc";
+        let r = decode_record(&record(1, attrs, attrs.len() as u16)).unwrap();
+        assert_eq!(r.attributes.len(), 2);
+        assert_eq!(r.attributes[0].value, "cc");
+    }
+
+    #[test]
+    fn overrunning_entry_is_reported_and_earlier_entries_kept() {
+        let attrs = b"\x00\x02ok\x01\x09abc";
+        let r = decode_record(&record(1, attrs, attrs.len() as u16)).unwrap();
+        assert_eq!(r.attributes.len(), 1);
+        assert_eq!(
+            r.truncated,
+            Some(Truncation::EntryOverruns {
+                offset: 4,
+                needed: 11,
+                available: 5
+            })
+        );
+    }
+
+    #[test]
+    fn size_past_the_bytes_read_is_a_short_read() {
+        let attrs = b"\x00\x02ok";
+        let r = decode_record(&record(1, attrs, 100)).unwrap();
+        assert_eq!(r.attributes.len(), 1);
+        assert_eq!(
+            r.truncated,
+            Some(Truncation::ShortRead {
+                announced: 100,
+                read: 4
+            })
+        );
+    }
+
+    #[test]
+    fn size_past_the_read_limit_is_reported() {
+        let attrs = vec![0u8; MAX_ATTRS_READ];
+        let r = decode_record(&record(1, &attrs, 60000)).unwrap();
+        assert_eq!(
+            r.truncated,
+            Some(Truncation::SizeBeyondReadLimit {
+                announced: 60000,
+                read: MAX_ATTRS_READ
+            })
+        );
+        assert_eq!(
+            RecordHeader::parse(&record(1, &[], 60000)).unwrap().attrs_to_read(),
+            MAX_ATTRS_READ
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_flagged_not_dropped() {
+        let attrs = b"\x03\x02\xff\xfe";
+        let r = decode_record(&record(1, attrs, 4)).unwrap();
+        assert!(r.attributes[0].invalid_utf8);
+        assert_eq!(r.attributes[0].value, "\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn invalid_flag_and_short_header() {
+        assert!(!decode_record(&record(0, &[], 0)).unwrap().is_valid());
+        assert!(!decode_record(&record(2, &[], 0)).unwrap().is_valid());
+        assert!(decode_record(&[0u8; 27]).is_none());
+    }
+}
