@@ -19,8 +19,15 @@ fn target_profile_dir() -> PathBuf {
 }
 
 fn build_sample() -> PathBuf {
-    let dir = target_profile_dir();
-    let out = dir.join("samples-process-context");
+    let out = target_profile_dir().join("samples-process-context");
+    // The cdylib cargo built together with this test's rlib: always there and current, even
+    // when only tests were built (cargo copies it up to target/<profile> only for `cargo build`).
+    let dir = target_profile_dir().join("deps");
+    assert!(
+        dir.join("libotel_thread_ctx.so").exists(),
+        "no cdylib in {}",
+        dir.display()
+    );
     let status = Command::new("make")
         .args(["-s", "-C"])
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/c"))
