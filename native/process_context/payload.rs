@@ -127,7 +127,7 @@ pub fn check_key_map<S: AsRef<str>>(keys: &[S]) -> Result<(), PayloadError> {
     if keys.len() > OTEL_PROCESS_CTX_MAX_ATTRIBUTE_KEYS {
         return Err(PayloadError::TooManyAttributeKeys(keys.len()));
     }
-    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    let mut seen = std::collections::BTreeSet::new();
     for (i, k) in keys.iter().enumerate() {
         let k = k.as_ref();
         if k.is_empty() {
@@ -161,7 +161,7 @@ pub fn encode<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
 ) -> Result<Vec<u8>, PayloadError> {
     check_key_map(key_map)?;
     let mut resource_attrs = Vec::with_capacity(resource.len() + 2);
-    let mut seen = std::collections::HashSet::with_capacity(resource.len());
+    let mut seen = std::collections::BTreeSet::new();
     for (k, v) in resource {
         let k = k.as_ref();
         if k.is_empty() {
