@@ -35,8 +35,9 @@ fn permission_hint() -> String {
         .map(|s| format!("/proc/sys/kernel/yama/ptrace_scope is {}", s.trim()))
         .unwrap_or_else(|_| "Yama is not enabled (no /proc/sys/kernel/yama/ptrace_scope)".into());
     format!(
-        "otel-ctx-dump needs to ptrace the target: run it as the target's user (Yama ptrace_scope 0, \
-         or 1 when run as root or with CAP_SYS_PTRACE) or with CAP_SYS_PTRACE, e.g. with sudo. {scope}."
+        "otel-ctx-dump reads the target with ptrace and process_vm_readv: run it as the target's user \
+         with /proc/sys/kernel/yama/ptrace_scope at 0 (at 1 only ancestors may trace), or with \
+         CAP_SYS_PTRACE (e.g. sudo), which also covers ptrace_scope 1 and 2 (3 forbids attaching). {scope}."
     )
 }
 

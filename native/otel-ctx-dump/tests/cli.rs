@@ -1,0 +1,221 @@
+//! The binary's command line, output formats and exit codes.
+
+mod support;
+
+use otel_ctx_dump::output::exit;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+use support::{c_source, dump, gcc, Json, Target};
+
+/// A target that publishes thread contexts through libotel_thread_ctx.so but no process context.
+fn counter_target(dir: &std::path::Path) -> Target {
+    let lib = support::library_dir();
+    let include = format!("-I{}", support::workspace_root().join("include").display());
+    let libdir = format!("-L{}", lib.display());
+    let rpath = format!("-Wl,-rpath,{}", lib.display());
+    gcc(
+        dir,
+        &[
+            "-std=c11",
+            "-O2",
+            "-pthread",
+            &include,
+            "-o",
+            "counter",
+            &c_source("counter.c"),
+            &libdir,
+            &rpath,
+            "-lotel_thread_ctx",
+        ],
+    );
+    let target = Target::spawn(&mut Command::new(dir.join("counter")));
+    assert_eq!(target.line(Duration::from_secs(30)), "ready");
+    target
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [&[][..], &["notapid"], &["--watch"], &["--bogus", "1"], &["1", "2"]] {
+        let (code, _, err) = dump(args);
+        assert_eq!(code, exit::USAGE, "{args:?}");
+        assert!(err.contains("usage: otel-ctx-dump"), "{err}");
+    }
+    let (code, out, _) = dump(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("exit codes:"));
+}
+
+#[test]
+fn no_such_process_exits_3() {
+    // A pid above the kernel's maximum can never exist.
+    let max: i64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (code, _, err) = dump(&[&(max + 1).to_string()]);
+    assert_eq!(code, exit::NO_SUCH_PROCESS, "{err}");
+    assert!(err.contains("no such process"), "{err}");
+}
+
+#[test]
+fn process_without_the_symbol_exits_5() {
+    let target = Target::spawn(Command::new("sleep").arg("60"));
+    std::thread::sleep(Duration::from_millis(100));
+    let (code, out, err) = dump(&[&target.pid().to_string()]);
+    assert_eq!(code, exit::NO_MODULE, "{out}{err}");
+    assert!(out.contains("modules exporting otel_thread_ctx_v1: none"), "{out}");
+    assert!(err.contains("no module"), "{err}");
+}
+
+#[test]
+fn permission_denied_exits_4_and_says_what_is_needed() {
+    // Only meaningful when we can drop to another user that then cannot trace our child.
+    // Safety: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run the reader as another user");
+        return;
+    }
+    let target = Target::spawn(Command::new("sleep").arg("60"));
+    let mut cmd = Command::new(support::dump_binary());
+    cmd.arg(target.pid().to_string());
+    // Safety: setgid/setuid are async-signal-safe and only affect the child about to exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run as nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(exit::PERMISSION_DENIED), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(err.contains("CAP_SYS_PTRACE") && err.contains("ptrace_scope"), "{err}");
+}
+
+#[test]
+fn json_thread_filter_and_missing_process_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = counter_target(dir.path());
+    let pid = target.pid().to_string();
+
+    let (code, out, _) = dump(&["--json", &pid]);
+    assert_eq!(
+        code,
+        exit::NO_PROCESS_CONTEXT,
+        "threads are read, the context is absent"
+    );
+    let json = Json::parse(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(json.get("process_context").get("status").str(), Some("absent"));
+    assert_eq!(json.get("exit_code").num(), Some(exit::NO_PROCESS_CONTEXT as f64));
+    let threads = json.get("threads").arr();
+    assert_eq!(threads.len(), 4);
+    let active: Vec<&Json> = threads
+        .iter()
+        .filter(|t| t.get("state").str() == Some("active"))
+        .collect();
+    assert!(!active.is_empty(), "{out}");
+    for t in &active {
+        assert_eq!(t.get("trace_id").str().map(str::len), Some(32));
+        assert_eq!(t.get("flags").num(), Some(1.0));
+    }
+
+    // --thread: only that thread.
+    let tid = active[0].get("tid").num().unwrap() as i32;
+    let (_, out, _) = dump(&["--json", "--thread", &tid.to_string(), &pid]);
+    let json = Json::parse(out.trim()).unwrap();
+    let threads = json.get("threads").arr();
+    assert_eq!(threads.len(), 1);
+    assert_eq!(threads[0].get("tid").num(), Some(f64::from(tid)));
+    let (code, _, err) = dump(&["--thread", "1", &pid]);
+    assert_eq!(code, exit::FAILURE);
+    assert!(err.contains("no thread 1"), "{err}");
+
+    // Text: the missing context is said, threads are still listed.
+    let (_, out, err) = dump(&[&pid]);
+    assert!(out.contains("process context: absent"), "{out}");
+    assert!(out.contains("threads: 4"), "{out}");
+    assert!(err.contains("no valid process context"), "{err}");
+}
+
+#[test]
+fn watch_prints_changes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = counter_target(dir.path());
+    let pid = target.pid().to_string();
+    let (code, out, err) = dump(&["--json", "--watch", "0.05", "--samples", "5", &pid]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Json> = out
+        .lines()
+        .map(|l| Json::parse(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    // First sample: the context, the module and the 4 threads are new.
+    let new: Vec<&Json> = lines.iter().filter(|l| l.get("event").str() == Some("new")).collect();
+    assert_eq!(new.len(), 1 + 1 + 4, "{out}");
+    // The spinners change their span on every loop: later samples report changes for them,
+    // never for the idle main thread (whose state does not change).
+    let changed: Vec<&Json> = lines
+        .iter()
+        .filter(|l| l.get("event").str() == Some("changed"))
+        .collect();
+    assert!(!changed.is_empty(), "{out}");
+    let main = target.pid() as f64;
+    assert!(changed.iter().all(|l| l.get("tid").num() != Some(main)), "{out}");
+    assert!(
+        changed.len() <= 4 * 2,
+        "at most the two spinners per later sample: {out}"
+    );
+
+    // The watch ends when the process exits.
+    let mut watcher = Command::new(support::dump_binary())
+        .args(["--watch", "0.05", &pid])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(target); // kills the target
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = watcher.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = watcher.kill();
+            panic!("watch did not end with the process");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut text = String::new();
+    std::io::Read::read_to_string(watcher.stdout.as_mut().unwrap(), &mut text).unwrap();
+    assert!(text.contains(&format!("process {pid} exited")), "{text}");
+}
+
+#[test]
+fn interrupt_releases_threads_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = counter_target(dir.path());
+    let pid = target.pid();
+    let watcher = Target::spawn(Command::new(support::dump_binary()).args(["--watch", "0.001", &pid.to_string()]));
+    let mut watcher = watcher;
+    let _ = watcher.line(Duration::from_secs(10));
+    // Interrupt at an arbitrary moment, most likely while it is stopping or reading a thread.
+    std::thread::sleep(Duration::from_millis(200));
+    // Safety: sends SIGINT to our own child.
+    assert_eq!(unsafe { libc::kill(watcher.pid(), libc::SIGINT) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = watcher.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "watcher ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(exit::INTERRUPTED));
+    for (tid, state) in support::thread_states(pid) {
+        assert!(!matches!(state, 't' | 'T'), "thread {tid} left in state {state}");
+    }
+}
