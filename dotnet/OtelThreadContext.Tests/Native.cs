@@ -1,0 +1,75 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.ExceptionServices;
+using System.Threading;
+using Xunit;
+
+namespace OtelThreadContext.Tests;
+
+/// <summary>What the native library reports, and a way to run code on a fresh thread.</summary>
+internal static unsafe class Native
+{
+    /// <summary>The calling thread's record as <c>otel_thread_ctx_read_current</c> copies it.</summary>
+    public static ThreadContextRecord ReadCurrent()
+    {
+        ThreadContextRecord copy;
+        NativeStatus status = NativeMethods.otel_thread_ctx_read_current(&copy);
+        Assert.Equal(NativeStatus.Ok, status);
+        return copy;
+    }
+
+    public static byte[] TraceId(in ThreadContextRecord r)
+    {
+        fixed (byte* p = r.TraceId)
+        {
+            return new ReadOnlySpan<byte>(p, 16).ToArray();
+        }
+    }
+
+    public static byte[] SpanId(in ThreadContextRecord r)
+    {
+        fixed (byte* p = r.SpanId)
+        {
+            return new ReadOnlySpan<byte>(p, 8).ToArray();
+        }
+    }
+
+    /// <summary>The record's attribute entries in order, parsed as a reader would.</summary>
+    public static List<(byte Key, string Value)> Attributes(in ThreadContextRecord r)
+    {
+        var list = new List<(byte, string)>();
+        fixed (byte* p = r.AttrsData)
+        {
+            var data = new ReadOnlySpan<byte>(p, Math.Min((int)r.AttrsDataSize, NativeMethods.AttrsCapacity));
+            for (int i = 0; i + 2 <= data.Length && i + 2 + data[i + 1] <= data.Length; i += 2 + data[i + 1])
+            {
+                list.Add((data[i], System.Text.Encoding.UTF8.GetString(data.Slice(i + 2, data[i + 1]))));
+            }
+        }
+
+        return list;
+    }
+
+    public static long LiveRecords() => (long)NativeMethods.otel_thread_ctx_live_records();
+
+    /// <summary>Runs <paramref name="body"/> on a new thread, waits for it to end and rethrows
+    /// what it threw.</summary>
+    public static void OnNewThread(Action body)
+    {
+        ExceptionDispatchInfo? failure = null;
+        var t = new Thread(() =>
+        {
+            try
+            {
+                body();
+            }
+            catch (Exception e)
+            {
+                failure = ExceptionDispatchInfo.Capture(e);
+            }
+        });
+        t.Start();
+        t.Join();
+        failure?.Throw();
+    }
+}

@@ -1,0 +1,298 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading;
+using Xunit;
+
+namespace OtelThreadContext.Tests;
+
+/// <summary>What ThreadContext writes is what the native library (and so a reader) sees.</summary>
+public sealed unsafe class ThreadContextTests
+{
+    private static readonly ActivityTraceId W3cTrace = ActivityTraceId.CreateFromString("0af7651916cd43dd8448eb211c80319c");
+    private static readonly ActivitySpanId W3cSpan = ActivitySpanId.CreateFromString("b7ad6b7169203331");
+
+    private static byte[] Bytes(ActivityTraceId id)
+    {
+        var b = new byte[16];
+        id.CopyTo(b);
+        return b;
+    }
+
+    private static byte[] Bytes(ActivitySpanId id)
+    {
+        var b = new byte[8];
+        id.CopyTo(b);
+        return b;
+    }
+
+    [Fact]
+    public void IsSupportedOnThisMachine() => Assert.True(ThreadContext.IsSupported);
+
+    [Fact]
+    public void SetWithActivityIdsIsWhatReadCurrentSees() => Native.OnNewThread(() =>
+    {
+        ActivityTraceId trace = ActivityTraceId.CreateRandom();
+        ActivitySpanId span = ActivitySpanId.CreateRandom();
+        ThreadContext.Set(trace, span, ActivityTraceFlags.Recorded);
+
+        ThreadContextRecord r = Native.ReadCurrent();
+        Assert.Equal(1, r.Valid);
+        Assert.Equal(Bytes(trace), Native.TraceId(r));
+        Assert.Equal(Bytes(span), Native.SpanId(r));
+        Assert.Equal(1, r.TraceFlags);
+
+        ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.None);
+        r = Native.ReadCurrent();
+        Assert.Equal(Convert.FromHexString("0af7651916cd43dd8448eb211c80319c"), Native.TraceId(r));
+        Assert.Equal(Convert.FromHexString("b7ad6b7169203331"), Native.SpanId(r));
+        Assert.Equal(0, r.TraceFlags);
+        Assert.Equal(1, r.Valid);
+    });
+
+    [Fact]
+    public void SetWithRawBytesAndWithNumbersUsesW3cByteOrder() => Native.OnNewThread(() =>
+    {
+        byte[] trace = Convert.FromHexString("4bf92f3577b34da6a3ce929d0e0e4736");
+        byte[] span = Convert.FromHexString("00f067aa0ba902b7");
+        ThreadContext.Set(trace, span, 3);
+        ThreadContextRecord r = Native.ReadCurrent();
+        Assert.Equal(trace, Native.TraceId(r));
+        Assert.Equal(span, Native.SpanId(r));
+        Assert.Equal(3, r.TraceFlags);
+
+        ThreadContext.Set(0x0af7651916cd43ddUL, 0x8448eb211c80319cUL, 0xb7ad6b7169203331UL, 1);
+        r = Native.ReadCurrent();
+        Assert.Equal(Bytes(W3cTrace), Native.TraceId(r));
+        Assert.Equal(Bytes(W3cSpan), Native.SpanId(r));
+        Assert.Equal(1, r.TraceFlags);
+
+        Assert.Throws<ArgumentException>(() => ThreadContext.Set(new byte[15], new byte[8], 0));
+        Assert.Throws<ArgumentException>(() => ThreadContext.Set(new byte[16], new byte[9], 0));
+    });
+
+    [Fact]
+    public void ClearPublishesNoSpanAndNoAttributes() => Native.OnNewThread(() =>
+    {
+        ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(0, "GET"));
+        ThreadContext.Clear();
+
+        ThreadContextRecord r = Native.ReadCurrent();
+        Assert.Equal(1, r.Valid);
+        Assert.Equal(new byte[16], Native.TraceId(r));
+        Assert.Equal(new byte[8], Native.SpanId(r));
+        Assert.Equal(0, r.TraceFlags);
+        Assert.Equal(0, r.AttrsDataSize);
+    });
+
+    [Fact]
+    public void AttributesAreStoredReplacedAndCleared() => Native.OnNewThread(() =>
+    {
+        ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(0, "GET"));
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(1, "/users/{id}".AsSpan()));
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(2, "ünïcødé ✓"));
+        ThreadContextRecord r = Native.ReadCurrent();
+        Assert.Equal(new[] { ((byte)0, "GET"), ((byte)1, "/users/{id}"), ((byte)2, "ünïcødé ✓") }, Native.Attributes(r));
+        Assert.Equal(2 + 3 + 2 + 11 + 2 + System.Text.Encoding.UTF8.GetByteCount("ünïcødé ✓"), r.AttrsDataSize);
+
+        // Replacing a key keeps one entry for it; ids are untouched by attribute writes.
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(0, "POST"));
+        r = Native.ReadCurrent();
+        Assert.Equal(new[] { ((byte)1, "/users/{id}"), ((byte)2, "ünïcødé ✓"), ((byte)0, "POST") }, Native.Attributes(r));
+        Assert.Equal(Bytes(W3cTrace), Native.TraceId(r));
+
+        // Set keeps attributes.
+        ThreadContext.Set(ActivityTraceId.CreateRandom(), ActivitySpanId.CreateRandom(), ActivityTraceFlags.None);
+        Assert.Equal(3, Native.Attributes(Native.ReadCurrent()).Count);
+
+        // An empty value is an entry too.
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(7, string.Empty));
+        Assert.Contains(((byte)7, string.Empty), Native.Attributes(Native.ReadCurrent()));
+
+        ThreadContext.ClearAttributes();
+        r = Native.ReadCurrent();
+        Assert.Equal(0, r.AttrsDataSize);
+        Assert.Equal(1, r.Valid);
+        Assert.NotEqual(new byte[16], Native.TraceId(r));
+    });
+
+    [Fact]
+    public void LongValuesAreCutAtACharacterBoundaryAndReported() => Native.OnNewThread(() =>
+    {
+        ThreadContext.ClearAttributes();
+        Assert.Equal(SetAttributeResult.Truncated, ThreadContext.SetAttribute(0, new string('a', 300)));
+        Assert.Equal(new string('a', 255), Native.Attributes(Native.ReadCurrent()).Single().Value);
+
+        // 254 ASCII bytes then a 2-byte character: the character does not fit and is dropped whole.
+        Assert.Equal(SetAttributeResult.Truncated, ThreadContext.SetAttribute(0, new string('a', 254) + "é"));
+        Assert.Equal(new string('a', 254), Native.Attributes(Native.ReadCurrent()).Single().Value);
+
+        // A surrogate pair (4 UTF-8 bytes) straddling the limit is not split either.
+        Assert.Equal(SetAttributeResult.Truncated, ThreadContext.SetAttribute(0, new string('a', 253) + "😀"));
+        Assert.Equal(new string('a', 253), Native.Attributes(Native.ReadCurrent()).Single().Value);
+
+        // Exactly 255 bytes is not a truncation.
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(0, new string('b', 253) + "é"));
+        Assert.Equal(new string('b', 253) + "é", Native.Attributes(Native.ReadCurrent()).Single().Value);
+    });
+
+    [Fact]
+    public void AFullRecordRefusesAnEntryAndStaysUnchanged() => Native.OnNewThread(() =>
+    {
+        ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);
+        ThreadContext.ClearAttributes();
+        string value = new string('x', 200);
+
+        // 3 entries of 202 bytes = 606 of 612.
+        for (byte k = 0; k < 3; k++)
+        {
+            Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(k, value));
+        }
+
+        ThreadContextRecord before = Native.ReadCurrent();
+        Assert.Equal(606, before.AttrsDataSize);
+        Assert.Equal(SetAttributeResult.NoSpace, ThreadContext.SetAttribute(3, "12345"));
+        ThreadContextRecord after = Native.ReadCurrent();
+        Assert.Equal(Native.Attributes(before), Native.Attributes(after));
+        Assert.Equal(1, after.Valid);
+
+        // 4 more bytes fit exactly (2 + 4 = 6), and replacing an entry frees its space first.
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(3, "1234"));
+        Assert.Equal(612, Native.ReadCurrent().AttrsDataSize);
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(0, new string('y', 200)));
+        Assert.Equal(new byte[] { 1, 2, 3, 0 }, Native.Attributes(Native.ReadCurrent()).Select(a => a.Key));
+    });
+
+    [Fact]
+    public void ManagedAttributeWritesMatchTheNativeLibrarysEncoding() => Native.OnNewThread(() =>
+    {
+        // The same sequence through the native setter on a detached record and through the managed
+        // in-place writer on this thread's record must give the same bytes.
+        var steps = new (byte Key, string Value)[] { (0, "GET"), (1, "/a"), (0, "POST"), (2, new string('z', 260)), (1, "é") };
+        using ThreadContextHandle detached = ThreadContextHandle.Create(new byte[16], new byte[8], 0);
+        ThreadContext.ClearAttributes();
+        foreach (var (key, value) in steps)
+        {
+            SetAttributeResult managed = ThreadContext.SetAttribute(key, value);
+            SetAttributeResult native = detached.SetAttribute(key, value);
+            Assert.Equal(native, managed);
+        }
+
+        ThreadContextRecord* nativeRecord = NativeMethods.otel_thread_ctx_record(detached.DangerousGetHandle());
+        ThreadContextRecord mine = Native.ReadCurrent();
+        Assert.Equal(nativeRecord->AttrsDataSize, mine.AttrsDataSize);
+        Assert.Equal(
+            new ReadOnlySpan<byte>(nativeRecord->AttrsData, nativeRecord->AttrsDataSize).ToArray(),
+            new ReadOnlySpan<byte>(mine.AttrsData, mine.AttrsDataSize).ToArray());
+    });
+
+    [Fact]
+    public void OnlyTheFirstCallOnAThreadGoesToNativeCode() => Native.OnNewThread(() =>
+    {
+        Assert.Equal(0, ThreadContext.EnsureCallsOnThisThread);
+        ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);
+        Assert.Equal(1, ThreadContext.EnsureCallsOnThisThread);
+        ThreadContextRecord* attached = NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current());
+
+        for (int i = 0; i < 1000; i++)
+        {
+            ThreadContext.Set((ulong)i, (ulong)i, (ulong)i, 1);
+            ThreadContext.SetAttribute(0, "v");
+            ThreadContext.ClearAttributes();
+            ThreadContext.Clear();
+        }
+
+        Assert.Equal(1, ThreadContext.EnsureCallsOnThisThread);
+        Assert.True(attached == NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current()), "the record moved");
+    });
+
+    [Fact]
+    public void CallsAfterTheFirstAllocateNothing() => Native.OnNewThread(() =>
+    {
+        ActivityTraceId trace = ActivityTraceId.CreateRandom();
+        ActivitySpanId span = ActivitySpanId.CreateRandom();
+        byte[] traceBytes = Bytes(trace);
+        byte[] spanBytes = Bytes(span);
+        string value = "/orders/{id}/items";
+        string longValue = new string('q', 400);
+
+        void Calls()
+        {
+            ThreadContext.Set(trace, span, ActivityTraceFlags.Recorded);
+            ThreadContext.Set(traceBytes, spanBytes, 1);
+            ThreadContext.Set(1UL, 2UL, 3UL, 1);
+            ThreadContext.SetAttribute(0, value);
+            ThreadContext.SetAttribute(1, value.AsSpan(1));
+            ThreadContext.SetAttribute(2, longValue);
+            ThreadContext.ClearAttributes();
+            ThreadContext.Clear();
+        }
+
+        Calls();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10_000; i++)
+        {
+            Calls();
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+
+        // The probe itself sees allocations (so a zero above means something).
+        before = GC.GetAllocatedBytesForCurrentThread();
+        GC.KeepAlive(new byte[64]);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before >= 64);
+    });
+
+    [Fact]
+    public void EachThreadSeesOnlyItsOwnValues()
+    {
+        const int Threads = 8;
+        var ready = new Barrier(Threads);
+        var errors = new List<string>();
+        var addresses = new nint[Threads];
+        var threads = Enumerable.Range(0, Threads).Select(i => new Thread(() =>
+        {
+            try
+            {
+                ThreadContext.Set((ulong)i + 1, 0xabcdUL * (ulong)(i + 1), 0x1000UL + (ulong)i, (byte)(i & 1));
+                ThreadContext.SetAttribute(0, $"thread-{i}");
+                addresses[i] = (nint)NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current());
+                ready.SignalAndWait();
+
+                // Everyone has written; each still reads its own.
+                ThreadContextRecord r = Native.ReadCurrent();
+                byte[] expectedTrace = new byte[16];
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(expectedTrace, (ulong)i + 1);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(expectedTrace.AsSpan(8), 0xabcdUL * (ulong)(i + 1));
+                byte[] expectedSpan = new byte[8];
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(expectedSpan, 0x1000UL + (ulong)i);
+                if (!Native.TraceId(r).SequenceEqual(expectedTrace) || !Native.SpanId(r).SequenceEqual(expectedSpan) ||
+                    r.TraceFlags != (i & 1) || Native.Attributes(r).Single() != ((byte)0, $"thread-{i}"))
+                {
+                    lock (errors)
+                    {
+                        errors.Add($"thread {i} read {Convert.ToHexString(Native.TraceId(r))}/{Convert.ToHexString(Native.SpanId(r))}");
+                    }
+                }
+
+                ready.SignalAndWait();
+            }
+            catch (Exception e)
+            {
+                lock (errors)
+                {
+                    errors.Add($"thread {i}: {e}");
+                }
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.Empty(errors);
+        Assert.Equal(Threads, addresses.Distinct().Count());
+        Assert.DoesNotContain((nint)0, addresses);
+    }
+}
