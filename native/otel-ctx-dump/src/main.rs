@@ -99,9 +99,7 @@ fn watch_entries(s: &Snapshot, json: bool) -> Vec<(String, String, String)> {
     let line = if json {
         format!(r#""kind":"process_context","process_context":{fp}"#)
     } else {
-        let mut t = String::new();
-        output::context_text(&mut t, &s.process_context);
-        t.trim_end().to_owned()
+        output::context_line(&s.process_context)
     };
     entries.push(("context".to_owned(), fp, line));
     for m in &s.modules {

@@ -284,7 +284,7 @@ fn value_list(out: &mut String, items: &[(String, Value)], indent: &str) {
     }
 }
 
-pub fn context_text(out: &mut String, status: &ContextStatus) {
+fn context_text(out: &mut String, status: &ContextStatus) {
     match status {
         ContextStatus::Absent => {
             let _ = writeln!(
@@ -358,6 +358,42 @@ fn context_body(out: &mut String, c: &ProcessContext) {
     }
     for p in &c.problems {
         let _ = writeln!(out, "  warning: {p}");
+    }
+}
+
+/// The process context in one line (for `--watch`).
+pub fn context_line(status: &ContextStatus) -> String {
+    match status {
+        ContextStatus::Absent => "process context: absent".into(),
+        ContextStatus::Invalid { mapping, error, .. } => format!("process context: INVALID ({mapping}): {error}"),
+        ContextStatus::Present { header, context, .. } => {
+            let mut parts: Vec<String> = context.resource.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            parts.push(format!(
+                "schema {}",
+                context.schema_version.as_deref().unwrap_or("(absent)")
+            ));
+            if let Some(m) = &context.key_map {
+                let keys: Vec<String> = m
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| format!("{i}={}", k.as_deref().unwrap_or("?")))
+                    .collect();
+                parts.push(format!("key map [{}]", keys.join(" ")));
+            }
+            if !context.problems.is_empty() {
+                parts.push(format!(
+                    "{} warning(s): {}",
+                    context.problems.len(),
+                    context.problems.join("; ")
+                ));
+            }
+            format!(
+                "process context (published at {}.{:09}s): {}",
+                header.published_at_ns / 1_000_000_000,
+                header.published_at_ns % 1_000_000_000,
+                parts.join(", ")
+            )
+        }
     }
 }
 
