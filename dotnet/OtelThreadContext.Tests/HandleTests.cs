@@ -1,0 +1,189 @@
+using System;
+using System.Diagnostics;
+using System.Threading;
+using Xunit;
+
+namespace OtelThreadContext.Tests;
+
+/// <summary>ThreadContextHandle: swapping whole records, ownership, and mixing with ThreadContext.</summary>
+public sealed unsafe class HandleTests
+{
+    private static long SettledLiveRecords()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        return Native.LiveRecords();
+    }
+
+    private static byte[] Trace(ulong n)
+    {
+        var b = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(b.AsSpan(8), n);
+        return b;
+    }
+
+    private static byte[] Span(ulong n)
+    {
+        var b = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(b, n);
+        return b;
+    }
+
+    [Fact]
+    public void AttachSwapsRecordsAndThreadContextFollowsTheAttachedOne()
+    {
+        long baseline = SettledLiveRecords();
+        Native.OnNewThread(() =>
+        {
+            ThreadContext.Set(Trace(1), Span(1), 1);
+            Assert.Equal(1, ThreadContext.EnsureCallsOnThisThread);
+
+            using ThreadContextHandle mine = ThreadContextHandle.Create(Trace(2), Span(2), 1);
+            using ThreadContextHandle? displaced = mine.Attach();
+
+            // The record ThreadContext attached comes back, owned, still holding its span.
+            Assert.NotNull(displaced);
+            Assert.True(mine.IsAttachedToCurrentThread);
+            Assert.False(displaced!.IsAttachedToCurrentThread);
+            Assert.Equal(Trace(1), Native.TraceId(*NativeMethods.otel_thread_ctx_record(displaced.DangerousGetHandle())));
+            Assert.Equal(Trace(2), Native.TraceId(Native.ReadCurrent()));
+
+            // ThreadContext forgot its cached address: it now writes the attached handle's record.
+            ThreadContext.Set(Trace(3), Span(3), 0);
+            Assert.Equal(2, ThreadContext.EnsureCallsOnThisThread);
+            Assert.Equal(Trace(3), Native.TraceId(Native.ReadCurrent()));
+            Assert.Equal(Trace(3), Native.TraceId(*NativeMethods.otel_thread_ctx_record(mine.DangerousGetHandle())));
+            Assert.Equal(Trace(1), Native.TraceId(*NativeMethods.otel_thread_ctx_record(displaced.DangerousGetHandle())));
+
+            // Detach hands back the same object; the thread then publishes nothing.
+            ThreadContextHandle? detached = ThreadContextHandle.Detach();
+            Assert.Same(mine, detached);
+            Assert.False(mine.IsAttachedToCurrentThread);
+            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+
+            // Re-attach the first record: nothing was attached, so nothing comes back.
+            Assert.Null(displaced.Attach());
+            Assert.Null(displaced.Attach());
+            Assert.Equal(Trace(1), Native.TraceId(Native.ReadCurrent()));
+            Assert.Same(displaced, ThreadContextHandle.Detach());
+            Assert.Null(ThreadContextHandle.Detach());
+        });
+        Assert.Equal(baseline, SettledLiveRecords());
+    }
+
+    [Fact]
+    public void UpdateWritesADetachedRecordThatAttachPublishes() => Native.OnNewThread(() =>
+    {
+        using var h = new ThreadContextHandle();
+        Assert.Equal(new byte[16], Native.TraceId(*NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())));
+        var trace = ActivityTraceId.CreateRandom();
+        var span = ActivitySpanId.CreateRandom();
+        h.Update(trace, span, ActivityTraceFlags.Recorded);
+        Assert.Equal(SetAttributeResult.Stored, h.SetAttribute(4, "task-17"));
+        Assert.Null(h.Attach());
+        ThreadContextRecord r = Native.ReadCurrent();
+        byte[] expected = new byte[16];
+        trace.CopyTo(expected);
+        Assert.Equal(expected, Native.TraceId(r));
+        Assert.Equal(1, r.TraceFlags);
+        Assert.Equal(1, r.Valid);
+        Assert.Equal(((byte)4, "task-17"), Assert.Single(Native.Attributes(r)));
+        h.ClearAttributes();
+        Assert.Equal(0, Native.ReadCurrent().AttrsDataSize);
+        Assert.Same(h, ThreadContextHandle.Detach());
+    });
+
+    [Fact]
+    public void AHandleAttachedToAnotherThreadCannotBeAttachedOrWrittenHere()
+    {
+        using var h = ThreadContextHandle.Create(Trace(5), Span(5), 1);
+        using var attached = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        Exception? ownerFailure = null;
+        var owner = new Thread(() =>
+        {
+            try
+            {
+                h.Attach()?.Dispose();
+                attached.Set();
+                release.Wait();
+                Assert.Same(h, ThreadContextHandle.Detach());
+            }
+            catch (Exception e)
+            {
+                ownerFailure = e;
+                attached.Set();
+            }
+        });
+        owner.Start();
+        attached.Wait();
+        try
+        {
+            Native.OnNewThread(() =>
+            {
+                Assert.Throws<InvalidOperationException>(() => h.Attach());
+                Assert.Throws<InvalidOperationException>(() => h.Update(default, default, ActivityTraceFlags.None));
+                Assert.Throws<InvalidOperationException>(() => h.SetAttribute(0, "x"));
+                Assert.Throws<InvalidOperationException>(() => h.ClearAttributes());
+                Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            });
+        }
+        finally
+        {
+            release.Set();
+            owner.Join();
+        }
+
+        Assert.Null(ownerFailure);
+    }
+
+    [Fact]
+    public void DisposingOnTheAttachedThreadDetachesAndFrees()
+    {
+        long baseline = SettledLiveRecords();
+        Native.OnNewThread(() =>
+        {
+            var h = ThreadContextHandle.Create(Trace(6), Span(6), 1);
+            Assert.Null(h.Attach());
+            Assert.Equal(baseline + 1, Native.LiveRecords());
+            h.Dispose();
+            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            Assert.Equal(baseline, Native.LiveRecords());
+            Assert.Throws<ObjectDisposedException>(() => h.Attach());
+        });
+        Assert.Equal(baseline, SettledLiveRecords());
+    }
+
+    [Fact]
+    public void ARecordLeftAttachedAtThreadExitIsFreedOnceNotTwice()
+    {
+        long baseline = SettledLiveRecords();
+        var h = ThreadContextHandle.Create(Trace(7), Span(7), 1);
+        Native.OnNewThread(() => Assert.Null(h.Attach()));
+
+        // The thread's exit freed the record (native pthread key destructor). Allocate new records,
+        // which may reuse that address, then dispose the stale handle: it must not free them.
+        var others = new ThreadContextHandle[8];
+        for (int i = 0; i < others.Length; i++)
+        {
+            others[i] = ThreadContextHandle.Create(Trace(8), Span(8), 0);
+        }
+
+        Stopwatch wait = Stopwatch.StartNew();
+        while (Native.LiveRecords() != baseline + others.Length && wait.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            Thread.Sleep(10);
+        }
+
+        Assert.Equal(baseline + others.Length, Native.LiveRecords());
+        h.Dispose();
+        Assert.Equal(baseline + others.Length, Native.LiveRecords());
+        foreach (var o in others)
+        {
+            Assert.True(NativeMethods.otel_thread_ctx_record(o.DangerousGetHandle()) != null, "a live record was freed");
+            o.Dispose();
+        }
+
+        Assert.Equal(baseline, SettledLiveRecords());
+    }
+}
