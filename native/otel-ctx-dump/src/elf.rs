@@ -7,6 +7,7 @@
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
+use object::read::ReadRef;
 use object::Endianness;
 use std::fmt;
 
@@ -148,8 +149,11 @@ pub fn is_elf(prefix: &[u8]) -> bool {
 
 /// Looks for a defined `otel_thread_ctx_v1` TLS symbol in the file's dynamic symbol table.
 /// `Ok(None)`: a 64-bit x86-64 ELF that does not define it (or is some other architecture).
-pub fn find_export(data: &[u8]) -> Result<Option<TlsExport>, ElfError> {
-    if data.get(4) != Some(&elf::ELFCLASS64) {
+///
+/// `data` is the file's bytes, or a [`object::read::ReadCache`] over the open file, which reads
+/// only the headers, `.dynsym` and the relocation sections instead of the whole file.
+pub fn find_export<'data, R: ReadRef<'data>>(data: R) -> Result<Option<TlsExport>, ElfError> {
+    if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
         return Ok(None);
     }
     let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| err("ELF header", e))?;
@@ -246,11 +250,11 @@ mod tests {
     #[test]
     fn non_elf_and_foreign_bytes_are_not_exports() {
         assert!(!is_elf(b"MZ\x90\x00"));
-        assert!(find_export(b"").unwrap().is_none());
-        let mut fake = vec![0u8; 64];
+        assert!(find_export(&b""[..]).unwrap().is_none());
+        let mut fake = [0u8; 64];
         fake[..4].copy_from_slice(b"\x7fELF");
         fake[4] = elf::ELFCLASS64;
-        assert!(find_export(&fake).is_err());
+        assert!(find_export(&fake[..]).is_err());
     }
 
     #[test]

@@ -382,12 +382,9 @@ fn examine_file(pid: i32, m: &Mapping) -> Result<Option<TlsExport>, String> {
         if f.read_exact(&mut magic).is_err() || !elf::is_elf(&magic) {
             return Ok(None);
         }
-        let mut data = magic.to_vec();
-        if let Err(e) = f.read_to_end(&mut data) {
-            last_err = Some(e);
-            continue;
-        }
-        return elf::find_export(&data).map_err(|e| e.to_string());
+        // Reads only the parts the lookup needs (runtimes map many large files).
+        let cache = object::read::ReadCache::new(f);
+        return elf::find_export(&cache).map_err(|e| e.to_string());
     }
     match last_err {
         // Mapped files that vanished or that we may not open are not ours to report, unless
