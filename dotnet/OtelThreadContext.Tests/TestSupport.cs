@@ -29,12 +29,13 @@ internal static class TestSupport
     /// <summary>The native library the P/Invokes load: the copy next to the test assembly.</summary>
     public static string NativeLibraryPath => Path.Combine(AppContext.BaseDirectory, "libotel_thread_ctx.so");
 
-    /// <summary>Runs a program, returning exit code and combined output; fails the test on timeout.</summary>
+    /// <summary>Runs a program, returning exit code and combined output; fails the test on timeout.
+    /// In <paramref name="environment"/>, a null value removes the variable.</summary>
     public static (int ExitCode, string Output) Run(
         string fileName,
         IEnumerable<string> args,
         string? workingDirectory = null,
-        IDictionary<string, string>? environment = null,
+        IDictionary<string, string?>? environment = null,
         int timeoutSeconds = 300)
     {
         var psi = new ProcessStartInfo(fileName)
@@ -53,7 +54,14 @@ internal static class TestSupport
         {
             foreach (var kv in environment)
             {
-                psi.Environment[kv.Key] = kv.Value;
+                if (kv.Value is null)
+                {
+                    psi.Environment.Remove(kv.Key);
+                }
+                else
+                {
+                    psi.Environment[kv.Key] = kv.Value;
+                }
             }
         }
 
