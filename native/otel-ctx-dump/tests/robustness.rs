@@ -7,6 +7,7 @@ use otel_ctx_dump::maps::Memory;
 use otel_ctx_dump::process_context::{self as pc, decode_payload, Header};
 use otel_ctx_dump::record::{decode_attributes, decode_record, RecordHeader, HEADER_SIZE, MAX_ATTRS_READ};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use prost::Message;
 
 /// One region of fake target memory.
@@ -65,7 +66,12 @@ fn valid_payload() -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    // Failing cases are kept next to this file (cargo runs tests from the package directory).
+    #![proptest_config(ProptestConfig {
+        cases: 2000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/robustness.proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn record_decoder_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..800)) {
