@@ -26,6 +26,7 @@ suite "format and lints" ./scripts/lint.sh
 suite "native build" cargo build --workspace -q
 suite "rust tests (API, ELF, header, C sample, signal stress)" cargo test --workspace -q
 suite "native benchmark smoke run" env CALLS=200000 ROUNDS=1 ./scripts/bench-native.sh
+suite ".NET tests" ./scripts/test-dotnet.sh
 
 echo
 for f in "${failures[@]}"; do echo "FAILED: $f"; done

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the .NET solution's tests (dotnet/OtelThreadContext.sln): bindings drift and exports,
+# record layout, ThreadContext and ThreadContextHandle behaviour, the signal-sampled stress test,
+# 10,000 exiting threads, and the NuGet package in a fresh consumer. Needs dotnet, gcc, readelf.
+#
+# The package and the tests use the release native library (the build that ships); it is built
+# here first (a no-op when it is current). Override with OTEL_NATIVE_LIBRARY=/path/to/.so.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+lib="${OTEL_NATIVE_LIBRARY:-}"
+if [ -z "$lib" ]; then
+  cargo build --release --quiet --lib
+  lib="$root/target/release/libotel_thread_ctx.so"
+fi
+[ -f "$lib" ] || { echo "test-dotnet: native library $lib not found" >&2; exit 1; }
+
+# Detailed console output shows each test's own report (stress counts, package layout).
+dotnet test dotnet/OtelThreadContext.sln -p:OtelNativeLibrary="$lib" \
+  --logger "console;verbosity=detailed"
