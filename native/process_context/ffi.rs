@@ -139,6 +139,35 @@ unsafe fn read_args<'a>(
     }
 }
 
+/// Runs publish or update on the borrowed arguments, turning every failure, panics included,
+/// into a status.
+///
+/// # Safety
+/// As documented on `otel_process_ctx_publish`.
+unsafe fn with_args(
+    resource_attributes: *const OtelProcessCtxAttribute,
+    resource_attribute_count: usize,
+    attribute_keys: *const *const c_char,
+    attribute_key_count: usize,
+    op: impl Fn(&[(&str, &str)], &[&str]) -> Result<(), ProcessCtxError> + std::panic::UnwindSafe,
+) -> OtelProcessCtxStatus {
+    catch_unwind(|| {
+        // Safety: forwarded caller contract.
+        match unsafe {
+            read_args(
+                resource_attributes,
+                resource_attribute_count,
+                attribute_keys,
+                attribute_key_count,
+            )
+        } {
+            Ok((resource, keys)) => status(op(&resource, &keys)),
+            Err(s) => s,
+        }
+    })
+    .unwrap_or(OtelProcessCtxStatus::Internal)
+}
+
 /// Publishes this process's context (OTEP 4719): a mapping named OTEL_CTX whose payload holds
 /// the resource attributes and the thread attribute key map, where profilers find it.
 ///
@@ -160,21 +189,16 @@ pub unsafe extern "C" fn otel_process_ctx_publish(
     attribute_keys: *const *const c_char,
     attribute_key_count: usize,
 ) -> OtelProcessCtxStatus {
-    catch_unwind(|| {
-        // Safety: forwarded caller contract.
-        match unsafe {
-            read_args(
-                resource_attributes,
-                resource_attribute_count,
-                attribute_keys,
-                attribute_key_count,
-            )
-        } {
-            Ok((resource, keys)) => status(super::publish(&resource, &keys)),
-            Err(s) => s,
-        }
-    })
-    .unwrap_or(OtelProcessCtxStatus::Internal)
+    // Safety: forwarded caller contract.
+    unsafe {
+        with_args(
+            resource_attributes,
+            resource_attribute_count,
+            attribute_keys,
+            attribute_key_count,
+            |resource, keys| super::publish(resource, keys),
+        )
+    }
 }
 
 /// Replaces the published context with these attributes and key map, under the spec's update
@@ -192,21 +216,16 @@ pub unsafe extern "C" fn otel_process_ctx_update(
     attribute_keys: *const *const c_char,
     attribute_key_count: usize,
 ) -> OtelProcessCtxStatus {
-    catch_unwind(|| {
-        // Safety: forwarded caller contract.
-        match unsafe {
-            read_args(
-                resource_attributes,
-                resource_attribute_count,
-                attribute_keys,
-                attribute_key_count,
-            )
-        } {
-            Ok((resource, keys)) => status(super::update(&resource, &keys)),
-            Err(s) => s,
-        }
-    })
-    .unwrap_or(OtelProcessCtxStatus::Internal)
+    // Safety: forwarded caller contract.
+    unsafe {
+        with_args(
+            resource_attributes,
+            resource_attribute_count,
+            attribute_keys,
+            attribute_key_count,
+            |resource, keys| super::update(resource, keys),
+        )
+    }
 }
 
 /// Removes the published context (its mapping is unmapped). `NOT_PUBLISHED` if this process
