@@ -151,7 +151,7 @@ unsafe fn with_args(
     attribute_key_count: usize,
     op: impl Fn(&[(&str, &str)], &[&str]) -> Result<(), ProcessCtxError> + std::panic::UnwindSafe,
 ) -> OtelProcessCtxStatus {
-    catch_unwind(|| {
+    catch_unwind(move || {
         // Safety: forwarded caller contract.
         match unsafe {
             read_args(
