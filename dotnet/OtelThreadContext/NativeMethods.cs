@@ -129,11 +129,11 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(LibraryName)]
     internal static partial byte* otel_thread_ctx_version();
 
-    [LibraryImport(LibraryName)]
+    [LibraryImport(LibraryName, SetLastError = true)]
     internal static partial NativeProcessStatus otel_process_ctx_publish(
         NativeProcessAttribute* resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
 
-    [LibraryImport(LibraryName)]
+    [LibraryImport(LibraryName, SetLastError = true)]
     internal static partial NativeProcessStatus otel_process_ctx_update(
         NativeProcessAttribute* resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
 

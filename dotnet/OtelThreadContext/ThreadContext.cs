@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text.Unicode;
@@ -225,6 +226,44 @@ public static unsafe class ThreadContext
         return SetAttribute(keyIndex, value.AsSpan());
     }
 
+    /// <summary>
+    /// Sets attribute <paramref name="key"/> of the current thread's record to
+    /// <paramref name="value"/>: writes <see cref="ThreadAttributeKey.Index"/>, resolved when the
+    /// key was declared, so there is no lookup by name and no allocation. Otherwise as
+    /// <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.
+    /// </summary>
+    /// <param name="key">A key from <see cref="ProcessContext.DeclareKey"/>.</param>
+    /// <param name="value">The value. Invalid UTF-16 (a lone surrogate) is stored as U+FFFD.</param>
+    /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
+    /// <exception cref="ArgumentException"><paramref name="key"/> is
+    /// <c>default(ThreadAttributeKey)</c>, not a declared key.</exception>
+    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
+    public static SetAttributeResult SetAttribute(ThreadAttributeKey key, ReadOnlySpan<char> value)
+    {
+        if (!key.IsDeclared)
+        {
+            ThrowUndeclaredKey();
+        }
+
+        return SetAttribute(key.Index, value);
+    }
+
+    /// <summary>
+    /// Sets attribute <paramref name="key"/> of the current thread's record to
+    /// <paramref name="value"/>; see <see cref="SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/>.
+    /// </summary>
+    /// <param name="key">A key from <see cref="ProcessContext.DeclareKey"/>.</param>
+    /// <param name="value">The value.</param>
+    /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="key"/> is not a declared key.</exception>
+    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
+    public static SetAttributeResult SetAttribute(ThreadAttributeKey key, string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        return SetAttribute(key, value.AsSpan());
+    }
+
     /// <summary>Removes every attribute from the current thread's record; the ids are kept.</summary>
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public static void ClearAttributes()
@@ -375,6 +414,11 @@ public static unsafe class ThreadContext
         t_record = rec;
         return rec;
     }
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowUndeclaredKey() => throw new ArgumentException(
+        "default(ThreadAttributeKey) names no attribute: get keys from ProcessContext.DeclareKey.", "key");
 
     private static bool ComputeIsSupported()
     {
