@@ -71,4 +71,289 @@ public sealed unsafe class ProcessContextTests : IDisposable
         Assert.Equal("http_route", keyMap[route.Index]);
         Assert.Equal("http_method", keyMap[method.Index]);
     }
+
+    [Fact]
+    public void AttributeKeyIndexesInRecordsNameTheDeclaredKeysInThePublishedMap() => Native.OnNewThread(() =>
+    {
+        ThreadAttributeKey userId = ProcessContext.DeclareKey("records.user_id");
+        ThreadAttributeKey route = ProcessContext.DeclareKey("records.http_route");
+        ThreadAttributeKey method = ProcessContext.DeclareKey("records.http_method");
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "records" });
+
+        ThreadContext.Set(0x0af7651916cd43ddUL, 0x8448eb211c80319cUL, 0xb7ad6b7169203331UL, 1);
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(route, "/orders/{id}"));
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(method, "GET".AsSpan()));
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(userId, "u-42"));
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(route, "/orders/{id}/items"));
+
+        // The reader's side: the record as the TLS slot points at it, and the key map from the
+        // mapping in /proc/self/mem.
+        List<(byte Key, string Value)> entries = Native.Attributes(Native.ReadCurrent());
+        List<string> keyMap = ProcessContextReader.KeyMap(ProcessContextReader.Read().Decoded);
+        var named = entries.ToDictionary(e => keyMap[e.Key], e => e.Value);
+
+        Assert.Equal(3, entries.Count);
+        Assert.Equal(
+            new Dictionary<string, string>
+            {
+                ["records.http_route"] = "/orders/{id}/items",
+                ["records.http_method"] = "GET",
+                ["records.user_id"] = "u-42",
+            },
+            named);
+        Assert.Equal(DeclaredNames(), keyMap);
+    });
+
+    [Fact]
+    public void DeclaringAKeyAfterPublishAppendsItToThePublishedMap()
+    {
+        ThreadAttributeKey first = ProcessContext.DeclareKey("append.first");
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "append" });
+        ProcessContextReader.Snapshot before = ProcessContextReader.Read();
+        List<string> mapBefore = ProcessContextReader.KeyMap(before.Decoded);
+
+        ThreadAttributeKey added = ProcessContext.DeclareKey("append.added");
+        ProcessContextReader.Snapshot after = ProcessContextReader.Read();
+        List<string> mapAfter = ProcessContextReader.KeyMap(after.Decoded);
+
+        Assert.Equal(mapBefore.Count, added.Index);
+        Assert.Equal(mapBefore.Append("append.added"), mapAfter);
+        Assert.Equal("append.first", mapAfter[first.Index]);
+        Assert.True(
+            after.Header.PublishedAtNs > before.Header.PublishedAtNs,
+            $"timestamp {after.Header.PublishedAtNs} is not after {before.Header.PublishedAtNs}");
+        Assert.Equal(before.Mapping.Name, after.Mapping.Name);
+        Assert.Equal(ProcessContextReader.Resource(before.Decoded), ProcessContextReader.Resource(after.Decoded));
+
+        // Declaring a known name again returns its key and publishes nothing.
+        Assert.Equal(first, ProcessContext.DeclareKey("append.first"));
+        Assert.Equal(added, ProcessContext.DeclareKey("append.added"));
+        ProcessContextReader.Snapshot again = ProcessContextReader.Read();
+        Assert.Equal(after.Header.PublishedAtNs, again.Header.PublishedAtNs);
+        Assert.Equal(after.Payload, again.Payload);
+    }
+
+    [Fact]
+    public void KeysDeclaredWhileUnpublishedAppearWhenPublished()
+    {
+        ThreadAttributeKey k = ProcessContext.DeclareKey("unpublished.key");
+        Assert.Null(ProcessContextReader.ReadPayloadNative());
+        Assert.Equal(k, ProcessContext.Keys[k.Index]);
+
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "late" });
+        List<string> keyMap = ProcessContextReader.KeyMap(ProcessContextReader.Read().Decoded);
+        Assert.Equal("unpublished.key", keyMap[k.Index]);
+        Assert.Equal(DeclaredNames(), keyMap);
+    }
+
+    [Fact]
+    public void UpdateReplacesTheResourceKeepsTheKeysAndBumpsTheTimestamp()
+    {
+        ProcessContext.DeclareKey("update.key");
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "svc", ServiceVersion = "1" });
+        ProcessContextReader.Snapshot before = ProcessContextReader.Read();
+
+        ProcessContext.Update(new ProcessContextOptions { ServiceName = "svc", ServiceVersion = "2", DeploymentEnvironmentName = "staging" });
+        ProcessContextReader.Snapshot after = ProcessContextReader.Read();
+
+        Dictionary<string, string> resource = ProcessContextReader.Resource(after.Decoded);
+        Assert.Equal("2", resource["service.version"]);
+        Assert.Equal("staging", resource["deployment.environment.name"]);
+        Assert.Equal("dotnet", resource["telemetry.sdk.language"]);
+        Assert.Equal(ProcessContextReader.Resource(before.Decoded)["service.instance.id"], resource["service.instance.id"]);
+        Assert.Equal(ProcessContextReader.KeyMap(before.Decoded), ProcessContextReader.KeyMap(after.Decoded));
+        Assert.True(after.Header.PublishedAtNs > before.Header.PublishedAtNs);
+        Assert.Equal(before.Mapping.Name, after.Mapping.Name);
+    }
+
+    [Fact]
+    public void RefusedUpdatesAndDeclarationsLeaveThePublishedContextIntact()
+    {
+        ProcessContext.DeclareKey("refused.key");
+        ProcessContext.Publish(new ProcessContextOptions
+        {
+            ServiceName = "big",
+            ResourceAttributes = new Dictionary<string, string> { ["filler"] = new string('f', 63 * 1024) },
+        });
+        ProcessContextReader.Snapshot before = ProcessContextReader.Read();
+        int keyCount = ProcessContext.Keys.Count;
+
+        // Refused by the native library: the payload would pass 64 KiB.
+        var tooLarge = new ProcessContextOptions
+        {
+            ServiceName = "big",
+            ResourceAttributes = new Dictionary<string, string> { ["filler"] = new string('f', 65 * 1024) },
+        };
+        ArgumentException e = Assert.Throws<ArgumentException>(() => ProcessContext.Update(tooLarge));
+        Assert.Contains("64 KiB", e.Message, StringComparison.Ordinal);
+        Assert.Contains("OTEL_PROCESS_CTX_STATUS_PAYLOAD_TOO_LARGE", e.Message, StringComparison.Ordinal);
+
+        // A key that would push the payload past 64 KiB is not declared at all.
+        string longName = "refused." + new string('k', 2048);
+        e = Assert.Throws<ArgumentException>(() => ProcessContext.DeclareKey(longName));
+        Assert.Contains("PAYLOAD_TOO_LARGE", e.Message, StringComparison.Ordinal);
+        Assert.Equal(keyCount, ProcessContext.Keys.Count);
+        Assert.DoesNotContain(ProcessContext.Keys, k => k.Name == longName);
+
+        // Refused before the native call: conflicting values.
+        Assert.Throws<ArgumentException>(() => ProcessContext.Update(new ProcessContextOptions
+        {
+            ServiceName = "big",
+            ResourceAttributes = new Dictionary<string, string> { ["service.name"] = "other" },
+        }));
+
+        ProcessContextReader.Snapshot after = ProcessContextReader.Read();
+        Assert.Equal(before.Header, after.Header);
+        Assert.Equal(before.Payload, after.Payload);
+        Assert.Equal(before.Payload, ProcessContextReader.ReadPayloadNative());
+        Assert.True(ProcessContext.IsPublished);
+    }
+
+    [Fact]
+    public void PublishingTwiceThrowsAndKeepsTheFirstContext()
+    {
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "first" });
+        ProcessContextReader.Snapshot before = ProcessContextReader.Read();
+
+        InvalidOperationException e = Assert.Throws<InvalidOperationException>(
+            () => ProcessContext.Publish(new ProcessContextOptions { ServiceName = "second" }));
+        Assert.Contains("Update", e.Message, StringComparison.Ordinal);
+
+        ProcessContextReader.Snapshot after = ProcessContextReader.Read();
+        Assert.Equal(before.Payload, after.Payload);
+        Assert.Equal("first", ProcessContextReader.Resource(after.Decoded)["service.name"]);
+    }
+
+    [Fact]
+    public void UnpublishRemovesTheMapping()
+    {
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "gone" });
+        Assert.Single(ProcessContextReader.FindMappings());
+
+        ProcessContext.Unpublish();
+        Assert.False(ProcessContext.IsPublished);
+        Assert.Empty(ProcessContextReader.FindMappings());
+        Assert.Null(ProcessContextReader.ReadPayloadNative());
+
+        ProcessContext.Unpublish(); // nothing published: nothing to do
+        Assert.Throws<InvalidOperationException>(() => ProcessContext.Update(new ProcessContextOptions { ServiceName = "gone" }));
+
+        // Declared keys survive and are published again with their indexes.
+        ThreadAttributeKey k = ProcessContext.DeclareKey("unpublish.key");
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "back" });
+        Assert.Equal("unpublish.key", ProcessContextReader.KeyMap(ProcessContextReader.Read().Decoded)[k.Index]);
+    }
+
+    [Fact]
+    public void DefaultInstanceIdIsOneGuidForTheProcess()
+    {
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "ids" });
+        string id = ProcessContextReader.Resource(ProcessContextReader.Read().Decoded)["service.instance.id"];
+        Assert.True(Guid.TryParse(id, out _), id);
+
+        ProcessContext.Unpublish();
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "ids" });
+        Assert.Equal(id, ProcessContextReader.Resource(ProcessContextReader.Read().Decoded)["service.instance.id"]);
+
+        // Given in ResourceAttributes instead of the property: that one is published.
+        ProcessContext.Update(new ProcessContextOptions
+        {
+            ServiceName = "ids",
+            ResourceAttributes = new Dictionary<string, string> { ["service.instance.id"] = "explicit" },
+        });
+        Assert.Equal("explicit", ProcessContextReader.Resource(ProcessContextReader.Read().Decoded)["service.instance.id"]);
+    }
+
+    [Fact]
+    public void ResourceAttributesMayRepeatButNotContradictThePackagesOwn()
+    {
+        // telemetry.sdk.name/version may be given (an SDK's resource); language must stay dotnet.
+        ProcessContext.Publish(new ProcessContextOptions
+        {
+            ServiceName = "sdk",
+            ResourceAttributes = new Dictionary<string, string>
+            {
+                ["telemetry.sdk.language"] = "dotnet",
+                ["telemetry.sdk.name"] = "opentelemetry",
+                ["telemetry.sdk.version"] = "1.14.0",
+            },
+        });
+        Dictionary<string, string> resource = ProcessContextReader.Resource(ProcessContextReader.Read().Decoded);
+        Assert.Equal("opentelemetry", resource["telemetry.sdk.name"]);
+        Assert.Equal("1.14.0", resource["telemetry.sdk.version"]);
+        Assert.Equal("dotnet", resource["telemetry.sdk.language"]);
+
+        ArgumentException e = Assert.Throws<ArgumentException>(() => ProcessContext.Update(new ProcessContextOptions
+        {
+            ServiceName = "sdk",
+            ResourceAttributes = new Dictionary<string, string> { ["telemetry.sdk.language"] = "java" },
+        }));
+        Assert.Contains("telemetry.sdk.language", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void BadArgumentsAreRefusedWithTheReason()
+    {
+        Assert.Throws<ArgumentNullException>(() => ProcessContext.DeclareKey(null!));
+        Assert.Throws<ArgumentException>(() => ProcessContext.DeclareKey(string.Empty));
+        Assert.Contains("NUL", Assert.Throws<ArgumentException>(() => ProcessContext.DeclareKey("a\0b")).Message, StringComparison.Ordinal);
+        Assert.Contains("surrogate", Assert.Throws<ArgumentException>(() => ProcessContext.DeclareKey("bad\ud800")).Message, StringComparison.Ordinal);
+
+        Assert.Throws<ArgumentNullException>(() => ProcessContext.Publish(null!));
+        Assert.Throws<ArgumentException>(() => ProcessContext.Publish(new ProcessContextOptions { ServiceName = string.Empty }));
+        Assert.Throws<ArgumentException>(() => ProcessContext.Publish(new ProcessContextOptions
+        {
+            ServiceName = "x",
+            ResourceAttributes = new Dictionary<string, string> { [string.Empty] = "v" },
+        }));
+        Assert.Throws<ArgumentException>(() => ProcessContext.Publish(new ProcessContextOptions { ServiceName = "x", ServiceVersion = "\udc00" }));
+        Assert.False(ProcessContext.IsPublished);
+        Assert.Empty(ProcessContextReader.FindMappings());
+
+        Assert.Throws<ArgumentException>(() => ThreadContext.SetAttribute(default(ThreadAttributeKey), "v"));
+    }
+
+    [Fact]
+    public void KeysCompareByNameAndIndex()
+    {
+        ThreadAttributeKey a = ProcessContext.DeclareKey("equality.a");
+        ThreadAttributeKey b = ProcessContext.DeclareKey("equality.b");
+        Assert.True(a == ProcessContext.DeclareKey("equality.a"));
+        Assert.True(a != b);
+        Assert.False(a.Equals(default));
+        Assert.Equal(string.Empty, default(ThreadAttributeKey).Name);
+        Assert.Equal($"equality.a#{a.Index}", a.ToString());
+        Assert.Equal(a.GetHashCode(), ProcessContext.DeclareKey("equality.a").GetHashCode());
+        IReadOnlyList<ThreadAttributeKey> snapshot = ProcessContext.Keys;
+        ProcessContext.DeclareKey("equality.c");
+        Assert.Equal(snapshot.Count + 1, ProcessContext.Keys.Count);
+        Assert.Equal(Enumerable.Range(0, ProcessContext.Keys.Count), ProcessContext.Keys.Select(k => (int)k.Index));
+    }
+
+    [Fact]
+    public void EveryNativeRefusalMapsToAnExceptionNamingItsStatus()
+    {
+        var header = new CHeader(System.IO.File.ReadAllText(TestSupport.HeaderPath));
+        foreach (NativeProcessStatus status in Enum.GetValues<NativeProcessStatus>().Where(s => s != NativeProcessStatus.Ok))
+        {
+            Exception e = ProcessContext.ToException(status, 12, "Testing");
+            string name = header.ProcessStatusValues.Single(kv => kv.Value == (long)status).Key;
+            if (status == NativeProcessStatus.MappingFailed)
+            {
+                var io = Assert.IsType<System.IO.IOException>(e);
+                var inner = Assert.IsType<System.ComponentModel.Win32Exception>(io.InnerException);
+                Assert.Equal(12, inner.NativeErrorCode);
+                Assert.Contains(System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(12), io.Message, StringComparison.Ordinal);
+                Assert.Contains("errno 12", io.Message, StringComparison.Ordinal);
+                continue;
+            }
+
+            Assert.Contains(name, e.Message, StringComparison.Ordinal);
+            bool badInput = status is NativeProcessStatus.InvalidUtf8 or NativeProcessStatus.EmptyResourceKey
+                or NativeProcessStatus.DuplicateResourceKey or NativeProcessStatus.EmptyAttributeKey
+                or NativeProcessStatus.DuplicateAttributeKey or NativeProcessStatus.TooManyAttributeKeys
+                or NativeProcessStatus.PayloadTooLarge;
+            Assert.IsType(badInput ? typeof(ArgumentException) : typeof(InvalidOperationException), e);
+        }
+    }
 }
