@@ -1,0 +1,84 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
+using BenchmarkDotNet.Exporters;
+using BenchmarkDotNet.Exporters.Csv;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
+using Perfolizer.Horology;
+using Perfolizer.Metrology;
+
+namespace OtelThreadContext.Benchmarks;
+
+/// <summary>
+/// Entry point. Options of its own: <c>--smoke</c> (one invocation per benchmark: proves they
+/// run, measures nothing) and <c>--artifacts DIR</c>. Other arguments go to BenchmarkDotNet
+/// (e.g. <c>--filter *Write*</c>); without <c>--filter</c> every benchmark runs.
+/// </summary>
+public static class Program
+{
+    /// <summary>Runs the benchmarks; returns non-zero when one failed or produced no result.</summary>
+    /// <param name="args">Command-line arguments.</param>
+    /// <returns>The process exit code.</returns>
+    public static int Main(string[] args)
+    {
+        var rest = new List<string>(args);
+        bool smoke = rest.Remove("--smoke");
+        string artifacts = "BenchmarkDotNet.Artifacts";
+        int at = rest.IndexOf("--artifacts");
+        if (at >= 0 && at + 1 < rest.Count)
+        {
+            artifacts = rest[at + 1];
+            rest.RemoveRange(at, 2);
+        }
+
+        if (!rest.Contains("--filter"))
+        {
+            rest.AddRange(["--filter", "*"]);
+        }
+
+        IEnumerable<Summary> summaries = BenchmarkSwitcher
+            .FromAssembly(typeof(Program).Assembly)
+            .Run([.. rest], CreateConfig(smoke, artifacts));
+        bool failed = !summaries.Any() || summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success));
+        return failed ? 1 : 0;
+    }
+
+    private static ManualConfig CreateConfig(bool smoke, string artifacts)
+    {
+        // In-process: see docs/benchmarks.md ("How it runs").
+        Job job = smoke
+            ? Job.Dry
+            : Job.Default
+                .WithLaunchCount(1)
+                .WithWarmupCount(6)
+                .WithIterationCount(15)
+                .WithIterationTime(TimeInterval.FromMilliseconds(250));
+        job = job.WithToolchain(InProcessEmitToolchain.Instance).WithId(smoke ? "Smoke" : "Bench");
+
+        SummaryStyle style = SummaryStyle.Default
+            .WithTimeUnit(TimeUnit.Nanosecond)
+            .WithSizeUnit(SizeUnit.B);
+
+        return ManualConfig.CreateEmpty()
+            .AddJob(job)
+            .AddColumnProvider(DefaultColumnProviders.Instance)
+            .AddColumn(StatisticColumn.Median)
+            .AddDiagnoser(MemoryDiagnoser.Default)
+            .AddLogger(BenchmarkDotNet.Loggers.ConsoleLogger.Default)
+            .AddExporter(MarkdownExporter.GitHub)
+            .AddExporter(new CsvExporter(
+                CsvSeparator.Comma,
+                new SummaryStyle(CultureInfo.InvariantCulture, printUnitsInHeader: true, SizeUnit.B, TimeUnit.Nanosecond, printUnitsInContent: false)))
+            .AddValidator(DefaultConfig.Instance.GetValidators().ToArray())
+            .AddAnalyser(DefaultConfig.Instance.GetAnalysers().ToArray())
+            .WithSummaryStyle(style)
+            .WithArtifactsPath(artifacts);
+    }
+}

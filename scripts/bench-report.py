@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""Writes docs/benchmarks.md (to stdout) from one run of scripts/bench.sh.
+
+Reads the BenchmarkDotNet exports (CSV for the numbers, GitHub Markdown for the tables) and the
+native harness's table from --results, computes the ratios the targets are stated in, and adds
+the machine, runtime and commit. Every figure in the output comes from those files; nothing is
+typed in by hand. With --smoke it only checks that every benchmark produced a row.
+"""
+
+import argparse
+import csv
+import glob
+import os
+import platform
+import re
+import subprocess
+import sys
+
+WRITE = "WriteBenchmarks"
+ACTIVITY = "ActivityBenchmarks"
+EXPECTED = {
+    WRITE: [
+        "RawStores",
+        "RawStoresThreadStatic",
+        "DirectWrite",
+        "DirectWriteActivityIds",
+        "PInvokeUpdate",
+        "PInvokeUpdateSuppressGCTransition",
+        "DirectWriteFullFence",
+    ],
+    ACTIVITY: ["ActivityStartStop", "ActivityStartStopTracked", "AsyncFlow", "AsyncFlowTracked"],
+}
+
+
+def fail(message):
+    print(f"bench-report: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def export(results, cls, suffix):
+    paths = glob.glob(os.path.join(results, "bdn", "results", f"*.{cls}-report{suffix}"))
+    if len(paths) != 1:
+        fail(f"expected one {cls} export *-report{suffix} under {results}/bdn/results, found {len(paths)}")
+    return paths[0]
+
+
+def number(text):
+    """A CSV cell as a float: '1,234.5' -> 1234.5; '-' (zero, as BenchmarkDotNet prints it) -> 0."""
+    text = text.strip()
+    if text in ("-", "0"):
+        return 0.0
+    if text in ("", "NA", "?"):
+        return None
+    return float(text.replace(",", ""))
+
+
+def read_csv(results, cls):
+    rows = {}
+    with open(export(results, cls, ".csv"), newline="") as f:
+        for row in csv.DictReader(f):
+            rows[row["Method"]] = {
+                "mean": number(row["Mean [ns]"]),
+                "median": number(row["Median [ns]"]),
+                "alloc": number(row["Allocated [B]"]),
+            }
+    missing = [m for m in EXPECTED[cls] if m not in rows or rows[m]["mean"] is None]
+    if missing:
+        fail(f"{cls}: no result for {', '.join(missing)}")
+    return rows
+
+
+def read_markdown(results, cls):
+    """(environment block, job line(s) and table) of a BenchmarkDotNet GitHub export."""
+    text = open(export(results, cls, "-github.md")).read().strip()
+    match = re.match(r"```\s*\n(.*?)\n```\s*\n(.*)", text, re.S)
+    if not match:
+        fail(f"{cls}: unexpected Markdown export layout")
+    return match.group(1).strip(), match.group(2).strip()
+
+
+def run(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def machine():
+    fields = {}
+    for line in run("lscpu").splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    cpus = fields.get("CPU(s)", "?")
+    cores = fields.get("Core(s) per socket", "?")
+    sockets = fields.get("Socket(s)", "?")
+    threads = fields.get("Thread(s) per core", "?")
+    model = fields.get("Model name", "?")
+    hypervisor = fields.get("Hypervisor vendor")
+    text = f"{model}, {cpus} CPUs ({sockets} socket(s) × {cores} core(s) × {threads} thread(s))"
+    if hypervisor:
+        text += f", virtual machine ({hypervisor})"
+    return text, int(cpus) if cpus.isdigit() else None
+
+
+def commit():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sha = run("git", "-C", root, "rev-parse", "HEAD")
+    subject = run("git", "-C", root, "log", "-1", "--format=%s")
+    dirty = run("git", "-C", root, "status", "--porcelain", "--untracked-files=all", "--",
+                "dotnet/OtelThreadContext", "dotnet/benchmarks", "native", "Cargo.toml")
+    text = f"`{sha}` ({subject})" if sha else "unknown (not a git checkout)"
+    if dirty:
+        text += ("; the working tree differed from it in these benchmarked sources: "
+                 + ", ".join(f"`{line[3:]}`" for line in dirty.splitlines()))
+    return text
+
+
+def disassembly(results, method):
+    """The last listing of `method` in the JIT's output (the optimized code that was measured)."""
+    path = os.path.join(results, "jit.txt")
+    if not os.path.exists(path):
+        return ""
+    listings = open(path, errors="replace").read().split("; Assembly listing for method ")
+    mine = [text for text in listings if text.startswith(f"OtelThreadContext.Benchmarks.{method}")]
+    if not mine or "(Tier1" not in mine[-1].splitlines()[0]:
+        return ""
+    code = [line.rstrip() for line in mine[-1].splitlines()[1:]
+            if line.strip() and not line.lstrip().startswith(";")]
+    return "; " + mine[-1].splitlines()[0] + "\n" + "\n".join(code)
+
+
+def fmt(value, digits=2):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b <= 0 else a / b
+
+
+def verdict(value, limit):
+    if value is None:
+        return "not measurable (baseline below the timer's resolution)"
+    return "met" if value <= limit else "**missed**"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", required=True)
+    parser.add_argument("--native-library", required=True)
+    parser.add_argument("--started", required=True)
+    parser.add_argument("--load-before", required=True)
+    parser.add_argument("--load-after", required=True)
+    parser.add_argument("--cpu-before", required=True, help="busy and total jiffies from /proc/stat")
+    parser.add_argument("--cpu-after", required=True)
+    parser.add_argument("--own-cpu-seconds", required=True, type=float,
+                        help="CPU time the BenchmarkDotNet process used")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+
+    w = read_csv(args.results, WRITE)
+    a = read_csv(args.results, ACTIVITY)
+    native_path = os.path.join(args.results, "native.md")
+    native = open(native_path).read().strip() if os.path.exists(native_path) else ""
+    if "|" not in native:
+        fail(f"no native harness table in {native_path}")
+    env, write_table = read_markdown(args.results, WRITE)
+    _, activity_table = read_markdown(args.results, ACTIVITY)
+
+    if args.smoke:
+        print("# Benchmark smoke run\n")
+        print("Every benchmark ran once (BenchmarkDotNet dry job); these figures measure nothing.\n")
+        print(write_table + "\n\n" + activity_table + "\n\n" + native)
+        return
+
+    model, cpus = machine()
+    load_before = float(args.load_before.split()[0])
+    busy_before, total_before = (int(x) for x in args.cpu_before.split())
+    busy_after, total_after = (int(x) for x in args.cpu_after.split())
+    hz = os.sysconf("SC_CLK_TCK")
+    machine_seconds = (total_after - total_before) / hz
+    others = max(0.0, (busy_after - busy_before) / hz - args.own_cpu_seconds)
+    others_share = others / machine_seconds if machine_seconds > 0 else 0.0
+    busy = others_share >= 0.05 or load_before >= 0.5
+    jit = disassembly(args.results, "WriteBenchmarks:DirectWrite()")
+    lines = []
+    out = lines.append
+
+    def target_rows(stat):
+        dw = w["DirectWrite"][stat]
+        pinv = w["PInvokeUpdate"][stat]
+        sup = w["PInvokeUpdateSuppressGCTransition"][stat]
+        raw = w["RawStores"][stat]
+        ss, sst = a["ActivityStartStop"][stat], a["ActivityStartStopTracked"][stat]
+        return [
+            ("DirectWrite / PInvokeUpdate", ratio(dw, pinv), 0.25),
+            ("DirectWrite / PInvokeUpdateSuppressGCTransition", ratio(dw, sup), 0.5),
+            ("DirectWrite / RawStores", ratio(dw, raw) if raw and raw >= 0.1 else None, 2.0),
+            ("ActivityStartStopTracked / ActivityStartStop − 1 (tracker overhead per start/stop pair)",
+             None if ratio(sst, ss) is None else ratio(sst, ss) - 1, 0.15),
+        ]
+
+    mean_rows, median_rows = target_rows("mean"), target_rows("median")
+    dw_alloc = w["DirectWrite"]["alloc"]
+    pair_alloc = a["ActivityStartStopTracked"]["alloc"] - a["ActivityStartStop"]["alloc"]
+    flow_alloc = a["AsyncFlowTracked"]["alloc"] - a["AsyncFlow"]["alloc"]
+
+    out("# Benchmarks")
+    out("")
+    out("<!-- Generated by ./scripts/bench.sh (scripts/bench-report.py) from one run's results. "
+        "Do not edit by hand: run the script again. -->")
+    out("")
+    out("`./scripts/bench.sh` runs every benchmark below in one go and writes this file. "
+        "All figures on this page come from the run described here.")
+    out("")
+    out("## The run")
+    out("")
+    out(f"- Started: {args.started}")
+    out(f"- Commit: {commit()}")
+    out(f"- Machine: {model}; {platform.system()} {platform.release()}")
+    out(f"- Native library: release build (`{os.path.relpath(args.native_library)}`)")
+    out(f"- Load average (1, 5, 15 min) before the run: {args.load_before}; after it (the "
+        f"benchmarks' own load included): {args.load_after}.")
+    out(f"- During the BenchmarkDotNet run, other processes used {others_share * 100:.0f} % of the "
+        f"machine's CPU time ({others:.0f} of {machine_seconds:.0f} CPU-seconds; the benchmarks "
+        f"used {args.own_cpu_seconds:.0f}).")
+    if busy:
+        out("  **The machine was busy**: other processes shared the CPUs, so the figures are noisier "
+            "than on an idle machine; ratios from the same run are still comparable, absolute "
+            "times less so.")
+    else:
+        out("  The machine was otherwise idle.")
+    out("")
+    out("BenchmarkDotNet's description of the environment:")
+    out("")
+    out("```")
+    out(env)
+    out("```")
+    out("")
+    out("## Targets")
+    out("")
+    out("Ratios of figures from this run. Verdicts use the median (less sensitive to a busy "
+        "machine); the mean is shown next to it.")
+    out("")
+    out("| ratio | median | mean | target | verdict |")
+    out("|---|---:|---:|---:|---|")
+    for (name, med, limit), (_, mean, _) in zip(median_rows, mean_rows):
+        shown = lambda v: fmt(v * 100, 1) + " %" if "overhead" in name and v is not None else fmt(v)
+        limit_text = f"≤ {limit * 100:.0f} %" if "overhead" in name else f"≤ {limit:g}"
+        out(f"| {name} | {shown(med)} | {shown(mean)} | {limit_text} | {verdict(med, limit)} |")
+    out(f"| bytes allocated per DirectWrite | {dw_alloc:.0f} B | | 0 B | {'met' if dw_alloc == 0 else '**missed**'} |")
+    out(f"| bytes the tracker adds per Activity start/stop pair (two switches) | {pair_alloc:.0f} B "
+        f"| | 0 B | {'met' if pair_alloc <= 0 else '**missed**'} |")
+    out("")
+
+    def med(rows, name):
+        return rows[name]["median"]
+
+    lookup = med(w, "RawStoresThreadStatic") - med(w, "RawStores")
+    protocol = med(w, "DirectWrite") - med(w, "RawStoresThreadStatic")
+    hexids = med(w, "DirectWriteActivityIds") - med(w, "DirectWrite")
+    fences = med(w, "DirectWriteFullFence") - med(w, "DirectWrite")
+    transition = med(w, "PInvokeUpdate") - med(w, "PInvokeUpdateSuppressGCTransition")
+    pair = med(a, "ActivityStartStopTracked") - med(a, "ActivityStartStop")
+    flow = med(a, "AsyncFlowTracked") - med(a, "AsyncFlow")
+    flow_pct = ratio(flow, med(a, "AsyncFlow"))
+
+    out("## Where the time goes (medians, this run)")
+    out("")
+    out(f"- **Finding the thread's record**: RawStoresThreadStatic − RawStores = {fmt(lookup)} ns. "
+        "Every per-thread writer pays one thread-local lookup; in .NET a `[ThreadStatic]` field read "
+        "compiles to a call that returns the thread's static block (see DirectWrite's code below). "
+        "The RawStores floor does no lookup, which is why DirectWrite / RawStores cannot approach 2 "
+        "when the floor is a fraction of a nanosecond.")
+    out(f"- **The valid-flag protocol** (two extra byte stores, JIT-ordered Volatile.Write): "
+        f"DirectWrite − RawStoresThreadStatic = {fmt(protocol)} ns.")
+    out(f"- **Full fences instead of Volatile ordering**: DirectWriteFullFence − DirectWrite = "
+        f"{fmt(fences)} ns (two `lock or` barriers).")
+    out(f"- **The GC transition of a normal P/Invoke**: PInvokeUpdate − PInvokeUpdateSuppressGCTransition "
+        f"= {fmt(transition)} ns. With the transition suppressed, the native update is one call plus "
+        "the native TLS lookup, close to the managed writer's thread-static lookup plus stores.")
+    out(f"- **Activity ids to bytes**: DirectWriteActivityIds − DirectWrite = {fmt(hexids)} ns: "
+        "`ActivityTraceId`/`ActivitySpanId` hold hex strings, and copying them out decodes 48 hex "
+        "characters per write. Activity tracking pays this at every switch.")
+    out(f"- **Activity tracking**: {fmt(pair)} ns and {pair_alloc:.0f} B per start/stop pair (two "
+        f"record writes); {fmt(flow)} ns ({fmt(None if flow_pct is None else flow_pct * 100, 1)} %) "
+        f"and {flow_alloc:.0f} B per async flow (two spans, three awaits). Each switch assigns the "
+        "tracker's notifying `AsyncLocal` (a new `ExecutionContext`: the bytes above), then clears "
+        "the attributes and writes the ids through the Activity-id path.")
+    out("")
+    if jit:
+        out("DirectWrite as the JIT compiled it in this run (final tier; `ThreadContext.Set` is "
+            "inlined; the `call` before the `[ThreadStatic]` load fetches the thread's statics):")
+        out("")
+        out("```asm")
+        out(jit)
+        out("```")
+        out("")
+    out("## BenchmarkDotNet")
+    out("")
+    out("### In-place writes (Ratio: against RawStores)")
+    out("")
+    out("- `RawStores` (baseline): the same 16 + 8 + 1 bytes stored into native memory with plain stores, no protocol.")
+    out("- `RawStoresThreadStatic`: the same, with the target found through a `[ThreadStatic]` field.")
+    out("- `DirectWrite`: `ThreadContext.Set(ReadOnlySpan<byte>, ReadOnlySpan<byte>, byte)` on a thread whose record is attached and cached.")
+    out("- `DirectWriteActivityIds`: `ThreadContext.Set(ActivityTraceId, ActivitySpanId, ActivityTraceFlags)`, the overload Activity tracking uses.")
+    out("- `PInvokeUpdate`: `otel_thread_ctx_update` through a normal `[LibraryImport]` P/Invoke.")
+    out("- `PInvokeUpdateSuppressGCTransition`: the same with `[SuppressGCTransition]` (the package's binding).")
+    out("- `DirectWriteFullFence`: valid = 0, `Interlocked.MemoryBarrier()`, the fields, `Interlocked.MemoryBarrier()`, valid = 1.")
+    out("")
+    out(write_table)
+    out("")
+    out("### Activity tracking (Ratio: against the untracked benchmark of the same category)")
+    out("")
+    out("- `ActivityStartStop` / `ActivityStartStopTracked`: `ActivitySource.StartActivity` and `Dispose` "
+        "with a listener that records everything; tracking off / on (`ActivityThreadContext.Enable()`).")
+    out("- `AsyncFlow` / `AsyncFlowTracked`: a request span with a child span and three `await Task.Yield()` "
+        "that resume on thread-pool threads; tracking off / on.")
+    out("")
+    out(activity_table)
+    out("")
+    out("## Native harness")
+    out("")
+    out("`native/bench`: `otel_thread_ctx_update` called through `dlsym`, next to a minimal C writer "
+        "doing the same protocol on its own TLSDESC slot (changing ids on every call, loop included).")
+    out("")
+    out(native)
+    out("")
+    out("## How it runs")
+    out("")
+    out("- **In-process** (`InProcessEmitToolchain`). BenchmarkDotNet's default builds and restores a "
+        "generated project per run and starts a process per benchmark; here that child build would "
+        "not see `--artifacts-path` or `-p:OtelNativeLibrary` and would write into the shared "
+        "`dotnet/*/bin` folders. In-process runs the assembly `bench.sh` built into its private folder, "
+        "with the native library next to it, and needs no restore or network. The cost: all "
+        "benchmarks share one process, so each cleans up after itself (tracking is turned off and "
+        "the listener removed in `GlobalCleanup`, which checks it).")
+    out("- **Setup on the benchmark thread.** The in-process runner gives each benchmark its own "
+        "thread and runs `GlobalSetup`, every iteration and `GlobalCleanup` on it. `GlobalSetup` "
+        "makes the first `ThreadContext` call (the attach P/Invoke), so no measured call attaches; "
+        "`GlobalCleanup` fails the run if it is on another thread or the thread's record changed. "
+        "The log of every run says so (`// OtelThreadContext: setup, benchmark and cleanup ran on …`).")
+    out("- **Job**: 1 launch, 6 warm-up and 15 measured iterations of 250 ms each (`dotnet/benchmarks/Program.cs`). "
+        "The operations take nanoseconds to microseconds, so 250 ms iterations hold millions of calls "
+        "and 15 of them give a stable median; BenchmarkDotNet's default (up to 100 iterations of 500 ms "
+        "per benchmark) would take far longer for no better ratio. A full run takes about 3 minutes.")
+    out("- **Memory**: `MemoryDiagnoser` counts managed bytes allocated per operation.")
+    out("- **Smoke**: `./scripts/bench.sh --smoke` (run by `scripts/test.sh`) runs every benchmark once "
+        "with BenchmarkDotNet's dry job and the native harness with 200,000 calls, and leaves this file alone.")
+    out("- **Disassembly**: the JIT's code for a benchmark is printed by "
+        "`DOTNET_JitDisasm=DirectWrite dotnet target/bench-dotnet/full/build/bin/OtelThreadContext.Benchmarks/release/OtelThreadContext.Benchmarks.dll --filter '*.DirectWrite'` "
+        "(the last, Tier1, listing is the measured code).")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
