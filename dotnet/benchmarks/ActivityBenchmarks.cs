@@ -1,5 +1,6 @@
 using System;
 using System.Diagnostics;
+using System.Threading;
 using System.Threading.Tasks;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Configs;
@@ -24,6 +25,7 @@ public class ActivityBenchmarks
 
     private ActivityListener? _listener;
     private IDisposable? _tracking;
+    private EventHandler<ActivityChangedEventArgs>? _keepLocalInStep;
 
     /// <summary>Listens to the benchmark's source (so spans are created), tracking off.</summary>
     [GlobalSetup(Targets = [nameof(ActivityStartStop), nameof(AsyncFlow)])]
@@ -39,10 +41,36 @@ public class ActivityBenchmarks
         _tracking = ActivityThreadContext.Enable();
     }
 
+    /// <summary>
+    /// Listens, and keeps a notifying <see cref="AsyncLocal{T}"/> equal to
+    /// <see cref="Activity.Current"/> from <see cref="Activity.CurrentChanged"/>, as the tracker
+    /// does, with a change handler that writes nothing: the tracker's mechanism without the writes.
+    /// </summary>
+    [GlobalSetup(Target = nameof(ActivityStartStopLocalOnly))]
+    public void SetupLocalOnly()
+    {
+        Listen();
+        AsyncLocal<Activity?> local = new(static _ => { });
+        _keepLocalInStep = (_, e) =>
+        {
+            if (!ReferenceEquals(local.Value, e.Current))
+            {
+                local.Value = e.Current;
+            }
+        };
+        Activity.CurrentChanged += _keepLocalInStep;
+    }
+
     /// <summary>Turns tracking off and stops listening, so the next benchmark starts clean.</summary>
     [GlobalCleanup]
     public void Cleanup()
     {
+        if (_keepLocalInStep is not null)
+        {
+            Activity.CurrentChanged -= _keepLocalInStep;
+            _keepLocalInStep = null;
+        }
+
         _tracking?.Dispose();
         _tracking = null;
         _listener?.Dispose();
@@ -62,6 +90,14 @@ public class ActivityBenchmarks
     [Benchmark]
     [BenchmarkCategory(StartStop)]
     public void ActivityStartStopTracked() => StartAndStop();
+
+    /// <summary>
+    /// Starts and stops one Activity while a notifying AsyncLocal follows Activity.Current (the
+    /// tracker's mechanism, no record writes): separates that cost from the writes'.
+    /// </summary>
+    [Benchmark]
+    [BenchmarkCategory(StartStop)]
+    public void ActivityStartStopLocalOnly() => StartAndStop();
 
     /// <summary>A request span with a child span and three awaits that resume on the pool, tracking off.</summary>
     [Benchmark(Baseline = true)]
