@@ -61,7 +61,10 @@ builder.Services.AddOpenTelemetry()
     .WithTracing(t => t
         .AddSource(source.Name)
         .AddAspNetCoreInstrumentation()
-        .AddProcessor(new BatchActivityExportProcessor(exporter, scheduledDelayMilliseconds: 200)));
+        // A queue large enough that no span of the bounded load is dropped: the demo's check
+        // looks up every span it reads in the exported log.
+        .AddProcessor(new BatchActivityExportProcessor(
+            exporter, maxQueueSize: 1 << 16, scheduledDelayMilliseconds: 200, maxExportBatchSize: 4096)));
 
 var app = builder.Build();
 
