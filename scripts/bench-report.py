@@ -13,6 +13,7 @@ import glob
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 
@@ -130,6 +131,32 @@ def disassembly(results, method):
     return "; " + mine[-1].splitlines()[0] + "\n" + "\n".join(code)
 
 
+def per_launch_medians(results):
+    """{benchmark: [median ns/op of each launch]} from the WorkloadResult lines of BenchmarkDotNet's log."""
+    path = os.path.join(results, "bdn.log")
+    if not os.path.exists(path):
+        return {}
+    medians, name, launch = {}, None, None
+    for line in open(path, errors="replace"):
+        m = re.match(r"// Benchmark: \w+\.(\w+):", line)
+        if m:
+            name = m.group(1)
+            continue
+        m = re.match(r"// Launch: (\d+) / \d+", line)
+        if m and name:
+            launch = int(m.group(1))
+            medians.setdefault(name, {})[launch] = []
+            continue
+        m = re.match(r"WorkloadResult\s+\d+: .*, ([\d.]+) (ns|us|ms)/op", line)
+        if m and name and launch:
+            scale = {"ns": 1, "us": 1e3, "ms": 1e6}[m.group(2)]
+            medians[name][launch].append(float(m.group(1)) * scale)
+    return {
+        n: [statistics.median(v) if v else None for _, v in sorted(by_launch.items())]
+        for n, by_launch in medians.items()
+    }
+
+
 def fmt(value, digits=2):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -184,14 +211,13 @@ def main():
         return
 
     model, cpus = machine()
-    load_before = float(args.load_before.split()[0])
     busy_before, total_before = (int(x) for x in args.cpu_before.split())
     busy_after, total_after = (int(x) for x in args.cpu_after.split())
     hz = os.sysconf("SC_CLK_TCK")
     machine_seconds = (total_after - total_before) / hz
     others = max(0.0, (busy_after - busy_before) / hz - args.own_cpu_seconds)
     others_share = others / machine_seconds if machine_seconds > 0 else 0.0
-    busy = others_share >= 0.05 or load_before >= 0.5
+    busy = others_share >= 0.05
     jit = disassembly(args.results, "WriteBenchmarks:DirectWrite()")
     lines = []
     out = lines.append
@@ -253,7 +279,8 @@ def main():
             "than on an idle machine; ratios from the same run are still comparable, absolute "
             "times less so.")
     else:
-        out("  The machine was otherwise idle.")
+        out("  No other process used a noticeable share of the CPUs (load averages lag: they still "
+            "count work that ended before the run).")
     out("")
     out("BenchmarkDotNet's description of the environment:")
     out("")
@@ -382,6 +409,20 @@ def main():
     out("")
     out(activity_table)
     out("")
+    launches = per_launch_medians(args.results)
+    if launches:
+        width = max(len(v) for v in launches.values())
+        out("### Per-launch medians (ns)")
+        out("")
+        out("Each launch runs the benchmark afresh on a new thread; the tables above pool the "
+            "iterations of all launches. The code is the same in every launch; a spread here is "
+            "run-to-run variation.")
+        out("")
+        out("| benchmark | " + " | ".join(f"launch {i + 1}" for i in range(width)) + " |")
+        out("|---|" + "---:|" * width)
+        for name, values in launches.items():
+            out(f"| {name} | " + " | ".join(fmt(v) for v in values) + " |")
+        out("")
     out("## Native harness")
     out("")
     out("`native/bench`: `otel_thread_ctx_update` called through `dlsym`, next to a minimal C writer "
@@ -403,10 +444,13 @@ def main():
         "makes the first `ThreadContext` call (the attach P/Invoke), so no measured call attaches; "
         "`GlobalCleanup` fails the run if it is on another thread or the thread's record changed. "
         "The log of every run says so (`// OtelThreadContext: setup, benchmark and cleanup ran on …`).")
-    out("- **Job**: 1 launch, 6 warm-up and 15 measured iterations of 250 ms each (`dotnet/benchmarks/Program.cs`). "
-        "The operations take nanoseconds to microseconds, so 250 ms iterations hold millions of calls "
-        "and 15 of them give a stable median; BenchmarkDotNet's default (up to 100 iterations of 500 ms "
-        "per benchmark) would take far longer for no better ratio. A full run takes 2 to 3 minutes.")
+    out("- **Job**: 3 launches of 5 warm-up and 10 measured iterations of 250 ms each "
+        "(`dotnet/benchmarks/Program.cs`). The operations take nanoseconds to microseconds, so a 250 ms "
+        "iteration holds millions of calls and varies little within a launch; between launches the "
+        "figures of this virtual machine shift (see the per-launch medians), so three launches, each "
+        "on a fresh thread, sample that instead of reporting one launch's luck. BenchmarkDotNet's "
+        "default (up to 100 iterations of 500 ms per launch) would take far longer and measure the "
+        "same thing. A full run takes about 5 minutes.")
     out("- **Memory**: `MemoryDiagnoser` counts the managed bytes allocated per operation by the "
         "whole process (`GC.GetTotalAllocatedBytes(precise: true)`), so the async flows include what "
         "their continuations allocate on pool threads.")

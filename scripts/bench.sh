@@ -3,7 +3,7 @@
 #   - BenchmarkDotNet (dotnet/benchmarks): in-place writes against the raw-store floor and the
 #     native update through P/Invoke, and the cost of Activity tracking;
 #   - the native harness (native/bench): otel_thread_ctx_update against a minimal C writer.
-# A full run takes 2 to 3 minutes (BenchmarkDotNet job in dotnet/benchmarks/Program.cs).
+# A full run takes about 5 minutes (BenchmarkDotNet job in dotnet/benchmarks/Program.cs).
 #
 #   ./scripts/bench.sh            full run; rewrites docs/benchmarks.md
 #   ./scripts/bench.sh --smoke    every benchmark once, to prove they run; writes no docs
