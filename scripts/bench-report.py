@@ -308,6 +308,19 @@ def main():
     out("")
 
 
+    launches = per_launch_medians(args.results)
+    spreads = {
+        n: (max(v) - min(v)) / min(v)
+        for n, v in launches.items()
+        if n in ("DirectWrite", "PInvokeUpdate", "PInvokeUpdateSuppressGCTransition",
+                 "ActivityStartStop", "ActivityStartStopTracked") and len(v) > 1 and min(v) > 0
+    }
+    if spreads:
+        worst = max(spreads, key=spreads.get)
+        out(f"The medians of single launches differ by up to {spreads[worst] * 100:.0f} % "
+            f"({worst}; see the per-launch table), so a ratio within that distance of its limit can land on the "
+            "other side of it in another run.")
+        out("")
     missed = {name for name, value, limit in median_rows if value is not None and value > limit}
     if missed or pair_alloc > 0:
         out("### Why targets are missed (from this run's figures; details below)")
@@ -326,16 +339,22 @@ def main():
     tracker_name = "ActivityStartStopTracked / ActivityStartStop − 1 (tracker overhead per start/stop pair)"
     if tracker_name in missed or pair_alloc > 0:
         base = med(a, "ActivityStartStop")
-        out(f"- **Activity tracking**: the notifying `AsyncLocal` the tracker keeps in step with "
-            f"`Activity.Current` costs {fmt(ratio(local, base) * 100 if ratio(local, base) is not None else None, 1)} % "
-            f"of a start/stop pair and {local_alloc / 2:.0f} B per switch by itself "
-            "(ActivityStartStopLocalOnly, which writes no record), against a 15 % / 0 B budget; the "
-            f"tracker's own handlers and writes add {fmt(ratio(pair - local, base) * 100 if ratio(pair - local, base) is not None else None, 1)} % "
-            f"and {(pair_alloc - local_alloc) / 2:.0f} B per switch. The local is how the tracker sees "
+        local_share = ratio(local, base)
+        own_share = ratio(pair - local, base)
+        out(f"- **Activity tracking**: keeping the notifying `AsyncLocal` in step with `Activity.Current` "
+            f"(ActivityStartStopLocalOnly, which writes no record) costs "
+            f"{fmt(None if local_share is None else local_share * 100, 1)} % of a start/stop pair and "
+            f"{local_alloc / 2:.0f} B per switch by itself; the tracker's own handlers and writes add "
+            f"{fmt(None if own_share is None else own_share * 100, 1)} % and "
+            f"{(pair_alloc - local_alloc) / 2:.0f} B per switch. The local is how the tracker sees "
             "`await` continuations and pool threads switching contexts (`Activity.CurrentChanged` does "
-            "not fire for them)"
-            + (", so these targets cannot be met while tracking relies on it."
-               if (ratio(local, base) or 0) > 0.15 or local_alloc > 0 else "."))
+            "not fire for them).")
+        if local_alloc > 0:
+            out("  Every assignment of an `AsyncLocal` allocates a new `ExecutionContext`, so the 0 B "
+                "target cannot be met while tracking relies on such a local.")
+        if local_share is not None and local_share > 0.15:
+            out("  The local alone exceeds the 15 % budget, so the time target cannot be met either "
+                "while tracking relies on it.")
     if missed or pair_alloc > 0:
         out("")
 
@@ -409,7 +428,6 @@ def main():
     out("")
     out(activity_table)
     out("")
-    launches = per_launch_medians(args.results)
     if launches:
         width = max(len(v) for v in launches.values())
         out("### Per-launch medians (ns)")
@@ -447,8 +465,9 @@ def main():
     out("- **Job**: 3 launches of 5 warm-up and 10 measured iterations of 250 ms each "
         "(`dotnet/benchmarks/Program.cs`). The operations take nanoseconds to microseconds, so a 250 ms "
         "iteration holds millions of calls and varies little within a launch; between launches the "
-        "figures of this virtual machine shift (see the per-launch medians), so three launches, each "
-        "on a fresh thread, sample that instead of reporting one launch's luck. BenchmarkDotNet's "
+        "figures of this virtual machine shift (see the per-launch medians; a shift can also start "
+        "mid-launch and last a few iterations, with no other process running), so three launches, "
+        "each on a fresh thread, sample that instead of reporting one launch's luck. BenchmarkDotNet's "
         "default (up to 100 iterations of 500 ms per launch) would take far longer and measure the "
         "same thing. A full run takes about 5 minutes.")
     out("- **Memory**: `MemoryDiagnoser` counts the managed bytes allocated per operation by the "
