@@ -296,7 +296,7 @@ def main():
     out("| ratio | median | mean | target | verdict |")
     out("|---|---:|---:|---:|---|")
     for (name, median, limit), (_, mean, _) in zip(median_rows, mean_rows):
-        shown = lambda v: fmt(v * 100, 1) + " %" if "overhead" in name and v is not None else fmt(v)
+        shown = lambda v: fmt(v * 100, 1) + " %" if "overhead" in name and v is not None else fmt(v, 3)
         limit_text = f"≤ {limit * 100:.0f} %" if "overhead" in name else f"≤ {limit:g}"
         out(f"| {name} | {shown(median)} | {shown(mean)} | {limit_text} | {verdict(median, limit)} |")
     out(f"| AsyncFlowTracked / AsyncFlow − 1 (tracker overhead per async flow, for reference) | "

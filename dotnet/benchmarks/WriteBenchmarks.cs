@@ -85,7 +85,9 @@ public unsafe class WriteBenchmarks
                 "the measured calls included the first-call attach.");
         }
 
-        Console.WriteLine($"// OtelThreadContext: setup, benchmark and cleanup ran on managed thread {_setupThread}; the record was attached in setup.");
+        Console.WriteLine(
+            $"// OtelThreadContext: setup, benchmark and cleanup ran on managed thread {_setupThread}; the record was attached in setup " +
+            $"(record at page offset 0x{(nuint)_record & 0xFFF:x3}, ids at 0x{(nuint)_ids & 0xFFF:x3}).");
         t_fenceRecord = null;
         t_rawTarget = null;
         NativeMemory.AlignedFree(_ids);
