@@ -457,9 +457,9 @@ def main():
     out("## How it runs")
     out("")
     out("- **In-process** (`InProcessEmitToolchain`). BenchmarkDotNet's default builds and restores a "
-        "generated project per run and starts a process per benchmark; here that child build would "
-        "not see `--artifacts-path` or `-p:OtelNativeLibrary` and would write into the shared "
-        "`dotnet/*/bin` folders. In-process runs the assembly `bench.sh` built into its private folder, "
+        "generated project per run and starts a process per benchmark; that child build starts "
+        "without this script's `--artifacts-path` and `-p:OtelNativeLibrary`, so it would build into "
+        "the shared `dotnet/*/bin` folders while others build there. In-process runs the assembly `bench.sh` built into its private folder, "
         "with the native library next to it, and needs no restore or network. The cost: all "
         "benchmarks share one process, so each cleans up after itself (tracking is turned off and "
         "the listener removed in `GlobalCleanup`, which checks it).")
