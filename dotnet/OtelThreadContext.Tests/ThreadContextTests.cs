@@ -88,6 +88,25 @@ public sealed unsafe class ThreadContextTests
     });
 
     [Fact]
+    public void ASwitchFromActivityTrackingWritesTheIdsAndDropsEveryAttribute() => Native.OnNewThread(() =>
+    {
+        ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.None);
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(0, "GET"));
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(1, "/orders"));
+        ActivityTraceId trace = ActivityTraceId.CreateRandom();
+        ActivitySpanId span = ActivitySpanId.CreateRandom();
+
+        Assert.True(ThreadContext.SetWithoutAttributes(trace, span, ActivityTraceFlags.Recorded));
+
+        ThreadContextRecord r = Native.ReadCurrent();
+        Assert.Equal(1, r.Valid);
+        Assert.Equal(Bytes(trace), Native.TraceId(r));
+        Assert.Equal(Bytes(span), Native.SpanId(r));
+        Assert.Equal(1, r.TraceFlags);
+        Assert.Equal(0, r.AttrsDataSize);
+    });
+
+    [Fact]
     public void AttributesAreStoredReplacedAndCleared() => Native.OnNewThread(() =>
     {
         ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);

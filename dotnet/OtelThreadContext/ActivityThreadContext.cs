@@ -254,8 +254,13 @@ public static class ActivityThreadContext
             return;
         }
 
-        ThreadContext.ClearAttributes();
-        ThreadContext.Set(activity.TraceId, activity.SpanId, activity.ActivityTraceFlags);
+        if (!ThreadContext.SetWithoutAttributes(activity.TraceId, activity.SpanId, activity.ActivityTraceFlags))
+        {
+            return;
+        }
+
+        // Each attribute looks the record up again: a rule's callback may run any code,
+        // including a handle swap on this thread.
         AttributeRule[] rules = s_attributes;
         foreach (AttributeRule rule in rules)
         {

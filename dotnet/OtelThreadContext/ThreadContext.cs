@@ -88,21 +88,27 @@ public static unsafe class ThreadContext
             return;
         }
 
-        if (TryDecodeIds(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span))
+        DecodeIds(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
+        WriteIds(rec, trace0, trace1, span, (byte)flags);
+    }
+
+    /// <summary>
+    /// Activity tracking's write at a span switch: the Activity's ids, and no attributes, in one
+    /// round of the protocol (one lookup, one valid = 0 ... valid = 1 window) rather than
+    /// <see cref="ClearAttributes"/> followed by <see cref="Set(ActivityTraceId, ActivitySpanId, ActivityTraceFlags)"/>.
+    /// </summary>
+    /// <returns>False when <see cref="IsSupported"/> is false (nothing written).</returns>
+    internal static bool SetWithoutAttributes(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags)
+    {
+        ThreadContextRecord* rec = t_record;
+        if (rec == null && (rec = EnsureRecord()) == null)
         {
-            WriteIds(rec, trace0, trace1, span, (byte)flags);
-            return;
+            return false;
         }
 
-        Span<byte> ids = stackalloc byte[24];
-        traceId.CopyTo(ids.Slice(0, 16));
-        spanId.CopyTo(ids.Slice(16));
-        WriteIds(
-            rec,
-            MemoryMarshal.Read<ulong>(ids),
-            MemoryMarshal.Read<ulong>(ids.Slice(8)),
-            MemoryMarshal.Read<ulong>(ids.Slice(16)),
-            (byte)flags);
+        DecodeIds(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
+        WriteIds(rec, trace0, trace1, span, (byte)flags, clearAttributes: true);
+        return true;
     }
 
     /// <summary>Publishes raw W3C id bytes as the current thread's span. Attributes are kept.</summary>
@@ -294,6 +300,28 @@ public static unsafe class ThreadContext
     /// </summary>
     internal static void ForgetThreadRecord() => t_record = null;
 
+    /// <summary>The ids as they lie in the record: decoded with vectors where possible, else by CopyTo.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DecodeIds(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
+    {
+        if (!TryDecodeIds(traceId, spanId, out trace0, out trace1, out span))
+        {
+            CopyIds(traceId, spanId, out trace0, out trace1, out span);
+        }
+    }
+
+    /// <summary>The CopyTo fallback, out of line: its stackalloc would stop the JIT inlining callers.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void CopyIds(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
+    {
+        Span<byte> ids = stackalloc byte[24];
+        traceId.CopyTo(ids.Slice(0, 16));
+        spanId.CopyTo(ids.Slice(16));
+        trace0 = MemoryMarshal.Read<ulong>(ids);
+        trace1 = MemoryMarshal.Read<ulong>(ids.Slice(8));
+        span = MemoryMarshal.Read<ulong>(ids.Slice(16));
+    }
+
     /// <summary>
     /// Decodes the ids' hex strings (what <see cref="ActivityTraceId"/> and
     /// <see cref="ActivitySpanId"/> hold) into the record's byte order, with vector instructions:
@@ -351,8 +379,10 @@ public static unsafe class ThreadContext
     /// <param name="trace1">Trace id bytes 8..16 as they lie in memory.</param>
     /// <param name="span">Span id bytes as they lie in memory.</param>
     /// <param name="flags">Trace flags.</param>
+    /// <param name="clearAttributes">Also empty the attributes, in the same window (a constant
+    /// at every call site, so the JIT drops the test).</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void WriteIds(ThreadContextRecord* rec, ulong trace0, ulong trace1, ulong span, byte flags)
+    internal static void WriteIds(ThreadContextRecord* rec, ulong trace0, ulong trace1, ulong span, byte flags, bool clearAttributes = false)
     {
         // Safety: `rec` points to a live 640-byte record that only this thread writes (caller's
         // contract). Records start 64-byte aligned, so the 8-byte stores are aligned. Each store
@@ -364,6 +394,11 @@ public static unsafe class ThreadContext
         Volatile.Write(ref *(ulong*)(rec->TraceId + 8), trace1);
         Volatile.Write(ref *(ulong*)rec->SpanId, span);
         Volatile.Write(ref rec->TraceFlags, flags);
+        if (clearAttributes)
+        {
+            Volatile.Write(ref rec->AttrsDataSize, 0);
+        }
+
         Volatile.Write(ref rec->Valid, 1);
     }
 
@@ -472,7 +507,7 @@ public static unsafe class ThreadContext
 
     [DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ThrowUndeclaredKey() => throw new ArgumentException(
+    internal static void ThrowUndeclaredKey() => throw new ArgumentException(
         "default(ThreadAttributeKey) names no attribute: get keys from ProcessContext.DeclareKey.", "key");
 
     private static bool ComputeIsSupported()
