@@ -131,6 +131,18 @@ def disassembly(results, method):
     return "; " + mine[-1].splitlines()[0] + "\n" + "\n".join(code)
 
 
+def thread_static_call_target(results, listing):
+    """True when the listing's `call rax` goes to the __tls_get_addr address the run logged,
+    False when it goes elsewhere, None when either address is missing."""
+    call = re.search(r"mov\s+rax, 0x([0-9A-Fa-f]+)\s*\n\s*call\s+rax", listing)
+    path = os.path.join(results, "bdn.log")
+    logged = re.findall(r"__tls_get_addr is at 0x([0-9A-Fa-f]+)", open(path, errors="replace").read()) \
+        if os.path.exists(path) else []
+    if not call or not logged:
+        return None
+    return int(call.group(1), 16) == int(logged[-1], 16)
+
+
 def per_launch_medians(results):
     """{benchmark: [median ns/op of each launch]} from the WorkloadResult lines of BenchmarkDotNet's log."""
     path = os.path.join(results, "bdn.log")
@@ -219,6 +231,17 @@ def main():
     others_share = others / machine_seconds if machine_seconds > 0 else 0.0
     busy = others_share >= 0.05
     jit = disassembly(args.results, "WriteBenchmarks:DirectWrite()")
+    tls_call = thread_static_call_target(args.results, jit) if jit else None
+    tls_text = {
+        True: "a call to glibc's `__tls_get_addr` (the `call rax` in DirectWrite's code below: its "
+              "target is the address of `__tls_get_addr` that the benchmark logged in this run), "
+              "because CoreCLR's own thread-local block lives in `libcoreclr.so`, a shared library "
+              "using the general-dynamic TLS model; the native update's lookup is a TLS descriptor "
+              "call that, for a library in static TLS, just returns a fixed offset",
+        False: "a call that returns the thread's static block (the `call rax` in DirectWrite's code "
+               "below; in this run its target was not `__tls_get_addr`)",
+        None: "a call that returns the thread's static block (the `call rax` in DirectWrite's code below)",
+    }[tls_call]
     lines = []
     out = lines.append
 
@@ -333,8 +356,11 @@ def main():
             f"({fmt(med(w, 'PInvokeUpdate'))} ns, {fmt(med(w, 'PInvokeUpdateSuppressGCTransition'))} ns "
             f"with the transition suppressed), and both paths find the thread's record through thread-local "
             f"storage: DirectWrite ({fmt(med(w, 'DirectWrite'))} ns) spends {fmt(lookup)} ns of it on its "
-            "`[ThreadStatic]` lookup, the native update does its own TLS lookup. Writing in place saves "
-            "the call and the GC transition, not the lookup.")
+            "`[ThreadStatic]` lookup"
+            + (", a call to glibc's `__tls_get_addr`" if tls_call else "")
+            + ", while the native update finds its slot with a TLS descriptor that returns a fixed "
+            "offset. Writing in place saves the call and the GC transition, and pays a dearer lookup; "
+            "every managed writer that finds the calling thread's record through a `[ThreadStatic]` pays it.")
     if "DirectWrite / RawStores" in missed:
         out(f"- **DirectWrite against RawStores**: RawStores ({fmt(med(w, 'RawStores'))} ns) finds no "
             f"record; its per-thread counterpart RawStoresThreadStatic takes {fmt(med(w, 'RawStoresThreadStatic'))} "
@@ -369,9 +395,8 @@ def main():
     out(f"- **The floor**: RawStores = {fmt(med(w, 'RawStores'))} ns: four plain stores cost about "
         f"as much as the empty call BenchmarkDotNet subtracts as overhead.{raw_note}")
     out(f"- **Finding the thread's record**: RawStoresThreadStatic − RawStores = {fmt(lookup)} ns. "
-        "Every per-thread writer pays one thread-local lookup; in .NET a `[ThreadStatic]` field read "
-        "compiles to a call that returns the thread's static block (the `call rax` in DirectWrite's "
-        f"code below). RawStores does no lookup; the lookup alone (RawStoresThreadStatic) is already "
+        "Every per-thread writer pays one thread-local lookup; on Linux x64, CoreCLR compiles a "
+        f"`[ThreadStatic]` field read into {tls_text}. RawStores does no lookup; the lookup alone (RawStoresThreadStatic) is already "
         f"{fmt(ratio(med(w, 'RawStoresThreadStatic'), med(w, 'RawStores')))}× RawStores.")
     out(f"- **The valid-flag protocol and the call shape**: DirectWrite − RawStoresThreadStatic = "
         f"{fmt(protocol)} ns: the two stores of the valid flag, and, in the code below, the arguments "
@@ -400,8 +425,10 @@ def main():
         "there, and when the thread leaves the flow (the tracker clears the record).")
     out("")
     if jit:
+        callee = "`__tls_get_addr`, which returns" if tls_call else "a helper returning"
         out("DirectWrite as the JIT compiled it in this run (final tier; `ThreadContext.Set` is "
-            "inlined; the `call` before the `[ThreadStatic]` load fetches the thread's statics):")
+            f"inlined; the `call rax` before the `[ThreadStatic]` load goes to {callee} the thread's "
+            "statics):")
         out("")
         out("```asm")
         out(jit)

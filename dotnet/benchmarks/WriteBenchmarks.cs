@@ -88,10 +88,31 @@ public unsafe class WriteBenchmarks
         Console.WriteLine(
             $"// OtelThreadContext: setup, benchmark and cleanup ran on managed thread {_setupThread}; the record was attached in setup " +
             $"(record at page offset 0x{(nuint)_record & 0xFFF:x3}, ids at 0x{(nuint)_ids & 0xFFF:x3}).");
+        // The JIT compiles a [ThreadStatic] read into a call to an absolute address; logging
+        // where glibc's dynamic TLS lookup lives lets the report name that call's target.
+        if (TlsGetAddr() is nint tlsGetAddr)
+        {
+            Console.WriteLine($"// OtelThreadContext: __tls_get_addr is at 0x{tlsGetAddr:X}.");
+        }
+
         t_fenceRecord = null;
         t_rawTarget = null;
         NativeMemory.AlignedFree(_ids);
         NativeMemory.AlignedFree(_rawTarget);
+    }
+
+    /// <summary>glibc's <c>__tls_get_addr</c> (in the dynamic loader), or null if not found.</summary>
+    private static nint? TlsGetAddr()
+    {
+        foreach (string library in new[] { "ld-linux-x86-64.so.2", "libc.so.6" })
+        {
+            if (NativeLibrary.TryLoad(library, out nint handle) && NativeLibrary.TryGetExport(handle, "__tls_get_addr", out nint address))
+            {
+                return address;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The floor: the same bytes copied into native memory with plain stores, no protocol.</summary>
