@@ -416,8 +416,8 @@ def main():
         f"{fmt(local)} ns and {local_alloc:.0f} B: each assignment of an `AsyncLocal` builds a new "
         "`ExecutionContext`, and the tracker needs that local to be told about context switches that "
         f"`Activity.CurrentChanged` does not report. The rest, {fmt(pair - local)} ns and "
-        f"{pair_alloc - local_alloc:.0f} B, is the tracker's own work: its handlers and the two record "
-        "writes (attributes cleared, ids written from the Activity).")
+        f"{pair_alloc - local_alloc:.0f} B, is the tracker's own work: its handlers and one record "
+        "write per switch (the Activity's ids, attributes emptied, in one valid-flag window).")
     out(f"- **Activity tracking, per async flow** (two spans, three awaits that resume on the pool): "
         f"{fmt(flow)} ns ({fmt(None if flow_pct is None else flow_pct * 100, 1)} %) and "
         f"{flow_alloc:.0f} B. Besides the four span changes (each an `AsyncLocal` assignment and a "
