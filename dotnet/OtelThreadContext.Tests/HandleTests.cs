@@ -94,6 +94,47 @@ public sealed unsafe class HandleTests
     });
 
     [Fact]
+    public void ADeclaredKeysIndexIsTheKeyWrittenIntoTheRecord()
+    {
+        ThreadAttributeKey task = ProcessContext.DeclareKey("handle.task_id");
+        ThreadAttributeKey tenant = ProcessContext.DeclareKey("handle.tenant");
+        using var h = new ThreadContextHandle();
+
+        Assert.Equal(SetAttributeResult.Stored, h.SetAttribute(task, "task-17"));
+        Assert.Equal(SetAttributeResult.Stored, h.SetAttribute(tenant, "acme".AsSpan()));
+
+        Assert.Equal(
+            [(task.Index, "task-17"), (tenant.Index, "acme")],
+            Native.Attributes(*NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())));
+    }
+
+    [Fact]
+    public void TheDefaultKeyIsRefusedAsThreadContextRefusesItAndNothingIsWritten()
+    {
+        string expected = Assert.Throws<ArgumentException>(() => ThreadContext.SetAttribute(default(ThreadAttributeKey), "v")).Message;
+        using var h = new ThreadContextHandle();
+
+        ArgumentException fromString = Assert.Throws<ArgumentException>(() => h.SetAttribute(default(ThreadAttributeKey), "v"));
+        ArgumentException fromSpan = Assert.Throws<ArgumentException>(() => h.SetAttribute(default(ThreadAttributeKey), "v".AsSpan()));
+
+        Assert.Equal(expected, fromString.Message);
+        Assert.Equal(expected, fromSpan.Message);
+        Assert.Equal("key", fromSpan.ParamName);
+        Assert.Equal(0, NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())->AttrsDataSize);
+    }
+
+    [Fact]
+    public void ANullStringValueIsRefused()
+    {
+        ThreadAttributeKey task = ProcessContext.DeclareKey("handle.task_id");
+        using var h = new ThreadContextHandle();
+
+        Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => h.SetAttribute(4, (string)null!)).ParamName);
+        Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => h.SetAttribute(task, (string)null!)).ParamName);
+        Assert.Equal(0, NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())->AttrsDataSize);
+    }
+
+    [Fact]
     public void AHandleAttachedToAnotherThreadCannotBeAttachedOrWrittenHere()
     {
         using var h = ThreadContextHandle.Create(Trace(5), Span(5), 1);

@@ -256,6 +256,61 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         }
     }
 
+    /// <summary>
+    /// Sets attribute <paramref name="keyIndex"/> of this handle's record to
+    /// <paramref name="value"/>; see <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.
+    /// </summary>
+    /// <param name="keyIndex">Index of the attribute's name in the process context's key map.</param>
+    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes).</param>
+    /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
+    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    public SetAttributeResult SetAttribute(byte keyIndex, string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        return SetAttribute(keyIndex, value.AsSpan());
+    }
+
+    /// <summary>
+    /// Sets attribute <paramref name="key"/> of this handle's record to <paramref name="value"/>:
+    /// writes <see cref="ThreadAttributeKey.Index"/>, resolved when the key was declared, so there
+    /// is no lookup by name. Otherwise as <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.
+    /// </summary>
+    /// <param name="key">A key from <see cref="ProcessContext.DeclareKey"/>.</param>
+    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes).</param>
+    /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
+    /// <exception cref="ArgumentException"><paramref name="key"/> is
+    /// <c>default(ThreadAttributeKey)</c>, not a declared key.</exception>
+    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    public SetAttributeResult SetAttribute(ThreadAttributeKey key, ReadOnlySpan<char> value)
+    {
+        if (!key.IsDeclared)
+        {
+            ThreadContext.ThrowUndeclaredKey();
+        }
+
+        return SetAttribute(key.Index, value);
+    }
+
+    /// <summary>
+    /// Sets attribute <paramref name="key"/> of this handle's record to <paramref name="value"/>;
+    /// see <see cref="SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/>.
+    /// </summary>
+    /// <param name="key">A key from <see cref="ProcessContext.DeclareKey"/>.</param>
+    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes).</param>
+    /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="key"/> is not a declared key.</exception>
+    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    public SetAttributeResult SetAttribute(ThreadAttributeKey key, string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        return SetAttribute(key, value.AsSpan());
+    }
+
     /// <summary>Removes every attribute from this handle's record.</summary>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
     /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
