@@ -1,9 +1,9 @@
 using System;
 using System.Buffers.Binary;
 using System.Diagnostics;
-using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Threading;
+using OtelThreadContext.TestShared;
 
 // The tests change process-wide state (the tracker, Activity.Current listeners), so they run one
 // at a time.
@@ -129,14 +129,7 @@ internal static unsafe partial class Records
         }
 
         int size = Math.Min((int)BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(copy + 26, 2)), RecordSize - 28);
-        var data = new ReadOnlySpan<byte>(copy + 28, size);
-        var list = new System.Collections.Generic.List<(byte, string)>();
-        for (int i = 0; i + 2 <= data.Length && i + 2 + data[i + 1] <= data.Length; i += 2 + data[i + 1])
-        {
-            list.Add((data[i], System.Text.Encoding.UTF8.GetString(data.Slice(i + 2, data[i + 1]))));
-        }
-
-        return list.ToArray();
+        return RecordTestHelpers.ParseAttributes(new ReadOnlySpan<byte>(copy + 28, size)).ToArray();
     }
 
     private static Seen Parse(byte* p) => new(
@@ -146,22 +139,5 @@ internal static unsafe partial class Records
 
     /// <summary>Runs <paramref name="body"/> on a new thread, waits for it and rethrows what it
     /// threw.</summary>
-    public static void OnNewThread(Action body)
-    {
-        ExceptionDispatchInfo? failure = null;
-        var t = new Thread(() =>
-        {
-            try
-            {
-                body();
-            }
-            catch (Exception e)
-            {
-                failure = ExceptionDispatchInfo.Capture(e);
-            }
-        });
-        t.Start();
-        t.Join();
-        failure?.Throw();
-    }
+    public static void OnNewThread(Action body) => RecordTestHelpers.OnNewThread(body);
 }

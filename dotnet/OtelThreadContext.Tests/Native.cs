@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
-using System.Runtime.ExceptionServices;
-using System.Threading;
+using OtelThreadContext.TestShared;
 using Xunit;
 
 namespace OtelThreadContext.Tests;
@@ -37,39 +36,16 @@ internal static unsafe class Native
     /// <summary>The record's attribute entries in order, parsed as a reader would.</summary>
     public static List<(byte Key, string Value)> Attributes(in ThreadContextRecord r)
     {
-        var list = new List<(byte, string)>();
         fixed (byte* p = r.AttrsData)
         {
-            var data = new ReadOnlySpan<byte>(p, Math.Min((int)r.AttrsDataSize, NativeMethods.AttrsCapacity));
-            for (int i = 0; i + 2 <= data.Length && i + 2 + data[i + 1] <= data.Length; i += 2 + data[i + 1])
-            {
-                list.Add((data[i], System.Text.Encoding.UTF8.GetString(data.Slice(i + 2, data[i + 1]))));
-            }
+            return RecordTestHelpers.ParseAttributes(
+                new ReadOnlySpan<byte>(p, Math.Min((int)r.AttrsDataSize, NativeMethods.AttrsCapacity)));
         }
-
-        return list;
     }
 
     public static long LiveRecords() => (long)NativeMethods.otel_thread_ctx_live_records();
 
     /// <summary>Runs <paramref name="body"/> on a new thread, waits for it to end and rethrows
     /// what it threw.</summary>
-    public static void OnNewThread(Action body)
-    {
-        ExceptionDispatchInfo? failure = null;
-        var t = new Thread(() =>
-        {
-            try
-            {
-                body();
-            }
-            catch (Exception e)
-            {
-                failure = ExceptionDispatchInfo.Capture(e);
-            }
-        });
-        t.Start();
-        t.Join();
-        failure?.Throw();
-    }
+    public static void OnNewThread(Action body) => RecordTestHelpers.OnNewThread(body);
 }
