@@ -3,21 +3,8 @@
 
 mod common;
 
+use common::field;
 use std::process::Command;
-
-/// Value of `"key":` in a flat JSON line: a string's contents or a number's digits.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let start = line
-        .find(&format!("\"{key}\":"))
-        .unwrap_or_else(|| panic!("{key} missing in {line}"))
-        + key.len()
-        + 3;
-    let rest = &line[start..];
-    match rest.strip_prefix('"') {
-        Some(s) => &s[..s.find('"').unwrap()],
-        None => &rest[..rest.find([',', '}']).unwrap()],
-    }
-}
 
 fn hex(bytes: impl IntoIterator<Item = u8>) -> String {
     bytes.into_iter().map(|b| format!("{b:02x}")).collect()

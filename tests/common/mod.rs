@@ -12,6 +12,66 @@ pub fn target_profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The static library cargo built together with this test's rlib: always there and current,
+/// even when only tests were built (cargo copies it up to `target/<profile>` only for
+/// `cargo build`).
+pub fn staticlib_path() -> PathBuf {
+    let path = target_profile_dir().join("deps/libotel_thread_ctx.a");
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// The otel-ctx-dump binary of this profile, built once per test process (a no-op when
+/// `cargo test --workspace` already built it).
+pub fn dump_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = target_profile_dir();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = std::process::Command::new(cargo);
+            cmd.args([
+                "build",
+                "-q",
+                "-p",
+                "otel-ctx-dump",
+                "--bin",
+                "otel-ctx-dump",
+                "--target-dir",
+            ])
+            .arg(dir.parent().expect("target dir"))
+            .current_dir(repo_root());
+            match dir.file_name().and_then(|n| n.to_str()) {
+                Some("debug") => {}
+                Some(profile) => {
+                    cmd.args(["--profile", profile]);
+                }
+                None => panic!("no profile in {}", dir.display()),
+            }
+            assert!(
+                cmd.status().expect("cargo runs").success(),
+                "building otel-ctx-dump failed"
+            );
+            dir.join("otel-ctx-dump")
+        })
+        .clone()
+}
+
+/// Value of `"key":` in a JSON line: a string's contents or a number's digits (the first
+/// occurrence; values must not contain quotes).
+pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("{key} missing in {line}"))
+        + key.len()
+        + 3;
+    let rest = &line[start..];
+    match rest.strip_prefix('"') {
+        Some(s) => &s[..s.find('"').unwrap()],
+        None => &rest[..rest.find([',', '}']).unwrap()],
+    }
+}
+
 /// The cdylib cargo built next to this test binary.
 pub fn cdylib_path() -> PathBuf {
     let path = target_profile_dir().join("libotel_thread_ctx.so");
