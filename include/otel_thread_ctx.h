@@ -270,6 +270,8 @@ size_t otel_thread_ctx_live_records(void);
 // Checks, at run time, that the loaded library exports `otel_thread_ctx_v1` the way readers
 // need (dynamic symbol, TLS, GLOBAL, 8 bytes, reached only through TLSDESC relocations, small
 // TLS segment) and that the dynamic linker resolves it to the slot this library writes.
+// Linked statically, the executable must export the slot instead; it may reach it through
+// initial-exec or local-exec, and its TLS segment may be of any size.
 // Writes a NUL-terminated explanation (cut to `msg_len` bytes) into `msg` when it is non-NULL.
 //
 // # Safety

@@ -1,18 +1,26 @@
 //! Run-time proof that the loaded module publishes the slot the way readers look for it.
 //! It reads the module's own ELF file the way the eBPF profiler does, then asks the dynamic
 //! linker where `otel_thread_ctx_v1` lives for this thread and compares with our TLSDESC access.
+//!
+//! The module is the cdylib, or the main executable when the static library (or the rlib) is
+//! linked into it. There the slot is in the executable's TLS block, which glibc always places at
+//! a fixed thread-pointer offset, and the linker has relaxed our TLSDESC sequence: GNU ld to
+//! initial-exec (a GOT entry with an `R_X86_64_TPOFF64` relocation), LLD to local-exec (no
+//! relocation). Readers handle both in an executable.
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
 use object::{elf::FileHeader64, Endianness};
 use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
 
 const SYMBOL: &str = "otel_thread_ctx_v1";
 /// Largest PT_TLS that still leaves room in glibc's static-TLS surplus for other libraries.
 pub(crate) const MAX_TLS_SEGMENT: u64 = 128;
 
 pub(crate) fn run() -> Result<String, String> {
-    let path = module_path()?;
+    let module = this_module()?;
+    let path = module.path.clone();
     let data = std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let data = &*data;
     let not_elf = |e: object::Error| format!("{path} is not a readable 64-bit ELF file: {e}");
@@ -26,10 +34,18 @@ pub(crate) fn run() -> Result<String, String> {
         .enumerate()
         .find(|(_, s)| dynsym.symbol_name(endian, *s) == Ok(SYMBOL.as_bytes()))
         .ok_or_else(|| {
-            format!(
-                "{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. The cdylib must be \
-                 linked with LLD and native/otel_thread_ctx.ver (see build.rs)."
-            )
+            if module.executable {
+                format!(
+                    "{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. The library is linked \
+                     statically into this executable, which must export the slot: link it with \
+                     -Wl,--export-dynamic-symbol={SYMBOL} (README, Platform support)."
+                )
+            } else {
+                format!(
+                    "{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. The cdylib must be \
+                     linked with LLD and native/otel_thread_ctx.ver (see build.rs)."
+                )
+            }
         })?;
     if sym.st_type() != elf::STT_TLS {
         return Err(format!(
@@ -55,32 +71,44 @@ pub(crate) fn run() -> Result<String, String> {
         ));
     }
 
-    let mut tlsdesc = 0;
-    let mut descriptor = None;
+    // Dynamic relocations referencing the slot: (type, GOT offset).
+    let mut relocations = Vec::new();
     for section in sections.iter() {
         if section.sh_type(endian) != elf::SHT_RELA || section.sh_link(endian) as usize != dynsym.section().0 {
             continue;
         }
         let relas: &[elf::Rela64<Endianness>] = section.data_as_array(endian, data).map_err(not_elf)?;
         for rela in relas {
-            if rela.r_sym(endian, false) as usize != index {
-                continue;
-            }
-            match rela.r_type(endian, false) {
-                elf::R_X86_64_TLSDESC => {
-                    tlsdesc += 1;
-                    descriptor = Some(rela.r_offset(endian));
-                }
-                other => {
-                    return Err(format!(
-                        "{path}: {SYMBOL} is reached through relocation type {other}; readers support \
-                         only TLSDESC (36) for this library"
-                    ))
-                }
+            if rela.r_sym(endian, false) as usize == index {
+                relocations.push((rela.r_type(endian, false), rela.r_offset(endian)));
             }
         }
     }
-    if tlsdesc == 0 {
+    let allowed: &[u32] = if module.executable {
+        &[elf::R_X86_64_TLSDESC, elf::R_X86_64_TPOFF64]
+    } else {
+        &[elf::R_X86_64_TLSDESC]
+    };
+    if let Some((other, _)) = relocations.iter().find(|(t, _)| !allowed.contains(t)) {
+        return Err(if module.executable {
+            format!(
+                "{path}: {SYMBOL} is reached through relocation type {other}; readers support only \
+                 TLSDESC (36), initial-exec (18) or local-exec (none) for the slot in an executable"
+            )
+        } else {
+            format!(
+                "{path}: {SYMBOL} is reached through relocation type {other}; readers support only \
+                 TLSDESC (36) for this library"
+            )
+        });
+    }
+    let count = |kind| relocations.iter().filter(|(t, _)| *t == kind).count();
+    let (tlsdesc, tpoff) = (count(elf::R_X86_64_TLSDESC), count(elf::R_X86_64_TPOFF64));
+    let descriptor = relocations
+        .iter()
+        .find(|(t, _)| *t == elf::R_X86_64_TLSDESC)
+        .map(|&(_, offset)| offset as usize);
+    if descriptor.is_none() && !module.executable {
         return Err(format!("{path}: no R_X86_64_TLSDESC relocation references {SYMBOL}"));
     }
 
@@ -91,14 +119,16 @@ pub(crate) fn run() -> Result<String, String> {
         .find(|ph| ph.p_type(endian) == elf::PT_TLS)
         .map(|ph| ph.p_memsz(endian))
         .ok_or_else(|| format!("{path}: no PT_TLS segment"))?;
-    if tls_size > MAX_TLS_SEGMENT {
+    // Only a library loaded with dlopen competes for the surplus; an executable's TLS is
+    // always static.
+    if tls_size > MAX_TLS_SEGMENT && !module.executable {
         return Err(format!(
             "{path}: PT_TLS is {tls_size} bytes, over {MAX_TLS_SEGMENT}; glibc may then be unable to \
              place it in static TLS when the library is loaded with dlopen"
         ));
     }
 
-    let resolved = resolve_slot(&path)?;
+    let resolved = resolve_slot(&module)?;
     let ours = crate::tls::slot() as *const _ as usize;
     if resolved != ours {
         return Err(format!(
@@ -106,68 +136,152 @@ pub(crate) fn run() -> Result<String, String> {
              another module in the process defines the same symbol first"
         ));
     }
-    let placement = match descriptor.map(placement) {
-        Some(Ok(p)) => p,
-        Some(Err(e)) => return Err(e),
-        None => unreachable!("tlsdesc > 0"),
+    let placement = match descriptor {
+        Some(descriptor) => placement(module.bias + descriptor),
+        None => executable_placement(&module, &relocations, ours)?,
+    };
+    let access = match (tlsdesc, tpoff) {
+        (0, 0) => "local-exec (no relocation)".to_string(),
+        (0, n) => format!("initial-exec ({n} R_X86_64_TPOFF64 relocation(s))"),
+        (n, 0) => format!("{n} TLSDESC relocation(s)"),
+        (n, m) => format!("{n} TLSDESC and {m} R_X86_64_TPOFF64 relocation(s)"),
+    };
+    let module_kind = if module.executable {
+        " (the main executable: the library is linked statically)"
+    } else {
+        ""
     };
     Ok(format!(
-        "ok: {path} exports {SYMBOL} (TLS, GLOBAL, 8 bytes) reached by {tlsdesc} TLSDESC relocation(s); \
-         PT_TLS {tls_size} bytes; {placement}; this thread's slot is at {ours:#x}"
+        "ok: {path}{module_kind} exports {SYMBOL} (TLS, GLOBAL, 8 bytes) reached by {access}; PT_TLS \
+         {tls_size} bytes; {placement}; this thread's slot is at {ours:#x}"
     ))
 }
 
-/// Where glibc placed the module's TLS, read from the live TLSDESC descriptor as a reader does:
-/// a small argument is a fixed thread-pointer offset (static TLS), a pointer means the
-/// per-thread DTV lookup (dynamic TLS).
-fn placement(descriptor_offset: u64) -> Result<String, String> {
-    let info = module_info()?;
-    let descriptor = (info.dli_fbase as usize + descriptor_offset as usize) as *const i64;
+/// Where glibc placed the module's TLS, read from the live TLSDESC descriptor at `descriptor`
+/// as a reader does: a small argument is a fixed thread-pointer offset (static TLS), a pointer
+/// means the per-thread DTV lookup (dynamic TLS).
+fn placement(descriptor: usize) -> String {
+    let descriptor = descriptor as *const i64;
     // Safety: the dynamic linker filled this GOT descriptor (two words) when it relocated us;
     // RELRO may make it read-only, which reading respects.
     let argument = unsafe { descriptor.add(1).read_volatile() };
-    Ok(if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&argument) {
+    if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&argument) {
         format!("static TLS at thread-pointer offset {argument}")
     } else {
         "dynamic TLS (DTV lookup)".to_string()
+    }
+}
+
+/// The slot's place in the main executable's TLS block, which glibc puts at the same offset from
+/// every thread's thread pointer. A reader adds an initial-exec GOT entry (`R_X86_64_TPOFF64`)
+/// to the thread pointer, so each such entry must hold the offset of this thread's slot.
+fn executable_placement(module: &Module, relocations: &[(u32, u64)], ours: usize) -> Result<String, String> {
+    let offset = ours.wrapping_sub(thread_pointer()) as i64;
+    for &(_, got) in relocations.iter().filter(|(t, _)| *t == elf::R_X86_64_TPOFF64) {
+        let entry = (module.bias + got as usize) as *const i64;
+        // Safety: the dynamic linker filled this GOT entry (one word) when it relocated the
+        // executable; RELRO may make it read-only, which reading respects.
+        let value = unsafe { entry.read_volatile() };
+        if value != offset {
+            return Err(format!(
+                "{}: the R_X86_64_TPOFF64 GOT entry of {SYMBOL} holds thread-pointer offset {value}, \
+                 but this thread's slot is at offset {offset}",
+                module.path
+            ));
+        }
+    }
+    Ok(format!("static TLS at thread-pointer offset {offset}"))
+}
+
+/// The calling thread's thread pointer: glibc keeps the TCB's own address at `%fs:0`.
+fn thread_pointer() -> usize {
+    let tp: usize;
+    // Safety: on x86-64 glibc every thread's %fs:0 holds its thread pointer; reading it has no
+    // side effect and touches no register but the output.
+    unsafe {
+        core::arch::asm!(
+            "mov %fs:0, {}",
+            out(reg) tp,
+            options(att_syntax, nostack, readonly, preserves_flags),
+        );
+    }
+    tp
+}
+
+/// glibc's `RTLD_DL_LINKMAP` request of `dladdr1` (the libc crate does not define it).
+const RTLD_DL_LINKMAP: libc::c_int = 2;
+
+/// The first two fields of glibc's public `struct link_map` (`<link.h>`).
+#[repr(C)]
+struct LinkMap {
+    /// Load bias: run-time address minus the ELF file's virtual address.
+    l_addr: usize,
+    /// Path of the file; empty for the main executable.
+    l_name: *const c_char,
+}
+
+/// The module holding this code, as the dynamic linker knows it.
+struct Module {
+    /// Its ELF file.
+    path: String,
+    /// Run-time address minus the file's virtual address.
+    bias: usize,
+    /// The main executable: the library was linked statically (staticlib or rlib).
+    executable: bool,
+}
+
+fn this_module() -> Result<Module, String> {
+    // Safety: Dl_info is plain pointers and integers, for which all-zero is valid.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    let mut map: *mut LinkMap = core::ptr::null_mut();
+    let here = crate::ffi::otel_thread_ctx_version as *const libc::c_void;
+    // Safety: `here` is an address inside this module; `info` and `map` are valid out pointers,
+    // and with RTLD_DL_LINKMAP glibc stores the module's `struct link_map *` in `map`.
+    let found = unsafe { libc::dladdr1(here, &mut info, (&raw mut map).cast(), RTLD_DL_LINKMAP) };
+    if found == 0 || map.is_null() {
+        return Err(
+            "the dynamic linker does not know the module holding this library: in a fully static \
+             executable (linked with -static) there is no dynamic symbol table, so readers cannot find \
+             the slot; link the executable dynamically"
+                .into(),
+        );
+    }
+    // Safety: `map` is the dynamic linker's link_map for this module, alive while the module is
+    // loaded (we run in it); it starts with `l_addr` and `l_name`, a NUL-terminated string.
+    let (bias, name) = unsafe { ((*map).l_addr, CStr::from_ptr((*map).l_name)) };
+    let name = name.to_string_lossy().into_owned();
+    if !name.is_empty() {
+        return Ok(Module {
+            path: name,
+            bias,
+            executable: false,
+        });
+    }
+    // glibc names the main executable "": read it through its real path.
+    let path = std::fs::read_link("/proc/self/exe")
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| format!("cannot resolve /proc/self/exe: {e}"))?;
+    Ok(Module {
+        path,
+        bias,
+        executable: true,
     })
 }
 
-/// What the dynamic linker knows of the module holding this code.
-fn module_info() -> Result<libc::Dl_info, String> {
-    // Safety: Dl_info is plain pointers and integers, for which all-zero is valid.
-    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-    let here = crate::ffi::otel_thread_ctx_version as *const libc::c_void;
-    // Safety: `here` is an address inside this module; `info` is a valid out pointer.
-    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
-        return Err("dladdr could not find the module holding this library".into());
-    }
-    Ok(info)
-}
-
-/// Path of the ELF file this code was loaded from.
-fn module_path() -> Result<String, String> {
-    let info = module_info()?;
-    // Safety: dladdr returned a NUL-terminated string owned by the dynamic linker.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
-    if name.is_empty() || !name.contains('/') {
-        // The main executable is reported by its argv[0]-style name; use its real path.
-        return std::fs::read_link("/proc/self/exe")
-            .map(|p| p.to_string_lossy().into_owned())
-            .map_err(|e| format!("cannot resolve /proc/self/exe: {e}"));
-    }
-    Ok(name)
-}
-
-/// Address the dynamic linker gives `otel_thread_ctx_v1` for the calling thread.
-fn resolve_slot(path: &str) -> Result<usize, String> {
-    let cpath = CString::new(path).map_err(|_| format!("{path} contains a NUL byte"))?;
-    // Safety: RTLD_NOLOAD only looks the module up; the handle is closed below.
-    let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+/// Address the dynamic linker gives `otel_thread_ctx_v1` for the calling thread, looked up in
+/// the module: the main program (`dlopen(NULL)`) or the loaded library.
+fn resolve_slot(module: &Module) -> Result<usize, String> {
+    let path = &module.path;
+    let handle = if module.executable {
+        // Safety: a NULL file name returns the main program's handle; it is closed below.
+        unsafe { libc::dlopen(core::ptr::null(), libc::RTLD_LAZY) }
+    } else {
+        let cpath = CString::new(path.as_str()).map_err(|_| format!("{path} contains a NUL byte"))?;
+        // Safety: RTLD_NOLOAD only looks the module up; the handle is closed below.
+        unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) }
+    };
     if handle.is_null() {
-        return Err(format!(
-            "{path} is not loaded as a shared object (is the library linked statically?)"
-        ));
+        return Err(format!("{path} is not loaded as a shared object"));
     }
     let name = CString::new(SYMBOL).expect("no NUL in symbol name");
     // Safety: valid handle and NUL-terminated name; for a TLS symbol dlsym returns the calling
