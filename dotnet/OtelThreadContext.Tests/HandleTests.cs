@@ -124,6 +124,17 @@ public sealed unsafe class HandleTests
     }
 
     [Fact]
+    public void ALoneSurrogateInAnAttributeValueIsStoredAsTheReplacementCharacter()
+    {
+        using var h = new ThreadContextHandle();
+
+        Assert.Equal(SetAttributeResult.Stored, h.SetAttribute(3, "a\ud800b"));
+
+        ThreadContextRecord* r = NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle());
+        Assert.Equal(new byte[] { 3, 5, (byte)'a', 0xEF, 0xBF, 0xBD, (byte)'b' }, new ReadOnlySpan<byte>(r->AttrsData, r->AttrsDataSize).ToArray());
+    }
+
+    [Fact]
     public void ANullStringValueIsRefused()
     {
         ThreadAttributeKey task = ProcessContext.DeclareKey("handle.task_id");

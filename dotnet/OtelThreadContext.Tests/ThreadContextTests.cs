@@ -107,6 +107,15 @@ public sealed unsafe class ThreadContextTests
     });
 
     [Fact]
+    public void ALoneSurrogateInAnAttributeValueIsStoredAsTheReplacementCharacter() => Native.OnNewThread(() =>
+    {
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(3, "a\ud800b"));
+
+        ThreadContextRecord r = Native.ReadCurrent();
+        Assert.Equal(new byte[] { 3, 5, (byte)'a', 0xEF, 0xBF, 0xBD, (byte)'b' }, new ReadOnlySpan<byte>(r.AttrsData, r.AttrsDataSize).ToArray());
+    });
+
+    [Fact]
     public void AttributesAreStoredReplacedAndCleared() => Native.OnNewThread(() =>
     {
         ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);

@@ -5,8 +5,9 @@ namespace OtelThreadContext;
 /// <summary>
 /// A thread attribute's name and its index in the process context's
 /// <c>threadlocal.attribute_key_map</c>, handed out by <see cref="ProcessContext.DeclareKey"/>.
-/// <see cref="ThreadContext.SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/> writes the
-/// index into the thread's record, so setting an attribute does no lookup by name.
+/// <see cref="ThreadContext.SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/> and
+/// <see cref="ThreadContextHandle.SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/> write the
+/// index into a record, so setting an attribute does no lookup by name.
 /// </summary>
 /// <remarks>
 /// Keys compare equal when both name and index are equal. The index of a declared name never

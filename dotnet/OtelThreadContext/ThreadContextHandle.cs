@@ -220,7 +220,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// library), replacing an earlier value for that key.
     /// </summary>
     /// <param name="keyIndex">Index of the attribute's name in the process context's key map.</param>
-    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes).</param>
+    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes); invalid UTF-16 (a lone
+    /// surrogate) is stored as U+FFFD.</param>
     /// <returns><see cref="SetAttributeResult.Stored"/>, <see cref="SetAttributeResult.Truncated"/>
     /// or <see cref="SetAttributeResult.NoSpace"/> (nothing changed).</returns>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
@@ -261,7 +262,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <paramref name="value"/>; see <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.
     /// </summary>
     /// <param name="keyIndex">Index of the attribute's name in the process context's key map.</param>
-    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes).</param>
+    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes); invalid UTF-16 (a lone
+    /// surrogate) is stored as U+FFFD.</param>
     /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
@@ -278,7 +280,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// is no lookup by name. Otherwise as <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.
     /// </summary>
     /// <param name="key">A key from <see cref="ProcessContext.DeclareKey"/>.</param>
-    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes).</param>
+    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes); invalid UTF-16 (a lone
+    /// surrogate) is stored as U+FFFD.</param>
     /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
     /// <exception cref="ArgumentException"><paramref name="key"/> is
     /// <c>default(ThreadAttributeKey)</c>, not a declared key.</exception>
@@ -299,7 +302,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// see <see cref="SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/>.
     /// </summary>
     /// <param name="key">A key from <see cref="ProcessContext.DeclareKey"/>.</param>
-    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes).</param>
+    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes); invalid UTF-16 (a lone
+    /// surrogate) is stored as U+FFFD.</param>
     /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="key"/> is not a declared key.</exception>
