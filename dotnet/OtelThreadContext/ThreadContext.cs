@@ -80,17 +80,8 @@ public static unsafe class ThreadContext
     /// <param name="flags">The W3C trace flags (bit 0 = sampled).</param>
     /// <exception cref="DllNotFoundException">The native library could not be loaded (first call on
     /// a thread only); the message says which file was looked for and how to get it.</exception>
-    public static void Set(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags)
-    {
-        ThreadContextRecord* rec = t_record;
-        if (rec == null && (rec = EnsureRecord()) == null)
-        {
-            return;
-        }
-
-        DecodeIds(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
-        WriteIds(rec, trace0, trace1, span, (byte)flags);
-    }
+    public static void Set(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags) =>
+        SetActivityIds(traceId, spanId, flags, clearAttributes: false);
 
     /// <summary>
     /// Activity tracking's write at a span switch: the Activity's ids, and no attributes, in one
@@ -98,7 +89,12 @@ public static unsafe class ThreadContext
     /// <see cref="ClearAttributes"/> followed by <see cref="Set(ActivityTraceId, ActivitySpanId, ActivityTraceFlags)"/>.
     /// </summary>
     /// <returns>False when <see cref="IsSupported"/> is false (nothing written).</returns>
-    internal static bool SetWithoutAttributes(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags)
+    internal static bool SetWithoutAttributes(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags) =>
+        SetActivityIds(traceId, spanId, flags, clearAttributes: true);
+
+    /// <summary>Both writes of Activity ids; false when unsupported (nothing written).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool SetActivityIds(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags, bool clearAttributes)
     {
         ThreadContextRecord* rec = t_record;
         if (rec == null && (rec = EnsureRecord()) == null)
@@ -107,7 +103,7 @@ public static unsafe class ThreadContext
         }
 
         DecodeIds(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
-        WriteIds(rec, trace0, trace1, span, (byte)flags, clearAttributes: true);
+        WriteIds(rec, trace0, trace1, span, (byte)flags, clearAttributes);
         return true;
     }
 
@@ -302,7 +298,7 @@ public static unsafe class ThreadContext
 
     /// <summary>The ids as they lie in the record: decoded with vectors where possible, else by CopyTo.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void DecodeIds(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
+    internal static void DecodeIds(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
     {
         if (!TryDecodeIds(traceId, spanId, out trace0, out trace1, out span))
         {

@@ -188,9 +188,7 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
     public void Update(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags)
     {
-        Span<byte> ids = stackalloc byte[24];
-        traceId.CopyTo(ids.Slice(0, 16));
-        spanId.CopyTo(ids.Slice(16));
+        ThreadContext.DecodeIds(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
         bool added = false;
         DangerousAddRef(ref added);
         try
@@ -199,12 +197,7 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
 
             // Safety: the handle is live (AddRef) and not attached to another thread, so only this
             // thread writes the record.
-            ThreadContext.WriteIds(
-                _record,
-                MemoryMarshal.Read<ulong>(ids),
-                MemoryMarshal.Read<ulong>(ids.Slice(8)),
-                MemoryMarshal.Read<ulong>(ids.Slice(16)),
-                (byte)flags);
+            ThreadContext.WriteIds(_record, trace0, trace1, span, (byte)flags);
         }
         finally
         {
