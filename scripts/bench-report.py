@@ -82,7 +82,9 @@ def read_markdown(results, cls):
 
 def run(*cmd):
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+        # Only trailing whitespace: `git status --porcelain` lines start with a status column
+        # that may be a space.
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.rstrip()
     except (OSError, subprocess.CalledProcessError):
         return ""
 
@@ -232,16 +234,16 @@ def main():
     busy = others_share >= 0.05
     jit = disassembly(args.results, "WriteBenchmarks:DirectWrite()")
     tls_call = thread_static_call_target(args.results, jit) if jit else None
-    tls_text = {
-        True: "a call to glibc's `__tls_get_addr` (the `call rax` in DirectWrite's code below: its "
-              "target is the address of `__tls_get_addr` that the benchmark logged in this run), "
-              "because CoreCLR's own thread-local block lives in `libcoreclr.so`, a shared library "
-              "using the general-dynamic TLS model; the native update's lookup is a TLS descriptor "
-              "call that, for a library in static TLS, just returns a fixed offset",
-        False: "a call that returns the thread's static block (the `call rax` in DirectWrite's code "
-               "below; in this run its target was not `__tls_get_addr`)",
-        None: "a call that returns the thread's static block (the `call rax` in DirectWrite's code below)",
-    }[tls_call]
+    if tls_call:
+        tls_text = ("a call to glibc's `__tls_get_addr` (the `call rax` in DirectWrite's code below: "
+                    "its target is the address of `__tls_get_addr` that the benchmark logged in this "
+                    "run), because CoreCLR's own thread-local block lives in `libcoreclr.so`, a shared "
+                    "library using the general-dynamic TLS model; the native update's lookup is a TLS "
+                    "descriptor call that, for a library in static TLS, just returns a fixed offset")
+    else:
+        unmatched = "; in this run its target was not `__tls_get_addr`" if tls_call is False else ""
+        tls_text = ("a call that returns the thread's static block (the `call rax` in DirectWrite's "
+                    f"code below{unmatched})")
     lines = []
     out = lines.append
 
@@ -399,14 +401,14 @@ def main():
         f"`[ThreadStatic]` field read into {tls_text}. RawStores does no lookup; the lookup alone (RawStoresThreadStatic) is already "
         f"{fmt(ratio(med(w, 'RawStoresThreadStatic'), med(w, 'RawStores')))}× RawStores.")
     if protocol is not None and protocol > 0.1:
-        out(f"- **The valid-flag protocol and the call shape**: DirectWrite − RawStoresThreadStatic = "
-            f"{fmt(protocol)} ns: the two stores of the valid flag, and, in the code below, the "
-            "arguments loaded before the thread-static call, which keeps them in callee-saved "
-            "registers (more pushes and pops).")
+        protocol_cause = (": the two stores of the valid flag, and, in the code below, the arguments "
+                          "loaded before the thread-static call, which keeps them in callee-saved "
+                          "registers (more pushes and pops).")
     else:
-        out(f"- **The valid-flag protocol and the call shape**: DirectWrite − RawStoresThreadStatic = "
-            f"{fmt(protocol)} ns, within this run's noise: the two stores of the valid flag and the "
-            "extra saved registers (code below) cost nothing this run could measure.")
+        protocol_cause = (", within this run's noise: the two stores of the valid flag and the extra "
+                          "saved registers (code below) cost nothing this run could measure.")
+    out(f"- **The valid-flag protocol and the call shape**: DirectWrite − RawStoresThreadStatic = "
+        f"{fmt(protocol)} ns{protocol_cause}")
     out(f"- **Full fences instead of Volatile ordering**: DirectWriteFullFence − DirectWrite = "
         f"{fmt(fences)} ns (two `lock or` barriers).")
     out(f"- **The GC transition of a normal P/Invoke**: PInvokeUpdate − PInvokeUpdateSuppressGCTransition "
