@@ -6,4 +6,4 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 ./scripts/setup.sh
 cargo build -q --release -p otel-thread-ctx
-make -s -C native/bench run CALLS="${CALLS:-20000000}" ROUNDS="${ROUNDS:-5}"
+make -s -C bench run CALLS="${CALLS:-20000000}" ROUNDS="${ROUNDS:-5}"

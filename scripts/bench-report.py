@@ -111,7 +111,7 @@ def commit():
     sha = run("git", "-C", root, "rev-parse", "HEAD")
     subject = run("git", "-C", root, "log", "-1", "--format=%s")
     dirty = run("git", "-C", root, "status", "--porcelain", "--untracked-files=all", "--",
-                "dotnet/OtelThreadContext", "dotnet/benchmarks", "native", "Cargo.toml")
+                "dotnet/OtelThreadContext", "dotnet/benchmarks", "native", "bench", "Cargo.toml")
     text = f"`{sha}` ({subject})" if sha else "unknown (not a git checkout)"
     if dirty:
         text += ("; the working tree differed from it in these benchmarked sources: "
@@ -483,7 +483,7 @@ def main():
         out("")
     out("## Native harness")
     out("")
-    out("`native/bench`: `otel_thread_ctx_update` called through `dlsym`, next to a minimal C writer "
+    out("`bench`: `otel_thread_ctx_update` called through `dlsym`, next to a minimal C writer "
         "doing the same protocol on its own TLSDESC slot (changing ids on every call, loop included).")
     out("")
     out(native)

@@ -2,7 +2,7 @@
 # Runs every benchmark in one go and writes docs/benchmarks.md from the results:
 #   - BenchmarkDotNet (dotnet/benchmarks): in-place writes against the raw-store floor and the
 #     native update through P/Invoke, and the cost of Activity tracking;
-#   - the native harness (native/bench): otel_thread_ctx_update against a minimal C writer.
+#   - the native harness (bench): otel_thread_ctx_update against a minimal C writer.
 # A full run takes about 5 minutes (BenchmarkDotNet job in dotnet/benchmarks/Program.cs).
 #
 #   ./scripts/bench.sh            full run; rewrites docs/benchmarks.md
@@ -61,7 +61,7 @@ times >"$results/times.after"
 
 echo "=== native harness ($mode)"
 if [ "$mode" = smoke ]; then calls=200000 rounds=1; else calls="${CALLS:-20000000}" rounds="${ROUNDS:-5}"; fi
-make -s -C native/bench run LIB="$lib" CALLS="$calls" ROUNDS="$rounds" | tee "$results/native.md"
+make -s -C bench run LIB="$lib" CALLS="$calls" ROUNDS="$rounds" | tee "$results/native.md"
 
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 

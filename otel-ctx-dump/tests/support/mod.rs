@@ -14,10 +14,10 @@ pub fn dump_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_otel-ctx-dump"))
 }
 
-/// The workspace root (two levels above this package).
+/// The workspace root (the parent of this package).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
+        .join("..")
         .canonicalize()
         .expect("workspace root")
 }
