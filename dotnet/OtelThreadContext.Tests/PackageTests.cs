@@ -78,7 +78,7 @@ public sealed class PackageTests(ITestOutputHelper output)
         }, environment: env);
         Assert.True(packRc == 0, "dotnet pack failed:\n" + packLog);
 
-        string version = CargoVersion();
+        string version = TestSupport.CargoVersion();
         string nupkg = Path.Combine(feed, $"OtelThreadContext.{version}.nupkg");
         Assert.True(File.Exists(nupkg), $"{nupkg} not produced; feed has: {string.Join(", ", Directory.GetFiles(feed))}");
 
@@ -160,13 +160,5 @@ public sealed class PackageTests(ITestOutputHelper output)
         Assert.Contains("libotel_thread_ctx.so", missingLog);
         Assert.Contains("runtimes/linux-x64/native/libotel_thread_ctx.so", missingLog);
         Assert.Contains("cargo build --release", missingLog);
-    }
-
-    private static string CargoVersion()
-    {
-        string cargo = File.ReadAllText(Path.Combine(TestSupport.RepoRoot, "Cargo.toml"));
-        Match m = Regex.Match(cargo, @"(?m)^\[package\]\s*$[^\[]*?^version\s*=\s*""([^""]+)""");
-        Assert.True(m.Success);
-        return m.Groups[1].Value;
     }
 }
