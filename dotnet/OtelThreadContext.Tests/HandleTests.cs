@@ -238,4 +238,78 @@ public sealed unsafe class HandleTests
 
         Assert.Equal(baseline, SettledLiveRecords());
     }
+    [Fact]
+    public void AHandleWhoseThreadExitedRefusesEveryCallEvenWhereTheManagedThreadIdIsReused()
+    {
+        long baseline = SettledLiveRecords();
+        var h = ThreadContextHandle.Create(Trace(9), Span(9), 1);
+        int ownerId = 0;
+        Native.OnNewThread(() =>
+        {
+            ownerId = Environment.CurrentManagedThreadId;
+            Assert.Null(h.Attach());
+        });
+
+        // The owner's exit freed the record. New records may reuse its address: a stray write
+        // through the stale handle would land in one of them (or in freed memory).
+        Stopwatch wait = Stopwatch.StartNew();
+        while (Native.LiveRecords() != baseline && wait.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            Thread.Sleep(10);
+        }
+
+        Assert.Equal(baseline, Native.LiveRecords());
+        var others = new ThreadContextHandle[8];
+        for (int i = 0; i < others.Length; i++)
+        {
+            others[i] = ThreadContextHandle.Create(Trace(8), Span(8), 0);
+        }
+
+        // The runtime hands an exited thread's managed id to a later thread once the old Thread
+        // object is collected (a runtime thread, such as the tiered-compilation worker, may hold
+        // it for a while first): find that thread.
+        bool reused = false;
+        for (wait.Restart(); !reused && wait.Elapsed < TimeSpan.FromSeconds(20); Thread.Sleep(10))
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            Native.OnNewThread(() =>
+            {
+                if (Environment.CurrentManagedThreadId == ownerId)
+                {
+                    reused = true;
+                    AssertRefusesEveryCall(h);
+                }
+            });
+        }
+
+        Assert.True(reused, $"no new thread got the exited thread's managed id {ownerId}");
+        AssertRefusesEveryCall(h);
+        foreach (var o in others)
+        {
+            ThreadContextRecord* r = NativeMethods.otel_thread_ctx_record(o.DangerousGetHandle());
+            Assert.Equal(Trace(8), Native.TraceId(*r));
+            Assert.Equal(0, r->AttrsDataSize);
+        }
+
+        h.Dispose();
+        Assert.Equal(baseline + others.Length, Native.LiveRecords());
+        foreach (var o in others)
+        {
+            o.Dispose();
+        }
+
+        Assert.Equal(baseline, SettledLiveRecords());
+
+        static void AssertRefusesEveryCall(ThreadContextHandle h)
+        {
+            Assert.False(h.IsAttachedToCurrentThread);
+            string message = Assert.Throws<InvalidOperationException>(() => h.Update(default, default, ActivityTraceFlags.Recorded)).Message;
+            Assert.Contains("exited", message);
+            Assert.Throws<InvalidOperationException>(() => h.SetAttribute(0, "x"));
+            Assert.Throws<InvalidOperationException>(() => h.ClearAttributes());
+            Assert.Throws<InvalidOperationException>(() => h.Attach());
+            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+        }
+    }
 }

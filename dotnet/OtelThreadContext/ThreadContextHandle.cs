@@ -53,8 +53,16 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <summary>The record's stable address (valid until the handle is freed).</summary>
     private readonly ThreadContextRecord* _record;
 
-    /// <summary>Managed id of the thread this handle is attached to through this class, or 0.</summary>
-    private int _attachedThreadId;
+    /// <summary>The current thread, weakly: an exited thread's object (and managed id) can go.</summary>
+    [ThreadStatic]
+    private static WeakReference<Thread>? t_self;
+
+    /// <summary>
+    /// The thread this handle is attached to through this class, or null. Writes are allowed only
+    /// where <see cref="t_attached"/> is this handle: a thread static is fresh on every new OS
+    /// thread, so a later thread that reuses the owner's managed thread id is not mistaken for it.
+    /// </summary>
+    private WeakReference<Thread>? _owner;
 
     private ThreadContextHandle(nint ctx)
         : base(0, ownsHandle: true)
@@ -123,31 +131,40 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// it, or attach it again later), or null if the thread had none or this handle was already
     /// attached here.</returns>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public ThreadContextHandle? Attach()
     {
         bool added = false;
         DangerousAddRef(ref added);
         try
         {
+            if (t_attached == this)
+            {
+                return null;
+            }
+
+            // Claimed here first, so a handle attached elsewhere, or orphaned by its thread's exit
+            // (its address may belong to a new record by now), never reaches the native library.
+            WeakReference<Thread>? owner = Interlocked.CompareExchange(ref _owner, t_self ??= new(Thread.CurrentThread), null);
+            if (owner != null)
+            {
+                throw NotWritableHere(owner);
+            }
+
             nint previous = NativeMethods.otel_thread_ctx_attach(handle);
             int errno = Marshal.GetLastPInvokeError();
             if (previous == 0 && errno != 0)
             {
+                Volatile.Write(ref _owner, null);
                 throw errno == EBUSY
                     ? new InvalidOperationException("The record is attached to another thread; detach it there first.")
                     : new InvalidOperationException($"otel_thread_ctx_attach refused the handle (errno {errno}).");
             }
 
             ThreadContext.ForgetThreadRecord();
-            if (t_attached == this)
-            {
-                return null;
-            }
-
             ThreadContextHandle? displaced = TakeOwnership(previous);
             t_attached = this;
-            Volatile.Write(ref _attachedThreadId, Environment.CurrentManagedThreadId);
             return displaced;
         }
         finally
@@ -185,7 +202,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <param name="spanId">The W3C span id.</param>
     /// <param name="flags">The W3C trace flags.</param>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public void Update(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags)
     {
         ThreadContext.DecodeIds(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
@@ -193,10 +211,10 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         DangerousAddRef(ref added);
         try
         {
-            ThrowIfAttachedElsewhere();
+            ThrowIfNotWritableHere();
 
-            // Safety: the handle is live (AddRef) and not attached to another thread, so only this
-            // thread writes the record.
+            // Safety: the handle is live (AddRef) and detached or attached to this thread, so its
+            // record is allocated and only this thread writes it.
             ThreadContext.WriteIds(_record, trace0, trace1, span, (byte)flags);
         }
         finally
@@ -218,7 +236,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <returns><see cref="SetAttributeResult.Stored"/>, <see cref="SetAttributeResult.Truncated"/>
     /// or <see cref="SetAttributeResult.NoSpace"/> (nothing changed).</returns>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public SetAttributeResult SetAttribute(byte keyIndex, ReadOnlySpan<char> value)
     {
         Span<byte> utf8 = stackalloc byte[NativeMethods.MaxValueLen];
@@ -227,6 +246,7 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         DangerousAddRef(ref added);
         try
         {
+            ThrowIfNotWritableHere();
             NativeStatus status;
             fixed (byte* p = utf8)
             {
@@ -260,7 +280,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public SetAttributeResult SetAttribute(byte keyIndex, string value)
     {
         ArgumentNullException.ThrowIfNull(value);
@@ -279,7 +300,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <exception cref="ArgumentException"><paramref name="key"/> is
     /// <c>default(ThreadAttributeKey)</c>, not a declared key.</exception>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public SetAttributeResult SetAttribute(ThreadAttributeKey key, ReadOnlySpan<char> value)
     {
         if (!key.IsDeclared)
@@ -301,7 +323,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="key"/> is not a declared key.</exception>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public SetAttributeResult SetAttribute(ThreadAttributeKey key, string value)
     {
         ArgumentNullException.ThrowIfNull(value);
@@ -310,14 +333,15 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
 
     /// <summary>Removes every attribute from this handle's record.</summary>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public void ClearAttributes()
     {
         bool added = false;
         DangerousAddRef(ref added);
         try
         {
-            ThrowIfAttachedElsewhere();
+            ThrowIfNotWritableHere();
             NativeStatus status = NativeMethods.otel_thread_ctx_clear_attributes(handle);
             if (status != NativeStatus.Ok)
             {
@@ -336,10 +360,9 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <inheritdoc />
     protected override bool ReleaseHandle()
     {
-        int attachedTo = Volatile.Read(ref _attachedThreadId);
-        if (attachedTo != 0)
+        if (Volatile.Read(ref _owner) != null)
         {
-            if (attachedTo != Environment.CurrentManagedThreadId || t_attached != this)
+            if (t_attached != this)
             {
                 // Still published by another thread (or that thread has exited, and the native
                 // library freed the record at its exit): freeing it here could free memory a
@@ -352,7 +375,7 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
             NativeMethods.otel_thread_ctx_detach();
             ThreadContext.ForgetThreadRecord();
             t_attached = null;
-            _attachedThreadId = 0;
+            _owner = null;
         }
 
         return NativeMethods.otel_thread_ctx_free(handle) == NativeStatus.Ok;
@@ -365,7 +388,7 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         t_attached = null;
         if (known != null)
         {
-            Volatile.Write(ref known._attachedThreadId, 0);
+            Volatile.Write(ref known._owner, null);
         }
 
         if (previous == 0)
@@ -422,14 +445,22 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         return ctx;
     }
 
-    private void ThrowIfAttachedElsewhere()
+    /// <summary>Throws unless the handle is detached or attached to the calling thread.</summary>
+    private void ThrowIfNotWritableHere()
     {
-        int attachedTo = Volatile.Read(ref _attachedThreadId);
-        if (attachedTo != 0 && attachedTo != Environment.CurrentManagedThreadId)
+        WeakReference<Thread>? owner = Volatile.Read(ref _owner);
+        if (owner != null && t_attached != this)
         {
-            throw new InvalidOperationException("The record is attached to another thread; only that thread may write it.");
+            throw NotWritableHere(owner);
         }
     }
+
+    private static InvalidOperationException NotWritableHere(WeakReference<Thread> owner) =>
+        owner.TryGetTarget(out Thread? thread) && thread.IsAlive
+        ? new InvalidOperationException("The record is attached to another thread; only that thread may write it.")
+        : new InvalidOperationException(
+            "The thread this handle was attached to has exited, and the native library freed the record at that exit: " +
+            "the handle can no longer be used. Detach a handle before its thread exits to keep it.");
 
     private static Exception Failure(string function, NativeStatus status) => status switch
     {
