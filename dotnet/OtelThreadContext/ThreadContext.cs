@@ -38,12 +38,10 @@ namespace OtelThreadContext;
 /// <para>
 /// <b>Mixing with <see cref="ThreadContextHandle"/>.</b> On one thread, either let this class
 /// write the thread's record in place, or swap records with <see cref="ThreadContextHandle"/>.
-/// Mixing is safe but changes what is written: when a handle is attached or detached on a
-/// thread, this class forgets the record address it cached for that thread, and its next call
-/// there makes one P/Invoke again and writes into whatever record is then attached (the
-/// handle's record if one is attached, else a fresh record it attaches). It never writes a
-/// record the thread no longer has attached. Native code that attaches or detaches records on
-/// the same thread behind this class's back is not supported.
+/// Mixing is safe: a handle attached or detached on a thread makes this class forget the record
+/// address it cached there, so its next call writes whatever record is then attached (attaching
+/// a fresh one if none is). Native code attaching or detaching records behind its back is not
+/// supported.
 /// </para>
 /// </remarks>
 public static unsafe class ThreadContext

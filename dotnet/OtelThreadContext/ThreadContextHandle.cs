@@ -13,11 +13,10 @@ namespace OtelThreadContext;
 /// </summary>
 /// <remarks>
 /// <para>
-/// <b>Ownership.</b> A handle frees its record when disposed (or when collected undisposed). Attaching a handle
-/// publishes its record in the calling thread's <c>otel_thread_ctx_v1</c> slot; the record that
-/// was attached before is returned as a handle the caller now owns (the same object if it was
-/// attached through this class, a new one otherwise, for example the record that
-/// <see cref="ThreadContext"/> attached).
+/// <b>Ownership.</b> A handle frees its record when disposed (or collected undisposed).
+/// <see cref="Attach"/> returns the record it displaced as a handle the caller now owns (the
+/// same object if it was attached through this class, a new one otherwise, for example the
+/// record <see cref="ThreadContext"/> attached).
 /// </para>
 /// <para>
 /// <b>Disposing an attached handle.</b> On the thread it is attached to, disposing detaches it
@@ -33,12 +32,8 @@ namespace OtelThreadContext;
 /// <see cref="InvalidOperationException"/>, and disposing it does nothing.
 /// </para>
 /// <para>
-/// <b>Mixing with <see cref="ThreadContext"/>.</b> Use one style per thread: in-place writes
-/// through <see cref="ThreadContext"/>, or handle swaps. Whenever this class attaches or
-/// detaches on a thread it makes <see cref="ThreadContext"/> forget that thread's cached record
-/// address, so the in-place writer never writes a record the thread no longer has attached; its
-/// next call writes whatever record is attached then (this handle's, after
-/// <see cref="Attach"/>).
+/// <b>Mixing with <see cref="ThreadContext"/>.</b> Use one style per thread; mixing is safe (see
+/// <see cref="ThreadContext"/>'s remarks).
 /// </para>
 /// <para>
 /// Only Linux x64 with glibc is supported: elsewhere (<see cref="ThreadContext.IsSupported"/> is
