@@ -91,6 +91,16 @@ public sealed unsafe class BindingTests
     }
 
     [Fact]
+    public void ProcessStatusNamesInMessagesAreTheHeaders()
+    {
+        var names = Header.ProcessStatusValues.ToDictionary(kv => kv.Value, kv => kv.Key);
+        foreach (NativeProcessStatus status in Enum.GetValues<NativeProcessStatus>())
+        {
+            Assert.Equal(names[(long)status], status.CName());
+        }
+    }
+
+    [Fact]
     public void ConstantsMatchTheHeaderDefines()
     {
         Assert.Equal((long)NativeMethods.RecordSize, Header.Defines["OTEL_THREAD_CTX_RECORD_SIZE"]);
@@ -117,7 +127,7 @@ public sealed unsafe class BindingTests
 
         // An address that is no live handle: NULL back, errno EINVAL (22), nothing attached.
         nint before = NativeMethods.otel_thread_ctx_current();
-        nint bogus = NativeMethods.otel_thread_ctx_attach(0x1000);
+        nint bogus = NativeMethods.otel_thread_ctx_attach(new RecordHandle(0x1000, ownsHandle: false));
         Assert.Equal(0, bogus);
         Assert.Equal(22, Marshal.GetLastPInvokeError());
         Assert.Equal(before, NativeMethods.otel_thread_ctx_current());

@@ -89,7 +89,8 @@ internal sealed partial class CHeader
             return 0;
         }
 
-        if (t.IsPointer || t == typeof(nint) || t == typeof(nuint))
+        // A SafeHandle is passed as its handle value (the marshaller adds only a reference count).
+        if (t.IsPointer || t == typeof(nint) || t == typeof(nuint) || typeof(SafeHandle).IsAssignableFrom(t))
         {
             return IntPtr.Size;
         }

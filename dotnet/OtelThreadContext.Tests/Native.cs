@@ -43,6 +43,13 @@ internal static unsafe class Native
         }
     }
 
+    /// <summary>The record of a native handle this code does not own (the raw address of one).</summary>
+    public static ThreadContextRecord* RecordOf(nint ctx) =>
+        NativeMethods.otel_thread_ctx_record(new RecordHandle(ctx, ownsHandle: false));
+
+    /// <summary>The record attached to the calling thread, or null.</summary>
+    public static ThreadContextRecord* CurrentRecord() => RecordOf(NativeMethods.otel_thread_ctx_current());
+
     public static long LiveRecords() => (long)NativeMethods.otel_thread_ctx_live_records();
 
     /// <summary>Runs <paramref name="body"/> on a new thread, waits for it to end and rethrows

@@ -57,13 +57,15 @@ internal unsafe struct NativeProcessAttribute
 
 /// <summary>
 /// P/Invoke declarations for every function of <c>include/otel_thread_ctx.h</c>, one for one,
-/// with blittable signatures only (pointers, <see cref="byte"/>, <see cref="nuint"/>, the
-/// <c>int32_t</c> status enums), so the source-generated stubs add no marshalling.
+/// with blittable signatures (pointers, <see cref="byte"/>, <see cref="nuint"/>, the
+/// <c>int32_t</c> status enums) and <see cref="RecordHandle"/>, whose stubs only add a
+/// reference count.
 /// Tests parse the committed header and fail when a C function lacks a declaration here, when
 /// parameter or return sizes differ, or when the built library does not export an entry point.
 /// </summary>
 /// <remarks>
-/// <c>OtelThreadCtx *</c> handles are <see cref="nint"/>; <c>OtelThreadCtxRecord *</c> is
+/// <c>OtelThreadCtx *</c> handles are <see cref="RecordHandle"/> where the caller owns one (the
+/// marshaller holds a reference for the call), else <see cref="nint"/>; <c>OtelThreadCtxRecord *</c> is
 /// <see cref="ThreadContextRecord"/>*; <c>const uint8_t (*)[16]</c> is <see cref="byte"/>*.
 /// Functions that report errors through <c>errno</c> use <c>SetLastError = true</c>.
 /// Only <see cref="otel_thread_ctx_update"/> is <see cref="SuppressGCTransitionAttribute"/>:
@@ -90,7 +92,7 @@ internal static unsafe partial class NativeMethods
     internal static partial NativeStatus otel_thread_ctx_free(nint ctx);
 
     [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial nint otel_thread_ctx_attach(nint ctx);
+    internal static partial nint otel_thread_ctx_attach(RecordHandle ctx);
 
     [LibraryImport(LibraryName)]
     internal static partial nint otel_thread_ctx_detach();
@@ -106,7 +108,7 @@ internal static unsafe partial class NativeMethods
     internal static partial NativeStatus otel_thread_ctx_clear();
 
     [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial ThreadContextRecord* otel_thread_ctx_record(nint ctx);
+    internal static partial ThreadContextRecord* otel_thread_ctx_record(RecordHandle ctx);
 
     [LibraryImport(LibraryName, SetLastError = true)]
     internal static partial ThreadContextRecord* otel_thread_ctx_ensure_record();
