@@ -265,21 +265,46 @@ public sealed unsafe class HandleTests
 
         // The runtime hands an exited thread's managed id to a later thread once the old Thread
         // object is collected (a runtime thread, such as the tiered-compilation worker, may hold
-        // it for a while first): find that thread.
+        // it for a while first), always the smallest free id. Other exited threads may have left
+        // smaller ids free, so start a batch of threads that live at once and take successive ids.
         bool reused = false;
+        Exception? failure = null;
         for (wait.Restart(); !reused && wait.Elapsed < TimeSpan.FromSeconds(20); Thread.Sleep(10))
         {
             GC.Collect();
             GC.WaitForPendingFinalizers();
-            Native.OnNewThread(() =>
+            using var release = new ManualResetEventSlim();
+            var batch = new Thread[64];
+            for (int i = 0; i < batch.Length; i++)
             {
-                if (Environment.CurrentManagedThreadId == ownerId)
+                batch[i] = new Thread(() =>
                 {
-                    reused = true;
-                    AssertRefusesEveryCall(h);
-                }
-            });
+                    if (Environment.CurrentManagedThreadId == ownerId)
+                    {
+                        reused = true;
+                        try
+                        {
+                            AssertRefusesEveryCall(h);
+                        }
+                        catch (Exception e)
+                        {
+                            failure = e;
+                        }
+                    }
+
+                    release.Wait();
+                });
+                batch[i].Start();
+            }
+
+            release.Set();
+            foreach (var t in batch)
+            {
+                t.Join();
+            }
         }
+
+        Assert.Null(failure);
 
         Assert.True(reused, $"no new thread got the exited thread's managed id {ownerId}");
         AssertRefusesEveryCall(h);
