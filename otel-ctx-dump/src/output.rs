@@ -4,6 +4,7 @@ use crate::elf::SYMBOL;
 use crate::inspect::{ContextStatus, Module, Resolution, SlotRead, Snapshot, ThreadReport};
 use crate::process_context::{ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
 use crate::record::{hex, Record};
+use std::borrow::Cow;
 use std::fmt::Write;
 
 /// Exit codes of `otel-ctx-dump` (documented in `--help` and the README).
@@ -42,7 +43,32 @@ pub fn exit_code(s: &Snapshot) -> i32 {
     }
 }
 
-/// A JSON string literal.
+/// Does this character act on a terminal (C0 and C1 controls, DEL) or reorder the text around it
+/// (bidirectional overrides and isolates)?
+fn is_terminal_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A string from the target as the text report prints it: controls become Rust-style escapes
+/// (`\u{1b}`, `\r`, `\n`) and a backslash is doubled, so what reaches the operator's terminal
+/// is inert and unambiguous. Names (threads, keys, paths) are printed through this.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c == '\\' || is_terminal_control(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if is_terminal_control(c) => out.extend(c.escape_debug()),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A JSON string literal; every control character is escaped, C1 and DEL included (valid raw in
+/// JSON, but they act on a terminal showing it).
 pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -53,7 +79,7 @@ pub fn json_str(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+            c if is_terminal_control(c) || matches!(c, '\u{2028}' | '\u{2029}') => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -241,7 +267,7 @@ fn attribute_text(s: &Snapshot, record: &Record) -> String {
         .map(|a| {
             let name = s
                 .key_name(a.key_index)
-                .map_or_else(|| format!("#{}", a.key_index), str::to_owned);
+                .map_or_else(|| format!("#{}", a.key_index), |n| printable(n).into_owned());
             let bad = if a.invalid_utf8 { " (invalid UTF-8)" } else { "" };
             format!("{name}={:?}{bad}", a.value)
         })
@@ -257,7 +283,7 @@ pub fn thread_read_text(s: &Snapshot, read: &SlotRead) -> String {
     match read {
         SlotRead::NoSlot(d) => format!("(no TLS slot yet: {d})"),
         SlotRead::NoContext => "(no context)".into(),
-        SlotRead::Error(e) => format!("(error: {e})"),
+        SlotRead::Error(e) => format!("(error: {})", printable(e)),
         SlotRead::Record { record, .. } if !record.is_valid() => {
             format!("(being updated: valid={}, record not trusted)", record.header.valid)
         }
@@ -280,7 +306,7 @@ pub fn thread_read_text(s: &Snapshot, read: &SlotRead) -> String {
 
 fn value_list(out: &mut String, items: &[(String, Value)], indent: &str) {
     for (k, v) in items {
-        let _ = writeln!(out, "{indent}{k} = {v}");
+        let _ = writeln!(out, "{indent}{} = {v}", printable(k));
     }
 }
 
@@ -293,7 +319,11 @@ fn context_text(out: &mut String, status: &ContextStatus) {
             );
         }
         ContextStatus::Invalid { mapping, addr, error } => {
-            let _ = writeln!(out, "process context: INVALID at {addr:#x} ({mapping}): {error}");
+            let _ = writeln!(
+                out,
+                "process context: INVALID at {addr:#x} ({mapping}): {}",
+                printable(error)
+            );
         }
         ContextStatus::Present {
             mapping,
@@ -330,7 +360,7 @@ fn context_body(out: &mut String, c: &ProcessContext) {
             let keys: Vec<String> = m
                 .iter()
                 .enumerate()
-                .map(|(i, k)| format!("{i}={}", k.as_deref().unwrap_or("(not a string)")))
+                .map(|(i, k)| format!("{i}={}", k.as_deref().map_or("(not a string)".into(), printable)))
                 .collect();
             let _ = writeln!(
                 out,
@@ -357,7 +387,7 @@ fn context_body(out: &mut String, c: &ProcessContext) {
         value_list(out, &others, "    ");
     }
     for p in &c.problems {
-        let _ = writeln!(out, "  warning: {p}");
+        let _ = writeln!(out, "  warning: {}", printable(p));
     }
 }
 
@@ -365,9 +395,15 @@ fn context_body(out: &mut String, c: &ProcessContext) {
 pub fn context_line(status: &ContextStatus) -> String {
     match status {
         ContextStatus::Absent => "process context: absent".into(),
-        ContextStatus::Invalid { mapping, error, .. } => format!("process context: INVALID ({mapping}): {error}"),
+        ContextStatus::Invalid { mapping, error, .. } => {
+            format!("process context: INVALID ({mapping}): {}", printable(error))
+        }
         ContextStatus::Present { header, context, .. } => {
-            let mut parts: Vec<String> = context.resource.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut parts: Vec<String> = context
+                .resource
+                .iter()
+                .map(|(k, v)| format!("{}={v}", printable(k)))
+                .collect();
             parts.push(format!(
                 "schema {}",
                 context.schema_version.as_deref().unwrap_or("(absent)")
@@ -376,7 +412,7 @@ pub fn context_line(status: &ContextStatus) -> String {
                 let keys: Vec<String> = m
                     .iter()
                     .enumerate()
-                    .map(|(i, k)| format!("{i}={}", k.as_deref().unwrap_or("?")))
+                    .map(|(i, k)| format!("{i}={}", k.as_deref().map_or("?".into(), printable)))
                     .collect();
                 parts.push(format!("key map [{}]", keys.join(" ")));
             }
@@ -384,7 +420,7 @@ pub fn context_line(status: &ContextStatus) -> String {
                 parts.push(format!(
                     "{} warning(s): {}",
                     context.problems.len(),
-                    context.problems.join("; ")
+                    printable(&context.problems.join("; "))
                 ));
             }
             format!(
@@ -401,9 +437,14 @@ pub fn context_line(status: &ContextStatus) -> String {
 pub fn module_text(m: &Module) -> String {
     let how = match &m.resolution {
         Ok(r) => r.to_string(),
-        Err(e) => format!("UNRESOLVED: {e}"),
+        Err(e) => format!("UNRESOLVED: {}", printable(e)),
     };
-    let mut line = format!("{}  {}, {how}  (load bias {:#x})", m.path, m.model, m.load_bias);
+    let mut line = format!(
+        "{}  {}, {how}  (load bias {:#x})",
+        printable(&m.path),
+        m.model,
+        m.load_bias
+    );
     for w in m.warnings() {
         let _ = write!(line, "  warning: {w}");
     }
@@ -413,7 +454,7 @@ pub fn module_text(m: &Module) -> String {
 /// The human-readable report.
 pub fn text(s: &Snapshot) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "process {} ({})", s.pid, s.command);
+    let _ = writeln!(out, "process {} ({})", s.pid, printable(&s.command));
     let _ = writeln!(out);
     context_text(&mut out, &s.process_context);
     let _ = writeln!(out);
@@ -433,7 +474,7 @@ pub fn text(s: &Snapshot) -> String {
         }
     }
     for e in &s.module_errors {
-        let _ = writeln!(out, "  could not examine {e}");
+        let _ = writeln!(out, "  could not examine {}", printable(e));
     }
     let _ = writeln!(out);
     let skipped = if s.threads_skipped > 0 {
@@ -457,9 +498,9 @@ pub fn text(s: &Snapshot) -> String {
 
 /// A thread's text rows (one per module read).
 pub fn thread_lines(s: &Snapshot, t: &ThreadReport) -> Vec<String> {
-    let head = format!("{:<8} {:<16}", t.tid, t.name);
+    let head = format!("{:<8} {:<16}", t.tid, printable(&t.name));
     if let Some(e) = &t.error {
-        return vec![format!("{head} (error: {e})")];
+        return vec![format!("{head} (error: {})", printable(e))];
     }
     if t.reads.is_empty() {
         return vec![format!("{head} (no module to read)")];
@@ -487,6 +528,15 @@ mod tests {
         assert_eq!(json_str("a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(json_str("line\nnext\ttab\u{1}"), r#""line\nnext\ttab\u0001""#);
         assert_eq!(json_str("é\u{2028}"), "\"é\\u2028\"");
+        assert_eq!(json_str("del\u{7f}csi\u{9b}"), r#""del\u007fcsi\u009b""#);
+    }
+
+    #[test]
+    fn printable_escapes_what_acts_on_a_terminal() {
+        assert!(matches!(printable("plain name"), Cow::Borrowed(_)));
+        assert_eq!(printable("\u{1b}[31mred\r\n"), "\\u{1b}[31mred\\r\\n");
+        assert_eq!(printable("a\\b\u{7f}\u{9b}\u{202e}"), "a\\\\b\\u{7f}\\u{9b}\\u{202e}");
+        assert_eq!(printable("é ok"), "é ok");
     }
 
     #[test]
