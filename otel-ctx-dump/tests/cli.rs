@@ -78,7 +78,17 @@ fn permission_denied_exits_4_and_says_what_is_needed() {
         return;
     }
     let target = Target::spawn(Command::new("sleep").arg("60"));
-    let mut cmd = Command::new(support::dump_binary());
+    // The build directory may sit under a directory nobody cannot enter (a checkout in a
+    // `mktemp -d` dir is mode 0700): run a copy from a directory everyone may enter (under
+    // /tmp itself, not $TMPDIR, which may be private too).
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let copy = dir.path().join("otel-ctx-dump");
+    std::fs::copy(support::dump_binary(), &copy).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(dir.path(), 0o755), (copy.as_path(), 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut cmd = Command::new(&copy);
     cmd.arg(target.pid().to_string());
     // Safety: setgid/setuid are async-signal-safe and only affect the child about to exec.
     unsafe {
