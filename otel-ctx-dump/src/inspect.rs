@@ -161,7 +161,6 @@ type FileKey = (String, u64, String);
 /// Reads one process, repeatedly if asked (it caches what it learned from ELF files).
 pub struct Inspector {
     pub pid: i32,
-    mem: ProcessMemory,
     elf_cache: HashMap<FileKey, Result<Option<TlsExport>, String>>,
 }
 
@@ -200,15 +199,38 @@ impl Inspector {
     pub fn new(pid: i32) -> Inspector {
         Inspector {
             pid,
-            mem: ProcessMemory { pid },
             elf_cache: HashMap::new(),
         }
+    }
+
+    /// The address space as some live task of the process sees it: `/proc/PID/maps` and the
+    /// task to read memory through. A main thread that called `pthread_exit` stays a zombie
+    /// whose maps read empty (and its memory unreadable) while the other threads run on: then
+    /// the first live thread's view is used. Returns (maps, task id).
+    fn address_space(&self) -> Result<(Vec<Mapping>, i32), InspectError> {
+        let pid = self.pid;
+        let maps = maps::read(pid).map_err(|e| io_error(pid, "reading /proc/PID/maps", e))?;
+        if !maps.is_empty() {
+            return Ok((maps, pid));
+        }
+        for tid in thread_ids(pid).unwrap_or_default() {
+            if tid == pid || matches!(thread_state(pid, tid), Some('Z') | Some('X') | None) {
+                continue;
+            }
+            if let Ok(m) = maps::read_task(pid, tid) {
+                if !m.is_empty() {
+                    return Ok((m, tid));
+                }
+            }
+        }
+        Ok((maps, pid))
     }
 
     /// Reads the process context, the modules and the threads (all, or only `only_tid`).
     pub fn snapshot(&mut self, only_tid: Option<i32>) -> Result<Snapshot, InspectError> {
         let pid = self.pid;
-        let maps = maps::read(pid).map_err(|e| io_error(pid, "reading /proc/PID/maps", e))?;
+        let (maps, view) = self.address_space()?;
+        let mem = ProcessMemory { pid: view };
         if maps.is_empty() {
             // A kernel thread or a zombie has no mappings; maps of another user's process read
             // as empty rather than failing on some kernels.
@@ -219,7 +241,7 @@ impl Inspector {
         // process_vm_readv needs the same rights as ptrace: check them once, up front.
         if let Some(m) = maps.iter().find(|m| m.perms.starts_with('r')) {
             let mut b = [0u8; 1];
-            if let Err(e) = self.mem.read(m.start, &mut b) {
+            if let Err(e) = mem.read(m.start, &mut b) {
                 if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
                     return Err(io_error(pid, "reading the memory (process_vm_readv)", e));
                 }
@@ -231,8 +253,8 @@ impl Inspector {
         let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .map(|s| s.trim_end().to_owned())
             .unwrap_or_default();
-        let process_context = read_process_context(&maps, &self.mem);
-        let (modules, module_errors) = self.find_modules(&maps);
+        let process_context = read_process_context(&maps, &mem);
+        let (modules, module_errors) = self.find_modules(&maps, view);
 
         let tids = thread_ids(pid).map_err(|e| io_error(pid, "listing /proc/PID/task", e))?;
         let mut threads = Vec::new();
@@ -242,7 +264,7 @@ impl Inspector {
                 threads_skipped += 1;
                 continue;
             }
-            threads.push(self.read_thread(tid, &modules));
+            threads.push(self.read_thread(&mem, tid, &modules));
         }
         if let Some(t) = only_tid {
             if threads.is_empty() {
@@ -260,7 +282,7 @@ impl Inspector {
         })
     }
 
-    fn read_thread(&self, tid: i32, modules: &[Module]) -> ThreadReport {
+    fn read_thread(&self, mem: &ProcessMemory, tid: i32, modules: &[Module]) -> ThreadReport {
         let name = thread_name(self.pid, tid);
         let mut report = ThreadReport {
             tid,
@@ -299,14 +321,16 @@ impl Inspector {
             }
         };
         for (i, resolution) in usable {
-            report.reads.push((i, read_slot(&self.mem, tp, resolution)));
+            report.reads.push((i, read_slot(mem, tp, resolution)));
         }
         drop(stopped);
         report
     }
 
-    fn find_modules(&mut self, maps: &[Mapping]) -> (Vec<Module>, Vec<String>) {
-        let exe = std::fs::read_link(format!("/proc/{}/exe", self.pid))
+    /// `view` is the task whose /proc entries describe the address space (see `address_space`).
+    fn find_modules(&mut self, maps: &[Mapping], view: i32) -> (Vec<Module>, Vec<String>) {
+        let mem = ProcessMemory { pid: view };
+        let exe = std::fs::read_link(format!("/proc/{view}/exe"))
             .ok()
             .map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_owned());
         let mut seen: Vec<FileKey> = Vec::new();
@@ -324,7 +348,7 @@ impl Inspector {
             let export = self
                 .elf_cache
                 .entry(key)
-                .or_insert_with(|| examine_file(self.pid, m))
+                .or_insert_with(|| examine_file(view, m))
                 .clone();
             let export = match export {
                 Ok(Some(e)) => e,
@@ -353,7 +377,7 @@ impl Inspector {
                 is_main_executable,
                 resolution: Err(String::new()),
             };
-            module.resolution = resolve(&self.mem, &module);
+            module.resolution = resolve(&mem, &module);
             modules.push(module);
         }
         (modules, errors)
@@ -361,7 +385,8 @@ impl Inspector {
 }
 
 /// Reads one mapped file's bytes (through /proc/PID/map_files, which also works for deleted
-/// files and other mount namespaces) and looks for the export.
+/// files and other mount namespaces) and looks for the export. `pid` may be any live task of
+/// the process: /proc/TID/ works for every thread.
 fn examine_file(pid: i32, m: &Mapping) -> Result<Option<TlsExport>, String> {
     use std::io::Read;
     let candidates = [

@@ -59,6 +59,12 @@ pub fn read(pid: i32) -> io::Result<Vec<Mapping>> {
     Ok(parse(&std::fs::read_to_string(format!("/proc/{pid}/maps"))?))
 }
 
+/// Reads `/proc/PID/task/TID/maps`: one thread's view, the same address space, readable while
+/// the main thread is a zombie.
+pub fn read_task(pid: i32, tid: i32) -> io::Result<Vec<Mapping>> {
+    Ok(parse(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/maps"))?))
+}
+
 /// Something other processes' memory can be read from.
 pub trait Memory {
     /// Fills `buf` from `addr`, entirely or not at all.
