@@ -15,6 +15,12 @@ use std::io;
 #[derive(Debug)]
 pub enum InspectError {
     NoSuchProcess,
+    /// Every thread has exited; the parent has not reaped the process yet.
+    Zombie {
+        parent: i32,
+    },
+    /// A kernel thread: no user space to read.
+    KernelThread,
     /// The reader lacks the rights: the text says which operation failed.
     PermissionDenied(String),
     Io(String),
@@ -24,6 +30,11 @@ impl fmt::Display for InspectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InspectError::NoSuchProcess => write!(f, "no such process"),
+            InspectError::Zombie { parent } => write!(
+                f,
+                "the process is a zombie: it has exited and its parent {parent} has not reaped it yet; nothing is left to read"
+            ),
+            InspectError::KernelThread => write!(f, "this is a kernel thread: it has no user space to read"),
             InspectError::PermissionDenied(what) => write!(f, "permission denied: {what}"),
             InspectError::Io(e) => write!(f, "{e}"),
         }
@@ -98,6 +109,62 @@ pub enum SlotRead {
     Error(String),
 }
 
+/// Who holds a thread as its tracer (a thread has one tracer at a time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TracerInfo {
+    /// The tracing thread, as `TracerPid` in /proc/PID/task/TID/status gives it.
+    pub tid: i32,
+    /// Its process.
+    pub pid: i32,
+    /// Its process's name (comm).
+    pub name: String,
+}
+
+/// Why a thread was not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ThreadProblem {
+    /// The thread has exited (a zombie, e.g. a main thread that called pthread_exit).
+    Exited,
+    /// ptrace refused, for lack of rights.
+    PermissionDenied,
+    /// Another tracer holds the thread.
+    TracedBy(TracerInfo),
+    Other(String),
+}
+
+impl ThreadProblem {
+    /// A word for scripts (the JSON `reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ThreadProblem::Exited => "exited",
+            ThreadProblem::PermissionDenied => "permission_denied",
+            ThreadProblem::TracedBy(_) => "traced",
+            ThreadProblem::Other(_) => "error",
+        }
+    }
+
+    /// Not allowed to trace the thread, whatever the reason.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, ThreadProblem::PermissionDenied | ThreadProblem::TracedBy(_))
+    }
+}
+
+impl fmt::Display for ThreadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadProblem::Exited => write!(f, "thread has exited"),
+            ThreadProblem::PermissionDenied => write!(f, "permission denied stopping the thread (ptrace)"),
+            ThreadProblem::TracedBy(t) if t.tid == t.pid => {
+                write!(f, "already traced by process {} ({})", t.pid, t.name)
+            }
+            ThreadProblem::TracedBy(t) => {
+                write!(f, "already traced by process {} ({}), thread {}", t.pid, t.name, t.tid)
+            }
+            ThreadProblem::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// One thread's row.
 #[derive(Clone, Debug)]
 pub struct ThreadReport {
@@ -106,7 +173,7 @@ pub struct ThreadReport {
     /// One entry per module with a usable resolution, in module order (index into modules).
     pub reads: Vec<(usize, SlotRead)>,
     /// The thread could not be stopped or read at all.
-    pub error: Option<String>,
+    pub error: Option<ThreadProblem>,
 }
 
 /// The process context, as found.
@@ -179,11 +246,68 @@ pub fn thread_name(pid: i32, tid: i32) -> String {
         .unwrap_or_default()
 }
 
+/// The fields of `/proc/PID/task/TID/stat` the inspector uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskStat {
+    /// `R`, `S`, `D`, `t`, `Z`, ...
+    pub state: char,
+    pub ppid: i32,
+    /// `PF_*` flags.
+    pub flags: u64,
+}
+
+/// The kernel's flag for kernel threads.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+impl TaskStat {
+    /// Parses a stat line. The name is in parentheses and may contain anything (spaces, ')'),
+    /// so fields are counted from the last ')'.
+    pub fn parse(stat: &str) -> Option<TaskStat> {
+        let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+        let state = f.next()?.chars().next()?;
+        let ppid = f.next()?.parse().ok()?;
+        let flags = f.nth(4)?.parse().ok()?;
+        Some(TaskStat { state, ppid, flags })
+    }
+
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+}
+
+/// A thread's `/proc/PID/task/TID/stat`.
+pub fn task_stat(pid: i32, tid: i32) -> Option<TaskStat> {
+    TaskStat::parse(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?)
+}
+
 /// A thread's state letter from `/proc/PID/task/TID/stat` (`R`, `S`, `t`, `Z`, ...).
 pub fn thread_state(pid: i32, tid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    // The name is in parentheses and may contain anything; the state follows the last ')'.
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+    task_stat(pid, tid).map(|s| s.state)
+}
+
+/// The thread's tracer, from `TracerPid` in `/proc/PID/task/TID/status` (None: not traced).
+pub fn tracer_of(pid: i32, tid: i32) -> Option<TracerInfo> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<i32>().ok())
+    };
+    let tracer = field("TracerPid:").filter(|&t| t > 0)?;
+    // TracerPid names the tracing thread; its Tgid is the process.
+    let tracer_status = std::fs::read_to_string(format!("/proc/{tracer}/status")).unwrap_or_default();
+    let tgid = tracer_status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:")?.trim().parse().ok())
+        .unwrap_or(tracer);
+    let name = std::fs::read_to_string(format!("/proc/{tgid}/comm"))
+        .map(|s| s.trim_end().to_owned())
+        .unwrap_or_else(|_| "?".into());
+    Some(TracerInfo {
+        tid: tracer,
+        pid: tgid,
+        name,
+    })
 }
 
 /// The process's thread ids, sorted.
@@ -236,6 +360,15 @@ impl Inspector {
             // as empty rather than failing on some kernels.
             if std::fs::metadata(format!("/proc/{pid}")).is_err() {
                 return Err(InspectError::NoSuchProcess);
+            }
+            if let Some(stat) = task_stat(pid, pid) {
+                if stat.is_kernel_thread() {
+                    return Err(InspectError::KernelThread);
+                }
+                // `address_space` found no live thread.
+                if matches!(stat.state, 'Z' | 'X') {
+                    return Err(InspectError::Zombie { parent: stat.ppid });
+                }
             }
         }
         // process_vm_readv needs the same rights as ptrace: check them once, up front.
@@ -291,7 +424,7 @@ impl Inspector {
             error: None,
         };
         if matches!(thread_state(self.pid, tid), Some('Z') | Some('X')) {
-            report.error = Some("thread is exiting".into());
+            report.error = Some(ThreadProblem::Exited);
             return report;
         }
         let usable: Vec<(usize, Resolution)> = modules
@@ -305,18 +438,26 @@ impl Inspector {
         let stopped = match StoppedThread::stop(tid) {
             Ok(s) => s,
             Err(StopError::PermissionDenied) => {
-                report.error = Some("permission denied stopping the thread (ptrace)".into());
+                // A thread takes one tracer at a time: name it rather than blame the policy.
+                report.error = Some(match tracer_of(self.pid, tid) {
+                    Some(t) => ThreadProblem::TracedBy(t),
+                    None => ThreadProblem::PermissionDenied,
+                });
+                return report;
+            }
+            Err(StopError::Gone) => {
+                report.error = Some(ThreadProblem::Exited);
                 return report;
             }
             Err(e) => {
-                report.error = Some(e.to_string());
+                report.error = Some(ThreadProblem::Other(e.to_string()));
                 return report;
             }
         };
         let tp = match stopped.thread_pointer() {
             Ok(tp) => tp,
             Err(e) => {
-                report.error = Some(format!("reading registers: {e}"));
+                report.error = Some(ThreadProblem::Other(format!("reading registers: {e}")));
                 return report;
             }
         };
@@ -706,6 +847,19 @@ mod tests {
         assert!(matches!(read_slot(&mem, tp, res(1, Some(5))), SlotRead::NoSlot(_)));
         // dtv[3] points at unmapped memory.
         assert!(matches!(read_slot(&mem, tp, res(3, Some(4))), SlotRead::Error(_)));
+    }
+
+    #[test]
+    fn stat_lines_with_hostile_names() {
+        let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 25";
+        let s = TaskStat::parse(kthreadd).unwrap();
+        assert_eq!((s.state, s.ppid), ('S', 0));
+        assert!(s.is_kernel_thread());
+        let user = "77 (a) Z 1 (x) Z 12 77 77 0 -1 4194560 0 0";
+        let s = TaskStat::parse(user).unwrap();
+        assert_eq!((s.state, s.ppid), ('Z', 12));
+        assert!(!s.is_kernel_thread());
+        assert_eq!(TaskStat::parse("1 (x"), None);
     }
 
     #[test]

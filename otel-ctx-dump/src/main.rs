@@ -1,7 +1,7 @@
 //! `otel-ctx-dump PID`: see `otel-ctx-dump --help` and the README.
 
 use otel_ctx_dump::cli::{self, Command, Options};
-use otel_ctx_dump::inspect::{InspectError, Inspector, Snapshot};
+use otel_ctx_dump::inspect::{InspectError, Inspector, Snapshot, ThreadProblem, TracerInfo};
 use otel_ctx_dump::output::{self, exit};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,11 +41,43 @@ fn permission_hint() -> String {
     )
 }
 
+/// Why no thread could be stopped: the other tracer(s) holding them, or else the rights needed.
+fn denied_hint(s: &Snapshot) -> String {
+    let mut tracers: Vec<&TracerInfo> = s
+        .threads
+        .iter()
+        .filter_map(|t| match &t.error {
+            Some(ThreadProblem::TracedBy(tracer)) => Some(tracer),
+            _ => None,
+        })
+        .collect();
+    tracers.dedup_by_key(|t| t.pid);
+    if tracers.is_empty() {
+        return permission_hint();
+    }
+    let names: Vec<String> = tracers
+        .iter()
+        .map(|t| format!("process {} ({})", t.pid, output::printable(&t.name)))
+        .collect();
+    format!(
+        "The threads are already traced by {}: a thread takes one tracer at a time. Detach it (or let it finish) first.",
+        names.join(", ")
+    )
+}
+
 fn report_error(pid: i32, e: &InspectError) -> i32 {
     match e {
         InspectError::NoSuchProcess => {
             eprintln!("otel-ctx-dump: no such process: {pid}");
             exit::NO_SUCH_PROCESS
+        }
+        InspectError::Zombie { .. } => {
+            eprintln!("otel-ctx-dump: process {pid}: {e}");
+            exit::NO_SUCH_PROCESS
+        }
+        InspectError::KernelThread => {
+            eprintln!("otel-ctx-dump: process {pid}: {e}");
+            exit::FAILURE
         }
         InspectError::PermissionDenied(what) => {
             eprintln!("otel-ctx-dump: permission denied: {what}\n{}", permission_hint());
@@ -73,7 +105,9 @@ fn once(o: &Options) -> i32 {
     let code = output::exit_code(&snapshot);
     if !o.json {
         match code {
-            exit::PERMISSION_DENIED => eprintln!("otel-ctx-dump: no thread could be stopped.\n{}", permission_hint()),
+            exit::PERMISSION_DENIED => {
+                eprintln!("otel-ctx-dump: no thread could be stopped.\n{}", denied_hint(&snapshot))
+            }
             exit::NO_MODULE => eprintln!(
                 "otel-ctx-dump: no module mapped in process {} exports otel_thread_ctx_v1 \
                  (is the library loaded yet?)",
@@ -154,7 +188,7 @@ fn watch(o: &Options, interval: Duration) -> i32 {
         }
         let snapshot = match inspector.snapshot(o.thread) {
             Ok(s) => s,
-            Err(InspectError::NoSuchProcess) if samples > 0 => {
+            Err(InspectError::NoSuchProcess | InspectError::Zombie { .. }) if samples > 0 => {
                 let line = if o.json {
                     r#""kind":"process","state":"exited""#.to_owned()
                 } else {

@@ -1,7 +1,7 @@
 //! Text and JSON renderings of a snapshot, and the exit codes.
 
 use crate::elf::SYMBOL;
-use crate::inspect::{ContextStatus, Module, Resolution, SlotRead, Snapshot, ThreadReport};
+use crate::inspect::{ContextStatus, Module, Resolution, SlotRead, Snapshot, ThreadProblem, ThreadReport};
 use crate::process_context::{ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
 use crate::record::{hex, Record};
 use std::borrow::Cow;
@@ -31,7 +31,7 @@ pub fn exit_code(s: &Snapshot) -> i32 {
     if !s.threads.is_empty()
         && s.threads
             .iter()
-            .all(|t| t.error.as_deref().is_some_and(|e| e.starts_with("permission denied")))
+            .all(|t| t.error.as_ref().is_some_and(|e| e.is_denied()))
     {
         exit::PERMISSION_DENIED
     } else if s.modules.is_empty() {
@@ -219,7 +219,15 @@ fn json_record(record: &Record, key: &dyn Fn(u8) -> Option<String>) -> String {
 pub fn json_thread_entries(s: &Snapshot, t: &ThreadReport) -> Vec<String> {
     let head = format!(r#""tid":{},"name":{}"#, t.tid, json_str(&t.name));
     if let Some(e) = &t.error {
-        return vec![format!(r#"{{{head},"state":"error","detail":{}}}"#, json_str(e))];
+        let tracer = match e {
+            ThreadProblem::TracedBy(t) => format!(r#","tracer_pid":{},"tracer_tid":{}"#, t.pid, t.tid),
+            _ => String::new(),
+        };
+        return vec![format!(
+            r#"{{{head},"state":"error","reason":"{}","detail":{}{tracer}}}"#,
+            e.reason(),
+            json_str(&e.to_string())
+        )];
     }
     if t.reads.is_empty() {
         return vec![format!(r#"{{{head},"state":"no_module"}}"#)];
@@ -500,7 +508,7 @@ pub fn text(s: &Snapshot) -> String {
 pub fn thread_lines(s: &Snapshot, t: &ThreadReport) -> Vec<String> {
     let head = format!("{:<8} {:<16}", t.tid, printable(&t.name));
     if let Some(e) = &t.error {
-        return vec![format!("{head} (error: {})", printable(e))];
+        return vec![format!("{head} (error: {})", printable(&e.to_string()))];
     }
     if t.reads.is_empty() {
         return vec![format!("{head} (no module to read)")];
