@@ -5,11 +5,12 @@
 use crate::elf::{self, AccessModel, TlsExport};
 use crate::maps::{self, Mapping, Memory, ProcessMemory};
 use crate::process_context::{self as pc, Header, ProcessContext};
-use crate::ptrace::{StopError, StoppedThread};
+use crate::ptrace::{self, StopError, Tracer};
 use crate::record::{self, Record, RecordHeader};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a process could not be inspected at all.
 #[derive(Debug)]
@@ -129,6 +130,14 @@ pub enum ThreadProblem {
     PermissionDenied,
     /// Another tracer holds the thread.
     TracedBy(TracerInfo),
+    /// The thread did not reach the ptrace stop in time (blocked in the kernel, e.g. a thread
+    /// in vfork): not read. `state` is its state letter then (`D` for a vfork wait).
+    NotStopped {
+        waited_ms: u64,
+        state: Option<char>,
+    },
+    /// Not read: the reader was interrupted first.
+    Interrupted,
     Other(String),
 }
 
@@ -139,6 +148,8 @@ impl ThreadProblem {
             ThreadProblem::Exited => "exited",
             ThreadProblem::PermissionDenied => "permission_denied",
             ThreadProblem::TracedBy(_) => "traced",
+            ThreadProblem::NotStopped { .. } => "not_stopped",
+            ThreadProblem::Interrupted => "interrupted",
             ThreadProblem::Other(_) => "error",
         }
     }
@@ -160,6 +171,15 @@ impl fmt::Display for ThreadProblem {
             ThreadProblem::TracedBy(t) => {
                 write!(f, "already traced by process {} ({}), thread {}", t.pid, t.name, t.tid)
             }
+            ThreadProblem::NotStopped { waited_ms, state } => {
+                write!(f, "not read: it did not stop within {waited_ms} ms")?;
+                match state {
+                    Some('D') => write!(f, " (state D: blocked in the kernel, e.g. in vfork)"),
+                    Some(s) => write!(f, " (state {s})"),
+                    None => Ok(()),
+                }
+            }
+            ThreadProblem::Interrupted => write!(f, "not read: interrupted"),
             ThreadProblem::Other(e) => write!(f, "{e}"),
         }
     }
@@ -228,6 +248,8 @@ type FileKey = (String, u64, String);
 /// Reads one process, repeatedly if asked (it caches what it learned from ELF files).
 pub struct Inspector {
     pub pid: i32,
+    /// When set, the threads not read yet are skipped (the CLI's Ctrl-C flag).
+    cancel: Option<&'static AtomicBool>,
     elf_cache: HashMap<FileKey, Result<Option<TlsExport>, String>>,
 }
 
@@ -323,8 +345,14 @@ impl Inspector {
     pub fn new(pid: i32) -> Inspector {
         Inspector {
             pid,
+            cancel: None,
             elf_cache: HashMap::new(),
         }
+    }
+
+    /// Stops reading threads once `flag` is set (they are reported as not read).
+    pub fn cancel_on(&mut self, flag: &'static AtomicBool) {
+        self.cancel = Some(flag);
     }
 
     /// The address space as some live task of the process sees it: `/proc/PID/maps` and the
@@ -389,16 +417,27 @@ impl Inspector {
         let process_context = read_process_context(&maps, &mem);
         let (modules, module_errors) = self.find_modules(&maps, view);
 
-        let tids = thread_ids(pid).map_err(|e| io_error(pid, "listing /proc/PID/task", e))?;
-        let mut threads = Vec::new();
-        let mut threads_skipped = 0;
-        for tid in tids {
-            if only_tid.is_some_and(|t| t != tid) {
-                threads_skipped += 1;
-                continue;
-            }
-            threads.push(self.read_thread(&mem, tid, &modules));
-        }
+        let mut tids = thread_ids(pid).map_err(|e| io_error(pid, "listing /proc/PID/task", e))?;
+        let all = tids.len();
+        tids.retain(|&tid| only_tid.is_none_or(|t| t == tid));
+        let threads_skipped = all - tids.len();
+        // One tracer thread per pass: it releases whatever it could not detach when it ends.
+        let this = &*self;
+        let threads = ptrace::with_tracer(|tracer| {
+            tids.iter()
+                .map(|&tid| {
+                    if this.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                        return ThreadReport {
+                            tid,
+                            name: thread_name(pid, tid),
+                            reads: Vec::new(),
+                            error: Some(ThreadProblem::Interrupted),
+                        };
+                    }
+                    this.read_thread(tracer, &mem, tid, &modules)
+                })
+                .collect::<Vec<_>>()
+        });
         if let Some(t) = only_tid {
             if threads.is_empty() {
                 return Err(InspectError::Io(format!("process {pid} has no thread {t}")));
@@ -415,7 +454,7 @@ impl Inspector {
         })
     }
 
-    fn read_thread(&self, mem: &ProcessMemory, tid: i32, modules: &[Module]) -> ThreadReport {
+    fn read_thread(&self, tracer: &Tracer, mem: &ProcessMemory, tid: i32, modules: &[Module]) -> ThreadReport {
         let name = thread_name(self.pid, tid);
         let mut report = ThreadReport {
             tid,
@@ -435,7 +474,7 @@ impl Inspector {
         if usable.is_empty() {
             return report;
         }
-        let stopped = match StoppedThread::stop(tid) {
+        let stopped = match tracer.stop(tid) {
             Ok(s) => s,
             Err(StopError::PermissionDenied) => {
                 // A thread takes one tracer at a time: name it rather than blame the policy.
@@ -447,6 +486,13 @@ impl Inspector {
             }
             Err(StopError::Gone) => {
                 report.error = Some(ThreadProblem::Exited);
+                return report;
+            }
+            Err(StopError::NotStopped(waited)) => {
+                report.error = Some(ThreadProblem::NotStopped {
+                    waited_ms: waited.as_millis() as u64,
+                    state: thread_state(self.pid, tid),
+                });
                 return report;
             }
             Err(e) => {

@@ -14,9 +14,9 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Ctrl-C and friends only set a flag: the reader finishes the read in progress, releases the
-/// thread it holds (the ptrace guard also blocks these signals while a thread is stopped) and
-/// exits with code 130.
+/// Ctrl-C and friends only set a flag: the reader finishes the read in progress, skips the
+/// threads not read yet, releases the thread it holds (the tracer thread blocks these signals,
+/// so the handler runs here) and exits with code 130.
 fn install_signal_flag() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
         // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, which is
@@ -92,6 +92,7 @@ fn report_error(pid: i32, e: &InspectError) -> i32 {
 
 fn once(o: &Options) -> i32 {
     let mut inspector = Inspector::new(o.pid);
+    inspector.cancel_on(&INTERRUPTED);
     let snapshot = match inspector.snapshot(o.thread) {
         Ok(s) => s,
         Err(e) => return report_error(o.pid, &e),
@@ -179,6 +180,7 @@ fn emit(json: bool, start: Instant, event: &str, line: &str) {
 
 fn watch(o: &Options, interval: Duration) -> i32 {
     let mut inspector = Inspector::new(o.pid);
+    inspector.cancel_on(&INTERRUPTED);
     let start = Instant::now();
     let mut previous: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut samples = 0u64;
@@ -199,6 +201,10 @@ fn watch(o: &Options, interval: Duration) -> i32 {
             }
             Err(e) => return report_error(o.pid, &e),
         };
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            // The sample was cut short: its skipped threads are no change to report.
+            return exit::INTERRUPTED;
+        }
         let mut current = BTreeMap::new();
         for (key, fp, line) in watch_entries(&snapshot, o.json) {
             match previous.get(&key) {

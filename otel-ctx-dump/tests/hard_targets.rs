@@ -5,7 +5,7 @@ mod support;
 
 use otel_ctx_dump::output::exit;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::{dump, gcc_linked, wait_for_state, Json, Target};
 
 #[test]
@@ -137,4 +137,93 @@ fn target_held_by_another_tracer_names_the_tracer() {
         assert_eq!(t.get("tracer_pid").num(), Some(me.parse::<f64>().unwrap()), "{out}");
     }
     drop(tracer);
+}
+
+/// Starts vfork_block.c with its vfork child sleeping `seconds`; returns the target and the tid
+/// of the thread blocked in vfork, once it is blocked.
+fn vfork_target(dir: &std::path::Path, seconds: u32) -> (Target, i32) {
+    let exe = gcc_linked(dir, "vfork_block.c", "vfork_block");
+    let target = Target::spawn(Command::new(exe).arg(seconds.to_string()));
+    let line = target.line(Duration::from_secs(30));
+    let tid: i32 = line.strip_prefix("vforking ").unwrap().parse().unwrap();
+    wait_for_state(target.pid(), tid, &['D'], Duration::from_secs(5));
+    (target, tid)
+}
+
+#[test]
+fn thread_blocked_in_vfork_is_reported_without_a_long_wait_and_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, tid) = vfork_target(dir.path(), 4);
+    let pid = target.pid();
+
+    let start = Instant::now();
+    let (code, out, err) = dump(&["--json", &pid.to_string()]);
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(2500), "took {took:?}: {out}{err}");
+    assert_eq!(code, exit::NO_PROCESS_CONTEXT, "{out}{err}");
+    let json = Json::parse(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let threads = json.get("threads").arr();
+    let blocked = threads
+        .iter()
+        .find(|t| t.get("tid").num() == Some(f64::from(tid)))
+        .unwrap();
+    assert_eq!(blocked.get("state").str(), Some("error"), "{out}");
+    assert_eq!(blocked.get("reason").str(), Some("not_stopped"), "{out}");
+    let main = threads
+        .iter()
+        .find(|t| t.get("tid").num() == Some(f64::from(pid)))
+        .unwrap();
+    assert_eq!(main.get("state").str(), Some("active"), "the others are read: {out}");
+
+    let start = Instant::now();
+    let (_, out, _) = dump(&[&pid.to_string()]);
+    assert!(start.elapsed() < Duration::from_millis(2500), "{out}");
+    assert!(out.contains("not read: it did not stop"), "{out}");
+
+    // Once the vfork child exits, the thread runs on: nobody left it to stop later.
+    assert_eq!(target.line(Duration::from_secs(15)), format!("released {tid}"));
+    std::thread::sleep(Duration::from_millis(300));
+    let state = otel_ctx_dump::inspect::thread_state(pid, tid);
+    assert!(!matches!(state, Some('t' | 'T')), "state {state:?}");
+}
+
+#[test]
+fn watch_reports_a_thread_blocked_in_vfork_and_leaves_it_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, tid) = vfork_target(dir.path(), 2);
+    let pid = target.pid();
+    let start = Instant::now();
+    let mut watcher =
+        Target::spawn(Command::new(support::dump_binary()).args(["--json", "--watch", "0.2", &pid.to_string()]));
+    // The first sample does not wait for the blocked thread.
+    let first = watcher.lines_until(Duration::from_secs(10), |l| l.contains(&format!("\"tid\":{tid}")));
+    assert!(
+        start.elapsed() < Duration::from_millis(2000),
+        "{:?}: {first:?}",
+        start.elapsed()
+    );
+    assert!(
+        first.last().unwrap().contains("\"reason\":\"not_stopped\""),
+        "{first:?}"
+    );
+
+    // The child exits: the thread returns from vfork and is not left in a trace stop while the
+    // watcher keeps sampling; later samples read it.
+    assert_eq!(target.line(Duration::from_secs(15)), format!("released {tid}"));
+    let later = watcher.lines_until(Duration::from_secs(10), |l| {
+        l.contains(&format!("\"tid\":{tid}")) && l.contains("\"state\":\"active\"")
+    });
+    assert!(later.last().unwrap().contains(&"77".repeat(16)), "{later:?}");
+    for _ in 0..10 {
+        let state = otel_ctx_dump::inspect::thread_state(pid, tid);
+        assert!(
+            !matches!(state, Some('t' | 'T')),
+            "state {state:?} while the watcher runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Safety: sends SIGINT to our own child.
+    assert_eq!(unsafe { libc::kill(watcher.pid(), libc::SIGINT) }, 0);
+    let status = watcher.child.wait().unwrap();
+    assert_eq!(status.code(), Some(exit::INTERRUPTED));
 }
