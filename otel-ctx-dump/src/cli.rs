@@ -20,11 +20,12 @@ options:
 
 exit codes:
   0    process context and a module exporting otel_thread_ctx_v1 found
-  1    other failure
+  1    other failure (e.g. PID is a kernel thread)
   2    bad command line
-  3    no such process
+  3    no such process, or a zombie
   4    permission denied: run as the target's user (with ptrace allowed by
-       /proc/sys/kernel/yama/ptrace_scope) or with CAP_SYS_PTRACE (e.g. as root)
+       /proc/sys/kernel/yama/ptrace_scope) or with CAP_SYS_PTRACE (e.g. as root);
+       or another tracer holds the threads (the message names it)
   5    no module exports otel_thread_ctx_v1 (the process context, if any, is still shown)
   6    process context absent or invalid (threads are still shown)
   130  interrupted (every thread was released first)
