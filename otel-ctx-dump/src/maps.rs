@@ -144,6 +144,24 @@ impl Memory for ProcessMemory {
     }
 }
 
+/// Memory made of byte regions at fixed addresses, for unit tests.
+#[cfg(test)]
+pub struct FakeMemory(pub Vec<(u64, Vec<u8>)>);
+
+#[cfg(test)]
+impl Memory for FakeMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        for (start, bytes) in &self.0 {
+            if addr >= *start && addr + buf.len() as u64 <= start + bytes.len() as u64 {
+                let o = (addr - start) as usize;
+                buf.copy_from_slice(&bytes[o..o + buf.len()]);
+                return Ok(());
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::EFAULT))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,7 +112,16 @@ fn json_thread_filter_and_missing_process_context() {
     let target = counter_target(dir.path());
     let pid = target.pid().to_string();
 
-    let (code, out, _) = dump(&["--json", &pid]);
+    // The spinners spend much of their time inside the update window (valid = 0, "being
+    // updated"): read until one is caught outside it.
+    let mut attempts = 0;
+    let (code, out) = loop {
+        let (code, out, _) = dump(&["--json", &pid]);
+        attempts += 1;
+        if out.contains(r#""state":"active""#) || attempts == 20 {
+            break (code, out);
+        }
+    };
     assert_eq!(
         code,
         exit::NO_PROCESS_CONTEXT,
