@@ -1,7 +1,7 @@
 //! Text and JSON renderings of a snapshot, and the exit codes.
 
 use crate::elf::SYMBOL;
-use crate::inspect::{ContextStatus, Module, Resolution, SlotRead, Snapshot, ThreadProblem, ThreadReport};
+use crate::inspect::{ContextStatus, Module, SlotRead, Snapshot, ThreadProblem, ThreadReport};
 use crate::process_context::{ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
 use crate::record::{hex, Record};
 use std::borrow::Cow;
@@ -45,7 +45,7 @@ pub fn exit_code(s: &Snapshot) -> i32 {
 
 /// Does this character act on a terminal (C0 and C1 controls, DEL) or reorder the text around it
 /// (bidirectional overrides and isolates)?
-fn is_terminal_control(c: char) -> bool {
+pub(crate) fn is_terminal_control(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
@@ -67,116 +67,6 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A JSON string literal; every control character is escaped, C1 and DEL included (valid raw in
-/// JSON, but they act on a terminal showing it).
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if is_terminal_control(c) || matches!(c, '\u{2028}' | '\u{2029}') => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn json_opt_str(s: Option<&str>) -> String {
-    s.map_or_else(|| "null".to_owned(), json_str)
-}
-
-fn json_value(v: &Value) -> String {
-    match v {
-        Value::Empty => "null".into(),
-        Value::Str(s) => json_str(s),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Double(d) if d.is_finite() => format!("{d:?}"),
-        Value::Double(d) => json_str(&d.to_string()),
-        Value::Array(items) => format!("[{}]", items.iter().map(json_value).collect::<Vec<_>>().join(",")),
-        Value::KvList(items) => json_kvs(items),
-        Value::Bytes(b) => json_str(&hex(b)),
-    }
-}
-
-fn json_kvs(items: &[(String, Value)]) -> String {
-    let parts: Vec<String> = items
-        .iter()
-        .map(|(k, v)| format!("{}:{}", json_str(k), json_value(v)))
-        .collect();
-    format!("{{{}}}", parts.join(","))
-}
-
-pub fn json_context(status: &ContextStatus) -> String {
-    match status {
-        ContextStatus::Absent => r#"{"status":"absent"}"#.into(),
-        ContextStatus::Invalid { mapping, addr, error } => format!(
-            r#"{{"status":"invalid","mapping":{},"address":"{addr:#x}","error":{}}}"#,
-            json_str(mapping),
-            json_str(error)
-        ),
-        ContextStatus::Present {
-            mapping,
-            addr,
-            header,
-            context,
-        } => {
-            let key_map = match &context.key_map {
-                Some(m) => format!(
-                    "[{}]",
-                    m.iter()
-                        .map(|k| json_opt_str(k.as_deref()))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-                None => "null".into(),
-            };
-            format!(
-                r#"{{"status":"present","mapping":{},"address":"{addr:#x}","published_at_ns":{},"payload_size":{},"resource":{},"attributes":{},"schema_version":{},"attribute_key_map":{key_map},"problems":[{}]}}"#,
-                json_str(mapping),
-                header.published_at_ns,
-                header.payload_size,
-                json_kvs(&context.resource),
-                json_kvs(&context.attributes),
-                json_opt_str(context.schema_version.as_deref()),
-                context
-                    .problems
-                    .iter()
-                    .map(|p| json_str(p))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            )
-        }
-    }
-}
-
-pub fn json_module(m: &Module) -> String {
-    let resolution = match &m.resolution {
-        Ok(Resolution::StaticOffset(o)) => format!(r#""resolution":"static","tp_offset":{o}"#),
-        Ok(Resolution::Dynamic { module_id, offset, .. }) => {
-            format!(r#""resolution":"dynamic","tls_module_id":{module_id},"tls_offset":{offset}"#)
-        }
-        Err(e) => format!(r#""resolution":null,"error":{}"#, json_str(e)),
-    };
-    format!(
-        r#"{{"path":{},"access_model":"{}","load_bias":"{:#x}","symbol_offset":{},"main_executable":{},{resolution},"warnings":[{}]}}"#,
-        json_str(&m.path),
-        m.model,
-        m.load_bias,
-        m.export.st_value,
-        m.is_main_executable,
-        m.warnings().iter().map(|w| json_str(w)).collect::<Vec<_>>().join(","),
-    )
-}
-
 /// The state word of a slot read, shared by both renderings.
 pub fn state_word(read: &SlotRead) -> &'static str {
     match read {
@@ -187,85 +77,6 @@ pub fn state_word(read: &SlotRead) -> &'static str {
         SlotRead::Record { .. } => "active",
         SlotRead::Error(_) => "error",
     }
-}
-
-fn json_record(record: &Record, key: &dyn Fn(u8) -> Option<String>) -> String {
-    let attrs: Vec<String> = record
-        .attributes
-        .iter()
-        .map(|a| {
-            format!(
-                r#"{{"index":{},"key":{},"value":{},"invalid_utf8":{}}}"#,
-                a.key_index,
-                json_opt_str(key(a.key_index).as_deref()),
-                json_str(&a.value),
-                a.invalid_utf8
-            )
-        })
-        .collect();
-    format!(
-        r#""trace_id":"{}","span_id":"{}","flags":{},"valid":{},"attrs_data_size":{},"attributes":[{}],"truncated":{}"#,
-        hex(&record.header.trace_id),
-        hex(&record.header.span_id),
-        record.header.trace_flags,
-        record.header.valid,
-        record.header.attrs_data_size,
-        attrs.join(","),
-        json_opt_str(record.truncated.as_ref().map(|t| t.to_string()).as_deref()),
-    )
-}
-
-/// JSON objects for one thread: one per module read (or one for a thread-level error).
-pub fn json_thread_entries(s: &Snapshot, t: &ThreadReport) -> Vec<String> {
-    let head = format!(r#""tid":{},"name":{}"#, t.tid, json_str(&t.name));
-    if let Some(e) = &t.error {
-        let tracer = match e {
-            ThreadProblem::TracedBy(t) => format!(r#","tracer_pid":{},"tracer_tid":{}"#, t.pid, t.tid),
-            _ => String::new(),
-        };
-        return vec![format!(
-            r#"{{{head},"state":"error","reason":"{}","detail":{}{tracer}}}"#,
-            e.reason(),
-            json_str(&e.to_string())
-        )];
-    }
-    if t.reads.is_empty() {
-        return vec![format!(r#"{{{head},"state":"no_module"}}"#)];
-    }
-    let key = |i: u8| s.key_name(i).map(str::to_owned);
-    t.reads
-        .iter()
-        .map(|(module, read)| {
-            let body = match read {
-                SlotRead::NoSlot(d) | SlotRead::Error(d) => format!(r#","detail":{}"#, json_str(d)),
-                SlotRead::NoContext => String::new(),
-                SlotRead::Record { addr, record } => {
-                    format!(r#","record_address":"{addr:#x}",{}"#, json_record(record, &key))
-                }
-            };
-            format!(r#"{{{head},"module":{module},"state":"{}"{body}}}"#, state_word(read))
-        })
-        .collect()
-}
-
-/// The whole snapshot as one JSON object.
-pub fn json(s: &Snapshot) -> String {
-    let modules: Vec<String> = s.modules.iter().map(json_module).collect();
-    let threads: Vec<String> = s.threads.iter().flat_map(|t| json_thread_entries(s, t)).collect();
-    format!(
-        r#"{{"pid":{},"command":{},"symbol":"{SYMBOL}","process_context":{},"modules":[{}],"module_errors":[{}],"threads":[{}],"exit_code":{}}}"#,
-        s.pid,
-        json_str(&s.command),
-        json_context(&s.process_context),
-        modules.join(","),
-        s.module_errors
-            .iter()
-            .map(|e| json_str(e))
-            .collect::<Vec<_>>()
-            .join(","),
-        threads.join(","),
-        exit_code(s),
-    )
 }
 
 fn attribute_text(s: &Snapshot, record: &Record) -> String {
@@ -496,34 +307,81 @@ pub fn text(s: &Snapshot) -> String {
         "  {:<8} {:<16} {:<32}  {:<16}  {:<5}  ATTRIBUTES",
         "TID", "NAME", "TRACE ID", "SPAN ID", "FLAGS"
     );
-    for t in &s.threads {
-        for line in thread_lines(s, t) {
-            let _ = writeln!(out, "  {line}");
-        }
+    for e in all_thread_entries(s) {
+        let _ = writeln!(out, "  {}", entry_text(s, &e));
     }
     out
 }
 
-/// A thread's text rows (one per module read).
-pub fn thread_lines(s: &Snapshot, t: &ThreadReport) -> Vec<String> {
-    let head = format!("{:<8} {:<16}", t.tid, printable(&t.name));
+/// What one line of a thread says: one per module read, or one for the whole thread.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EntryBody {
+    Problem(ThreadProblem),
+    /// No module with a usable resolution: nothing to read.
+    NoModule,
+    Read {
+        module: usize,
+        read: SlotRead,
+    },
+}
+
+/// One line of a thread in the report (text row, JSON object, `--watch` item).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadEntry {
+    pub tid: i32,
+    pub name: String,
+    pub body: EntryBody,
+}
+
+/// A thread's entries.
+pub fn thread_entries(t: &ThreadReport) -> Vec<ThreadEntry> {
+    let entry = |body| ThreadEntry {
+        tid: t.tid,
+        name: t.name.clone(),
+        body,
+    };
     if let Some(e) = &t.error {
-        return vec![format!("{head} (error: {})", printable(&e.to_string()))];
+        return vec![entry(EntryBody::Problem(e.clone()))];
     }
     if t.reads.is_empty() {
-        return vec![format!("{head} (no module to read)")];
+        return vec![entry(EntryBody::NoModule)];
     }
     t.reads
         .iter()
         .map(|(module, read)| {
+            entry(EntryBody::Read {
+                module: *module,
+                read: read.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Every thread's entries, in thread order.
+pub fn all_thread_entries(s: &Snapshot) -> Vec<ThreadEntry> {
+    s.threads.iter().flat_map(thread_entries).collect()
+}
+
+/// One entry's text row, after the indentation.
+pub fn entry_text(s: &Snapshot, e: &ThreadEntry) -> String {
+    let head = format!("{:<8} {:<16}", e.tid, printable(&e.name));
+    match &e.body {
+        EntryBody::Problem(p) => format!("{head} (error: {})", printable(&p.to_string())),
+        EntryBody::NoModule => format!("{head} (no module to read)"),
+        EntryBody::Read { module, read } => {
             let via = if s.modules.len() > 1 {
                 format!("  [module {module}]")
             } else {
                 String::new()
             };
             format!("{head} {}{via}", thread_read_text(s, read))
-        })
-        .collect()
+        }
+    }
+}
+
+/// The JSON rendering of the whole snapshot.
+pub fn json(s: &Snapshot) -> String {
+    crate::json::snapshot(s, &all_thread_entries(s))
 }
 
 #[cfg(test)]
@@ -531,33 +389,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_str("plain"), r#""plain""#);
-        assert_eq!(json_str("a\"b\\c"), r#""a\"b\\c""#);
-        assert_eq!(json_str("line\nnext\ttab\u{1}"), r#""line\nnext\ttab\u0001""#);
-        assert_eq!(json_str("é\u{2028}"), "\"é\\u2028\"");
-        assert_eq!(json_str("del\u{7f}csi\u{9b}"), r#""del\u007fcsi\u009b""#);
-    }
-
-    #[test]
     fn printable_escapes_what_acts_on_a_terminal() {
         assert!(matches!(printable("plain name"), Cow::Borrowed(_)));
         assert_eq!(printable("\u{1b}[31mred\r\n"), "\\u{1b}[31mred\\r\\n");
         assert_eq!(printable("a\\b\u{7f}\u{9b}\u{202e}"), "a\\\\b\\u{7f}\\u{9b}\\u{202e}");
         assert_eq!(printable("é ok"), "é ok");
-    }
-
-    #[test]
-    fn json_values() {
-        assert_eq!(json_value(&Value::Double(f64::NAN)), r#""NaN""#);
-        assert_eq!(json_value(&Value::Double(1.5)), "1.5");
-        assert_eq!(
-            json_value(&Value::Array(vec![Value::Int(-3), Value::Bool(true), Value::Empty])),
-            "[-3,true,null]"
-        );
-        assert_eq!(
-            json_value(&Value::KvList(vec![("k".into(), Value::Bytes(vec![1, 255]))])),
-            r#"{"k":"01ff"}"#
-        );
     }
 }

@@ -5,7 +5,7 @@ use crate::maps::{Mapping, Memory};
 use crate::process_context::{self as pc, Header, ProcessContext};
 
 /// The process context, as found.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ContextStatus {
     Absent,
     Invalid {

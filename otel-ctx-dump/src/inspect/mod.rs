@@ -57,7 +57,7 @@ impl fmt::Display for InspectError {
 }
 
 /// One thread's row.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ThreadReport {
     pub tid: i32,
     pub name: String,
@@ -68,7 +68,7 @@ pub struct ThreadReport {
 }
 
 /// Everything read from the process in one pass.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     pub pid: i32,
     pub command: String,

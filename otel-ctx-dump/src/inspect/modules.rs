@@ -33,7 +33,7 @@ impl fmt::Display for Resolution {
 }
 
 /// A module that defines `otel_thread_ctx_v1`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Module {
     /// Path as `/proc/PID/maps` shows it.
     pub path: String,
