@@ -6,7 +6,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 debs=(gcc make cbindgen python3 unzip
       librust-libc-dev librust-object-dev librust-prost-dev librust-prost-derive-dev
-      librust-proptest-dev librust-tempfile-dev)
+      librust-proptest-dev librust-tempfile-dev
+      librust-serde-dev librust-serde-derive-dev librust-serde-json-dev
+      librust-clap-dev librust-clap-derive-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,6 @@
-//! The process context through its C API, checked by an independent reader
-//! (tests/process_context_reader): publish, find, decode, update, refuse, unpublish.
+//! The process context through its C API, checked by an independent reader (otel-ctx-dump's
+//! library, through tests/process_context_reader): publish, find, decode, update, refuse,
+//! unpublish.
 
 mod process_context_reader;
 

@@ -160,8 +160,9 @@ pub fn update<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
             .mapping
             .replace_payload(new_payload.as_ptr(), new_payload.len() as u32, timestamp)
     };
-    // Profilers watch this prctl to notice updates; a memfd mapping cannot take the name, and
-    // the memfd name already lets readers find it, so the result does not matter here.
+    // Profilers watch this prctl to notice updates; where the kernel cannot name the mapping
+    // (before 6.2 for a memfd, or without CONFIG_ANON_VMA_NAME) the memfd name already lets
+    // readers find it, so the result does not matter here.
     let _ = current.mapping.name();
     current.payload = new_payload;
     current.key_map = owned_keys(key_map);
