@@ -1,12 +1,12 @@
 //! Owned records: allocation, the registry of live handles (so bad pointers and double frees are
 //! refused, and leaks are countable), attaching to the TLS slot, and clean-up at thread exit.
 
+use crate::fork_safe::ForkSafeMutex;
 use crate::record::{OtelThreadCtxRecord, OTEL_THREAD_CTX_ATTRS_CAPACITY};
 use crate::tls;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 /// Opaque to C: a record plus what the library needs to track its ownership.
 /// The record is the first field, so a handle's address is its record's address.
@@ -17,12 +17,11 @@ pub struct OtelThreadCtx {
     attached: AtomicBool,
 }
 
-/// Addresses of handles allocated and not yet freed.
-static LIVE: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
+/// Addresses of handles allocated and not yet freed. Held across `fork` (see fork_safe).
+pub(crate) static LIVE: ForkSafeMutex<BTreeSet<usize>> = ForkSafeMutex::new(BTreeSet::new());
 
 fn live() -> std::sync::MutexGuard<'static, BTreeSet<usize>> {
-    // A panic while holding the lock cannot leave the set half-updated, so poison is ignored.
-    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+    LIVE.lock()
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -186,9 +185,20 @@ const _: () = assert!(OTEL_THREAD_CTX_ATTRS_CAPACITY > 0);
 /// for the main thread, whose record lives until the process ends.
 mod thread_exit {
     use super::OtelThreadCtx;
-    use std::sync::OnceLock;
+    use core::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
-    static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+    /// The key, or -1 when none could be created. Made under `pthread_once`, which a fork in
+    /// the middle of it cannot leave stuck in the child (std's `OnceLock` can).
+    static KEY: AtomicI64 = AtomicI64::new(-1);
+    static KEY_ONCE: AtomicI32 = AtomicI32::new(0);
+
+    extern "C" fn create_key() {
+        let mut key: libc::pthread_key_t = 0;
+        // Safety: `key` is a valid out pointer; the destructor is an extern "C" fn.
+        if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+            KEY.store(i64::from(key), Ordering::Release);
+        }
+    }
 
     extern "C" fn on_thread_exit(_: *mut libc::c_void) {
         // Never unwind into libc.
@@ -202,12 +212,8 @@ mod thread_exit {
     }
 
     fn key() -> Option<libc::pthread_key_t> {
-        *KEY.get_or_init(|| {
-            let mut key: libc::pthread_key_t = 0;
-            // Safety: `key` is a valid out pointer; the destructor is an extern "C" fn.
-            let rc = unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) };
-            (rc == 0).then_some(key)
-        })
+        crate::fork_safe::once(&KEY_ONCE, create_key);
+        libc::pthread_key_t::try_from(KEY.load(Ordering::Acquire)).ok()
     }
 
     /// Makes sure the calling thread's exit runs the clean-up. If no key could be created

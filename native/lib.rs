@@ -14,6 +14,7 @@ compile_error!(
 );
 
 pub mod ffi;
+mod fork_safe;
 mod handle;
 pub mod process_context;
 pub mod record;
