@@ -48,3 +48,17 @@ fn fork_while_other_threads_hold_the_locks_never_hangs_the_child() {
     assert!(out.status.success(), "{}", describe(&out));
     assert!(stdout.contains("forks 50 ok 50 hung 0 failed 0"), "{}", describe(&out));
 }
+
+#[test]
+fn dlclose_while_a_thread_has_a_record_then_the_thread_exits_does_not_crash() {
+    let out = Command::new(build("dlclose_exit", false))
+        .arg(common::cdylib_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("worker exited, update returned 0"),
+        "{}",
+        describe(&out)
+    );
+}
