@@ -121,6 +121,14 @@ enum OtelThreadCtxStatus
   OTEL_THREAD_CTX_STATUS_SELF_CHECK_FAILED = -8,
   // An internal error was caught before it could cross the API (a bug: please report it).
   OTEL_THREAD_CTX_STATUS_INTERNAL = -9,
+  // The calling thread is exiting: the library's thread-exit clean-up has already run on it
+  // (this call comes from a later pthread key destructor), so a record attached now could
+  // never be freed. Nothing was attached or allocated.
+  OTEL_THREAD_CTX_STATUS_THREAD_EXITING = -10,
+  // The process has no pthread key left (all PTHREAD_KEYS_MAX are taken), so the library
+  // could not free a record at thread exit. Nothing was attached or allocated; the
+  // self-check reports it too.
+  OTEL_THREAD_CTX_STATUS_NO_THREAD_KEY = -11,
 };
 #ifndef __cplusplus
 typedef int32_t OtelThreadCtxStatus;
@@ -192,7 +200,9 @@ OtelThreadCtxStatus otel_thread_ctx_free(OtelThreadCtx *ctx);
 // Returns the handle it displaced, whose ownership returns to the caller, or NULL. On success
 // `errno` is set to 0. Attaching the handle that is already attached here changes nothing and
 // returns NULL. On error nothing changes, NULL is returned and `errno` says why: EINVAL for a
-// NULL or unknown handle, EBUSY for a handle attached to another thread.
+// NULL or unknown handle, EBUSY for a handle attached to another thread, ESRCH when the thread
+// is exiting and the library's clean-up already ran on it, EAGAIN when no pthread key could be
+// created (in both cases the library could not free the record at thread exit).
 //
 // # Safety
 // `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
@@ -208,7 +218,9 @@ OtelThreadCtx *otel_thread_ctx_current(void);
 
 // Writes new ids and flags into the calling thread's attached record, in place, under the
 // valid-flag protocol; attributes are kept. If no record is attached, a new one is created and
-// attached (the library frees it at thread exit). All-zero ids mean "no active span".
+// attached (the library frees it at thread exit); when the library could not free it there,
+// nothing is attached and `THREAD_EXITING` or `NO_THREAD_KEY` is returned. All-zero ids mean
+// "no active span".
 //
 // # Safety
 // `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -232,7 +244,8 @@ struct OtelThreadCtxRecord *otel_thread_ctx_record(OtelThreadCtx *ctx);
 // The calling thread's attached record, attaching a new empty one (no span, valid) if none is
 // attached: the one call a managed writer makes per thread before writing in place. The
 // address stays valid while the record stays attached; the library frees it at thread exit.
-// NULL with `errno` = ENOMEM if memory ran out.
+// NULL with `errno` = ENOMEM if memory ran out, ESRCH or EAGAIN when the library could not free
+// the record at thread exit (as for `otel_thread_ctx_attach`).
 struct OtelThreadCtxRecord *otel_thread_ctx_ensure_record(void);
 
 // Sets attribute `key_index` of `ctx`'s record to `value` (`value_len` bytes of UTF-8),
@@ -280,6 +293,8 @@ OtelThreadCtxStatus otel_thread_ctx_self_check(char *msg, size_t msg_len);
 
 // The library's version, e.g. "0.1.0" (a static NUL-terminated string).
 const char *otel_thread_ctx_version(void);
+
+extern int pthread_once(int *control, void (*init)(void));
 
 // Publishes this process's context (OTEP 4719): a mapping named OTEL_CTX whose payload holds
 // the resource attributes and the thread attribute key map, where profilers find it.

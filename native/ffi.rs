@@ -3,7 +3,10 @@
 //!
 //! Ownership: `otel_thread_ctx_new` returns a handle the caller owns. Attaching moves it into
 //! the calling thread's slot; detaching (or being displaced by another attach) gives it back.
-//! A record still attached when its thread exits is unpublished and freed by the library.
+//! A record still attached when its thread exits is unpublished and freed by the library. A
+//! record the library could not free at thread exit is never attached: calls that would attach
+//! one then fail with `THREAD_EXITING` (from a pthread key destructor that runs after the
+//! library's clean-up on an exiting thread) or `NO_THREAD_KEY` (no pthread key left).
 
 use crate::handle::{live_count, HandleError, OtelThreadCtx};
 use crate::record::{AttrError, OtelThreadCtxRecord, Truncated, OTEL_THREAD_CTX_RECORD_SIZE};
@@ -38,6 +41,14 @@ pub enum OtelThreadCtxStatus {
     SelfCheckFailed = -8,
     /// An internal error was caught before it could cross the API (a bug: please report it).
     Internal = -9,
+    /// The calling thread is exiting: the library's thread-exit clean-up has already run on it
+    /// (this call comes from a later pthread key destructor), so a record attached now could
+    /// never be freed. Nothing was attached or allocated.
+    ThreadExiting = -10,
+    /// The process has no pthread key left (all PTHREAD_KEYS_MAX are taken), so the library
+    /// could not free a record at thread exit. Nothing was attached or allocated; the
+    /// self-check reports it too.
+    NoThreadKey = -11,
 }
 
 impl From<HandleError> for OtelThreadCtxStatus {
@@ -47,6 +58,8 @@ impl From<HandleError> for OtelThreadCtxStatus {
             HandleError::Attached => Self::HandleAttached,
             HandleError::AttachedElsewhere => Self::AttachedElsewhere,
             HandleError::Alloc => Self::OutOfMemory,
+            HandleError::ThreadExiting => Self::ThreadExiting,
+            HandleError::NoThreadKey => Self::NoThreadKey,
         }
     }
 }
@@ -75,6 +88,8 @@ fn errno_for(e: HandleError) -> i32 {
         HandleError::Unknown => libc::EINVAL,
         HandleError::Attached | HandleError::AttachedElsewhere => libc::EBUSY,
         HandleError::Alloc => libc::ENOMEM,
+        HandleError::ThreadExiting => libc::ESRCH,
+        HandleError::NoThreadKey => libc::EAGAIN,
     }
 }
 
@@ -131,7 +146,9 @@ pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelTh
 /// Returns the handle it displaced, whose ownership returns to the caller, or NULL. On success
 /// `errno` is set to 0. Attaching the handle that is already attached here changes nothing and
 /// returns NULL. On error nothing changes, NULL is returned and `errno` says why: EINVAL for a
-/// NULL or unknown handle, EBUSY for a handle attached to another thread.
+/// NULL or unknown handle, EBUSY for a handle attached to another thread, ESRCH when the thread
+/// is exiting and the library's clean-up already ran on it, EAGAIN when no pthread key could be
+/// created (in both cases the library could not free the record at thread exit).
 ///
 /// # Safety
 /// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
@@ -169,7 +186,9 @@ pub extern "C" fn otel_thread_ctx_current() -> *mut OtelThreadCtx {
 
 /// Writes new ids and flags into the calling thread's attached record, in place, under the
 /// valid-flag protocol; attributes are kept. If no record is attached, a new one is created and
-/// attached (the library frees it at thread exit). All-zero ids mean "no active span".
+/// attached (the library frees it at thread exit); when the library could not free it there,
+/// nothing is attached and `THREAD_EXITING` or `NO_THREAD_KEY` is returned. All-zero ids mean
+/// "no active span".
 ///
 /// # Safety
 /// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -236,7 +255,8 @@ pub unsafe extern "C" fn otel_thread_ctx_record(ctx: *mut OtelThreadCtx) -> *mut
 /// The calling thread's attached record, attaching a new empty one (no span, valid) if none is
 /// attached: the one call a managed writer makes per thread before writing in place. The
 /// address stays valid while the record stays attached; the library frees it at thread exit.
-/// NULL with `errno` = ENOMEM if memory ran out.
+/// NULL with `errno` = ENOMEM if memory ran out, ESRCH or EAGAIN when the library could not free
+/// the record at thread exit (as for `otel_thread_ctx_attach`).
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_ensure_record() -> *mut OtelThreadCtxRecord {
     guard(core::ptr::null_mut(), || match OtelThreadCtx::current_or_attach() {

@@ -22,6 +22,8 @@ internal enum NativeStatus
     OutOfMemory = -7,
     SelfCheckFailed = -8,
     Internal = -9,
+    ThreadExiting = -10,
+    NoThreadKey = -11,
 }
 
 /// <summary>
