@@ -25,7 +25,7 @@ extern "C" fn publish_while_exiting(_: *mut libc::c_void) {
     };
     let key = OTHER_KEY.load(Ordering::Relaxed) as libc::pthread_key_t;
     // Safety: a key created by this test; any non-null value re-arms it.
-    unsafe { libc::pthread_setspecific(key, 1 as *const libc::c_void) };
+    unsafe { libc::pthread_setspecific(key, std::ptr::dangling::<libc::c_void>()) };
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn records_attached_during_the_last_destructor_rounds_are_refused_not_leaked() {
                 // Safety: valid pointers; the key was created above.
                 unsafe {
                     assert_eq!(otel_thread_ctx_update(&[5; 16], &[6; 8], 1), OtelThreadCtxStatus::Ok);
-                    libc::pthread_setspecific(key, 1 as *const libc::c_void);
+                    libc::pthread_setspecific(key, std::ptr::dangling::<libc::c_void>());
                 }
             })
         })
