@@ -19,4 +19,6 @@ mod handle;
 pub mod process_context;
 pub mod record;
 mod self_check;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 mod tls;

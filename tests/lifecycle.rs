@@ -62,3 +62,24 @@ fn dlclose_while_a_thread_has_a_record_then_the_thread_exits_does_not_crash() {
         describe(&out)
     );
 }
+
+/// glibc < 2.40 clobbers vector registers on a thread's first access to dynamic TLS (bug
+/// 31372); the slot accessor must not keep values there. The probe (an optimized test-hooks
+/// build) holds sixteen vector values across that first access on 20 fresh threads.
+#[test]
+fn vector_registers_survive_a_threads_first_access_to_dynamic_tls() {
+    let out = Command::new(build("vector_probe", false))
+        .arg(common::test_hooks_cdylib())
+        .env("GLIBC_TUNABLES", "glibc.rtld.optional_static_tls=0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(stdout.contains("dynamic TLS (DTV lookup)"), "{}", describe(&out));
+    assert!(
+        stdout.contains("probe: 0 of 20 threads saw a changed vector register"),
+        "{}",
+        describe(&out)
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+}
