@@ -185,6 +185,7 @@ pub(crate) fn exit_cleanup_available() -> bool {
 }
 
 /// Number of handles allocated and not yet freed.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn live_count() -> usize {
     live().len()
 }

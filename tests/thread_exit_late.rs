@@ -5,6 +5,7 @@
 //! process-wide.
 
 use otel_thread_ctx::ffi::*;
+use otel_thread_ctx::test_hooks::otel_thread_ctx_live_records;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 static OTHER_KEY: AtomicI64 = AtomicI64::new(-1);

@@ -3,6 +3,8 @@
 //! in its test binary: it uses up the process's keys before the library's first call.
 
 use otel_thread_ctx::ffi::*;
+use otel_thread_ctx::test_hooks::otel_thread_ctx_live_records;
+use std::ptr::null_mut;
 
 #[test]
 fn without_a_pthread_key_attaching_is_refused_and_the_self_check_says_why() {
@@ -28,9 +30,20 @@ fn without_a_pthread_key_attaching_is_refused_and_the_self_check_says_why() {
 
     // The other attaching paths refuse the same way.
     std::thread::spawn(|| {
-        assert!(otel_thread_ctx_ensure_record().is_null());
-        let h = unsafe { otel_thread_ctx_new(&[1; 16], &[2; 8], 1) };
-        assert!(unsafe { otel_thread_ctx_attach(h) }.is_null());
+        let mut rec = null_mut();
+        assert_eq!(
+            unsafe { otel_thread_ctx_ensure_record(&mut rec) },
+            OtelThreadCtxStatus::NoThreadKey
+        );
+        let (mut h, mut displaced) = (null_mut(), null_mut());
+        assert_eq!(
+            unsafe { otel_thread_ctx_new(&[1; 16], &[2; 8], 1, &mut h) },
+            OtelThreadCtxStatus::Ok
+        );
+        assert_eq!(
+            unsafe { otel_thread_ctx_attach(h, &mut displaced) },
+            OtelThreadCtxStatus::NoThreadKey
+        );
         assert!(otel_thread_ctx_current().is_null());
         assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
     })

@@ -45,21 +45,21 @@ public sealed unsafe class HandleTests
             Assert.NotNull(displaced);
             Assert.True(mine.IsAttachedToCurrentThread);
             Assert.False(displaced!.IsAttachedToCurrentThread);
-            Assert.Equal(Trace(1), Native.TraceId(*NativeMethods.otel_thread_ctx_record(displaced.DangerousGetHandle())));
+            Assert.Equal(Trace(1), Native.TraceId(*Native.Record(displaced.DangerousGetHandle())));
             Assert.Equal(Trace(2), Native.TraceId(Native.ReadCurrent()));
 
             // ThreadContext forgot its cached address: it now writes the attached handle's record.
             ThreadContext.Set(Trace(3), Span(3), 0);
             Assert.Equal(2, ThreadContext.EnsureCallsOnThisThread);
             Assert.Equal(Trace(3), Native.TraceId(Native.ReadCurrent()));
-            Assert.Equal(Trace(3), Native.TraceId(*NativeMethods.otel_thread_ctx_record(mine.DangerousGetHandle())));
-            Assert.Equal(Trace(1), Native.TraceId(*NativeMethods.otel_thread_ctx_record(displaced.DangerousGetHandle())));
+            Assert.Equal(Trace(3), Native.TraceId(*Native.Record(mine.DangerousGetHandle())));
+            Assert.Equal(Trace(1), Native.TraceId(*Native.Record(displaced.DangerousGetHandle())));
 
             // Detach hands back the same object; the thread then publishes nothing.
             ThreadContextHandle? detached = ThreadContextHandle.Detach();
             Assert.Same(mine, detached);
             Assert.False(mine.IsAttachedToCurrentThread);
-            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
 
             // Re-attach the first record: nothing was attached, so nothing comes back.
             Assert.Null(displaced.Attach());
@@ -75,7 +75,7 @@ public sealed unsafe class HandleTests
     public void UpdateWritesADetachedRecordThatAttachPublishes() => Native.OnNewThread(() =>
     {
         using var h = new ThreadContextHandle();
-        Assert.Equal(new byte[16], Native.TraceId(*NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())));
+        Assert.Equal(new byte[16], Native.TraceId(*Native.Record(h.DangerousGetHandle())));
         var trace = ActivityTraceId.CreateRandom();
         var span = ActivitySpanId.CreateRandom();
         h.Update(trace, span, ActivityTraceFlags.Recorded);
@@ -105,7 +105,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal(
             [(task.Index, "task-17"), (tenant.Index, "acme")],
-            Native.Attributes(*NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())));
+            Native.Attributes(*Native.Record(h.DangerousGetHandle())));
     }
 
     [Fact]
@@ -120,7 +120,7 @@ public sealed unsafe class HandleTests
         Assert.Equal(expected, fromString.Message);
         Assert.Equal(expected, fromSpan.Message);
         Assert.Equal("key", fromSpan.ParamName);
-        Assert.Equal(0, NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())->AttrsDataSize);
+        Assert.Equal(0, Native.Record(h.DangerousGetHandle())->AttrsDataSize);
     }
 
     [Fact]
@@ -130,7 +130,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal(SetAttributeResult.Stored, h.SetAttribute(3, "a\ud800b"));
 
-        ThreadContextRecord* r = NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle());
+        ThreadContextRecord* r = Native.Record(h.DangerousGetHandle());
         Assert.Equal(new byte[] { 3, 5, (byte)'a', 0xEF, 0xBF, 0xBD, (byte)'b' }, new ReadOnlySpan<byte>(r->AttrsData, r->AttrsDataSize).ToArray());
     }
 
@@ -142,7 +142,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => h.SetAttribute(4, (string)null!)).ParamName);
         Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => h.SetAttribute(task, (string)null!)).ParamName);
-        Assert.Equal(0, NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())->AttrsDataSize);
+        Assert.Equal(0, Native.Record(h.DangerousGetHandle())->AttrsDataSize);
     }
 
     [Fact]
@@ -177,7 +177,7 @@ public sealed unsafe class HandleTests
                 Assert.Throws<InvalidOperationException>(() => h.Update(default, default, ActivityTraceFlags.None));
                 Assert.Throws<InvalidOperationException>(() => h.SetAttribute(0, "x"));
                 Assert.Throws<InvalidOperationException>(() => h.ClearAttributes());
-                Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+                Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
             });
         }
         finally
@@ -199,7 +199,7 @@ public sealed unsafe class HandleTests
             Assert.Null(h.Attach());
             Assert.Equal(baseline + 1, Native.LiveRecords());
             h.Dispose();
-            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
             Assert.Equal(baseline, Native.LiveRecords());
             Assert.Throws<ObjectDisposedException>(() => h.Attach());
         });
@@ -232,7 +232,7 @@ public sealed unsafe class HandleTests
         Assert.Equal(baseline + others.Length, Native.LiveRecords());
         foreach (var o in others)
         {
-            Assert.True(NativeMethods.otel_thread_ctx_record(o.DangerousGetHandle()) != null, "a live record was freed");
+            Assert.True(Native.Record(o.DangerousGetHandle()) != null, "a live record was freed");
             o.Dispose();
         }
 

@@ -209,7 +209,7 @@ public sealed unsafe class ThreadContextTests
             Assert.Equal(native, managed);
         }
 
-        ThreadContextRecord* nativeRecord = NativeMethods.otel_thread_ctx_record(detached.DangerousGetHandle());
+        ThreadContextRecord* nativeRecord = Native.Record(detached.DangerousGetHandle());
         ThreadContextRecord mine = Native.ReadCurrent();
         Assert.Equal(nativeRecord->AttrsDataSize, mine.AttrsDataSize);
         Assert.Equal(
@@ -223,7 +223,7 @@ public sealed unsafe class ThreadContextTests
         Assert.Equal(0, ThreadContext.EnsureCallsOnThisThread);
         ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);
         Assert.Equal(1, ThreadContext.EnsureCallsOnThisThread);
-        ThreadContextRecord* attached = NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current());
+        ThreadContextRecord* attached = Native.Record(TestNativeMethods.otel_thread_ctx_current());
 
         for (int i = 0; i < 1000; i++)
         {
@@ -234,7 +234,7 @@ public sealed unsafe class ThreadContextTests
         }
 
         Assert.Equal(1, ThreadContext.EnsureCallsOnThisThread);
-        Assert.True(attached == NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current()), "the record moved");
+        Assert.True(attached == Native.Record(TestNativeMethods.otel_thread_ctx_current()), "the record moved");
     });
 
     [Fact]
@@ -288,7 +288,7 @@ public sealed unsafe class ThreadContextTests
             {
                 ThreadContext.Set((ulong)i + 1, 0xabcdUL * (ulong)(i + 1), 0x1000UL + (ulong)i, (byte)(i & 1));
                 ThreadContext.SetAttribute(0, $"thread-{i}");
-                addresses[i] = (nint)NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current());
+                addresses[i] = (nint)Native.Record(TestNativeMethods.otel_thread_ctx_current());
                 ready.SignalAndWait();
 
                 // Everyone has written; each still reads its own.

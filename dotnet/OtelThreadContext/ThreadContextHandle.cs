@@ -43,9 +43,6 @@ namespace OtelThreadContext;
 /// </remarks>
 public sealed unsafe class ThreadContextHandle : SafeHandle
 {
-    private const int EINVAL = 22;
-    private const int EBUSY = 16;
-
     /// <summary>The handle this class attached on the current thread, if still attached.</summary>
     [ThreadStatic]
     private static ThreadContextHandle? t_attached;
@@ -60,8 +57,10 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         : base(0, ownsHandle: true)
     {
         SetHandle(ctx);
-        _record = NativeMethods.otel_thread_ctx_record(ctx);
-        Debug.Assert(_record != null, "a live handle has a record");
+        ThreadContextRecord* record;
+        NativeStatus status = NativeMethods.otel_thread_ctx_record(ctx, &record);
+        Debug.Assert(status == NativeStatus.Ok, "a live handle has a record");
+        _record = record;
     }
 
     /// <summary>Creates a valid record with no active span (zero ids), attached to no thread.</summary>
@@ -130,13 +129,13 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         DangerousAddRef(ref added);
         try
         {
-            nint previous = NativeMethods.otel_thread_ctx_attach(handle);
-            int errno = Marshal.GetLastPInvokeError();
-            if (previous == 0 && errno != 0)
+            nint previous;
+            NativeStatus status = NativeMethods.otel_thread_ctx_attach(handle, &previous);
+            if (status != NativeStatus.Ok)
             {
-                throw errno == EBUSY
+                throw status == NativeStatus.AttachedElsewhere
                     ? new InvalidOperationException("The record is attached to another thread; detach it there first.")
-                    : new InvalidOperationException($"otel_thread_ctx_attach refused the handle (errno {errno}).");
+                    : new InvalidOperationException($"otel_thread_ctx_attach refused the handle ({status}).");
             }
 
             ThreadContext.ForgetThreadRecord();
@@ -398,12 +397,13 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         }
 
         nint ctx;
+        NativeStatus status;
         try
         {
             fixed (byte* t = traceId)
             fixed (byte* s = spanId)
             {
-                ctx = NativeMethods.otel_thread_ctx_new(t, s, traceFlags);
+                status = NativeMethods.otel_thread_ctx_new(t, s, traceFlags, &ctx);
             }
         }
         catch (DllNotFoundException e)
@@ -411,12 +411,11 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
             throw NativeLibraryErrors.Missing(e);
         }
 
-        if (ctx == 0)
+        if (status != NativeStatus.Ok)
         {
-            int errno = Marshal.GetLastPInvokeError();
-            throw errno == EINVAL
+            throw status == NativeStatus.NullArgument
                 ? new ArgumentException("otel_thread_ctx_new refused the ids.")
-                : new OutOfMemoryException($"otel_thread_ctx_new failed (errno {errno}).");
+                : new OutOfMemoryException($"otel_thread_ctx_new failed ({status}).");
         }
 
         return ctx;

@@ -30,8 +30,8 @@ static const OtelProcessCtxAttribute RESOURCE[] = {{"service.name", "fork-stress
 static void *handles(void *arg) {
   (void)arg;
   while (!atomic_load(&stop)) {
-    OtelThreadCtx *h = otel_thread_ctx_new(&TRACE, &SPAN, 1);
-    if (h) {
+    OtelThreadCtx *h;
+    if (otel_thread_ctx_new(&TRACE, &SPAN, 1, &h) == OTEL_THREAD_CTX_STATUS_OK) {
       otel_thread_ctx_set_attribute(h, 0, (const uint8_t *)"value", 5);
       otel_thread_ctx_free(h);
     }
@@ -65,8 +65,10 @@ int main(void) {
     usleep(2000);
     pid_t pid = fork();
     if (pid == 0) {
-      OtelThreadCtx *h = otel_thread_ctx_new(&TRACE, &SPAN, 1);
-      if (!h || otel_thread_ctx_free(h) != OTEL_THREAD_CTX_STATUS_OK) _exit(3);
+      OtelThreadCtx *h;
+      if (otel_thread_ctx_new(&TRACE, &SPAN, 1, &h) != OTEL_THREAD_CTX_STATUS_OK ||
+          otel_thread_ctx_free(h) != OTEL_THREAD_CTX_STATUS_OK)
+        _exit(3);
       if (otel_process_ctx_update(RESOURCE, 1, KEYS, 2) != OTEL_PROCESS_CTX_STATUS_OK) _exit(4);
       _exit(0);
     }
