@@ -4,6 +4,11 @@
 //! which would hide the TLS slot from out-of-process readers. A second version script names the
 //! slot global. Only LLD merges two version scripts; rustc's bundled `rust-lld` is the default
 //! linker for x86_64-unknown-linux-gnu, and the self-check test fails if another linker dropped it.
+//!
+//! The cdylib is also marked `-z nodelete`: once loaded it is never unmapped, because a thread
+//! that attached a record has the library's pthread key destructor (and the process its fork
+//! handlers) pointing into its code; a `dlclose` that unmapped it would crash the next thread
+//! exit.
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
@@ -15,5 +20,8 @@ fn main() {
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     if arch == "x86_64" && os == "linux" && env == "gnu" {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={script}");
+    }
+    if os == "linux" {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     }
 }

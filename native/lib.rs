@@ -14,8 +14,11 @@ compile_error!(
 );
 
 pub mod ffi;
+mod fork_safe;
 mod handle;
 pub mod process_context;
 pub mod record;
 mod self_check;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 mod tls;

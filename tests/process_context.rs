@@ -5,9 +5,10 @@
 mod process_context_reader;
 
 use otel_thread_ctx::process_context::ffi::{
-    otel_process_ctx_publish, otel_process_ctx_read_payload, otel_process_ctx_unpublish, otel_process_ctx_update,
-    OtelProcessCtxAttribute, OtelProcessCtxStatus as S,
+    otel_process_ctx_publish, otel_process_ctx_unpublish, otel_process_ctx_update, OtelProcessCtxAttribute,
+    OtelProcessCtxStatus as S,
 };
+use otel_thread_ctx::test_hooks::otel_process_ctx_read_payload;
 use process_context_reader as reader;
 use std::ffi::CString;
 use std::os::raw::c_char;

@@ -44,20 +44,20 @@ public sealed unsafe class HandleTests
             Assert.NotNull(displaced);
             Assert.True(mine.IsAttachedToCurrentThread);
             Assert.False(displaced!.IsAttachedToCurrentThread);
-            Assert.Equal(Trace(1), Native.TraceId(*NativeMethods.otel_thread_ctx_record(displaced.Native)));
+            Assert.Equal(Trace(1), Native.TraceId(*Native.RecordOf(displaced.Native)));
             Assert.Equal(Trace(2), Native.TraceId(Native.ReadCurrent()));
 
             // ThreadContext forgot its cached address: it now writes the attached handle's record.
             ThreadContext.Set(Trace(3), Span(3), 0);
             Assert.Equal(Trace(3), Native.TraceId(Native.ReadCurrent()));
-            Assert.Equal(Trace(3), Native.TraceId(*NativeMethods.otel_thread_ctx_record(mine.Native)));
-            Assert.Equal(Trace(1), Native.TraceId(*NativeMethods.otel_thread_ctx_record(displaced.Native)));
+            Assert.Equal(Trace(3), Native.TraceId(*Native.RecordOf(mine.Native)));
+            Assert.Equal(Trace(1), Native.TraceId(*Native.RecordOf(displaced.Native)));
 
             // Detach hands back the same object; the thread then publishes nothing.
             ThreadContextHandle? detached = ThreadContextHandle.Detach();
             Assert.Same(mine, detached);
             Assert.False(mine.IsAttachedToCurrentThread);
-            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
 
             // Re-attach the first record: nothing was attached, so nothing comes back.
             Assert.Null(displaced.Attach());
@@ -73,7 +73,7 @@ public sealed unsafe class HandleTests
     public void UpdateWritesADetachedRecordThatAttachPublishes() => Native.OnNewThread(() =>
     {
         using var h = new ThreadContextHandle();
-        Assert.Equal(new byte[16], Native.TraceId(*NativeMethods.otel_thread_ctx_record(h.Native)));
+        Assert.Equal(new byte[16], Native.TraceId(*Native.RecordOf(h.Native)));
         var trace = ActivityTraceId.CreateRandom();
         var span = ActivitySpanId.CreateRandom();
         h.Update(trace, span, ActivityTraceFlags.Recorded);
@@ -103,7 +103,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal(
             [(task.Index, "task-17"), (tenant.Index, "acme")],
-            Native.Attributes(*NativeMethods.otel_thread_ctx_record(h.Native)));
+            Native.Attributes(*Native.RecordOf(h.Native)));
     }
 
     [Fact]
@@ -118,7 +118,7 @@ public sealed unsafe class HandleTests
         Assert.Equal(expected, fromString.Message);
         Assert.Equal(expected, fromSpan.Message);
         Assert.Equal("key", fromSpan.ParamName);
-        Assert.Equal(0, NativeMethods.otel_thread_ctx_record(h.Native)->AttrsDataSize);
+        Assert.Equal(0, Native.RecordOf(h.Native)->AttrsDataSize);
     }
 
     [Fact]
@@ -128,7 +128,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal(SetAttributeResult.Stored, h.SetAttribute(3, "a\ud800b"));
 
-        ThreadContextRecord* r = NativeMethods.otel_thread_ctx_record(h.Native);
+        ThreadContextRecord* r = Native.RecordOf(h.Native);
         Assert.Equal(new byte[] { 3, 5, (byte)'a', 0xEF, 0xBF, 0xBD, (byte)'b' }, new ReadOnlySpan<byte>(r->AttrsData, r->AttrsDataSize).ToArray());
     }
 
@@ -140,7 +140,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => h.SetAttribute(4, (string)null!)).ParamName);
         Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => h.SetAttribute(task, (string)null!)).ParamName);
-        Assert.Equal(0, NativeMethods.otel_thread_ctx_record(h.Native)->AttrsDataSize);
+        Assert.Equal(0, Native.RecordOf(h.Native)->AttrsDataSize);
     }
 
     [Fact]
@@ -175,7 +175,7 @@ public sealed unsafe class HandleTests
                 Assert.Throws<InvalidOperationException>(() => h.Update(default, default, ActivityTraceFlags.None));
                 Assert.Throws<InvalidOperationException>(() => h.SetAttribute(0, "x"));
                 Assert.Throws<InvalidOperationException>(() => h.ClearAttributes());
-                Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+                Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
             });
         }
         finally
@@ -197,7 +197,7 @@ public sealed unsafe class HandleTests
             Assert.Null(h.Attach());
             Assert.Equal(baseline + 1, Native.LiveRecords());
             h.Dispose();
-            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
             Assert.Equal(baseline, Native.LiveRecords());
             Assert.Throws<ObjectDisposedException>(() => h.Attach());
         });
@@ -230,7 +230,7 @@ public sealed unsafe class HandleTests
         Assert.Equal(baseline + others.Length, Native.LiveRecords());
         foreach (var o in others)
         {
-            Assert.True(NativeMethods.otel_thread_ctx_record(o.Native) != null, "a live record was freed");
+            Assert.True(Native.RecordOf(o.Native) != null, "a live record was freed");
             o.Dispose();
         }
 
@@ -310,7 +310,7 @@ public sealed unsafe class HandleTests
         AssertRefusesEveryCall(h);
         foreach (var o in others)
         {
-            ThreadContextRecord* r = NativeMethods.otel_thread_ctx_record(o.Native);
+            ThreadContextRecord* r = Native.RecordOf(o.Native);
             Assert.Equal(Trace(8), Native.TraceId(*r));
             Assert.Equal(0, r->AttrsDataSize);
         }
@@ -332,7 +332,7 @@ public sealed unsafe class HandleTests
             Assert.Throws<InvalidOperationException>(() => h.SetAttribute(0, "x"));
             Assert.Throws<InvalidOperationException>(() => h.ClearAttributes());
             Assert.Throws<InvalidOperationException>(() => h.Attach());
-            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
         }
     }
 }

@@ -12,7 +12,7 @@ namespace OtelThreadContext.Tests;
 /// <summary>
 /// The NuGet package works for a consumer: pack it, restore it into a fresh project from a local
 /// folder feed with a private packages folder, build and run that project, and check that its
-/// ThreadContext.Set is what read_current sees.
+/// ThreadContext.Set is what the thread's attached record holds.
 /// </summary>
 public sealed class PackageTests(ITestOutputHelper output)
 {
@@ -25,7 +25,10 @@ public sealed class PackageTests(ITestOutputHelper output)
         internal static class Program
         {
             [DllImport("otel_thread_ctx")]
-            private static extern int otel_thread_ctx_read_current(byte[] record);
+            private static extern IntPtr otel_thread_ctx_current();
+
+            [DllImport("otel_thread_ctx")]
+            private static extern int otel_thread_ctx_record(IntPtr ctx, out IntPtr record);
 
             private static int Main(string[] args)
             {
@@ -40,8 +43,14 @@ public sealed class PackageTests(ITestOutputHelper output)
                     return 3;
                 }
 
+                // The record attached to this thread, through the shipped header's calls.
                 var record = new byte[640];
-                int status = otel_thread_ctx_read_current(record);
+                int status = otel_thread_ctx_record(otel_thread_ctx_current(), out IntPtr address);
+                if (status == 0)
+                {
+                    Marshal.Copy(address, record, 0, record.Length);
+                }
+
                 int attrLen = record[29];
                 Console.WriteLine(
                     $"status={status} valid={record[24]} trace={Convert.ToHexString(record, 0, 16).ToLowerInvariant()} " +
@@ -73,7 +82,7 @@ public sealed class PackageTests(ITestOutputHelper output)
 
         var (packRc, packLog) = TestSupport.Run("dotnet", new[]
         {
-            "pack", project, "-c", "Release", "-o", feed, "-p:OtelNativeLibrary=" + TestSupport.NativeLibraryPath,
+            "pack", project, "-c", "Release", "-o", feed, "-p:OtelNativeLibrary=" + TestSupport.ShippedLibraryPath,
         }, environment: env);
         Assert.True(packRc == 0, "dotnet pack failed:\n" + packLog);
 
@@ -96,7 +105,7 @@ public sealed class PackageTests(ITestOutputHelper output)
                 Assert.Contains(expected, names);
             }
 
-            Assert.Equal(new FileInfo(TestSupport.NativeLibraryPath).Length, zip.GetEntry("runtimes/linux-x64/native/libotel_thread_ctx.so")!.Length);
+            Assert.Equal(new FileInfo(TestSupport.ShippedLibraryPath).Length, zip.GetEntry("runtimes/linux-x64/native/libotel_thread_ctx.so")!.Length);
             using Stream nuspecStream = zip.GetEntry("OtelThreadContext.nuspec")!.Open();
             XDocument nuspec = XDocument.Load(nuspecStream);
             XNamespace ns = nuspec.Root!.Name.Namespace;

@@ -217,7 +217,7 @@ public sealed unsafe class ThreadContextTests
             NativeStatus status;
             fixed (byte* p = utf8)
             {
-                status = NativeMethods.otel_thread_ctx_set_attribute(ctx, key, p, (nuint)utf8.Length);
+                status = TestNativeMethods.otel_thread_ctx_set_attribute(ctx, key, p, (nuint)utf8.Length);
             }
 
             SetAttributeResult native = status switch
@@ -232,7 +232,7 @@ public sealed unsafe class ThreadContextTests
 
         Assert.Contains(SetAttributeResult.Truncated, results);
         Assert.Contains(SetAttributeResult.NoSpace, results);
-        ThreadContextRecord* nativeRecord = NativeMethods.otel_thread_ctx_record(detached.Native);
+        ThreadContextRecord* nativeRecord = Native.RecordOf(detached.Native);
         ThreadContextRecord mine = Native.ReadCurrent();
         Assert.Equal(nativeRecord->AttrsDataSize, mine.AttrsDataSize);
         Assert.Equal(
@@ -244,7 +244,7 @@ public sealed unsafe class ThreadContextTests
     public void OnlyTheFirstCallOnAThreadGoesToNativeCode() => Native.OnNewThread(() =>
     {
         ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);
-        nint attached = NativeMethods.otel_thread_ctx_current();
+        nint attached = TestNativeMethods.otel_thread_ctx_current();
         Assert.NotEqual(0, attached);
         ThreadContextRecord* record = Native.RecordOf(attached);
 
@@ -261,12 +261,14 @@ public sealed unsafe class ThreadContextTests
                 ThreadContext.Set((ulong)i, (ulong)i, (ulong)i, 1);
             }
 
-            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
             Assert.Equal(999, (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(new ReadOnlySpan<byte>(record->SpanId, 8)));
         }
         finally
         {
-            Assert.Equal(0, NativeMethods.otel_thread_ctx_attach(new RecordHandle(attached, ownsHandle: false)));
+            nint displaced;
+            Assert.Equal(NativeStatus.Ok, NativeMethods.otel_thread_ctx_attach(new RecordHandle(attached, ownsHandle: false), &displaced));
+            Assert.Equal(0, displaced);
         }
     });
 

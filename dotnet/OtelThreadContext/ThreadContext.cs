@@ -266,19 +266,21 @@ public static unsafe class ThreadContext
         }
 
         ThreadContextRecord* rec;
+        NativeStatus status;
         try
         {
-            rec = NativeMethods.otel_thread_ctx_ensure_record();
+            status = NativeMethods.otel_thread_ctx_ensure_record(&rec);
         }
         catch (DllNotFoundException e)
         {
             throw NativeLibraryErrors.Missing(e);
         }
 
-        if (rec == null)
+        if (status != NativeStatus.Ok)
         {
-            throw new OutOfMemoryException(
-                $"otel_thread_ctx_ensure_record could not attach a record (errno {Marshal.GetLastPInvokeError()}).");
+            throw status == NativeStatus.OutOfMemory
+                ? new OutOfMemoryException("otel_thread_ctx_ensure_record could not allocate a record.")
+                : new InvalidOperationException($"otel_thread_ctx_ensure_record could not attach a record ({status}).");
         }
 
         t_record = rec;

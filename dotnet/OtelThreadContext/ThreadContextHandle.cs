@@ -43,9 +43,6 @@ namespace OtelThreadContext;
 /// </remarks>
 public sealed unsafe class ThreadContextHandle : IDisposable
 {
-    private const int EINVAL = 22;
-    private const int EBUSY = 16;
-
     /// <summary>
     /// The handle this class attached on the current thread, if still attached. A thread static
     /// is fresh on every new OS thread, so a later thread that reuses an exited owner's managed
@@ -66,8 +63,10 @@ public sealed unsafe class ThreadContextHandle : IDisposable
     private ThreadContextHandle(nint ctx)
     {
         _native = new RecordHandle(ctx);
-        _record = NativeMethods.otel_thread_ctx_record(_native);
-        Debug.Assert(_record != null, "a live handle has a record");
+        ThreadContextRecord* record;
+        NativeStatus status = NativeMethods.otel_thread_ctx_record(_native, &record);
+        Debug.Assert(status == NativeStatus.Ok, "a live handle has a record");
+        _record = record;
     }
 
     /// <summary>Creates a valid record with no active span (zero ids), attached to no thread.</summary>
@@ -139,11 +138,10 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         }
 
         nint previous;
-        int errno;
+        NativeStatus status;
         try
         {
-            previous = NativeMethods.otel_thread_ctx_attach(_native);
-            errno = Marshal.GetLastPInvokeError();
+            status = NativeMethods.otel_thread_ctx_attach(_native, &previous);
         }
         catch
         {
@@ -151,12 +149,12 @@ public sealed unsafe class ThreadContextHandle : IDisposable
             throw;
         }
 
-        if (previous == 0 && errno != 0)
+        if (status != NativeStatus.Ok)
         {
             Volatile.Write(ref _native.Owner, null);
-            throw errno == EBUSY
+            throw status == NativeStatus.AttachedElsewhere
                 ? new InvalidOperationException("The record is attached to another thread; detach it there first.")
-                : new InvalidOperationException($"otel_thread_ctx_attach refused the handle (errno {errno}).");
+                : new InvalidOperationException($"otel_thread_ctx_attach refused the handle ({status}).");
         }
 
         ThreadContext.ForgetThreadRecord();
@@ -353,12 +351,13 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         }
 
         nint ctx;
+        NativeStatus status;
         try
         {
             fixed (byte* t = traceId)
             fixed (byte* s = spanId)
             {
-                ctx = NativeMethods.otel_thread_ctx_new(t, s, traceFlags);
+                status = NativeMethods.otel_thread_ctx_new(t, s, traceFlags, &ctx);
             }
         }
         catch (DllNotFoundException e)
@@ -366,12 +365,11 @@ public sealed unsafe class ThreadContextHandle : IDisposable
             throw NativeLibraryErrors.Missing(e);
         }
 
-        if (ctx == 0)
+        if (status != NativeStatus.Ok)
         {
-            int errno = Marshal.GetLastPInvokeError();
-            throw errno == EINVAL
+            throw status == NativeStatus.NullArgument
                 ? new ArgumentException("otel_thread_ctx_new refused the ids.")
-                : new OutOfMemoryException($"otel_thread_ctx_new failed (errno {errno}).");
+                : new OutOfMemoryException($"otel_thread_ctx_new failed ({status}).");
         }
 
         return ctx;

@@ -97,3 +97,33 @@ pub fn ids_consistent(trace: &[u8; 16], span: &[u8; 8], flags: u8) -> bool {
     let n = u64::from_le_bytes(trace[..8].try_into().unwrap());
     ids_for(n) == (*trace, *span, flags)
 }
+
+/// The cdylib built optimized (release) with the `test-hooks` feature, in its own target
+/// directory so it never replaces the shipped build; built once per test process.
+pub fn test_hooks_cdylib() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = target_profile_dir().parent().expect("target dir").join("test-hooks");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args([
+                    "build",
+                    "-q",
+                    "--release",
+                    "--lib",
+                    "-p",
+                    "otel-thread-ctx",
+                    "--features",
+                    "test-hooks",
+                ])
+                .arg("--target-dir")
+                .arg(&target)
+                .current_dir(repo_root())
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the test-hooks library failed");
+            target.join("release/libotel_thread_ctx.so")
+        })
+        .clone()
+}
