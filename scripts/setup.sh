@@ -6,7 +6,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 debs=(gcc make cbindgen python3 unzip
       librust-libc-dev librust-object-dev librust-prost-dev librust-prost-derive-dev
-      librust-proptest-dev librust-tempfile-dev)
+      librust-proptest-dev librust-tempfile-dev
+      # The musl build (scripts/build-musl.sh): musl-gcc, LLD, and Debian's rustc with the
+      # standard library's sources, rebuilt for musl where rustup has no musl target.
+      musl-tools lld rustc-web cargo-web rust-web-src)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -46,6 +46,8 @@ elf_problems() {
     echo "no R_X86_64_TLSDESC relocation for otel_thread_ctx_v1"
   ! readelf --dyn-syms -W "$f" | grep -qw _dl_find_object ||
     echo "_dl_find_object is in .dynsym (it must stay hidden)"
+  readelf -lW "$f" | grep -q GNU_EH_FRAME ||
+    echo "no PT_GNU_EH_FRAME: the unwinder cannot find the library's frames (panics abort)"
   local tls
   tls="$(readelf -lW "$f" | awk '$1 == "TLS" { print $6 }')"
   { [ -n "$tls" ] && [ $((tls)) -le 128 ]; } || echo "PT_TLS is '$tls' bytes, not at most 128"
@@ -53,7 +55,7 @@ elf_problems() {
 
 problems="$(elf_problems "$so")"
 if [ -z "$problems" ]; then
-  pass "ELF: NEEDED libc.so only, no GLIBC_ versions, otel_thread_ctx_v1 TLS GLOBAL 8 bytes via TLSDESC, PT_TLS <= 128"
+  pass "ELF: NEEDED libc.so only, no GLIBC_ versions, otel_thread_ctx_v1 TLS GLOBAL 8 bytes via TLSDESC, PT_TLS <= 128, PT_GNU_EH_FRAME"
 else
   fail "ELF of $so: $problems"
 fi
@@ -81,7 +83,9 @@ if build make -s -C samples/c CC=musl-gcc LIBDIR="$lib" OUT="$out/samples" &&
     -L "$out" -lsampler -L "$lib" -lotel_thread_ctx -Wl,-rpath,"$out" -Wl,-rpath,"$lib" &&
   build musl-gcc "${cflags[@]}" -DSUITE_AS_LIBRARY -shared -fPIC -pthread tests/musl/suite.c -o "$out/libsuite.so" \
     -L "$out" -lsampler -L "$lib" -lotel_thread_ctx -Wl,-rpath,"$out" -Wl,-rpath,"$lib" &&
-  build musl-gcc "${cflags[@]}" tests/musl/dlopen_main.c -o "$out/suite-dlopen"; then
+  build musl-gcc "${cflags[@]}" tests/musl/dlopen_main.c -o "$out/suite-dlopen" &&
+  build musl-gcc "${cflags[@]}" -O0 -fasynchronous-unwind-tables -Wl,--eh-frame-hdr tests/musl/unwind.c \
+    native/musl/dl_find_object.c "$(gcc -print-file-name=libgcc_eh.a)" -o "$out/unwind"; then
   pass "C sample and tests built with musl-gcc"
 else
   fail "C sample and tests built with musl-gcc"
@@ -129,6 +133,12 @@ check_sample sample "static TLS" && pass "samples/c sample (linked at start-up, 
   fail "samples/c sample (static TLS)"
 check_sample sample-dlopen "dynamic TLS" && pass "samples/c sample-dlopen (dlopen, dynamic TLS): 6 threads' records" ||
   fail "samples/c sample-dlopen (dynamic TLS)"
+
+if result="$("$out/unwind" 2>&1)"; then
+  pass "libgcc_eh.a unwinds through native/musl/dl_find_object.c: $result"
+else
+  fail "libgcc_eh.a cannot unwind with native/musl/dl_find_object.c: $result"
+fi
 
 for test in api signal-stress signal-stress-control thread-exit; do
   for run in "suite-exe static" "suite-dlopen dynamic"; do
