@@ -140,6 +140,31 @@ else
   fail "libgcc_eh.a cannot unwind with native/musl/dl_find_object.c: $result"
 fi
 
+# The static library linked into a musl executable, which exports the slot (README, Linking the
+# static library): GNU ld relaxes the TLSDESC access to initial-exec, LLD to local-exec.
+musl_lib="$root/target/x86_64-unknown-linux-musl/musl-build/lib"
+for run in "bfd initial-exec" "lld local-exec"; do
+  read -r linker access <<<"$run"
+  result=""
+  exe="$out/static-link-$linker"
+  if build musl-gcc "${cflags[@]}" -mtls-dialect=gnu2 -pthread tests/support/static_link.c -o "$exe" \
+    -fuse-ld="$linker" -Wl,--export-dynamic-symbol=otel_thread_ctx_v1 -Wl,--eh-frame-hdr \
+    "$lib/libotel_thread_ctx.a" "$musl_lib/dl_find_object.o" "$(gcc -print-file-name=libgcc_eh.a)" -L "$musl_lib" &&
+    result="$("$exe" 2>&1)" &&
+    grep -q "^self_check 0 ok: $exe (the main executable.* reached by $access" <<<"$result" &&
+    python3 -c '
+import json, sys
+w = json.loads(sys.argv[1].splitlines()[1])
+assert w["slot"] == w["ensure_record"] == w["handle_record"], w
+assert w["slot_address"] == w["dlsym_address"], w
+assert (w["trace_id"], w["flags"], w["http_route"]) == ("404142434445464748494a4b4c4d4e4f", 1, "/static"), w
+' "$result"; then
+    pass "static library in a musl executable ($linker): self-check ok, $access, slot found by dlsym"
+  else
+    fail "static library in a musl executable ($linker): ${result:-build failed}"
+  fi
+done
+
 for test in api signal-stress signal-stress-control thread-exit; do
   for run in "suite-exe static" "suite-dlopen dynamic"; do
     read -r program placement <<<"$run"
