@@ -18,8 +18,8 @@
 # unwinder (libgcc_eh.a) is linked in instead, and an empty libgcc_s.so on the -L path satisfies
 # the request, which --as-needed then drops. That unwinder looks frames up with glibc's
 # _dl_find_object: native/musl/dl_find_object.c provides it (hidden) on top of musl's
-# dl_iterate_phdr, and that needs the .eh_frame_hdr table, which musl-gcc's link spec does not
-# ask for: --eh-frame-hdr. The result needs libc.so (musl) only.
+# dl_iterate_phdr, and finds the library's frames through its .eh_frame_hdr table (rustc asks
+# the linker for it; musl-gcc alone would not). The result needs libc.so (musl) only.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -50,7 +50,7 @@ fi
 musl-gcc -O2 -fPIC -Wall -Wextra -Werror -c native/musl/dl_find_object.c -o "$work/lib/dl_find_object.o"
 
 rustflags="-C target-feature=-crt-static -C link-arg=-fuse-ld=lld -C link-arg=$work/lib/dl_find_object.o"
-rustflags+=" -C link-arg=-Wl,--eh-frame-hdr -C link-arg=$libgcc_eh -L native=$work/lib"
+rustflags+=" -C link-arg=$libgcc_eh -L native=$work/lib"
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=musl-gcc
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$rustflags"
 
