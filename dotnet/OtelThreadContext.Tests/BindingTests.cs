@@ -127,8 +127,8 @@ public sealed unsafe class BindingTests
     public void VersionHasOneSourceOfTruth()
     {
         string cargo = File.ReadAllText(Path.Combine(TestSupport.RepoRoot, "Cargo.toml"));
-        Match m = Regex.Match(cargo, @"(?m)^\[package\]\s*$[^\[]*?^version\s*=\s*""([^""]+)""");
-        Assert.True(m.Success, "no version in Cargo.toml's [package]");
+        Match m = Regex.Match(cargo, @"(?m)^\[workspace\.package\]\s*$[^\[]*?^version\s*=\s*""([^""]+)""");
+        Assert.True(m.Success, "no version in Cargo.toml's [workspace.package]");
         string version = m.Groups[1].Value;
 
         string native = Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!;

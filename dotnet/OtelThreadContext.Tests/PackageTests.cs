@@ -165,7 +165,7 @@ public sealed class PackageTests(ITestOutputHelper output)
     private static string CargoVersion()
     {
         string cargo = File.ReadAllText(Path.Combine(TestSupport.RepoRoot, "Cargo.toml"));
-        Match m = Regex.Match(cargo, @"(?m)^\[package\]\s*$[^\[]*?^version\s*=\s*""([^""]+)""");
+        Match m = Regex.Match(cargo, @"(?m)^\[workspace\.package\]\s*$[^\[]*?^version\s*=\s*""([^""]+)""");
         Assert.True(m.Success);
         return m.Groups[1].Value;
     }

@@ -152,4 +152,23 @@ internal static unsafe class ProcessContextReader
             return v.StringValue;
         }).ToList();
     }
+
+    /// <summary>
+    /// Resource attributes (or <c>ProcessContext.attributes</c> entries) in order, each value
+    /// turned back into the CLR value it stands for: string, bool, long, double, null (an empty
+    /// AnyValue), or <c>object?[]</c> for an array. Fails on kinds the library never writes.
+    /// </summary>
+    public static List<KeyValuePair<string, object?>> Typed(IEnumerable<KeyValue> attributes) =>
+        attributes.Select(kv => new KeyValuePair<string, object?>(kv.Key, FromAny(kv.Value))).ToList();
+
+    public static object? FromAny(AnyValue? v) => v?.ValueCase switch
+    {
+        null or AnyValue.ValueOneofCase.None => null,
+        AnyValue.ValueOneofCase.StringValue => v.StringValue,
+        AnyValue.ValueOneofCase.BoolValue => v.BoolValue,
+        AnyValue.ValueOneofCase.IntValue => v.IntValue,
+        AnyValue.ValueOneofCase.DoubleValue => v.DoubleValue,
+        AnyValue.ValueOneofCase.ArrayValue => v.ArrayValue.Values.Select(FromAny).ToArray(),
+        _ => throw new Xunit.Sdk.XunitException($"unexpected AnyValue kind {v.ValueCase}"),
+    };
 }

@@ -352,7 +352,8 @@ public sealed unsafe class ProcessContextTests : IDisposable
             bool badInput = status is NativeProcessStatus.InvalidUtf8 or NativeProcessStatus.EmptyResourceKey
                 or NativeProcessStatus.DuplicateResourceKey or NativeProcessStatus.EmptyAttributeKey
                 or NativeProcessStatus.DuplicateAttributeKey or NativeProcessStatus.TooManyAttributeKeys
-                or NativeProcessStatus.PayloadTooLarge;
+                or NativeProcessStatus.PayloadTooLarge or NativeProcessStatus.InvalidValue
+                or NativeProcessStatus.InvalidContextAttribute;
             Assert.IsType(badInput ? typeof(ArgumentException) : typeof(InvalidOperationException), e);
         }
     }

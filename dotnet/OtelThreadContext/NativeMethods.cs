@@ -45,6 +45,8 @@ internal enum NativeProcessStatus
     MappingFailed = -12,
     BufferTooSmall = -13,
     Internal = -14,
+    InvalidValue = -15,
+    InvalidContextAttribute = -16,
 }
 
 /// <summary>Mirror of <c>OtelProcessCtxAttribute</c>: NUL-terminated UTF-8 key and value.</summary>
