@@ -27,6 +27,7 @@ suite "native build" cargo build --workspace -q
 suite "rust tests (API, ELF, header, C sample, signal stress)" cargo test --workspace -q
 suite "native benchmark smoke run" env CALLS=200000 ROUNDS=1 ./scripts/bench-native.sh
 suite ".NET tests" ./scripts/test-dotnet.sh
+suite "NuGet packages (both, to target/nuget)" ./scripts/pack.sh
 suite ".NET sample service read by otel-ctx-dump" env SHOW_TABLE=0 LOAD_SECONDS=6 ./scripts/sample-dotnet.sh
 suite ".NET benchmark smoke run" ./scripts/bench.sh --smoke
 
