@@ -1,4 +1,9 @@
 using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
 using System.Net.Http;
 using System.Threading.Tasks;
 using BenchmarkDotNet.Attributes;
@@ -112,5 +117,61 @@ public class AspNetCoreRequestBenchmarks
         {
             throw new InvalidOperationException("AddThreadContext did not publish the process context");
         }
+    }
+
+    /// <summary>
+    /// The same comparison interleaved, as BenchmarkDotNet's sequential cases cannot be: in each
+    /// round the service is started without and with <c>AddThreadContext</c> (alternating which
+    /// goes first) and serves <paramref name="requestsPerRound"/> requests; time and allocated
+    /// bytes per request are taken per round, so a change in the machine's load hits both modes
+    /// alike. Writes one CSV line per round and mode to <paramref name="csvPath"/> and prints a
+    /// summary: medians per mode and the median of the per-round ratios.
+    /// </summary>
+    /// <param name="rounds">Rounds (each runs both modes).</param>
+    /// <param name="requestsPerRound">Requests per mode and round (a multiple of <see cref="Requests"/>).</param>
+    /// <param name="csvPath">Where the per-round figures go.</param>
+    public static void RunInterleaved(int rounds, int requestsPerRound, string csvPath)
+    {
+        int invocations = Math.Max(1, requestsPerRound / Requests);
+        var lines = new List<string> { "round,mode,ns_per_request,bytes_per_request" };
+        var ns = new Dictionary<bool, List<double>> { [false] = new(), [true] = new() };
+        var bytes = new Dictionary<bool, List<double>> { [false] = new(), [true] = new() };
+        for (int round = 0; round < rounds; round++)
+        {
+            foreach (bool threadContext in round % 2 == 0 ? new[] { false, true } : new[] { true, false })
+            {
+                var b = new AspNetCoreRequestBenchmarks();
+                b.Start(threadContext);
+                long allocated = GC.GetTotalAllocatedBytes(precise: true);
+                var sw = Stopwatch.StartNew();
+                for (int i = 0; i < invocations; i++)
+                {
+                    b.Run().GetAwaiter().GetResult();
+                }
+
+                sw.Stop();
+                double perRequestBytes = (GC.GetTotalAllocatedBytes(precise: true) - allocated) / (double)(invocations * Requests);
+                b.Cleanup();
+                double perRequestNs = sw.Elapsed.TotalNanoseconds / (invocations * Requests);
+                ns[threadContext].Add(perRequestNs);
+                bytes[threadContext].Add(perRequestBytes);
+                string mode = threadContext ? "RequestThreadContext" : "Request";
+                lines.Add(string.Create(CultureInfo.InvariantCulture, $"{round},{mode},{perRequestNs:F1},{perRequestBytes:F1}"));
+            }
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(csvPath))!);
+        File.WriteAllLines(csvPath, lines);
+        double[] ratios = ns[true].Zip(ns[false], (t, p) => t / p).ToArray();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"interleaved requests: {rounds} rounds x {invocations * Requests} requests per mode; median per request: " +
+            $"{Median(ns[false]):F0} ns / {Median(bytes[false]):F0} B without, {Median(ns[true]):F0} ns / {Median(bytes[true]):F0} B with AddThreadContext; " +
+            $"median per-round ratio {Median(ratios):F3} ({csvPath})"));
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        double[] v = values.OrderBy(x => x).ToArray();
+        return v.Length == 0 ? double.NaN : v.Length % 2 == 1 ? v[v.Length / 2] : (v[(v.Length / 2) - 1] + v[v.Length / 2]) / 2;
     }
 }
