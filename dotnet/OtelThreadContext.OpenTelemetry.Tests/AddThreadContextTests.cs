@@ -116,6 +116,31 @@ public sealed unsafe partial class AddThreadContextTests : IDisposable
     }
 
     [Fact]
+    public void NoSpanIsRecordedBeforeItsProcessContext()
+    {
+        var seen = new List<bool>();
+        using TracerProvider provider = Sdk.CreateTracerProviderBuilder()
+            .ConfigureResource(r => r.AddService("first-span"))
+            .AddSource(SourceName)
+            .AddThreadContext()
+            .AddProcessor(new OnStartProbe(() => seen.Add(ProcessContext.IsPublished)))
+            .Build()!;
+
+        // At once, before the processor's wait for its provider can have run.
+        using (s_source.StartActivity("first"))
+        {
+        }
+
+        Assert.Equal(new[] { true }, seen);
+        Assert.Equal("first-span", Service());
+    }
+
+    private sealed class OnStartProbe(Action onStart) : BaseProcessor<Activity>
+    {
+        public override void OnStart(Activity data) => onStart();
+    }
+
+    [Fact]
     public void TheDependencyInjectionPathPublishesTheSameWay()
     {
         var services = new ServiceCollection();

@@ -27,6 +27,9 @@ internal sealed class ThreadContextEventSource : EventSource
     [Event(5, Level = EventLevel.Error, Message = "Thread attribute for Activity tag '{0}' could not be declared and is not written: {1}")]
     public void TagKeyFailed(string tag, string reason) => WriteEvent(5, tag, reason);
 
+    [Event(7, Level = EventLevel.Error, Message = "Activity tracking could not be turned on; the provider works on without it. {0}")]
+    public void TrackingFailed(string reason) => WriteEvent(7, reason);
+
     [Event(6, Level = EventLevel.Informational, Message = "Unpublished the process context at TracerProvider shutdown.")]
     public void Unpublished() => WriteEvent(6);
 }

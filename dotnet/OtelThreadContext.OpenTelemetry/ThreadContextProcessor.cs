@@ -34,6 +34,7 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
     private IDisposable? _tracking;
     private IDisposable? _publication;
     private int _publishStarted;
+    private volatile bool _publishDone;
     private bool _stopped;
 
     public ThreadContextProcessor(ThreadContextOptions options)
@@ -55,7 +56,16 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
             }
         }
 
-        _tracking = ActivityThreadContext.Enable(tracking);
+        try
+        {
+            _tracking = ActivityThreadContext.Enable(tracking);
+        }
+        catch (Exception e)
+        {
+            // A missing native library, for example: the provider is built without tracking.
+            ThreadContextEventSource.Log.TrackingFailed($"{e.GetType().Name}: {e.Message}");
+        }
+
         if (_publish)
         {
             using (ExecutionContext.SuppressFlow())
@@ -70,7 +80,9 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
 
     public override void OnStart(Activity data)
     {
-        if (_publish && Volatile.Read(ref _publishStarted) == 0)
+        // Until the context is published, a span start publishes it (or waits for the publish
+        // under way on another thread), so no span is recorded before its process context.
+        if (_publish && !_publishDone)
         {
             TryPublish();
         }
@@ -128,6 +140,7 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
 
             _stopped = true;
             _publishStarted = 1;
+            _publishDone = true;
             _tracking?.Dispose();
             _tracking = null;
             if (_publication is not null)
@@ -164,41 +177,54 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
 
             try
             {
-                Resource resource = provider.GetResource();
-                var attributes = new List<KeyValuePair<string, object>>();
-                foreach (KeyValuePair<string, object> kv in resource.Attributes)
-                {
-                    if (IsSupported(kv.Value))
-                    {
-                        attributes.Add(kv);
-                    }
-                    else
-                    {
-                        ThreadContextEventSource.Log.AttributeSkipped(kv.Key, kv.Value?.GetType().ToString() ?? "null");
-                    }
-                }
-
-                ProcessContextOptions options = ProcessContextOptions.FromResource(
-                    attributes, _contextAttributes.Count == 0 ? null : _contextAttributes);
-                if (ProcessContext.IsPublished)
-                {
-                    ThreadContextEventSource.Log.AlreadyPublished();
-                    return;
-                }
-
-                _publication = ProcessContext.PublishScoped(options);
-                ThreadContextEventSource.Log.Published(options.ServiceName, attributes.Count);
+                Publish(provider);
             }
-            catch (InvalidOperationException) when (ProcessContext.IsPublished)
+            finally
+            {
+                _publishDone = true;
+            }
+        }
+    }
+
+    /// <summary>The publish itself; the caller holds the lock. Never throws.</summary>
+    private void Publish(BaseProvider provider)
+    {
+        try
+        {
+            Resource resource = provider.GetResource();
+            var attributes = new List<KeyValuePair<string, object>>();
+            foreach (KeyValuePair<string, object> kv in resource.Attributes)
+            {
+                if (IsSupported(kv.Value))
+                {
+                    attributes.Add(kv);
+                }
+                else
+                {
+                    ThreadContextEventSource.Log.AttributeSkipped(kv.Key, kv.Value?.GetType().ToString() ?? "null");
+                }
+            }
+
+            ProcessContextOptions options = ProcessContextOptions.FromResource(
+                attributes, _contextAttributes.Count == 0 ? null : _contextAttributes);
+            if (ProcessContext.IsPublished)
             {
                 ThreadContextEventSource.Log.AlreadyPublished();
+                return;
             }
-            catch (Exception e)
-            {
-                // Bad input (a payload past 64 KiB, text with no UTF-8 form, no service.name) or
-                // no mapping: logged; the provider and the app go on without a process context.
-                ThreadContextEventSource.Log.PublishFailed($"{e.GetType().Name}: {e.Message}");
-            }
+
+            _publication = ProcessContext.PublishScoped(options);
+            ThreadContextEventSource.Log.Published(options.ServiceName, attributes.Count);
+        }
+        catch (InvalidOperationException) when (ProcessContext.IsPublished)
+        {
+            ThreadContextEventSource.Log.AlreadyPublished();
+        }
+        catch (Exception e)
+        {
+            // Bad input (a payload past 64 KiB, text with no UTF-8 form, no service.name) or
+            // no mapping: logged; the provider and the app go on without a process context.
+            ThreadContextEventSource.Log.PublishFailed($"{e.GetType().Name}: {e.Message}");
         }
     }
 
