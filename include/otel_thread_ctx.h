@@ -32,6 +32,26 @@
 /** Opaque owned handle to one record. */
 typedef struct OtelThreadCtx OtelThreadCtx;
 
+// `OtelProcessCtxValue.kind`: UTF-8 text at `pointer`, `length` bytes.
+#define OTEL_PROCESS_CTX_VALUE_STRING 0
+
+// `OtelProcessCtxValue.kind`: `int_value` 0 is false, anything else true.
+#define OTEL_PROCESS_CTX_VALUE_BOOL 1
+
+// `OtelProcessCtxValue.kind`: `int_value`.
+#define OTEL_PROCESS_CTX_VALUE_INT 2
+
+// `OtelProcessCtxValue.kind`: `double_value`.
+#define OTEL_PROCESS_CTX_VALUE_DOUBLE 3
+
+// `OtelProcessCtxValue.kind`: an OTLP ArrayValue of the `length` values at `pointer`, none of
+// them an array.
+#define OTEL_PROCESS_CTX_VALUE_ARRAY 4
+
+// `OtelProcessCtxValue.kind`: an AnyValue with no value set (OTLP's form of a null array
+// element).
+#define OTEL_PROCESS_CTX_VALUE_EMPTY 5
+
 // Readers reject payloads larger than this (OTEP 4719).
 #define OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE (64 * 1024)
 
@@ -90,6 +110,11 @@ enum OtelProcessCtxStatus
   OTEL_PROCESS_CTX_STATUS_BUFFER_TOO_SMALL = -13,
   // An internal error was caught before it could cross the API (a bug: please report it).
   OTEL_PROCESS_CTX_STATUS_INTERNAL = -14,
+  // A typed value the payload cannot carry: an unknown kind, or an array inside an array.
+  OTEL_PROCESS_CTX_STATUS_INVALID_VALUE = -15,
+  // A process-context attribute has an empty key, repeats a key, or uses the reserved
+  // `threadlocal.` prefix.
+  OTEL_PROCESS_CTX_STATUS_INVALID_CONTEXT_ATTRIBUTE = -16,
 };
 #ifndef __cplusplus
 typedef int32_t OtelProcessCtxStatus;
@@ -174,6 +199,29 @@ typedef struct OtelProcessCtxAttribute {
   // For example "checkout".
   const char *value;
 } OtelProcessCtxAttribute;
+
+// One typed attribute value (an OTLP AnyValue). Which fields count depends on `kind`.
+typedef struct OtelProcessCtxValue {
+  // One of the `OTEL_PROCESS_CTX_VALUE_*` kinds.
+  uint32_t kind;
+  // BOOL and INT.
+  int64_t int_value;
+  // DOUBLE.
+  double double_value;
+  // STRING: the UTF-8 bytes (no NUL needed); ARRAY: the first `OtelProcessCtxValue`. May be
+  // NULL when `length` is 0.
+  const void *pointer;
+  // STRING: bytes; ARRAY: elements.
+  size_t length;
+} OtelProcessCtxValue;
+
+// One typed attribute: a NUL-terminated UTF-8 key and its value.
+typedef struct OtelProcessCtxKeyValue {
+  // For example "service.name".
+  const char *key;
+  // The value, for example a STRING or an ARRAY of STRINGs.
+  struct OtelProcessCtxValue value;
+} OtelProcessCtxKeyValue;
 
 #ifdef __cplusplus
 extern "C" {
@@ -331,6 +379,40 @@ OtelProcessCtxStatus otel_process_ctx_update(const struct OtelProcessCtxAttribut
 // Removes the published context (its mapping is unmapped). `NOT_PUBLISHED` if this process
 // has none.
 OtelProcessCtxStatus otel_process_ctx_unpublish(void);
+
+// Publishes this process's context with typed values: exactly the `resource` attributes
+// given (strings, booleans, 64-bit integers, doubles and flat arrays of them, as OTLP
+// AnyValues; unlike `otel_process_ctx_publish` nothing is added, so an SDK can publish the
+// very Resource its exporters send), the caller's own process-context `attributes` (OTEP 4719
+// `ProcessContext.attributes`, after the library's `threadlocal.*` entries; keys non-empty,
+// distinct, not starting with `threadlocal.`), and the thread attribute key map.
+//
+// Errors as `otel_process_ctx_publish`, plus `INVALID_VALUE` (unknown kind, an array inside
+// an array) and `INVALID_CONTEXT_ATTRIBUTE`. The library copies everything.
+//
+// # Safety
+// Each array is NULL with count 0, or points to `count` readable elements; every key is NULL
+// or a NUL-terminated string; a STRING value's `pointer` is NULL with `length` 0 or points to
+// `length` readable bytes, an ARRAY value's to `length` readable `OtelProcessCtxValue`s.
+OtelProcessCtxStatus otel_process_ctx_publish_typed(const struct OtelProcessCtxKeyValue *resource,
+                                                    size_t resource_count,
+                                                    const struct OtelProcessCtxKeyValue *attributes,
+                                                    size_t attribute_count,
+                                                    const char *const *attribute_keys,
+                                                    size_t attribute_key_count);
+
+// Replaces the published context with these typed values, under the rules of
+// `otel_process_ctx_update` (append-only key map; nothing changed on error) and the payload of
+// `otel_process_ctx_publish_typed`.
+//
+// # Safety
+// As for `otel_process_ctx_publish_typed`.
+OtelProcessCtxStatus otel_process_ctx_update_typed(const struct OtelProcessCtxKeyValue *resource,
+                                                   size_t resource_count,
+                                                   const struct OtelProcessCtxKeyValue *attributes,
+                                                   size_t attribute_count,
+                                                   const char *const *attribute_keys,
+                                                   size_t attribute_key_count);
 
 #ifdef __cplusplus
 } // extern "C"

@@ -19,7 +19,11 @@ import sys
 
 WRITE = "WriteBenchmarks"
 ACTIVITY = "ActivityBenchmarks"
+REQUESTS = "AspNetCoreRequestBenchmarks"
+DESIGN = "AsyncLocalDesignBenchmarks"
 EXPECTED = {
+    REQUESTS: ["Request", "RequestThreadContext"],
+    DESIGN: ["Nothing", "EventOnly", "NotifyingLocalPerChange", "PlainLocalPerChange", "BoxPerRootSpan"],
     WRITE: [
         "RawStores",
         "RawStoresThreadStatic",
@@ -185,6 +189,28 @@ def verdict(value, limit):
     return "met" if value <= limit else "**missed**"
 
 
+def interleaved(results):
+    """Per-mode medians and the median per-round ratio of the interleaved request comparison."""
+    path = os.path.join(results, "bdn", "requests-interleaved.csv")
+    if not os.path.exists(path):
+        fail(f"no interleaved request results at {path}")
+    ns, alloc = {}, {}
+    by_round = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            ns.setdefault(row["mode"], []).append(float(row["ns_per_request"]))
+            alloc.setdefault(row["mode"], []).append(float(row["bytes_per_request"]))
+            by_round.setdefault(row["round"], {})[row["mode"]] = float(row["ns_per_request"])
+    ratios = [r["RequestThreadContext"] / r["Request"] for r in by_round.values() if len(r) == 2]
+    return {
+        "rounds": len(by_round),
+        "ns": {m: statistics.median(v) for m, v in ns.items()},
+        "alloc": {m: statistics.median(v) for m, v in alloc.items()},
+        "ratio": statistics.median(ratios) if ratios else None,
+        "ratio_range": (min(ratios), max(ratios)) if ratios else (None, None),
+    }
+
+
 def zero_measurements(results):
     """Benchmarks BenchmarkDotNet found indistinguishable from an empty method (its log's warning)."""
     path = os.path.join(results, "bdn.log")
@@ -217,11 +243,17 @@ def main():
         fail(f"no native harness table in {native_path}")
     env, write_table = read_markdown(args.results, WRITE)
     _, activity_table = read_markdown(args.results, ACTIVITY)
+    req = read_csv(args.results, REQUESTS)
+    design = read_csv(args.results, DESIGN)
+    _, request_table = read_markdown(args.results, REQUESTS)
+    _, design_table = read_markdown(args.results, DESIGN)
+    inter = interleaved(args.results)
 
     if args.smoke:
         print("# Benchmark smoke run\n")
         print("Every benchmark ran once (BenchmarkDotNet dry job); these figures measure nothing.\n")
-        print(write_table + "\n\n" + activity_table + "\n\n" + native)
+        print(write_table + "\n\n" + activity_table + "\n\n" + request_table + "\n\n" + design_table
+              + f"\n\ninterleaved requests: {inter}\n\n" + native)
         return
 
     model, cpus = machine()
@@ -333,6 +365,14 @@ def main():
     out(f"| bytes allocated per DirectWrite | {dw_alloc:.0f} B | | 0 B | {'met' if dw_alloc == 0 else '**missed**'} |")
     out(f"| bytes the tracker adds per Activity switch (half a start/stop pair) | {pair_alloc / 2:.0f} B "
         f"| | 0 B | {'met' if pair_alloc <= 0 else '**missed**'} |")
+    req_over = None if inter["ratio"] is None else inter["ratio"] - 1
+    out(f"| AddThreadContext's time per ASP.NET Core request (interleaved rounds: median of the per-round "
+        f"ratios − 1) | {fmt(None if req_over is None else req_over * 100, 1)} % | | ≤ 2 % | "
+        f"{'met' if req_over is not None and req_over <= 0.02 else '**missed**'} |")
+    req_bytes = inter["alloc"].get("RequestThreadContext", 0) - inter["alloc"].get("Request", 0)
+    out(f"| AddThreadContext's bytes per ASP.NET Core request (interleaved) | {req_bytes:.0f} B "
+        f"({fmt(ratio(req_bytes, inter['alloc'].get('Request')) * 100 if inter['alloc'].get('Request') else None, 1)} %) | | ≤ 2 % | "
+        f"{'met' if inter['alloc'].get('Request') and req_bytes <= 0.02 * inter['alloc']['Request'] else '**missed**'} |")
     out("")
 
 
@@ -467,6 +507,60 @@ def main():
         "than the latency of waking a parked thread at each await.")
     out("")
     out(activity_table)
+    out("")
+    d_base = design["Nothing"]
+
+    def d_per_switch(name, key):
+        return (design[name][key] - d_base[key]) / 2
+
+    out("### A whole ASP.NET Core request (Ratio: against Request)")
+    out("")
+    out(f"`AspNetCoreRequestBenchmarks`: a GET through the whole ASP.NET Core pipeline in process "
+        f"(`Microsoft.AspNetCore.TestHost`, no sockets), traced by the OpenTelemetry SDK with ASP.NET "
+        f"Core instrumentation, to a handler that does `await Task.Yield()` (it resumes on the pool); "
+        f"4 concurrent clients, 256 requests per invocation, times per request. `Request`: the SDK alone; "
+        f"`RequestThreadContext`: plus `AddThreadContext(o => o.ActivityTags.Add(\"http.route\"))`.")
+    out("")
+    out(request_table)
+    out("")
+    ns_plain, ns_tc = inter["ns"].get("Request"), inter["ns"].get("RequestThreadContext")
+    lo, hi = inter["ratio_range"]
+    out(f"BenchmarkDotNet runs the two cases one after the other, so a change in the machine's load "
+        f"between them lands in the ratio. The same comparison interleaved (`--request-rounds`: "
+        f"{inter['rounds']} rounds, each starting the service without and with `AddThreadContext`, "
+        f"alternating which goes first, 20,480 requests per mode and round): median "
+        f"{fmt(ns_plain, 0)} ns and {inter['alloc'].get('Request', 0):.0f} B per request without, "
+        f"{fmt(ns_tc, 0)} ns and {inter['alloc'].get('RequestThreadContext', 0):.0f} B with; the per-round "
+        f"ratio's median is {fmt(inter['ratio'], 3)} (range {fmt(lo, 3)}–{fmt(hi, 3)}).")
+    out("")
+    out("### Cutting the AsyncLocal share (Ratio: against Nothing)")
+    out("")
+    out("`AsyncLocalDesignBenchmarks`: one Activity started and stopped (two switches of "
+        "`Activity.Current`) under each way of following it; none writes a record.")
+    out("")
+    out("- `Nothing`: no follower (baseline). `EventOnly`: an empty `Activity.CurrentChanged` handler.")
+    out("- `NotifyingLocalPerChange`: today's tracker mechanism, a notifying `AsyncLocal` assigned at "
+        "every change.")
+    out("- `PlainLocalPerChange`: the same with a local that has no change handler, to split the "
+        "notification from the `ExecutionContext` copy every assignment makes (it cannot see context "
+        "switches, so it is no design, only a measurement).")
+    out("- `BoxPerRootSpan`: the notifying local assigned once per flow, holding a mutable box the "
+        "handler updates for later changes: no `ExecutionContext` copy per change. Rejected: flows "
+        "forked from one context (`Task.Run`, `Task.WhenAll` of child tasks) share the box, so a span "
+        "change in one flow shows on another flow's thread at its next switch.")
+    out("")
+    out(design_table)
+    out("")
+    out(f"Per switch (half a start/stop pair), over `Nothing`: the event alone "
+        f"{fmt(d_per_switch('EventOnly', 'median'))} ns and {d_per_switch('EventOnly', 'alloc'):.0f} B; "
+        f"today's notifying local {fmt(d_per_switch('NotifyingLocalPerChange', 'median'))} ns and "
+        f"{d_per_switch('NotifyingLocalPerChange', 'alloc'):.0f} B; a plain local "
+        f"{fmt(d_per_switch('PlainLocalPerChange', 'median'))} ns and "
+        f"{d_per_switch('PlainLocalPerChange', 'alloc'):.0f} B; the box "
+        f"{fmt(d_per_switch('BoxPerRootSpan', 'median'))} ns and {d_per_switch('BoxPerRootSpan', 'alloc'):.0f} B "
+        "(the box is assigned once; what remains is that every later `Activity.Current` assignment copies "
+        "an `ExecutionContext` that now holds two locals, one of them notifying). The bytes are exact; "
+        "the times move with the machine's load.")
     out("")
     if launches:
         width = max(len(v) for v in launches.values())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark in one go and writes docs/benchmarks.md from the results:
 #   - BenchmarkDotNet (dotnet/benchmarks): in-place writes against the raw-store floor and the
-#     native update through P/Invoke, and the cost of Activity tracking;
+#     native update through P/Invoke, the cost of Activity tracking, a whole ASP.NET Core request
+#     without and with AddThreadContext (also interleaved), and the AsyncLocal design experiments;
 #   - the native harness (bench): otel_thread_ctx_update against a minimal C writer.
 # A full run takes about 5 minutes (BenchmarkDotNet job in dotnet/benchmarks/Program.cs).
 #
@@ -50,7 +51,8 @@ stat_before="$(cpu_jiffies)"
 times >"$results/times.before"
 
 echo "=== BenchmarkDotNet ($mode)"
-bdn_args=(--artifacts "$results/bdn")
+# --request-rounds: first the interleaved request comparison (AspNetCoreRequestBenchmarks).
+bdn_args=(--artifacts "$results/bdn" --request-rounds 12 20480)
 [ "$mode" = smoke ] && bdn_args+=(--smoke)
 # The JIT's final code for the writers goes to jit.txt (the report quotes DirectWrite's).
 DOTNET_JitDisasm="DirectWrite RawStoresThreadStatic" DOTNET_JitStdOutFile="$results/jit.txt" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks what otel-ctx-dump read from the .NET sample service against the spans it exported.
 
-usage: check-sample-spans.py SPANS_FILE DUMP.json [DUMP.json ...]
+usage: check-sample-spans.py [--resource RESOURCE.json] SPANS_FILE DUMP.json [DUMP.json ...]
 
 SPANS_FILE has one exported span per line: TRACE_ID SPAN_ID FLAGS START END KIND NAME (times in
 seconds since the Unix epoch). Each DUMP.json is `otel-ctx-dump --json PID` output taken while
@@ -9,8 +9,10 @@ the service ran; DUMP.time next to it holds the wall-clock seconds before and af
 Every thread record that shows a span must name a span the service exported, with the same trace
 id and flags; the span must have been running during the read (a thread still showing a span that
 had ended would be a stale record); and the service's own handler spans must carry their route
-attribute. Prints each span read and a summary; exits 1 if any read does not check out or if no
-read showed a span at all.
+attribute. With --resource (the Resource the service exported its spans with, as JSON), the
+process context of every read must carry exactly that resource: the same attributes, values and
+value types, service.instance.id included. Prints each span read and a summary; exits 1 if any read
+does not check out or if no read showed a span at all.
 """
 import json
 import sys
@@ -22,7 +24,32 @@ SLACK = 0.05
 ROUTES = {"load order": "/orders/{id}", "search": "/search"}
 
 
+def same(a, b):
+    """Equal values of the same JSON types (True is not 1, 1 is not 1.0), arrays element-wise."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def resource_differences(published, exported):
+    """Every way the published resource differs from the exported one, attribute by attribute."""
+    out = []
+    for key in sorted(set(published) | set(exported)):
+        if key not in published:
+            out.append(f"{key}: exported as {exported[key]!r}, not published")
+        elif key not in exported:
+            out.append(f"{key}: published as {published[key]!r}, not exported")
+        elif not same(published[key], exported[key]):
+            out.append(f"{key}: published {published[key]!r}, exported {exported[key]!r}")
+    return out
+
+
 def main(argv):
+    resource = None
+    if len(argv) > 2 and argv[1] == "--resource":
+        with open(argv[2], encoding="utf-8") as f:
+            resource = json.load(f)
+        argv = argv[:1] + argv[3:]
     if len(argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2
@@ -51,6 +78,15 @@ def main(argv):
         service = dict(ctx.get("resource", {})).get("service.name") if ctx.get("status") == "present" else None
         print(f"read {n}: {len(threads)} threads, {len(active)} running a span, {idle} with no span,"
               f" {updating} being updated; service.name={service!r}, key map {ctx.get('attribute_key_map')}")
+        if resource is not None:
+            published = ctx.get("resource", {}) if ctx.get("status") == "present" else {}
+            diffs = resource_differences(published, resource)
+            if diffs:
+                bad.extend(f"read {n} process context: {d}" for d in diffs)
+                print(f"  process context: MISMATCH with the exported resource: {'; '.join(diffs)}")
+            else:
+                print(f"  process context: the exported resource, all {len(resource)} attributes equal"
+                      f" (service.instance.id {published.get('service.instance.id')})")
         for t in active:
             reads += 1
             attrs = {a["key"] or f"#{a['index']}": a["value"] for a in t["attributes"]}
@@ -65,7 +101,7 @@ def main(argv):
                     problem = f"exported with trace id {trace}"
                 elif flags != t["flags"]:
                     problem = f"exported with flags {flags:02x}"
-                elif name in ROUTES and attrs.get("http_route") != ROUTES[name]:
+                elif name in ROUTES and attrs.get("http.route") != ROUTES[name]:
                     problem = f"route should be {ROUTES[name]}"
                 elif end < read_start - SLACK or start > read_end + SLACK:
                     problem = (f"stale: the span ran {start - read_start:+.3f}s..{end - read_start:+.3f}s"

@@ -43,7 +43,7 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-dotnet "$dll" --spans "$run/spans.txt" --load "$load_seconds" --concurrency 8 >"$run/service.out" 2>&1 &
+dotnet "$dll" --spans "$run/spans.txt" --resource "$run/resource.json" --load "$load_seconds" --concurrency 8 >"$run/service.out" 2>&1 &
 pid=$!
 for _ in $(seq 300); do
   grep -q '^listening ' "$run/service.out" && break
@@ -81,8 +81,9 @@ pid=""
 tail -n +2 "$run/service.out"
 [ "$svc_rc" -eq 0 ] || { echo "sample-dotnet: the service exited with $svc_rc"; exit 1; }
 
-echo "--- the check: span ids read from outside vs spans the service exported"
-python3 scripts/check-sample-spans.py "$run/spans.txt" "$run"/dump-*.json
+echo "--- the check: span ids read from outside vs spans the service exported, and the process"
+echo "    context read from outside vs the Resource the spans were exported with"
+python3 scripts/check-sample-spans.py --resource "$run/resource.json" "$run/spans.txt" "$run"/dump-*.json
 
 # The check can fail: against a span log whose spans all ended 10 s earlier (what stale records
 # would look like), and against an empty log, the same reads must be rejected.
@@ -94,4 +95,17 @@ for control in spans-shifted spans-empty; do
     exit 1
   fi
 done
-echo "controls: the same reads are rejected against a span log shifted 10 s back ($(grep -c 'MISMATCH: stale' "$run/spans-shifted.out") stale reads) and against an empty one"
+# And the resource comparison can fail: against the exported resource with another
+# service.instance.id (what a hand-made instance id looked like), the same reads are rejected.
+python3 - "$run/resource.json" "$run/resource-other.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+r["service.instance.id"] = "otel-thread-ctx-dotnet-sample-0"
+json.dump(r, open(sys.argv[2], "w"))
+PY
+if python3 scripts/check-sample-spans.py --resource "$run/resource-other.json" "$run/spans.txt" "$run"/dump-*.json \
+  >"$run/resource-other.out" 2>&1; then
+  echo "sample-dotnet: the check accepted a resource with another service.instance.id; it must not"
+  exit 1
+fi
+echo "controls: the same reads are rejected against a span log shifted 10 s back ($(grep -c 'MISMATCH: stale' "$run/spans-shifted.out") stale reads), against an empty one, and against the resource with another service.instance.id"

@@ -160,7 +160,7 @@ public sealed unsafe class BindingTests
     {
         string version = TestSupport.CargoVersion();
 
-        string native = Marshal.PtrToStringUTF8((nint)TestNativeMethods.otel_thread_ctx_version())!;
+        string native = Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!;
         string managed = typeof(ThreadContext).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;
         Assert.Equal(version, native);
         Assert.Equal(version, managed.Split('+')[0]);

@@ -38,9 +38,6 @@ internal static unsafe partial class TestNativeMethods
     internal static partial NativeStatus otel_thread_ctx_self_check(byte* msg, nuint msg_len);
 
     [LibraryImport(NativeMethods.LibraryName)]
-    internal static partial byte* otel_thread_ctx_version();
-
-    [LibraryImport(NativeMethods.LibraryName)]
     internal static partial NativeStatus otel_thread_ctx_read_current(ThreadContextRecord* @out);
 
     [LibraryImport(NativeMethods.LibraryName)]
@@ -101,6 +98,30 @@ internal static unsafe class Native
 
     /// <summary>The record attached to the calling thread, or null.</summary>
     public static ThreadContextRecord* CurrentRecord() => RecordOf(TestNativeMethods.otel_thread_ctx_current());
+
+    /// <summary>The payload as <c>otel_process_ctx_read_payload</c> copies it, or null when
+    /// nothing is published.</summary>
+    public static byte[]? ReadPayload()
+    {
+        nuint size = 0;
+        NativeProcessStatus status = TestNativeMethods.otel_process_ctx_read_payload(null, 0, &size);
+        if (status == NativeProcessStatus.NotPublished)
+        {
+            Assert.Equal(0u, (uint)size);
+            return null;
+        }
+
+        Assert.Equal(NativeProcessStatus.BufferTooSmall, status);
+        byte[] buffer = new byte[(int)size];
+        fixed (byte* p = buffer)
+        {
+            nuint copied = 0;
+            Assert.Equal(NativeProcessStatus.Ok, TestNativeMethods.otel_process_ctx_read_payload(p, size, &copied));
+            Assert.Equal(size, copied);
+        }
+
+        return buffer;
+    }
 
     public static long LiveRecords() => (long)TestNativeMethods.otel_thread_ctx_live_records();
 

@@ -99,30 +99,6 @@ internal static unsafe class ProcessContextReader
         return new Snapshot(m, header, payload, ProtoContext.Parser.ParseFrom(payload));
     }
 
-    /// <summary>The payload as <c>otel_process_ctx_read_payload</c> copies it, or null when
-    /// nothing is published.</summary>
-    public static byte[]? ReadPayloadNative()
-    {
-        nuint size = 0;
-        NativeProcessStatus status = TestNativeMethods.otel_process_ctx_read_payload(null, 0, &size);
-        if (status == NativeProcessStatus.NotPublished)
-        {
-            Assert.Equal(0u, (uint)size);
-            return null;
-        }
-
-        Assert.Equal(NativeProcessStatus.BufferTooSmall, status);
-        byte[] buffer = new byte[(int)size];
-        fixed (byte* p = buffer)
-        {
-            nuint copied = 0;
-            Assert.Equal(NativeProcessStatus.Ok, TestNativeMethods.otel_process_ctx_read_payload(p, size, &copied));
-            Assert.Equal(size, copied);
-        }
-
-        return buffer;
-    }
-
     /// <summary>Resource attributes by key; each must be a string and appear once.</summary>
     public static Dictionary<string, string> Resource(ProtoContext ctx)
     {
@@ -152,4 +128,23 @@ internal static unsafe class ProcessContextReader
             return v.StringValue;
         }).ToList();
     }
+
+    /// <summary>
+    /// Resource attributes (or <c>ProcessContext.attributes</c> entries) in order, each value
+    /// turned back into the CLR value it stands for: string, bool, long, double, null (an empty
+    /// AnyValue), or <c>object?[]</c> for an array. Fails on kinds the library never writes.
+    /// </summary>
+    public static List<KeyValuePair<string, object?>> Typed(IEnumerable<KeyValue> attributes) =>
+        attributes.Select(kv => new KeyValuePair<string, object?>(kv.Key, FromAny(kv.Value))).ToList();
+
+    public static object? FromAny(AnyValue? v) => v?.ValueCase switch
+    {
+        null or AnyValue.ValueOneofCase.None => null,
+        AnyValue.ValueOneofCase.StringValue => v.StringValue,
+        AnyValue.ValueOneofCase.BoolValue => v.BoolValue,
+        AnyValue.ValueOneofCase.IntValue => v.IntValue,
+        AnyValue.ValueOneofCase.DoubleValue => v.DoubleValue,
+        AnyValue.ValueOneofCase.ArrayValue => v.ArrayValue.Values.Select(FromAny).ToArray(),
+        _ => throw new Xunit.Sdk.XunitException($"unexpected AnyValue kind {v.ValueCase}"),
+    };
 }

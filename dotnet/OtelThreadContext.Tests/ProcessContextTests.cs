@@ -51,7 +51,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
 
         ProcessContextReader.Snapshot s = ProcessContextReader.Read();
         Assert.Contains(s.Mapping.Name, ProcessContextReader.MappingNames);
-        Assert.Equal(ProcessContextReader.ReadPayloadNative(), s.Payload);
+        Assert.Equal(Native.ReadPayload(), s.Payload);
 
         Dictionary<string, string> resource = ProcessContextReader.Resource(s.Decoded);
         Assert.Equal("checkout", resource["service.name"]);
@@ -61,7 +61,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
         Assert.Equal("node-1", resource["host.name"]);
         Assert.Equal("dotnet", resource["telemetry.sdk.language"]);
         Assert.False(string.IsNullOrEmpty(resource["telemetry.sdk.name"]));
-        string nativeVersion = System.Runtime.InteropServices.Marshal.PtrToStringUTF8((nint)TestNativeMethods.otel_thread_ctx_version())!;
+        string nativeVersion = System.Runtime.InteropServices.Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!;
         Assert.Equal(nativeVersion, resource["telemetry.sdk.version"]);
         Assert.Equal(8, resource.Count);
 
@@ -137,7 +137,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
     public void KeysDeclaredWhileUnpublishedAppearWhenPublished()
     {
         ThreadAttributeKey k = ProcessContext.DeclareKey("unpublished.key");
-        Assert.Null(ProcessContextReader.ReadPayloadNative());
+        Assert.Null(Native.ReadPayload());
         Assert.Equal(k, ProcessContext.Keys[k.Index]);
 
         ProcessContext.Publish(new ProcessContextOptions { ServiceName = "late" });
@@ -205,7 +205,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
         ProcessContextReader.Snapshot after = ProcessContextReader.Read();
         Assert.Equal(before.Header, after.Header);
         Assert.Equal(before.Payload, after.Payload);
-        Assert.Equal(before.Payload, ProcessContextReader.ReadPayloadNative());
+        Assert.Equal(before.Payload, Native.ReadPayload());
         Assert.True(ProcessContext.IsPublished);
     }
 
@@ -233,7 +233,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
         ProcessContext.Unpublish();
         Assert.False(ProcessContext.IsPublished);
         Assert.Empty(ProcessContextReader.FindMappings());
-        Assert.Null(ProcessContextReader.ReadPayloadNative());
+        Assert.Null(Native.ReadPayload());
 
         ProcessContext.Unpublish(); // nothing published: nothing to do
         Assert.Throws<InvalidOperationException>(() => ProcessContext.Update(new ProcessContextOptions { ServiceName = "gone" }));
@@ -352,7 +352,8 @@ public sealed unsafe class ProcessContextTests : IDisposable
             bool badInput = status is NativeProcessStatus.InvalidUtf8 or NativeProcessStatus.EmptyResourceKey
                 or NativeProcessStatus.DuplicateResourceKey or NativeProcessStatus.EmptyAttributeKey
                 or NativeProcessStatus.DuplicateAttributeKey or NativeProcessStatus.TooManyAttributeKeys
-                or NativeProcessStatus.PayloadTooLarge;
+                or NativeProcessStatus.PayloadTooLarge or NativeProcessStatus.InvalidValue
+                or NativeProcessStatus.InvalidContextAttribute;
             Assert.IsType(badInput ? typeof(ArgumentException) : typeof(InvalidOperationException), e);
         }
     }

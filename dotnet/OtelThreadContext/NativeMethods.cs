@@ -47,14 +47,34 @@ internal enum NativeProcessStatus
     MappingFailed = -12,
     BufferTooSmall = -13,
     Internal = -14,
+    InvalidValue = -15,
+    InvalidContextAttribute = -16,
 }
 
-/// <summary>Mirror of <c>OtelProcessCtxAttribute</c>: NUL-terminated UTF-8 key and value.</summary>
+/// <summary>Mirror of <c>OtelProcessCtxValue</c>: one typed value (an OTLP AnyValue).</summary>
 [StructLayout(LayoutKind.Sequential)]
-internal unsafe struct NativeProcessAttribute
+internal unsafe struct NativeProcessValue
+{
+    public const uint String = 0;
+    public const uint Bool = 1;
+    public const uint Int = 2;
+    public const uint Double = 3;
+    public const uint Array = 4;
+    public const uint Empty = 5;
+
+    public uint Kind;
+    public long IntValue;
+    public double DoubleValue;
+    public void* Pointer;
+    public nuint Length;
+}
+
+/// <summary>Mirror of <c>OtelProcessCtxKeyValue</c>: a NUL-terminated UTF-8 key and its value.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct NativeProcessKeyValue
 {
     public byte* Key;
-    public byte* Value;
+    public NativeProcessValue Value;
 }
 
 /// <summary>
@@ -106,13 +126,18 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(LibraryName)]
     internal static partial NativeStatus otel_thread_ctx_ensure_record(ThreadContextRecord** @out);
 
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial NativeProcessStatus otel_process_ctx_publish(
-        NativeProcessAttribute* resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
+    [LibraryImport(LibraryName)]
+    internal static partial byte* otel_thread_ctx_version();
 
     [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial NativeProcessStatus otel_process_ctx_update(
-        NativeProcessAttribute* resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
+    internal static partial NativeProcessStatus otel_process_ctx_publish_typed(
+        NativeProcessKeyValue* resource, nuint resource_count, NativeProcessKeyValue* attributes, nuint attribute_count,
+        byte** attribute_keys, nuint attribute_key_count);
+
+    [LibraryImport(LibraryName, SetLastError = true)]
+    internal static partial NativeProcessStatus otel_process_ctx_update_typed(
+        NativeProcessKeyValue* resource, nuint resource_count, NativeProcessKeyValue* attributes, nuint attribute_count,
+        byte** attribute_keys, nuint attribute_key_count);
 
     [LibraryImport(LibraryName)]
     internal static partial NativeProcessStatus otel_process_ctx_unpublish();

@@ -5,6 +5,7 @@ using System.ComponentModel;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Threading;
 
 namespace OtelThreadContext;
 
@@ -42,6 +43,9 @@ public static unsafe class ProcessContext
 
     internal const string TelemetrySdkLanguage = "dotnet";
 
+    /// <summary>Context attribute keys with this prefix are the library's own.</summary>
+    internal const string ReservedContextPrefix = "threadlocal.";
+
     private static readonly object s_lock = new();
 
     /// <summary>UTF-8 that throws on lone surrogates instead of replacing them.</summary>
@@ -56,8 +60,12 @@ public static unsafe class ProcessContext
 
     private static volatile bool s_published;
 
-    /// <summary>The resource attributes last published, reused when a key is declared.</summary>
-    private static List<KeyValuePair<string, string>>? s_resource;
+    /// <summary>What was last published, reused when a key is declared.</summary>
+    private static Content? s_resource;
+
+    /// <summary>Counts publishes, so a <see cref="PublishScoped"/> handle unpublishes only the
+    /// context it published.</summary>
+    private static long s_generation;
 
     /// <summary>Every declared key, in index order (a snapshot; later declarations do not
     /// change a list already returned).</summary>
@@ -152,12 +160,30 @@ public static unsafe class ProcessContext
     /// <exception cref="IOException">The <c>OTEL_CTX</c> mapping could not be made or named; the
     /// message gives the OS error, the inner <see cref="Win32Exception"/> its errno.</exception>
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
-    public static void Publish(ProcessContextOptions options)
+    public static void Publish(ProcessContextOptions options) => PublishCore(options);
+
+    /// <summary>
+    /// Publishes like <see cref="Publish"/> and returns a handle whose
+    /// <see cref="IDisposable.Dispose"/> unpublishes this context, unless it was already
+    /// unpublished (then a later context, published by someone else, is left alone). For
+    /// components that own the process context for a lifetime, such as an OpenTelemetry
+    /// <c>TracerProvider</c>.
+    /// </summary>
+    /// <param name="options">The context to publish.</param>
+    /// <returns>The handle; disposing it more than once does nothing more.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentException">As for <see cref="Publish"/>.</exception>
+    /// <exception cref="InvalidOperationException">A context is already published (one per
+    /// process); nothing is changed.</exception>
+    /// <exception cref="IOException">As for <see cref="Publish"/>.</exception>
+    public static IDisposable PublishScoped(ProcessContextOptions options) => new Publication(PublishCore(options));
+
+    private static long PublishCore(ProcessContextOptions options)
     {
-        List<KeyValuePair<string, string>> resource = BuildResource(options);
+        Content resource = BuildResource(options);
         if (!ThreadContext.IsSupported)
         {
-            return;
+            return 0;
         }
 
         lock (s_lock)
@@ -176,7 +202,27 @@ public static unsafe class ProcessContext
 
             s_resource = resource;
             s_published = true;
+            return ++s_generation;
         }
+    }
+
+    /// <summary>Unpublishes if <paramref name="generation"/> is still the published context.</summary>
+    private static void UnpublishIf(long generation)
+    {
+        lock (s_lock)
+        {
+            if (generation != 0 && s_published && s_generation == generation)
+            {
+                Unpublish();
+            }
+        }
+    }
+
+    private sealed class Publication(long generation) : IDisposable
+    {
+        private long _generation = generation;
+
+        public void Dispose() => UnpublishIf(Interlocked.Exchange(ref _generation, 0));
     }
 
     /// <summary>
@@ -192,7 +238,7 @@ public static unsafe class ProcessContext
     /// message).</exception>
     public static void Update(ProcessContextOptions options)
     {
-        List<KeyValuePair<string, string>> resource = BuildResource(options);
+        Content resource = BuildResource(options);
         if (!ThreadContext.IsSupported)
         {
             return;
@@ -266,6 +312,9 @@ public static unsafe class ProcessContext
             NativeProcessStatus.AlreadyPublished => "a process context is already published (one per process)",
             NativeProcessStatus.NotPublished => "no process context is published",
             NativeProcessStatus.MappingFailed => "the OTEL_CTX mapping could not be made or named",
+            NativeProcessStatus.InvalidValue => "a value has a type the process context cannot carry",
+            NativeProcessStatus.InvalidContextAttribute =>
+                "a process-context attribute has an empty or repeated key, or uses the reserved threadlocal. prefix",
             _ => $"the native library reported {status} ({(int)status})",
         };
         string message = $"{operation} failed: {reason} ({status.CName()}).";
@@ -278,6 +327,8 @@ public static unsafe class ProcessContext
             case NativeProcessStatus.DuplicateAttributeKey:
             case NativeProcessStatus.TooManyAttributeKeys:
             case NativeProcessStatus.PayloadTooLarge:
+            case NativeProcessStatus.InvalidValue:
+            case NativeProcessStatus.InvalidContextAttribute:
                 return new ArgumentException(message);
             case NativeProcessStatus.MappingFailed:
                 return new IOException(
@@ -305,9 +356,16 @@ public static unsafe class ProcessContext
     /// The resource attributes to publish: the typed options, <c>telemetry.sdk.language</c>,
     /// then <see cref="ProcessContextOptions.ResourceAttributes"/>; a copy, checked.
     /// </summary>
-    internal static List<KeyValuePair<string, string>> BuildResource(ProcessContextOptions options)
+    internal static Content BuildResource(ProcessContextOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        List<KeyValuePair<string, object>> contextAttributes = BuildContextAttributes(options);
+        if (options.ExactResource is { } exact)
+        {
+            // Checked and copied by ProcessContextOptions.FromResource.
+            return new Content(exact, contextAttributes, Exact: true);
+        }
+
         if (string.IsNullOrEmpty(options.ServiceName))
         {
             throw new ArgumentException("ProcessContextOptions.ServiceName must not be empty.", nameof(options));
@@ -373,8 +431,55 @@ public static unsafe class ProcessContext
             list.Insert(1, new("service.instance.id", s_defaultInstanceId));
         }
 
+        var typed = new List<KeyValuePair<string, object>>(list.Count + 2);
+        foreach (KeyValuePair<string, string> kv in list)
+        {
+            typed.Add(new(kv.Key, kv.Value));
+        }
+
+        return new Content(typed, contextAttributes, Exact: false);
+    }
+
+    /// <summary><see cref="ProcessContextOptions.ContextAttributes"/>, checked and copied.</summary>
+    private static List<KeyValuePair<string, object>> BuildContextAttributes(ProcessContextOptions options)
+    {
+        var list = new List<KeyValuePair<string, object>>();
+        if (options.ContextAttributes is not { } given)
+        {
+            return list;
+        }
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (KeyValuePair<string, object> kv in given)
+        {
+            if (string.IsNullOrEmpty(kv.Key))
+            {
+                throw new ArgumentException("ProcessContextOptions.ContextAttributes has an empty key.", nameof(options));
+            }
+
+            string what = $"ProcessContextOptions.ContextAttributes[\"{kv.Key}\"]";
+            if (kv.Key.StartsWith(ReservedContextPrefix, StringComparison.Ordinal))
+            {
+                throw new ArgumentException(
+                    $"{what}: keys starting with \"{ReservedContextPrefix}\" are written by the library itself.", nameof(options));
+            }
+
+            CheckText(kv.Key, nameof(options), what + " (the key)");
+            if (!seen.Add(kv.Key))
+            {
+                throw new ArgumentException($"{what} is given twice.", nameof(options));
+            }
+
+            list.Add(new(kv.Key, ProcessContextValues.Normalize(kv.Value, what, nameof(options))));
+        }
+
         return list;
     }
+
+    /// <summary>What one publish or update sends: the resource, the caller's context attributes,
+    /// and whether the resource is exact (nothing added) or gets the library's SDK defaults.</summary>
+    internal sealed record Content(
+        List<KeyValuePair<string, object>> Resource, List<KeyValuePair<string, object>> Attributes, bool Exact);
 
     /// <summary>Refuses text the native library cannot take as a NUL-terminated UTF-8 string.</summary>
     private static void CheckText(string text, string paramName, string what)
@@ -395,66 +500,50 @@ public static unsafe class ProcessContext
     }
 
     /// <summary>
-    /// Calls <c>otel_process_ctx_publish</c> or <c>_update</c> with NUL-terminated UTF-8 copies of
-    /// <paramref name="resource"/> and <paramref name="keys"/>.
+    /// Calls <c>otel_process_ctx_publish_typed</c> or <c>_update_typed</c> with
+    /// <paramref name="content"/> (plus, unless it is exact, the library's
+    /// <c>telemetry.sdk.name</c>/<c>version</c> where not given) and <paramref name="keys"/>.
     /// </summary>
-    /// <remarks>
-    /// All strings are encoded into one managed buffer and the pointer arrays are managed arrays,
-    /// all pinned for the duration of the call only: the library copies what it keeps, and no
-    /// native memory is allocated here, so nothing can leak if the call throws.
-    /// </remarks>
-    private static NativeProcessStatus CallNative(
-        bool update, List<KeyValuePair<string, string>> resource, List<string> keys, out int errno)
+    private static NativeProcessStatus CallNative(bool update, Content content, List<string> keys, out int errno)
     {
-        int total = 0;
-        foreach (KeyValuePair<string, string> kv in resource)
-        {
-            total += s_strictUtf8.GetByteCount(kv.Key) + 1 + s_strictUtf8.GetByteCount(kv.Value) + 1;
-        }
-
-        foreach (string k in keys)
-        {
-            total += s_strictUtf8.GetByteCount(k) + 1;
-        }
-
-        // Zero-filled, so every string is followed by its NUL terminator.
-        byte[] text = new byte[total];
-        var attributes = new NativeProcessAttribute[resource.Count];
-        var keyPointers = new nint[keys.Count];
         try
         {
-            fixed (byte* textStart = text)
-            fixed (NativeProcessAttribute* attributesStart = attributes)
-            fixed (nint* keysStart = keyPointers)
+            List<KeyValuePair<string, object>> resource = content.Resource;
+            if (!content.Exact)
             {
-                // Safety: every write below stays inside `text` (sized above from the same
-                // strings and encoder) and the two pinned arrays; the pointers handed to the
-                // native call stay valid until the `fixed` block ends, after the call returns.
-                int pos = 0;
-                for (int i = 0; i < resource.Count; i++)
-                {
-                    attributesStart[i].Key = textStart + pos;
-                    pos += s_strictUtf8.GetBytes(resource[i].Key, new Span<byte>(textStart + pos, total - pos)) + 1;
-                    attributesStart[i].Value = textStart + pos;
-                    pos += s_strictUtf8.GetBytes(resource[i].Value, new Span<byte>(textStart + pos, total - pos)) + 1;
-                }
-
-                for (int i = 0; i < keys.Count; i++)
-                {
-                    keysStart[i] = (nint)(textStart + pos);
-                    pos += s_strictUtf8.GetBytes(keys[i], new Span<byte>(textStart + pos, total - pos)) + 1;
-                }
-
-                NativeProcessStatus status = update
-                    ? NativeMethods.otel_process_ctx_update(attributesStart, (nuint)resource.Count, (byte**)keysStart, (nuint)keys.Count)
-                    : NativeMethods.otel_process_ctx_publish(attributesStart, (nuint)resource.Count, (byte**)keysStart, (nuint)keys.Count);
-                errno = Marshal.GetLastPInvokeError();
-                return status;
+                resource = new List<KeyValuePair<string, object>>(resource);
+                AddDefault(resource, "telemetry.sdk.name", "otel-thread-ctx");
+                AddDefault(resource, "telemetry.sdk.version", Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!);
             }
+
+            int lastError = 0;
+            NativeProcessStatus status = ProcessContextValues.Call(resource, content.Attributes, keys, (r, rn, a, an, k, kn) =>
+            {
+                NativeProcessStatus s = update
+                    ? NativeMethods.otel_process_ctx_update_typed((NativeProcessKeyValue*)r, rn, (NativeProcessKeyValue*)a, an, (byte**)k, kn)
+                    : NativeMethods.otel_process_ctx_publish_typed((NativeProcessKeyValue*)r, rn, (NativeProcessKeyValue*)a, an, (byte**)k, kn);
+                lastError = Marshal.GetLastPInvokeError();
+                return s;
+            });
+            errno = lastError;
+            return status;
         }
         catch (DllNotFoundException e)
         {
             throw NativeLibraryErrors.Missing(e);
         }
+    }
+
+    private static void AddDefault(List<KeyValuePair<string, object>> resource, string key, string value)
+    {
+        foreach (KeyValuePair<string, object> kv in resource)
+        {
+            if (kv.Key == key)
+            {
+                return;
+            }
+        }
+
+        resource.Add(new(key, value));
     }
 }

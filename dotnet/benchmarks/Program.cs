@@ -18,7 +18,8 @@ namespace OtelThreadContext.Benchmarks;
 
 /// <summary>
 /// Entry point. Options of its own: <c>--smoke</c> (one invocation per benchmark: proves they
-/// run, measures nothing) and <c>--artifacts DIR</c>. Other arguments go to BenchmarkDotNet
+/// run, measures nothing), <c>--artifacts DIR</c>, and <c>--request-rounds ROUNDS REQUESTS</c>
+/// (first the interleaved request comparison of <see cref="AspNetCoreRequestBenchmarks"/>). Other arguments go to BenchmarkDotNet
 /// (e.g. <c>--filter *Write*</c>); without <c>--filter</c> every benchmark runs.
 /// </summary>
 public static class Program
@@ -36,6 +37,18 @@ public static class Program
         {
             artifacts = rest[at + 1];
             rest.RemoveRange(at, 2);
+        }
+
+        // The interleaved request comparison (AspNetCoreRequestBenchmarks.RunInterleaved): rounds
+        // and requests per round; one small round in smoke mode.
+        int roundsAt = rest.IndexOf("--request-rounds");
+        if (roundsAt >= 0 && roundsAt + 2 < rest.Count)
+        {
+            int rounds = int.Parse(rest[roundsAt + 1], CultureInfo.InvariantCulture);
+            int perRound = int.Parse(rest[roundsAt + 2], CultureInfo.InvariantCulture);
+            rest.RemoveRange(roundsAt, 3);
+            AspNetCoreRequestBenchmarks.RunInterleaved(
+                smoke ? 1 : rounds, smoke ? AspNetCoreRequestBenchmarks.Requests : perRound, System.IO.Path.Combine(artifacts, "requests-interleaved.csv"));
         }
 
         if (!rest.Contains("--filter"))

@@ -2,7 +2,7 @@
 //! failures are reported as an [`OtelProcessCtxStatus`] and leave the published context as it
 //! was; no panic crosses into C.
 
-use super::{PayloadError, ProcessCtxError};
+use super::{payload, PayloadError, ProcessCtxError};
 use std::ffi::CStr;
 use std::os::raw::c_char;
 use std::panic::catch_unwind;
@@ -45,6 +45,11 @@ pub enum OtelProcessCtxStatus {
     BufferTooSmall = -13,
     /// An internal error was caught before it could cross the API (a bug: please report it).
     Internal = -14,
+    /// A typed value the payload cannot carry: an unknown kind, or an array inside an array.
+    InvalidValue = -15,
+    /// A process-context attribute has an empty key, repeats a key, or uses the reserved
+    /// `threadlocal.` prefix.
+    InvalidContextAttribute = -16,
 }
 
 /// One resource attribute: NUL-terminated UTF-8 key and value.
@@ -67,6 +72,8 @@ impl From<ProcessCtxError> for OtelProcessCtxStatus {
                 PayloadError::TooManyAttributeKeys(_) => Self::TooManyAttributeKeys,
                 PayloadError::KeyMapChanged(_) => Self::KeyMapChanged,
                 PayloadError::TooLarge(_) => Self::PayloadTooLarge,
+                PayloadError::InvalidValue(_) => Self::InvalidValue,
+                PayloadError::InvalidContextAttribute(_) => Self::InvalidContextAttribute,
             },
             ProcessCtxError::AlreadyPublished => Self::AlreadyPublished,
             ProcessCtxError::NotPublished => Self::NotPublished,
@@ -233,4 +240,202 @@ pub unsafe extern "C" fn otel_process_ctx_update(
 #[no_mangle]
 pub extern "C" fn otel_process_ctx_unpublish() -> OtelProcessCtxStatus {
     catch_unwind(|| status(super::unpublish())).unwrap_or(OtelProcessCtxStatus::Internal)
+}
+
+/// `OtelProcessCtxValue.kind`: UTF-8 text at `pointer`, `length` bytes.
+pub const OTEL_PROCESS_CTX_VALUE_STRING: u32 = 0;
+/// `OtelProcessCtxValue.kind`: `int_value` 0 is false, anything else true.
+pub const OTEL_PROCESS_CTX_VALUE_BOOL: u32 = 1;
+/// `OtelProcessCtxValue.kind`: `int_value`.
+pub const OTEL_PROCESS_CTX_VALUE_INT: u32 = 2;
+/// `OtelProcessCtxValue.kind`: `double_value`.
+pub const OTEL_PROCESS_CTX_VALUE_DOUBLE: u32 = 3;
+/// `OtelProcessCtxValue.kind`: an OTLP ArrayValue of the `length` values at `pointer`, none of
+/// them an array.
+pub const OTEL_PROCESS_CTX_VALUE_ARRAY: u32 = 4;
+/// `OtelProcessCtxValue.kind`: an AnyValue with no value set (OTLP's form of a null array
+/// element).
+pub const OTEL_PROCESS_CTX_VALUE_EMPTY: u32 = 5;
+
+/// One typed attribute value (an OTLP AnyValue). Which fields count depends on `kind`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OtelProcessCtxValue {
+    /// One of the `OTEL_PROCESS_CTX_VALUE_*` kinds.
+    pub kind: u32,
+    /// BOOL and INT.
+    pub int_value: i64,
+    /// DOUBLE.
+    pub double_value: f64,
+    /// STRING: the UTF-8 bytes (no NUL needed); ARRAY: the first `OtelProcessCtxValue`. May be
+    /// NULL when `length` is 0.
+    pub pointer: *const core::ffi::c_void,
+    /// STRING: bytes; ARRAY: elements.
+    pub length: usize,
+}
+
+/// One typed attribute: a NUL-terminated UTF-8 key and its value.
+#[repr(C)]
+pub struct OtelProcessCtxKeyValue {
+    /// For example "service.name".
+    pub key: *const c_char,
+    /// The value, for example a STRING or an ARRAY of STRINGs.
+    pub value: OtelProcessCtxValue,
+}
+
+/// Copies one C value into the payload's form.
+///
+/// # Safety
+/// `v.pointer` points as its kind says (see `otel_process_ctx_publish_typed`).
+unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<payload::AnyValue, OtelProcessCtxStatus> {
+    use payload::any_value::Value;
+    let value = match v.kind {
+        OTEL_PROCESS_CTX_VALUE_STRING => {
+            // Safety: `length` readable bytes at `pointer`, per the caller's contract.
+            let bytes = unsafe { c_array(v.pointer.cast::<u8>(), v.length)? };
+            let text = std::str::from_utf8(bytes).map_err(|_| OtelProcessCtxStatus::InvalidUtf8)?;
+            Some(Value::StringValue(text.to_owned()))
+        }
+        OTEL_PROCESS_CTX_VALUE_BOOL => Some(Value::BoolValue(v.int_value != 0)),
+        OTEL_PROCESS_CTX_VALUE_INT => Some(Value::IntValue(v.int_value)),
+        OTEL_PROCESS_CTX_VALUE_DOUBLE => Some(Value::DoubleValue(v.double_value)),
+        OTEL_PROCESS_CTX_VALUE_EMPTY => None,
+        OTEL_PROCESS_CTX_VALUE_ARRAY if !in_array => {
+            // Safety: `length` readable values at `pointer`, per the caller's contract.
+            let items = unsafe { c_array(v.pointer.cast::<OtelProcessCtxValue>(), v.length)? };
+            let values = items
+                .iter()
+                // Safety: forwarded caller contract, one level down.
+                .map(|item| unsafe { read_value(item, true) })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(Value::ArrayValue(payload::ArrayValue { values }))
+        }
+        _ => return Err(OtelProcessCtxStatus::InvalidValue),
+    };
+    Ok(payload::AnyValue { value })
+}
+
+/// Copies a C array of typed attributes.
+///
+/// # Safety
+/// As documented on `otel_process_ctx_publish_typed`.
+unsafe fn read_key_values(
+    ptr: *const OtelProcessCtxKeyValue,
+    len: usize,
+) -> Result<Vec<payload::KeyValue>, OtelProcessCtxStatus> {
+    // Safety (this block): forwarded caller contract.
+    unsafe {
+        c_array(ptr, len)?
+            .iter()
+            .map(|kv| {
+                Ok(payload::KeyValue {
+                    key: c_str(kv.key)?.to_owned(),
+                    value: Some(read_value(&kv.value, false)?),
+                })
+            })
+            .collect()
+    }
+}
+
+/// `publish_typed` or `update_typed`.
+type TypedOp = fn(Vec<payload::KeyValue>, Vec<payload::KeyValue>, &[&str]) -> Result<(), ProcessCtxError>;
+
+/// Shared body of the typed publish and update.
+///
+/// # Safety
+/// As documented on `otel_process_ctx_publish_typed`.
+unsafe fn with_typed_args(
+    resource: *const OtelProcessCtxKeyValue,
+    resource_count: usize,
+    attributes: *const OtelProcessCtxKeyValue,
+    attribute_count: usize,
+    attribute_keys: *const *const c_char,
+    attribute_key_count: usize,
+    op: TypedOp,
+) -> OtelProcessCtxStatus {
+    catch_unwind(move || {
+        // Safety (this block): forwarded caller contract.
+        let args = unsafe {
+            (|| {
+                let resource = read_key_values(resource, resource_count)?;
+                let attributes = read_key_values(attributes, attribute_count)?;
+                let keys = c_array(attribute_keys, attribute_key_count)?
+                    .iter()
+                    .map(|&k| c_str(k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, OtelProcessCtxStatus>((resource, attributes, keys))
+            })()
+        };
+        match args {
+            Ok((resource, attributes, keys)) => status(op(resource, attributes, &keys)),
+            Err(s) => s,
+        }
+    })
+    .unwrap_or(OtelProcessCtxStatus::Internal)
+}
+
+/// Publishes this process's context with typed values: exactly the `resource` attributes
+/// given (strings, booleans, 64-bit integers, doubles and flat arrays of them, as OTLP
+/// AnyValues; unlike `otel_process_ctx_publish` nothing is added, so an SDK can publish the
+/// very Resource its exporters send), the caller's own process-context `attributes` (OTEP 4719
+/// `ProcessContext.attributes`, after the library's `threadlocal.*` entries; keys non-empty,
+/// distinct, not starting with `threadlocal.`), and the thread attribute key map.
+///
+/// Errors as `otel_process_ctx_publish`, plus `INVALID_VALUE` (unknown kind, an array inside
+/// an array) and `INVALID_CONTEXT_ATTRIBUTE`. The library copies everything.
+///
+/// # Safety
+/// Each array is NULL with count 0, or points to `count` readable elements; every key is NULL
+/// or a NUL-terminated string; a STRING value's `pointer` is NULL with `length` 0 or points to
+/// `length` readable bytes, an ARRAY value's to `length` readable `OtelProcessCtxValue`s.
+#[no_mangle]
+pub unsafe extern "C" fn otel_process_ctx_publish_typed(
+    resource: *const OtelProcessCtxKeyValue,
+    resource_count: usize,
+    attributes: *const OtelProcessCtxKeyValue,
+    attribute_count: usize,
+    attribute_keys: *const *const c_char,
+    attribute_key_count: usize,
+) -> OtelProcessCtxStatus {
+    // Safety: forwarded caller contract.
+    unsafe {
+        with_typed_args(
+            resource,
+            resource_count,
+            attributes,
+            attribute_count,
+            attribute_keys,
+            attribute_key_count,
+            |r, a, k| super::publish_typed(r, a, k),
+        )
+    }
+}
+
+/// Replaces the published context with these typed values, under the rules of
+/// `otel_process_ctx_update` (append-only key map; nothing changed on error) and the payload of
+/// `otel_process_ctx_publish_typed`.
+///
+/// # Safety
+/// As for `otel_process_ctx_publish_typed`.
+#[no_mangle]
+pub unsafe extern "C" fn otel_process_ctx_update_typed(
+    resource: *const OtelProcessCtxKeyValue,
+    resource_count: usize,
+    attributes: *const OtelProcessCtxKeyValue,
+    attribute_count: usize,
+    attribute_keys: *const *const c_char,
+    attribute_key_count: usize,
+) -> OtelProcessCtxStatus {
+    // Safety: forwarded caller contract.
+    unsafe {
+        with_typed_args(
+            resource,
+            resource_count,
+            attributes,
+            attribute_count,
+            attribute_keys,
+            attribute_key_count,
+            |r, a, k| super::update_typed(r, a, k),
+        )
+    }
 }

@@ -125,7 +125,21 @@ pub fn publish<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
     resource: &[(K, V)],
     key_map: &[S],
 ) -> Result<(), ProcessCtxError> {
-    let bytes = payload::encode(resource, key_map)?;
+    publish_bytes(payload::encode(resource, key_map)?, key_map)
+}
+
+/// Publishes exactly these typed `resource` attributes (nothing is added: no SDK defaults),
+/// the caller's process-context `attributes` beside the library's `threadlocal.*` ones, and the
+/// key map. Otherwise as [`publish`].
+pub fn publish_typed<S: AsRef<str>>(
+    resource: Vec<payload::KeyValue>,
+    attributes: Vec<payload::KeyValue>,
+    key_map: &[S],
+) -> Result<(), ProcessCtxError> {
+    publish_bytes(payload::encode_typed(resource, attributes, key_map)?, key_map)
+}
+
+fn publish_bytes<S: AsRef<str>>(bytes: Vec<u8>, key_map: &[S]) -> Result<(), ProcessCtxError> {
     let mut slot = state();
     if slot.as_ref().is_some_and(|p| p.pid == std::process::id()) {
         return Err(ProcessCtxError::AlreadyPublished);
@@ -143,7 +157,20 @@ pub fn update<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
     resource: &[(K, V)],
     key_map: &[S],
 ) -> Result<(), ProcessCtxError> {
-    let bytes = payload::encode(resource, key_map)?;
+    update_bytes(payload::encode(resource, key_map)?, key_map)
+}
+
+/// Replaces the published payload with exactly these typed attributes; the rules of [`update`]
+/// (append-only key map, nothing changed on error) and the payload of [`publish_typed`].
+pub fn update_typed<S: AsRef<str>>(
+    resource: Vec<payload::KeyValue>,
+    attributes: Vec<payload::KeyValue>,
+    key_map: &[S],
+) -> Result<(), ProcessCtxError> {
+    update_bytes(payload::encode_typed(resource, attributes, key_map)?, key_map)
+}
+
+fn update_bytes<S: AsRef<str>>(bytes: Vec<u8>, key_map: &[S]) -> Result<(), ProcessCtxError> {
     let mut slot = state();
     let Some(current) = slot.as_mut() else {
         return Err(ProcessCtxError::NotPublished);

@@ -111,7 +111,17 @@ pub enum PayloadError {
     KeyMapChanged(usize),
     /// The encoded payload is larger than readers accept (its size given).
     TooLarge(usize),
+    /// A value the payload cannot carry: an array inside an array, or a key-value list or
+    /// bytes value (the typed API takes strings, booleans, integers, doubles and flat arrays).
+    InvalidValue(String),
+    /// A process-context attribute (`ProcessContext.attributes`, beside the resource) has an
+    /// empty key, repeats a key, or uses the `threadlocal.` prefix this library writes itself.
+    InvalidContextAttribute(String),
 }
+
+/// Keys of `ProcessContext.attributes` with this prefix are written by the library only
+/// (`threadlocal.schema_version`, `threadlocal.attribute_key_map`).
+pub const RESERVED_CONTEXT_PREFIX: &str = "threadlocal.";
 
 fn string_kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
@@ -159,23 +169,69 @@ pub fn encode<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
     resource: &[(K, V)],
     key_map: &[S],
 ) -> Result<Vec<u8>, PayloadError> {
+    let mut attrs: Vec<KeyValue> = resource
+        .iter()
+        .map(|(k, v)| string_kv(k.as_ref(), v.as_ref()))
+        .collect();
+    let given: std::collections::BTreeSet<&str> = resource.iter().map(|(k, _)| k.as_ref()).collect();
+    for (key, default) in [(SDK_NAME_KEY, DEFAULT_SDK_NAME), (SDK_VERSION_KEY, DEFAULT_SDK_VERSION)] {
+        if !given.contains(key) {
+            attrs.push(string_kv(key, default));
+        }
+    }
+    encode_typed(attrs, Vec::new(), key_map)
+}
+
+/// Checks one attribute value: scalars, an empty value, or a flat array of those.
+fn check_value(key: &str, value: &Option<AnyValue>, in_array: bool) -> Result<(), PayloadError> {
+    use any_value::Value as V;
+    match value.as_ref().and_then(|v| v.value.as_ref()) {
+        None | Some(V::StringValue(_) | V::BoolValue(_) | V::IntValue(_) | V::DoubleValue(_)) => Ok(()),
+        Some(V::ArrayValue(a)) if !in_array => {
+            for v in &a.values {
+                check_value(key, &Some(v.clone()), true)?;
+            }
+            Ok(())
+        }
+        Some(V::ArrayValue(_)) => Err(PayloadError::InvalidValue(format!("{key}: an array inside an array"))),
+        Some(V::KvlistValue(_) | V::BytesValue(_)) => Err(PayloadError::InvalidValue(format!(
+            "{key}: key-value lists and bytes are not taken"
+        ))),
+    }
+}
+
+/// Encodes the payload exactly as given: the `resource` attributes (typed; nothing added), the
+/// caller's own process-context `attributes` (after the library's `threadlocal.*` ones), and the
+/// key map. Checks every rule that does not depend on what is already published.
+pub fn encode_typed<S: AsRef<str>>(
+    resource: Vec<KeyValue>,
+    attributes: Vec<KeyValue>,
+    key_map: &[S],
+) -> Result<Vec<u8>, PayloadError> {
     check_key_map(key_map)?;
-    let mut resource_attrs = Vec::with_capacity(resource.len() + 2);
     let mut seen = std::collections::BTreeSet::new();
-    for (k, v) in resource {
-        let k = k.as_ref();
-        if k.is_empty() {
+    for kv in &resource {
+        if kv.key.is_empty() {
             return Err(PayloadError::EmptyResourceKey);
         }
-        if !seen.insert(k) {
-            return Err(PayloadError::DuplicateResourceKey(k.to_owned()));
+        if !seen.insert(kv.key.as_str()) {
+            return Err(PayloadError::DuplicateResourceKey(kv.key.clone()));
         }
-        resource_attrs.push(string_kv(k, v.as_ref()));
+        check_value(&kv.key, &kv.value, false)?;
     }
-    for (key, default) in [(SDK_NAME_KEY, DEFAULT_SDK_NAME), (SDK_VERSION_KEY, DEFAULT_SDK_VERSION)] {
-        if !seen.contains(key) {
-            resource_attrs.push(string_kv(key, default));
+    let mut seen = std::collections::BTreeSet::new();
+    for kv in &attributes {
+        let bad = |why: &str| PayloadError::InvalidContextAttribute(format!("{:?}: {why}", kv.key));
+        if kv.key.is_empty() {
+            return Err(bad("empty key"));
         }
+        if kv.key.starts_with(RESERVED_CONTEXT_PREFIX) {
+            return Err(bad("the threadlocal. prefix is reserved for the library"));
+        }
+        if !seen.insert(kv.key.as_str()) {
+            return Err(bad("given twice"));
+        }
+        check_value(&kv.key, &kv.value, false)?;
     }
     let key_values = key_map
         .iter()
@@ -183,19 +239,18 @@ pub fn encode<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
             value: Some(any_value::Value::StringValue(k.as_ref().to_owned())),
         })
         .collect();
-    let msg = ProcessContext {
-        resource: Some(Resource {
-            attributes: resource_attrs,
+    let mut context_attrs = Vec::with_capacity(attributes.len() + 2);
+    context_attrs.push(string_kv(SCHEMA_VERSION_KEY, SCHEMA_VERSION));
+    context_attrs.push(KeyValue {
+        key: KEY_MAP_KEY.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue { values: key_values })),
         }),
-        attributes: vec![
-            string_kv(SCHEMA_VERSION_KEY, SCHEMA_VERSION),
-            KeyValue {
-                key: KEY_MAP_KEY.to_owned(),
-                value: Some(AnyValue {
-                    value: Some(any_value::Value::ArrayValue(ArrayValue { values: key_values })),
-                }),
-            },
-        ],
+    });
+    context_attrs.extend(attributes);
+    let msg = ProcessContext {
+        resource: Some(Resource { attributes: resource }),
+        attributes: context_attrs,
     };
     let len = msg.encoded_len();
     if len > OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE {
@@ -303,5 +358,96 @@ mod tests {
         assert!(
             matches!(encode(&[("k", big.as_str())], &[] as &[&str]), Err(PayloadError::TooLarge(n)) if n > OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE)
         );
+    }
+
+    fn kv(key: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(v) }),
+        }
+    }
+
+    #[test]
+    fn typed_values_round_trip_exactly_without_defaults() {
+        use any_value::Value as V;
+        let arr = |vals: Vec<V>| {
+            V::ArrayValue(ArrayValue {
+                values: vals.into_iter().map(|v| AnyValue { value: Some(v) }).collect(),
+            })
+        };
+        let resource = vec![
+            kv("service.name", V::StringValue("svc".into())),
+            kv("flag", V::BoolValue(true)),
+            kv("count", V::IntValue(-7)),
+            kv("ratio", V::DoubleValue(0.25)),
+            kv(
+                "tags",
+                arr(vec![V::StringValue("a".into()), V::StringValue("b".into())]),
+            ),
+            kv("ints", arr(vec![V::IntValue(1), V::IntValue(2)])),
+            KeyValue {
+                key: "empty".into(),
+                value: Some(AnyValue { value: None }),
+            },
+        ];
+        let extra = vec![kv(
+            "otel.instrumentations",
+            arr(vec![V::StringValue("aspnetcore".into())]),
+        )];
+        let bytes = encode_typed(resource.clone(), extra.clone(), &["k"]).unwrap();
+        let msg = ProcessContext::decode(bytes.as_slice()).unwrap();
+        assert_eq!(
+            msg.resource.unwrap().attributes,
+            resource,
+            "exactly as given, no SDK defaults"
+        );
+        assert_eq!(msg.attributes.len(), 3);
+        assert_eq!(msg.attributes[0].key, SCHEMA_VERSION_KEY);
+        assert_eq!(msg.attributes[1].key, KEY_MAP_KEY);
+        assert_eq!(msg.attributes[2], extra[0]);
+    }
+
+    #[test]
+    fn typed_values_refuse_what_the_api_does_not_take() {
+        use any_value::Value as V;
+        let nested = V::ArrayValue(ArrayValue {
+            values: vec![AnyValue {
+                value: Some(V::ArrayValue(ArrayValue { values: vec![] })),
+            }],
+        });
+        assert!(matches!(
+            encode_typed(vec![kv("n", nested)], vec![], &[] as &[&str]),
+            Err(PayloadError::InvalidValue(m)) if m.contains("array inside an array")
+        ));
+        assert!(matches!(
+            encode_typed(vec![kv("b", V::BytesValue(vec![1]))], vec![], &[] as &[&str]),
+            Err(PayloadError::InvalidValue(_))
+        ));
+        for (attrs, why) in [
+            (vec![kv("", V::BoolValue(true))], "empty key"),
+            (vec![kv("threadlocal.x", V::BoolValue(true))], "reserved"),
+            (
+                vec![kv("a", V::BoolValue(true)), kv("a", V::IntValue(1))],
+                "given twice",
+            ),
+        ] {
+            assert!(
+                matches!(encode_typed(vec![], attrs, &[] as &[&str]), Err(PayloadError::InvalidContextAttribute(m)) if m.contains(why)),
+                "{why}"
+            );
+        }
+        assert_eq!(
+            encode_typed(
+                vec![kv("d", V::IntValue(1)), kv("d", V::IntValue(2))],
+                vec![],
+                &[] as &[&str]
+            ),
+            Err(PayloadError::DuplicateResourceKey("d".into()))
+        );
+        let big = "x".repeat(OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE);
+        assert!(matches!(
+            encode_typed(vec![], vec![kv("big", V::StringValue(big))], &[] as &[&str]),
+            Err(PayloadError::TooLarge(_))
+        ));
     }
 }

@@ -1,10 +1,11 @@
 // The .NET sample service: an ASP.NET Core minimal API traced with the OpenTelemetry SDK, whose
 // threads publish the span they run for an out-of-process profiler.
 //
-//   OtelSampleService [--port N] [--spans FILE] [--load SECONDS] [--concurrency N]
+//   OtelSampleService [--port N] [--spans FILE] [--resource FILE] [--load SECONDS] [--concurrency N]
 //
 // It listens on 127.0.0.1 only (port 0: any free port) and prints "listening URL pid PID" when it
-// serves. Every exported span is logged to FILE (default: stdout). With --load it also drives
+// serves. Every exported span is logged to FILE (default: stdout); --resource writes the Resource
+// the spans are exported with, as JSON. With --load it also drives
 // itself over loopback with N concurrent clients for SECONDS (bounded), then stops, flushes the
 // exporter and prints a summary; without it, it serves until Ctrl-C / SIGTERM.
 using System;
@@ -28,39 +29,38 @@ using OpenTelemetry;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using OtelSampleService;
-using OtelThreadContext;
 
 const string ServiceName = "otel-thread-ctx-dotnet-sample";
 var options = SampleOptions.Parse(args);
 var source = new ActivitySource("OtelSampleService");
 
-// 1. The process context: who this process is, and the names of the thread attributes.
-ThreadAttributeKey routeKey = ProcessContext.DeclareKey("http_route");
-ThreadAttributeKey methodKey = ProcessContext.DeclareKey("http_method");
-ProcessContext.Publish(new ProcessContextOptions
-{
-    ServiceName = ServiceName,
-    ServiceInstanceId = $"{ServiceName}-{Environment.ProcessId}",
-    DeploymentEnvironmentName = "example",
-});
-
-// 2. Every thread's record follows its Activity.Current, with the route and method attributes.
-using IDisposable tracking = ActivityThreadContext.Enable(new ActivityThreadContextOptions()
-    .AddAttribute(routeKey, a => Tag(a, "http.route"))
-    .AddAttribute(methodKey, a => Tag(a, "http.request.method")));
-
-// 3. An ordinary OpenTelemetry setup; the exporter logs each span it exports.
+// An ordinary OpenTelemetry setup, plus one line: AddThreadContext publishes the provider's own
+// Resource as the process context (the same service.instance.id the spans carry) and keeps every
+// thread's record equal to its Activity.Current, with the route and method tags as attributes.
+// The exporter logs each span it exports, and the Resource it exports them with.
 TextWriter spanLog = options.SpansFile is null ? Console.Out : new StreamWriter(options.SpansFile, append: false);
-var exporter = new SpanFileExporter(spanLog);
+var exporter = new SpanFileExporter(spanLog, options.ResourceFile);
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = Array.Empty<string>() });
 builder.Logging.ClearProviders();
 builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
 builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, options.Port));
 builder.Services.AddOpenTelemetry()
-    .ConfigureResource(r => r.AddService(ServiceName))
+    .ConfigureResource(r => r
+        .AddService(ServiceName)
+        .AddAttributes(new Dictionary<string, object>
+        {
+            ["deployment.environment.name"] = "example",
+            ["sample.concurrency"] = (long)options.Concurrency,
+            ["sample.routes"] = new[] { "/orders/{id}", "/search" },
+        }))
     .WithTracing(t => t
         .AddSource(source.Name)
         .AddAspNetCoreInstrumentation()
+        .AddThreadContext(o =>
+        {
+            o.ActivityTags.Add("http.route");
+            o.ActivityTags.Add("http.request.method");
+        })
         // A queue large enough that no span of the bounded load is dropped: the demo's check
         // looks up every span it reads in the exported log.
         .AddProcessor(new BatchActivityExportProcessor(
@@ -125,27 +125,13 @@ await app.DisposeAsync();
 spanLog.Flush();
 return 0;
 
-// The value of tag `name` on the Activity or its nearest ancestor that has it.
-static string? Tag(Activity activity, string name)
-{
-    for (Activity? a = activity; a is not null; a = a.Parent)
-    {
-        if (a.GetTagItem(name) is string value)
-        {
-            return value;
-        }
-    }
-
-    return null;
-}
-
 namespace OtelSampleService
 {
-    internal sealed record SampleOptions(int Port, string? SpansFile, int LoadSeconds, int Concurrency)
+    internal sealed record SampleOptions(int Port, string? SpansFile, string? ResourceFile, int LoadSeconds, int Concurrency)
     {
         public static SampleOptions Parse(string[] args)
         {
-            var o = new SampleOptions(0, null, 0, 8);
+            var o = new SampleOptions(0, null, null, 0, 8);
             for (int i = 0; i < args.Length; i++)
             {
                 string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -153,6 +139,7 @@ namespace OtelSampleService
                 {
                     "--port" => o with { Port = int.Parse(Next()) },
                     "--spans" => o with { SpansFile = Next() },
+                    "--resource" => o with { ResourceFile = Next() },
                     "--load" => o with { LoadSeconds = Math.Clamp(int.Parse(Next()), 1, 120) },
                     "--concurrency" => o with { Concurrency = Math.Clamp(int.Parse(Next()), 1, 64) },
                     _ => throw new ArgumentException($"unknown argument {args[i]}"),

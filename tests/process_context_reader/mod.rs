@@ -126,3 +126,22 @@ pub fn decode(payload: &[u8]) -> Decoded {
 pub fn resource_value<'a>(d: &'a Decoded, key: &str) -> Option<&'a str> {
     d.resource.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
+
+/// The key map alone, for payloads whose resource is not all strings.
+pub fn decode_keys_only(payload: &[u8]) -> Option<Vec<String>> {
+    use prost::Message;
+    let msg = ProcessContext::decode(payload).expect("payload is a ProcessContext message");
+    let kv = msg
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "threadlocal.attribute_key_map")?;
+    let Some(Value::Array(arr)) = kv.value.as_ref().and_then(|v| v.value.clone()) else {
+        panic!("key map is not an array: {kv:?}");
+    };
+    Some(
+        arr.values
+            .into_iter()
+            .map(|v| as_string(&Some(v)).expect("string key"))
+            .collect(),
+    )
+}

@@ -1,0 +1,239 @@
+//! The typed process-context C API (`otel_process_ctx_publish_typed` / `_update_typed`), read
+//! back from the mapping by the independent reader (tests/process_context_reader): every value
+//! kind arrives as the OTLP AnyValue it names, the resource exactly as given, the caller's own
+//! context attributes after the library's `threadlocal.*` ones; bad input is refused.
+
+mod process_context_reader;
+
+use otel_thread_ctx::process_context::ffi::{
+    otel_process_ctx_publish_typed, otel_process_ctx_unpublish, otel_process_ctx_update_typed, OtelProcessCtxKeyValue,
+    OtelProcessCtxStatus as S, OtelProcessCtxValue, OTEL_PROCESS_CTX_VALUE_ARRAY, OTEL_PROCESS_CTX_VALUE_BOOL,
+    OTEL_PROCESS_CTX_VALUE_DOUBLE, OTEL_PROCESS_CTX_VALUE_EMPTY, OTEL_PROCESS_CTX_VALUE_INT,
+    OTEL_PROCESS_CTX_VALUE_STRING,
+};
+use process_context_reader::{self as reader, AnyValue, ArrayValue, KeyValue, Value};
+use prost::Message;
+use std::ffi::CString;
+use std::os::raw::c_char;
+use std::sync::Mutex;
+
+/// The context is one per process and cargo runs tests on several threads.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn value(kind: u32) -> OtelProcessCtxValue {
+    OtelProcessCtxValue {
+        kind,
+        int_value: 0,
+        double_value: 0.0,
+        pointer: std::ptr::null(),
+        length: 0,
+    }
+}
+
+fn string(s: &'static str) -> OtelProcessCtxValue {
+    OtelProcessCtxValue {
+        pointer: s.as_ptr().cast(),
+        length: s.len(),
+        ..value(OTEL_PROCESS_CTX_VALUE_STRING)
+    }
+}
+
+fn int(i: i64) -> OtelProcessCtxValue {
+    OtelProcessCtxValue {
+        int_value: i,
+        ..value(OTEL_PROCESS_CTX_VALUE_INT)
+    }
+}
+
+fn array(items: &[OtelProcessCtxValue]) -> OtelProcessCtxValue {
+    OtelProcessCtxValue {
+        pointer: items.as_ptr().cast(),
+        length: items.len(),
+        ..value(OTEL_PROCESS_CTX_VALUE_ARRAY)
+    }
+}
+
+fn key(k: &str) -> *const c_char {
+    // Leaked on purpose: a handful of short test strings that must outlive the calls.
+    CString::new(k).unwrap().into_raw()
+}
+
+fn kv(k: &str, v: OtelProcessCtxValue) -> OtelProcessCtxKeyValue {
+    OtelProcessCtxKeyValue { key: key(k), value: v }
+}
+
+fn any(v: Value) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(v) })
+}
+
+fn rkv(k: &str, v: Option<AnyValue>) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: v,
+    }
+}
+
+fn published() -> reader::ProcessContext {
+    let (_, payload) = reader::read_context(reader::the_mapping().start);
+    reader::ProcessContext::decode(payload.as_slice()).unwrap()
+}
+
+#[test]
+fn typed_values_are_published_exactly_and_bad_ones_refused() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let strings = [string("a"), string("b")];
+    let mixed = [int(1), value(OTEL_PROCESS_CTX_VALUE_EMPTY), int(-3)];
+    let resource = [
+        kv("service.name", string("checkout")),
+        kv("service.instance.id", string("id-1")),
+        kv(
+            "flag",
+            OtelProcessCtxValue {
+                int_value: 1,
+                ..value(OTEL_PROCESS_CTX_VALUE_BOOL)
+            },
+        ),
+        kv("count", int(i64::MIN)),
+        kv(
+            "ratio",
+            OtelProcessCtxValue {
+                double_value: 0.5,
+                ..value(OTEL_PROCESS_CTX_VALUE_DOUBLE)
+            },
+        ),
+        kv("tags", array(&strings)),
+        kv("ints", array(&mixed)),
+        kv("nothing", string("")),
+    ];
+    let instrumentations = [string("aspnetcore")];
+    let extra = [kv("otel.instrumentations", array(&instrumentations))];
+    let keys = [key("http_route")];
+    // Safety: every array and string lives until the end of the test.
+    let s = unsafe {
+        otel_process_ctx_publish_typed(
+            resource.as_ptr(),
+            resource.len(),
+            extra.as_ptr(),
+            extra.len(),
+            keys.as_ptr(),
+            keys.len(),
+        )
+    };
+    assert_eq!(s, S::Ok);
+    let ctx = published();
+    let strs = |v: &[&str]| {
+        any(Value::Array(ArrayValue {
+            values: v
+                .iter()
+                .map(|s| AnyValue {
+                    value: Some(Value::String((*s).into())),
+                })
+                .collect(),
+        }))
+    };
+    let expected = vec![
+        rkv("service.name", any(Value::String("checkout".into()))),
+        rkv("service.instance.id", any(Value::String("id-1".into()))),
+        rkv("flag", any(Value::Bool(true))),
+        rkv("count", any(Value::Int(i64::MIN))),
+        rkv("ratio", any(Value::Double(0.5))),
+        rkv("tags", strs(&["a", "b"])),
+        rkv(
+            "ints",
+            any(Value::Array(ArrayValue {
+                values: vec![
+                    AnyValue {
+                        value: Some(Value::Int(1)),
+                    },
+                    AnyValue { value: None },
+                    AnyValue {
+                        value: Some(Value::Int(-3)),
+                    },
+                ],
+            })),
+        ),
+        rkv("nothing", any(Value::String(String::new()))),
+    ];
+    assert_eq!(
+        ctx.resource.unwrap().attributes,
+        expected,
+        "exactly as given: no SDK name added"
+    );
+    let keys_of = |c: &reader::ProcessContext| c.attributes.iter().map(|a| a.key.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        keys_of(&published()),
+        [
+            "threadlocal.schema_version",
+            "threadlocal.attribute_key_map",
+            "otel.instrumentations"
+        ]
+    );
+    assert_eq!(published().attributes[2].value, strs(&["aspnetcore"]));
+    let d = reader::decode_keys_only(&reader::read_context(reader::the_mapping().start).1);
+    assert_eq!(d, Some(vec!["http_route".to_string()]));
+
+    // Refused updates leave the context as it was.
+    let before = reader::read_context(reader::the_mapping().start).1;
+    let nested_inner = [int(1)];
+    let nested = [array(&nested_inner)];
+    let bad_utf8: &'static [u8] = b"\xff";
+    let cases: Vec<(Vec<OtelProcessCtxKeyValue>, Vec<OtelProcessCtxKeyValue>, S)> = vec![
+        (vec![kv("n", array(&nested))], vec![], S::InvalidValue),
+        (vec![kv("k", value(99))], vec![], S::InvalidValue),
+        (vec![], vec![kv("threadlocal.mine", int(1))], S::InvalidContextAttribute),
+        (vec![], vec![kv("", int(1))], S::InvalidContextAttribute),
+        (
+            vec![],
+            vec![kv("x", int(1)), kv("x", int(2))],
+            S::InvalidContextAttribute,
+        ),
+        (vec![kv("d", int(1)), kv("d", int(2))], vec![], S::DuplicateResourceKey),
+        (
+            vec![kv(
+                "u",
+                OtelProcessCtxValue {
+                    pointer: bad_utf8.as_ptr().cast(),
+                    length: 1,
+                    ..value(OTEL_PROCESS_CTX_VALUE_STRING)
+                },
+            )],
+            vec![],
+            S::InvalidUtf8,
+        ),
+        (
+            vec![kv(
+                "p",
+                OtelProcessCtxValue {
+                    length: 3,
+                    ..value(OTEL_PROCESS_CTX_VALUE_STRING)
+                },
+            )],
+            vec![],
+            S::NullArgument,
+        ),
+    ];
+    for (i, (r, a, want)) in cases.iter().enumerate() {
+        // Safety: the arrays live in `cases`; the NULL-pointer case is refused before any read.
+        let got = unsafe { otel_process_ctx_update_typed(r.as_ptr(), r.len(), a.as_ptr(), a.len(), keys.as_ptr(), 1) };
+        assert_eq!(got, *want, "case {i}");
+        assert_eq!(
+            reader::read_context(reader::the_mapping().start).1,
+            before,
+            "case {i} changed the context"
+        );
+    }
+
+    // A good update replaces everything, keys appended.
+    let keys2 = [keys[0], key("user_id")];
+    let r2 = [kv("service.name", string("checkout-2"))];
+    // Safety: as above.
+    let s = unsafe { otel_process_ctx_update_typed(r2.as_ptr(), 1, std::ptr::null(), 0, keys2.as_ptr(), 2) };
+    assert_eq!(s, S::Ok);
+    let ctx = published();
+    assert_eq!(
+        ctx.resource.unwrap().attributes,
+        vec![rkv("service.name", any(Value::String("checkout-2".into())))]
+    );
+    assert_eq!(keys_of(&published()).len(), 2, "the old extra attribute is gone");
+    assert_eq!(otel_process_ctx_unpublish(), S::Ok);
+}
