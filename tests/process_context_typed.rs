@@ -11,8 +11,7 @@ use otel_thread_ctx::process_context::ffi::{
     OTEL_PROCESS_CTX_VALUE_DOUBLE, OTEL_PROCESS_CTX_VALUE_EMPTY, OTEL_PROCESS_CTX_VALUE_INT,
     OTEL_PROCESS_CTX_VALUE_STRING,
 };
-use process_context_reader::{self as reader, AnyValue, ArrayValue, KeyValue, Value};
-use prost::Message;
+use process_context_reader::{self as reader, Value};
 use std::ffi::CString;
 use std::os::raw::c_char;
 use std::sync::Mutex;
@@ -62,20 +61,13 @@ fn kv(k: &str, v: OtelProcessCtxValue) -> OtelProcessCtxKeyValue {
     OtelProcessCtxKeyValue { key: key(k), value: v }
 }
 
-fn any(v: Value) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(v) })
+fn rkv(k: &str, v: Value) -> (String, Value) {
+    (k.into(), v)
 }
 
-fn rkv(k: &str, v: Option<AnyValue>) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: v,
-    }
-}
-
-fn published() -> reader::ProcessContext {
+fn published() -> otel_ctx_dump::process_context::ProcessContext {
     let (_, payload) = reader::read_context(reader::the_mapping().start);
-    reader::ProcessContext::decode(payload.as_slice()).unwrap()
+    reader::decode_typed(&payload)
 }
 
 #[test]
@@ -121,45 +113,21 @@ fn typed_values_are_published_exactly_and_bad_ones_refused() {
     };
     assert_eq!(s, S::Ok);
     let ctx = published();
-    let strs = |v: &[&str]| {
-        any(Value::Array(ArrayValue {
-            values: v
-                .iter()
-                .map(|s| AnyValue {
-                    value: Some(Value::String((*s).into())),
-                })
-                .collect(),
-        }))
-    };
+    let strs = |v: &[&str]| Value::Array(v.iter().map(|s| Value::Str((*s).into())).collect());
     let expected = vec![
-        rkv("service.name", any(Value::String("checkout".into()))),
-        rkv("service.instance.id", any(Value::String("id-1".into()))),
-        rkv("flag", any(Value::Bool(true))),
-        rkv("count", any(Value::Int(i64::MIN))),
-        rkv("ratio", any(Value::Double(0.5))),
+        rkv("service.name", Value::Str("checkout".into())),
+        rkv("service.instance.id", Value::Str("id-1".into())),
+        rkv("flag", Value::Bool(true)),
+        rkv("count", Value::Int(i64::MIN)),
+        rkv("ratio", Value::Double(0.5)),
         rkv("tags", strs(&["a", "b"])),
-        rkv(
-            "ints",
-            any(Value::Array(ArrayValue {
-                values: vec![
-                    AnyValue {
-                        value: Some(Value::Int(1)),
-                    },
-                    AnyValue { value: None },
-                    AnyValue {
-                        value: Some(Value::Int(-3)),
-                    },
-                ],
-            })),
-        ),
-        rkv("nothing", any(Value::String(String::new()))),
+        rkv("ints", Value::Array(vec![Value::Int(1), Value::Empty, Value::Int(-3)])),
+        rkv("nothing", Value::Str(String::new())),
     ];
-    assert_eq!(
-        ctx.resource.unwrap().attributes,
-        expected,
-        "exactly as given: no SDK name added"
-    );
-    let keys_of = |c: &reader::ProcessContext| c.attributes.iter().map(|a| a.key.clone()).collect::<Vec<_>>();
+    assert_eq!(ctx.resource, expected, "exactly as given: no SDK name added");
+    let keys_of = |c: &otel_ctx_dump::process_context::ProcessContext| {
+        c.attributes.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
+    };
     assert_eq!(
         keys_of(&published()),
         [
@@ -168,9 +136,8 @@ fn typed_values_are_published_exactly_and_bad_ones_refused() {
             "otel.instrumentations"
         ]
     );
-    assert_eq!(published().attributes[2].value, strs(&["aspnetcore"]));
-    let d = reader::decode_keys_only(&reader::read_context(reader::the_mapping().start).1);
-    assert_eq!(d, Some(vec!["http_route".to_string()]));
+    assert_eq!(published().attributes[2].1, strs(&["aspnetcore"]));
+    assert_eq!(published().key_map, Some(vec![Some("http_route".to_string())]));
 
     // Refused updates leave the context as it was.
     let before = reader::read_context(reader::the_mapping().start).1;
@@ -230,10 +197,7 @@ fn typed_values_are_published_exactly_and_bad_ones_refused() {
     let s = unsafe { otel_process_ctx_update_typed(r2.as_ptr(), 1, std::ptr::null(), 0, keys2.as_ptr(), 2) };
     assert_eq!(s, S::Ok);
     let ctx = published();
-    assert_eq!(
-        ctx.resource.unwrap().attributes,
-        vec![rkv("service.name", any(Value::String("checkout-2".into())))]
-    );
+    assert_eq!(ctx.resource, vec![rkv("service.name", Value::Str("checkout-2".into()))]);
     assert_eq!(keys_of(&published()).len(), 2, "the old extra attribute is gone");
     assert_eq!(otel_process_ctx_unpublish(), S::Ok);
 }

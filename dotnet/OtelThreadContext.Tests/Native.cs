@@ -34,6 +34,15 @@ internal static unsafe partial class TestNativeMethods
     [LibraryImport(NativeMethods.LibraryName)]
     internal static partial NativeStatus otel_thread_ctx_clear_attributes(nint ctx);
 
+    /// <summary><c>OtelProcessCtxAttribute *</c>: pairs of NUL-terminated UTF-8 key and value.</summary>
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeProcessStatus otel_process_ctx_publish(
+        byte** resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeProcessStatus otel_process_ctx_update(
+        byte** resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
+
     [LibraryImport(NativeMethods.LibraryName)]
     internal static partial NativeStatus otel_thread_ctx_self_check(byte* msg, nuint msg_len);
 

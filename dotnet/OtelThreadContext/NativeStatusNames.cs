@@ -22,6 +22,8 @@ internal static class NativeStatusNames
         NativeProcessStatus.MappingFailed => "OTEL_PROCESS_CTX_STATUS_MAPPING_FAILED",
         NativeProcessStatus.BufferTooSmall => "OTEL_PROCESS_CTX_STATUS_BUFFER_TOO_SMALL",
         NativeProcessStatus.Internal => "OTEL_PROCESS_CTX_STATUS_INTERNAL",
+        NativeProcessStatus.InvalidValue => "OTEL_PROCESS_CTX_STATUS_INVALID_VALUE",
+        NativeProcessStatus.InvalidContextAttribute => "OTEL_PROCESS_CTX_STATUS_INVALID_CONTEXT_ATTRIBUTE",
         _ => $"process status {(int)status}",
     };
 }

@@ -6,7 +6,8 @@
 #![allow(dead_code)]
 
 use otel_ctx_dump::maps::{self, Memory, ProcessMemory};
-use otel_ctx_dump::process_context::{self as pc, Header, Value};
+pub use otel_ctx_dump::process_context::Value;
+use otel_ctx_dump::process_context::{self as pc, Header};
 
 /// One OTEL_CTX mapping as /proc/PID/maps lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,21 +128,7 @@ pub fn resource_value<'a>(d: &'a Decoded, key: &str) -> Option<&'a str> {
     d.resource.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// The key map alone, for payloads whose resource is not all strings.
-pub fn decode_keys_only(payload: &[u8]) -> Option<Vec<String>> {
-    use prost::Message;
-    let msg = ProcessContext::decode(payload).expect("payload is a ProcessContext message");
-    let kv = msg
-        .attributes
-        .iter()
-        .find(|kv| kv.key == "threadlocal.attribute_key_map")?;
-    let Some(Value::Array(arr)) = kv.value.as_ref().and_then(|v| v.value.clone()) else {
-        panic!("key map is not an array: {kv:?}");
-    };
-    Some(
-        arr.values
-            .into_iter()
-            .map(|v| as_string(&Some(v)).expect("string key"))
-            .collect(),
-    )
+/// The payload decoded with every value's type, for payloads whose resource is not all strings.
+pub fn decode_typed(payload: &[u8]) -> pc::ProcessContext {
+    pc::decode_payload(payload).unwrap_or_else(|e| panic!("{e}"))
 }
