@@ -110,7 +110,7 @@ impl Inspector {
         Inspector {
             pid,
             cancel: None,
-            platform: crate::platform::LINUX_X86_64_GLIBC,
+            platform: Platform::native(),
             elf_cache: ElfCache::default(),
         }
     }

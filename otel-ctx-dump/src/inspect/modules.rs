@@ -120,7 +120,7 @@ impl ElfCache {
                 is_main_executable,
                 resolution: Err(String::new()),
             };
-            module.resolution = resolve(platform, &mem, &module);
+            module.resolution = resolve(&mem, &module);
             modules.push(module);
         }
         (modules, errors)
@@ -162,8 +162,9 @@ fn examine_file(platform: &Platform, pid: i32, m: &Mapping) -> Result<Option<Tls
     }
 }
 
-/// Works out where the module's slot is, from its live GOT.
-pub fn resolve(platform: &Platform, mem: &dyn Memory, m: &Module) -> Result<Resolution, String> {
+/// Works out where the module's slot is, from its live GOT (the TLS layout is the module's
+/// architecture's).
+pub fn resolve(mem: &dyn Memory, m: &Module) -> Result<Resolution, String> {
     let read = |addr: u64| mem.read_u64(addr).map_err(|e| format!("reading GOT at {addr:#x}: {e}"));
     match m.model {
         AccessModel::TlsDesc => {
@@ -213,7 +214,7 @@ pub fn resolve(platform: &Platform, mem: &dyn Memory, m: &Module) -> Result<Reso
                 return Err("no relocation reaches the slot and this is not the main executable".into());
             }
             m.export
-                .local_exec_tp_offset(platform.arch.tls_layout)
+                .local_exec_tp_offset()
                 .map(Resolution::StaticOffset)
                 .ok_or_else(|| "no PT_TLS segment".into())
         }
