@@ -13,7 +13,8 @@ fn main() {
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    if arch == "x86_64" && os == "linux" && env == "gnu" {
+    // musl: scripts/build-musl.sh links with musl-gcc and LLD.
+    if arch == "x86_64" && os == "linux" && (env == "gnu" || env == "musl") {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={script}");
     }
 }

@@ -6,11 +6,14 @@
 //! [`ffi::otel_thread_ctx_record`] returns) fills a [`record::OtelThreadCtxRecord`]; the
 //! thread's TLS slot ([`tls`]) points at it; a reader stops the thread and follows the slot.
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_os = "linux",
+    any(target_env = "gnu", target_env = "musl")
+)))]
 compile_error!(
-    "otel-thread-ctx supports x86_64 Linux with glibc only: the TLS slot is defined with \
-     x86-64 TLSDESC assembly and readers assume glibc's TLS layout. Other targets are not \
-     implemented yet."
+    "otel-thread-ctx supports x86_64 Linux with glibc or musl only: the TLS slot is defined with \
+     x86-64 TLSDESC assembly. Other targets are not implemented yet."
 );
 
 pub mod ffi;

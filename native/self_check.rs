@@ -12,6 +12,7 @@ use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
 use object::{elf::FileHeader64, Endianness};
 use std::ffi::{CStr, CString};
+#[cfg(target_env = "gnu")]
 use std::os::raw::c_char;
 
 const SYMBOL: &str = "otel_thread_ctx_v1";
@@ -209,9 +210,11 @@ fn thread_pointer() -> usize {
 }
 
 /// glibc's `RTLD_DL_LINKMAP` request of `dladdr1` (the libc crate does not define it).
+#[cfg(target_env = "gnu")]
 const RTLD_DL_LINKMAP: libc::c_int = 2;
 
 /// The first two fields of glibc's public `struct link_map` (`<link.h>`).
+#[cfg(target_env = "gnu")]
 #[repr(C)]
 struct LinkMap {
     /// Load bias: run-time address minus the ELF file's virtual address.
@@ -230,6 +233,7 @@ struct Module {
     executable: bool,
 }
 
+#[cfg(target_env = "gnu")]
 fn this_module() -> Result<Module, String> {
     // Safety: Dl_info is plain pointers and integers, for which all-zero is valid.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
@@ -266,6 +270,61 @@ fn this_module() -> Result<Module, String> {
         bias,
         executable: true,
     })
+}
+
+/// musl has no `dladdr1`: `dl_iterate_phdr` gives each loaded module's load bias, name and
+/// program headers. The module holding this code is the one with a `PT_LOAD` segment around it;
+/// it is the main executable when its program headers are the ones the kernel passed in
+/// `AT_PHDR`.
+#[cfg(target_env = "musl")]
+fn this_module() -> Result<Module, String> {
+    /// What the callback looks for and what it found.
+    struct Search {
+        here: usize,
+        found: Option<(usize, String, bool)>,
+    }
+    extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+        // Safety: musl passes a valid module description and our `data` for each call, one
+        // call at a time, on this thread.
+        let (info, search) = unsafe { (&*info, &mut *data.cast::<Search>()) };
+        let bias = info.dlpi_addr as usize;
+        // Safety: `dlpi_phdr` points at the module's `dlpi_phnum` mapped program headers.
+        let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let holds = phdrs.iter().any(|ph| {
+            let start = bias.wrapping_add(ph.p_vaddr as usize);
+            ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&search.here)
+        });
+        if !holds {
+            return 0;
+        }
+        // Safety: getauxval has no preconditions.
+        let executable = unsafe { libc::getauxval(libc::AT_PHDR) } as usize == info.dlpi_phdr as usize;
+        let name = if info.dlpi_name.is_null() {
+            String::new()
+        } else {
+            // Safety: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
+            unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
+        };
+        search.found = Some((bias, name, executable));
+        1
+    }
+    let mut search = Search {
+        here: crate::ffi::otel_thread_ctx_version as *const () as usize,
+        found: None,
+    };
+    // Safety: `visit` matches the callback type and only uses `search` during this call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
+    let (bias, name, executable) = search
+        .found
+        .ok_or_else(|| "the dynamic linker does not list the module holding this library".to_string())?;
+    let path = if executable || name.is_empty() {
+        std::fs::read_link("/proc/self/exe")
+            .map(|p| p.to_string_lossy().into_owned())
+            .map_err(|e| format!("cannot resolve /proc/self/exe: {e}"))?
+    } else {
+        name
+    };
+    Ok(Module { path, bias, executable })
 }
 
 /// Address the dynamic linker gives `otel_thread_ctx_v1` for the calling thread, looked up in

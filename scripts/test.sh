@@ -25,6 +25,7 @@ suite() {
 suite "format and lints" ./scripts/lint.sh
 suite "native build" cargo build --workspace -q
 suite "rust tests (API, ELF, header, C sample, signal stress)" cargo test --workspace -q
+suite "musl build and tests (x86_64-unknown-linux-musl)" ./scripts/test-musl.sh
 suite "native benchmark smoke run" env CALLS=200000 ROUNDS=1 ./scripts/bench-native.sh
 suite ".NET tests" ./scripts/test-dotnet.sh
 suite ".NET sample service read by otel-ctx-dump" env SHOW_TABLE=0 LOAD_SECONDS=6 ./scripts/sample-dotnet.sh

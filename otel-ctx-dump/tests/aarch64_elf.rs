@@ -108,7 +108,8 @@ impl Memory for Probe {
 fn run_probe(exe: &str, module: &str, got_offset: Option<u64>, no_static_surplus: bool) -> Probe {
     let d = built();
     let mut cmd = Command::new("qemu-aarch64-static");
-    cmd.arg(d.join(exe)).arg(module);
+    // The loader and libc of the cross toolchain (gcc-aarch64-linux-gnu), no arm64 multiarch.
+    cmd.args(["-L", "/usr/aarch64-linux-gnu"]).arg(d.join(exe)).arg(module);
     if let Some(o) = got_offset {
         cmd.arg(format!("{o:x}"));
     }

@@ -1,0 +1,65 @@
+/*
+ * _dl_find_object for gcc's static unwinder, in the musl build of libotel_thread_ctx.so only
+ * (scripts/build-musl.sh compiles it; see there why the unwinder is libgcc_eh.a).
+ *
+ * Debian's libgcc_eh.a is built against glibc >= 2.35 and finds a frame's unwind table by
+ * calling glibc's _dl_find_object. musl has no such function; without one, the library could
+ * not link, and Rust panics could not be unwound to the catch_unwind at the C API boundary.
+ * This does the same lookup with dl_iterate_phdr, which musl has: the module whose PT_LOAD
+ * segments hold the address, and its PT_GNU_EH_FRAME (the sorted .eh_frame_hdr table).
+ * It is hidden: the library uses it, never exports it.
+ */
+#define _GNU_SOURCE
+#include <link.h>
+#include <stdint.h>
+#include <string.h>
+
+/* glibc's struct dl_find_object on x86-64 (<dlfcn.h>, glibc 2.35), which libgcc_eh.a reads. */
+struct dl_find_object {
+    unsigned long long dlfo_flags;
+    void *dlfo_map_start;
+    void *dlfo_map_end;
+    void *dlfo_link_map;
+    void *dlfo_eh_frame;
+    unsigned long long dlfo_reserved[7];
+};
+
+struct search {
+    uintptr_t pc;
+    struct dl_find_object *out;
+    int found;
+};
+
+static int visit(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct search *s = data;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    void *eh_frame = NULL;
+    int holds = 0;
+    for (size_t i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD) {
+            uintptr_t end = start + ph->p_memsz;
+            if (start < lo) lo = start;
+            if (end > hi) hi = end;
+            if (s->pc >= start && s->pc < end) holds = 1;
+        } else if (ph->p_type == PT_GNU_EH_FRAME) {
+            eh_frame = (void *)start;
+        }
+    }
+    if (!holds) return 0;
+    memset(s->out, 0, sizeof *s->out);
+    s->out->dlfo_map_start = (void *)lo;
+    s->out->dlfo_map_end = (void *)hi;
+    s->out->dlfo_eh_frame = eh_frame;
+    s->found = 1;
+    return 1;
+}
+
+/* 0 and *out filled when a loaded module holds pc, -1 otherwise (glibc's contract). */
+__attribute__((visibility("hidden"))) int _dl_find_object(void *pc, struct dl_find_object *out) {
+    struct search s = {(uintptr_t)pc, out, 0};
+    dl_iterate_phdr(visit, &s);
+    return s.found ? 0 : -1;
+}
