@@ -108,8 +108,11 @@ impl Memory for Probe {
 fn run_probe(exe: &str, module: &str, got_offset: Option<u64>, no_static_surplus: bool) -> Probe {
     let d = built();
     let mut cmd = Command::new("qemu-aarch64-static");
-    // The loader and libc of the cross toolchain (gcc-aarch64-linux-gnu), no arm64 multiarch.
+    // The loader and libc of the cross toolchain (gcc-aarch64-linux-gnu), not an arm64
+    // multiarch libc of another version (their mix crashes): qemu's prefix for the loader,
+    // the guest's library path for libc.
     cmd.args(["-L", "/usr/aarch64-linux-gnu"]).arg(d.join(exe)).arg(module);
+    cmd.env("LD_LIBRARY_PATH", "/usr/aarch64-linux-gnu/lib");
     if let Some(o) = got_offset {
         cmd.arg(format!("{o:x}"));
     }
