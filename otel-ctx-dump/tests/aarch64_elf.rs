@@ -189,7 +189,7 @@ fn check(
         is_main_executable: module == "-",
         resolution: Err(String::new()),
     };
-    let resolution = resolve(&probe, &m).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let resolution = resolve(&platform::LINUX_AARCH64_GLIBC, &probe, &m).unwrap_or_else(|e| panic!("{file}: {e}"));
     if let Resolution::StaticOffset(o) = resolution {
         assert!(o >= 16, "{file}: variant I static TLS lies past the 16-byte TCB: {o}");
         assert_eq!(probe.tp.wrapping_add(o as u64), probe.slot, "{file}: {resolution}");
