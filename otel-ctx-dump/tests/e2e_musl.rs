@@ -65,7 +65,11 @@ fn check(program: &str, expect_dynamic: bool) {
         elf.windows(MUSL_LOADER.len()).any(|w| w == MUSL_LOADER.as_bytes()),
         "{program} does not ask for {MUSL_LOADER}"
     );
-    let snapshot = sample::check_sample(Command::new(&exe), expect_dynamic);
+    let mut cmd = Command::new(&exe);
+    // cargo puts its glibc build directories (holding the glibc libotel_thread_ctx.so) on
+    // LD_LIBRARY_PATH, which musl's loader searches before the sample's rpath.
+    cmd.env_remove("LD_LIBRARY_PATH");
+    let snapshot = sample::check_sample(cmd, expect_dynamic);
     assert_eq!(snapshot.libc, CLibrary::Musl);
     if let Ok(Resolution::Dynamic { generation, .. }) = snapshot.modules[0].resolution {
         assert_eq!(generation, None, "musl's TLSDESC argument has no generation");
