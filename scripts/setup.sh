@@ -11,7 +11,10 @@ debs=(gcc make cbindgen python3 unzip
       librust-clap-dev librust-clap-derive-dev
       # The musl build (scripts/build-musl.sh): musl-gcc, LLD, and Debian's rustc with the
       # standard library's sources, rebuilt for musl where rustup has no musl target.
-      musl-tools lld rustc-web cargo-web rust-web-src)
+      musl-tools lld rustc-web cargo-web rust-web-src
+      # otel-ctx-dump's AArch64 tests: a cross compiler (with its libc) and qemu-user to run
+      # the probe it builds.
+      gcc-aarch64-linux-gnu qemu-user-static)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

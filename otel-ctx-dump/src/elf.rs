@@ -2,9 +2,11 @@
 //!
 //! Works on the file's bytes only (no target process): the symbol's TLS offset from `.dynsym`,
 //! the module's `PT_TLS` and `PT_LOAD` segments, and the dynamic relocations that tell the access
-//! model: `R_X86_64_TLSDESC` (36), `R_X86_64_DTPMOD64` (16, general-dynamic) or
-//! `R_X86_64_TPOFF64` (18, initial-exec); none means local-exec in an executable. The types and
-//! the machine come from a [`platform::Arch`].
+//! model: on x86-64 `R_X86_64_TLSDESC` (36), `R_X86_64_DTPMOD64` (16, general-dynamic) or
+//! `R_X86_64_TPOFF64` (18, initial-exec); on AArch64 `R_AARCH64_TLSDESC` (1031),
+//! `R_AARCH64_TLS_DTPMOD64` (1028) or `R_AARCH64_TLS_TPREL64` (1030); none means local-exec in an
+//! executable. The types and the TLS layout come from the [`platform::Arch`] the file's
+//! `e_machine` names.
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
@@ -72,6 +74,8 @@ pub struct TlsSegment {
 /// What a module says about the slot it defines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsExport {
+    /// The file's architecture (from `e_machine`).
+    pub arch: &'static Arch,
     /// Offset of the slot inside the module's TLS block.
     pub st_value: u64,
     pub st_size: u64,
@@ -116,15 +120,28 @@ impl TlsExport {
             .map(|l| map_start.wrapping_sub(l.vaddr & !(PAGE - 1)))
     }
 
-    /// Thread-pointer offset of the slot for local-exec in the main executable (glibc x86-64:
-    /// the executable's block sits right below the thread pointer).
-    pub fn local_exec_tp_offset(&self, layout: TlsLayout) -> Option<i64> {
+    /// Thread-pointer offset of the slot for local-exec in the main executable, whose block is
+    /// the first of the static TLS area: on x86-64 (variant II) right below the thread pointer,
+    /// on AArch64 (variant I) right after the TCB. Either way the block keeps its alignment
+    /// relative to `p_vaddr` (the thread pointer is aligned to every module's alignment).
+    pub fn local_exec_tp_offset(&self) -> Option<i64> {
         let tls = self.tls?;
-        let TlsLayout::BelowThreadPointer = layout;
         let align = tls.align.max(1);
-        let firstbyte = tls.vaddr.wrapping_neg() & (align - 1);
-        let off = (tls.memsz.checked_sub(firstbyte)?).checked_next_multiple_of(align)? + firstbyte;
-        Some(self.st_value as i64 - off as i64)
+        if !align.is_power_of_two() {
+            return None;
+        }
+        match self.arch.tls_layout {
+            TlsLayout::BelowThreadPointer => {
+                let firstbyte = tls.vaddr.wrapping_neg() & (align - 1);
+                let off = (tls.memsz.checked_sub(firstbyte)?).checked_next_multiple_of(align)? + firstbyte;
+                Some(self.st_value as i64 - off as i64)
+            }
+            TlsLayout::AboveThreadPointer { tcb_size } => {
+                // The first offset past the TCB congruent to p_vaddr modulo the alignment.
+                let start = tcb_size + (tls.vaddr.wrapping_sub(tcb_size) & (align - 1));
+                Some((start + self.st_value) as i64)
+            }
+        }
     }
 }
 
@@ -147,9 +164,18 @@ pub fn is_elf(prefix: &[u8]) -> bool {
     prefix.starts_with(b"\x7fELF")
 }
 
-/// [`find_export_for`] x86-64.
+/// [`find_export_for`] the architecture the file's `e_machine` names (any of
+/// [`platform::ARCHES`]); `Ok(None)` for files of other architectures.
 pub fn find_export<'data, R: ReadRef<'data>>(data: R) -> Result<Option<TlsExport>, ElfError> {
-    find_export_for(data, &platform::X86_64)
+    if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
+        return Ok(None);
+    }
+    let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| err("ELF header", e))?;
+    let endian = header.endian().map_err(|e| err("ELF endianness", e))?;
+    match Arch::for_machine(header.e_machine(endian)) {
+        Some(arch) => find_export_for(data, arch),
+        None => Ok(None),
+    }
 }
 
 /// Looks for a defined `otel_thread_ctx_v1` TLS symbol in the file's dynamic symbol table.
@@ -157,7 +183,7 @@ pub fn find_export<'data, R: ReadRef<'data>>(data: R) -> Result<Option<TlsExport
 ///
 /// `data` is the file's bytes, or a [`object::read::ReadCache`] over the open file, which reads
 /// only the headers, `.dynsym` and the relocation sections instead of the whole file.
-pub fn find_export_for<'data, R: ReadRef<'data>>(data: R, arch: &Arch) -> Result<Option<TlsExport>, ElfError> {
+pub fn find_export_for<'data, R: ReadRef<'data>>(data: R, arch: &'static Arch) -> Result<Option<TlsExport>, ElfError> {
     if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
         return Ok(None);
     }
@@ -243,6 +269,7 @@ pub fn find_export_for<'data, R: ReadRef<'data>>(data: R, arch: &Arch) -> Result
         }
     }
     Ok(Some(TlsExport {
+        arch,
         st_value,
         st_size: sym.st_size(endian),
         global: sym.st_bind() == elf::STB_GLOBAL,
@@ -270,6 +297,7 @@ mod tests {
     #[test]
     fn local_exec_offset_follows_glibc_layout() {
         let e = TlsExport {
+            arch: &platform::X86_64,
             st_value: 8,
             st_size: 8,
             global: true,
@@ -283,12 +311,47 @@ mod tests {
             relocs: vec![],
         };
         // Block of 20 bytes rounded to 32, slot 8 bytes in: tp - 32 + 8.
-        assert_eq!(e.local_exec_tp_offset(TlsLayout::BelowThreadPointer), Some(-24));
+        assert_eq!(e.local_exec_tp_offset(), Some(-24));
+    }
+
+    #[test]
+    fn local_exec_offset_follows_variant_one() {
+        let mut e = TlsExport {
+            arch: &platform::AARCH64,
+            st_value: 8,
+            st_size: 8,
+            global: true,
+            e_type: elf::ET_EXEC,
+            tls: Some(TlsSegment {
+                vaddr: 0x41fd80,
+                memsz: 20,
+                align: 8,
+            }),
+            loads: vec![],
+            relocs: vec![],
+        };
+        // After the 16-byte TCB, 8 bytes into the block.
+        assert_eq!(e.local_exec_tp_offset(), Some(16 + 8));
+        // A 64-byte aligned block starts at the next multiple of 64 past the TCB.
+        e.tls = Some(TlsSegment {
+            vaddr: 0x420000,
+            memsz: 20,
+            align: 64,
+        });
+        assert_eq!(e.local_exec_tp_offset(), Some(64 + 8));
+        // A block whose p_vaddr is 16 past an alignment boundary keeps that phase.
+        e.tls = Some(TlsSegment {
+            vaddr: 0x420010,
+            memsz: 20,
+            align: 64,
+        });
+        assert_eq!(e.local_exec_tp_offset(), Some(16 + 8));
     }
 
     #[test]
     fn load_bias_from_a_mapping() {
         let e = TlsExport {
+            arch: &platform::X86_64,
             st_value: 0,
             st_size: 8,
             global: true,

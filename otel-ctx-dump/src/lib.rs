@@ -11,8 +11,10 @@
 //! text and [`json`] JSON (serde views).
 //! Layouts that differ by architecture or C library live in [`platform`].
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-compile_error!("otel-ctx-dump reads x86-64 Linux processes (glibc TLS layout) only.");
+// ptrace reads the registers of same-architecture tracees only: a build reads processes of its
+// own architecture (ELF files of every architecture in `platform::ARCHES` can be examined).
+#[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_os = "linux")))]
+compile_error!("otel-ctx-dump reads x86-64 and AArch64 Linux processes only.");
 
 pub mod cli;
 pub mod elf;

@@ -1,10 +1,12 @@
 //! What differs between the platforms a reader meets, in one place: the CPU architecture
 //! (relocation types, where static TLS sits relative to the thread pointer) and the C library
-//! (the DTV's layout). Only x86-64 with glibc is implemented. Another architecture (AArch64:
-//! `R_AARCH64_TLSDESC`/`TLS_TPREL64`/`TLS_DTPMOD64`, variant I with a 16-byte TCB, DTV pointer at
-//! tp+0, thread pointer `tpidr_el0` read in [`crate::ptrace`]) or C library (musl: 8-byte DTV
-//! entries, no generation check) is one more constant here and a match arm where the layout is
-//! used, not a change to the reading logic.
+//! (the DTV's layout). Implemented: x86-64 and AArch64 with glibc, x86-64 with musl (told apart
+//! by the maps, [`Platform::for_process`]).
+//!
+//! ELF files are examined with the [`Arch`] their `e_machine` names (so the tests can check
+//! AArch64 files on an x86-64 machine); a live process is read with [`Platform::native`]: the
+//! reader must be built for the architecture of the processes it reads (registers and the
+//! thread pointer come from ptrace, which only sees same-architecture tracees).
 
 /// The dynamic relocation types that reach a TLS symbol, one per access model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +24,10 @@ pub struct TlsRelocTypes {
 pub enum TlsLayout {
     /// TLS variant II (x86-64): blocks end at the thread pointer, offsets are negative.
     BelowThreadPointer,
+    /// TLS variant I (AArch64): the thread pointer points at a TCB of `tcb_size` bytes and the
+    /// executable's block follows it, at the first offset past the TCB that keeps the block's
+    /// alignment; offsets are positive.
+    AboveThreadPointer { tcb_size: u64 },
 }
 
 /// An architecture the reader understands.
@@ -45,6 +51,42 @@ pub const X86_64: Arch = Arch {
     tls_layout: TlsLayout::BelowThreadPointer,
 };
 
+/// AArch64: `R_AARCH64_TLSDESC` (1031, the compilers' default dialect), `R_AARCH64_TLS_TPREL64`
+/// (1030, initial-exec), `R_AARCH64_TLS_DTPMOD64` (1028, `-mtls-dialect=trad`); variant I with
+/// the 16-byte TCB of the psABI (glibc's `tcbhead_t`: dtv, private).
+pub const AARCH64: Arch = Arch {
+    name: "AArch64",
+    e_machine: object::elf::EM_AARCH64,
+    relocs: TlsRelocTypes {
+        tlsdesc: object::elf::R_AARCH64_TLSDESC,
+        initial_exec: object::elf::R_AARCH64_TLS_TPREL,
+        general_dynamic: object::elf::R_AARCH64_TLS_DTPMOD,
+    },
+    tls_layout: TlsLayout::AboveThreadPointer { tcb_size: 16 },
+};
+
+/// Every architecture whose ELF files can be examined.
+pub const ARCHES: [&Arch; 2] = [&X86_64, &AARCH64];
+
+impl Arch {
+    /// The architecture of ELF files with this `e_machine`, if known.
+    pub fn for_machine(e_machine: u16) -> Option<&'static Arch> {
+        ARCHES.into_iter().find(|a| a.e_machine == e_machine)
+    }
+}
+
+/// What a DTV holds besides the module entries, which tells a reader whether a module is in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtvHeader {
+    /// glibc: entry -1 holds the number of entries and entry 0 the generation the DTV is up to
+    /// date with; a dynamic TLSDESC argument is (module, offset, generation).
+    CountAndGeneration,
+    /// musl: word 0 holds the number of modules the DTV covers (`dlopen` installs a larger DTV
+    /// in every thread at once, so there is no generation); a dynamic TLSDESC argument is
+    /// (module, offset, link to the next argument).
+    Count,
+}
+
 /// How a C library lays out a thread's dynamic thread vector (DTV).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DtvLayout {
@@ -53,16 +95,34 @@ pub struct DtvLayout {
     pub dtv_pointer_offset: i64,
     /// Bytes per entry; entry `i` holds module `i`'s block address in its first word.
     pub entry_size: u64,
-    /// glibc: entry -1 holds the number of entries and entry 0 the generation the DTV is up to
-    /// date with, so a reader can tell "not allocated yet" from garbage.
-    pub counted_and_generation: bool,
+    pub header: DtvHeader,
 }
 
+/// glibc x86-64: `tcbhead_t` starts with `tcb` (self pointer), then `dtv`; `dtv_t` is a
+/// pointer and its `to_free` companion.
 pub const GLIBC_X86_64_DTV: DtvLayout = DtvLayout {
     name: "glibc x86-64",
     dtv_pointer_offset: 8,
     entry_size: 16,
-    counted_and_generation: true,
+    header: DtvHeader::CountAndGeneration,
+};
+
+/// glibc AArch64: the thread pointer points at `tcbhead_t`, whose first word is `dtv`.
+pub const GLIBC_AARCH64_DTV: DtvLayout = DtvLayout {
+    name: "glibc AArch64",
+    dtv_pointer_offset: 0,
+    entry_size: 16,
+    header: DtvHeader::CountAndGeneration,
+};
+
+/// musl x86-64: the thread pointer points at `struct pthread`, whose second word (after `self`)
+/// is `uintptr_t *dtv`; one word per entry, word 0 the module count, word `i` module `i`'s block
+/// (DTP_OFFSET is 0 on x86-64).
+pub const MUSL_X86_64_DTV: DtvLayout = DtvLayout {
+    name: "musl x86-64",
+    dtv_pointer_offset: 8,
+    entry_size: 8,
+    header: DtvHeader::Count,
 };
 
 /// An architecture and a C library: everything layout-specific a read needs.
@@ -72,8 +132,98 @@ pub struct Platform {
     pub dtv: &'static DtvLayout,
 }
 
-/// The only platform implemented (the crate refuses to build elsewhere, see lib.rs).
 pub const LINUX_X86_64_GLIBC: Platform = Platform {
     arch: &X86_64,
     dtv: &GLIBC_X86_64_DTV,
 };
+
+pub const LINUX_AARCH64_GLIBC: Platform = Platform {
+    arch: &AARCH64,
+    dtv: &GLIBC_AARCH64_DTV,
+};
+
+pub const LINUX_X86_64_MUSL: Platform = Platform {
+    arch: &X86_64,
+    dtv: &MUSL_X86_64_DTV,
+};
+
+/// The C library a process runs on, from the files it maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CLibrary {
+    Glibc,
+    Musl,
+}
+
+impl CLibrary {
+    /// musl when its loader (which is also its libc) is mapped: `ld-musl-ARCH.so.1` (Alpine,
+    /// and the name programs ask for), `libc.musl-ARCH.so.1`, or the file that name links to
+    /// on Debian, `/usr/lib/ARCH-linux-musl/libc.so` (maps show the resolved path).
+    pub fn from_mapped_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> CLibrary {
+        let musl = paths.into_iter().any(|path| {
+            let path = path.trim_end_matches(" (deleted)");
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+            (name.starts_with("ld-musl-") || name.starts_with("libc.musl-")) && name.ends_with(".so.1")
+                || name == "libc.so" && dir.ends_with("-linux-musl")
+        });
+        if musl {
+            CLibrary::Musl
+        } else {
+            CLibrary::Glibc
+        }
+    }
+}
+
+impl Platform {
+    /// The platform of a process this build reads: its own architecture (see lib.rs) and the
+    /// C library the process maps. musl is implemented on x86-64 only: AArch64 musl processes
+    /// get `None`.
+    pub fn for_process(libc: CLibrary) -> Option<Platform> {
+        match libc {
+            CLibrary::Glibc => Some(Platform::native()),
+            CLibrary::Musl if cfg!(target_arch = "x86_64") => Some(LINUX_X86_64_MUSL),
+            CLibrary::Musl => None,
+        }
+    }
+
+    /// The glibc platform of this build's architecture.
+    pub const fn native() -> Platform {
+        #[cfg(target_arch = "x86_64")]
+        {
+            LINUX_X86_64_GLIBC
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            LINUX_AARCH64_GLIBC
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn architectures_by_machine() {
+        assert_eq!(Arch::for_machine(62), Some(&X86_64));
+        assert_eq!(Arch::for_machine(183), Some(&AARCH64));
+        assert_eq!(Arch::for_machine(40), None, "32-bit Arm is not read");
+        // The relocation numbers of the psABIs.
+        assert_eq!((AARCH64.relocs.tlsdesc, AARCH64.relocs.initial_exec), (1031, 1030));
+        assert_eq!(AARCH64.relocs.general_dynamic, 1028);
+        assert_eq!((X86_64.relocs.tlsdesc, X86_64.relocs.initial_exec), (36, 18));
+    }
+
+    #[test]
+    fn c_library_from_the_maps() {
+        use CLibrary::*;
+        let of = |paths: &[&str]| CLibrary::from_mapped_paths(paths.iter().copied());
+        assert_eq!(of(&["/usr/bin/app", "/usr/lib/x86_64-linux-gnu/libc.so.6"]), Glibc);
+        assert_eq!(of(&["/usr/bin/app", "/lib/ld-musl-x86_64.so.1"]), Musl);
+        assert_eq!(of(&["/lib/ld-musl-aarch64.so.1 (deleted)"]), Musl);
+        assert_eq!(of(&["/usr/lib/libc.musl-x86_64.so.1"]), Musl);
+        assert_eq!(of(&["/usr/bin/app", "/usr/lib/x86_64-linux-musl/libc.so"]), Musl);
+        // A glibc program's own file named like musl's is not musl's loader.
+        assert_eq!(of(&["/opt/x/libc.so", "/home/u/ld-musl-notes.txt"]), Glibc);
+        assert_eq!(of(&[]), Glibc);
+    }
+}

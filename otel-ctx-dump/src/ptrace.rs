@@ -1,7 +1,8 @@
 //! Stopping one thread just long enough to read its thread pointer and TLS.
 //!
 //! `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, wait for the stop (`__WALL`: the target's threads are
-//! not our children), `PTRACE_GETREGS` for `fs_base`, then `PTRACE_DETACH` in the guard's `Drop`.
+//! not our children), `PTRACE_GETREGS` for `fs_base` (x86-64) or `PTRACE_GETREGSET` with
+//! `NT_ARM_TLS` for `tpidr_el0` (AArch64), then `PTRACE_DETACH` in the guard's `Drop`.
 //! A signal the target received while stopped is handed back on detach.
 //!
 //! Some threads cannot reach the stop: a thread blocked in `vfork` waits (killable, not
@@ -65,8 +66,9 @@ fn termination_signals() -> libc::sigset_t {
 }
 
 fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
-    // Safety: the requests used here (SEIZE, INTERRUPT, GETREGS, DETACH) take a tid and either
-    // no pointer or, for GETREGS, a pointer to a user_regs_struct the caller owns.
+    // Safety: the requests used here (SEIZE, INTERRUPT, GETREGS, GETREGSET, DETACH) take a tid
+    // and either no pointer or, for GETREGS, a pointer to a user_regs_struct the caller owns,
+    // for GETREGSET a pointer to an iovec describing a buffer the caller owns.
     let r = unsafe { libc::ptrace(req, tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
     if r == -1 {
         Err(io::Error::last_os_error())
@@ -245,11 +247,35 @@ impl StoppedThread<'_> {
     }
 
     /// The thread pointer (x86-64 `fs_base`).
+    #[cfg(target_arch = "x86_64")]
     pub fn thread_pointer(&self) -> io::Result<u64> {
         // Safety: user_regs_struct is plain integers; zero is a valid value.
         let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
         ptrace(libc::PTRACE_GETREGS, self.tid, 0, &mut regs as *mut _ as usize)?;
         Ok(regs.fs_base)
+    }
+
+    /// The thread pointer (AArch64 `tpidr_el0`): the `NT_ARM_TLS` register set, whose first
+    /// word it is (kernels with SME append `tpidr2_el0`, hence room for two).
+    #[cfg(target_arch = "aarch64")]
+    pub fn thread_pointer(&self) -> io::Result<u64> {
+        /// `NT_ARM_TLS` from the kernel's elf.h.
+        const NT_ARM_TLS: usize = 0x401;
+        let mut words = [0u64; 2];
+        let mut iov = libc::iovec {
+            iov_base: words.as_mut_ptr().cast(),
+            iov_len: std::mem::size_of_val(&words),
+        };
+        ptrace(
+            libc::PTRACE_GETREGSET,
+            self.tid,
+            NT_ARM_TLS,
+            &mut iov as *mut _ as usize,
+        )?;
+        if iov.iov_len < 8 {
+            return Err(io::Error::other("NT_ARM_TLS register set shorter than tpidr_el0"));
+        }
+        Ok(words[0])
     }
 }
 

@@ -214,14 +214,16 @@ fn watch_reports_a_thread_blocked_in_vfork_and_leaves_it_running() {
         l.contains(&format!("\"tid\":{tid}")) && l.contains("\"state\":\"active\"")
     });
     assert!(later.last().unwrap().contains(&"77".repeat(16)), "{later:?}");
-    for _ in 0..10 {
-        let state = otel_ctx_dump::inspect::thread_state(pid, tid);
-        assert!(
-            !matches!(state, Some('t' | 'T')),
-            "state {state:?} while the watcher runs"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Each pass stops the thread for a moment, which a sample may catch on a loaded machine;
+    // a thread left in the trace stop would be caught by every sample.
+    let states: Vec<Option<char>> = (0..10)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            otel_ctx_dump::inspect::thread_state(pid, tid)
+        })
+        .collect();
+    let stopped = states.iter().filter(|s| matches!(s, Some('t' | 'T'))).count();
+    assert!(stopped <= 3, "states {states:?} while the watcher runs");
     // Safety: sends SIGINT to our own child.
     assert_eq!(unsafe { libc::kill(watcher.pid(), libc::SIGINT) }, 0);
     let status = watcher.child.wait().unwrap();

@@ -2,7 +2,7 @@
 //! thread's DTV entry for the module) and copying the record it points to.
 
 use crate::maps::Memory;
-use crate::platform::DtvLayout;
+use crate::platform::{DtvHeader, DtvLayout};
 use crate::record::{self, Record, RecordHeader};
 
 use super::Resolution;
@@ -58,20 +58,31 @@ fn dtv_block(
             .map_err(|e| SlotRead::Error(format!("reading {what}: {e}")))
     };
     let dtv = read(tp.wrapping_add(layout.dtv_pointer_offset as u64), "the DTV pointer")?;
-    if layout.counted_and_generation {
-        // glibc: entry -1 holds the number of entries, entry 0 the generation the thread's DTV
-        // is up to date with.
-        let len = read(dtv.wrapping_sub(layout.entry_size), "the DTV length")?;
-        if module_id > len {
-            return Err(SlotRead::NoSlot(format!(
-                "the thread's DTV has {len} entries, module {module_id} not among them"
-            )));
-        }
-        if let Some(g) = generation {
-            let dtv_gen = read(dtv, "the DTV generation")?;
-            if dtv_gen < g {
+    match layout.header {
+        DtvHeader::CountAndGeneration => {
+            // glibc: entry -1 holds the number of entries, entry 0 the generation the thread's
+            // DTV is up to date with.
+            let len = read(dtv.wrapping_sub(layout.entry_size), "the DTV length")?;
+            if module_id > len {
                 return Err(SlotRead::NoSlot(format!(
-                    "the thread's DTV (generation {dtv_gen}) predates the module (generation {g})"
+                    "the thread's DTV has {len} entries, module {module_id} not among them"
+                )));
+            }
+            if let Some(g) = generation {
+                let dtv_gen = read(dtv, "the DTV generation")?;
+                if dtv_gen < g {
+                    return Err(SlotRead::NoSlot(format!(
+                        "the thread's DTV (generation {dtv_gen}) predates the module (generation {g})"
+                    )));
+                }
+            }
+        }
+        DtvHeader::Count => {
+            // musl: word 0 counts the modules the DTV covers.
+            let count = read(dtv, "the DTV's module count")?;
+            if module_id > count {
+                return Err(SlotRead::NoSlot(format!(
+                    "the thread's DTV covers {count} modules, module {module_id} not among them"
                 )));
             }
         }
@@ -111,7 +122,7 @@ pub fn read_record(mem: &dyn Memory, addr: u64) -> SlotRead {
 mod tests {
     use super::*;
     use crate::maps::FakeMemory;
-    use crate::platform::GLIBC_X86_64_DTV;
+    use crate::platform::{GLIBC_X86_64_DTV, MUSL_X86_64_DTV};
 
     fn words(ws: &[u64]) -> Vec<u8> {
         ws.iter().flat_map(|w| w.to_ne_bytes()).collect()
@@ -185,6 +196,37 @@ mod tests {
             SlotRead::Error(_)
         ));
     }
+    #[test]
+    fn musl_dtv_has_word_entries_and_a_module_count() {
+        let tp = 0x7000_0000u64;
+        let dtv = 0x5000u64;
+        // dtv[0] = 2 modules, dtv[1] = block, dtv[2] = block; dtv[3] lies past the count.
+        let mem = FakeMemory(vec![
+            (tp + 8, words(&[dtv])),
+            (dtv, words(&[2, 0x8000, 0x8100, 0x8000])),
+            (0x8100, words(&[0, 0x9000])),
+            (0x9000, record_bytes()),
+        ]);
+        let res = |module_id| Resolution::Dynamic {
+            module_id,
+            offset: 8,
+            generation: None,
+        };
+        assert!(matches!(
+            read_slot(&mem, &MUSL_X86_64_DTV, tp, res(2)),
+            SlotRead::Record { addr: 0x9000, .. }
+        ));
+        assert!(matches!(
+            read_slot(&mem, &MUSL_X86_64_DTV, tp, res(3)),
+            SlotRead::NoSlot(_)
+        ));
+        // The glibc layout on the same memory reads 16-byte entries and another header.
+        assert!(!matches!(
+            read_slot(&mem, &GLIBC_X86_64_DTV, tp, res(2)),
+            SlotRead::Record { .. }
+        ));
+    }
+
     #[test]
     fn null_slot_is_no_context() {
         let mem = FakeMemory(vec![(0x1000, words(&[0]))]);

@@ -19,7 +19,7 @@ pub use modules::{resolve, Module, Resolution};
 pub use threads::{task_stat, thread_ids, thread_name, thread_state, tracer_of, TaskStat, ThreadProblem, TracerInfo};
 
 use crate::maps::{self, Mapping, Memory, ProcessMemory};
-use crate::platform::Platform;
+use crate::platform::{CLibrary, Platform};
 use crate::ptrace::{self, StopError, Tracer};
 use modules::ElfCache;
 use std::fmt;
@@ -79,6 +79,8 @@ pub struct Snapshot {
     pub threads: Vec<ThreadReport>,
     /// Threads not read because `--thread` asked for another one; 0 without a filter.
     pub threads_skipped: usize,
+    /// The C library the process maps, which decides the DTV layout.
+    pub libc: CLibrary,
 }
 
 impl Snapshot {
@@ -93,7 +95,9 @@ pub struct Inspector {
     pub pid: i32,
     /// When set, the threads not read yet are skipped (the CLI's Ctrl-C flag).
     cancel: Option<&'static AtomicBool>,
-    platform: Platform,
+    /// Chosen from the maps at each snapshot; `None` for a C library whose DTV layout is not
+    /// implemented on this architecture (static TLS is still read).
+    platform: Option<Platform>,
     elf_cache: ElfCache,
 }
 
@@ -110,7 +114,7 @@ impl Inspector {
         Inspector {
             pid,
             cancel: None,
-            platform: crate::platform::LINUX_X86_64_GLIBC,
+            platform: Some(Platform::native()),
             elf_cache: ElfCache::default(),
         }
     }
@@ -180,7 +184,10 @@ impl Inspector {
             .map(|s| s.trim_end().to_owned())
             .unwrap_or_default();
         let process_context = read_process_context(&maps, &mem);
-        let (modules, module_errors) = self.elf_cache.find_modules(&self.platform, &maps, view);
+        let libc = CLibrary::from_mapped_paths(maps.iter().map(|m| m.path.as_str()));
+        self.platform = Platform::for_process(libc);
+        let platform = self.platform.unwrap_or(Platform::native());
+        let (modules, module_errors) = self.elf_cache.find_modules(&platform, &maps, view);
 
         let mut tids = thread_ids(pid).map_err(|e| io_error(pid, "listing /proc/PID/task", e))?;
         let all = tids.len();
@@ -216,6 +223,7 @@ impl Inspector {
             module_errors,
             threads,
             threads_skipped,
+            libc,
         })
     }
 
@@ -273,9 +281,14 @@ impl Inspector {
             }
         };
         for (i, resolution) in usable {
-            report
-                .reads
-                .push((i, read_slot(mem, self.platform.dtv, tp, resolution)));
+            let read = match (self.platform, resolution) {
+                (Some(p), _) => read_slot(mem, p.dtv, tp, resolution),
+                (None, Resolution::StaticOffset(_)) => read_slot(mem, Platform::native().dtv, tp, resolution),
+                (None, Resolution::Dynamic { .. }) => {
+                    SlotRead::Error("this C library's DTV layout is not implemented on this architecture".into())
+                }
+            };
+            report.reads.push((i, read));
         }
         drop(stopped);
         report

@@ -3,7 +3,7 @@
 
 use crate::elf::{self, AccessModel, TlsExport};
 use crate::maps::{Mapping, Memory, ProcessMemory};
-use crate::platform::Platform;
+use crate::platform::{DtvHeader, Platform};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -162,7 +162,8 @@ fn examine_file(platform: &Platform, pid: i32, m: &Mapping) -> Result<Option<Tls
     }
 }
 
-/// Works out where the module's slot is, from its live GOT.
+/// Works out where the module's slot is, from its live GOT (the static TLS layout is the
+/// module's architecture's; a dynamic TLSDESC argument's is the C library's).
 pub fn resolve(platform: &Platform, mem: &dyn Memory, m: &Module) -> Result<Resolution, String> {
     let read = |addr: u64| mem.read_u64(addr).map_err(|e| format!("reading GOT at {addr:#x}: {e}"));
     match m.model {
@@ -179,12 +180,16 @@ pub fn resolve(platform: &Platform, mem: &dyn Memory, m: &Module) -> Result<Reso
             }
             let module_id = read(arg)?;
             let offset = read(arg + 8)?;
-            let generation = read(arg + 16)?;
+            // glibc's argument has a third word, the generation; musl's links its next one.
+            let generation = match platform.dtv.header {
+                DtvHeader::CountAndGeneration => Some(read(arg + 16)?),
+                DtvHeader::Count => None,
+            };
             check_dynamic(module_id, offset, m)?;
             Ok(Resolution::Dynamic {
                 module_id,
                 offset,
-                generation: Some(generation),
+                generation,
             })
         }
         AccessModel::InitialExec => {
@@ -213,7 +218,7 @@ pub fn resolve(platform: &Platform, mem: &dyn Memory, m: &Module) -> Result<Reso
                 return Err("no relocation reaches the slot and this is not the main executable".into());
             }
             m.export
-                .local_exec_tp_offset(platform.arch.tls_layout)
+                .local_exec_tp_offset()
                 .map(Resolution::StaticOffset)
                 .ok_or_else(|| "no PT_TLS segment".into())
         }

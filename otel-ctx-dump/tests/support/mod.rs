@@ -2,6 +2,8 @@
 //! and a small JSON parser for the lines targets and `otel-ctx-dump --json` print.
 #![allow(dead_code)]
 
+pub mod sample;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
