@@ -2,7 +2,10 @@
 # Builds libotel_thread_ctx.so for x86_64-unknown-linux-musl, a shared library that musl's
 # dynamic loader loads, at a stable path (printed on the last line of stdout):
 #   target/x86_64-unknown-linux-musl/<profile>/libotel_thread_ctx.so
-# Usage: scripts/build-musl.sh [--release] (debug by default, like cargo).
+# Usage: scripts/build-musl.sh [--release] [--test-hooks] (debug by default, like cargo).
+# --test-hooks builds with the crate's `test-hooks` feature (the functions only tests call, see
+# native/test_hooks.rs) into a target directory of its own, so the shipped library never has them:
+#   target/x86_64-unknown-linux-musl/test-hooks/x86_64-unknown-linux-musl/<profile>/libotel_thread_ctx.so
 #
 # Two ways, chosen automatically:
 # - a rustup toolchain with the musl target installed (`rustup target add
@@ -26,12 +29,19 @@ cd "$root"
 
 triple=x86_64-unknown-linux-musl
 profile=debug
-cargo_profile=()
-case "${1:-}" in
-  --release) profile=release; cargo_profile=(--release) ;;
-  "") ;;
-  *) echo "usage: $0 [--release]" >&2; exit 2 ;;
-esac
+# Extra cargo arguments: the profile, and for --test-hooks the feature and its target directory.
+cargo_args=()
+target_dir="$root/target"
+for arg in "$@"; do
+  case "$arg" in
+    --release) profile=release; cargo_args+=(--release) ;;
+    --test-hooks)
+      target_dir="$root/target/$triple/test-hooks"
+      cargo_args+=(--features test-hooks --target-dir "$target_dir")
+      ;;
+    *) echo "usage: $0 [--release] [--test-hooks]" >&2; exit 2 ;;
+  esac
+done
 
 fail() { echo "build-musl: $*" >&2; exit 1; }
 command -v musl-gcc >/dev/null || fail "musl-gcc not found (Debian package musl-tools; scripts/setup.sh installs it)"
@@ -56,7 +66,7 @@ export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$rustflags"
 
 if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
   echo "build-musl: rustup's $triple target" >&2
-  nice cargo build -q "${cargo_profile[@]}" --target "$triple" -p otel-thread-ctx --lib
+  nice cargo build -q "${cargo_args[@]}" --target "$triple" -p otel-thread-ctx --lib
 else
   rustc=/usr/bin/rustc
   [ -x "$rustc" ] || fail "no rustup $triple target and no Debian rustc at $rustc"
@@ -79,7 +89,7 @@ else
   # Its own lock file: the two sources hold newer versions of some crates (libc, memchr) than
   # Debian's registry, and the glibc build's Cargo.lock must not move to them.
   export RUSTC="$rustc" RUSTC_BOOTSTRAP=1
-  nice "$cargo" build -q "${cargo_profile[@]}" --target "$triple" -p otel-thread-ctx --lib \
+  nice "$cargo" build -q "${cargo_args[@]}" --target "$triple" -p otel-thread-ctx --lib \
     -Zbuild-std=std,panic_unwind -Zlockfile-path \
     --config "resolver.lockfile-path=\"$root/target/$triple/Cargo.lock\"" \
     --config 'source.crates-io.replace-with="musl-crates"' \
@@ -87,6 +97,6 @@ else
     --config 'net.offline=true'
 fi
 
-so="$root/target/$triple/$profile/libotel_thread_ctx.so"
+so="$target_dir/$triple/$profile/libotel_thread_ctx.so"
 [ -f "$so" ] || fail "cargo did not produce $so"
 echo "$so"

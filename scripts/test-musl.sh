@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The musl suite: builds libotel_thread_ctx.so for x86_64-unknown-linux-musl
-# (scripts/build-musl.sh --release), checks its ELF, then builds the C sample and the C test
-# programs (tests/musl/suite.c: C API, signal stress, thread exit) with musl-gcc and runs them
-# under musl's loader, linked at start-up (static TLS) and loaded with dlopen (dynamic TLS).
+# (scripts/build-musl.sh --release), and the same with the test hooks (--test-hooks, in a target
+# directory of its own), checks their ELF (the shipped one exports no hook), then builds the C
+# sample (against the shipped library) and the C test programs (tests/musl/suite.c: C API, signal
+# stress, thread exit; against the test-hooks library, whose hooks they call) with musl-gcc and
+# runs them under musl's loader, linked at start-up (static TLS) and loaded with dlopen (dynamic
+# TLS).
 # A missing toolchain fails the suite. Prints one line per check and "musl: N passed, N failed".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +33,13 @@ if [ -z "$so" ] || [ ! -f "$so" ]; then
 fi
 pass "build: $so"
 lib="$(dirname "$so")"
+hooks_so="$(./scripts/build-musl.sh --release --test-hooks | tail -n 1)"
+if [ -z "$hooks_so" ] || [ ! -f "$hooks_so" ] || [ "$hooks_so" = "$so" ]; then
+  fail "build: scripts/build-musl.sh --release --test-hooks (got '$hooks_so')"
+  finish
+fi
+pass "build with the test hooks: $hooks_so"
+hooks_lib="$(dirname "$hooks_so")"
 
 # The ELF properties readers and musl's loader need. Prints what is wrong; silent when right.
 elf_problems() {
@@ -59,6 +69,25 @@ if [ -z "$problems" ]; then
 else
   fail "ELF of $so: $problems"
 fi
+problems="$(elf_problems "$hooks_so")"
+[ -z "$problems" ] && pass "ELF of the test-hooks build: the same properties" ||
+  fail "ELF of $hooks_so: $problems"
+
+# The functions only tests call (native/test_hooks.rs): the shipped library must not export them,
+# the test-hooks build (the control, so the check can fail) must export every one.
+test_hooks=(otel_thread_ctx_read_current otel_thread_ctx_live_records otel_process_ctx_read_payload
+  otel_thread_ctx_test_vector_probe)
+exported_hooks() {
+  readelf --dyn-syms -W "$1" | awk '$7 != "UND" && NF >= 8 { sub(/@.*/, "", $8); print $8 }' |
+    grep -xF -f <(printf '%s\n' "${test_hooks[@]}") | sort -u | tr '\n' ' '
+}
+shipped_hooks="$(exported_hooks "$so")"
+[ -z "$shipped_hooks" ] && pass "the shipped musl library exports no test hook" ||
+  fail "the shipped musl library $so exports test hooks: $shipped_hooks"
+want_hooks="$(printf '%s\n' "${test_hooks[@]}" | sort | tr '\n' ' ')"
+got_hooks="$(exported_hooks "$hooks_so")"
+[ "$got_hooks" = "$want_hooks" ] && pass "the test-hooks build exports every hook: $got_hooks" ||
+  fail "the test-hooks build $hooks_so exports '$got_hooks', not '$want_hooks'"
 # Control: the glibc build fails the same checks, so they can fail.
 if nice cargo build -q --release -p otel-thread-ctx --lib 2>/dev/null &&
   glibc_problems="$(elf_problems target/release/libotel_thread_ctx.so)" &&
@@ -78,11 +107,11 @@ build() {
 }
 if build make -s -C samples/c CC=musl-gcc LIBDIR="$lib" OUT="$out/samples" &&
   build musl-gcc "${cflags[@]}" -shared -fPIC -mtls-dialect=gnu2 tests/support/sampler.c \
-    -L "$lib" -lotel_thread_ctx -Wl,-rpath,"$lib" -o "$out/libsampler.so" &&
+    -L "$hooks_lib" -lotel_thread_ctx -Wl,-rpath,"$hooks_lib" -o "$out/libsampler.so" &&
   build musl-gcc "${cflags[@]}" -pthread tests/musl/suite.c -o "$out/suite-exe" \
-    -L "$out" -lsampler -L "$lib" -lotel_thread_ctx -Wl,-rpath,"$out" -Wl,-rpath,"$lib" &&
+    -L "$out" -lsampler -L "$hooks_lib" -lotel_thread_ctx -Wl,-rpath,"$out" -Wl,-rpath,"$hooks_lib" &&
   build musl-gcc "${cflags[@]}" -DSUITE_AS_LIBRARY -shared -fPIC -pthread tests/musl/suite.c -o "$out/libsuite.so" \
-    -L "$out" -lsampler -L "$lib" -lotel_thread_ctx -Wl,-rpath,"$out" -Wl,-rpath,"$lib" &&
+    -L "$out" -lsampler -L "$hooks_lib" -lotel_thread_ctx -Wl,-rpath,"$out" -Wl,-rpath,"$hooks_lib" &&
   build musl-gcc "${cflags[@]}" tests/musl/dlopen_main.c -o "$out/suite-dlopen" &&
   build musl-gcc "${cflags[@]}" -O0 -fasynchronous-unwind-tables -Wl,--eh-frame-hdr tests/musl/unwind.c \
     native/musl/dl_find_object.c "$(gcc -print-file-name=libgcc_eh.a)" -o "$out/unwind"; then

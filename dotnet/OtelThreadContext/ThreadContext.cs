@@ -31,7 +31,7 @@ namespace OtelThreadContext;
 /// ends).
 /// </para>
 /// <para>
-/// <b>Platforms.</b> Only Linux x64 with glibc is supported (<see cref="IsSupported"/>).
+/// <b>Platforms.</b> Only Linux x64, with glibc or musl, is supported (<see cref="IsSupported"/>).
 /// Elsewhere every method of this class is a no-op that returns at once (attribute setters
 /// return <see cref="SetAttributeResult.NotSupported"/>) and the native library is never loaded.
 /// </para>
@@ -58,8 +58,9 @@ public static unsafe class ThreadContext
     private static ThreadContextRecord* t_record;
 
     /// <summary>
-    /// True on Linux x64 with glibc, the platform the native library is built for. When false,
-    /// every method of <see cref="ThreadContext"/> is a no-op.
+    /// True on Linux x64 with glibc or musl (<c>linux-x64</c>, <c>linux-musl-x64</c>), the
+    /// platforms the native library is built for. When false, every method of
+    /// <see cref="ThreadContext"/> is a no-op.
     /// </summary>
     public static bool IsSupported => s_supported;
 
@@ -292,14 +293,21 @@ public static unsafe class ThreadContext
     internal static void ThrowUndeclaredKey() => throw new ArgumentException(
         "default(ThreadAttributeKey) names no attribute: get keys from ProcessContext.DeclareKey.", "key");
 
-    private static bool ComputeIsSupported()
-    {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
-        {
-            return false;
-        }
+    private static bool ComputeIsSupported() => IsSupportedPlatform(
+        OperatingSystem.IsLinux(), RuntimeInformation.ProcessArchitecture, RuntimeInformation.RuntimeIdentifier);
 
-        // The library is built against glibc; a musl process would fail to load it.
-        return !RuntimeInformation.RuntimeIdentifier.Contains("musl", StringComparison.OrdinalIgnoreCase);
-    }
+    /// <summary>
+    /// The decision behind <see cref="IsSupported"/>, apart from the running process so tests can
+    /// ask it about any platform: Linux on x64, with glibc (<c>linux-x64</c>, or a distribution's
+    /// own RID such as <c>ubuntu.22.04-x64</c>) or musl (<c>linux-musl-x64</c>, <c>alpine.3.18-x64</c>),
+    /// the two C libraries the native library is built for. Not Android's bionic, not another
+    /// architecture (the slot is defined in x86-64 assembly).
+    /// </summary>
+    /// <param name="isLinux">Whether the operating system is Linux.</param>
+    /// <param name="processArchitecture">The process's architecture.</param>
+    /// <param name="runtimeIdentifier">The runtime identifier, e.g. <c>linux-musl-x64</c>.</param>
+    internal static bool IsSupportedPlatform(bool isLinux, Architecture processArchitecture, string runtimeIdentifier) =>
+        isLinux && processArchitecture == Architecture.X64 &&
+        !runtimeIdentifier.Contains("bionic", StringComparison.OrdinalIgnoreCase) &&
+        !runtimeIdentifier.StartsWith("android", StringComparison.OrdinalIgnoreCase);
 }

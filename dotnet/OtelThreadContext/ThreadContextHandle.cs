@@ -36,7 +36,7 @@ namespace OtelThreadContext;
 /// <see cref="ThreadContext"/>'s remarks).
 /// </para>
 /// <para>
-/// Only Linux x64 with glibc is supported: elsewhere (<see cref="ThreadContext.IsSupported"/> is
+/// Only Linux x64, with glibc or musl, is supported: elsewhere (<see cref="ThreadContext.IsSupported"/> is
 /// false) creating a handle throws <see cref="PlatformNotSupportedException"/> and
 /// <see cref="Detach"/> returns null.
 /// </para>

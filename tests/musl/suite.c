@@ -12,7 +12,6 @@
  * Prints "PASS <test> (<placement>): <details>" and exits 0, or "FAIL ..." and exits 1.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,6 +33,12 @@ int sampler_stop(struct sampler_counts *out);
 uint64_t sampler_samples(void);
 #define SAMPLER_MUL 0x9E3779B97F4A7C15ULL
 #define SAMPLER_XOR 0xA5A5A5A5A5A5A5A5ULL
+
+/* The test hooks (native/test_hooks.rs): exported only by the library built with the test-hooks
+ * feature (scripts/build-musl.sh --test-hooks), which this suite links; not in the header. */
+OtelThreadCtxStatus otel_thread_ctx_read_current(struct OtelThreadCtxRecord *out);
+size_t otel_thread_ctx_live_records(void);
+OtelProcessCtxStatus otel_process_ctx_read_payload(uint8_t *buffer, size_t capacity, size_t *payload_size);
 
 static const char *test_name = "?";
 static const char *placement = "?";
@@ -110,12 +115,15 @@ struct owner {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int attached, done;
+    OtelThreadCtxStatus attach_status;
+    OtelThreadCtx *displaced;
 };
 
 static void *owner_thread(void *arg) {
     struct owner *o = arg;
-    otel_thread_ctx_attach(o->handle);
+    OtelThreadCtxStatus status = otel_thread_ctx_attach(o->handle, &o->displaced);
     pthread_mutex_lock(&o->lock);
+    o->attach_status = status;
     o->attached = 1;
     pthread_cond_broadcast(&o->cond);
     while (!o->done) pthread_cond_wait(&o->cond, &o->lock);
@@ -134,16 +142,17 @@ static void *api_thread(void *unused) {
     CHECK(read_current(&rec) == OTEL_THREAD_CTX_STATUS_OK);
     CHECK(memcmp(rec.trace_id, TRACE, 16) == 0 && memcmp(rec.span_id, SPAN, 8) == 0);
     CHECK(rec.valid == 1 && rec.trace_flags == 1 && rec.attrs_data_size == 0);
-    struct OtelThreadCtxRecord *first = otel_thread_ctx_ensure_record();
-    CHECK(first != NULL);
+    struct OtelThreadCtxRecord *first = NULL, *again = NULL, *of_handle = NULL;
+    CHECK(otel_thread_ctx_ensure_record(&first) == OTEL_THREAD_CTX_STATUS_OK && first != NULL);
     uint8_t t2[16] = {9}, s2[8] = {8};
     CHECK(otel_thread_ctx_update(&t2, &s2, 0) == OTEL_THREAD_CTX_STATUS_OK);
-    CHECK(otel_thread_ctx_ensure_record() == first);
+    CHECK(otel_thread_ctx_ensure_record(&again) == OTEL_THREAD_CTX_STATUS_OK && again == first);
     CHECK(first->trace_id[0] == 9 && first->span_id[0] == 8 && first->trace_flags == 0);
 
     /* attributes on the attached record */
     OtelThreadCtx *h = otel_thread_ctx_current();
-    CHECK(h != NULL && otel_thread_ctx_record(h) == first);
+    CHECK(h != NULL);
+    CHECK(otel_thread_ctx_record(h, &of_handle) == OTEL_THREAD_CTX_STATUS_OK && of_handle == first);
     CHECK(otel_thread_ctx_set_attribute(h, 1, (const uint8_t *)"GET", 3) == OTEL_THREAD_CTX_STATUS_OK);
     CHECK(otel_thread_ctx_set_attribute(h, 0, (const uint8_t *)"/a", 2) == OTEL_THREAD_CTX_STATUS_OK);
     static const uint8_t want[] = {1, 3, 'G', 'E', 'T', 0, 2, '/', 'a'};
@@ -166,16 +175,26 @@ static void *api_thread(void *unused) {
     CHECK(memcmp(rec.trace_id, zeros, 16) == 0 && memcmp(rec.span_id, zeros, 8) == 0);
     CHECK(rec.valid == 1 && rec.trace_flags == 0 && rec.attrs_data_size == 0);
 
-    /* owned handles: attach hands back what it displaced */
-    OtelThreadCtx *a = otel_thread_ctx_new(&TRACE, &SPAN, 1);
-    CHECK(a != NULL && (uintptr_t)otel_thread_ctx_record(a) % 8 == 0);
-    OtelThreadCtx *displaced = otel_thread_ctx_attach(a);
+    /* owned handles: attach hands back what it displaced. Out-parameters start as a non-NULL
+     * sentinel, so each check also sees the call write them. */
+    OtelThreadCtx *const sentinel = (OtelThreadCtx *)(uintptr_t)0x5e47;
+    struct OtelThreadCtxRecord *const rec_sentinel = (struct OtelThreadCtxRecord *)(uintptr_t)0x5e47;
+    OtelThreadCtx *a = sentinel;
+    struct OtelThreadCtxRecord *a_rec = rec_sentinel;
+    CHECK(otel_thread_ctx_new(&TRACE, &SPAN, 1, &a) == OTEL_THREAD_CTX_STATUS_OK && a != NULL && a != sentinel);
+    CHECK(otel_thread_ctx_record(a, &a_rec) == OTEL_THREAD_CTX_STATUS_OK && a_rec != NULL && a_rec != rec_sentinel);
+    CHECK((uintptr_t)a_rec % 64 == 0);
+    CHECK(memcmp(a_rec->trace_id, TRACE, 16) == 0 && a_rec->valid == 1 && a_rec->trace_flags == 1);
+    OtelThreadCtx *displaced = sentinel;
+    CHECK(otel_thread_ctx_attach(a, &displaced) == OTEL_THREAD_CTX_STATUS_OK);
     CHECK(displaced == h);
     CHECK(otel_thread_ctx_free(displaced) == OTEL_THREAD_CTX_STATUS_OK);
     CHECK(otel_thread_ctx_current() == a);
     CHECK(otel_thread_ctx_free(a) == OTEL_THREAD_CTX_STATUS_HANDLE_ATTACHED);
-    errno = 12345;
-    CHECK(otel_thread_ctx_attach(a) == NULL && errno == 0); /* already attached: no change */
+    displaced = sentinel; /* already attached: no change, nothing displaced */
+    CHECK(otel_thread_ctx_attach(a, &displaced) == OTEL_THREAD_CTX_STATUS_OK && displaced == NULL);
+    CHECK(otel_thread_ctx_current() == a);
+    CHECK(otel_thread_ctx_attach(a, NULL) == OTEL_THREAD_CTX_STATUS_NULL_ARGUMENT);
     CHECK(otel_thread_ctx_detach() == a);
     CHECK(read_current(&rec) == OTEL_THREAD_CTX_STATUS_NO_CONTEXT);
     CHECK(otel_thread_ctx_detach() == NULL);
@@ -186,25 +205,37 @@ static void *api_thread(void *unused) {
     uint64_t not_a_handle[128] = {0};
     OtelThreadCtx *bogus = (OtelThreadCtx *)not_a_handle;
     CHECK(otel_thread_ctx_free(bogus) == OTEL_THREAD_CTX_STATUS_INVALID_HANDLE);
-    CHECK(otel_thread_ctx_attach(bogus) == NULL && errno == EINVAL);
-    CHECK(otel_thread_ctx_record(bogus) == NULL);
+    displaced = sentinel;
+    CHECK(otel_thread_ctx_attach(bogus, &displaced) == OTEL_THREAD_CTX_STATUS_INVALID_HANDLE && displaced == NULL);
+    CHECK(otel_thread_ctx_current() == NULL);
+    a_rec = rec_sentinel;
+    CHECK(otel_thread_ctx_record(bogus, &a_rec) == OTEL_THREAD_CTX_STATUS_INVALID_HANDLE && a_rec == NULL);
     CHECK(otel_thread_ctx_set_attribute(bogus, 0, (const uint8_t *)"x", 1) ==
           OTEL_THREAD_CTX_STATUS_INVALID_HANDLE);
     for (size_t i = 0; i < 128; i++) CHECK(not_a_handle[i] == 0);
-    CHECK(otel_thread_ctx_new(NULL, &SPAN, 0) == NULL && errno == EINVAL);
+    OtelThreadCtx *none = sentinel;
+    CHECK(otel_thread_ctx_new(NULL, &SPAN, 0, &none) == OTEL_THREAD_CTX_STATUS_NULL_ARGUMENT && none == NULL);
+    CHECK(otel_thread_ctx_new(&TRACE, &SPAN, 0, NULL) == OTEL_THREAD_CTX_STATUS_NULL_ARGUMENT);
+    a_rec = rec_sentinel; /* a was freed above */
+    CHECK(otel_thread_ctx_record(a, &a_rec) == OTEL_THREAD_CTX_STATUS_INVALID_HANDLE && a_rec == NULL);
+    CHECK(otel_thread_ctx_ensure_record(NULL) == OTEL_THREAD_CTX_STATUS_NULL_ARGUMENT);
+    CHECK(otel_thread_ctx_current() == NULL); /* nothing attached by the refused call */
     CHECK(otel_thread_ctx_update(&TRACE, NULL, 0) == OTEL_THREAD_CTX_STATUS_NULL_ARGUMENT);
     CHECK(otel_thread_ctx_read_current(NULL) == OTEL_THREAD_CTX_STATUS_NULL_ARGUMENT);
     CHECK(otel_thread_ctx_free(NULL) == OTEL_THREAD_CTX_STATUS_NULL_ARGUMENT);
 
     /* a record attached to another thread is that thread's alone */
-    struct owner o = {otel_thread_ctx_new(&TRACE, &SPAN, 1), PTHREAD_MUTEX_INITIALIZER,
-                      PTHREAD_COND_INITIALIZER, 0, 0};
+    struct owner o = {NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 1, sentinel};
+    CHECK(otel_thread_ctx_new(&TRACE, &SPAN, 1, &o.handle) == OTEL_THREAD_CTX_STATUS_OK && o.handle != NULL);
     pthread_t owner;
     pthread_create(&owner, NULL, owner_thread, &o);
     pthread_mutex_lock(&o.lock);
     while (!o.attached) pthread_cond_wait(&o.cond, &o.lock);
     pthread_mutex_unlock(&o.lock);
-    CHECK(otel_thread_ctx_attach(o.handle) == NULL && errno == EBUSY);
+    CHECK(o.attach_status == OTEL_THREAD_CTX_STATUS_OK && o.displaced == NULL);
+    displaced = sentinel;
+    CHECK(otel_thread_ctx_attach(o.handle, &displaced) == OTEL_THREAD_CTX_STATUS_ATTACHED_ELSEWHERE &&
+          displaced == NULL);
     CHECK(otel_thread_ctx_current() == NULL);
     CHECK(otel_thread_ctx_set_attribute(o.handle, 0, (const uint8_t *)"x", 1) ==
           OTEL_THREAD_CTX_STATUS_ATTACHED_ELSEWHERE);
@@ -286,7 +317,12 @@ static int stress(int torn) {
             otel_thread_ctx_update(&trace, &span, (uint8_t)(n & 1));
         } else {
             /* Control: skips the valid flag, one byte at a time, so torn states are visible. */
-            volatile uint8_t *rec = (volatile uint8_t *)otel_thread_ctx_ensure_record();
+            struct OtelThreadCtxRecord *ensured = NULL;
+            if (otel_thread_ctx_ensure_record(&ensured) != OTEL_THREAD_CTX_STATUS_OK) {
+                CHECK(!"otel_thread_ctx_ensure_record");
+                break;
+            }
+            volatile uint8_t *rec = (volatile uint8_t *)ensured;
             rec[24] = 1;
             for (int i = 0; i < 16; i++) rec[i] = trace[i];
             for (int i = 0; i < 8; i++) rec[16 + i] = span[i];
@@ -333,8 +369,11 @@ static void *exiting_thread(void *arg) {
     if (otel_thread_ctx_update(&trace, &span, 1) != OTEL_THREAD_CTX_STATUS_OK) return NULL;
     if (n % 2 == 0) {
         /* Half also attach a handle of their own, displacing the first. */
-        OtelThreadCtx *h = otel_thread_ctx_new(&trace, &span, 1);
-        if (otel_thread_ctx_free(otel_thread_ctx_attach(h)) != OTEL_THREAD_CTX_STATUS_OK) return NULL;
+        OtelThreadCtx *h = NULL, *displaced = NULL;
+        if (otel_thread_ctx_new(&trace, &span, 1, &h) != OTEL_THREAD_CTX_STATUS_OK ||
+            otel_thread_ctx_attach(h, &displaced) != OTEL_THREAD_CTX_STATUS_OK ||
+            otel_thread_ctx_free(displaced) != OTEL_THREAD_CTX_STATUS_OK)
+            return NULL;
     }
     return (void *)1;
 }
