@@ -6,11 +6,15 @@
 //! [`ffi::otel_thread_ctx_record`] returns) fills a [`record::OtelThreadCtxRecord`]; the
 //! thread's TLS slot ([`tls`]) points at it; a reader stops the thread and follows the slot.
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux",
+    target_env = "gnu"
+)))]
 compile_error!(
-    "otel-thread-ctx supports x86_64 Linux with glibc only: the TLS slot is defined with \
-     x86-64 TLSDESC assembly and readers assume glibc's TLS layout. Other targets are not \
-     implemented yet."
+    "otel-thread-ctx supports x86_64 and aarch64 Linux with glibc only: the TLS slot is defined \
+     with TLSDESC assembly for those two architectures and readers assume glibc's TLS layout. \
+     Other targets are not implemented yet."
 );
 
 pub mod ffi;
@@ -18,4 +22,7 @@ mod handle;
 pub mod process_context;
 pub mod record;
 mod self_check;
+// The slot is architecture-specific assembly: native/tls.rs on x86-64, native/tls/aarch64.rs on
+// AArch64 (the same interface, a whole file each).
+#[cfg_attr(target_arch = "aarch64", path = "tls/aarch64.rs")]
 mod tls;

@@ -97,3 +97,47 @@ pub fn ids_consistent(trace: &[u8; 16], span: &[u8; 8], flags: u8) -> bool {
     let n = u64::from_le_bytes(trace[..8].try_into().unwrap());
     ids_for(n) == (*trace, *span, flags)
 }
+
+/// The C compiler that builds programs for the target these tests were built for (cargo test
+/// `--target aarch64-unknown-linux-gnu` runs them under qemu-user on an x86-64 machine; Debian
+/// names its AArch64 gcc the same natively and as a cross compiler).
+pub fn c_compiler() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "aarch64-linux-gnu-gcc"
+    } else {
+        "gcc"
+    }
+}
+
+/// A command that runs `program`, built for this target. Under qemu-user without binfmt_misc
+/// (tests cross-run with cargo's `runner`), the kernel cannot start a foreign binary, so it is
+/// started through the same emulator.
+pub fn target_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    match emulator() {
+        Some(emulator) => {
+            let mut cmd = std::process::Command::new(emulator);
+            cmd.arg(program);
+            cmd
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
+/// The emulator needed to start this target's programs: None when the kernel runs them itself.
+/// Found once by starting this test binary (`--list`): ENOEXEC means foreign code.
+pub fn emulator() -> Option<&'static str> {
+    static EMULATOR: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *EMULATOR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        match std::process::Command::new(exe)
+            .args(["--list", "--exact", "no-such-test"])
+            .output()
+        {
+            Ok(_) => None,
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) && cfg!(target_arch = "aarch64") => {
+                Some("qemu-aarch64-static")
+            }
+            Err(e) => panic!("cannot start this test binary again: {e}"),
+        }
+    })
+}
