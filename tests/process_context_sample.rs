@@ -2,6 +2,7 @@
 //! process context is found in /proc/PID/maps, read through /proc/PID/mem and decoded, and the
 //! key map names exactly the attributes the threads wrote, index for index.
 
+mod common;
 mod process_context_reader;
 
 use process_context_reader as reader;
@@ -33,6 +34,7 @@ fn build_sample() -> PathBuf {
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/c"))
         .arg(format!("LIBDIR={}", dir.display()))
         .arg(format!("OUT={}", out.display()))
+        .arg(format!("CC={}", common::c_compiler()))
         .status()
         .expect("make runs");
     assert!(status.success(), "samples/c failed to build");
@@ -62,7 +64,7 @@ fn attribute_names(line: &str) -> Vec<String> {
 #[test]
 fn sample_publishes_a_process_context_naming_its_thread_attributes() {
     const THREADS: usize = 3;
-    let mut child = Command::new(build_sample())
+    let mut child = common::target_command(build_sample())
         .args(["--threads", &THREADS.to_string(), "--hold", "3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

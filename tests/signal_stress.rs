@@ -16,6 +16,17 @@ static BEING_UPDATED: AtomicU64 = AtomicU64::new(0);
 static EMPTY: AtomicU64 = AtomicU64::new(0);
 static UPDATES: AtomicU64 = AtomicU64::new(0);
 
+/// Updates and samples the protocol test waits for. On AArch64 the tests run under qemu-user,
+/// where signal delivery is far slower: a fifth of each keeps that run near ten seconds.
+#[cfg(not(target_arch = "aarch64"))]
+const MIN_UPDATES: u64 = 1_000_000;
+#[cfg(not(target_arch = "aarch64"))]
+const MIN_SAMPLES: u64 = 10_000;
+#[cfg(target_arch = "aarch64")]
+const MIN_UPDATES: u64 = 200_000;
+#[cfg(target_arch = "aarch64")]
+const MIN_SAMPLES: u64 = 2_000;
+
 extern "C" fn sample(_: libc::c_int) {
     let mut rec = core::mem::MaybeUninit::<OtelThreadCtxRecord>::uninit();
     // Safety: read_current only loads the TLS slot and copies 640 bytes: async-signal-safe.
@@ -123,8 +134,6 @@ fn sample_while_writing(write: fn(u64), min_updates: u64, min_samples: u64) -> C
 
 #[test]
 fn timer_signal_never_sees_a_valid_record_with_torn_fields() {
-    const MIN_UPDATES: u64 = 1_000_000;
-    const MIN_SAMPLES: u64 = 10_000;
     let c = sample_while_writing(
         |n| {
             let (t, s, f) = common::ids_for(n);

@@ -124,20 +124,25 @@ pub fn target_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Com
 }
 
 /// The emulator needed to start this target's programs: None when the kernel runs them itself.
-/// Found once by starting this test binary (`--list`): ENOEXEC means foreign code.
+/// Found once by starting this test binary again (`--list`). Under qemu-user the failed exec
+/// shows as ENOEXEC, or as exit status 127 with no output when glibc's posix_spawn ran in qemu's
+/// emulated vfork, which loses the error.
 pub fn emulator() -> Option<&'static str> {
     static EMULATOR: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
     *EMULATOR.get_or_init(|| {
         let exe = std::env::current_exe().expect("test binary path");
-        match std::process::Command::new(exe)
+        let runs = match std::process::Command::new(exe)
             .args(["--list", "--exact", "no-such-test"])
             .output()
         {
-            Ok(_) => None,
-            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) && cfg!(target_arch = "aarch64") => {
-                Some("qemu-aarch64-static")
-            }
+            Ok(out) => out.status.success() && !out.stdout.is_empty(),
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => false,
             Err(e) => panic!("cannot start this test binary again: {e}"),
+        };
+        match (runs, cfg!(target_arch = "aarch64")) {
+            (true, _) => None,
+            (false, true) => Some("qemu-aarch64-static"),
+            (false, false) => panic!("this test binary cannot start itself again"),
         }
     })
 }
