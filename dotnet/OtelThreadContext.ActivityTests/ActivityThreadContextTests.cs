@@ -5,7 +5,6 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using Xunit;
-using Xunit.Abstractions;
 
 // The tests block on purpose: the test thread waits outside the async flows under test, which
 // run on the thread pool without a synchronization context.

@@ -6,7 +6,6 @@ using System.Linq;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using Xunit;
-using Xunit.Abstractions;
 
 namespace OtelThreadContext.Tests;
 

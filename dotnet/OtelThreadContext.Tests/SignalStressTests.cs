@@ -5,7 +5,6 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Threading;
 using Xunit;
-using Xunit.Abstractions;
 
 namespace OtelThreadContext.Tests;
 

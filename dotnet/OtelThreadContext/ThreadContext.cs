@@ -37,7 +37,7 @@ namespace OtelThreadContext;
 /// ends).
 /// </para>
 /// <para>
-/// <b>Platforms.</b> Only Linux x64 with glibc is supported (<see cref="IsSupported"/>).
+/// <b>Platforms.</b> Only Linux x64 and arm64 with glibc are supported (<see cref="IsSupported"/>).
 /// Elsewhere every method of this class is a no-op that returns at once (attribute setters
 /// return <see cref="SetAttributeResult.NotSupported"/>) and the native library is never loaded.
 /// </para>
@@ -65,7 +65,7 @@ public static unsafe class ThreadContext
     private static int t_ensureCalls;
 
     /// <summary>
-    /// True on Linux x64 with glibc, the platform the native library is built for. When false,
+    /// True on Linux x64 and arm64 with glibc, the platforms the native library is built for. When false,
     /// every method of <see cref="ThreadContext"/> is a no-op.
     /// </summary>
     public static bool IsSupported => s_supported;
@@ -508,7 +508,7 @@ public static unsafe class ThreadContext
 
     private static bool ComputeIsSupported()
     {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture is not (Architecture.X64 or Architecture.Arm64))
         {
             return false;
         }

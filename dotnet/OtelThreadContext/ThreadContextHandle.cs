@@ -36,7 +36,7 @@ namespace OtelThreadContext;
 /// <see cref="Attach"/>).
 /// </para>
 /// <para>
-/// Only Linux x64 with glibc is supported: elsewhere (<see cref="ThreadContext.IsSupported"/> is
+/// Only Linux x64 and arm64 with glibc are supported: elsewhere (<see cref="ThreadContext.IsSupported"/> is
 /// false) creating a handle throws <see cref="PlatformNotSupportedException"/> and
 /// <see cref="Detach"/> returns null.
 /// </para>
@@ -387,7 +387,7 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     {
         if (!ThreadContext.IsSupported)
         {
-            throw new PlatformNotSupportedException("Thread context records are supported on Linux x64 with glibc only.");
+            throw new PlatformNotSupportedException("Thread context records are supported on Linux x64 and arm64 with glibc only.");
         }
 
         Span<byte> zeros = stackalloc byte[24];
