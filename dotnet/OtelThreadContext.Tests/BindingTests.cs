@@ -126,10 +126,7 @@ public sealed unsafe class BindingTests
     [Fact]
     public void VersionHasOneSourceOfTruth()
     {
-        string cargo = File.ReadAllText(Path.Combine(TestSupport.RepoRoot, "Cargo.toml"));
-        Match m = Regex.Match(cargo, @"(?m)^\[package\]\s*$[^\[]*?^version\s*=\s*""([^""]+)""");
-        Assert.True(m.Success, "no version in Cargo.toml's [package]");
-        string version = m.Groups[1].Value;
+        string version = TestSupport.CargoVersion();
 
         string native = Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!;
         string managed = typeof(ThreadContext).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;

@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.IO;
 using System.IO.Compression;
 using System.Linq;
-using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using Xunit;
 
@@ -77,7 +76,7 @@ public sealed class PackageTests(ITestOutputHelper output)
         }, environment: env);
         Assert.True(packRc == 0, "dotnet pack failed:\n" + packLog);
 
-        string version = CargoVersion();
+        string version = TestSupport.CargoVersion();
         string nupkg = Path.Combine(feed, $"OtelThreadContext.{version}.nupkg");
         Assert.True(File.Exists(nupkg), $"{nupkg} not produced; feed has: {string.Join(", ", Directory.GetFiles(feed))}");
 
@@ -159,13 +158,5 @@ public sealed class PackageTests(ITestOutputHelper output)
         Assert.Contains("libotel_thread_ctx.so", missingLog);
         Assert.Contains("runtimes/linux-x64/native/libotel_thread_ctx.so", missingLog);
         Assert.Contains("cargo build --release", missingLog);
-    }
-
-    private static string CargoVersion()
-    {
-        string cargo = File.ReadAllText(Path.Combine(TestSupport.RepoRoot, "Cargo.toml"));
-        Match m = Regex.Match(cargo, @"(?m)^\[package\]\s*$[^\[]*?^version\s*=\s*""([^""]+)""");
-        Assert.True(m.Success);
-        return m.Groups[1].Value;
     }
 }

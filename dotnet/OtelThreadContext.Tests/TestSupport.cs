@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Reflection;
 using System.Text;
+using System.Text.RegularExpressions;
 using Xunit;
 
 // The tests share process-wide native state (the live-record count, signal handlers, the
@@ -23,6 +24,15 @@ internal static class TestSupport
 
     /// <summary>The repository root (where Cargo.toml is), as the build saw it.</summary>
     public static string RepoRoot { get; } = Metadata("OtelRepoRoot");
+
+    /// <summary>The product version: the root Cargo.toml's <c>[workspace.package]</c> version.</summary>
+    public static string CargoVersion()
+    {
+        string cargo = File.ReadAllText(Path.Combine(RepoRoot, "Cargo.toml"));
+        Match m = Regex.Match(cargo, @"(?m)^\[workspace\.package\]\s*$[^\[]*?^version\s*=\s*""([^""]+)""");
+        Assert.True(m.Success, "no version in Cargo.toml's [workspace.package]");
+        return m.Groups[1].Value;
+    }
 
     public static string HeaderPath => Path.Combine(RepoRoot, "include", "otel_thread_ctx.h");
 
