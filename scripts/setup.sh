@@ -6,15 +6,28 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 debs=(gcc make cbindgen python3 unzip
       librust-libc-dev librust-object-dev librust-prost-dev librust-prost-derive-dev
-      librust-proptest-dev librust-tempfile-dev)
+      librust-proptest-dev librust-tempfile-dev
+      # linux-arm64: cross compiler, LLD (merges the slot's version script), qemu-user, and the
+      # AArch64 runtime libraries qemu runs programs and the published .NET tests with. Where
+      # rustup has no aarch64 target, Debian's rustc-web and its AArch64 std build the library.
+      gcc-aarch64-linux-gnu lld qemu-user-static
+      libc6:arm64 libstdc++6:arm64 libssl3:arm64 libicu72:arm64)
+if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+  debs+=(rustc-web libstd-rust-web-dev:arm64)
+fi
+# The :arm64 packages need the architecture enabled in dpkg.
+sudo_cmd=""
+[ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+if [ "$(dpkg --print-architecture)" != arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "setup: enabling the arm64 architecture in dpkg"
+  $sudo_cmd dpkg --add-architecture arm64
+fi
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
-  sudo_cmd=""
-  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -5,8 +5,8 @@
 #   ./scripts/test-aarch64.sh rust     the crate's unit, integration and doc tests (ELF checks on
 #                                      the AArch64 .so, self-check in static and dynamic TLS, the
 #                                      C sample, signal stress, thread-exit leaks, static linking)
-#   ./scripts/test-aarch64.sh dotnet   the .NET tests of the native library, published
-#                                      self-contained for linux-arm64 and run as an executable
+#   ./scripts/test-aarch64.sh dotnet   the .NET tests (OtelThreadContext.Tests and .ActivityTests),
+#                                      published self-contained for linux-arm64, run as executables
 #
 # Not here, because qemu-user cannot be ptraced as an AArch64 guest: whatever needs otel-ctx-dump
 # to read a live process (its own tests, the sample-service and static-link dump tests).
@@ -34,24 +34,28 @@ rust() {
 
 dotnet_tests() {
   nice cargo build --release --quiet --lib --target "$triple"
-  local lib="$root/target/$triple/release/libotel_thread_ctx.so"
-  local out="$root/target/$triple/dotnet-tests"
-  rm -rf "$out"
-  # OtelTestRuntime, not -r: the test project alone takes the RID (a global RID would make the
-  # referenced library restore runtime packs for its net8.0 build as well).
-  dotnet publish dotnet/OtelThreadContext.Tests -c Release -p:OtelTestRuntime=linux-arm64 \
-    -p:OtelNativeLibrary="$lib" -o "$out" --nologo -v q
+  local lib="$root/target/$triple/release/libotel_thread_ctx.so" project out
+  for project in OtelThreadContext.Tests OtelThreadContext.ActivityTests; do
+    out="$root/target/$triple/dotnet/$project"
+    rm -rf "$out"
+    # OtelTestRuntime, not -r: the test project alone takes the RID (a global RID would make the
+    # referenced library restore runtime packs for its net8.0 build as well).
+    dotnet publish "dotnet/$project" -c Release -p:OtelTestRuntime=linux-arm64 \
+      -p:OtelNativeLibrary="$lib" -o "$out" --nologo -v q
+  done
+  # DOTNET_EnableWriteXorExecute=0: with W^X the JIT writes code through a second mapping, which
+  # qemu-user does not see as a write to the code it has translated; tests then crash at random
+  # (SIGSEGV, NullReferenceException in freshly tiered code). Without W^X they do not.
+  export DOTNET_EnableWriteXorExecute=0
   # Left out under qemu, each for a stated reason:
   #   PackageTests      packs and builds a consumer with the x64 SDK: the x64 run covers it,
   #                     and it checks the package's linux-arm64 library is an AArch64 ELF.
   #   RecordLayoutTests compiles a C program and starts it, which a qemu-user guest cannot
   #                     (no binfmt_misc); the record is byte-packed, its layout the same.
-  # DOTNET_EnableWriteXorExecute=0: with W^X the JIT writes code through a second mapping, which
-  # qemu-user does not see as a write to the code it has translated; tests then crash at random
-  # (SIGSEGV, NullReferenceException in freshly tiered code). Without W^X they do not.
-  DOTNET_EnableWriteXorExecute=0 run "$out/OtelThreadContext.Tests" \
+  run "$root/target/$triple/dotnet/OtelThreadContext.Tests/OtelThreadContext.Tests" \
     -class- OtelThreadContext.Tests.PackageTests \
     -class- OtelThreadContext.Tests.RecordLayoutTests
+  run "$root/target/$triple/dotnet/OtelThreadContext.ActivityTests/OtelThreadContext.ActivityTests"
 }
 
 case "${1:-all}" in
