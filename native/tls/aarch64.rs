@@ -29,10 +29,9 @@ pub(crate) fn slot() -> &'static AtomicPtr<OtelThreadCtxRecord> {
     // the call itself writes x30 and the sequence x1 (the resolver's address, then tpidr_el0); flags may change. glibc's resolvers have not
     // always kept that promise (on x86-64, glibc < 2.40's dynamic resolver clobbered vector
     // registers, bug 31372), so the block declares every register the C calling convention lets
-    // a callee change (`clobber_abi("C")`: x0-x17, x30, v0-v31, flags), which is at least what
-    // any resolver written in or calling C can touch. x18 (platform register) and the
-    // callee-saved registers are preserved by every resolver. The resolver may use the stack,
-    // hence no `nostack`. It reads only the GOT descriptor and tpidr_el0, which no Rust code
+    // a callee change (`clobber_abi("C")`: x0-x18 on Linux, x30, v0-v31, flags), which covers
+    // any resolver written in or calling C; only the callee-saved registers are assumed kept.
+    // The resolver may use the stack, hence no `nostack`. It reads only the GOT descriptor and tpidr_el0, which no Rust code
     // writes, so the block is a pure function of the calling thread.
     unsafe {
         core::arch::asm!(
