@@ -6,6 +6,11 @@
 //! cannot be combined with other version tags"). rustc's bundled `rust-lld` is the default linker
 //! for x86_64-unknown-linux-gnu; for aarch64-unknown-linux-gnu the C compiler driving the link
 //! is told to use LLD here. The ELF tests and the self-check fail if another linker dropped it.
+//!
+//! The cdylib is also marked `-z nodelete`: once loaded it is never unmapped, because a thread
+//! that attached a record has the library's pthread key destructor (and the process its fork
+//! handlers) pointing into its code; a `dlclose` that unmapped it would crash the next thread
+//! exit.
 
 use std::path::PathBuf;
 
@@ -17,6 +22,9 @@ fn main() {
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    if os == "linux" {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    }
     if os != "linux" || env != "gnu" {
         return;
     }

@@ -11,13 +11,17 @@
  * TLSDESC access): each thread's pointer to its active OtelThreadCtxRecord, or NULL. Readers
  * find it in .dynsym; do not define the symbol again in another module of the same process.
  *
+ * Errors: every call that can fail returns a status enum (negative = error, nothing changed)
+ * and passes results back through out-parameters, set to NULL on failure. Only calls that cannot
+ * fail return a value directly: otel_thread_ctx_current, _detach and _version.
+ *
  * Quick use from C:
  *   otel_thread_ctx_update(&trace_id, &span_id, 1);   // attaches a record on first use
  *   otel_thread_ctx_set_attribute(otel_thread_ctx_current(), 0, (const uint8_t *)"GET", 3);
  *   otel_thread_ctx_clear();                          // no active span
  *
- * Writing in place from another language: take the address from otel_thread_ctx_record() once
- * per thread, then follow the protocol documented on OtelThreadCtxRecord.
+ * Writing in place from another language: take the address from otel_thread_ctx_ensure_record()
+ * once per thread, then follow the protocol documented on OtelThreadCtxRecord.
  */
 
 #ifndef OTEL_THREAD_CTX_H
@@ -121,6 +125,14 @@ enum OtelThreadCtxStatus
   OTEL_THREAD_CTX_STATUS_SELF_CHECK_FAILED = -8,
   // An internal error was caught before it could cross the API (a bug: please report it).
   OTEL_THREAD_CTX_STATUS_INTERNAL = -9,
+  // The calling thread is exiting: the library's thread-exit clean-up has already run on it
+  // (this call comes from a later pthread key destructor), so a record attached now could
+  // never be freed. Nothing was attached or allocated.
+  OTEL_THREAD_CTX_STATUS_THREAD_EXITING = -10,
+  // The process has no pthread key left (all PTHREAD_KEYS_MAX are taken), so the library
+  // could not free a record at thread exit. Nothing was attached or allocated; the
+  // self-check reports it too.
+  OTEL_THREAD_CTX_STATUS_NO_THREAD_KEY = -11,
 };
 #ifndef __cplusplus
 typedef int32_t OtelThreadCtxStatus;
@@ -167,16 +179,19 @@ typedef struct OtelProcessCtxAttribute {
 extern "C" {
 #endif // __cplusplus
 
-// Creates a record holding the given ids and flags, marked valid, attached to no thread.
+// Creates a record holding the given ids and flags, marked valid, attached to no thread, and
+// stores its handle in `*out`: the caller owns it, to attach it or release it with
+// `otel_thread_ctx_free`.
 //
-// Returns an owned handle, to be attached or released with `otel_thread_ctx_free`; NULL with
-// `errno` = EINVAL if an id pointer is NULL, ENOMEM if memory ran out.
+// `NULL_ARGUMENT` if a pointer is NULL, `OUT_OF_MEMORY`; on error `*out` is set to NULL.
 //
 // # Safety
-// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
-OtelThreadCtx *otel_thread_ctx_new(const uint8_t (*trace_id)[16],
-                                   const uint8_t (*span_id)[8],
-                                   uint8_t trace_flags);
+// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes; `out` is NULL or
+// points to a writable handle pointer.
+OtelThreadCtxStatus otel_thread_ctx_new(const uint8_t (*trace_id)[16],
+                                        const uint8_t (*span_id)[8],
+                                        uint8_t trace_flags,
+                                        OtelThreadCtx **out);
 
 // Releases a handle the caller owns.
 //
@@ -187,28 +202,33 @@ OtelThreadCtx *otel_thread_ctx_new(const uint8_t (*trace_id)[16],
 // `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
 OtelThreadCtxStatus otel_thread_ctx_free(OtelThreadCtx *ctx);
 
-// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot.
+// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot, and stores in
+// `*displaced` the handle it displaced (now owned by the caller again) or NULL.
 //
-// Returns the handle it displaced, whose ownership returns to the caller, or NULL. On success
-// `errno` is set to 0. Attaching the handle that is already attached here changes nothing and
-// returns NULL. On error nothing changes, NULL is returned and `errno` says why: EINVAL for a
-// NULL or unknown handle, EBUSY for a handle attached to another thread.
+// Attaching the handle that is already attached here changes nothing (`*displaced` = NULL).
+// On error nothing changes and `*displaced` is NULL: `NULL_ARGUMENT`, `INVALID_HANDLE` (not a
+// live handle), `ATTACHED_ELSEWHERE` (attached to another thread), `THREAD_EXITING` and
+// `NO_THREAD_KEY` (the library could not free it at thread exit), `OUT_OF_MEMORY`.
 //
 // # Safety
 // `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
-OtelThreadCtx *otel_thread_ctx_attach(OtelThreadCtx *ctx);
+// `displaced` is NULL or points to a writable handle pointer.
+OtelThreadCtxStatus otel_thread_ctx_attach(OtelThreadCtx *ctx, OtelThreadCtx **displaced);
 
 // Empties the calling thread's slot. Returns the handle that was attached, now owned by the
-// caller, or NULL if none was.
+// caller, or NULL if none was. Cannot fail (a slot swap and a flag store), so it returns the
+// handle directly.
 OtelThreadCtx *otel_thread_ctx_detach(void);
 
 // The handle attached to the calling thread, or NULL. The library keeps ownership: do not free
-// it without detaching it first.
+// it without detaching it first. Cannot fail (one thread-local load).
 OtelThreadCtx *otel_thread_ctx_current(void);
 
 // Writes new ids and flags into the calling thread's attached record, in place, under the
 // valid-flag protocol; attributes are kept. If no record is attached, a new one is created and
-// attached (the library frees it at thread exit). All-zero ids mean "no active span".
+// attached (the library frees it at thread exit); when the library could not free it there,
+// nothing is attached and `THREAD_EXITING` or `NO_THREAD_KEY` is returned. All-zero ids mean
+// "no active span".
 //
 // # Safety
 // `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -220,20 +240,25 @@ OtelThreadCtxStatus otel_thread_ctx_update(const uint8_t (*trace_id)[16],
 // valid. Returns `NO_CONTEXT` (and does nothing) if no record is attached.
 OtelThreadCtxStatus otel_thread_ctx_clear(void);
 
-// The stable address of `ctx`'s record, valid until the handle is freed (or, for a record
-// left attached, until its thread exits). Writers in other languages update it in place there,
-// following the protocol documented on `OtelThreadCtxRecord`, and only from the thread it is
-// attached to. NULL with `errno` = EINVAL for a NULL or unknown handle.
+// Stores in `*out` the stable address of `ctx`'s record, valid until the handle is freed (or,
+// for a record left attached, until its thread exits). Writers in other languages update it in
+// place there, following the protocol documented on `OtelThreadCtxRecord`, and only from the
+// thread it is attached to. `NULL_ARGUMENT`, `INVALID_HANDLE`; on error `*out` is NULL.
 //
 // # Safety
 // `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
-struct OtelThreadCtxRecord *otel_thread_ctx_record(OtelThreadCtx *ctx);
+// `out` is NULL or points to a writable record pointer.
+OtelThreadCtxStatus otel_thread_ctx_record(OtelThreadCtx *ctx, struct OtelThreadCtxRecord **out);
 
-// The calling thread's attached record, attaching a new empty one (no span, valid) if none is
-// attached: the one call a managed writer makes per thread before writing in place. The
-// address stays valid while the record stays attached; the library frees it at thread exit.
-// NULL with `errno` = ENOMEM if memory ran out.
-struct OtelThreadCtxRecord *otel_thread_ctx_ensure_record(void);
+// Stores in `*out` the calling thread's attached record, attaching a new empty one (no span,
+// valid) if none is attached: the one call a managed writer makes per thread before writing in
+// place. The address stays valid while the record stays attached; the library frees it at
+// thread exit. `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY` (nothing
+// attached: the library could not free it at thread exit); on error `*out` is NULL.
+//
+// # Safety
+// `out` is NULL or points to a writable record pointer.
+OtelThreadCtxStatus otel_thread_ctx_ensure_record(struct OtelThreadCtxRecord **out);
 
 // Sets attribute `key_index` of `ctx`'s record to `value` (`value_len` bytes of UTF-8),
 // replacing an earlier value for that key. The key index is the position of the attribute's
@@ -256,16 +281,6 @@ OtelThreadCtxStatus otel_thread_ctx_set_attribute(OtelThreadCtx *ctx,
 // # Safety
 // `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 OtelThreadCtxStatus otel_thread_ctx_clear_attributes(OtelThreadCtx *ctx);
-
-// Copies the record the calling thread's `otel_thread_ctx_v1` slot points at into `*out`,
-// exactly as an out-of-process reader would find it. `NO_CONTEXT` if the slot is empty.
-//
-// # Safety
-// `out` is NULL or points to `OTEL_THREAD_CTX_RECORD_SIZE` writable bytes.
-OtelThreadCtxStatus otel_thread_ctx_read_current(struct OtelThreadCtxRecord *out);
-
-// How many records are allocated and not yet freed, across all threads (for leak checks).
-size_t otel_thread_ctx_live_records(void);
 
 // Checks, at run time, that the loaded library exports `otel_thread_ctx_v1` the way readers
 // need (dynamic symbol, TLS, GLOBAL, 8 bytes, reached only through TLSDESC relocations, small
@@ -316,18 +331,6 @@ OtelProcessCtxStatus otel_process_ctx_update(const struct OtelProcessCtxAttribut
 // Removes the published context (its mapping is unmapped). `NOT_PUBLISHED` if this process
 // has none.
 OtelProcessCtxStatus otel_process_ctx_unpublish(void);
-
-// Copies the published payload (the protobuf ProcessContext message) into `buffer`, for
-// diagnostics and tests. `*payload_size` receives its size; `BUFFER_TOO_SMALL` (nothing
-// copied) if `capacity` is less. `NOT_PUBLISHED` (size 0) if this process has none. `buffer`
-// may be NULL when `capacity` is 0, to ask for the size.
-//
-// # Safety
-// `buffer` is NULL with `capacity` 0 or points to `capacity` writable bytes; `payload_size`
-// is NULL or points to a writable size_t.
-OtelProcessCtxStatus otel_process_ctx_read_payload(uint8_t *buffer,
-                                                   size_t capacity,
-                                                   size_t *payload_size);
 
 #ifdef __cplusplus
 } // extern "C"

@@ -1,12 +1,19 @@
-//! The C API. Every function checks its pointers, reports failures as a status (or NULL plus
-//! `errno` where the return value is a handle), and catches panics so none crosses into C.
+//! The C API. One error convention: every call that can fail returns an
+//! [`OtelThreadCtxStatus`] and hands its result back through an out-parameter (set to NULL on
+//! failure when it is not NULL itself). Only calls that cannot fail return a value directly
+//! (`otel_thread_ctx_current`, `otel_thread_ctx_detach`, `otel_thread_ctx_version`). Every
+//! function checks its pointers and catches panics so none crosses into C.
 //!
 //! Ownership: `otel_thread_ctx_new` returns a handle the caller owns. Attaching moves it into
 //! the calling thread's slot; detaching (or being displaced by another attach) gives it back.
-//! A record still attached when its thread exits is unpublished and freed by the library.
+//! A record still attached when its thread exits is unpublished and freed by the library. A
+//! record the library could not free at thread exit is never attached: calls that would attach
+//! one then fail with `THREAD_EXITING` (from a pthread key destructor that runs after the
+//! library's clean-up on an exiting thread) or `NO_THREAD_KEY` (no pthread key left).
 
-use crate::handle::{live_count, HandleError, OtelThreadCtx};
-use crate::record::{AttrError, OtelThreadCtxRecord, Truncated, OTEL_THREAD_CTX_RECORD_SIZE};
+use crate::handle::HandleError;
+pub use crate::handle::OtelThreadCtx;
+use crate::record::{AttrError, OtelThreadCtxRecord, Truncated};
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, UnwindSafe};
 
@@ -38,6 +45,14 @@ pub enum OtelThreadCtxStatus {
     SelfCheckFailed = -8,
     /// An internal error was caught before it could cross the API (a bug: please report it).
     Internal = -9,
+    /// The calling thread is exiting: the library's thread-exit clean-up has already run on it
+    /// (this call comes from a later pthread key destructor), so a record attached now could
+    /// never be freed. Nothing was attached or allocated.
+    ThreadExiting = -10,
+    /// The process has no pthread key left (all PTHREAD_KEYS_MAX are taken), so the library
+    /// could not free a record at thread exit. Nothing was attached or allocated; the
+    /// self-check reports it too.
+    NoThreadKey = -11,
 }
 
 impl From<HandleError> for OtelThreadCtxStatus {
@@ -47,6 +62,8 @@ impl From<HandleError> for OtelThreadCtxStatus {
             HandleError::Attached => Self::HandleAttached,
             HandleError::AttachedElsewhere => Self::AttachedElsewhere,
             HandleError::Alloc => Self::OutOfMemory,
+            HandleError::ThreadExiting => Self::ThreadExiting,
+            HandleError::NoThreadKey => Self::NoThreadKey,
         }
     }
 }
@@ -65,45 +82,49 @@ fn guard<T>(fallback: T, f: impl FnOnce() -> T + UnwindSafe) -> T {
     catch_unwind(f).unwrap_or(fallback)
 }
 
-fn set_errno(code: i32) {
-    // Safety: glibc's errno location is valid for the calling thread.
-    unsafe { *libc::__errno_location() = code };
-}
-
-fn errno_for(e: HandleError) -> i32 {
-    match e {
-        HandleError::Unknown => libc::EINVAL,
-        HandleError::Attached | HandleError::AttachedElsewhere => libc::EBUSY,
-        HandleError::Alloc => libc::ENOMEM,
-    }
-}
-
-/// Creates a record holding the given ids and flags, marked valid, attached to no thread.
-///
-/// Returns an owned handle, to be attached or released with `otel_thread_ctx_free`; NULL with
-/// `errno` = EINVAL if an id pointer is NULL, ENOMEM if memory ran out.
+/// Stores `value` through an out-parameter the caller checked to be non-NULL.
 ///
 /// # Safety
-/// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
+/// `out` is non-NULL and points to a writable `T`.
+unsafe fn put<T>(out: *mut T, value: T) {
+    // Safety: the caller's contract.
+    unsafe { out.write(value) };
+}
+
+/// Creates a record holding the given ids and flags, marked valid, attached to no thread, and
+/// stores its handle in `*out`: the caller owns it, to attach it or release it with
+/// `otel_thread_ctx_free`.
+///
+/// `NULL_ARGUMENT` if a pointer is NULL, `OUT_OF_MEMORY`; on error `*out` is set to NULL.
+///
+/// # Safety
+/// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes; `out` is NULL or
+/// points to a writable handle pointer.
 #[no_mangle]
 pub unsafe extern "C" fn otel_thread_ctx_new(
     trace_id: *const [u8; 16],
     span_id: *const [u8; 8],
     trace_flags: u8,
-) -> *mut OtelThreadCtx {
+    out: *mut *mut OtelThreadCtx,
+) -> OtelThreadCtxStatus {
+    if out.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
+    }
+    // Safety: `out` is non-NULL and writable (caller).
+    unsafe { put(out, core::ptr::null_mut()) };
     if trace_id.is_null() || span_id.is_null() {
-        set_errno(libc::EINVAL);
-        return core::ptr::null_mut();
+        return OtelThreadCtxStatus::NullArgument;
     }
     // Safety: non-null, and the caller promises they point to enough bytes.
     let (trace_id, span_id) = unsafe { (*trace_id, *span_id) };
-    guard(core::ptr::null_mut(), || {
+    guard(OtelThreadCtxStatus::Internal, || {
         match OtelThreadCtx::allocate(&trace_id, &span_id, trace_flags) {
-            Some(h) => h,
-            None => {
-                set_errno(libc::ENOMEM);
-                core::ptr::null_mut()
+            Some(h) => {
+                // Safety: checked above.
+                unsafe { put(out, h) };
+                OtelThreadCtxStatus::Ok
             }
+            None => OtelThreadCtxStatus::OutOfMemory,
         }
     })
 }
@@ -126,42 +147,50 @@ pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelTh
     })
 }
 
-/// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot.
+/// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot, and stores in
+/// `*displaced` the handle it displaced (now owned by the caller again) or NULL.
 ///
-/// Returns the handle it displaced, whose ownership returns to the caller, or NULL. On success
-/// `errno` is set to 0. Attaching the handle that is already attached here changes nothing and
-/// returns NULL. On error nothing changes, NULL is returned and `errno` says why: EINVAL for a
-/// NULL or unknown handle, EBUSY for a handle attached to another thread.
+/// Attaching the handle that is already attached here changes nothing (`*displaced` = NULL).
+/// On error nothing changes and `*displaced` is NULL: `NULL_ARGUMENT`, `INVALID_HANDLE` (not a
+/// live handle), `ATTACHED_ELSEWHERE` (attached to another thread), `THREAD_EXITING` and
+/// `NO_THREAD_KEY` (the library could not free it at thread exit), `OUT_OF_MEMORY`.
 ///
 /// # Safety
 /// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
+/// `displaced` is NULL or points to a writable handle pointer.
 #[no_mangle]
-pub unsafe extern "C" fn otel_thread_ctx_attach(ctx: *mut OtelThreadCtx) -> *mut OtelThreadCtx {
-    if ctx.is_null() {
-        set_errno(libc::EINVAL);
-        return core::ptr::null_mut();
+pub unsafe extern "C" fn otel_thread_ctx_attach(
+    ctx: *mut OtelThreadCtx,
+    displaced: *mut *mut OtelThreadCtx,
+) -> OtelThreadCtxStatus {
+    if displaced.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
     }
-    guard(core::ptr::null_mut(), || match OtelThreadCtx::attach(ctx) {
+    // Safety: non-NULL and writable (caller).
+    unsafe { put(displaced, core::ptr::null_mut()) };
+    if ctx.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
+    }
+    guard(OtelThreadCtxStatus::Internal, || match OtelThreadCtx::attach(ctx) {
         Ok(prev) => {
-            set_errno(0);
-            prev
+            // Safety: checked above.
+            unsafe { put(displaced, prev) };
+            OtelThreadCtxStatus::Ok
         }
-        Err(e) => {
-            set_errno(errno_for(e));
-            core::ptr::null_mut()
-        }
+        Err(e) => e.into(),
     })
 }
 
 /// Empties the calling thread's slot. Returns the handle that was attached, now owned by the
-/// caller, or NULL if none was.
+/// caller, or NULL if none was. Cannot fail (a slot swap and a flag store), so it returns the
+/// handle directly.
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_detach() -> *mut OtelThreadCtx {
-    guard(core::ptr::null_mut(), OtelThreadCtx::detach)
+    OtelThreadCtx::detach()
 }
 
 /// The handle attached to the calling thread, or NULL. The library keeps ownership: do not free
-/// it without detaching it first.
+/// it without detaching it first. Cannot fail (one thread-local load).
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_current() -> *mut OtelThreadCtx {
     OtelThreadCtx::current()
@@ -169,7 +198,9 @@ pub extern "C" fn otel_thread_ctx_current() -> *mut OtelThreadCtx {
 
 /// Writes new ids and flags into the calling thread's attached record, in place, under the
 /// valid-flag protocol; attributes are kept. If no record is attached, a new one is created and
-/// attached (the library frees it at thread exit). All-zero ids mean "no active span".
+/// attached (the library frees it at thread exit); when the library could not free it there,
+/// nothing is attached and `THREAD_EXITING` or `NO_THREAD_KEY` is returned. All-zero ids mean
+/// "no active span".
 ///
 /// # Safety
 /// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -211,41 +242,63 @@ pub extern "C" fn otel_thread_ctx_clear() -> OtelThreadCtxStatus {
     })
 }
 
-/// The stable address of `ctx`'s record, valid until the handle is freed (or, for a record
-/// left attached, until its thread exits). Writers in other languages update it in place there,
-/// following the protocol documented on `OtelThreadCtxRecord`, and only from the thread it is
-/// attached to. NULL with `errno` = EINVAL for a NULL or unknown handle.
+/// Stores in `*out` the stable address of `ctx`'s record, valid until the handle is freed (or,
+/// for a record left attached, until its thread exits). Writers in other languages update it in
+/// place there, following the protocol documented on `OtelThreadCtxRecord`, and only from the
+/// thread it is attached to. `NULL_ARGUMENT`, `INVALID_HANDLE`; on error `*out` is NULL.
 ///
 /// # Safety
 /// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
+/// `out` is NULL or points to a writable record pointer.
 #[no_mangle]
-pub unsafe extern "C" fn otel_thread_ctx_record(ctx: *mut OtelThreadCtx) -> *mut OtelThreadCtxRecord {
-    if ctx.is_null() {
-        set_errno(libc::EINVAL);
-        return core::ptr::null_mut();
+pub unsafe extern "C" fn otel_thread_ctx_record(
+    ctx: *mut OtelThreadCtx,
+    out: *mut *mut OtelThreadCtxRecord,
+) -> OtelThreadCtxStatus {
+    if out.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
     }
-    guard(core::ptr::null_mut(), || match OtelThreadCtx::validate(ctx) {
-        Ok(()) => OtelThreadCtx::record_ptr(ctx),
-        Err(e) => {
-            set_errno(errno_for(e));
-            core::ptr::null_mut()
+    // Safety: non-NULL and writable (caller).
+    unsafe { put(out, core::ptr::null_mut()) };
+    if ctx.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
+    }
+    guard(OtelThreadCtxStatus::Internal, || match OtelThreadCtx::validate(ctx) {
+        Ok(()) => {
+            // Safety: checked above.
+            unsafe { put(out, OtelThreadCtx::record_ptr(ctx)) };
+            OtelThreadCtxStatus::Ok
         }
+        Err(e) => e.into(),
     })
 }
 
-/// The calling thread's attached record, attaching a new empty one (no span, valid) if none is
-/// attached: the one call a managed writer makes per thread before writing in place. The
-/// address stays valid while the record stays attached; the library frees it at thread exit.
-/// NULL with `errno` = ENOMEM if memory ran out.
+/// Stores in `*out` the calling thread's attached record, attaching a new empty one (no span,
+/// valid) if none is attached: the one call a managed writer makes per thread before writing in
+/// place. The address stays valid while the record stays attached; the library frees it at
+/// thread exit. `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY` (nothing
+/// attached: the library could not free it at thread exit); on error `*out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or points to a writable record pointer.
 #[no_mangle]
-pub extern "C" fn otel_thread_ctx_ensure_record() -> *mut OtelThreadCtxRecord {
-    guard(core::ptr::null_mut(), || match OtelThreadCtx::current_or_attach() {
-        Ok(rec) => rec,
-        Err(e) => {
-            set_errno(errno_for(e));
-            core::ptr::null_mut()
-        }
-    })
+pub unsafe extern "C" fn otel_thread_ctx_ensure_record(out: *mut *mut OtelThreadCtxRecord) -> OtelThreadCtxStatus {
+    if out.is_null() {
+        return OtelThreadCtxStatus::NullArgument;
+    }
+    // Safety: non-NULL and writable (caller).
+    unsafe { put(out, core::ptr::null_mut()) };
+    guard(
+        OtelThreadCtxStatus::Internal,
+        || match OtelThreadCtx::current_or_attach() {
+            Ok(rec) => {
+                // Safety: checked above.
+                unsafe { put(out, rec) };
+                OtelThreadCtxStatus::Ok
+            }
+            Err(e) => e.into(),
+        },
+    )
 }
 
 /// Sets attribute `key_index` of `ctx`'s record to `value` (`value_len` bytes of UTF-8),
@@ -305,31 +358,6 @@ pub unsafe extern "C" fn otel_thread_ctx_clear_attributes(ctx: *mut OtelThreadCt
         unsafe { OtelThreadCtxRecord::clear_attributes(OtelThreadCtx::record_ptr(ctx)) };
         OtelThreadCtxStatus::Ok
     })
-}
-
-/// Copies the record the calling thread's `otel_thread_ctx_v1` slot points at into `*out`,
-/// exactly as an out-of-process reader would find it. `NO_CONTEXT` if the slot is empty.
-///
-/// # Safety
-/// `out` is NULL or points to `OTEL_THREAD_CTX_RECORD_SIZE` writable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn otel_thread_ctx_read_current(out: *mut OtelThreadCtxRecord) -> OtelThreadCtxStatus {
-    if out.is_null() {
-        return OtelThreadCtxStatus::NullArgument;
-    }
-    let rec = crate::tls::slot().load(core::sync::atomic::Ordering::Relaxed);
-    if rec.is_null() {
-        return OtelThreadCtxStatus::NoContext;
-    }
-    // Safety: a non-null slot points to a live record; `out` has room for one (caller).
-    unsafe { core::ptr::copy_nonoverlapping(rec.cast::<u8>(), out.cast::<u8>(), OTEL_THREAD_CTX_RECORD_SIZE) };
-    OtelThreadCtxStatus::Ok
-}
-
-/// How many records are allocated and not yet freed, across all threads (for leak checks).
-#[no_mangle]
-pub extern "C" fn otel_thread_ctx_live_records() -> usize {
-    guard(0, live_count)
 }
 
 /// Checks, at run time, that the loaded library exports `otel_thread_ctx_v1` the way readers

@@ -1,12 +1,12 @@
 //! Owned records: allocation, the registry of live handles (so bad pointers and double frees are
 //! refused, and leaks are countable), attaching to the TLS slot, and clean-up at thread exit.
 
+use crate::fork_safe::ForkSafeMutex;
 use crate::record::{OtelThreadCtxRecord, OTEL_THREAD_CTX_ATTRS_CAPACITY};
 use crate::tls;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 /// Opaque to C: a record plus what the library needs to track its ownership.
 /// The record is the first field, so a handle's address is its record's address.
@@ -17,12 +17,11 @@ pub struct OtelThreadCtx {
     attached: AtomicBool,
 }
 
-/// Addresses of handles allocated and not yet freed.
-static LIVE: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
+/// Addresses of handles allocated and not yet freed. Held across `fork` (see fork_safe).
+pub(crate) static LIVE: ForkSafeMutex<BTreeSet<usize>> = ForkSafeMutex::new(BTreeSet::new());
 
 fn live() -> std::sync::MutexGuard<'static, BTreeSet<usize>> {
-    // A panic while holding the lock cannot leave the set half-updated, so poison is ignored.
-    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+    LIVE.lock()
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -35,6 +34,10 @@ pub(crate) enum HandleError {
     AttachedElsewhere,
     /// Out of memory.
     Alloc,
+    /// The thread's exit clean-up has already run: a record attached now would leak.
+    ThreadExiting,
+    /// No pthread key could be created, so no record can be freed at thread exit.
+    NoThreadKey,
 }
 
 impl OtelThreadCtx {
@@ -109,6 +112,8 @@ impl OtelThreadCtx {
     /// Publishes `h` in the calling thread's slot; returns the handle it displaced (now owned
     /// by the caller) or null.
     pub(crate) fn attach(h: *mut OtelThreadCtx) -> Result<*mut OtelThreadCtx, HandleError> {
+        // First, so a record is never attached where the thread's exit would not free it.
+        thread_exit::arm()?;
         let prev = Self::current();
         {
             // Held while claiming, so a concurrent free cannot release `h` in between.
@@ -126,7 +131,6 @@ impl OtelThreadCtx {
                 return Err(HandleError::AttachedElsewhere);
             }
         }
-        thread_exit::arm();
         // The record must be complete before the slot makes it visible to a reader.
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
         tls::slot().store(Self::record_ptr(h), Ordering::Relaxed);
@@ -161,6 +165,8 @@ impl OtelThreadCtx {
 
     #[cold]
     fn attach_fresh() -> Result<*mut OtelThreadCtxRecord, HandleError> {
+        // Refused before allocating anything when the record could not be freed at thread exit.
+        thread_exit::arm()?;
         let h = Self::allocate(&[0; 16], &[0; 8], 0).ok_or(HandleError::Alloc)?;
         match Self::attach(h) {
             Ok(_) => Ok(Self::record_ptr(h)),
@@ -172,7 +178,14 @@ impl OtelThreadCtx {
     }
 }
 
+/// Whether records attached to threads can be freed when the threads exit (a pthread key
+/// exists); when not, attaching is refused with [`HandleError::NoThreadKey`].
+pub(crate) fn exit_cleanup_available() -> bool {
+    thread_exit::key().is_some()
+}
+
 /// Number of handles allocated and not yet freed.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn live_count() -> usize {
     live().len()
 }
@@ -184,11 +197,37 @@ const _: () = assert!(OTEL_THREAD_CTX_ATTRS_CAPACITY > 0);
 /// unlike a `thread_local!` with `Drop`, it adds nothing to the library's small TLS segment.
 /// The destructor runs on the exiting thread while its TLS is still intact; it does not run
 /// for the main thread, whose record lives until the process ends.
+///
+/// glibc runs key destructors in at most PTHREAD_DESTRUCTOR_ITERATIONS (4) rounds. Another
+/// key's destructor running after ours (later in the round, or in a later round) may publish a
+/// span again; a record attached then might never be freed. So once our destructor has run, the
+/// key holds [`EXITING`] and every attach on that thread is refused (`ThreadExiting`); keeping
+/// the key non-null also makes glibc call us again in each remaining round, to keep the mark.
 mod thread_exit {
-    use super::OtelThreadCtx;
-    use std::sync::OnceLock;
+    use super::{HandleError, OtelThreadCtx};
+    use core::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
-    static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+    /// The key, or -1 when none could be created. Made under `pthread_once`, which a fork in
+    /// the middle of it cannot leave stuck in the child (std's `OnceLock` can).
+    static KEY: AtomicI64 = AtomicI64::new(-1);
+    static KEY_ONCE: AtomicI32 = AtomicI32::new(0);
+
+    /// Key values: any non-null value makes the destructor run; two distinct static addresses
+    /// tell "a record may be attached" from "the clean-up has run, the thread is exiting".
+    static ARMED: u8 = 0;
+    static EXITING: u8 = 0;
+
+    fn marker(value: &'static u8) -> *const libc::c_void {
+        core::ptr::from_ref(value).cast()
+    }
+
+    extern "C" fn create_key() {
+        let mut key: libc::pthread_key_t = 0;
+        // Safety: `key` is a valid out pointer; the destructor is an extern "C" fn.
+        if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+            KEY.store(i64::from(key), Ordering::Release);
+        }
+    }
 
     extern "C" fn on_thread_exit(_: *mut libc::c_void) {
         // Never unwind into libc.
@@ -199,28 +238,32 @@ mod thread_exit {
                 let _ = OtelThreadCtx::free(h);
             }
         });
-    }
-
-    fn key() -> Option<libc::pthread_key_t> {
-        *KEY.get_or_init(|| {
-            let mut key: libc::pthread_key_t = 0;
-            // Safety: `key` is a valid out pointer; the destructor is an extern "C" fn.
-            let rc = unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) };
-            (rc == 0).then_some(key)
-        })
-    }
-
-    /// Makes sure the calling thread's exit runs the clean-up. If no key could be created
-    /// (the process ran out of pthread keys), records attached at thread exit leak instead.
-    pub(super) fn arm() {
         if let Some(key) = key() {
-            // Safety: `key` was created by pthread_key_create.
-            unsafe {
-                if libc::pthread_getspecific(key).is_null() {
-                    // Any non-null value makes the destructor run; the key's own address is one.
-                    libc::pthread_setspecific(key, core::ptr::addr_of!(KEY).cast());
-                }
-            }
+            // Safety: `key` was created by pthread_key_create; setting a value from its own
+            // destructor is allowed (glibc then runs another round, if one is left).
+            unsafe { libc::pthread_setspecific(key, marker(&EXITING)) };
         }
+    }
+
+    pub(super) fn key() -> Option<libc::pthread_key_t> {
+        crate::fork_safe::once(&KEY_ONCE, create_key);
+        libc::pthread_key_t::try_from(KEY.load(Ordering::Acquire)).ok()
+    }
+
+    /// Makes sure the calling thread's exit frees what is attached to it, or says why it cannot:
+    /// no key ([`HandleError::NoThreadKey`]), the clean-up already ran on this exiting thread
+    /// ([`HandleError::ThreadExiting`]), or glibc could not store the value (out of memory).
+    pub(super) fn arm() -> Result<(), HandleError> {
+        let key = key().ok_or(HandleError::NoThreadKey)?;
+        // Safety: `key` was created by pthread_key_create.
+        let value = unsafe { libc::pthread_getspecific(key) }.cast_const();
+        if value == marker(&EXITING) {
+            return Err(HandleError::ThreadExiting);
+        }
+        // Safety: as above; the value is a static address.
+        if value.is_null() && unsafe { libc::pthread_setspecific(key, marker(&ARMED)) } != 0 {
+            return Err(HandleError::Alloc);
+        }
+        Ok(())
     }
 }

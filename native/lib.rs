@@ -18,10 +18,13 @@ compile_error!(
 );
 
 pub mod ffi;
+mod fork_safe;
 mod handle;
 pub mod process_context;
 pub mod record;
 mod self_check;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 // The slot is architecture-specific assembly: native/tls.rs on x86-64, native/tls/aarch64.rs on
 // AArch64 (the same interface, a whole file each).
 #[cfg_attr(target_arch = "aarch64", path = "tls/aarch64.rs")]

@@ -23,6 +23,14 @@ const SYMBOL: &str = "otel_thread_ctx_v1";
 pub(crate) const MAX_TLS_SEGMENT: u64 = 128;
 
 pub(crate) fn run() -> Result<String, String> {
+    if !crate::handle::exit_cleanup_available() {
+        return Err(
+            "no pthread key could be created (the process has used all PTHREAD_KEYS_MAX of them), so \
+             the library could not free a thread's record when the thread exits: it refuses to attach \
+             records (status NO_THREAD_KEY)"
+                .into(),
+        );
+    }
     let module = this_module()?;
     let path = module.path.clone();
     let data = std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?;

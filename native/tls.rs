@@ -25,16 +25,21 @@ core::arch::global_asm!(
 #[inline(always)]
 pub(crate) fn slot() -> &'static AtomicPtr<OtelThreadCtxRecord> {
     let addr: *const AtomicPtr<OtelThreadCtxRecord>;
-    // Safety: the TLSDESC resolver called here preserves every register except rax and the
-    // flags (the asm's only outputs/clobbers), and may use the stack, which is why `nostack` is
-    // absent. It reads only the GOT descriptor and %fs, which no Rust code writes, so the block
-    // is a pure function of the calling thread.
+    // Safety: the TLSDESC ABI promises that the resolver called here preserves every register
+    // but rax and the flags. glibc before 2.40 breaks that promise (bug 31372): on a thread's
+    // first access to dynamic (DTV) TLS, `_dl_tlsdesc_dynamic` calls `__tls_get_addr`, which
+    // clobbers the vector registers (it allocates and clears the TLS block). So the block
+    // declares every register the C ABI lets a call clobber (`clobber_abi("C")`): the compiler
+    // keeps nothing live in them across it. It may use the stack (a call), which is why `nostack`
+    // is absent. It reads only the GOT descriptor and %fs, which no Rust code writes (the TLS
+    // block it may allocate is glibc's), so it is a pure function of the calling thread.
     unsafe {
         core::arch::asm!(
             "lea otel_thread_ctx_v1@tlsdesc(%rip), %rax",
             "call *otel_thread_ctx_v1@tlscall(%rax)",
             "add %fs:0, %rax",
             out("rax") addr,
+            clobber_abi("C"),
             options(att_syntax, pure, nomem),
         );
     }

@@ -7,6 +7,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 debs=(gcc make cbindgen python3 unzip
       librust-libc-dev librust-object-dev librust-prost-dev librust-prost-derive-dev
       librust-proptest-dev librust-tempfile-dev
+      librust-serde-dev librust-serde-derive-dev librust-serde-json-dev
+      librust-clap-dev librust-clap-derive-dev
       # linux-arm64: cross compiler, LLD (merges the slot's version script), qemu-user, and the
       # AArch64 runtime libraries qemu runs programs and the published .NET tests with. Where
       # rustup has no aarch64 target, Debian's rustc-web and its AArch64 std build the library.

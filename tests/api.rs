@@ -4,6 +4,7 @@ mod common;
 
 use otel_thread_ctx::ffi::*;
 use otel_thread_ctx::record::{OtelThreadCtxRecord, OTEL_THREAD_CTX_RECORD_SIZE};
+use otel_thread_ctx::test_hooks::*;
 use std::ptr::null_mut;
 
 const TRACE: [u8; 16] = [
@@ -21,8 +22,51 @@ fn read_current() -> Option<Box<OtelThreadCtxRecord>> {
     }
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap()
+/// `otel_thread_ctx_new`, which must succeed.
+fn new(trace: &[u8; 16], span: &[u8; 8], flags: u8) -> *mut OtelThreadCtx {
+    let mut h = null_mut();
+    assert_eq!(
+        unsafe { otel_thread_ctx_new(trace, span, flags, &mut h) },
+        OtelThreadCtxStatus::Ok
+    );
+    assert!(!h.is_null());
+    h
+}
+
+/// `otel_thread_ctx_attach`: the displaced handle, or the status (the out-parameter must then
+/// be NULL).
+fn attach(h: *mut OtelThreadCtx) -> Result<*mut OtelThreadCtx, OtelThreadCtxStatus> {
+    let mut displaced = std::ptr::dangling_mut::<OtelThreadCtx>();
+    match unsafe { otel_thread_ctx_attach(h, &mut displaced) } {
+        OtelThreadCtxStatus::Ok => Ok(displaced),
+        status => {
+            assert!(displaced.is_null(), "{status:?} leaves *displaced NULL");
+            Err(status)
+        }
+    }
+}
+
+/// `otel_thread_ctx_record`: the address, or the status (the out-parameter must then be NULL).
+fn record(h: *mut OtelThreadCtx) -> Result<*mut OtelThreadCtxRecord, OtelThreadCtxStatus> {
+    let mut rec = std::ptr::dangling_mut::<OtelThreadCtxRecord>();
+    match unsafe { otel_thread_ctx_record(h, &mut rec) } {
+        OtelThreadCtxStatus::Ok => Ok(rec),
+        status => {
+            assert!(rec.is_null(), "{status:?} leaves *out NULL");
+            Err(status)
+        }
+    }
+}
+
+/// `otel_thread_ctx_ensure_record`, which must succeed.
+fn ensure_record() -> *mut OtelThreadCtxRecord {
+    let mut rec = null_mut();
+    assert_eq!(
+        unsafe { otel_thread_ctx_ensure_record(&mut rec) },
+        OtelThreadCtxStatus::Ok
+    );
+    assert!(!rec.is_null());
+    rec
 }
 
 /// Runs `f` on a fresh thread, so each test starts with an empty slot and leaves none behind.
@@ -54,12 +98,12 @@ fn update_attaches_a_record_that_read_current_sees() {
 #[test]
 fn update_rewrites_the_same_record_in_place() {
     on_new_thread(|| {
-        let first = otel_thread_ctx_ensure_record();
+        let first = ensure_record();
         assert!(!first.is_null());
         for n in 0..100u64 {
             let (t, s, f) = common::ids_for(n);
             assert_eq!(unsafe { otel_thread_ctx_update(&t, &s, f) }, OtelThreadCtxStatus::Ok);
-            assert_eq!(otel_thread_ctx_ensure_record(), first);
+            assert_eq!(ensure_record(), first);
         }
         let rec = read_current().unwrap();
         assert_eq!((rec.trace_id, rec.span_id, rec.trace_flags), common::ids_for(99));
@@ -69,9 +113,9 @@ fn update_rewrites_the_same_record_in_place() {
 #[test]
 fn ensure_record_returns_the_attached_handles_record() {
     on_new_thread(|| {
-        let h = unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 1) };
-        unsafe { otel_thread_ctx_attach(h) };
-        assert_eq!(otel_thread_ctx_ensure_record(), unsafe { otel_thread_ctx_record(h) });
+        let h = new(&TRACE, &SPAN, 1);
+        attach(h).unwrap();
+        assert_eq!(ensure_record(), record(h).unwrap());
         assert_eq!(otel_thread_ctx_detach(), h);
         assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
     });
@@ -97,27 +141,22 @@ fn each_thread_sees_only_its_own_values() {
 
 #[test]
 fn new_record_is_valid_and_holds_the_given_ids() {
-    let h = unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 1) };
+    let h = new(&TRACE, &SPAN, 1);
     assert!(!h.is_null());
-    let rec = unsafe { &*otel_thread_ctx_record(h) };
+    let rec = unsafe { &*record(h).unwrap() };
     assert_eq!(
         (rec.trace_id, rec.span_id, rec.trace_flags, rec.valid),
         (TRACE, SPAN, 1, 1)
     );
-    assert_eq!(
-        unsafe { otel_thread_ctx_record(h) } as usize % 8,
-        0,
-        "record is 8-byte aligned"
-    );
+    assert_eq!(record(h).unwrap() as usize % 8, 0, "record is 8-byte aligned");
     assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
 }
 
 #[test]
 fn attach_then_detach_round_trips_the_handle() {
     on_new_thread(|| {
-        let h = unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 1) };
-        assert!(unsafe { otel_thread_ctx_attach(h) }.is_null());
-        assert_eq!(errno(), 0);
+        let h = new(&TRACE, &SPAN, 1);
+        assert_eq!(attach(h), Ok(null_mut()));
         assert_eq!(otel_thread_ctx_current(), h);
         assert_eq!(read_current().unwrap().trace_id, TRACE);
         assert_eq!(otel_thread_ctx_detach(), h);
@@ -130,10 +169,10 @@ fn attach_then_detach_round_trips_the_handle() {
 #[test]
 fn attach_returns_the_displaced_handle_to_the_caller() {
     on_new_thread(|| {
-        let a = unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 1) };
-        let b = unsafe { otel_thread_ctx_new(&[7; 16], &[8; 8], 0) };
-        unsafe { otel_thread_ctx_attach(a) };
-        assert_eq!(unsafe { otel_thread_ctx_attach(b) }, a);
+        let a = new(&TRACE, &SPAN, 1);
+        let b = new(&[7; 16], &[8; 8], 0);
+        attach(a).unwrap();
+        assert_eq!(attach(b), Ok(a));
         assert_eq!(read_current().unwrap().trace_id, [7; 16]);
         assert_eq!(
             unsafe { otel_thread_ctx_free(a) },
@@ -148,9 +187,9 @@ fn attach_returns_the_displaced_handle_to_the_caller() {
 #[test]
 fn attaching_the_already_attached_handle_changes_nothing() {
     on_new_thread(|| {
-        let h = unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 1) };
-        unsafe { otel_thread_ctx_attach(h) };
-        assert!(unsafe { otel_thread_ctx_attach(h) }.is_null());
+        let h = new(&TRACE, &SPAN, 1);
+        attach(h).unwrap();
+        assert_eq!(attach(h), Ok(null_mut()));
         assert_eq!(otel_thread_ctx_current(), h);
         assert_eq!(otel_thread_ctx_detach(), h);
         unsafe { otel_thread_ctx_free(h) };
@@ -159,19 +198,18 @@ fn attaching_the_already_attached_handle_changes_nothing() {
 
 #[test]
 fn handle_attached_to_another_thread_cannot_be_attached_written_or_freed() {
-    let h = unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 1) } as usize;
+    let h = new(&TRACE, &SPAN, 1) as usize;
     let (attached_tx, attached_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let owner = std::thread::spawn(move || {
-        unsafe { otel_thread_ctx_attach(h as *mut _) };
+        attach(h as *mut _).unwrap();
         attached_tx.send(()).unwrap();
         done_rx.recv().unwrap();
         assert_eq!(otel_thread_ctx_detach() as usize, h);
     });
     attached_rx.recv().unwrap();
     let h = h as *mut _;
-    assert!(unsafe { otel_thread_ctx_attach(h) }.is_null());
-    assert_eq!(errno(), libc::EBUSY);
+    assert_eq!(attach(h), Err(OtelThreadCtxStatus::AttachedElsewhere));
     assert!(otel_thread_ctx_current().is_null(), "nothing was attached here");
     assert_eq!(
         unsafe { otel_thread_ctx_set_attribute(h, 0, b"x".as_ptr(), 1) },
@@ -190,8 +228,8 @@ fn handle_attached_to_another_thread_cannot_be_attached_written_or_freed() {
 #[test]
 fn freeing_an_attached_handle_is_refused() {
     on_new_thread(|| {
-        let h = unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 1) };
-        unsafe { otel_thread_ctx_attach(h) };
+        let h = new(&TRACE, &SPAN, 1);
+        attach(h).unwrap();
         assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::HandleAttached);
         assert_eq!(read_current().unwrap().trace_id, TRACE, "still published");
         otel_thread_ctx_detach();
@@ -201,7 +239,7 @@ fn freeing_an_attached_handle_is_refused() {
 
 #[test]
 fn double_free_is_refused() {
-    let h = unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 1) };
+    let h = new(&TRACE, &SPAN, 1);
     assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
     assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::InvalidHandle);
 }
@@ -214,9 +252,8 @@ fn unknown_pointers_are_refused_everywhere() {
         unsafe { otel_thread_ctx_free(bogus) },
         OtelThreadCtxStatus::InvalidHandle
     );
-    assert!(unsafe { otel_thread_ctx_attach(bogus) }.is_null());
-    assert_eq!(errno(), libc::EINVAL);
-    assert!(unsafe { otel_thread_ctx_record(bogus) }.is_null());
+    assert_eq!(attach(bogus), Err(OtelThreadCtxStatus::InvalidHandle));
+    assert_eq!(record(bogus), Err(OtelThreadCtxStatus::InvalidHandle));
     assert_eq!(
         unsafe { otel_thread_ctx_set_attribute(bogus, 0, b"x".as_ptr(), 1) },
         OtelThreadCtxStatus::InvalidHandle
@@ -233,16 +270,30 @@ fn unknown_pointers_are_refused_everywhere() {
 
 #[test]
 fn null_arguments_are_refused() {
-    assert!(unsafe { otel_thread_ctx_new(std::ptr::null(), &SPAN, 0) }.is_null());
-    assert_eq!(errno(), libc::EINVAL);
-    assert!(unsafe { otel_thread_ctx_new(&TRACE, std::ptr::null(), 0) }.is_null());
+    let mut h = std::ptr::dangling_mut::<OtelThreadCtx>();
+    assert_eq!(
+        unsafe { otel_thread_ctx_new(std::ptr::null(), &SPAN, 0, &mut h) },
+        OtelThreadCtxStatus::NullArgument
+    );
+    assert!(h.is_null(), "*out is NULL on error");
+    assert_eq!(
+        unsafe { otel_thread_ctx_new(&TRACE, std::ptr::null(), 0, &mut h) },
+        OtelThreadCtxStatus::NullArgument
+    );
+    assert_eq!(
+        unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 0, null_mut()) },
+        OtelThreadCtxStatus::NullArgument
+    );
     assert_eq!(
         unsafe { otel_thread_ctx_free(null_mut()) },
         OtelThreadCtxStatus::NullArgument
     );
-    assert!(unsafe { otel_thread_ctx_attach(null_mut()) }.is_null());
-    assert_eq!(errno(), libc::EINVAL);
-    assert!(unsafe { otel_thread_ctx_record(null_mut()) }.is_null());
+    assert_eq!(attach(null_mut()), Err(OtelThreadCtxStatus::NullArgument));
+    assert_eq!(record(null_mut()), Err(OtelThreadCtxStatus::NullArgument));
+    assert_eq!(
+        unsafe { otel_thread_ctx_ensure_record(null_mut()) },
+        OtelThreadCtxStatus::NullArgument
+    );
     assert_eq!(
         unsafe { otel_thread_ctx_update(std::ptr::null(), &SPAN, 0) },
         OtelThreadCtxStatus::NullArgument
@@ -263,7 +314,16 @@ fn null_arguments_are_refused() {
         unsafe { otel_thread_ctx_clear_attributes(null_mut()) },
         OtelThreadCtxStatus::NullArgument
     );
-    let h = unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 0) };
+    let h = new(&TRACE, &SPAN, 0);
+    // The out-parameters are checked before anything changes: the handle stays detached.
+    assert_eq!(
+        unsafe { otel_thread_ctx_attach(h, null_mut()) },
+        OtelThreadCtxStatus::NullArgument
+    );
+    assert_eq!(
+        unsafe { otel_thread_ctx_record(h, null_mut()) },
+        OtelThreadCtxStatus::NullArgument
+    );
     assert_eq!(
         unsafe { otel_thread_ctx_set_attribute(h, 0, std::ptr::null(), 3) },
         OtelThreadCtxStatus::NullArgument
@@ -272,7 +332,7 @@ fn null_arguments_are_refused() {
         unsafe { otel_thread_ctx_set_attribute(h, 0, std::ptr::null(), 0) },
         OtelThreadCtxStatus::Ok
     );
-    unsafe { otel_thread_ctx_free(h) };
+    assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
 }
 
 #[test]
@@ -306,8 +366,7 @@ fn attributes_set_on_the_attached_record_are_visible_to_readers() {
 #[test]
 fn oversized_attribute_is_reported_truncated_and_unfitting_one_refused() {
     on_new_thread(|| {
-        let h = otel_thread_ctx_ensure_record();
-        assert!(!h.is_null());
+        ensure_record();
         let h = otel_thread_ctx_current();
         let long = vec![b'v'; 300];
         assert_eq!(
@@ -372,13 +431,13 @@ fn version_is_the_crate_version() {
 #[test]
 fn a_detached_handle_outlives_its_thread_until_freed() {
     let h = std::thread::spawn(|| {
-        let h = unsafe { otel_thread_ctx_new(&[3; 16], &[4; 8], 1) };
-        unsafe { otel_thread_ctx_attach(h) };
+        let h = new(&[3; 16], &[4; 8], 1);
+        attach(h).unwrap();
         otel_thread_ctx_detach() as usize
     })
     .join()
     .unwrap() as *mut _;
-    let rec = unsafe { &*otel_thread_ctx_record(h) };
+    let rec = unsafe { &*record(h).unwrap() };
     assert_eq!(rec.trace_id, [3; 16]);
     assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
 }

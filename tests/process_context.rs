@@ -1,12 +1,14 @@
-//! The process context through its C API, checked by an independent reader
-//! (tests/process_context_reader): publish, find, decode, update, refuse, unpublish.
+//! The process context through its C API, checked by an independent reader (otel-ctx-dump's
+//! library, through tests/process_context_reader): publish, find, decode, update, refuse,
+//! unpublish.
 
 mod process_context_reader;
 
 use otel_thread_ctx::process_context::ffi::{
-    otel_process_ctx_publish, otel_process_ctx_read_payload, otel_process_ctx_unpublish, otel_process_ctx_update,
-    OtelProcessCtxAttribute, OtelProcessCtxStatus as S,
+    otel_process_ctx_publish, otel_process_ctx_unpublish, otel_process_ctx_update, OtelProcessCtxAttribute,
+    OtelProcessCtxStatus as S,
 };
+use otel_thread_ctx::test_hooks::otel_process_ctx_read_payload;
 use process_context_reader as reader;
 use std::ffi::CString;
 use std::os::raw::c_char;

@@ -1,6 +1,7 @@
 //! samples/c as a profiler sees it from outside: while the sample holds its threads, its
-//! process context is found in /proc/PID/maps, read through /proc/PID/mem and decoded, and the
-//! key map names exactly the attributes the threads wrote, index for index.
+//! process context is found in /proc/PID/maps, read with process_vm_readv and decoded by
+//! otel-ctx-dump's library, and the key map names exactly the attributes the threads wrote,
+//! index for index.
 
 mod common;
 mod process_context_reader;

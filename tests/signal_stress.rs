@@ -6,6 +6,7 @@ mod common;
 
 use otel_thread_ctx::ffi::*;
 use otel_thread_ctx::record::OtelThreadCtxRecord;
+use otel_thread_ctx::test_hooks::otel_thread_ctx_read_current;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -167,7 +168,12 @@ fn timer_signal_never_sees_a_valid_record_with_torn_fields() {
 fn sampler_catches_a_writer_that_skips_the_protocol() {
     let c = sample_while_writing(
         |n| {
-            let rec = otel_thread_ctx_ensure_record();
+            let mut rec = std::ptr::null_mut();
+            // Safety: a valid out-pointer.
+            assert_eq!(
+                unsafe { otel_thread_ctx_ensure_record(&mut rec) },
+                OtelThreadCtxStatus::Ok
+            );
             let (t, s, f) = common::ids_for(n);
             // Safety: this thread's attached record; written with volatile stores one byte at a
             // time so the compiler keeps the torn intermediate states a sampler can observe.

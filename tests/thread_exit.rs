@@ -2,6 +2,7 @@
 //! binary because it counts records process-wide.
 
 use otel_thread_ctx::ffi::*;
+use otel_thread_ctx::test_hooks::otel_thread_ctx_live_records;
 
 #[test]
 fn ten_thousand_threads_that_attach_and_exit_leave_no_record_behind() {
@@ -18,8 +19,15 @@ fn ten_thousand_threads_that_attach_and_exit_leave_no_record_behind() {
                     );
                     if n % 2 == 0 {
                         // Half of them also attach a handle of their own, displacing the first.
-                        let h = unsafe { otel_thread_ctx_new(&trace, &[2; 8], 1) };
-                        let displaced = unsafe { otel_thread_ctx_attach(h) };
+                        let (mut h, mut displaced) = (std::ptr::null_mut(), std::ptr::null_mut());
+                        assert_eq!(
+                            unsafe { otel_thread_ctx_new(&trace, &[2; 8], 1, &mut h) },
+                            OtelThreadCtxStatus::Ok
+                        );
+                        assert_eq!(
+                            unsafe { otel_thread_ctx_attach(h, &mut displaced) },
+                            OtelThreadCtxStatus::Ok
+                        );
                         assert_eq!(unsafe { otel_thread_ctx_free(displaced) }, OtelThreadCtxStatus::Ok);
                     }
                 })

@@ -74,7 +74,7 @@ internal static unsafe partial class Records
     private static partial nint otel_thread_ctx_current();
 
     [LibraryImport(Library)]
-    private static partial byte* otel_thread_ctx_record(nint ctx);
+    private static partial int otel_thread_ctx_record(nint ctx, byte** record);
 
     /// <summary>The calling thread's record, as <c>otel_thread_ctx_read_current</c> copies it
     /// (what an out-of-process reader finds through the thread's slot).</summary>
@@ -99,7 +99,8 @@ internal static unsafe partial class Records
     public static nint CurrentRecordAddress()
     {
         nint ctx = otel_thread_ctx_current();
-        return ctx == 0 ? 0 : (nint)otel_thread_ctx_record(ctx);
+        byte* record = null;
+        return ctx == 0 || otel_thread_ctx_record(ctx, &record) != 0 ? 0 : (nint)record;
     }
 
     /// <summary>

@@ -37,7 +37,7 @@ public sealed unsafe class BindingTests
     {
         string text = File.ReadAllText(TestSupport.HeaderPath);
         string changed = text
-            .Replace("uint8_t trace_flags);", "uint16_t trace_flags);")
+            .Replace("uint8_t trace_flags", "uint16_t trace_flags")
             .Replace("} // extern \"C\"", "int32_t otel_thread_ctx_brand_new(size_t n);\n\n} // extern \"C\"");
         Assert.NotEqual(text, changed);
         List<string> problems = new CHeader(changed).Compare(CHeader.Declarations());
@@ -45,21 +45,45 @@ public sealed unsafe class BindingTests
         Assert.Contains(problems, p => p.StartsWith("otel_thread_ctx_update: parameter 2", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.StartsWith("otel_thread_ctx_new: parameter 2", StringComparison.Ordinal));
 
-        string removed = Regex.Replace(text, @"size_t otel_thread_ctx_live_records\(void\);", string.Empty);
+        string removed = Regex.Replace(text, @"const char \*otel_thread_ctx_version\(void\);", string.Empty);
+        Assert.NotEqual(text, removed);
         Assert.Contains(
             new CHeader(removed).Compare(CHeader.Declarations()),
-            p => p == "otel_thread_ctx_live_records: declared in C#, not in the header");
+            p => p == "otel_thread_ctx_version: declared in C#, not in the header");
     }
 
     [Fact]
     public void EveryDeclaredEntryPointIsExportedByTheBuiltLibrary()
     {
-        nint lib = NativeLibrary.Load(TestSupport.NativeLibraryPath);
+        // Header functions by the shipped library, which has no test hook; the test hooks by the
+        // test-hooks build the tests load.
+        var shipped = Exports(TestSupport.ShippedLibraryPath, CHeader.Declarations().Keys.Concat(TestNativeMethods.TestHooks));
+        var missing = CHeader.Declarations().Keys.Where(name => !shipped[name]).ToList();
+        Assert.True(missing.Count == 0, "not exported by the shipped libotel_thread_ctx.so: " + string.Join(", ", missing));
+        Assert.All(TestNativeMethods.TestHooks, hook => Assert.False(shipped[hook], hook + " is exported by the shipped library"));
+
+        var test = Exports(TestSupport.NativeLibraryPath, CHeader.DeclarationsOf(typeof(TestNativeMethods)).Keys.Append("otel_thread_ctx_no_such_function"));
+        Assert.True(test.Where(kv => kv.Key != "otel_thread_ctx_no_such_function").All(kv => kv.Value), "the test library lacks: " + string.Join(", ", test.Where(kv => !kv.Value).Select(kv => kv.Key)));
+        Assert.False(test["otel_thread_ctx_no_such_function"]);
+    }
+
+    [Fact]
+    public void ThePackageDeclaresOnlyWhatItCalls()
+    {
+        string dir = Path.Combine(TestSupport.RepoRoot, "dotnet", "OtelThreadContext");
+        string code = string.Concat(Directory.GetFiles(dir, "*.cs")
+            .Where(f => Path.GetFileName(f) != "NativeMethods.cs")
+            .Select(File.ReadAllText));
+        var unused = CHeader.DeclarationsOf(typeof(NativeMethods)).Keys.Where(name => !code.Contains("NativeMethods." + name + "(", StringComparison.Ordinal)).ToList();
+        Assert.True(unused.Count == 0, "declared in NativeMethods but not called by the package: " + string.Join(", ", unused));
+    }
+
+    private static Dictionary<string, bool> Exports(string path, IEnumerable<string> names)
+    {
+        nint lib = NativeLibrary.Load(path);
         try
         {
-            var missing = CHeader.Declarations().Keys.Where(name => !NativeLibrary.TryGetExport(lib, name, out _)).ToList();
-            Assert.True(missing.Count == 0, "not exported by libotel_thread_ctx.so: " + string.Join(", ", missing));
-            Assert.False(NativeLibrary.TryGetExport(lib, "otel_thread_ctx_no_such_function", out _));
+            return names.Distinct().ToDictionary(name => name, name => NativeLibrary.TryGetExport(lib, name, out _));
         }
         finally
         {
@@ -74,7 +98,7 @@ public sealed unsafe class BindingTests
             kv => kv.Key["OTEL_THREAD_CTX_STATUS_".Length..].Replace("_", string.Empty).ToUpperInvariant(),
             kv => kv.Value);
         var actual = Enum.GetValues<NativeStatus>().ToDictionary(v => v.ToString().ToUpperInvariant(), v => (long)v);
-        Assert.Equal(12, expected.Count);
+        Assert.Equal(14, expected.Count);
         Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
         Assert.Equal(sizeof(int), Marshal.SizeOf(Enum.GetUnderlyingType(typeof(NativeStatus))));
     }
@@ -91,6 +115,16 @@ public sealed unsafe class BindingTests
     }
 
     [Fact]
+    public void ProcessStatusNamesInMessagesAreTheHeaders()
+    {
+        var names = Header.ProcessStatusValues.ToDictionary(kv => kv.Value, kv => kv.Key);
+        foreach (NativeProcessStatus status in Enum.GetValues<NativeProcessStatus>())
+        {
+            Assert.Equal(names[(long)status], status.CName());
+        }
+    }
+
+    [Fact]
     public void ConstantsMatchTheHeaderDefines()
     {
         Assert.Equal((long)NativeMethods.RecordSize, Header.Defines["OTEL_THREAD_CTX_RECORD_SIZE"]);
@@ -100,27 +134,25 @@ public sealed unsafe class BindingTests
     }
 
     [Fact]
-    public void OnlyThePerSpanUpdateSkipsTheGCTransition()
+    public void NoPackageCallSkipsTheGCTransition()
     {
-        var suppressed = CHeader.Declarations()
+        // Each may attach, allocate or take the registry lock.
+        var suppressed = CHeader.DeclarationsOf(typeof(NativeMethods))
             .Where(kv => kv.Value.GetCustomAttribute<SuppressGCTransitionAttribute>() != null)
             .Select(kv => kv.Key)
             .ToList();
-        Assert.Equal(new[] { "otel_thread_ctx_update" }, suppressed);
+        Assert.Empty(suppressed);
     }
 
     [Fact]
-    public void AttachReportsErrnoThroughSetLastError()
+    public void AttachReportsAStatusAndNoHandleOnError()
     {
-        var attach = CHeader.Declarations()["otel_thread_ctx_attach"].GetCustomAttribute<LibraryImportAttribute>()!;
-        Assert.True(attach.SetLastError);
-
-        // An address that is no live handle: NULL back, errno EINVAL (22), nothing attached.
-        nint before = NativeMethods.otel_thread_ctx_current();
-        nint bogus = NativeMethods.otel_thread_ctx_attach(0x1000);
-        Assert.Equal(0, bogus);
-        Assert.Equal(22, Marshal.GetLastPInvokeError());
-        Assert.Equal(before, NativeMethods.otel_thread_ctx_current());
+        // An address that is no live handle: INVALID_HANDLE, the out-pointer NULL, nothing attached.
+        nint before = TestNativeMethods.otel_thread_ctx_current();
+        nint displaced = 0x1234;
+        Assert.Equal(NativeStatus.InvalidHandle, NativeMethods.otel_thread_ctx_attach(new RecordHandle(0x1000, ownsHandle: false), &displaced));
+        Assert.Equal(0, displaced);
+        Assert.Equal(before, TestNativeMethods.otel_thread_ctx_current());
     }
 
     [Fact]
@@ -128,7 +160,7 @@ public sealed unsafe class BindingTests
     {
         string version = TestSupport.CargoVersion();
 
-        string native = Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!;
+        string native = Marshal.PtrToStringUTF8((nint)TestNativeMethods.otel_thread_ctx_version())!;
         string managed = typeof(ThreadContext).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;
         Assert.Equal(version, native);
         Assert.Equal(version, managed.Split('+')[0]);
@@ -140,7 +172,7 @@ public sealed unsafe class BindingTests
         // The runtime loads the library with dlopen: the self-check confirms the TLS slot is still
         // published the way readers need in that setting.
         byte* msg = stackalloc byte[1024];
-        NativeStatus status = NativeMethods.otel_thread_ctx_self_check(msg, 1024);
+        NativeStatus status = TestNativeMethods.otel_thread_ctx_self_check(msg, 1024);
         Assert.True(status == NativeStatus.Ok, $"{status}: {Marshal.PtrToStringUTF8((nint)msg)}");
     }
 }

@@ -89,7 +89,8 @@ internal sealed partial class CHeader
             return 0;
         }
 
-        if (t.IsPointer || t == typeof(nint) || t == typeof(nuint))
+        // A SafeHandle is passed as its handle value (the marshaller adds only a reference count).
+        if (t.IsPointer || t == typeof(nint) || t == typeof(nuint) || typeof(SafeHandle).IsAssignableFrom(t))
         {
             return IntPtr.Size;
         }
@@ -107,9 +108,16 @@ internal sealed partial class CHeader
         throw new FormatException($"{t} is not a blittable P/Invoke type (use pointers, integers or int enums)");
     }
 
-    /// <summary>The P/Invoke declarations of <c>NativeMethods</c>, by entry point.</summary>
+    /// <summary>The P/Invoke declarations of header functions, by entry point: the package's
+    /// (<c>NativeMethods</c>) and the tests' (<c>TestNativeMethods</c>, without its test hooks).</summary>
     public static IReadOnlyDictionary<string, MethodInfo> Declarations() =>
-        typeof(NativeMethods).GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly)
+        DeclarationsOf(typeof(NativeMethods))
+            .Concat(DeclarationsOf(typeof(TestNativeMethods)).Where(kv => !TestNativeMethods.TestHooks.Contains(kv.Key)))
+            .ToDictionary(kv => kv.Key, kv => kv.Value);
+
+    /// <summary>The P/Invoke declarations of one class, by entry point.</summary>
+    public static IReadOnlyDictionary<string, MethodInfo> DeclarationsOf(Type type) =>
+        type.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly)
             .Select(m => (Method: m, Import: m.GetCustomAttribute<LibraryImportAttribute>()))
             .Where(x => x.Import != null)
             .ToDictionary(x => x.Import!.EntryPoint ?? x.Method.Name, x => x.Method);

@@ -36,7 +36,6 @@ public sealed unsafe class HandleTests
         Native.OnNewThread(() =>
         {
             ThreadContext.Set(Trace(1), Span(1), 1);
-            Assert.Equal(1, ThreadContext.EnsureCallsOnThisThread);
 
             using ThreadContextHandle mine = ThreadContextHandle.Create(Trace(2), Span(2), 1);
             using ThreadContextHandle? displaced = mine.Attach();
@@ -45,21 +44,20 @@ public sealed unsafe class HandleTests
             Assert.NotNull(displaced);
             Assert.True(mine.IsAttachedToCurrentThread);
             Assert.False(displaced!.IsAttachedToCurrentThread);
-            Assert.Equal(Trace(1), Native.TraceId(*NativeMethods.otel_thread_ctx_record(displaced.DangerousGetHandle())));
+            Assert.Equal(Trace(1), Native.TraceId(*Native.RecordOf(displaced.Native)));
             Assert.Equal(Trace(2), Native.TraceId(Native.ReadCurrent()));
 
             // ThreadContext forgot its cached address: it now writes the attached handle's record.
             ThreadContext.Set(Trace(3), Span(3), 0);
-            Assert.Equal(2, ThreadContext.EnsureCallsOnThisThread);
             Assert.Equal(Trace(3), Native.TraceId(Native.ReadCurrent()));
-            Assert.Equal(Trace(3), Native.TraceId(*NativeMethods.otel_thread_ctx_record(mine.DangerousGetHandle())));
-            Assert.Equal(Trace(1), Native.TraceId(*NativeMethods.otel_thread_ctx_record(displaced.DangerousGetHandle())));
+            Assert.Equal(Trace(3), Native.TraceId(*Native.RecordOf(mine.Native)));
+            Assert.Equal(Trace(1), Native.TraceId(*Native.RecordOf(displaced.Native)));
 
             // Detach hands back the same object; the thread then publishes nothing.
             ThreadContextHandle? detached = ThreadContextHandle.Detach();
             Assert.Same(mine, detached);
             Assert.False(mine.IsAttachedToCurrentThread);
-            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
 
             // Re-attach the first record: nothing was attached, so nothing comes back.
             Assert.Null(displaced.Attach());
@@ -75,7 +73,7 @@ public sealed unsafe class HandleTests
     public void UpdateWritesADetachedRecordThatAttachPublishes() => Native.OnNewThread(() =>
     {
         using var h = new ThreadContextHandle();
-        Assert.Equal(new byte[16], Native.TraceId(*NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())));
+        Assert.Equal(new byte[16], Native.TraceId(*Native.RecordOf(h.Native)));
         var trace = ActivityTraceId.CreateRandom();
         var span = ActivitySpanId.CreateRandom();
         h.Update(trace, span, ActivityTraceFlags.Recorded);
@@ -105,7 +103,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal(
             [(task.Index, "task-17"), (tenant.Index, "acme")],
-            Native.Attributes(*NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())));
+            Native.Attributes(*Native.RecordOf(h.Native)));
     }
 
     [Fact]
@@ -120,7 +118,7 @@ public sealed unsafe class HandleTests
         Assert.Equal(expected, fromString.Message);
         Assert.Equal(expected, fromSpan.Message);
         Assert.Equal("key", fromSpan.ParamName);
-        Assert.Equal(0, NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())->AttrsDataSize);
+        Assert.Equal(0, Native.RecordOf(h.Native)->AttrsDataSize);
     }
 
     [Fact]
@@ -130,7 +128,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal(SetAttributeResult.Stored, h.SetAttribute(3, "a\ud800b"));
 
-        ThreadContextRecord* r = NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle());
+        ThreadContextRecord* r = Native.RecordOf(h.Native);
         Assert.Equal(new byte[] { 3, 5, (byte)'a', 0xEF, 0xBF, 0xBD, (byte)'b' }, new ReadOnlySpan<byte>(r->AttrsData, r->AttrsDataSize).ToArray());
     }
 
@@ -142,7 +140,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => h.SetAttribute(4, (string)null!)).ParamName);
         Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => h.SetAttribute(task, (string)null!)).ParamName);
-        Assert.Equal(0, NativeMethods.otel_thread_ctx_record(h.DangerousGetHandle())->AttrsDataSize);
+        Assert.Equal(0, Native.RecordOf(h.Native)->AttrsDataSize);
     }
 
     [Fact]
@@ -177,7 +175,7 @@ public sealed unsafe class HandleTests
                 Assert.Throws<InvalidOperationException>(() => h.Update(default, default, ActivityTraceFlags.None));
                 Assert.Throws<InvalidOperationException>(() => h.SetAttribute(0, "x"));
                 Assert.Throws<InvalidOperationException>(() => h.ClearAttributes());
-                Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+                Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
             });
         }
         finally
@@ -199,7 +197,7 @@ public sealed unsafe class HandleTests
             Assert.Null(h.Attach());
             Assert.Equal(baseline + 1, Native.LiveRecords());
             h.Dispose();
-            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
             Assert.Equal(baseline, Native.LiveRecords());
             Assert.Throws<ObjectDisposedException>(() => h.Attach());
         });
@@ -232,10 +230,109 @@ public sealed unsafe class HandleTests
         Assert.Equal(baseline + others.Length, Native.LiveRecords());
         foreach (var o in others)
         {
-            Assert.True(NativeMethods.otel_thread_ctx_record(o.DangerousGetHandle()) != null, "a live record was freed");
+            Assert.True(Native.RecordOf(o.Native) != null, "a live record was freed");
             o.Dispose();
         }
 
         Assert.Equal(baseline, SettledLiveRecords());
+    }
+    [Fact]
+    public void AHandleWhoseThreadExitedRefusesEveryCallEvenWhereTheManagedThreadIdIsReused()
+    {
+        long baseline = SettledLiveRecords();
+        var h = ThreadContextHandle.Create(Trace(9), Span(9), 1);
+        int ownerId = 0;
+        Native.OnNewThread(() =>
+        {
+            ownerId = Environment.CurrentManagedThreadId;
+            Assert.Null(h.Attach());
+        });
+
+        // The owner's exit freed the record. New records may reuse its address: a stray write
+        // through the stale handle would land in one of them (or in freed memory).
+        Stopwatch wait = Stopwatch.StartNew();
+        while (Native.LiveRecords() != baseline && wait.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            Thread.Sleep(10);
+        }
+
+        Assert.Equal(baseline, Native.LiveRecords());
+        var others = new ThreadContextHandle[8];
+        for (int i = 0; i < others.Length; i++)
+        {
+            others[i] = ThreadContextHandle.Create(Trace(8), Span(8), 0);
+        }
+
+        // The runtime hands an exited thread's managed id to a later thread once the old Thread
+        // object is collected (a runtime thread, such as the tiered-compilation worker, may hold
+        // it for a while first), always the smallest free id. Other exited threads may have left
+        // smaller ids free, so start a batch of threads that live at once and take successive ids.
+        bool reused = false;
+        Exception? failure = null;
+        for (wait.Restart(); !reused && wait.Elapsed < TimeSpan.FromSeconds(20); Thread.Sleep(10))
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            using var release = new ManualResetEventSlim();
+            var batch = new Thread[64];
+            for (int i = 0; i < batch.Length; i++)
+            {
+                batch[i] = new Thread(() =>
+                {
+                    if (Environment.CurrentManagedThreadId == ownerId)
+                    {
+                        reused = true;
+                        try
+                        {
+                            AssertRefusesEveryCall(h);
+                        }
+                        catch (Exception e)
+                        {
+                            failure = e;
+                        }
+                    }
+
+                    release.Wait();
+                });
+                batch[i].Start();
+            }
+
+            release.Set();
+            foreach (var t in batch)
+            {
+                t.Join();
+            }
+        }
+
+        Assert.Null(failure);
+
+        Assert.True(reused, $"no new thread got the exited thread's managed id {ownerId}");
+        AssertRefusesEveryCall(h);
+        foreach (var o in others)
+        {
+            ThreadContextRecord* r = Native.RecordOf(o.Native);
+            Assert.Equal(Trace(8), Native.TraceId(*r));
+            Assert.Equal(0, r->AttrsDataSize);
+        }
+
+        h.Dispose();
+        Assert.Equal(baseline + others.Length, Native.LiveRecords());
+        foreach (var o in others)
+        {
+            o.Dispose();
+        }
+
+        Assert.Equal(baseline, SettledLiveRecords());
+
+        static void AssertRefusesEveryCall(ThreadContextHandle h)
+        {
+            Assert.False(h.IsAttachedToCurrentThread);
+            string message = Assert.Throws<InvalidOperationException>(() => h.Update(default, default, ActivityTraceFlags.Recorded)).Message;
+            Assert.Contains("exited", message);
+            Assert.Throws<InvalidOperationException>(() => h.SetAttribute(0, "x"));
+            Assert.Throws<InvalidOperationException>(() => h.ClearAttributes());
+            Assert.Throws<InvalidOperationException>(() => h.Attach());
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
+        }
     }
 }

@@ -1,9 +1,54 @@
 using System;
 using System.Collections.Generic;
+using System.Runtime.InteropServices;
 using OtelThreadContext.TestShared;
 using Xunit;
 
 namespace OtelThreadContext.Tests;
+
+/// <summary>
+/// P/Invoke declarations the tests need and the package does not call: header functions the
+/// package leaves to other callers, and the test hooks a library built with the
+/// <c>test-hooks</c> feature exports (not in the header, not in the shipped library).
+/// </summary>
+internal static unsafe partial class TestNativeMethods
+{
+    /// <summary>Entry points that are test hooks, not header functions.</summary>
+    public static readonly string[] TestHooks =
+    {
+        "otel_thread_ctx_read_current", "otel_thread_ctx_live_records", "otel_process_ctx_read_payload",
+    };
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeStatus otel_thread_ctx_update(byte* trace_id, byte* span_id, byte trace_flags);
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeStatus otel_thread_ctx_clear();
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial nint otel_thread_ctx_current();
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeStatus otel_thread_ctx_set_attribute(nint ctx, byte key_index, byte* value, nuint value_len);
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeStatus otel_thread_ctx_clear_attributes(nint ctx);
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeStatus otel_thread_ctx_self_check(byte* msg, nuint msg_len);
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial byte* otel_thread_ctx_version();
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeStatus otel_thread_ctx_read_current(ThreadContextRecord* @out);
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial nuint otel_thread_ctx_live_records();
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeProcessStatus otel_process_ctx_read_payload(byte* buffer, nuint capacity, nuint* payload_size);
+}
 
 /// <summary>What the native library reports, and a way to run code on a fresh thread.</summary>
 internal static unsafe class Native
@@ -12,7 +57,7 @@ internal static unsafe class Native
     public static ThreadContextRecord ReadCurrent()
     {
         ThreadContextRecord copy;
-        NativeStatus status = NativeMethods.otel_thread_ctx_read_current(&copy);
+        NativeStatus status = TestNativeMethods.otel_thread_ctx_read_current(&copy);
         Assert.Equal(NativeStatus.Ok, status);
         return copy;
     }
@@ -43,7 +88,21 @@ internal static unsafe class Native
         }
     }
 
-    public static long LiveRecords() => (long)NativeMethods.otel_thread_ctx_live_records();
+    /// <summary>The record of a native handle this code does not own (the raw address of one), or
+    /// null when it is no live handle.</summary>
+    public static ThreadContextRecord* RecordOf(nint ctx) => RecordOf(new RecordHandle(ctx, ownsHandle: false));
+
+    /// <summary>The record of a native handle, or null when it is no live handle.</summary>
+    public static ThreadContextRecord* RecordOf(RecordHandle ctx)
+    {
+        ThreadContextRecord* rec;
+        return NativeMethods.otel_thread_ctx_record(ctx, &rec) == NativeStatus.Ok ? rec : null;
+    }
+
+    /// <summary>The record attached to the calling thread, or null.</summary>
+    public static ThreadContextRecord* CurrentRecord() => RecordOf(TestNativeMethods.otel_thread_ctx_current());
+
+    public static long LiveRecords() => (long)TestNativeMethods.otel_thread_ctx_live_records();
 
     /// <summary>Runs <paramref name="body"/> on a new thread, waits for it to end and rethrows
     /// what it threw.</summary>

@@ -12,7 +12,7 @@ namespace OtelThreadContext.Tests;
 /// The NuGet package works for a consumer: the package scripts/pack.sh wrote to target/nuget
 /// (both runtimes' native libraries) is restored into a fresh project from that folder with a
 /// private packages folder; the project is built and run, and its ThreadContext.Set is what
-/// read_current sees.
+/// the thread's attached record holds.
 /// </summary>
 public sealed class PackageTests(ITestOutputHelper output)
 {
@@ -25,7 +25,10 @@ public sealed class PackageTests(ITestOutputHelper output)
         internal static class Program
         {
             [DllImport("otel_thread_ctx")]
-            private static extern int otel_thread_ctx_read_current(byte[] record);
+            private static extern IntPtr otel_thread_ctx_current();
+
+            [DllImport("otel_thread_ctx")]
+            private static extern int otel_thread_ctx_record(IntPtr ctx, out IntPtr record);
 
             private static int Main(string[] args)
             {
@@ -40,8 +43,14 @@ public sealed class PackageTests(ITestOutputHelper output)
                     return 3;
                 }
 
+                // The record attached to this thread, through the shipped header's calls.
                 var record = new byte[640];
-                int status = otel_thread_ctx_read_current(record);
+                int status = otel_thread_ctx_record(otel_thread_ctx_current(), out IntPtr address);
+                if (status == 0)
+                {
+                    Marshal.Copy(address, record, 0, record.Length);
+                }
+
                 int attrLen = record[29];
                 Console.WriteLine(
                     $"status={status} valid={record[24]} trace={Convert.ToHexString(record, 0, 16).ToLowerInvariant()} " +
@@ -91,7 +100,7 @@ public sealed class PackageTests(ITestOutputHelper output)
                 Assert.Contains(expected, names);
             }
 
-            Assert.Equal(new FileInfo(TestSupport.NativeLibraryPath).Length, zip.GetEntry("runtimes/linux-x64/native/libotel_thread_ctx.so")!.Length);
+            Assert.Equal(new FileInfo(TestSupport.ShippedLibraryPath).Length, zip.GetEntry("runtimes/linux-x64/native/libotel_thread_ctx.so")!.Length);
             // Each runtime folder holds a 64-bit ELF shared object for its machine (e_machine).
             Assert.Equal(62, ElfMachine(zip, "runtimes/linux-x64/native/libotel_thread_ctx.so"));
             Assert.Equal(183, ElfMachine(zip, "runtimes/linux-arm64/native/libotel_thread_ctx.so"));

@@ -104,7 +104,7 @@ internal static unsafe class ProcessContextReader
     public static byte[]? ReadPayloadNative()
     {
         nuint size = 0;
-        NativeProcessStatus status = NativeMethods.otel_process_ctx_read_payload(null, 0, &size);
+        NativeProcessStatus status = TestNativeMethods.otel_process_ctx_read_payload(null, 0, &size);
         if (status == NativeProcessStatus.NotPublished)
         {
             Assert.Equal(0u, (uint)size);
@@ -116,7 +116,7 @@ internal static unsafe class ProcessContextReader
         fixed (byte* p = buffer)
         {
             nuint copied = 0;
-            Assert.Equal(NativeProcessStatus.Ok, NativeMethods.otel_process_ctx_read_payload(p, size, &copied));
+            Assert.Equal(NativeProcessStatus.Ok, TestNativeMethods.otel_process_ctx_read_payload(p, size, &copied));
             Assert.Equal(size, copied);
         }
 

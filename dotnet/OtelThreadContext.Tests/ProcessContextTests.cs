@@ -61,7 +61,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
         Assert.Equal("node-1", resource["host.name"]);
         Assert.Equal("dotnet", resource["telemetry.sdk.language"]);
         Assert.False(string.IsNullOrEmpty(resource["telemetry.sdk.name"]));
-        string nativeVersion = System.Runtime.InteropServices.Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!;
+        string nativeVersion = System.Runtime.InteropServices.Marshal.PtrToStringUTF8((nint)TestNativeMethods.otel_thread_ctx_version())!;
         Assert.Equal(nativeVersion, resource["telemetry.sdk.version"]);
         Assert.Equal(8, resource.Count);
 

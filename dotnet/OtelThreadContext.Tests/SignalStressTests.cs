@@ -138,7 +138,7 @@ public sealed unsafe class SignalStressTests : IDisposable
             ThreadContext.Set(trace, span, 1);
 
             // The slot the sampler reads is the record ThreadContext writes.
-            sameSlot = _slot() == NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current());
+            sameSlot = _slot() == Native.CurrentRecord();
             startRc = _start(SIGPROF, 20_000);
             if (startRc != 0)
             {

@@ -36,8 +36,12 @@ internal static class TestSupport
 
     public static string HeaderPath => Path.Combine(RepoRoot, "include", "otel_thread_ctx.h");
 
-    /// <summary>The native library the P/Invokes load: the copy next to the test assembly.</summary>
+    /// <summary>The native library the P/Invokes load: the copy next to the test assembly, a build
+    /// with the <c>test-hooks</c> feature.</summary>
     public static string NativeLibraryPath => Path.Combine(AppContext.BaseDirectory, "libotel_thread_ctx.so");
+
+    /// <summary>The library the package ships (no test hooks): what the package tests pack.</summary>
+    public static string ShippedLibraryPath { get; } = Metadata("OtelNativeLibrary");
 
     /// <summary>Runs a program, returning exit code and combined output; fails the test on timeout.
     /// In <paramref name="environment"/>, a null value removes the variable.</summary>

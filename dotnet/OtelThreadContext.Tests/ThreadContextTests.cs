@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
+using System.Text;
 using System.Threading;
 using Xunit;
 
@@ -197,19 +198,41 @@ public sealed unsafe class ThreadContextTests
     [Fact]
     public void ManagedAttributeWritesMatchTheNativeLibrarysEncoding() => Native.OnNewThread(() =>
     {
-        // The same sequence through the native setter on a detached record and through the managed
-        // in-place writer on this thread's record must give the same bytes.
-        var steps = new (byte Key, string Value)[] { (0, "GET"), (1, "/a"), (0, "POST"), (2, new string('z', 260)), (1, "é") };
+        // The C API's setter (Rust) and the package's writer (C#) implement the same entry rules:
+        // the same sequence through each must give the same results and the same bytes.
+        var steps = new (byte Key, string Value)[]
+        {
+            (0, "GET"), (1, "/a"), (0, "POST"), (2, new string('z', 260)), (1, "é"), (3, new string('é', 200)),
+            (4, new string('q', 255)), (5, new string('r', 100)), (5, "s"),
+        };
         using ThreadContextHandle detached = ThreadContextHandle.Create(new byte[16], new byte[8], 0);
+        nint ctx = detached.Native.DangerousGetHandle();
         ThreadContext.ClearAttributes();
+        var results = new List<SetAttributeResult>();
         foreach (var (key, value) in steps)
         {
             SetAttributeResult managed = ThreadContext.SetAttribute(key, value);
-            SetAttributeResult native = detached.SetAttribute(key, value);
+            results.Add(managed);
+            byte[] utf8 = Encoding.UTF8.GetBytes(value);
+            NativeStatus status;
+            fixed (byte* p = utf8)
+            {
+                status = TestNativeMethods.otel_thread_ctx_set_attribute(ctx, key, p, (nuint)utf8.Length);
+            }
+
+            SetAttributeResult native = status switch
+            {
+                NativeStatus.Ok => SetAttributeResult.Stored,
+                NativeStatus.Truncated => SetAttributeResult.Truncated,
+                NativeStatus.NoSpace => SetAttributeResult.NoSpace,
+                _ => throw new InvalidOperationException(status.ToString()),
+            };
             Assert.Equal(native, managed);
         }
 
-        ThreadContextRecord* nativeRecord = NativeMethods.otel_thread_ctx_record(detached.DangerousGetHandle());
+        Assert.Contains(SetAttributeResult.Truncated, results);
+        Assert.Contains(SetAttributeResult.NoSpace, results);
+        ThreadContextRecord* nativeRecord = Native.RecordOf(detached.Native);
         ThreadContextRecord mine = Native.ReadCurrent();
         Assert.Equal(nativeRecord->AttrsDataSize, mine.AttrsDataSize);
         Assert.Equal(
@@ -220,21 +243,33 @@ public sealed unsafe class ThreadContextTests
     [Fact]
     public void OnlyTheFirstCallOnAThreadGoesToNativeCode() => Native.OnNewThread(() =>
     {
-        Assert.Equal(0, ThreadContext.EnsureCallsOnThisThread);
         ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);
-        Assert.Equal(1, ThreadContext.EnsureCallsOnThisThread);
-        ThreadContextRecord* attached = NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current());
+        nint attached = TestNativeMethods.otel_thread_ctx_current();
+        Assert.NotEqual(0, attached);
+        ThreadContextRecord* record = Native.RecordOf(attached);
 
-        for (int i = 0; i < 1000; i++)
+        // Unpublish the record behind ThreadContext's back: a call that went to native code again
+        // would attach a new record, while the in-place writer keeps writing the cached one.
+        Assert.Equal(attached, NativeMethods.otel_thread_ctx_detach());
+        try
         {
-            ThreadContext.Set((ulong)i, (ulong)i, (ulong)i, 1);
-            ThreadContext.SetAttribute(0, "v");
-            ThreadContext.ClearAttributes();
-            ThreadContext.Clear();
-        }
+            for (int i = 0; i < 1000; i++)
+            {
+                ThreadContext.SetAttribute(0, "v");
+                ThreadContext.ClearAttributes();
+                ThreadContext.Clear();
+                ThreadContext.Set((ulong)i, (ulong)i, (ulong)i, 1);
+            }
 
-        Assert.Equal(1, ThreadContext.EnsureCallsOnThisThread);
-        Assert.True(attached == NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current()), "the record moved");
+            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
+            Assert.Equal(999, (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(new ReadOnlySpan<byte>(record->SpanId, 8)));
+        }
+        finally
+        {
+            nint displaced;
+            Assert.Equal(NativeStatus.Ok, NativeMethods.otel_thread_ctx_attach(new RecordHandle(attached, ownsHandle: false), &displaced));
+            Assert.Equal(0, displaced);
+        }
     });
 
     [Fact]
@@ -288,7 +323,7 @@ public sealed unsafe class ThreadContextTests
             {
                 ThreadContext.Set((ulong)i + 1, 0xabcdUL * (ulong)(i + 1), 0x1000UL + (ulong)i, (byte)(i & 1));
                 ThreadContext.SetAttribute(0, $"thread-{i}");
-                addresses[i] = (nint)NativeMethods.otel_thread_ctx_record(NativeMethods.otel_thread_ctx_current());
+                addresses[i] = (nint)Native.CurrentRecord();
                 ready.SignalAndWait();
 
                 // Everyone has written; each still reads its own.

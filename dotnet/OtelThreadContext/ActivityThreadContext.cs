@@ -15,62 +15,20 @@ namespace OtelThreadContext;
 /// </summary>
 /// <remarks>
 /// <para>
-/// <b>When records are written.</b> A thread's record is rewritten, on that thread, whenever the
-/// <see cref="Activity"/> visible there may have changed:
-/// </para>
-/// <list type="bullet">
-/// <item>when a span starts or stops, or <see cref="Activity.Current"/> is assigned
-/// (<see cref="Activity.CurrentChanged"/>);</item>
-/// <item>whenever the runtime switches the thread to another <see cref="ExecutionContext"/>: an
-/// <c>await</c> continuation resuming on a thread-pool thread, a <see cref="System.Threading.Tasks.Task"/> started with
-/// <c>Task.Run</c>, a timer callback, and the thread going back to the pool afterwards.
-/// <see cref="Activity.CurrentChanged"/> does not fire for those; the tracker keeps an
-/// <see cref="AsyncLocal{T}"/> with a change handler in step with <see cref="Activity.Current"/>,
-/// and the runtime calls that handler, on the thread doing the switch, whenever the value differs
-/// between the context left and the context entered.</item>
-/// </list>
-/// <para>
-/// A thread left with no current <see cref="Activity"/> (for example a pool thread returning to
-/// the pool) gets <see cref="ThreadContext.Clear"/>: no thread keeps showing a span it no longer
-/// runs. An <see cref="Activity"/> whose id format is not W3C has no trace and span id to
-/// publish; it is published as "no span" too.
+/// A record is rewritten on its own thread when a span starts or stops
+/// (<see cref="Activity.CurrentChanged"/>) and when the runtime switches the thread to another
+/// <see cref="ExecutionContext"/> (await continuations, <c>Task.Run</c>, timers, a thread going
+/// back to the pool), which that event misses: an <see cref="AsyncLocal{T}"/> kept equal to
+/// <see cref="Activity.Current"/> gets its change handler called there. No current Activity, or
+/// one whose ids are not W3C, is published as <see cref="ThreadContext.Clear"/>.
 /// </para>
 /// <para>
-/// <b>Cost.</b> Writes go through <see cref="ThreadContext"/>'s in-place path: no P/Invoke per
-/// change (one per thread, for its first write) and no allocation when a context is restored.
-/// Keeping the <see cref="AsyncLocal{T}"/> in step costs one <see cref="AsyncLocal{T}"/>
-/// assignment per <see cref="Activity.Current"/> change, which allocates a new
-/// <see cref="ExecutionContext"/> like the assignment of <see cref="Activity.Current"/> itself
-/// does (the package's tests measure and bound it).
-/// </para>
-/// <para>
-/// <b>Attributes.</b> While tracking is on, the tracker owns the attributes of the records it
-/// writes: at every switch it removes the thread's attributes, then writes those configured with
-/// <see cref="ActivityThreadContextOptions.AddAttribute(byte, Func{Activity, string})"/>,
-/// computed from the Activity now current. Attributes written with
-/// <see cref="ThreadContext.SetAttribute(byte, string)"/> last until the thread's next switch.
-/// Each of the (at most three) steps of a switch is a consistent record update on its own;
-/// between them a reader can see the old span without attributes, or the new span before its
-/// attributes.
-/// </para>
-/// <para>
-/// <b>Enabling twice, disabling.</b> <see cref="Enable()"/> is reference-counted: tracking runs
-/// while at least one returned handle is undisposed, and the attributes written are those of
-/// every undisposed handle. Disposing a handle twice does nothing. When the last handle is
-/// disposed, the tracker stops writing: no record is written by it afterwards (a write already
-/// in progress on another thread when <see cref="IDisposable.Dispose"/> is called may complete).
-/// Records keep what they held; call <see cref="ThreadContext.Clear"/> on threads that should
-/// show no span.
-/// </para>
-/// <para>
-/// <b>Flows started before enabling.</b> An <see cref="ExecutionContext"/> captured before
-/// <see cref="Enable()"/> does not carry the tracker's value; such a flow is published correctly
-/// from its next span change on. Enable tracking at startup, before requests are served.
-/// </para>
-/// <para>
-/// <b>Platforms.</b> Where <see cref="ThreadContext.IsSupported"/> is false,
-/// <see cref="Enable()"/> returns a handle that does nothing and <see cref="IsEnabled"/> stays
-/// false.
+/// While tracking is on, the tracker owns the records' attributes: each switch replaces them
+/// with those configured through <see cref="ActivityThreadContextOptions"/>.
+/// <see cref="Enable()"/> is reference-counted; after the last handle is disposed nothing is
+/// written (records keep what they held). A flow whose <see cref="ExecutionContext"/> was
+/// captured before <see cref="Enable()"/> is published from its next span change. Where
+/// <see cref="ThreadContext.IsSupported"/> is false, tracking never turns on.
 /// </para>
 /// </remarks>
 public static class ActivityThreadContext

@@ -22,6 +22,8 @@ internal enum NativeStatus
     OutOfMemory = -7,
     SelfCheckFailed = -8,
     Internal = -9,
+    ThreadExiting = -10,
+    NoThreadKey = -11,
 }
 
 /// <summary>
@@ -56,19 +58,22 @@ internal unsafe struct NativeProcessAttribute
 }
 
 /// <summary>
-/// P/Invoke declarations for every function of <c>include/otel_thread_ctx.h</c>, one for one,
-/// with blittable signatures only (pointers, <see cref="byte"/>, <see cref="nuint"/>, the
-/// <c>int32_t</c> status enums), so the source-generated stubs add no marshalling.
-/// Tests parse the committed header and fail when a C function lacks a declaration here, when
-/// parameter or return sizes differ, or when the built library does not export an entry point.
+/// P/Invoke declarations for the functions of <c>include/otel_thread_ctx.h</c> this package calls,
+/// and no others, with blittable signatures (pointers, <see cref="byte"/>, <see cref="nuint"/>,
+/// the <c>int32_t</c> status enums) and <see cref="RecordHandle"/>, whose stubs only add a
+/// reference count.
+/// Tests parse the committed header and fail when a declaration here differs from it in parameter
+/// or return sizes, when one is not called by the package, or when the built library does not
+/// export it.
 /// </summary>
 /// <remarks>
-/// <c>OtelThreadCtx *</c> handles are <see cref="nint"/>; <c>OtelThreadCtxRecord *</c> is
+/// <c>OtelThreadCtx *</c> handles are <see cref="RecordHandle"/> where the caller owns one (the
+/// marshaller holds a reference for the call), else <see cref="nint"/>; <c>OtelThreadCtxRecord *</c> is
 /// <see cref="ThreadContextRecord"/>*; <c>const uint8_t (*)[16]</c> is <see cref="byte"/>*.
-/// Functions that report errors through <c>errno</c> use <c>SetLastError = true</c>.
-/// Only <see cref="otel_thread_ctx_update"/> is <see cref="SuppressGCTransitionAttribute"/>:
-/// once a record is attached it is a short, lock-free in-place write. Every path that can
-/// attach (allocate, take the registry lock, set up TLS) keeps the GC transition.
+/// Every call that can fail returns a status and passes its result through an out-pointer; none
+/// reports through <c>errno</c>, except that publish and update leave the OS error there with
+/// <c>MAPPING_FAILED</c> (hence their <c>SetLastError</c>). Every call here may attach, allocate or
+/// take the registry lock, so all keep the GC transition.
 /// </remarks>
 internal static unsafe partial class NativeMethods
 {
@@ -83,51 +88,23 @@ internal static unsafe partial class NativeMethods
     internal const int AttrsCapacity = 612;
     internal const int MaxValueLen = 255;
 
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial nint otel_thread_ctx_new(byte* trace_id, byte* span_id, byte trace_flags);
+    [LibraryImport(LibraryName)]
+    internal static partial NativeStatus otel_thread_ctx_new(byte* trace_id, byte* span_id, byte trace_flags, nint* @out);
 
     [LibraryImport(LibraryName)]
     internal static partial NativeStatus otel_thread_ctx_free(nint ctx);
 
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial nint otel_thread_ctx_attach(nint ctx);
+    [LibraryImport(LibraryName)]
+    internal static partial NativeStatus otel_thread_ctx_attach(RecordHandle ctx, nint* displaced);
 
     [LibraryImport(LibraryName)]
     internal static partial nint otel_thread_ctx_detach();
 
     [LibraryImport(LibraryName)]
-    internal static partial nint otel_thread_ctx_current();
+    internal static partial NativeStatus otel_thread_ctx_record(RecordHandle ctx, ThreadContextRecord** @out);
 
     [LibraryImport(LibraryName)]
-    [SuppressGCTransition]
-    internal static partial NativeStatus otel_thread_ctx_update(byte* trace_id, byte* span_id, byte trace_flags);
-
-    [LibraryImport(LibraryName)]
-    internal static partial NativeStatus otel_thread_ctx_clear();
-
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial ThreadContextRecord* otel_thread_ctx_record(nint ctx);
-
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial ThreadContextRecord* otel_thread_ctx_ensure_record();
-
-    [LibraryImport(LibraryName)]
-    internal static partial NativeStatus otel_thread_ctx_set_attribute(nint ctx, byte key_index, byte* value, nuint value_len);
-
-    [LibraryImport(LibraryName)]
-    internal static partial NativeStatus otel_thread_ctx_clear_attributes(nint ctx);
-
-    [LibraryImport(LibraryName)]
-    internal static partial NativeStatus otel_thread_ctx_read_current(ThreadContextRecord* @out);
-
-    [LibraryImport(LibraryName)]
-    internal static partial nuint otel_thread_ctx_live_records();
-
-    [LibraryImport(LibraryName)]
-    internal static partial NativeStatus otel_thread_ctx_self_check(byte* msg, nuint msg_len);
-
-    [LibraryImport(LibraryName)]
-    internal static partial byte* otel_thread_ctx_version();
+    internal static partial NativeStatus otel_thread_ctx_ensure_record(ThreadContextRecord** @out);
 
     [LibraryImport(LibraryName, SetLastError = true)]
     internal static partial NativeProcessStatus otel_process_ctx_publish(
@@ -139,7 +116,4 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(LibraryName)]
     internal static partial NativeProcessStatus otel_process_ctx_unpublish();
-
-    [LibraryImport(LibraryName)]
-    internal static partial NativeProcessStatus otel_process_ctx_read_payload(byte* buffer, nuint capacity, nuint* payload_size);
 }

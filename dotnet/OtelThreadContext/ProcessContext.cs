@@ -268,7 +268,7 @@ public static unsafe class ProcessContext
             NativeProcessStatus.MappingFailed => "the OTEL_CTX mapping could not be made or named",
             _ => $"the native library reported {status} ({(int)status})",
         };
-        string message = $"{operation} failed: {reason} ({NativeStatusName(status)}).";
+        string message = $"{operation} failed: {reason} ({status.CName()}).";
         switch (status)
         {
             case NativeProcessStatus.InvalidUtf8:
@@ -287,28 +287,6 @@ public static unsafe class ProcessContext
             default:
                 return new InvalidOperationException(message);
         }
-    }
-
-    private static string NativeStatusName(NativeProcessStatus status) => status switch
-    {
-        NativeProcessStatus.Ok => "OTEL_PROCESS_CTX_STATUS_OK",
-        _ => "OTEL_PROCESS_CTX_STATUS_" + ToUpperSnake(status.ToString()),
-    };
-
-    private static string ToUpperSnake(string pascal)
-    {
-        var sb = new StringBuilder(pascal.Length + 8);
-        for (int i = 0; i < pascal.Length; i++)
-        {
-            if (i > 0 && char.IsUpper(pascal[i]))
-            {
-                sb.Append('_');
-            }
-
-            sb.Append(char.ToUpperInvariant(pascal[i]));
-        }
-
-        return sb.ToString();
     }
 
     /// <summary>The declared names in index order. Caller holds the lock.</summary>

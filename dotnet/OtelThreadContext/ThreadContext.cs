@@ -1,13 +1,8 @@
 using System;
-using System.Buffers;
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using System.Text.Unicode;
-using System.Threading;
 
 namespace OtelThreadContext;
 
@@ -27,9 +22,8 @@ namespace OtelThreadContext;
 /// </para>
 /// <para>
 /// <b>Consistency.</b> A profiler reads the record while the thread is interrupted, at any
-/// instruction. Each update stores <c>valid = 0</c>, then the fields, then <c>valid = 1</c>, every
-/// store through <see cref="Volatile.Write(ref byte, byte)"/> (or after a full barrier), so the
-/// JIT keeps them in that order and a reader that sees <c>valid == 1</c> sees a whole update.
+/// instruction; each update clears the record's <c>valid</c> byte first and sets it last, so a
+/// reader that sees <c>valid == 1</c> sees a whole update.
 /// </para>
 /// <para>
 /// <b>Lifetime.</b> The record stays attached to the thread; the native library frees it when
@@ -44,34 +38,30 @@ namespace OtelThreadContext;
 /// <para>
 /// <b>Mixing with <see cref="ThreadContextHandle"/>.</b> On one thread, either let this class
 /// write the thread's record in place, or swap records with <see cref="ThreadContextHandle"/>.
-/// Mixing is safe but changes what is written: when a handle is attached or detached on a
-/// thread, this class forgets the record address it cached for that thread, and its next call
-/// there makes one P/Invoke again and writes into whatever record is then attached (the
-/// handle's record if one is attached, else a fresh record it attaches). It never writes a
-/// record the thread no longer has attached. Native code that attaches or detaches records on
-/// the same thread behind this class's back is not supported.
+/// Mixing is safe: a handle attached or detached on a thread makes this class forget the record
+/// address it cached there, so its next call writes whatever record is then attached (attaching
+/// a fresh one if none is). Native code attaching or detaching records behind its back is not
+/// supported.
 /// </para>
 /// </remarks>
 public static unsafe class ThreadContext
 {
     private static readonly bool s_supported = ComputeIsSupported();
 
-    /// <summary>This thread's attached record, or null before the first call on the thread.</summary>
+    /// <summary>
+    /// This thread's attached record, or null before the first call on the thread (or after a
+    /// handle swap). Safety: while cached it is live and only this thread writes it (it stays
+    /// attached here; the library frees it only at this thread's exit), which is what every
+    /// <see cref="RecordWriter"/> call below requires.
+    /// </summary>
     [ThreadStatic]
     private static ThreadContextRecord* t_record;
-
-    /// <summary>How many times this thread asked the native library for its record (tests).</summary>
-    [ThreadStatic]
-    private static int t_ensureCalls;
 
     /// <summary>
     /// True on Linux x64 and arm64 with glibc, the platforms the native library is built for. When false,
     /// every method of <see cref="ThreadContext"/> is a no-op.
     /// </summary>
     public static bool IsSupported => s_supported;
-
-    /// <summary>Calls to <c>otel_thread_ctx_ensure_record</c> made by the current thread.</summary>
-    internal static int EnsureCallsOnThisThread => t_ensureCalls;
 
     /// <summary>Publishes <paramref name="traceId"/>, <paramref name="spanId"/> and
     /// <paramref name="flags"/> as the current thread's span. Attributes are kept.</summary>
@@ -102,8 +92,8 @@ public static unsafe class ThreadContext
             return false;
         }
 
-        DecodeIds(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
-        WriteIds(rec, trace0, trace1, span, (byte)flags, clearAttributes);
+        IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
+        RecordWriter.WriteIds(rec, trace0, trace1, span, (byte)flags, clearAttributes);
         return true;
     }
 
@@ -115,28 +105,15 @@ public static unsafe class ThreadContext
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public static void Set(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId, byte traceFlags)
     {
-        if (traceId.Length != 16)
-        {
-            throw new ArgumentException("A trace id is 16 bytes.", nameof(traceId));
-        }
-
-        if (spanId.Length != 8)
-        {
-            throw new ArgumentException("A span id is 8 bytes.", nameof(spanId));
-        }
-
+        IdDecoding.CheckLengths(traceId, spanId);
         ThreadContextRecord* rec = t_record;
         if (rec == null && (rec = EnsureRecord()) == null)
         {
             return;
         }
 
-        WriteIds(
-            rec,
-            MemoryMarshal.Read<ulong>(traceId),
-            MemoryMarshal.Read<ulong>(traceId.Slice(8)),
-            MemoryMarshal.Read<ulong>(spanId),
-            traceFlags);
+        IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
+        RecordWriter.WriteIds(rec, trace0, trace1, span, traceFlags);
     }
 
     /// <summary>
@@ -158,14 +135,8 @@ public static unsafe class ThreadContext
             return;
         }
 
-        if (BitConverter.IsLittleEndian)
-        {
-            traceIdHigh = BinaryPrimitives.ReverseEndianness(traceIdHigh);
-            traceIdLow = BinaryPrimitives.ReverseEndianness(traceIdLow);
-            spanId = BinaryPrimitives.ReverseEndianness(spanId);
-        }
-
-        WriteIds(rec, traceIdHigh, traceIdLow, spanId, traceFlags);
+        IdDecoding.Decode(traceIdHigh, traceIdLow, spanId, out ulong trace0, out ulong trace1, out ulong span);
+        RecordWriter.WriteIds(rec, trace0, trace1, span, traceFlags);
     }
 
     /// <summary>
@@ -181,16 +152,7 @@ public static unsafe class ThreadContext
             return;
         }
 
-        // Safety: `rec` is the record attached to this thread (see EnsureRecord), which only this
-        // thread writes; every store is a release, so they stay in program order between
-        // valid = 0 and valid = 1.
-        Volatile.Write(ref rec->Valid, 0);
-        Volatile.Write(ref *(ulong*)rec->TraceId, 0UL);
-        Volatile.Write(ref *(ulong*)(rec->TraceId + 8), 0UL);
-        Volatile.Write(ref *(ulong*)rec->SpanId, 0UL);
-        Volatile.Write(ref rec->TraceFlags, 0);
-        Volatile.Write(ref rec->AttrsDataSize, 0);
-        Volatile.Write(ref rec->Valid, 1);
+        RecordWriter.Clear(rec);
     }
 
     /// <summary>
@@ -215,9 +177,7 @@ public static unsafe class ThreadContext
             return SetAttributeResult.NotSupported;
         }
 
-        Span<byte> utf8 = stackalloc byte[NativeMethods.MaxValueLen];
-        bool truncated = EncodeValue(value, utf8, out int length);
-        return WriteAttribute(rec, keyIndex, utf8.Slice(0, length), truncated);
+        return RecordWriter.SetAttribute(rec, keyIndex, value);
     }
 
     /// <summary>
@@ -283,10 +243,7 @@ public static unsafe class ThreadContext
             return;
         }
 
-        // Safety: as in Clear.
-        Volatile.Write(ref rec->Valid, 0);
-        Volatile.Write(ref rec->AttrsDataSize, 0);
-        Volatile.Write(ref rec->Valid, 1);
+        RecordWriter.ClearAttributes(rec);
     }
 
     /// <summary>
@@ -295,178 +252,6 @@ public static unsafe class ThreadContext
     /// a record on the current thread.
     /// </summary>
     internal static void ForgetThreadRecord() => t_record = null;
-
-    /// <summary>The ids as they lie in the record: decoded with vectors where possible, else by CopyTo.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void DecodeIds(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
-    {
-        if (!TryDecodeIds(traceId, spanId, out trace0, out trace1, out span))
-        {
-            CopyIds(traceId, spanId, out trace0, out trace1, out span);
-        }
-    }
-
-    /// <summary>The CopyTo fallback, out of line: its stackalloc would stop the JIT inlining callers.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void CopyIds(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
-    {
-        Span<byte> ids = stackalloc byte[24];
-        traceId.CopyTo(ids.Slice(0, 16));
-        spanId.CopyTo(ids.Slice(16));
-        trace0 = MemoryMarshal.Read<ulong>(ids);
-        trace1 = MemoryMarshal.Read<ulong>(ids.Slice(8));
-        span = MemoryMarshal.Read<ulong>(ids.Slice(16));
-    }
-
-    /// <summary>
-    /// Decodes the ids' hex strings (what <see cref="ActivityTraceId"/> and
-    /// <see cref="ActivitySpanId"/> hold) into the record's byte order, with vector instructions:
-    /// their own <c>CopyTo</c> decodes one character pair at a time, which made it the costliest
-    /// step of an Activity switch (docs/benchmarks.md). Returns false where vectors are not
-    /// accelerated or the strings are not 32 and 16 characters; the caller then uses CopyTo.
-    /// </summary>
-    private static bool TryDecodeIds(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
-    {
-        // ToHexString returns the string the id holds (all zeros for default): no allocation.
-        string traceHex = traceId.ToHexString();
-        string spanHex = spanId.ToHexString();
-        if (!Vector128.IsHardwareAccelerated || !BitConverter.IsLittleEndian || traceHex.Length != 32 || spanHex.Length != 16)
-        {
-            trace0 = trace1 = span = 0;
-            return false;
-        }
-
-        ReadOnlySpan<ushort> t = MemoryMarshal.Cast<char, ushort>(traceHex.AsSpan());
-        ReadOnlySpan<ushort> s = MemoryMarshal.Cast<char, ushort>(spanHex.AsSpan());
-        Vector128<ulong> traceBytes = Vector128.Narrow(
-            HexPairs(Vector128.Create(t.Slice(0, 8)), Vector128.Create(t.Slice(8, 8))),
-            HexPairs(Vector128.Create(t.Slice(16, 8)), Vector128.Create(t.Slice(24, 8)))).AsUInt64();
-        Vector128<ulong> spanBytes = Vector128.Narrow(
-            HexPairs(Vector128.Create(s.Slice(0, 8)), Vector128.Create(s.Slice(8, 8))),
-            Vector128<ushort>.Zero).AsUInt64();
-        trace0 = traceBytes.GetElement(0);
-        trace1 = traceBytes.GetElement(1);
-        span = spanBytes.GetElement(0);
-        return true;
-    }
-
-    /// <summary>
-    /// Sixteen hex characters (UTF-16) to eight byte values, one per 16-bit lane. A digit's value
-    /// is its low four bits, plus 9 for a letter (bit 6 set: 'a'-'f' and 'A'-'F').
-    /// </summary>
-    private static Vector128<ushort> HexPairs(Vector128<ushort> low, Vector128<ushort> high)
-    {
-        Vector128<ushort> lowBits = Vector128.Create((ushort)0x0F);
-        Vector128<ushort> one = Vector128.Create((ushort)1);
-        Vector128<ushort> lowValues = (low & lowBits) + (((low >>> 6) & one) * 9);
-        Vector128<ushort> highValues = (high & lowBits) + (((high >>> 6) & one) * 9);
-
-        // Lane i of `pairs` holds character 2i in its low byte and character 2i+1 in its high byte.
-        Vector128<ushort> pairs = Vector128.Narrow(lowValues, highValues).AsUInt16();
-        return ((pairs & Vector128.Create((ushort)0xFF)) << 4) | (pairs >>> 8);
-    }
-
-    /// <summary>
-    /// Writes ids under the in-place protocol.
-    /// </summary>
-    /// <param name="rec">A record only the calling thread writes: the thread's attached record,
-    /// or a detached one.</param>
-    /// <param name="trace0">Trace id bytes 0..8 as they lie in memory.</param>
-    /// <param name="trace1">Trace id bytes 8..16 as they lie in memory.</param>
-    /// <param name="span">Span id bytes as they lie in memory.</param>
-    /// <param name="flags">Trace flags.</param>
-    /// <param name="clearAttributes">Also empty the attributes, in the same window (a constant
-    /// at every call site, so the JIT drops the test).</param>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void WriteIds(ThreadContextRecord* rec, ulong trace0, ulong trace1, ulong span, byte flags, bool clearAttributes = false)
-    {
-        // Safety: `rec` points to a live 640-byte record that only this thread writes (caller's
-        // contract). Records start 64-byte aligned, so the 8-byte stores are aligned. Each store
-        // is a Volatile.Write (a release): no earlier store may move after it, so the JIT keeps
-        // all of them in program order, inside the valid = 0 ... valid = 1 window. A reader
-        // interrupts this thread, so program order is what it observes.
-        Volatile.Write(ref rec->Valid, 0);
-        Volatile.Write(ref *(ulong*)rec->TraceId, trace0);
-        Volatile.Write(ref *(ulong*)(rec->TraceId + 8), trace1);
-        Volatile.Write(ref *(ulong*)rec->SpanId, span);
-        Volatile.Write(ref rec->TraceFlags, flags);
-        if (clearAttributes)
-        {
-            Volatile.Write(ref rec->AttrsDataSize, 0);
-        }
-
-        Volatile.Write(ref rec->Valid, 1);
-    }
-
-    /// <summary>
-    /// Encodes <paramref name="value"/> as UTF-8 into <paramref name="destination"/> (255 bytes),
-    /// cutting at a character boundary. Returns true when it had to cut.
-    /// </summary>
-    internal static bool EncodeValue(ReadOnlySpan<char> value, Span<byte> destination, out int length)
-    {
-        OperationStatus status = Utf8.FromUtf16(
-            value, destination, out _, out length, replaceInvalidSequences: true, isFinalBlock: true);
-        return status == OperationStatus.DestinationTooSmall;
-    }
-
-    /// <summary>
-    /// Replaces (or adds) one attribute entry of <paramref name="rec"/> under the protocol.
-    /// </summary>
-    internal static SetAttributeResult WriteAttribute(ThreadContextRecord* rec, byte keyIndex, ReadOnlySpan<byte> utf8, bool truncated)
-    {
-        // Safety: `rec` is a live record only this thread writes, so reading it needs no care.
-        // The attribute area is 612 bytes from rec->AttrsData; indexes below stay inside `used`,
-        // which is clamped to that capacity.
-        var data = new Span<byte>(rec->AttrsData, NativeMethods.AttrsCapacity);
-        int used = Math.Min((int)rec->AttrsDataSize, NativeMethods.AttrsCapacity);
-
-        // Size after removing entries for this key (readers keep the last of duplicates; we keep
-        // none) and dropping any tail that is not a whole entry.
-        int kept = 0;
-        for (int i = 0; i + 2 <= used && i + 2 + data[i + 1] <= used; i += 2 + data[i + 1])
-        {
-            if (data[i] != keyIndex)
-            {
-                kept += 2 + data[i + 1];
-            }
-        }
-
-        int newSize = kept + 2 + utf8.Length;
-        if (newSize > NativeMethods.AttrsCapacity)
-        {
-            return SetAttributeResult.NoSpace;
-        }
-
-        // Safety: valid = 0 first; the full barrier keeps every later store (including the plain
-        // copies below) after it; the size and valid = 1 are releases, so the copies stay before
-        // them. Entries only move towards the start (destination <= source), and Span.CopyTo
-        // copies overlapping ranges correctly.
-        Volatile.Write(ref rec->Valid, 0);
-        Interlocked.MemoryBarrier();
-        int write = 0;
-        for (int i = 0; i + 2 <= used && i + 2 + data[i + 1] <= used;)
-        {
-            int entry = 2 + data[i + 1];
-            if (data[i] != keyIndex)
-            {
-                if (write != i)
-                {
-                    data.Slice(i, entry).CopyTo(data.Slice(write));
-                }
-
-                write += entry;
-            }
-
-            i += entry;
-        }
-
-        data[write] = keyIndex;
-        data[write + 1] = (byte)utf8.Length;
-        utf8.CopyTo(data.Slice(write + 2));
-        Volatile.Write(ref rec->AttrsDataSize, (ushort)newSize);
-        Volatile.Write(ref rec->Valid, 1);
-        return truncated ? SetAttributeResult.Truncated : SetAttributeResult.Stored;
-    }
 
     /// <summary>
     /// First call on a thread (or the first after a handle swap): one P/Invoke that returns the
@@ -481,20 +266,21 @@ public static unsafe class ThreadContext
         }
 
         ThreadContextRecord* rec;
+        NativeStatus status;
         try
         {
-            rec = NativeMethods.otel_thread_ctx_ensure_record();
+            status = NativeMethods.otel_thread_ctx_ensure_record(&rec);
         }
         catch (DllNotFoundException e)
         {
             throw NativeLibraryErrors.Missing(e);
         }
 
-        t_ensureCalls++;
-        if (rec == null)
+        if (status != NativeStatus.Ok)
         {
-            throw new OutOfMemoryException(
-                $"otel_thread_ctx_ensure_record could not attach a record (errno {Marshal.GetLastPInvokeError()}).");
+            throw status == NativeStatus.OutOfMemory
+                ? new OutOfMemoryException("otel_thread_ctx_ensure_record could not allocate a record.")
+                : new InvalidOperationException($"otel_thread_ctx_ensure_record could not attach a record ({status}).");
         }
 
         t_record = rec;

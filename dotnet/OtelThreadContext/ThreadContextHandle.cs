@@ -13,11 +13,10 @@ namespace OtelThreadContext;
 /// </summary>
 /// <remarks>
 /// <para>
-/// <b>Ownership.</b> A handle frees its record when disposed (or finalized). Attaching a handle
-/// publishes its record in the calling thread's <c>otel_thread_ctx_v1</c> slot; the record that
-/// was attached before is returned as a handle the caller now owns (the same object if it was
-/// attached through this class, a new one otherwise, for example the record that
-/// <see cref="ThreadContext"/> attached).
+/// <b>Ownership.</b> A handle frees its record when disposed (or collected undisposed).
+/// <see cref="Attach"/> returns the record it displaced as a handle the caller now owns (the
+/// same object if it was attached through this class, a new one otherwise, for example the
+/// record <see cref="ThreadContext"/> attached).
 /// </para>
 /// <para>
 /// <b>Disposing an attached handle.</b> On the thread it is attached to, disposing detaches it
@@ -28,12 +27,13 @@ namespace OtelThreadContext;
 /// thread attaches or detaches it.
 /// </para>
 /// <para>
-/// <b>Mixing with <see cref="ThreadContext"/>.</b> Use one style per thread: in-place writes
-/// through <see cref="ThreadContext"/>, or handle swaps. Whenever this class attaches or
-/// detaches on a thread it makes <see cref="ThreadContext"/> forget that thread's cached record
-/// address, so the in-place writer never writes a record the thread no longer has attached; its
-/// next call writes whatever record is attached then (this handle's, after
-/// <see cref="Attach"/>).
+/// <b>Thread exit.</b> A record still attached when its thread exits is freed by the native
+/// library. A handle whose record was freed that way refuses every call with
+/// <see cref="InvalidOperationException"/>, and disposing it does nothing.
+/// </para>
+/// <para>
+/// <b>Mixing with <see cref="ThreadContext"/>.</b> Use one style per thread; mixing is safe (see
+/// <see cref="ThreadContext"/>'s remarks).
 /// </para>
 /// <para>
 /// Only Linux x64 and arm64 with glibc are supported: elsewhere (<see cref="ThreadContext.IsSupported"/> is
@@ -41,27 +41,32 @@ namespace OtelThreadContext;
 /// <see cref="Detach"/> returns null.
 /// </para>
 /// </remarks>
-public sealed unsafe class ThreadContextHandle : SafeHandle
+public sealed unsafe class ThreadContextHandle : IDisposable
 {
-    private const int EINVAL = 22;
-    private const int EBUSY = 16;
-
-    /// <summary>The handle this class attached on the current thread, if still attached.</summary>
+    /// <summary>
+    /// The handle this class attached on the current thread, if still attached. A thread static
+    /// is fresh on every new OS thread, so a later thread that reuses an exited owner's managed
+    /// id is never taken for it.
+    /// </summary>
     [ThreadStatic]
     private static ThreadContextHandle? t_attached;
 
-    /// <summary>The record's stable address (valid until the handle is freed).</summary>
+    /// <summary>The current thread, weakly, as <see cref="RecordHandle.Owner"/> records it.</summary>
+    [ThreadStatic]
+    private static WeakReference<Thread>? t_self;
+
+    private readonly RecordHandle _native;
+
+    /// <summary>The record's stable address (valid until the native handle is freed).</summary>
     private readonly ThreadContextRecord* _record;
 
-    /// <summary>Managed id of the thread this handle is attached to through this class, or 0.</summary>
-    private int _attachedThreadId;
-
     private ThreadContextHandle(nint ctx)
-        : base(0, ownsHandle: true)
     {
-        SetHandle(ctx);
-        _record = NativeMethods.otel_thread_ctx_record(ctx);
-        Debug.Assert(_record != null, "a live handle has a record");
+        _native = new RecordHandle(ctx);
+        ThreadContextRecord* record;
+        NativeStatus status = NativeMethods.otel_thread_ctx_record(_native, &record);
+        Debug.Assert(status == NativeStatus.Ok, "a live handle has a record");
+        _record = record;
     }
 
     /// <summary>Creates a valid record with no active span (zero ids), attached to no thread.</summary>
@@ -72,11 +77,11 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     {
     }
 
-    /// <inheritdoc />
-    public override bool IsInvalid => handle == 0;
-
     /// <summary>True while this handle is attached, through this class, to the calling thread.</summary>
-    public bool IsAttachedToCurrentThread => t_attached == this && !IsClosed;
+    public bool IsAttachedToCurrentThread => t_attached == this && !_native.IsClosed;
+
+    /// <summary>The native handle (for tests and P/Invokes).</summary>
+    internal RecordHandle Native => _native;
 
     /// <summary>Creates a valid record holding the given span, attached to no thread.</summary>
     /// <param name="traceId">The W3C trace id.</param>
@@ -103,16 +108,7 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public static ThreadContextHandle Create(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId, byte traceFlags)
     {
-        if (traceId.Length != 16)
-        {
-            throw new ArgumentException("A trace id is 16 bytes.", nameof(traceId));
-        }
-
-        if (spanId.Length != 8)
-        {
-            throw new ArgumentException("A span id is 8 bytes.", nameof(spanId));
-        }
-
+        IdDecoding.CheckLengths(traceId, spanId);
         return new ThreadContextHandle(CreateNative(traceId, spanId, traceFlags));
     }
 
@@ -123,40 +119,48 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// it, or attach it again later), or null if the thread had none or this handle was already
     /// attached here.</returns>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public ThreadContextHandle? Attach()
     {
-        bool added = false;
-        DangerousAddRef(ref added);
+        ObjectDisposedException.ThrowIf(_native.IsClosed, this);
+        if (t_attached == this)
+        {
+            return null;
+        }
+
+        // Claimed here first, so a handle attached elsewhere, or orphaned by its thread's exit
+        // (its address may belong to a new record by now), never reaches the native library.
+        WeakReference<Thread>? owner = Interlocked.CompareExchange(ref _native.Owner, t_self ??= new(Thread.CurrentThread), null);
+        if (owner != null)
+        {
+            throw NotWritableHere(owner);
+        }
+
+        nint previous;
+        NativeStatus status;
         try
         {
-            nint previous = NativeMethods.otel_thread_ctx_attach(handle);
-            int errno = Marshal.GetLastPInvokeError();
-            if (previous == 0 && errno != 0)
-            {
-                throw errno == EBUSY
-                    ? new InvalidOperationException("The record is attached to another thread; detach it there first.")
-                    : new InvalidOperationException($"otel_thread_ctx_attach refused the handle (errno {errno}).");
-            }
-
-            ThreadContext.ForgetThreadRecord();
-            if (t_attached == this)
-            {
-                return null;
-            }
-
-            ThreadContextHandle? displaced = TakeOwnership(previous);
-            t_attached = this;
-            Volatile.Write(ref _attachedThreadId, Environment.CurrentManagedThreadId);
-            return displaced;
+            status = NativeMethods.otel_thread_ctx_attach(_native, &previous);
         }
-        finally
+        catch
         {
-            if (added)
-            {
-                DangerousRelease();
-            }
+            Volatile.Write(ref _native.Owner, null);
+            throw;
         }
+
+        if (status != NativeStatus.Ok)
+        {
+            Volatile.Write(ref _native.Owner, null);
+            throw status == NativeStatus.AttachedElsewhere
+                ? new InvalidOperationException("The record is attached to another thread; detach it there first.")
+                : new InvalidOperationException($"otel_thread_ctx_attach refused the handle ({status}).");
+        }
+
+        ThreadContext.ForgetThreadRecord();
+        ThreadContextHandle? displaced = TakeOwnership(previous);
+        t_attached = this;
+        return displaced;
     }
 
     /// <summary>
@@ -185,32 +189,18 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <param name="spanId">The W3C span id.</param>
     /// <param name="flags">The W3C trace flags.</param>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public void Update(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags)
     {
-        ThreadContext.DecodeIds(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
-        bool added = false;
-        DangerousAddRef(ref added);
-        try
-        {
-            ThrowIfAttachedElsewhere();
-
-            // Safety: the handle is live (AddRef) and not attached to another thread, so only this
-            // thread writes the record.
-            ThreadContext.WriteIds(_record, trace0, trace1, span, (byte)flags);
-        }
-        finally
-        {
-            if (added)
-            {
-                DangerousRelease();
-            }
-        }
+        IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
+        using Lease lease = new(this);
+        RecordWriter.WriteIds(lease.Record, trace0, trace1, span, (byte)flags);
     }
 
     /// <summary>
-    /// Sets attribute <paramref name="keyIndex"/> of this handle's record (through the native
-    /// library), replacing an earlier value for that key.
+    /// Sets attribute <paramref name="keyIndex"/> of this handle's record, replacing an earlier
+    /// value for that key, by the same rules as <see cref="ThreadContext.SetAttribute(byte, ReadOnlySpan{char})"/>.
     /// </summary>
     /// <param name="keyIndex">Index of the attribute's name in the process context's key map.</param>
     /// <param name="value">The value, stored as UTF-8 (at most 255 bytes); invalid UTF-16 (a lone
@@ -218,36 +208,12 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <returns><see cref="SetAttributeResult.Stored"/>, <see cref="SetAttributeResult.Truncated"/>
     /// or <see cref="SetAttributeResult.NoSpace"/> (nothing changed).</returns>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public SetAttributeResult SetAttribute(byte keyIndex, ReadOnlySpan<char> value)
     {
-        Span<byte> utf8 = stackalloc byte[NativeMethods.MaxValueLen];
-        bool truncated = ThreadContext.EncodeValue(value, utf8, out int length);
-        bool added = false;
-        DangerousAddRef(ref added);
-        try
-        {
-            NativeStatus status;
-            fixed (byte* p = utf8)
-            {
-                status = NativeMethods.otel_thread_ctx_set_attribute(handle, keyIndex, p, (nuint)length);
-            }
-
-            return status switch
-            {
-                NativeStatus.Ok => truncated ? SetAttributeResult.Truncated : SetAttributeResult.Stored,
-                NativeStatus.Truncated => SetAttributeResult.Truncated,
-                NativeStatus.NoSpace => SetAttributeResult.NoSpace,
-                _ => throw Failure("otel_thread_ctx_set_attribute", status),
-            };
-        }
-        finally
-        {
-            if (added)
-            {
-                DangerousRelease();
-            }
-        }
+        using Lease lease = new(this);
+        return RecordWriter.SetAttribute(lease.Record, keyIndex, value);
     }
 
     /// <summary>
@@ -260,7 +226,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public SetAttributeResult SetAttribute(byte keyIndex, string value)
     {
         ArgumentNullException.ThrowIfNull(value);
@@ -279,7 +246,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <exception cref="ArgumentException"><paramref name="key"/> is
     /// <c>default(ThreadAttributeKey)</c>, not a declared key.</exception>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public SetAttributeResult SetAttribute(ThreadAttributeKey key, ReadOnlySpan<char> value)
     {
         if (!key.IsDeclared)
@@ -301,7 +269,8 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="key"/> is not a declared key.</exception>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public SetAttributeResult SetAttribute(ThreadAttributeKey key, string value)
     {
         ArgumentNullException.ThrowIfNull(value);
@@ -310,52 +279,36 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
 
     /// <summary>Removes every attribute from this handle's record.</summary>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread.</exception>
+    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
+    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public void ClearAttributes()
     {
-        bool added = false;
-        DangerousAddRef(ref added);
-        try
-        {
-            ThrowIfAttachedElsewhere();
-            NativeStatus status = NativeMethods.otel_thread_ctx_clear_attributes(handle);
-            if (status != NativeStatus.Ok)
-            {
-                throw Failure("otel_thread_ctx_clear_attributes", status);
-            }
-        }
-        finally
-        {
-            if (added)
-            {
-                DangerousRelease();
-            }
-        }
+        using Lease lease = new(this);
+        RecordWriter.ClearAttributes(lease.Record);
     }
 
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
-    {
-        int attachedTo = Volatile.Read(ref _attachedThreadId);
-        if (attachedTo != 0)
-        {
-            if (attachedTo != Environment.CurrentManagedThreadId || t_attached != this)
-            {
-                // Still published by another thread (or that thread has exited, and the native
-                // library freed the record at its exit): freeing it here could free memory a
-                // reader is about to use, or free an address already reused. Leave it to the
-                // thread's exit clean-up, or to whoever detaches it there.
-                return true;
-            }
+    /// <summary>
+    /// Frees the record, detaching it first when it is attached to the calling thread; see the
+    /// remarks for a handle attached to another thread. Calling it again does nothing.
+    /// </summary>
+    public void Dispose() => _native.Dispose();
 
-            // Attached to this thread: unpublish it first.
-            NativeMethods.otel_thread_ctx_detach();
-            ThreadContext.ForgetThreadRecord();
-            t_attached = null;
-            _attachedThreadId = 0;
+    /// <summary>
+    /// <see cref="RecordHandle"/>'s release: true (and the record unpublished) when
+    /// <paramref name="native"/> is attached to the calling thread through this class.
+    /// </summary>
+    internal static bool DetachIfAttachedHere(RecordHandle native)
+    {
+        if (t_attached?._native != native)
+        {
+            return false;
         }
 
-        return NativeMethods.otel_thread_ctx_free(handle) == NativeStatus.Ok;
+        NativeMethods.otel_thread_ctx_detach();
+        ThreadContext.ForgetThreadRecord();
+        t_attached = null;
+        Volatile.Write(ref native.Owner, null);
+        return true;
     }
 
     /// <summary>Wraps a handle the native library just gave back to the caller.</summary>
@@ -365,7 +318,7 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         t_attached = null;
         if (known != null)
         {
-            Volatile.Write(ref known._attachedThreadId, 0);
+            Volatile.Write(ref known._native.Owner, null);
         }
 
         if (previous == 0)
@@ -373,7 +326,7 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
             return null;
         }
 
-        if (known != null && known.handle == previous && !known.IsClosed)
+        if (known != null && known._native.DangerousGetHandle() == previous && !known._native.IsClosed)
         {
             return known;
         }
@@ -398,12 +351,13 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
         }
 
         nint ctx;
+        NativeStatus status;
         try
         {
             fixed (byte* t = traceId)
             fixed (byte* s = spanId)
             {
-                ctx = NativeMethods.otel_thread_ctx_new(t, s, traceFlags);
+                status = NativeMethods.otel_thread_ctx_new(t, s, traceFlags, &ctx);
             }
         }
         catch (DllNotFoundException e)
@@ -411,30 +365,52 @@ public sealed unsafe class ThreadContextHandle : SafeHandle
             throw NativeLibraryErrors.Missing(e);
         }
 
-        if (ctx == 0)
+        if (status != NativeStatus.Ok)
         {
-            int errno = Marshal.GetLastPInvokeError();
-            throw errno == EINVAL
+            throw status == NativeStatus.NullArgument
                 ? new ArgumentException("otel_thread_ctx_new refused the ids.")
-                : new OutOfMemoryException($"otel_thread_ctx_new failed (errno {errno}).");
+                : new OutOfMemoryException($"otel_thread_ctx_new failed ({status}).");
         }
 
         return ctx;
     }
 
-    private void ThrowIfAttachedElsewhere()
-    {
-        int attachedTo = Volatile.Read(ref _attachedThreadId);
-        if (attachedTo != 0 && attachedTo != Environment.CurrentManagedThreadId)
-        {
-            throw new InvalidOperationException("The record is attached to another thread; only that thread may write it.");
-        }
-    }
+    private static InvalidOperationException NotWritableHere(WeakReference<Thread> owner) =>
+        owner.TryGetTarget(out Thread? thread) && thread.IsAlive
+            ? new InvalidOperationException("The record is attached to another thread; only that thread may write it.")
+            : new InvalidOperationException(
+                "The thread this handle was attached to has exited, and the native library freed the record at that exit: " +
+                "the handle can no longer be used. Detach a handle before its thread exits to keep it.");
 
-    private static Exception Failure(string function, NativeStatus status) => status switch
+    /// <summary>
+    /// A managed write's hold on the record: keeps it allocated (a dispose waits for the release)
+    /// and admits only a thread that may write it (detached, or attached here through this class).
+    /// </summary>
+    private readonly ref struct Lease
     {
-        NativeStatus.AttachedElsewhere => new InvalidOperationException(
-            "The record is attached to another thread; only that thread may write it."),
-        _ => new InvalidOperationException($"{function} failed: {status}."),
-    };
+        private readonly RecordHandle _native;
+
+        internal Lease(ThreadContextHandle handle)
+        {
+            bool added = false;
+            handle._native.DangerousAddRef(ref added);
+            WeakReference<Thread>? owner = Volatile.Read(ref handle._native.Owner);
+            if (owner != null && t_attached != handle)
+            {
+                handle._native.DangerousRelease();
+                throw NotWritableHere(owner);
+            }
+
+            _native = handle._native;
+            Record = handle._record;
+        }
+
+        /// <summary>
+        /// Safety: live until <see cref="Dispose"/> (the reference count holds the native handle)
+        /// and written only by this thread (checked above), as <see cref="RecordWriter"/> requires.
+        /// </summary>
+        internal ThreadContextRecord* Record { get; }
+
+        public void Dispose() => _native.DangerousRelease();
+    }
 }

@@ -5,8 +5,8 @@ namespace OtelThreadContext.Benchmarks;
 /// <summary>
 /// The benchmark's own bindings to the native library, declared exactly as the package declares
 /// them (same library name, blittable signature, source-generated stub), so the package's
-/// <c>NativeMethods</c> stays internal. The package binds <c>otel_thread_ctx_update</c> with
-/// <see cref="SuppressGCTransitionAttribute"/> only; both forms are here so they can be compared.
+/// <c>NativeMethods</c> stays internal. Both forms of <c>otel_thread_ctx_update</c> are here, with and
+/// without <see cref="SuppressGCTransitionAttribute"/>, so they can be compared.
 /// </summary>
 internal static unsafe partial class NativeBindings
 {
@@ -21,7 +21,7 @@ internal static unsafe partial class NativeBindings
     [SuppressGCTransition]
     internal static partial int UpdateSuppressGCTransition(byte* traceId, byte* spanId, byte traceFlags);
 
-    /// <summary>Attaches a record to the calling thread if it has none; returns its address.</summary>
-    [LibraryImport(LibraryName, EntryPoint = "otel_thread_ctx_ensure_record", SetLastError = true)]
-    internal static partial byte* EnsureRecord();
+    /// <summary>Attaches a record to the calling thread if it has none; stores its address (0 = OK).</summary>
+    [LibraryImport(LibraryName, EntryPoint = "otel_thread_ctx_ensure_record")]
+    internal static partial int EnsureRecord(byte** record);
 }

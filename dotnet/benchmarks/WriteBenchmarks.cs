@@ -63,22 +63,30 @@ public unsafe class WriteBenchmarks
 
         // First call on this thread: attaches the record and caches its address.
         ThreadContext.Set(new ReadOnlySpan<byte>(_ids, 16), new ReadOnlySpan<byte>(_ids + SpanIdOffset, 8), _flags);
-        _record = NativeBindings.EnsureRecord();
-        if (_record == null)
+        byte* record;
+        if (NativeBindings.EnsureRecord(&record) != 0 || record == null)
         {
             throw new InvalidOperationException("otel_thread_ctx_ensure_record failed.");
         }
 
+        _record = record;
         t_fenceRecord = _record;
         t_rawTarget = _rawTarget;
         _setupThread = Environment.CurrentManagedThreadId;
+    }
+
+    /// <summary>Whether the calling thread's record is still <paramref name="expected"/>.</summary>
+    private static bool RecordIsStill(byte* expected)
+    {
+        byte* record;
+        return NativeBindings.EnsureRecord(&record) == 0 && record == expected;
     }
 
     /// <summary>Checks that the measured calls ran on the thread <see cref="Setup"/> attached.</summary>
     [GlobalCleanup]
     public void Cleanup()
     {
-        if (Environment.CurrentManagedThreadId != _setupThread || NativeBindings.EnsureRecord() != _record)
+        if (Environment.CurrentManagedThreadId != _setupThread || !RecordIsStill(_record))
         {
             throw new InvalidOperationException(
                 $"Benchmark thread {Environment.CurrentManagedThreadId} is not the setup thread {_setupThread}: " +

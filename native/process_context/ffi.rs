@@ -234,38 +234,3 @@ pub unsafe extern "C" fn otel_process_ctx_update(
 pub extern "C" fn otel_process_ctx_unpublish() -> OtelProcessCtxStatus {
     catch_unwind(|| status(super::unpublish())).unwrap_or(OtelProcessCtxStatus::Internal)
 }
-
-/// Copies the published payload (the protobuf ProcessContext message) into `buffer`, for
-/// diagnostics and tests. `*payload_size` receives its size; `BUFFER_TOO_SMALL` (nothing
-/// copied) if `capacity` is less. `NOT_PUBLISHED` (size 0) if this process has none. `buffer`
-/// may be NULL when `capacity` is 0, to ask for the size.
-///
-/// # Safety
-/// `buffer` is NULL with `capacity` 0 or points to `capacity` writable bytes; `payload_size`
-/// is NULL or points to a writable size_t.
-#[no_mangle]
-pub unsafe extern "C" fn otel_process_ctx_read_payload(
-    buffer: *mut u8,
-    capacity: usize,
-    payload_size: *mut usize,
-) -> OtelProcessCtxStatus {
-    if payload_size.is_null() || (buffer.is_null() && capacity != 0) {
-        return OtelProcessCtxStatus::NullArgument;
-    }
-    catch_unwind(|| {
-        let Some(bytes) = super::published_payload() else {
-            // Safety: checked non-null; writable per the caller's contract.
-            unsafe { *payload_size = 0 };
-            return OtelProcessCtxStatus::NotPublished;
-        };
-        // Safety: as above.
-        unsafe { *payload_size = bytes.len() };
-        if bytes.len() > capacity {
-            return OtelProcessCtxStatus::BufferTooSmall;
-        }
-        // Safety: `buffer` has `capacity` ≥ len writable bytes and cannot overlap our copy.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer, bytes.len()) };
-        OtelProcessCtxStatus::Ok
-    })
-    .unwrap_or(OtelProcessCtxStatus::Internal)
-}

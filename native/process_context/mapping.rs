@@ -162,8 +162,10 @@ impl Mapping {
     }
 
     /// Names the mapping OTEL_CTX (`PR_SET_VMA_ANON_NAME`, Linux 5.17). Profilers also watch
-    /// this prctl to notice updates, so it is issued on every publish and update. The kernel
-    /// names only anonymous memory, so it fails for a memfd mapping, which has its file name.
+    /// this prctl to notice updates, so it is issued on every publish and update. Since Linux 6.2
+    /// the kernel also names a memfd mapping (it counts as anonymous shared memory), which then
+    /// shows as `[anon_shmem:OTEL_CTX]` instead of `/memfd:OTEL_CTX (deleted)`; a kernel built
+    /// without `CONFIG_ANON_VMA_NAME` refuses every name with EINVAL.
     pub fn name(&self) -> io::Result<()> {
         // Safety: names this module's own mapping; the kernel copies the NUL-terminated name.
         let rc = unsafe {

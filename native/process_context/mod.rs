@@ -7,17 +7,18 @@
 //! under the spec's update protocol, [`unpublish`] removes it. The C API is in [`ffi`].
 //!
 //! Fork: the mapping is not inherited (MADV_DONTFORK). A child that calls [`publish`] or
-//! [`update`] gets a fresh mapping of its own; the parent's stays as it was. A fork while another
-//! thread is inside one of these functions leaves the child unable to use them (the module's
-//! lock is copied held), as with any lock.
+//! [`update`] gets a fresh mapping of its own; the parent's stays as it was. The module's lock is
+//! held across every fork (see `fork_safe`), so a fork while another thread is inside one of these
+//! functions waits for it, and the child finds the lock free.
 
 pub mod ffi;
 mod mapping;
 pub mod payload;
 
+use crate::fork_safe::ForkSafeMutex;
 use mapping::{boottime_ns, Backing, Mapping};
 pub use payload::PayloadError;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
 /// Why a publish, update or unpublish did nothing.
 #[derive(Debug)]
@@ -53,7 +54,7 @@ impl std::fmt::Display for ProcessCtxError {
 impl std::error::Error for ProcessCtxError {}
 
 /// What this process has published.
-struct Published {
+pub(crate) struct Published {
     mapping: Mapping,
     /// The bytes the header points at; owned here so they stay valid while published.
     payload: Box<[u8]>,
@@ -63,12 +64,13 @@ struct Published {
     timestamp: u64,
 }
 
-static STATE: Mutex<Option<Published>> = Mutex::new(None);
+/// Held across `fork` (see fork_safe).
+pub(crate) static STATE: ForkSafeMutex<Option<Published>> = ForkSafeMutex::new(None);
 
 fn state() -> MutexGuard<'static, Option<Published>> {
     // A panic while holding the lock cannot leave the header half written in a way readers
-    // accept (the timestamp is written last), so the state stays usable.
-    STATE.lock().unwrap_or_else(|e| e.into_inner())
+    // accept (the timestamp is written last), so the state stays usable: poison is ignored.
+    STATE.lock()
 }
 
 /// Takes what this process published, abandoning (not unmapping) what a parent published.
@@ -160,8 +162,9 @@ pub fn update<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
             .mapping
             .replace_payload(new_payload.as_ptr(), new_payload.len() as u32, timestamp)
     };
-    // Profilers watch this prctl to notice updates; a memfd mapping cannot take the name, and
-    // the memfd name already lets readers find it, so the result does not matter here.
+    // Profilers watch this prctl to notice updates; where the kernel cannot name the mapping
+    // (before 6.2 for a memfd, or without CONFIG_ANON_VMA_NAME) the memfd name already lets
+    // readers find it, so the result does not matter here.
     let _ = current.mapping.name();
     current.payload = new_payload;
     current.key_map = owned_keys(key_map);

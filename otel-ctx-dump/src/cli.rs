@@ -1,4 +1,4 @@
-//! Command-line parsing (by hand: no argument-parsing crate is available offline).
+//! Command-line parsing (clap). `--help` prints [`USAGE`], which also documents the exit codes.
 
 use std::time::Duration;
 
@@ -20,11 +20,12 @@ options:
 
 exit codes:
   0    process context and a module exporting otel_thread_ctx_v1 found
-  1    other failure
+  1    other failure (e.g. PID is a kernel thread)
   2    bad command line
-  3    no such process
+  3    no such process, or a zombie
   4    permission denied: run as the target's user (with ptrace allowed by
-       /proc/sys/kernel/yama/ptrace_scope) or with CAP_SYS_PTRACE (e.g. as root)
+       /proc/sys/kernel/yama/ptrace_scope) or with CAP_SYS_PTRACE (e.g. as root);
+       or another tracer holds the threads (the message names it)
   5    no module exports otel_thread_ctx_v1 (the process context, if any, is still shown)
   6    process context absent or invalid (threads are still shown)
   130  interrupted (every thread was released first)
@@ -48,61 +49,74 @@ pub enum Command {
     Version,
 }
 
-fn positive_id(what: &str, s: &str) -> Result<i32, String> {
+/// The flags, as clap parses them; help and version are handled by [`parse`] (the help text is
+/// [`USAGE`]).
+#[derive(clap::Parser, Debug)]
+#[command(name = "otel-ctx-dump", disable_help_flag = true, disable_version_flag = true)]
+struct Args {
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_name = "TID", value_parser = positive_id)]
+    thread: Option<i32>,
+    #[arg(long, value_name = "SECONDS", value_parser = interval)]
+    watch: Option<Duration>,
+    #[arg(long, value_name = "N", requires = "watch", value_parser = sample_count)]
+    samples: Option<u64>,
+    #[arg(short = 'h', long)]
+    help: bool,
+    #[arg(short = 'V', long)]
+    version: bool,
+    #[arg(value_name = "PID", value_parser = positive_id, required_unless_present_any = ["help", "version"])]
+    pid: Option<i32>,
+}
+
+fn positive_id(s: &str) -> Result<i32, String> {
     match s.parse::<i32>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{what} must be a positive integer, got {s:?}")),
+        _ => Err(format!("must be a positive integer, got {s:?}")),
     }
 }
 
-/// Parses the arguments after the program name.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    let mut pid = None;
-    let mut json = false;
-    let mut thread = None;
-    let mut watch = None;
-    let mut samples = None;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--json" => json = true,
-            "--thread" => thread = Some(positive_id("--thread", &value("--thread")?)?),
-            "--watch" => {
-                let v = value("--watch")?;
-                match v.parse::<f64>() {
-                    Ok(s) if s.is_finite() && s > 0.0 && s <= 86400.0 => watch = Some(Duration::from_secs_f64(s)),
-                    _ => return Err(format!("--watch takes a number of seconds > 0, got {v:?}")),
-                }
-            }
-            "--samples" => {
-                let v = value("--samples")?;
-                match v.parse::<u64>() {
-                    Ok(n) if n > 0 => samples = Some(n),
-                    _ => return Err(format!("--samples takes a positive integer, got {v:?}")),
-                }
-            }
-            s if s.starts_with('-') => return Err(format!("unknown option {s:?}")),
-            s => {
-                if pid.is_some() {
-                    return Err(format!("unexpected argument {s:?}: only one PID"));
-                }
-                pid = Some(positive_id("PID", s)?);
-            }
-        }
+fn interval(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86400.0 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("takes a number of seconds > 0, got {s:?}")),
     }
-    let pid = pid.ok_or("missing PID")?;
-    if samples.is_some() && watch.is_none() {
-        return Err("--samples only makes sense with --watch".into());
+}
+
+fn sample_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("takes a positive integer, got {s:?}")),
+    }
+}
+
+/// Parses the arguments after the program name; the error is clap's message, one line.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    use clap::Parser;
+    let argv = std::iter::once("otel-ctx-dump".to_owned()).chain(args);
+    let a = Args::try_parse_from(argv).map_err(|e| {
+        // clap's message without its own usage footer, on one line.
+        let text = e.to_string();
+        let message: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+            .map(str::trim)
+            .collect();
+        message.join(" ").trim_start_matches("error: ").to_owned()
+    })?;
+    if a.help {
+        return Ok(Command::Help);
+    }
+    if a.version {
+        return Ok(Command::Version);
     }
     Ok(Command::Run(Options {
-        pid,
-        json,
-        thread,
-        watch,
-        samples,
+        pid: a.pid.ok_or("missing PID")?,
+        json: a.json,
+        thread: a.thread,
+        watch: a.watch,
+        samples: a.samples,
     }))
 }
 
@@ -134,6 +148,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(p(&["--help"]), Ok(Command::Help));
+        assert_eq!(p(&["-h"]), Ok(Command::Help));
+        assert_eq!(p(&["-V"]), Ok(Command::Version));
+        assert_eq!(p(&["--json", "--help"]), Ok(Command::Help));
     }
 
     #[test]

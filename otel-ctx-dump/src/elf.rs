@@ -3,7 +3,8 @@
 //! Works on the file's bytes only (no target process): the symbol's TLS offset from `.dynsym`,
 //! the module's `PT_TLS` and `PT_LOAD` segments, and the dynamic relocations that tell the access
 //! model: `R_X86_64_TLSDESC` (36), `R_X86_64_DTPMOD64` (16, general-dynamic) or
-//! `R_X86_64_TPOFF64` (18, initial-exec); none means local-exec in an executable.
+//! `R_X86_64_TPOFF64` (18, initial-exec); none means local-exec in an executable. The types and
+//! the machine come from a [`platform::Arch`].
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
@@ -11,10 +12,12 @@ use object::read::ReadRef;
 use object::Endianness;
 use std::fmt;
 
+use crate::platform::{self, Arch, TlsLayout};
+
 pub const SYMBOL: &str = "otel_thread_ctx_v1";
-pub const R_X86_64_DTPMOD64: u32 = 16;
-pub const R_X86_64_TPOFF64: u32 = 18;
-pub const R_X86_64_TLSDESC: u32 = 36;
+pub const R_X86_64_DTPMOD64: u32 = platform::X86_64.relocs.general_dynamic;
+pub const R_X86_64_TPOFF64: u32 = platform::X86_64.relocs.initial_exec;
+pub const R_X86_64_TLSDESC: u32 = platform::X86_64.relocs.tlsdesc;
 
 /// How a module's code reaches the slot, from its dynamic relocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +44,8 @@ impl fmt::Display for AccessModel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlsReloc {
     pub r_type: u32,
+    /// The access model this relocation type stands for on the file's architecture.
+    pub model: AccessModel,
     /// Where the GOT entry (or TLSDESC descriptor) is, relative to the load bias.
     pub r_offset: u64,
     pub addend: i64,
@@ -81,12 +86,12 @@ impl TlsExport {
     /// The access model readers should follow: TLSDESC first, then initial-exec, then
     /// general-dynamic; local-exec when the module has no relocation for the slot.
     pub fn access_model(&self) -> AccessModel {
-        let has = |t| self.relocs.iter().any(|r| r.r_type == t);
-        if has(R_X86_64_TLSDESC) {
+        let has = |m| self.relocs.iter().any(|r| r.model == m);
+        if has(AccessModel::TlsDesc) {
             AccessModel::TlsDesc
-        } else if has(R_X86_64_TPOFF64) {
+        } else if has(AccessModel::InitialExec) {
             AccessModel::InitialExec
-        } else if has(R_X86_64_DTPMOD64) {
+        } else if has(AccessModel::GeneralDynamic) {
             AccessModel::GeneralDynamic
         } else {
             AccessModel::LocalExec
@@ -95,14 +100,8 @@ impl TlsExport {
 
     /// The relocation of the chosen access model.
     pub fn reloc(&self, model: AccessModel) -> Option<TlsReloc> {
-        let t = match model {
-            AccessModel::TlsDesc => R_X86_64_TLSDESC,
-            AccessModel::InitialExec => R_X86_64_TPOFF64,
-            AccessModel::GeneralDynamic => R_X86_64_DTPMOD64,
-            AccessModel::LocalExec => return None,
-        };
         // A relocation naming the symbol is the surest; a symbol-less one matched by addend next.
-        let mut candidates: Vec<&TlsReloc> = self.relocs.iter().filter(|r| r.r_type == t).collect();
+        let mut candidates: Vec<&TlsReloc> = self.relocs.iter().filter(|r| r.model == model).collect();
         candidates.sort_by_key(|r| !r.by_symbol);
         candidates.first().map(|r| **r)
     }
@@ -119,8 +118,9 @@ impl TlsExport {
 
     /// Thread-pointer offset of the slot for local-exec in the main executable (glibc x86-64:
     /// the executable's block sits right below the thread pointer).
-    pub fn local_exec_tp_offset(&self) -> Option<i64> {
+    pub fn local_exec_tp_offset(&self, layout: TlsLayout) -> Option<i64> {
         let tls = self.tls?;
+        let TlsLayout::BelowThreadPointer = layout;
         let align = tls.align.max(1);
         let firstbyte = tls.vaddr.wrapping_neg() & (align - 1);
         let off = (tls.memsz.checked_sub(firstbyte)?).checked_next_multiple_of(align)? + firstbyte;
@@ -147,18 +147,23 @@ pub fn is_elf(prefix: &[u8]) -> bool {
     prefix.starts_with(b"\x7fELF")
 }
 
+/// [`find_export_for`] x86-64.
+pub fn find_export<'data, R: ReadRef<'data>>(data: R) -> Result<Option<TlsExport>, ElfError> {
+    find_export_for(data, &platform::X86_64)
+}
+
 /// Looks for a defined `otel_thread_ctx_v1` TLS symbol in the file's dynamic symbol table.
-/// `Ok(None)`: a 64-bit x86-64 ELF that does not define it (or is some other architecture).
+/// `Ok(None)`: a 64-bit ELF for `arch` that does not define it (or is some other architecture).
 ///
 /// `data` is the file's bytes, or a [`object::read::ReadCache`] over the open file, which reads
 /// only the headers, `.dynsym` and the relocation sections instead of the whole file.
-pub fn find_export<'data, R: ReadRef<'data>>(data: R) -> Result<Option<TlsExport>, ElfError> {
+pub fn find_export_for<'data, R: ReadRef<'data>>(data: R, arch: &Arch) -> Result<Option<TlsExport>, ElfError> {
     if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
         return Ok(None);
     }
     let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| err("ELF header", e))?;
     let endian = header.endian().map_err(|e| err("ELF endianness", e))?;
-    if header.e_machine(endian) != elf::EM_X86_64 {
+    if header.e_machine(endian) != arch.e_machine {
         return Ok(None);
     }
     let sections = header.sections(endian, data).map_err(|e| err("section headers", e))?;
@@ -214,17 +219,22 @@ pub fn find_export<'data, R: ReadRef<'data>>(data: R) -> Result<Option<TlsExport
         };
         for rela in relas {
             let r_type = rela.r_type(endian, false);
-            if !matches!(r_type, R_X86_64_TLSDESC | R_X86_64_TPOFF64 | R_X86_64_DTPMOD64) {
-                continue;
-            }
+            let types = &arch.relocs;
+            let model = match r_type {
+                t if t == types.tlsdesc => AccessModel::TlsDesc,
+                t if t == types.initial_exec => AccessModel::InitialExec,
+                t if t == types.general_dynamic => AccessModel::GeneralDynamic,
+                _ => continue,
+            };
             let r_sym = rela.r_sym(endian, false) as usize;
             let addend = rela.r_addend(endian);
             let by_symbol = r_sym == sym_index;
             // Without a symbol, TLSDESC and TPOFF64 carry the TLS offset in the addend.
-            let by_addend = r_sym == 0 && r_type != R_X86_64_DTPMOD64 && addend as u64 == st_value;
+            let by_addend = r_sym == 0 && model != AccessModel::GeneralDynamic && addend as u64 == st_value;
             if by_symbol || by_addend {
                 relocs.push(TlsReloc {
                     r_type,
+                    model,
                     r_offset: rela.r_offset(endian),
                     addend,
                     by_symbol,
@@ -273,7 +283,7 @@ mod tests {
             relocs: vec![],
         };
         // Block of 20 bytes rounded to 32, slot 8 bytes in: tp - 32 + 8.
-        assert_eq!(e.local_exec_tp_offset(), Some(-24));
+        assert_eq!(e.local_exec_tp_offset(TlsLayout::BelowThreadPointer), Some(-24));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! Flow: [`maps`] lists the mappings; [`elf`] finds the modules exporting `otel_thread_ctx_v1`
 //! and their access model; [`inspect`] resolves each module's slot from its live GOT, stops each
 //! thread briefly ([`ptrace`]) for its thread pointer, follows the slot and decodes the
-//! [`record`]; [`process_context`] finds and decodes the process context; [`output`] renders.
+//! [`record`]; [`process_context`] finds and decodes the process context; [`output`] renders
+//! text and [`json`] JSON (serde views).
+//! Layouts that differ by architecture or C library live in [`platform`].
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("otel-ctx-dump reads x86-64 Linux processes (glibc TLS layout) only.");
@@ -15,8 +17,10 @@ compile_error!("otel-ctx-dump reads x86-64 Linux processes (glibc TLS layout) on
 pub mod cli;
 pub mod elf;
 pub mod inspect;
+pub mod json;
 pub mod maps;
 pub mod output;
+pub mod platform;
 pub mod process_context;
 pub mod ptrace;
 pub mod record;

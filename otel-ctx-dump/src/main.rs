@@ -1,8 +1,11 @@
 //! `otel-ctx-dump PID`: see `otel-ctx-dump --help` and the README.
 
 use otel_ctx_dump::cli::{self, Command, Options};
-use otel_ctx_dump::inspect::{InspectError, Inspector, Snapshot};
-use otel_ctx_dump::output::{self, exit};
+use otel_ctx_dump::inspect::{
+    ContextStatus, InspectError, Inspector, Module, SlotRead, Snapshot, ThreadProblem, TracerInfo,
+};
+use otel_ctx_dump::json::{self, ContextJson, ModuleJson, ThreadJson, WatchItem, WatchLine};
+use otel_ctx_dump::output::{self, exit, EntryBody, ThreadEntry};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +17,9 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Ctrl-C and friends only set a flag: the reader finishes the read in progress, releases the
-/// thread it holds (the ptrace guard also blocks these signals while a thread is stopped) and
-/// exits with code 130.
+/// Ctrl-C and friends only set a flag: the reader finishes the read in progress, skips the
+/// threads not read yet, releases the thread it holds (the tracer thread blocks these signals,
+/// so the handler runs here) and exits with code 130.
 fn install_signal_flag() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
         // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, which is
@@ -41,11 +44,43 @@ fn permission_hint() -> String {
     )
 }
 
+/// Why no thread could be stopped: the other tracer(s) holding them, or else the rights needed.
+fn denied_hint(s: &Snapshot) -> String {
+    let mut tracers: Vec<&TracerInfo> = s
+        .threads
+        .iter()
+        .filter_map(|t| match &t.error {
+            Some(ThreadProblem::TracedBy(tracer)) => Some(tracer),
+            _ => None,
+        })
+        .collect();
+    tracers.dedup_by_key(|t| t.pid);
+    if tracers.is_empty() {
+        return permission_hint();
+    }
+    let names: Vec<String> = tracers
+        .iter()
+        .map(|t| format!("process {} ({})", t.pid, output::printable(&t.name)))
+        .collect();
+    format!(
+        "The threads are already traced by {}: a thread takes one tracer at a time. Detach it (or let it finish) first.",
+        names.join(", ")
+    )
+}
+
 fn report_error(pid: i32, e: &InspectError) -> i32 {
     match e {
         InspectError::NoSuchProcess => {
             eprintln!("otel-ctx-dump: no such process: {pid}");
             exit::NO_SUCH_PROCESS
+        }
+        InspectError::Zombie { .. } => {
+            eprintln!("otel-ctx-dump: process {pid}: {e}");
+            exit::NO_SUCH_PROCESS
+        }
+        InspectError::KernelThread => {
+            eprintln!("otel-ctx-dump: process {pid}: {e}");
+            exit::FAILURE
         }
         InspectError::PermissionDenied(what) => {
             eprintln!("otel-ctx-dump: permission denied: {what}\n{}", permission_hint());
@@ -60,6 +95,7 @@ fn report_error(pid: i32, e: &InspectError) -> i32 {
 
 fn once(o: &Options) -> i32 {
     let mut inspector = Inspector::new(o.pid);
+    inspector.cancel_on(&INTERRUPTED);
     let snapshot = match inspector.snapshot(o.thread) {
         Ok(s) => s,
         Err(e) => return report_error(o.pid, &e),
@@ -73,7 +109,9 @@ fn once(o: &Options) -> i32 {
     let code = output::exit_code(&snapshot);
     if !o.json {
         match code {
-            exit::PERMISSION_DENIED => eprintln!("otel-ctx-dump: no thread could be stopped.\n{}", permission_hint()),
+            exit::PERMISSION_DENIED => {
+                eprintln!("otel-ctx-dump: no thread could be stopped.\n{}", denied_hint(&snapshot))
+            }
             exit::NO_MODULE => eprintln!(
                 "otel-ctx-dump: no module mapped in process {} exports otel_thread_ctx_v1 \
                  (is the library loaded yet?)",
@@ -92,61 +130,93 @@ fn once(o: &Options) -> i32 {
     code
 }
 
-/// Keyed lines of a snapshot for change detection: (key, fingerprint, rendering).
-fn watch_entries(s: &Snapshot, json: bool) -> Vec<(String, String, String)> {
-    let mut entries = Vec::new();
-    let fp = output::json_context(&s.process_context);
-    let line = if json {
-        format!(r#""kind":"process_context","process_context":{fp}"#)
-    } else {
-        output::context_line(&s.process_context)
-    };
-    entries.push(("context".to_owned(), fp, line));
-    for m in &s.modules {
-        let fp = output::json_module(m);
-        let line = if json {
-            format!(r#""kind":"module","module":{fp}"#)
-        } else {
-            format!("module {}", output::module_text(m))
-        };
-        entries.push((format!("module {}", m.path), fp, line));
-    }
-    for t in &s.threads {
-        let jsons = output::json_thread_entries(s, t);
-        let texts = output::thread_lines(s, t);
-        for (i, (j, text)) in jsons.into_iter().zip(texts).enumerate() {
-            let line = if json {
-                format!(r#""kind":"thread",{}"#, &j[1..j.len() - 1])
-            } else {
-                format!("tid {text}")
-            };
-            entries.push((format!("thread {} {i}", t.tid), j, line));
-        }
-    }
-    entries
+/// What a watched item was last seen as; compared by value to tell a change.
+#[derive(PartialEq)]
+enum Watched {
+    Context(ContextStatus),
+    Module(Module),
+    /// A thread entry, and the key names its attributes are shown with (a key-map change
+    /// changes the line).
+    Thread(ThreadEntry, Vec<Option<String>>),
 }
 
-fn emit(json: bool, start: Instant, event: &str, line: &str) {
+/// A snapshot's watched items, keyed.
+fn watched(s: &Snapshot) -> Vec<(String, Watched)> {
+    let mut items = vec![("context".to_owned(), Watched::Context(s.process_context.clone()))];
+    for m in &s.modules {
+        items.push((format!("module {}", m.path), Watched::Module(m.clone())));
+    }
+    for t in &s.threads {
+        for (i, e) in output::thread_entries(t).into_iter().enumerate() {
+            let keys = match &e.body {
+                EntryBody::Read {
+                    read: SlotRead::Record { record, .. },
+                    ..
+                } => record
+                    .attributes
+                    .iter()
+                    .map(|a| s.key_name(a.key_index).map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            items.push((format!("thread {} {i}", t.tid), Watched::Thread(e, keys)));
+        }
+    }
+    items
+}
+
+/// Prints one `--watch` line: `event` is "new", "changed" or "gone".
+fn emit(json: bool, start: Instant, event: &'static str, text: String, item: WatchItem<'_>) {
     let t = start.elapsed().as_secs_f64();
     let out = if json {
-        format!("{{\"elapsed_s\":{t:.3},\"event\":\"{event}\",{line}}}\n")
+        let line = WatchLine {
+            // Milliseconds are what the text shows too.
+            elapsed_s: (t * 1000.0).round() / 1000.0,
+            event,
+            item,
+        };
+        json::to_string(&line) + "\n"
     } else {
         let mark = match event {
             "new" => "+",
             "gone" => "-",
             _ => "~",
         };
-        format!("[{t:8.3}s] {mark} {line}\n")
+        format!("[{t:8.3}s] {mark} {text}\n")
     };
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
 }
 
+/// Prints a new or changed item.
+fn emit_item(json: bool, start: Instant, event: &'static str, s: &Snapshot, w: &Watched) {
+    let (text, item) = match w {
+        Watched::Context(c) => (
+            output::context_line(c),
+            WatchItem::ProcessContext {
+                process_context: ContextJson::new(c),
+            },
+        ),
+        Watched::Module(m) => (
+            format!("module {}", output::module_text(m)),
+            WatchItem::Module {
+                module: ModuleJson::new(m),
+            },
+        ),
+        Watched::Thread(e, _) => (
+            format!("tid {}", output::entry_text(s, e)),
+            WatchItem::Thread(ThreadJson::new(s, e)),
+        ),
+    };
+    emit(json, start, event, text, item);
+}
+
 fn watch(o: &Options, interval: Duration) -> i32 {
     let mut inspector = Inspector::new(o.pid);
+    inspector.cancel_on(&INTERRUPTED);
     let start = Instant::now();
-    let mut previous: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut previous: BTreeMap<String, Watched> = BTreeMap::new();
     let mut samples = 0u64;
     loop {
         if INTERRUPTED.load(Ordering::SeqCst) {
@@ -154,37 +224,42 @@ fn watch(o: &Options, interval: Duration) -> i32 {
         }
         let snapshot = match inspector.snapshot(o.thread) {
             Ok(s) => s,
-            Err(InspectError::NoSuchProcess) if samples > 0 => {
-                let line = if o.json {
-                    r#""kind":"process","state":"exited""#.to_owned()
-                } else {
-                    format!("process {} exited", o.pid)
-                };
-                emit(o.json, start, "gone", &line);
+            Err(InspectError::NoSuchProcess | InspectError::Zombie { .. }) if samples > 0 => {
+                let text = format!("process {} exited", o.pid);
+                emit(o.json, start, "gone", text, WatchItem::Process { state: "exited" });
                 return exit::OK;
             }
             Err(e) => return report_error(o.pid, &e),
         };
-        let mut current = BTreeMap::new();
-        for (key, fp, line) in watch_entries(&snapshot, o.json) {
-            match previous.get(&key) {
-                None => emit(o.json, start, "new", &line),
-                Some((old, _)) if *old != fp => emit(o.json, start, "changed", &line),
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            // The sample was cut short: its skipped threads are no change to report.
+            return exit::INTERRUPTED;
+        }
+        let current: BTreeMap<String, Watched> = watched(&snapshot).into_iter().collect();
+        for (key, item) in &current {
+            match previous.get(key) {
+                None => emit_item(o.json, start, "new", &snapshot, item),
+                Some(old) if old != item => emit_item(o.json, start, "changed", &snapshot, item),
                 Some(_) => {}
             }
-            current.insert(key, (fp, line));
         }
-        for (key, (_, line)) in &previous {
-            if !current.contains_key(key) && key.starts_with("thread ") {
-                let tid = key.split(' ').nth(1).unwrap_or("?");
-                let gone = if o.json {
-                    format!(r#""kind":"thread","tid":{tid}"#)
-                } else {
-                    format!("tid {tid} exited")
-                };
-                let _ = line;
-                emit(o.json, start, "gone", &gone);
-            }
+        let mut gone: Vec<i32> = previous
+            .iter()
+            .filter(|(key, _)| !current.contains_key(*key))
+            .filter_map(|(_, w)| match w {
+                Watched::Thread(e, _) => Some(e.tid),
+                _ => None,
+            })
+            .collect();
+        gone.dedup();
+        for tid in gone {
+            emit(
+                o.json,
+                start,
+                "gone",
+                format!("tid {tid} exited"),
+                WatchItem::ThreadGone { tid },
+            );
         }
         previous = current;
         samples += 1;

@@ -59,6 +59,12 @@ pub fn read(pid: i32) -> io::Result<Vec<Mapping>> {
     Ok(parse(&std::fs::read_to_string(format!("/proc/{pid}/maps"))?))
 }
 
+/// Reads `/proc/PID/task/TID/maps`: one thread's view, the same address space, readable while
+/// the main thread is a zombie.
+pub fn read_task(pid: i32, tid: i32) -> io::Result<Vec<Mapping>> {
+    Ok(parse(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/maps"))?))
+}
+
 /// Something other processes' memory can be read from.
 pub trait Memory {
     /// Fills `buf` from `addr`, entirely or not at all.
@@ -135,6 +141,24 @@ impl Memory for ProcessMemory {
             ));
         }
         Ok(())
+    }
+}
+
+/// Memory made of byte regions at fixed addresses, for unit tests.
+#[cfg(test)]
+pub struct FakeMemory(pub Vec<(u64, Vec<u8>)>);
+
+#[cfg(test)]
+impl Memory for FakeMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        for (start, bytes) in &self.0 {
+            if addr >= *start && addr + buf.len() as u64 <= start + bytes.len() as u64 {
+                let o = (addr - start) as usize;
+                buf.copy_from_slice(&bytes[o..o + buf.len()]);
+                return Ok(());
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::EFAULT))
     }
 }
 

@@ -1,9 +1,10 @@
 //! Text and JSON renderings of a snapshot, and the exit codes.
 
 use crate::elf::SYMBOL;
-use crate::inspect::{ContextStatus, Module, Resolution, SlotRead, Snapshot, ThreadReport};
+use crate::inspect::{ContextStatus, Module, SlotRead, Snapshot, ThreadProblem, ThreadReport};
 use crate::process_context::{ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
 use crate::record::{hex, Record};
+use std::borrow::Cow;
 use std::fmt::Write;
 
 /// Exit codes of `otel-ctx-dump` (documented in `--help` and the README).
@@ -30,7 +31,7 @@ pub fn exit_code(s: &Snapshot) -> i32 {
     if !s.threads.is_empty()
         && s.threads
             .iter()
-            .all(|t| t.error.as_deref().is_some_and(|e| e.starts_with("permission denied")))
+            .all(|t| t.error.as_ref().is_some_and(|e| e.is_denied()))
     {
         exit::PERMISSION_DENIED
     } else if s.modules.is_empty() {
@@ -42,113 +43,28 @@ pub fn exit_code(s: &Snapshot) -> i32 {
     }
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
+/// Does this character act on a terminal (C0 and C1 controls, DEL) or reorder the text around it
+/// (bidirectional overrides and isolates)?
+pub(crate) fn is_terminal_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A string from the target as the text report prints it: controls become Rust-style escapes
+/// (`\u{1b}`, `\r`, `\n`) and a backslash is doubled, so what reaches the operator's terminal
+/// is inert and unambiguous. Names (threads, keys, paths) are printed through this.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c == '\\' || is_terminal_control(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
+            c if is_terminal_control(c) => out.extend(c.escape_debug()),
             c => out.push(c),
         }
     }
-    out.push('"');
-    out
-}
-
-fn json_opt_str(s: Option<&str>) -> String {
-    s.map_or_else(|| "null".to_owned(), json_str)
-}
-
-fn json_value(v: &Value) -> String {
-    match v {
-        Value::Empty => "null".into(),
-        Value::Str(s) => json_str(s),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Double(d) if d.is_finite() => format!("{d:?}"),
-        Value::Double(d) => json_str(&d.to_string()),
-        Value::Array(items) => format!("[{}]", items.iter().map(json_value).collect::<Vec<_>>().join(",")),
-        Value::KvList(items) => json_kvs(items),
-        Value::Bytes(b) => json_str(&hex(b)),
-    }
-}
-
-fn json_kvs(items: &[(String, Value)]) -> String {
-    let parts: Vec<String> = items
-        .iter()
-        .map(|(k, v)| format!("{}:{}", json_str(k), json_value(v)))
-        .collect();
-    format!("{{{}}}", parts.join(","))
-}
-
-pub fn json_context(status: &ContextStatus) -> String {
-    match status {
-        ContextStatus::Absent => r#"{"status":"absent"}"#.into(),
-        ContextStatus::Invalid { mapping, addr, error } => format!(
-            r#"{{"status":"invalid","mapping":{},"address":"{addr:#x}","error":{}}}"#,
-            json_str(mapping),
-            json_str(error)
-        ),
-        ContextStatus::Present {
-            mapping,
-            addr,
-            header,
-            context,
-        } => {
-            let key_map = match &context.key_map {
-                Some(m) => format!(
-                    "[{}]",
-                    m.iter()
-                        .map(|k| json_opt_str(k.as_deref()))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-                None => "null".into(),
-            };
-            format!(
-                r#"{{"status":"present","mapping":{},"address":"{addr:#x}","published_at_ns":{},"payload_size":{},"resource":{},"attributes":{},"schema_version":{},"attribute_key_map":{key_map},"problems":[{}]}}"#,
-                json_str(mapping),
-                header.published_at_ns,
-                header.payload_size,
-                json_kvs(&context.resource),
-                json_kvs(&context.attributes),
-                json_opt_str(context.schema_version.as_deref()),
-                context
-                    .problems
-                    .iter()
-                    .map(|p| json_str(p))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            )
-        }
-    }
-}
-
-pub fn json_module(m: &Module) -> String {
-    let resolution = match &m.resolution {
-        Ok(Resolution::StaticOffset(o)) => format!(r#""resolution":"static","tp_offset":{o}"#),
-        Ok(Resolution::Dynamic { module_id, offset, .. }) => {
-            format!(r#""resolution":"dynamic","tls_module_id":{module_id},"tls_offset":{offset}"#)
-        }
-        Err(e) => format!(r#""resolution":null,"error":{}"#, json_str(e)),
-    };
-    format!(
-        r#"{{"path":{},"access_model":"{}","load_bias":"{:#x}","symbol_offset":{},"main_executable":{},{resolution},"warnings":[{}]}}"#,
-        json_str(&m.path),
-        m.model,
-        m.load_bias,
-        m.export.st_value,
-        m.is_main_executable,
-        m.warnings().iter().map(|w| json_str(w)).collect::<Vec<_>>().join(","),
-    )
+    Cow::Owned(out)
 }
 
 /// The state word of a slot read, shared by both renderings.
@@ -163,77 +79,6 @@ pub fn state_word(read: &SlotRead) -> &'static str {
     }
 }
 
-fn json_record(record: &Record, key: &dyn Fn(u8) -> Option<String>) -> String {
-    let attrs: Vec<String> = record
-        .attributes
-        .iter()
-        .map(|a| {
-            format!(
-                r#"{{"index":{},"key":{},"value":{},"invalid_utf8":{}}}"#,
-                a.key_index,
-                json_opt_str(key(a.key_index).as_deref()),
-                json_str(&a.value),
-                a.invalid_utf8
-            )
-        })
-        .collect();
-    format!(
-        r#""trace_id":"{}","span_id":"{}","flags":{},"valid":{},"attrs_data_size":{},"attributes":[{}],"truncated":{}"#,
-        hex(&record.header.trace_id),
-        hex(&record.header.span_id),
-        record.header.trace_flags,
-        record.header.valid,
-        record.header.attrs_data_size,
-        attrs.join(","),
-        json_opt_str(record.truncated.as_ref().map(|t| t.to_string()).as_deref()),
-    )
-}
-
-/// JSON objects for one thread: one per module read (or one for a thread-level error).
-pub fn json_thread_entries(s: &Snapshot, t: &ThreadReport) -> Vec<String> {
-    let head = format!(r#""tid":{},"name":{}"#, t.tid, json_str(&t.name));
-    if let Some(e) = &t.error {
-        return vec![format!(r#"{{{head},"state":"error","detail":{}}}"#, json_str(e))];
-    }
-    if t.reads.is_empty() {
-        return vec![format!(r#"{{{head},"state":"no_module"}}"#)];
-    }
-    let key = |i: u8| s.key_name(i).map(str::to_owned);
-    t.reads
-        .iter()
-        .map(|(module, read)| {
-            let body = match read {
-                SlotRead::NoSlot(d) | SlotRead::Error(d) => format!(r#","detail":{}"#, json_str(d)),
-                SlotRead::NoContext => String::new(),
-                SlotRead::Record { addr, record } => {
-                    format!(r#","record_address":"{addr:#x}",{}"#, json_record(record, &key))
-                }
-            };
-            format!(r#"{{{head},"module":{module},"state":"{}"{body}}}"#, state_word(read))
-        })
-        .collect()
-}
-
-/// The whole snapshot as one JSON object.
-pub fn json(s: &Snapshot) -> String {
-    let modules: Vec<String> = s.modules.iter().map(json_module).collect();
-    let threads: Vec<String> = s.threads.iter().flat_map(|t| json_thread_entries(s, t)).collect();
-    format!(
-        r#"{{"pid":{},"command":{},"symbol":"{SYMBOL}","process_context":{},"modules":[{}],"module_errors":[{}],"threads":[{}],"exit_code":{}}}"#,
-        s.pid,
-        json_str(&s.command),
-        json_context(&s.process_context),
-        modules.join(","),
-        s.module_errors
-            .iter()
-            .map(|e| json_str(e))
-            .collect::<Vec<_>>()
-            .join(","),
-        threads.join(","),
-        exit_code(s),
-    )
-}
-
 fn attribute_text(s: &Snapshot, record: &Record) -> String {
     let mut parts: Vec<String> = record
         .attributes
@@ -241,7 +86,7 @@ fn attribute_text(s: &Snapshot, record: &Record) -> String {
         .map(|a| {
             let name = s
                 .key_name(a.key_index)
-                .map_or_else(|| format!("#{}", a.key_index), str::to_owned);
+                .map_or_else(|| format!("#{}", a.key_index), |n| printable(n).into_owned());
             let bad = if a.invalid_utf8 { " (invalid UTF-8)" } else { "" };
             format!("{name}={:?}{bad}", a.value)
         })
@@ -257,7 +102,7 @@ pub fn thread_read_text(s: &Snapshot, read: &SlotRead) -> String {
     match read {
         SlotRead::NoSlot(d) => format!("(no TLS slot yet: {d})"),
         SlotRead::NoContext => "(no context)".into(),
-        SlotRead::Error(e) => format!("(error: {e})"),
+        SlotRead::Error(e) => format!("(error: {})", printable(e)),
         SlotRead::Record { record, .. } if !record.is_valid() => {
             format!("(being updated: valid={}, record not trusted)", record.header.valid)
         }
@@ -280,7 +125,7 @@ pub fn thread_read_text(s: &Snapshot, read: &SlotRead) -> String {
 
 fn value_list(out: &mut String, items: &[(String, Value)], indent: &str) {
     for (k, v) in items {
-        let _ = writeln!(out, "{indent}{k} = {v}");
+        let _ = writeln!(out, "{indent}{} = {v}", printable(k));
     }
 }
 
@@ -293,7 +138,11 @@ fn context_text(out: &mut String, status: &ContextStatus) {
             );
         }
         ContextStatus::Invalid { mapping, addr, error } => {
-            let _ = writeln!(out, "process context: INVALID at {addr:#x} ({mapping}): {error}");
+            let _ = writeln!(
+                out,
+                "process context: INVALID at {addr:#x} ({mapping}): {}",
+                printable(error)
+            );
         }
         ContextStatus::Present {
             mapping,
@@ -330,7 +179,7 @@ fn context_body(out: &mut String, c: &ProcessContext) {
             let keys: Vec<String> = m
                 .iter()
                 .enumerate()
-                .map(|(i, k)| format!("{i}={}", k.as_deref().unwrap_or("(not a string)")))
+                .map(|(i, k)| format!("{i}={}", k.as_deref().map_or("(not a string)".into(), printable)))
                 .collect();
             let _ = writeln!(
                 out,
@@ -357,7 +206,7 @@ fn context_body(out: &mut String, c: &ProcessContext) {
         value_list(out, &others, "    ");
     }
     for p in &c.problems {
-        let _ = writeln!(out, "  warning: {p}");
+        let _ = writeln!(out, "  warning: {}", printable(p));
     }
 }
 
@@ -365,9 +214,15 @@ fn context_body(out: &mut String, c: &ProcessContext) {
 pub fn context_line(status: &ContextStatus) -> String {
     match status {
         ContextStatus::Absent => "process context: absent".into(),
-        ContextStatus::Invalid { mapping, error, .. } => format!("process context: INVALID ({mapping}): {error}"),
+        ContextStatus::Invalid { mapping, error, .. } => {
+            format!("process context: INVALID ({mapping}): {}", printable(error))
+        }
         ContextStatus::Present { header, context, .. } => {
-            let mut parts: Vec<String> = context.resource.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut parts: Vec<String> = context
+                .resource
+                .iter()
+                .map(|(k, v)| format!("{}={v}", printable(k)))
+                .collect();
             parts.push(format!(
                 "schema {}",
                 context.schema_version.as_deref().unwrap_or("(absent)")
@@ -376,7 +231,7 @@ pub fn context_line(status: &ContextStatus) -> String {
                 let keys: Vec<String> = m
                     .iter()
                     .enumerate()
-                    .map(|(i, k)| format!("{i}={}", k.as_deref().unwrap_or("?")))
+                    .map(|(i, k)| format!("{i}={}", k.as_deref().map_or("?".into(), printable)))
                     .collect();
                 parts.push(format!("key map [{}]", keys.join(" ")));
             }
@@ -384,7 +239,7 @@ pub fn context_line(status: &ContextStatus) -> String {
                 parts.push(format!(
                     "{} warning(s): {}",
                     context.problems.len(),
-                    context.problems.join("; ")
+                    printable(&context.problems.join("; "))
                 ));
             }
             format!(
@@ -401,9 +256,14 @@ pub fn context_line(status: &ContextStatus) -> String {
 pub fn module_text(m: &Module) -> String {
     let how = match &m.resolution {
         Ok(r) => r.to_string(),
-        Err(e) => format!("UNRESOLVED: {e}"),
+        Err(e) => format!("UNRESOLVED: {}", printable(e)),
     };
-    let mut line = format!("{}  {}, {how}  (load bias {:#x})", m.path, m.model, m.load_bias);
+    let mut line = format!(
+        "{}  {}, {how}  (load bias {:#x})",
+        printable(&m.path),
+        m.model,
+        m.load_bias
+    );
     for w in m.warnings() {
         let _ = write!(line, "  warning: {w}");
     }
@@ -413,7 +273,7 @@ pub fn module_text(m: &Module) -> String {
 /// The human-readable report.
 pub fn text(s: &Snapshot) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "process {} ({})", s.pid, s.command);
+    let _ = writeln!(out, "process {} ({})", s.pid, printable(&s.command));
     let _ = writeln!(out);
     context_text(&mut out, &s.process_context);
     let _ = writeln!(out);
@@ -433,7 +293,7 @@ pub fn text(s: &Snapshot) -> String {
         }
     }
     for e in &s.module_errors {
-        let _ = writeln!(out, "  could not examine {e}");
+        let _ = writeln!(out, "  could not examine {}", printable(e));
     }
     let _ = writeln!(out);
     let skipped = if s.threads_skipped > 0 {
@@ -447,34 +307,81 @@ pub fn text(s: &Snapshot) -> String {
         "  {:<8} {:<16} {:<32}  {:<16}  {:<5}  ATTRIBUTES",
         "TID", "NAME", "TRACE ID", "SPAN ID", "FLAGS"
     );
-    for t in &s.threads {
-        for line in thread_lines(s, t) {
-            let _ = writeln!(out, "  {line}");
-        }
+    for e in all_thread_entries(s) {
+        let _ = writeln!(out, "  {}", entry_text(s, &e));
     }
     out
 }
 
-/// A thread's text rows (one per module read).
-pub fn thread_lines(s: &Snapshot, t: &ThreadReport) -> Vec<String> {
-    let head = format!("{:<8} {:<16}", t.tid, t.name);
+/// What one line of a thread says: one per module read, or one for the whole thread.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EntryBody {
+    Problem(ThreadProblem),
+    /// No module with a usable resolution: nothing to read.
+    NoModule,
+    Read {
+        module: usize,
+        read: SlotRead,
+    },
+}
+
+/// One line of a thread in the report (text row, JSON object, `--watch` item).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadEntry {
+    pub tid: i32,
+    pub name: String,
+    pub body: EntryBody,
+}
+
+/// A thread's entries.
+pub fn thread_entries(t: &ThreadReport) -> Vec<ThreadEntry> {
+    let entry = |body| ThreadEntry {
+        tid: t.tid,
+        name: t.name.clone(),
+        body,
+    };
     if let Some(e) = &t.error {
-        return vec![format!("{head} (error: {e})")];
+        return vec![entry(EntryBody::Problem(e.clone()))];
     }
     if t.reads.is_empty() {
-        return vec![format!("{head} (no module to read)")];
+        return vec![entry(EntryBody::NoModule)];
     }
     t.reads
         .iter()
         .map(|(module, read)| {
+            entry(EntryBody::Read {
+                module: *module,
+                read: read.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Every thread's entries, in thread order.
+pub fn all_thread_entries(s: &Snapshot) -> Vec<ThreadEntry> {
+    s.threads.iter().flat_map(thread_entries).collect()
+}
+
+/// One entry's text row, after the indentation.
+pub fn entry_text(s: &Snapshot, e: &ThreadEntry) -> String {
+    let head = format!("{:<8} {:<16}", e.tid, printable(&e.name));
+    match &e.body {
+        EntryBody::Problem(p) => format!("{head} (error: {})", printable(&p.to_string())),
+        EntryBody::NoModule => format!("{head} (no module to read)"),
+        EntryBody::Read { module, read } => {
             let via = if s.modules.len() > 1 {
                 format!("  [module {module}]")
             } else {
                 String::new()
             };
             format!("{head} {}{via}", thread_read_text(s, read))
-        })
-        .collect()
+        }
+    }
+}
+
+/// The JSON rendering of the whole snapshot.
+pub fn json(s: &Snapshot) -> String {
+    crate::json::snapshot(s, &all_thread_entries(s))
 }
 
 #[cfg(test)]
@@ -482,24 +389,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_str("plain"), r#""plain""#);
-        assert_eq!(json_str("a\"b\\c"), r#""a\"b\\c""#);
-        assert_eq!(json_str("line\nnext\ttab\u{1}"), r#""line\nnext\ttab\u0001""#);
-        assert_eq!(json_str("é\u{2028}"), "\"é\\u2028\"");
-    }
-
-    #[test]
-    fn json_values() {
-        assert_eq!(json_value(&Value::Double(f64::NAN)), r#""NaN""#);
-        assert_eq!(json_value(&Value::Double(1.5)), "1.5");
-        assert_eq!(
-            json_value(&Value::Array(vec![Value::Int(-3), Value::Bool(true), Value::Empty])),
-            "[-3,true,null]"
-        );
-        assert_eq!(
-            json_value(&Value::KvList(vec![("k".into(), Value::Bytes(vec![1, 255]))])),
-            r#"{"k":"01ff"}"#
-        );
+    fn printable_escapes_what_acts_on_a_terminal() {
+        assert!(matches!(printable("plain name"), Cow::Borrowed(_)));
+        assert_eq!(printable("\u{1b}[31mred\r\n"), "\\u{1b}[31mred\\r\\n");
+        assert_eq!(printable("a\\b\u{7f}\u{9b}\u{202e}"), "a\\\\b\\u{7f}\\u{9b}\\u{202e}");
+        assert_eq!(printable("é ok"), "é ok");
     }
 }

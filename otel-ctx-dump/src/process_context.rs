@@ -332,12 +332,20 @@ pub fn decode_payload(bytes: &[u8]) -> Result<ProcessContext, PayloadError> {
     })
 }
 
+/// The names a process-context mapping shows in `/proc/PID/maps`, the set the eBPF profiler
+/// accepts: a memfd (with or without " (deleted)"); a memfd or shared anonymous mapping named
+/// with `PR_SET_VMA_ANON_NAME` (Linux 6.2+ shows `[anon_shmem:NAME]` for it, and the name
+/// replaces the memfd path); a private anonymous mapping named that way (`[anon:NAME]`).
+pub const CONTEXT_MAPPING_NAMES: [&str; 4] = [
+    "/memfd:OTEL_CTX (deleted)",
+    "/memfd:OTEL_CTX",
+    "[anon_shmem:OTEL_CTX]",
+    "[anon:OTEL_CTX]",
+];
+
 /// Does a `/proc/PID/maps` line describe a process-context mapping?
 pub fn is_context_mapping(path: &str, perms: &str) -> bool {
-    let named = matches!(
-        path,
-        "[anon_shmem:OTEL_CTX]" | "[anon:OTEL_CTX]" | "/memfd:OTEL_CTX (deleted)"
-    );
+    let named = CONTEXT_MAPPING_NAMES.contains(&path);
     named && !perms.contains('x')
 }
 
@@ -477,5 +485,14 @@ mod tests {
         assert!(is_context_mapping("/memfd:OTEL_CTX (deleted)", "rw-p"));
         assert!(!is_context_mapping("/memfd:OTEL_CTX (deleted)", "r-xp"));
         assert!(!is_context_mapping("[anon:OTHER]", "rw-p"));
+    }
+
+    /// The eBPF profiler also takes a memfd name without " (deleted)"; a reader that does not
+    /// would miss a context the profiler sees.
+    #[test]
+    fn bare_memfd_name_is_a_context_mapping() {
+        assert!(is_context_mapping("/memfd:OTEL_CTX", "rw-p"));
+        assert!(!is_context_mapping("/memfd:OTEL_CTX", "r-xp"));
+        assert!(!is_context_mapping("/memfd:OTEL_CTX2", "rw-p"));
     }
 }

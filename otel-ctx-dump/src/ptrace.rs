@@ -1,17 +1,32 @@
 //! Stopping one thread just long enough to read its thread pointer and TLS.
 //!
 //! `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, wait for the stop (`__WALL`: the target's threads are
-//! not our children), `PTRACE_GETREGS` for `fs_base`, then `PTRACE_DETACH` in the guard's `Drop`,
-//! so a thread is released on every path, panics included. While a thread is seized the
-//! termination signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) are blocked in the calling thread, so
-//! Ctrl-C takes effect only after the detach; and if the reader is killed outright, the kernel
-//! detaches its tracees. A signal the target received while stopped is handed back on detach.
+//! not our children), `PTRACE_GETREGS` for `fs_base`, then `PTRACE_DETACH` in the guard's `Drop`.
+//! A signal the target received while stopped is handed back on detach.
+//!
+//! Some threads cannot reach the stop: a thread blocked in `vfork` waits (killable, not
+//! interruptible) until its child exits or execs, and a pending interrupt would stop it then,
+//! with nobody left to detach it. So every ptrace call runs on a short-lived tracer thread
+//! ([`with_tracer`]): a thread that does not stop within a bounded wait is reported as not
+//! stopped and left seized, and when the tracer thread exits the kernel detaches it and drops the
+//! pending interrupt. The thread is released on every path: detach, tracer-thread exit, or our
+//! process's exit (killed included). The tracer thread blocks the termination signals (SIGINT,
+//! SIGTERM, SIGHUP, SIGQUIT), so the program's handlers run on another thread.
 
+use std::cell::{Cell, RefCell};
 use std::io;
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-/// How long to wait for a thread to stop before giving up on it.
-const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one thread may take to reach the stop.
+pub const STOP_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long all the threads of one pass may take together, so a process with many blocked
+/// threads is still read in bounded time.
+pub const STOP_BUDGET: Duration = Duration::from_secs(2);
+/// What a thread still gets once the budget is spent (a running thread stops in microseconds).
+const MIN_STOP_WAIT: Duration = Duration::from_millis(10);
+/// How long to wait for the kernel to finish detaching a dead tracer thread's tracees.
+const RELEASE_WAIT: Duration = Duration::from_millis(500);
 
 /// Why a thread could not be stopped.
 #[derive(Debug)]
@@ -20,8 +35,8 @@ pub enum StopError {
     Gone,
     /// Not allowed to trace it (other user, no CAP_SYS_PTRACE, Yama, or already traced).
     PermissionDenied,
-    /// It did not stop in time (e.g. in uninterruptible sleep).
-    Timeout,
+    /// It did not reach the stop within the wait (blocked in the kernel, e.g. in vfork).
+    NotStopped(Duration),
     Other(io::Error),
 }
 
@@ -30,7 +45,7 @@ impl std::fmt::Display for StopError {
         match self {
             StopError::Gone => write!(f, "thread exited"),
             StopError::PermissionDenied => write!(f, "permission denied (ptrace)"),
-            StopError::Timeout => write!(f, "thread did not stop within {}s", STOP_TIMEOUT.as_secs()),
+            StopError::NotStopped(waited) => write!(f, "thread did not stop within {} ms", waited.as_millis()),
             StopError::Other(e) => write!(f, "{e}"),
         }
     }
@@ -49,18 +64,6 @@ fn termination_signals() -> libc::sigset_t {
     set
 }
 
-/// A thread seized and stopped; detached when dropped.
-pub struct StoppedThread {
-    tid: i32,
-    /// Still attached (false once it exited under us).
-    seized: bool,
-    /// In a ptrace stop (detaching needs that).
-    stopped: bool,
-    /// A signal reported instead of our interrupt, re-injected on detach.
-    pending_signal: i32,
-    old_mask: libc::sigset_t,
-}
-
 fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
     // Safety: the requests used here (SEIZE, INTERRUPT, GETREGS, DETACH) take a tid and either
     // no pointer or, for GETREGS, a pointer to a user_regs_struct the caller owns.
@@ -72,21 +75,71 @@ fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<l
     }
 }
 
-impl StoppedThread {
-    /// Seizes and stops thread `tid`.
-    pub fn stop(tid: i32) -> Result<StoppedThread, StopError> {
-        let set = termination_signals();
-        // Safety: a zeroed sigset_t is a valid out-parameter for pthread_sigmask.
-        let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // Safety: both pointers refer to live sigset_t values.
-        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old_mask) };
-        // From here on the guard restores the mask, whatever happens.
+/// The tracer thread's state: what is left of the wait budget, and the threads still seized
+/// that never stopped.
+pub struct Tracer {
+    tid: i32,
+    budget: Cell<Duration>,
+    unstopped: RefCell<Vec<i32>>,
+    /// ptrace requests must come from the tracing thread: keep this on it.
+    _one_thread: PhantomData<*const ()>,
+}
+
+/// Runs `f` on a new tracer thread and returns its result once every thread it seized is
+/// released: detached where it stopped, detached by the kernel (with its pending interrupt
+/// dropped) where it never did.
+pub fn with_tracer<R: Send>(f: impl FnOnce(&Tracer) -> R + Send) -> R {
+    let (result, unstopped, tracer_tid) = std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("otel-ctx-tracer".into())
+            .spawn_scoped(scope, || {
+                let set = termination_signals();
+                // Safety: `set` is a valid sigset_t; the old mask is not needed (the thread ends).
+                unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+                let tracer = Tracer {
+                    // Safety: gettid has no preconditions.
+                    tid: unsafe { libc::gettid() },
+                    budget: Cell::new(STOP_BUDGET),
+                    unstopped: RefCell::new(Vec::new()),
+                    _one_thread: PhantomData,
+                };
+                let result = f(&tracer);
+                tracer.release_stopped();
+                let unstopped = tracer.unstopped.take();
+                (result, unstopped, tracer.tid)
+            })
+            .expect("spawn the tracer thread");
+        worker.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    });
+    // join returns when the thread's stack is free; the kernel detaches its tracees a moment
+    // later, in the thread's exit. Wait for that, so a next pass can seize them again.
+    let deadline = Instant::now() + RELEASE_WAIT;
+    for tid in unstopped {
+        while tracer_pid(tid) == Some(tracer_tid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    result
+}
+
+/// `TracerPid` of any thread, through /proc/TID (which works for every thread id).
+fn tracer_pid(tid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:")?.trim().parse().ok())
+}
+
+impl Tracer {
+    /// Seizes and stops thread `tid`, waiting at most [`STOP_TIMEOUT`] (less once the pass's
+    /// [`STOP_BUDGET`] is spent).
+    pub fn stop(&self, tid: i32) -> Result<StoppedThread<'_>, StopError> {
         let mut guard = StoppedThread {
+            tracer: self,
             tid,
             seized: false,
             stopped: false,
             pending_signal: 0,
-            old_mask,
         };
         if let Err(e) = ptrace(libc::PTRACE_SEIZE, tid, 0, 0) {
             return Err(match e.raw_os_error() {
@@ -103,11 +156,49 @@ impl StoppedThread {
                 StopError::Other(e)
             });
         }
-        guard.wait_for_stop(STOP_TIMEOUT)?;
-        Ok(guard)
+        let wait = self.budget.get().min(STOP_TIMEOUT).max(MIN_STOP_WAIT);
+        let start = Instant::now();
+        let r = guard.wait_for_stop(wait);
+        self.budget.set(self.budget.get().saturating_sub(start.elapsed()));
+        match r {
+            Ok(true) => Ok(guard),
+            Ok(false) => Err(StopError::NotStopped(wait)),
+            Err(e) => Err(e),
+        }
     }
 
-    fn wait_for_stop(&mut self, timeout: Duration) -> Result<(), StopError> {
+    /// Detaches the threads that stopped after their wait ran out (their vfork ended meanwhile).
+    fn release_stopped(&self) {
+        let tids = self.unstopped.take();
+        for tid in tids {
+            let mut t = StoppedThread {
+                tracer: self,
+                tid,
+                seized: true,
+                stopped: false,
+                pending_signal: 0,
+            };
+            let _ = t.wait_for_stop(Duration::ZERO);
+            // Dropping `t` detaches it if it stopped, or puts it back on the list.
+        }
+    }
+}
+
+/// A thread seized and stopped; detached when dropped.
+pub struct StoppedThread<'a> {
+    tracer: &'a Tracer,
+    tid: i32,
+    /// Still attached (false once it exited under us).
+    seized: bool,
+    /// In a ptrace stop (detaching needs that).
+    stopped: bool,
+    /// A signal reported instead of our interrupt, re-injected on detach.
+    pending_signal: i32,
+}
+
+impl StoppedThread<'_> {
+    /// Waits up to `timeout` for the thread's stop: Ok(true) once stopped, Ok(false) if not yet.
+    fn wait_for_stop(&mut self, timeout: Duration) -> Result<bool, StopError> {
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_micros(20);
         loop {
@@ -122,7 +213,7 @@ impl StoppedThread {
                         // A signal-delivery stop: the signal is handed back when we detach.
                         self.pending_signal = libc::WSTOPSIG(status);
                     }
-                    return Ok(());
+                    return Ok(true);
                 }
                 if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
                     self.seized = false;
@@ -142,7 +233,7 @@ impl StoppedThread {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(StopError::Timeout);
+                return Ok(false);
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(5));
@@ -160,31 +251,24 @@ impl StoppedThread {
         ptrace(libc::PTRACE_GETREGS, self.tid, 0, &mut regs as *mut _ as usize)?;
         Ok(regs.fs_base)
     }
+}
 
-    fn detach(&mut self) {
+impl Drop for StoppedThread<'_> {
+    fn drop(&mut self) {
         if !self.seized {
             return;
         }
-        if !self.stopped {
-            // Our interrupt is still pending; the thread must reach the stop before it can be
-            // detached. Wait a while longer rather than leave it to stop later with nobody there.
-            let _ = self.wait_for_stop(Duration::from_secs(10));
-        }
-        if self.seized {
-            match ptrace(libc::PTRACE_DETACH, self.tid, 0, self.pending_signal as usize) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                Err(e) => eprintln!("otel-ctx-dump: warning: detaching thread {}: {e}", self.tid),
+        if !self.stopped && !matches!(self.wait_for_stop(Duration::ZERO), Ok(true)) {
+            if self.seized {
+                // PTRACE_DETACH needs a stopped tracee: leave it to the tracer thread's exit.
+                self.tracer.unstopped.borrow_mut().push(self.tid);
             }
-            self.seized = false;
+            return;
         }
-    }
-}
-
-impl Drop for StoppedThread {
-    fn drop(&mut self) {
-        self.detach();
-        // Safety: restores the mask saved in `stop`, a valid sigset_t.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut()) };
+        match ptrace(libc::PTRACE_DETACH, self.tid, 0, self.pending_signal as usize) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(e) => eprintln!("otel-ctx-dump: warning: detaching thread {}: {e}", self.tid),
+        }
     }
 }

@@ -78,7 +78,17 @@ fn permission_denied_exits_4_and_says_what_is_needed() {
         return;
     }
     let target = Target::spawn(Command::new("sleep").arg("60"));
-    let mut cmd = Command::new(support::dump_binary());
+    // The build directory may sit under a directory nobody cannot enter (a checkout in a
+    // `mktemp -d` dir is mode 0700): run a copy from a directory everyone may enter (under
+    // /tmp itself, not $TMPDIR, which may be private too).
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let copy = dir.path().join("otel-ctx-dump");
+    std::fs::copy(support::dump_binary(), &copy).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(dir.path(), 0o755), (copy.as_path(), 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut cmd = Command::new(&copy);
     cmd.arg(target.pid().to_string());
     // Safety: setgid/setuid are async-signal-safe and only affect the child about to exec.
     unsafe {
@@ -102,7 +112,16 @@ fn json_thread_filter_and_missing_process_context() {
     let target = counter_target(dir.path());
     let pid = target.pid().to_string();
 
-    let (code, out, _) = dump(&["--json", &pid]);
+    // The spinners spend much of their time inside the update window (valid = 0, "being
+    // updated"): read until one is caught outside it.
+    let mut attempts = 0;
+    let (code, out) = loop {
+        let (code, out, _) = dump(&["--json", &pid]);
+        attempts += 1;
+        if out.contains(r#""state":"active""#) || attempts == 20 {
+            break (code, out);
+        }
+    };
     assert_eq!(
         code,
         exit::NO_PROCESS_CONTEXT,
@@ -218,4 +237,81 @@ fn interrupt_releases_threads_and_exits_130() {
     for (tid, state) in support::thread_states(pid) {
         assert!(!matches!(state, 't' | 'T'), "thread {tid} left in state {state}");
     }
+}
+
+/// Characters that act on a terminal: C0 controls other than the line feeds the report itself
+/// writes, DEL, and the C1 controls (U+0080..U+009F, e.g. CSI U+009B).
+fn terminal_controls(s: &str) -> Vec<char> {
+    s.chars().filter(|&c| c != '\n' && c.is_control()).collect()
+}
+
+#[test]
+fn strings_from_the_target_are_escaped_in_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let include = format!("-I{}", support::workspace_root().join("include").display());
+    gcc(
+        dir.path(),
+        &[
+            "-std=c11",
+            "-O2",
+            "-pthread",
+            &include,
+            "-o",
+            "hostile",
+            &c_source("hostile_names.c"),
+            "-ldl",
+        ],
+    );
+    // The module's file name carries an escape sequence too (it shows in /proc/PID/maps).
+    let lib = dir.path().join("libotel\x1b[7m.so");
+    std::fs::copy(support::library_dir().join("libotel_thread_ctx.so"), &lib).unwrap();
+    let target = Target::spawn(Command::new(dir.path().join("hostile")).arg(&lib));
+    assert_eq!(target.line(Duration::from_secs(30)), "ready");
+    let pid = target.pid().to_string();
+
+    let (code, out, err) = dump(&[&pid]);
+    assert_eq!(code, exit::OK, "{out}{err}");
+    assert_eq!(terminal_controls(&out), Vec::<char>::new(), "{out:?}");
+    assert_eq!(terminal_controls(&err), Vec::<char>::new(), "{err:?}");
+    // Every line is one the report wrote: no name broke a line in two.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("\\u{1b}[31mW\\r\\nX\\u{7f}") && l.contains("1111")),
+        "{out}"
+    );
+    assert!(
+        out.contains("0=route\\u{1b}[2J 1=line\\nbreak\\r 2=c1\\u{9b}x"),
+        "{out}"
+    );
+    assert!(out.contains("service.name\\u{1b}[5m = "), "{out}");
+    assert!(out.contains("libotel\\u{1b}[7m.so"), "{out}");
+    assert!(out.contains("\\u{1b}]0;T\\u{7}M"), "{out}");
+
+    let (code, out, _) = dump(&["--json", &pid]);
+    assert_eq!(code, exit::OK);
+    assert_eq!(terminal_controls(&out), vec!['\n'; 0], "{out:?}");
+    let json = Json::parse(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(json.get("command").str(), Some("\x1b]0;T\x07M"));
+    let names: Vec<&str> = json
+        .get("threads")
+        .arr()
+        .iter()
+        .filter_map(|t| t.get("name").str())
+        .collect();
+    assert!(names.contains(&"\x1b[31mW\r\nX\x7f"), "{names:?}");
+    let keys: Vec<&str> = json
+        .get("process_context")
+        .get("attribute_key_map")
+        .arr()
+        .iter()
+        .filter_map(Json::str)
+        .collect();
+    assert_eq!(keys, ["route\x1b[2J", "line\nbreak\r", "c1\u{9b}x"]);
+    let modules = json.get("modules").arr();
+    assert_eq!(modules[0].get("path").str(), Some(lib.to_str().unwrap()));
+
+    // --watch lines too.
+    let (code, out, _) = dump(&["--watch", "0.05", "--samples", "1", &pid]);
+    assert_eq!(code, exit::OK);
+    assert_eq!(terminal_controls(&out), Vec::<char>::new(), "{out:?}");
 }

@@ -146,3 +146,39 @@ pub fn emulator() -> Option<&'static str> {
         }
     })
 }
+
+/// The cdylib built optimized (release) with the `test-hooks` feature, in its own target
+/// directory so it never replaces the shipped build; built once per test process.
+pub fn test_hooks_cdylib() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = target_profile_dir().parent().expect("target dir").join("test-hooks");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = std::process::Command::new(cargo);
+            cmd.args([
+                "build",
+                "-q",
+                "--release",
+                "--lib",
+                "-p",
+                "otel-thread-ctx",
+                "--features",
+                "test-hooks",
+            ])
+            .arg("--target-dir")
+            .arg(&target)
+            .current_dir(repo_root());
+            // Cross-built tests (scripts/test-aarch64.sh) need the library for their own target;
+            // the cross set-up (linker, RUSTC) comes with the environment.
+            let mut release = target.clone();
+            if cfg!(target_arch = "aarch64") {
+                cmd.args(["--target", "aarch64-unknown-linux-gnu"]);
+                release.push("aarch64-unknown-linux-gnu");
+            }
+            let status = cmd.status().expect("cargo runs");
+            assert!(status.success(), "building the test-hooks library failed");
+            release.join("release/libotel_thread_ctx.so")
+        })
+        .clone()
+}

@@ -15,7 +15,7 @@
  *   self_check <status> <message>           what otel_thread_ctx_self_check says here
  *   {"pid":1,"tid":2,"slot":"0x...",...}     one worker thread, after it published a span
  * The worker's line holds the slot's value read through the TLS symbol, what
- * otel_thread_ctx_ensure_record() and otel_thread_ctx_record(otel_thread_ctx_current()) return,
+ * otel_thread_ctx_ensure_record and otel_thread_ctx_record(otel_thread_ctx_current(), ...) return,
  * the slot's own address next to the one dlsym resolves from the dynamic symbol table, and the
  * ids and attribute it wrote. With --hold the worker keeps its span until stdin is closed, so an
  * outside reader can look at it.
@@ -49,12 +49,13 @@ static void *worker(void *arg) {
   for (int i = 0; i < 16; i++) trace_id[i] = (uint8_t)(0x40 + i);
   for (int i = 0; i < 8; i++) span_id[i] = (uint8_t)(0xb0 + i);
 
-  OtelThreadCtxRecord *ensured = otel_thread_ctx_ensure_record();
-  if (ensured == NULL || otel_thread_ctx_update(&trace_id, &span_id, 1) != OTEL_THREAD_CTX_STATUS_OK ||
+  OtelThreadCtxRecord *ensured = NULL, *of_handle = NULL;
+  if (otel_thread_ctx_ensure_record(&ensured) != OTEL_THREAD_CTX_STATUS_OK ||
+      otel_thread_ctx_update(&trace_id, &span_id, 1) != OTEL_THREAD_CTX_STATUS_OK ||
       otel_thread_ctx_set_attribute(otel_thread_ctx_current(), KEY_HTTP_ROUTE, (const uint8_t *)ROUTE,
-                                    strlen(ROUTE)) != OTEL_THREAD_CTX_STATUS_OK)
+                                    strlen(ROUTE)) != OTEL_THREAD_CTX_STATUS_OK ||
+      otel_thread_ctx_record(otel_thread_ctx_current(), &of_handle) != OTEL_THREAD_CTX_STATUS_OK)
     return (void *)1;
-  OtelThreadCtxRecord *of_handle = otel_thread_ctx_record(otel_thread_ctx_current());
   void *slot = otel_thread_ctx_v1;
   void *resolved = dlsym(RTLD_DEFAULT, "otel_thread_ctx_v1");
 

@@ -375,3 +375,43 @@ impl Parser<'_> {
         }
     }
 }
+
+/// Builds `tests/c/<source>` into `dir/<out>`, linked against libotel_thread_ctx.so.
+pub fn gcc_linked(dir: &Path, source: &str, out: &str) -> PathBuf {
+    let lib = library_dir();
+    let include = format!("-I{}", workspace_root().join("include").display());
+    let libdir = format!("-L{}", lib.display());
+    let rpath = format!("-Wl,-rpath,{}", lib.display());
+    gcc(
+        dir,
+        &[
+            "-std=gnu11",
+            "-O2",
+            "-pthread",
+            &include,
+            "-o",
+            out,
+            &c_source(source),
+            &libdir,
+            &rpath,
+            "-lotel_thread_ctx",
+        ],
+    );
+    dir.join(out)
+}
+
+/// Waits until `pid`'s thread `tid` is in one of `states`, within `timeout`.
+pub fn wait_for_state(pid: i32, tid: i32, states: &[char], timeout: Duration) -> char {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let s = otel_ctx_dump::inspect::thread_state(pid, tid).unwrap_or('?');
+        if states.contains(&s) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "thread {tid} of {pid} stayed in state {s}, not {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

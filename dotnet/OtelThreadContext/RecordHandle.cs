@@ -1,0 +1,40 @@
+using System;
+using System.Runtime.InteropServices;
+using System.Threading;
+
+namespace OtelThreadContext;
+
+/// <summary>
+/// Owns one native <c>OtelThreadCtx</c> for <see cref="ThreadContextHandle"/>. P/Invokes take it
+/// directly, so the marshaller keeps it alive (and refuses it once disposed) for each call.
+/// </summary>
+internal sealed class RecordHandle : SafeHandle
+{
+    /// <summary>
+    /// The thread the record is attached to through <see cref="ThreadContextHandle"/>, or null.
+    /// Weak, so an exited thread's object (and its managed id) can be reclaimed.
+    /// </summary>
+    internal WeakReference<Thread>? Owner;
+
+    /// <summary>Wraps <paramref name="ctx"/>; with <paramref name="ownsHandle"/> false it is never freed.</summary>
+    internal RecordHandle(nint ctx, bool ownsHandle = true)
+        : base(0, ownsHandle) => SetHandle(ctx);
+
+    /// <inheritdoc />
+    public override bool IsInvalid => handle == 0;
+
+    /// <inheritdoc />
+    protected override bool ReleaseHandle()
+    {
+        if (Volatile.Read(ref Owner) != null && !ThreadContextHandle.DetachIfAttachedHere(this))
+        {
+            // Still published by another thread (or that thread has exited, and the native
+            // library freed the record at its exit): freeing it here could free memory a reader
+            // is about to use, or an address already reused. Leave it to the thread's exit
+            // clean-up, or to whoever detaches it there.
+            return true;
+        }
+
+        return NativeMethods.otel_thread_ctx_free(handle) == NativeStatus.Ok;
+    }
+}

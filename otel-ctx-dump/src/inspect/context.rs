@@ -1,0 +1,150 @@
+//! Finding the process context mapping and copying a consistent header and payload, retrying
+//! while a writer updates it.
+
+use crate::maps::{Mapping, Memory};
+use crate::process_context::{self as pc, Header, ProcessContext};
+
+/// The process context, as found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContextStatus {
+    Absent,
+    Invalid {
+        mapping: String,
+        addr: u64,
+        error: String,
+    },
+    Present {
+        mapping: String,
+        addr: u64,
+        header: Header,
+        context: ProcessContext,
+    },
+}
+
+impl ContextStatus {
+    pub fn context(&self) -> Option<&ProcessContext> {
+        match self {
+            ContextStatus::Present { context, .. } => Some(context),
+            _ => None,
+        }
+    }
+}
+
+/// Finds and reads the process context mapping.
+pub fn read_process_context(maps: &[Mapping], mem: &dyn Memory) -> ContextStatus {
+    let mut status = ContextStatus::Absent;
+    for m in maps.iter().filter(|m| pc::is_context_mapping(&m.path, &m.perms)) {
+        status = read_context_at(mem, m);
+        if matches!(status, ContextStatus::Present { .. }) {
+            break;
+        }
+    }
+    status
+}
+
+fn read_context_at(mem: &dyn Memory, m: &Mapping) -> ContextStatus {
+    let invalid = |error: String| ContextStatus::Invalid {
+        mapping: m.path.clone(),
+        addr: m.start,
+        error,
+    };
+    if m.end - m.start < pc::HEADER_SIZE as u64 {
+        return invalid("mapping is smaller than the header".into());
+    }
+    // A writer may update it while we read: retry when the timestamp moves.
+    let mut last = invalid("changed on every read".into());
+    for _ in 0..5 {
+        let mut head = [0u8; pc::HEADER_SIZE];
+        if let Err(e) = mem.read(m.start, &mut head) {
+            return invalid(format!("reading the header: {e}"));
+        }
+        let header = match Header::parse(&head) {
+            Ok(h) => h,
+            Err(pc::HeaderError::BeingUpdated) => {
+                last = invalid(pc::HeaderError::BeingUpdated.to_string());
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                continue;
+            }
+            Err(e) => return invalid(e.to_string()),
+        };
+        let mut payload = vec![0u8; header.payload_size as usize];
+        if let Err(e) = mem.read(header.payload_ptr, &mut payload) {
+            return invalid(format!(
+                "reading the {}-byte payload at {:#x}: {e}",
+                header.payload_size, header.payload_ptr
+            ));
+        }
+        let mut again = [0u8; pc::HEADER_SIZE];
+        if mem.read(m.start, &mut again).is_err() || again != head {
+            last = invalid("changed while being read".into());
+            continue;
+        }
+        return match pc::decode_payload(&payload) {
+            Ok(context) => ContextStatus::Present {
+                mapping: m.path.clone(),
+                addr: m.start,
+                header,
+                context,
+            },
+            Err(e) => invalid(e.to_string()),
+        };
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::FakeMemory;
+
+    #[test]
+    fn process_context_from_memory() {
+        use prost::Message;
+        let payload = pc::proto::ProcessContext {
+            resource: Some(pc::proto::Resource {
+                attributes: vec![pc::proto::KeyValue {
+                    key: "service.name".into(),
+                    value: Some(pc::proto::AnyValue {
+                        value: Some(pc::proto::any_value::Value::StringValue("svc".into())),
+                    }),
+                }],
+            }),
+            attributes: vec![],
+        }
+        .encode_to_vec();
+        let mut head = b"OTEL_CTX".to_vec();
+        head.extend_from_slice(&2u32.to_ne_bytes());
+        head.extend_from_slice(&(payload.len() as u32).to_ne_bytes());
+        head.extend_from_slice(&77u64.to_ne_bytes());
+        head.extend_from_slice(&0x20000u64.to_ne_bytes());
+        let map = |path: &str| Mapping {
+            start: 0x10000,
+            end: 0x11000,
+            perms: "rw-p".into(),
+            offset: 0,
+            dev: "00:01".into(),
+            inode: 1,
+            path: path.into(),
+        };
+        let mem = FakeMemory(vec![(0x10000, head.clone()), (0x20000, payload)]);
+        match read_process_context(&[map("/memfd:OTEL_CTX (deleted)")], &mem) {
+            ContextStatus::Present { header, context, .. } => {
+                assert_eq!(header.published_at_ns, 77);
+                assert_eq!(context.resource[0].1, pc::Value::Str("svc".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            read_process_context(&[map("[anon:OTHER]")], &mem),
+            ContextStatus::Absent
+        ));
+        // A payload pointer into nothing is reported, not trusted.
+        let mut bad = head;
+        bad[24..32].copy_from_slice(&0x30000u64.to_ne_bytes());
+        let mem = FakeMemory(vec![(0x10000, bad)]);
+        assert!(matches!(
+            read_process_context(&[map("[anon:OTEL_CTX]")], &mem),
+            ContextStatus::Invalid { .. }
+        ));
+    }
+}

@@ -1,0 +1,178 @@
+//! The process's threads and what /proc says about each: ids, names, states, tracers, and why
+//! a thread was not read.
+
+use std::fmt;
+use std::io;
+
+/// Who holds a thread as its tracer (a thread has one tracer at a time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TracerInfo {
+    /// The tracing thread, as `TracerPid` in /proc/PID/task/TID/status gives it.
+    pub tid: i32,
+    /// Its process.
+    pub pid: i32,
+    /// Its process's name (comm).
+    pub name: String,
+}
+
+/// Why a thread was not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ThreadProblem {
+    /// The thread has exited (a zombie, e.g. a main thread that called pthread_exit).
+    Exited,
+    /// ptrace refused, for lack of rights.
+    PermissionDenied,
+    /// Another tracer holds the thread.
+    TracedBy(TracerInfo),
+    /// The thread did not reach the ptrace stop in time (blocked in the kernel, e.g. a thread
+    /// in vfork): not read. `state` is its state letter then (`D` for a vfork wait).
+    NotStopped {
+        waited_ms: u64,
+        state: Option<char>,
+    },
+    /// Not read: the reader was interrupted first.
+    Interrupted,
+    Other(String),
+}
+
+impl ThreadProblem {
+    /// A word for scripts (the JSON `reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ThreadProblem::Exited => "exited",
+            ThreadProblem::PermissionDenied => "permission_denied",
+            ThreadProblem::TracedBy(_) => "traced",
+            ThreadProblem::NotStopped { .. } => "not_stopped",
+            ThreadProblem::Interrupted => "interrupted",
+            ThreadProblem::Other(_) => "error",
+        }
+    }
+
+    /// Not allowed to trace the thread, whatever the reason.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, ThreadProblem::PermissionDenied | ThreadProblem::TracedBy(_))
+    }
+}
+
+impl fmt::Display for ThreadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadProblem::Exited => write!(f, "thread has exited"),
+            ThreadProblem::PermissionDenied => write!(f, "permission denied stopping the thread (ptrace)"),
+            ThreadProblem::TracedBy(t) if t.tid == t.pid => {
+                write!(f, "already traced by process {} ({})", t.pid, t.name)
+            }
+            ThreadProblem::TracedBy(t) => {
+                write!(f, "already traced by process {} ({}), thread {}", t.pid, t.name, t.tid)
+            }
+            ThreadProblem::NotStopped { waited_ms, state } => {
+                write!(f, "not read: it did not stop within {waited_ms} ms")?;
+                match state {
+                    Some('D') => write!(f, " (state D: blocked in the kernel, e.g. in vfork)"),
+                    Some(s) => write!(f, " (state {s})"),
+                    None => Ok(()),
+                }
+            }
+            ThreadProblem::Interrupted => write!(f, "not read: interrupted"),
+            ThreadProblem::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A thread's name, from `/proc/PID/task/TID/comm`.
+pub fn thread_name(pid: i32, tid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+        .map(|s| s.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+/// The fields of `/proc/PID/task/TID/stat` the inspector uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskStat {
+    /// `R`, `S`, `D`, `t`, `Z`, ...
+    pub state: char,
+    pub ppid: i32,
+    /// `PF_*` flags.
+    pub flags: u64,
+}
+
+/// The kernel's flag for kernel threads.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+impl TaskStat {
+    /// Parses a stat line. The name is in parentheses and may contain anything (spaces, ')'),
+    /// so fields are counted from the last ')'.
+    pub fn parse(stat: &str) -> Option<TaskStat> {
+        let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+        let state = f.next()?.chars().next()?;
+        let ppid = f.next()?.parse().ok()?;
+        let flags = f.nth(4)?.parse().ok()?;
+        Some(TaskStat { state, ppid, flags })
+    }
+
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+}
+
+/// A thread's `/proc/PID/task/TID/stat`.
+pub fn task_stat(pid: i32, tid: i32) -> Option<TaskStat> {
+    TaskStat::parse(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?)
+}
+
+/// A thread's state letter from `/proc/PID/task/TID/stat` (`R`, `S`, `t`, `Z`, ...).
+pub fn thread_state(pid: i32, tid: i32) -> Option<char> {
+    task_stat(pid, tid).map(|s| s.state)
+}
+
+/// The thread's tracer, from `TracerPid` in `/proc/PID/task/TID/status` (None: not traced).
+pub fn tracer_of(pid: i32, tid: i32) -> Option<TracerInfo> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<i32>().ok())
+    };
+    let tracer = field("TracerPid:").filter(|&t| t > 0)?;
+    // TracerPid names the tracing thread; its Tgid is the process.
+    let tracer_status = std::fs::read_to_string(format!("/proc/{tracer}/status")).unwrap_or_default();
+    let tgid = tracer_status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:")?.trim().parse().ok())
+        .unwrap_or(tracer);
+    let name = std::fs::read_to_string(format!("/proc/{tgid}/comm"))
+        .map(|s| s.trim_end().to_owned())
+        .unwrap_or_else(|_| "?".into());
+    Some(TracerInfo {
+        tid: tracer,
+        pid: tgid,
+        name,
+    })
+}
+
+/// The process's thread ids, sorted.
+pub fn thread_ids(pid: i32) -> io::Result<Vec<i32>> {
+    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_hostile_names() {
+        let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 25";
+        let s = TaskStat::parse(kthreadd).unwrap();
+        assert_eq!((s.state, s.ppid), ('S', 0));
+        assert!(s.is_kernel_thread());
+        let user = "77 (a) Z 1 (x) Z 12 77 77 0 -1 4194560 0 0";
+        let s = TaskStat::parse(user).unwrap();
+        assert_eq!((s.state, s.ppid), ('Z', 12));
+        assert!(!s.is_kernel_thread());
+        assert_eq!(TaskStat::parse("1 (x"), None);
+    }
+}
