@@ -33,15 +33,19 @@ rust() {
 }
 
 dotnet_tests() {
+  # The shipped build, and the release build with the test hooks the tests load (as on x64).
   nice cargo build --release --quiet --lib --target "$triple"
+  nice cargo build --release --quiet --lib --target "$triple" --features test-hooks \
+    --target-dir "$root/target/test-hooks"
   local lib="$root/target/$triple/release/libotel_thread_ctx.so" project out
+  local test_lib="$root/target/test-hooks/$triple/release/libotel_thread_ctx.so"
   for project in OtelThreadContext.Tests OtelThreadContext.ActivityTests; do
     out="$root/target/$triple/dotnet/$project"
     rm -rf "$out"
     # OtelTestRuntime, not -r: the test project alone takes the RID (a global RID would make the
     # referenced library restore runtime packs for its net8.0 build as well).
     dotnet publish "dotnet/$project" -c Release -p:OtelTestRuntime=linux-arm64 \
-      -p:OtelNativeLibrary="$lib" -o "$out" --nologo -v q
+      -p:OtelNativeLibrary="$lib" -p:OtelTestNativeLibrary="$test_lib" -o "$out" --nologo -v q
   done
   # DOTNET_EnableWriteXorExecute=0: with W^X the JIT writes code through a second mapping, which
   # qemu-user does not see as a write to the code it has translated; tests then crash at random
