@@ -7,13 +7,16 @@
 //! thread's TLS slot ([`tls`]) points at it; a reader stops the thread and follows the slot.
 
 #[cfg(not(all(
-    target_arch = "x86_64",
     target_os = "linux",
-    any(target_env = "gnu", target_env = "musl")
+    any(
+        all(target_arch = "x86_64", any(target_env = "gnu", target_env = "musl")),
+        all(target_arch = "aarch64", target_env = "gnu")
+    )
 )))]
 compile_error!(
-    "otel-thread-ctx supports x86_64 Linux with glibc or musl only: the TLS slot is defined with \
-     x86-64 TLSDESC assembly. Other targets are not implemented yet."
+    "otel-thread-ctx supports Linux on x86_64 (glibc or musl) and aarch64 (glibc) only: the TLS \
+     slot is defined with TLSDESC assembly for those architectures. Other targets are not \
+     implemented yet."
 );
 
 pub mod ffi;
@@ -24,4 +27,7 @@ pub mod record;
 mod self_check;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
+// The slot is architecture-specific assembly: native/tls.rs on x86-64, native/tls/aarch64.rs on
+// AArch64 (the same interface, a whole file each).
+#[cfg_attr(target_arch = "aarch64", path = "tls/aarch64.rs")]
 mod tls;

@@ -7,6 +7,10 @@
 //! a fixed thread-pointer offset, and the linker has relaxed our TLSDESC sequence: GNU ld to
 //! initial-exec (a GOT entry with an `R_X86_64_TPOFF64` relocation), LLD to local-exec (no
 //! relocation). Readers handle both in an executable.
+//!
+//! On AArch64 the same holds with `R_AARCH64_TLSDESC` and `R_AARCH64_TLS_TPREL64` (object names it
+//! `R_AARCH64_TLS_TPREL`), `tpidr_el0` as the thread pointer, and TLS variant I: static TLS sits at
+//! a positive offset from the thread pointer, after the 16-byte TCB (negative on x86-64).
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
@@ -94,31 +98,37 @@ pub(crate) fn run() -> Result<String, String> {
         }
     }
     let allowed: &[u32] = if module.executable {
-        &[elf::R_X86_64_TLSDESC, elf::R_X86_64_TPOFF64]
+        &[arch::TLSDESC, arch::TPREL]
     } else {
-        &[elf::R_X86_64_TLSDESC]
+        &[arch::TLSDESC]
     };
     if let Some((other, _)) = relocations.iter().find(|(t, _)| !allowed.contains(t)) {
         return Err(if module.executable {
             format!(
                 "{path}: {SYMBOL} is reached through relocation type {other}; readers support only \
-                 TLSDESC (36), initial-exec (18) or local-exec (none) for the slot in an executable"
+                 TLSDESC ({}), initial-exec ({}) or local-exec (none) for the slot in an executable",
+                arch::TLSDESC,
+                arch::TPREL
             )
         } else {
             format!(
                 "{path}: {SYMBOL} is reached through relocation type {other}; readers support only \
-                 TLSDESC (36) for this library"
+                 TLSDESC ({}) for this library",
+                arch::TLSDESC
             )
         });
     }
     let count = |kind| relocations.iter().filter(|(t, _)| *t == kind).count();
-    let (tlsdesc, tpoff) = (count(elf::R_X86_64_TLSDESC), count(elf::R_X86_64_TPOFF64));
+    let (tlsdesc, tpoff) = (count(arch::TLSDESC), count(arch::TPREL));
     let descriptor = relocations
         .iter()
-        .find(|(t, _)| *t == elf::R_X86_64_TLSDESC)
+        .find(|(t, _)| *t == arch::TLSDESC)
         .map(|&(_, offset)| offset as usize);
     if descriptor.is_none() && !module.executable {
-        return Err(format!("{path}: no R_X86_64_TLSDESC relocation references {SYMBOL}"));
+        return Err(format!(
+            "{path}: no {} relocation references {SYMBOL}",
+            arch::TLSDESC_NAME
+        ));
     }
 
     let tls_size = header
@@ -151,9 +161,9 @@ pub(crate) fn run() -> Result<String, String> {
     };
     let access = match (tlsdesc, tpoff) {
         (0, 0) => "local-exec (no relocation)".to_string(),
-        (0, n) => format!("initial-exec ({n} R_X86_64_TPOFF64 relocation(s))"),
+        (0, n) => format!("initial-exec ({n} {} relocation(s))", arch::TPREL_NAME),
         (n, 0) => format!("{n} TLSDESC relocation(s)"),
-        (n, m) => format!("{n} TLSDESC and {m} R_X86_64_TPOFF64 relocation(s)"),
+        (n, m) => format!("{n} TLSDESC and {m} {} relocation(s)", arch::TPREL_NAME),
     };
     let module_kind = if module.executable {
         " (the main executable: the library is linked statically)"
@@ -182,39 +192,76 @@ fn placement(descriptor: usize) -> String {
 }
 
 /// The slot's place in the main executable's TLS block, which glibc puts at the same offset from
-/// every thread's thread pointer. A reader adds an initial-exec GOT entry (`R_X86_64_TPOFF64`)
-/// to the thread pointer, so each such entry must hold the offset of this thread's slot.
+/// every thread's thread pointer. A reader adds an initial-exec GOT entry (`R_X86_64_TPOFF64`,
+/// `R_AARCH64_TLS_TPREL64`) to the thread pointer, so each such entry must hold the offset of this
+/// thread's slot.
 fn executable_placement(module: &Module, relocations: &[(u32, u64)], ours: usize) -> Result<String, String> {
-    let offset = ours.wrapping_sub(thread_pointer()) as i64;
-    for &(_, got) in relocations.iter().filter(|(t, _)| *t == elf::R_X86_64_TPOFF64) {
+    let offset = ours.wrapping_sub(arch::thread_pointer()) as i64;
+    for &(_, got) in relocations.iter().filter(|(t, _)| *t == arch::TPREL) {
         let entry = (module.bias + got as usize) as *const i64;
         // Safety: the dynamic linker filled this GOT entry (one word) when it relocated the
         // executable; RELRO may make it read-only, which reading respects.
         let value = unsafe { entry.read_volatile() };
         if value != offset {
             return Err(format!(
-                "{}: the R_X86_64_TPOFF64 GOT entry of {SYMBOL} holds thread-pointer offset {value}, \
-                 but this thread's slot is at offset {offset}",
-                module.path
+                "{}: the {} GOT entry of {SYMBOL} holds thread-pointer offset {value}, but this \
+                 thread's slot is at offset {offset}",
+                module.path,
+                arch::TPREL_NAME
             ));
         }
     }
     Ok(format!("static TLS at thread-pointer offset {offset}"))
 }
 
-/// The calling thread's thread pointer: glibc keeps the TCB's own address at `%fs:0`.
-fn thread_pointer() -> usize {
-    let tp: usize;
-    // Safety: on x86-64 glibc every thread's %fs:0 holds its thread pointer; reading it has no
-    // side effect and touches no register but the output.
-    unsafe {
-        core::arch::asm!(
-            "mov %fs:0, {}",
-            out(reg) tp,
-            options(att_syntax, nostack, readonly, preserves_flags),
-        );
+/// What differs between architectures: relocation types and the thread pointer.
+#[cfg(target_arch = "x86_64")]
+mod arch {
+    pub(super) const TLSDESC: u32 = object::elf::R_X86_64_TLSDESC;
+    pub(super) const TLSDESC_NAME: &str = "R_X86_64_TLSDESC";
+    /// Initial-exec: a GOT entry holding the (negative) thread-pointer offset.
+    pub(super) const TPREL: u32 = object::elf::R_X86_64_TPOFF64;
+    pub(super) const TPREL_NAME: &str = "R_X86_64_TPOFF64";
+
+    /// The calling thread's thread pointer: glibc keeps the TCB's own address at `%fs:0`.
+    pub(super) fn thread_pointer() -> usize {
+        let tp: usize;
+        // Safety: on x86-64 glibc every thread's %fs:0 holds its thread pointer; reading it has
+        // no side effect and touches no register but the output.
+        unsafe {
+            core::arch::asm!(
+                "mov %fs:0, {}",
+                out(reg) tp,
+                options(att_syntax, nostack, readonly, preserves_flags),
+            );
+        }
+        tp
     }
-    tp
+}
+
+/// What differs between architectures: relocation types and the thread pointer.
+#[cfg(target_arch = "aarch64")]
+mod arch {
+    pub(super) const TLSDESC: u32 = object::elf::R_AARCH64_TLSDESC;
+    pub(super) const TLSDESC_NAME: &str = "R_AARCH64_TLSDESC";
+    /// Initial-exec: a GOT entry holding the (positive) thread-pointer offset.
+    pub(super) const TPREL: u32 = object::elf::R_AARCH64_TLS_TPREL;
+    pub(super) const TPREL_NAME: &str = "R_AARCH64_TLS_TPREL64";
+
+    /// The calling thread's thread pointer, `tpidr_el0` (it points at the 16-byte TCB).
+    pub(super) fn thread_pointer() -> usize {
+        let tp: usize;
+        // Safety: reading tpidr_el0 is allowed at EL0, has no side effect and touches no
+        // register but the output.
+        unsafe {
+            core::arch::asm!(
+                "mrs {}, tpidr_el0",
+                out(reg) tp,
+                options(nostack, nomem, preserves_flags),
+            );
+        }
+        tp
+    }
 }
 
 /// glibc's `RTLD_DL_LINKMAP` request of `dladdr1` (the libc crate does not define it).

@@ -79,6 +79,7 @@ pub unsafe extern "C" fn otel_process_ctx_read_payload(
 /// some. With all sixteen values live, an optimized build keeps them in xmm0..xmm15 across the
 /// access unless the access declares those registers clobbered: then a clobbered one comes back
 /// changed. Call it first thing on a new thread, from a release build.
+#[cfg(target_arch = "x86_64")]
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_test_vector_probe(seed: u64) -> u32 {
     use core::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set_epi64x};
@@ -95,6 +96,35 @@ pub extern "C" fn otel_thread_ctx_test_vector_probe(seed: u64) -> u32 {
     for (now, before) in values.iter().zip(saved.iter()) {
         // Safety: SSE2 is part of the x86-64 baseline.
         if unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(*now, *before)) } != 0xffff {
+            changed += 1;
+        }
+    }
+    changed
+}
+
+/// The same probe on AArch64: sixteen 128-bit NEON values (v0-v7 and v16-v31 are caller-saved
+/// there, v8-v15 only in their low halves) live across the first access to the slot.
+#[cfg(target_arch = "aarch64")]
+#[no_mangle]
+pub extern "C" fn otel_thread_ctx_test_vector_probe(seed: u64) -> u32 {
+    use core::arch::aarch64::{uint64x2_t, vandq_u64, vceqq_u64, vcombine_u64, vcreate_u64, vgetq_lane_u64};
+    let s = core::hint::black_box(seed);
+    let values: [uint64x2_t; 16] = core::array::from_fn(|i| {
+        let i = i as u64;
+        // Safety: NEON is part of the AArch64 baseline.
+        unsafe { vcombine_u64(vcreate_u64(s ^ i), vcreate_u64(s.wrapping_mul(i + 3))) }
+    });
+    // A copy in memory the compiler cannot tie back to `values`, to compare with afterwards.
+    let saved = core::hint::black_box(values);
+    core::hint::black_box(tls::slot());
+    let mut changed = 0;
+    for (now, before) in values.iter().zip(saved.iter()) {
+        // Safety: NEON is part of the AArch64 baseline.
+        let same = unsafe {
+            let eq = vceqq_u64(*now, *before);
+            vgetq_lane_u64::<0>(vandq_u64(eq, eq)) == u64::MAX && vgetq_lane_u64::<1>(eq) == u64::MAX
+        };
+        if !same {
             changed += 1;
         }
     }

@@ -11,18 +11,28 @@ debs=(gcc make cbindgen python3 unzip
       librust-clap-dev librust-clap-derive-dev
       # The musl build (scripts/build-musl.sh): musl-gcc, LLD, and Debian's rustc with the
       # standard library's sources, rebuilt for musl where rustup has no musl target.
-      musl-tools lld rustc-web cargo-web rust-web-src
-      # otel-ctx-dump's AArch64 tests: a cross compiler (with its libc) and qemu-user to run
-      # the probe it builds.
-      gcc-aarch64-linux-gnu qemu-user-static)
+      musl-tools rustc-web cargo-web rust-web-src
+      # linux-arm64: cross compiler, LLD (merges the slot's version script), qemu-user, and the
+      # AArch64 runtime libraries qemu runs programs and the published .NET tests with. Where
+      # rustup has no aarch64 target, Debian's rustc-web and its AArch64 std build the library.
+      gcc-aarch64-linux-gnu lld qemu-user-static
+      libc6:arm64 libstdc++6:arm64 libssl3:arm64 libicu72:arm64)
+if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+  debs+=(rustc-web libstd-rust-web-dev:arm64)
+fi
+# The :arm64 packages need the architecture enabled in dpkg.
+sudo_cmd=""
+[ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+if [ "$(dpkg --print-architecture)" != arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "setup: enabling the arm64 architecture in dpkg"
+  $sudo_cmd dpkg --add-architecture arm64
+fi
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
-  sudo_cmd=""
-  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

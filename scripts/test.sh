@@ -27,8 +27,11 @@ suite "native build" cargo build --workspace -q
 suite "rust tests (API, ELF, header, C sample, signal stress)" cargo test --workspace -q
 suite "musl build and tests (x86_64-unknown-linux-musl)" ./scripts/test-musl.sh
 suite "native benchmark smoke run" env CALLS=200000 ROUNDS=1 ./scripts/bench-native.sh
-suite ".NET tests" ./scripts/test-dotnet.sh
-suite "NuGet packages (both, to target/nuget)" ./scripts/pack.sh
+suite ".NET tests (and the package, scripts/pack.sh)" ./scripts/test-dotnet.sh
+# linux-arm64 under qemu-user (natively on an AArch64 machine); a missing cross toolchain fails.
+suite "aarch64 rust tests (ELF, self-check in static and dynamic TLS, C sample, signal stress, thread exit)" \
+  ./scripts/test-aarch64.sh rust
+suite "aarch64 .NET tests (published for linux-arm64)" ./scripts/test-aarch64.sh dotnet
 suite ".NET sample service read by otel-ctx-dump" env SHOW_TABLE=0 LOAD_SECONDS=6 ./scripts/sample-dotnet.sh
 suite ".NET benchmark smoke run" ./scripts/bench.sh --smoke
 

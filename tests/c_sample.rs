@@ -24,6 +24,7 @@ fn build() -> std::path::PathBuf {
         .arg(root.join("samples/c"))
         .arg(format!("LIBDIR={}", common::cdylib_path().parent().unwrap().display()))
         .arg(format!("OUT={}", out.display()))
+        .arg(format!("CC={}", common::c_compiler()))
         .status()
         .expect("make runs");
     assert!(status.success(), "samples/c failed to build");
@@ -32,7 +33,7 @@ fn build() -> std::path::PathBuf {
 
 fn run_and_check(program: &str, tunables: Option<&str>, placement: &str) {
     const THREADS: u32 = 6;
-    let mut cmd = Command::new(build_sample().join(program));
+    let mut cmd = common::target_command(build_sample().join(program));
     cmd.args(["--threads", &THREADS.to_string()]);
     if let Some(t) = tunables {
         cmd.env("GLIBC_TUNABLES", t);
@@ -94,7 +95,7 @@ fn sample_loaded_with_dlopen_publishes_through_dynamic_tls_when_static_tls_is_of
 
 #[test]
 fn sample_rejects_bad_arguments() {
-    let out = Command::new(build_sample().join("sample"))
+    let out = common::target_command(build_sample().join("sample"))
         .args(["--threads", "0"])
         .output()
         .unwrap();

@@ -8,6 +8,11 @@ use object::{elf::FileHeader64, Endianness};
 use std::process::Command;
 
 const SYMBOL: &[u8] = b"otel_thread_ctx_v1";
+/// The one relocation type a reader accepts against the slot in a shared library.
+#[cfg(target_arch = "x86_64")]
+const TLSDESC: u32 = elf::R_X86_64_TLSDESC;
+#[cfg(target_arch = "aarch64")]
+const TLSDESC: u32 = elf::R_AARCH64_TLSDESC;
 
 struct Elf {
     data: Vec<u8>,
@@ -87,10 +92,7 @@ fn slot_is_reached_only_through_tlsdesc_relocations() {
         .map(|r| r.r_type(e, false))
         .collect();
     assert!(!kinds.is_empty(), "at least one relocation references the slot");
-    assert!(
-        kinds.iter().all(|&k| k == elf::R_X86_64_TLSDESC),
-        "relocation types {kinds:?}"
-    );
+    assert!(kinds.iter().all(|&k| k == TLSDESC), "relocation types {kinds:?}");
 }
 
 #[test]
@@ -110,9 +112,9 @@ fn tls_segment_fits_in_glibcs_static_tls_surplus() {
     assert!(tls[0] <= 128, "PT_TLS is {} bytes", tls[0]);
 }
 
-/// The access sequence gcc emits for `&otel_thread_ctx_v1` with -mtls-dialect=gnu2: the
-/// `lea sym@tlsdesc(%rip)` opcode bytes (without its displacement) and the `call *(%rax)` bytes.
-fn gcc_tlsdesc_sequence() -> (Vec<u8>, Vec<u8>) {
+/// Compiles `&otel_thread_ctx_v1` with the target's gcc in the TLSDESC dialect (`flag`); returns
+/// the object file, in a folder the caller removes.
+fn gcc_slot_object(flag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("otel-elf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("slot.c");
@@ -122,14 +124,22 @@ fn gcc_tlsdesc_sequence() -> (Vec<u8>, Vec<u8>) {
     )
     .unwrap();
     let obj = dir.join("slot.o");
-    let status = Command::new("gcc")
-        .args(["-O2", "-fPIC", "-mtls-dialect=gnu2", "-c"])
+    let status = Command::new(common::c_compiler())
+        .args(["-O2", "-fPIC", flag, "-c"])
         .arg(&src)
         .arg("-o")
         .arg(&obj)
         .status()
         .expect("gcc runs");
     assert!(status.success());
+    (dir, obj)
+}
+
+/// The access sequence gcc emits for `&otel_thread_ctx_v1` with -mtls-dialect=gnu2: the
+/// `lea sym@tlsdesc(%rip)` opcode bytes (without its displacement) and the `call *(%rax)` bytes.
+#[cfg(target_arch = "x86_64")]
+fn gcc_tlsdesc_sequence() -> (Vec<u8>, Vec<u8>) {
+    let (dir, obj) = gcc_slot_object("-mtls-dialect=gnu2");
     let o = Elf::load(&obj);
     let e = o.endian();
     let (_, text) = o.section(b".text");
@@ -147,6 +157,7 @@ fn gcc_tlsdesc_sequence() -> (Vec<u8>, Vec<u8>) {
     (text[lea_disp - 3..lea_disp].to_vec(), text[call..call + 2].to_vec())
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn tlsdesc_access_bytes_match_what_gcc_emits() {
     let (lea, call) = gcc_tlsdesc_sequence();
@@ -159,7 +170,7 @@ fn tlsdesc_access_bytes_match_what_gcc_emits() {
     let descriptors: Vec<u64> = so
         .relas(elf::SHT_DYNSYM)
         .iter()
-        .filter(|r| r.r_sym(e, false) as usize == index && r.r_type(e, false) == elf::R_X86_64_TLSDESC)
+        .filter(|r| r.r_sym(e, false) as usize == index && r.r_type(e, false) == TLSDESC)
         .map(|r| r.r_offset(e))
         .collect();
     let (text_addr, text) = so.section(b".text");
@@ -180,6 +191,109 @@ fn tlsdesc_access_bytes_match_what_gcc_emits() {
                 i
             );
             sequences += 1;
+        }
+    }
+    println!("TLSDESC access sequences in .text: {sequences}");
+    assert!(sequences >= 1);
+}
+
+/// AArch64 instruction forms with their immediates masked out: (mask, value).
+#[cfg(target_arch = "aarch64")]
+mod a64 {
+    /// `adrp x0, page`
+    pub const ADRP_X0: (u32, u32) = (0x9f00_001f, 0x9000_0000);
+    /// `ldr xN, [x0, #imm]` (gcc picks the scratch register N; N in bits 0-4)
+    pub const LDR_X0: (u32, u32) = (0xffc0_03e0, 0xf940_0000);
+    /// `add x0, x0, #imm` (unshifted)
+    pub const ADD_X0_X0: (u32, u32) = (0xffc0_03ff, 0x9100_0000);
+    /// `blr xN` (N in bits 5-9)
+    pub const BLR: (u32, u32) = (0xffff_fc1f, 0xd63f_0000);
+
+    pub fn is(insn: u32, (mask, value): (u32, u32)) -> bool {
+        insn & mask == value
+    }
+    /// Whether `blr` calls the register `ldr` loaded.
+    pub fn same_register(ldr: u32, blr: u32) -> bool {
+        ldr & 0x1f == (blr >> 5) & 0x1f
+    }
+    /// The page an `adrp` at `pc` computes.
+    pub fn adrp_target(insn: u32, pc: u64) -> u64 {
+        let imm = (((insn >> 5) & 0x7_ffff) << 2 | (insn >> 29) & 3) as u64;
+        let offset = ((imm << 31) as i64 >> 31) << 12; // sign-extend 21 bits, times the page
+        (pc & !0xfff).wrapping_add_signed(offset)
+    }
+    /// The 12-bit immediate of `ldr`/`add`, in bytes.
+    pub fn imm12(insn: u32, scale: u64) -> u64 {
+        u64::from((insn >> 10) & 0xfff) * scale
+    }
+}
+
+/// gcc's AArch64 TLSDESC sequence for `&otel_thread_ctx_v1` is adrp x0 / ldr xN / add x0 /
+/// blr xN, one instruction after the other (N a scratch register; the asm uses x1), each carrying its TLSDESC relocation; the
+/// library's every access to a descriptor of the slot is that same sequence.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn tlsdesc_access_instructions_match_what_gcc_emits() {
+    let (dir, obj) = gcc_slot_object("-mtls-dialect=desc");
+    let o = Elf::load(&obj);
+    let e = o.endian();
+    let (_, text) = o.section(b".text");
+    let insn = |at: usize| u32::from_le_bytes(text[at..at + 4].try_into().unwrap());
+    let relas = o.relas(elf::SHT_SYMTAB);
+    let at = |kind| {
+        relas
+            .iter()
+            .find(|r| r.r_type(e, false) == kind)
+            .map(|r| r.r_offset(e) as usize)
+            .unwrap_or_else(|| panic!("gcc emitted no relocation {kind}"))
+    };
+    let adrp = at(elf::R_AARCH64_TLSDESC_ADR_PAGE21);
+    assert_eq!(at(elf::R_AARCH64_TLSDESC_LD64_LO12), adrp + 4);
+    assert_eq!(at(elf::R_AARCH64_TLSDESC_ADD_LO12), adrp + 8);
+    assert_eq!(at(elf::R_AARCH64_TLSDESC_CALL), adrp + 12);
+    assert!(a64::is(insn(adrp), a64::ADRP_X0), "gcc's adrp x0: {:#x}", insn(adrp));
+    assert!(a64::is(insn(adrp + 4), a64::LDR_X0), "gcc's ldr xN, [x0]");
+    assert!(a64::is(insn(adrp + 8), a64::ADD_X0_X0), "gcc's add x0, x0");
+    assert!(a64::is(insn(adrp + 12), a64::BLR), "gcc's blr xN");
+    assert!(a64::same_register(insn(adrp + 4), insn(adrp + 12)));
+    std::fs::remove_dir_all(&dir).ok();
+
+    let so = Elf::load(&common::cdylib_path());
+    let e = so.endian();
+    let (index, _) = so.symbol(elf::SHT_DYNSYM, SYMBOL).unwrap();
+    let descriptors: Vec<u64> = so
+        .relas(elf::SHT_DYNSYM)
+        .iter()
+        .filter(|r| r.r_sym(e, false) as usize == index && r.r_type(e, false) == TLSDESC)
+        .map(|r| r.r_offset(e))
+        .collect();
+    let (text_addr, text) = so.section(b".text");
+    let insn = |at: usize| u32::from_le_bytes(text[at..at + 4].try_into().unwrap());
+    let mut sequences = 0;
+    for i in (0..text.len().saturating_sub(16)).step_by(4) {
+        let pc = text_addr + i as u64;
+        if !a64::is(insn(i), a64::ADRP_X0) {
+            continue;
+        }
+        let page = a64::adrp_target(insn(i), pc);
+        // Every adrp x0 that the next instruction turns into a descriptor's address must be
+        // followed by the rest of gcc's sequence.
+        let (ldr, add) = (insn(i + 4), insn(i + 8));
+        if a64::is(ldr, a64::LDR_X0) && descriptors.contains(&(page + a64::imm12(ldr, 8))) {
+            assert!(a64::is(add, a64::ADD_X0_X0), "add x0 after the ldr at {pc:#x}");
+            assert_eq!(page + a64::imm12(add, 1), page + a64::imm12(ldr, 8), "at {pc:#x}");
+            let blr = insn(i + 12);
+            assert!(
+                a64::is(blr, a64::BLR) && a64::same_register(ldr, blr),
+                "blr of the loaded register after the add at {pc:#x}"
+            );
+            sequences += 1;
+        } else if a64::is(add, a64::ADD_X0_X0) || a64::is(ldr, a64::ADD_X0_X0) {
+            let target = |a| page + a64::imm12(a, 1);
+            assert!(
+                !descriptors.contains(&target(add)) && !descriptors.contains(&target(ldr)),
+                "a descriptor of the slot is reached at {pc:#x} without gcc's sequence"
+            );
         }
     }
     println!("TLSDESC access sequences in .text: {sequences}");

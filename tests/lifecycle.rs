@@ -15,7 +15,7 @@ fn build(name: &str, link: bool) -> PathBuf {
     let out_dir = common::target_profile_dir().join("lifecycle");
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(name);
-    let mut cmd = Command::new("gcc");
+    let mut cmd = Command::new(common::c_compiler());
     cmd.args(["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"])
         .arg(format!("-I{}", root.join("include").display()))
         .arg(root.join(format!("tests/support/{name}.c")))
@@ -42,7 +42,7 @@ fn describe(out: &Output) -> String {
 
 #[test]
 fn fork_while_other_threads_hold_the_locks_never_hangs_the_child() {
-    let out = Command::new(build("fork_stress", true)).output().unwrap();
+    let out = common::target_command(build("fork_stress", true)).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(out.status.success(), "{}", describe(&out));
@@ -51,7 +51,7 @@ fn fork_while_other_threads_hold_the_locks_never_hangs_the_child() {
 
 #[test]
 fn dlclose_while_a_thread_has_a_record_then_the_thread_exits_does_not_crash() {
-    let out = Command::new(build("dlclose_exit", false))
+    let out = common::target_command(build("dlclose_exit", false))
         .arg(common::cdylib_path())
         .output()
         .unwrap();
@@ -68,7 +68,7 @@ fn dlclose_while_a_thread_has_a_record_then_the_thread_exits_does_not_crash() {
 /// build) holds sixteen vector values across that first access on 20 fresh threads.
 #[test]
 fn vector_registers_survive_a_threads_first_access_to_dynamic_tls() {
-    let out = Command::new(build("vector_probe", false))
+    let out = common::target_command(build("vector_probe", false))
         .arg(common::test_hooks_cdylib())
         .env("GLIBC_TUNABLES", "glibc.rtld.optional_static_tls=0")
         .output()

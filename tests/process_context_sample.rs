@@ -2,7 +2,12 @@
 //! process context is found in /proc/PID/maps, read with process_vm_readv and decoded by
 //! otel-ctx-dump's library, and the key map names exactly the attributes the threads wrote,
 //! index for index.
+// These read the process context through otel-ctx-dump's library, which reads x86-64
+// processes only until its AArch64 port (a dev-dependency for x86-64 only, Cargo.toml). On
+// AArch64 the .NET ProcessContextTests read it back their own way (scripts/test-aarch64.sh).
+#![cfg(target_arch = "x86_64")]
 
+mod common;
 mod process_context_reader;
 
 use process_context_reader as reader;
@@ -34,6 +39,7 @@ fn build_sample() -> PathBuf {
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/c"))
         .arg(format!("LIBDIR={}", dir.display()))
         .arg(format!("OUT={}", out.display()))
+        .arg(format!("CC={}", common::c_compiler()))
         .status()
         .expect("make runs");
     assert!(status.success(), "samples/c failed to build");
@@ -63,7 +69,7 @@ fn attribute_names(line: &str) -> Vec<String> {
 #[test]
 fn sample_publishes_a_process_context_naming_its_thread_attributes() {
     const THREADS: usize = 3;
-    let mut child = Command::new(build_sample())
+    let mut child = common::target_command(build_sample())
         .args(["--threads", &THREADS.to_string(), "--hold", "3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -8,7 +8,6 @@ using System.Threading.Tasks;
 using OpenTelemetry;
 using OpenTelemetry.Trace;
 using Xunit;
-using Xunit.Abstractions;
 
 // The tests block on purpose: the test thread waits outside the async flows under test, which
 // run on the thread pool without a synchronization context.

@@ -7,7 +7,7 @@ using OtelThreadContext.TestShared;
 
 // The tests change process-wide state (the tracker, Activity.Current listeners), so they run one
 // at a time.
-[assembly: Xunit.CollectionBehavior(DisableTestParallelization = true)]
+[assembly: Xunit.v3.Parallelization(Mode = Xunit.Sdk.ParallelMode.None)]
 
 namespace OtelThreadContext.ActivityTests;
 

@@ -5,14 +5,14 @@ using System.IO.Compression;
 using System.Linq;
 using System.Xml.Linq;
 using Xunit;
-using Xunit.Abstractions;
 
 namespace OtelThreadContext.Tests;
 
 /// <summary>
-/// The NuGet package works for a consumer: pack it, restore it into a fresh project from a local
-/// folder feed with a private packages folder, build and run that project, and check that its
-/// ThreadContext.Set is what the thread's attached record holds.
+/// The NuGet package works for a consumer: the package scripts/pack.sh wrote to target/nuget
+/// (both runtimes' native libraries) is restored into a fresh project from that folder with a
+/// private packages folder; the project is built and run, and its ThreadContext.Set is what
+/// the thread's attached record holds.
 /// </summary>
 public sealed class PackageTests(ITestOutputHelper output)
 {
@@ -76,19 +76,13 @@ public sealed class PackageTests(ITestOutputHelper output)
     public void PackedPackageWorksInAFreshConsumer()
     {
         using var tmp = new TestSupport.TempDir("otel-pack-");
-        string feed = Path.Combine(tmp.Path, "feed");
-        string project = Path.Combine(TestSupport.RepoRoot, "dotnet", "OtelThreadContext", "OtelThreadContext.csproj");
+        // The package scripts/pack.sh wrote (scripts/test-dotnet.sh runs it first), as shipped.
+        string feed = Path.Combine(TestSupport.RepoRoot, "target", "nuget");
         var env = CleanEnvironment();
-
-        var (packRc, packLog) = TestSupport.Run("dotnet", new[]
-        {
-            "pack", project, "-c", "Release", "-o", feed, "-p:OtelNativeLibrary=" + TestSupport.ShippedLibraryPath,
-        }, environment: env);
-        Assert.True(packRc == 0, "dotnet pack failed:\n" + packLog);
 
         string version = TestSupport.CargoVersion();
         string nupkg = Path.Combine(feed, $"OtelThreadContext.{version}.nupkg");
-        Assert.True(File.Exists(nupkg), $"{nupkg} not produced; feed has: {string.Join(", ", Directory.GetFiles(feed))}");
+        Assert.True(File.Exists(nupkg), $"{nupkg} not found: run ./scripts/pack.sh first");
 
         // Layout: native asset, docs, readme, license, both target frameworks.
         using (ZipArchive zip = ZipFile.OpenRead(nupkg))
@@ -97,7 +91,8 @@ public sealed class PackageTests(ITestOutputHelper output)
             output.WriteLine("package entries:\n  " + string.Join("\n  ", names.Order()));
             foreach (string expected in new[]
             {
-                "runtimes/linux-x64/native/libotel_thread_ctx.so", "README.md", "LICENSE",
+                "runtimes/linux-x64/native/libotel_thread_ctx.so", "runtimes/linux-arm64/native/libotel_thread_ctx.so",
+                "README.md", "LICENSE",
                 "lib/net8.0/OtelThreadContext.dll", "lib/net8.0/OtelThreadContext.xml",
                 "lib/net10.0/OtelThreadContext.dll", "lib/net10.0/OtelThreadContext.xml",
             })
@@ -106,6 +101,9 @@ public sealed class PackageTests(ITestOutputHelper output)
             }
 
             Assert.Equal(new FileInfo(TestSupport.ShippedLibraryPath).Length, zip.GetEntry("runtimes/linux-x64/native/libotel_thread_ctx.so")!.Length);
+            // Each runtime folder holds a 64-bit ELF shared object for its machine (e_machine).
+            Assert.Equal(62, ElfMachine(zip, "runtimes/linux-x64/native/libotel_thread_ctx.so"));
+            Assert.Equal(183, ElfMachine(zip, "runtimes/linux-arm64/native/libotel_thread_ctx.so"));
             using Stream nuspecStream = zip.GetEntry("OtelThreadContext.nuspec")!.Open();
             XDocument nuspec = XDocument.Load(nuspecStream);
             XNamespace ns = nuspec.Root!.Name.Namespace;
@@ -168,5 +166,17 @@ public sealed class PackageTests(ITestOutputHelper output)
         Assert.Contains("libotel_thread_ctx.so", missingLog);
         Assert.Contains("runtimes/linux-x64/native/libotel_thread_ctx.so", missingLog);
         Assert.Contains("cargo build --release", missingLog);
+    }
+
+    /// <summary>The e_machine field of a packed ELF file: 62 for x86-64, 183 for AArch64.</summary>
+    private static int ElfMachine(ZipArchive zip, string entry)
+    {
+        using Stream s = zip.GetEntry(entry)!.Open();
+        var header = new byte[20];
+        s.ReadExactly(header);
+        Assert.Equal("\u007fELF"u8.ToArray(), header[..4]);
+        Assert.Equal(2, header[4]); // ELFCLASS64
+        Assert.Equal(3, header[16]); // ET_DYN
+        return BitConverter.ToUInt16(header, 18);
     }
 }

@@ -16,13 +16,14 @@ public sealed class PlatformSupportTests
     [InlineData(true, Architecture.Arm64, "linux-musl-arm64", false)]
     [InlineData(true, Architecture.Arm, "linux-musl-arm", false)]
     [InlineData(true, Architecture.X86, "linux-musl-x86", false)]
-    [InlineData(true, Architecture.Arm64, "linux-arm64", false)]
+    [InlineData(true, Architecture.Arm64, "linux-arm64", true)]
+    [InlineData(true, Architecture.Arm64, "alpine.3.18-arm64", false)]
     [InlineData(true, Architecture.X64, "linux-bionic-x64", false)]
     [InlineData(true, Architecture.X64, "android-x64", false)]
     [InlineData(false, Architecture.X64, "win-x64", false)]
     [InlineData(false, Architecture.X64, "osx-x64", false)]
     [InlineData(false, Architecture.X64, "freebsd-x64", false)]
-    public void IsSupportedOnLinuxX64WithGlibcOrMusl(bool isLinux, Architecture architecture, string rid, bool expected) =>
+    public void IsSupportedOnLinuxX64WithGlibcOrMuslAndArm64WithGlibc(bool isLinux, Architecture architecture, string rid, bool expected) =>
         Assert.Equal(expected, ThreadContext.IsSupportedPlatform(isLinux, architecture, rid));
 
     [Fact]

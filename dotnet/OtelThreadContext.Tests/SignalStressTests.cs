@@ -5,7 +5,6 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Threading;
 using Xunit;
-using Xunit.Abstractions;
 
 namespace OtelThreadContext.Tests;
 
@@ -17,11 +16,11 @@ namespace OtelThreadContext.Tests;
 /// </summary>
 public sealed unsafe class SignalStressTests : IDisposable
 {
-    private const int SIGPROF = 27; // x86-64 Linux; the .NET runtime installs no handler for it
+    private const int SIGPROF = 27; // x86-64 and arm64 Linux; the .NET runtime installs no handler for it
     private const ulong Mul = 0x9E3779B97F4A7C15UL; // must match sampler.c
     private const ulong Xor = 0xA5A5A5A5A5A5A5A5UL;
-    private const long MinWrites = 1_000_000;
-    private const ulong MinSamples = 10_000;
+    private static readonly long MinWrites = 1_000_000 / TestPlatform.StressDivisor;
+    private static readonly ulong MinSamples = 10_000 / (ulong)TestPlatform.StressDivisor;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct SamplerCounts
@@ -50,9 +49,9 @@ public sealed unsafe class SignalStressTests : IDisposable
         string src = Path.Combine(TestSupport.RepoRoot, "tests", "support", "sampler.c");
         string so = Path.Combine(_dir.Path, "libsampler.so");
         string libDir = AppContext.BaseDirectory.TrimEnd('/');
-        var (rc, log) = TestSupport.Run("gcc", new[]
+        var (rc, log) = TestSupport.Run(TestPlatform.CCompiler, new[]
         {
-            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-mtls-dialect=gnu2",
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", TestPlatform.TlsDescDialect,
             "-I", Path.Combine(TestSupport.RepoRoot, "include"), src,
             "-L", libDir, "-lotel_thread_ctx", "-Wl,-rpath," + libDir, "-o", so,
         });
@@ -61,7 +60,7 @@ public sealed unsafe class SignalStressTests : IDisposable
         // The sampler reaches the slot through a TLSDESC relocation, as the spec recommends.
         var (rrc, relocs) = TestSupport.Run("readelf", new[] { "-rW", so });
         Assert.Equal(0, rrc);
-        Assert.Matches(@"R_X86_64_TLSDESC\s+0+\s+otel_thread_ctx_v1", relocs);
+        Assert.Matches(TestPlatform.TlsDescRelocation + @"\s+0+\s+otel_thread_ctx_v1", relocs);
 
         _lib = NativeLibrary.Load(so);
         _start = (delegate* unmanaged<int, nint, int>)NativeLibrary.GetExport(_lib, "sampler_start");

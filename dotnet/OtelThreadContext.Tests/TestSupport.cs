@@ -10,7 +10,7 @@ using Xunit;
 
 // The tests share process-wide native state (the live-record count, signal handlers, the
 // current thread's slot), so they run one at a time.
-[assembly: CollectionBehavior(DisableTestParallelization = true)]
+[assembly: Xunit.v3.Parallelization(Mode = Xunit.Sdk.ParallelMode.None)]
 
 namespace OtelThreadContext.Tests;
 

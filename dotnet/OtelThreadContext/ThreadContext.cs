@@ -31,7 +31,7 @@ namespace OtelThreadContext;
 /// ends).
 /// </para>
 /// <para>
-/// <b>Platforms.</b> Only Linux x64, with glibc or musl, is supported (<see cref="IsSupported"/>).
+/// <b>Platforms.</b> Linux on x64 (glibc or musl) and on arm64 (glibc) (<see cref="IsSupported"/>).
 /// Elsewhere every method of this class is a no-op that returns at once (attribute setters
 /// return <see cref="SetAttributeResult.NotSupported"/>) and the native library is never loaded.
 /// </para>
@@ -58,9 +58,9 @@ public static unsafe class ThreadContext
     private static ThreadContextRecord* t_record;
 
     /// <summary>
-    /// True on Linux x64 with glibc or musl (<c>linux-x64</c>, <c>linux-musl-x64</c>), the
-    /// platforms the native library is built for. When false, every method of
-    /// <see cref="ThreadContext"/> is a no-op.
+    /// True on Linux x64 with glibc or musl (<c>linux-x64</c>, <c>linux-musl-x64</c>) and on Linux
+    /// arm64 with glibc (<c>linux-arm64</c>), the platforms the native library is built for. When
+    /// false, every method of <see cref="ThreadContext"/> is a no-op.
     /// </summary>
     public static bool IsSupported => s_supported;
 
@@ -300,14 +300,20 @@ public static unsafe class ThreadContext
     /// The decision behind <see cref="IsSupported"/>, apart from the running process so tests can
     /// ask it about any platform: Linux on x64, with glibc (<c>linux-x64</c>, or a distribution's
     /// own RID such as <c>ubuntu.22.04-x64</c>) or musl (<c>linux-musl-x64</c>, <c>alpine.3.18-x64</c>),
-    /// the two C libraries the native library is built for. Not Android's bionic, not another
-    /// architecture (the slot is defined in x86-64 assembly).
+    /// and Linux on arm64 with glibc (<c>linux-arm64</c>): the builds the package carries. Not
+    /// Android's bionic, not musl on arm64, not another architecture.
     /// </summary>
     /// <param name="isLinux">Whether the operating system is Linux.</param>
     /// <param name="processArchitecture">The process's architecture.</param>
     /// <param name="runtimeIdentifier">The runtime identifier, e.g. <c>linux-musl-x64</c>.</param>
     internal static bool IsSupportedPlatform(bool isLinux, Architecture processArchitecture, string runtimeIdentifier) =>
-        isLinux && processArchitecture == Architecture.X64 &&
+        isLinux &&
         !runtimeIdentifier.Contains("bionic", StringComparison.OrdinalIgnoreCase) &&
-        !runtimeIdentifier.StartsWith("android", StringComparison.OrdinalIgnoreCase);
+        !runtimeIdentifier.StartsWith("android", StringComparison.OrdinalIgnoreCase) &&
+        (processArchitecture == Architecture.X64 ||
+         (processArchitecture == Architecture.Arm64 && !IsMusl(runtimeIdentifier)));
+
+    private static bool IsMusl(string runtimeIdentifier) =>
+        runtimeIdentifier.Contains("musl", StringComparison.OrdinalIgnoreCase) ||
+        runtimeIdentifier.StartsWith("alpine", StringComparison.OrdinalIgnoreCase);
 }

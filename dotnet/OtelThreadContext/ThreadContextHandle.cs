@@ -36,7 +36,7 @@ namespace OtelThreadContext;
 /// <see cref="ThreadContext"/>'s remarks).
 /// </para>
 /// <para>
-/// Only Linux x64, with glibc or musl, is supported: elsewhere (<see cref="ThreadContext.IsSupported"/> is
+/// Only Linux x64 (glibc or musl) and arm64 (glibc) are supported: elsewhere (<see cref="ThreadContext.IsSupported"/> is
 /// false) creating a handle throws <see cref="PlatformNotSupportedException"/> and
 /// <see cref="Detach"/> returns null.
 /// </para>
@@ -340,7 +340,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
     {
         if (!ThreadContext.IsSupported)
         {
-            throw new PlatformNotSupportedException("Thread context records are supported on Linux x64 with glibc only.");
+            throw new PlatformNotSupportedException("Thread context records are supported on Linux x64 and arm64 with glibc only.");
         }
 
         Span<byte> zeros = stackalloc byte[24];

@@ -98,6 +98,55 @@ pub fn ids_consistent(trace: &[u8; 16], span: &[u8; 8], flags: u8) -> bool {
     ids_for(n) == (*trace, *span, flags)
 }
 
+/// The C compiler that builds programs for the target these tests were built for (cargo test
+/// `--target aarch64-unknown-linux-gnu` runs them under qemu-user on an x86-64 machine; Debian
+/// names its AArch64 gcc the same natively and as a cross compiler).
+pub fn c_compiler() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "aarch64-linux-gnu-gcc"
+    } else {
+        "gcc"
+    }
+}
+
+/// A command that runs `program`, built for this target. Under qemu-user without binfmt_misc
+/// (tests cross-run with cargo's `runner`), the kernel cannot start a foreign binary, so it is
+/// started through the same emulator.
+pub fn target_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    match emulator() {
+        Some(emulator) => {
+            let mut cmd = std::process::Command::new(emulator);
+            cmd.arg(program);
+            cmd
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
+/// The emulator needed to start this target's programs: None when the kernel runs them itself.
+/// Found once by starting this test binary again (`--list`). Under qemu-user the failed exec
+/// shows as ENOEXEC, or as exit status 127 with no output when glibc's posix_spawn ran in qemu's
+/// emulated vfork, which loses the error.
+pub fn emulator() -> Option<&'static str> {
+    static EMULATOR: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *EMULATOR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let runs = match std::process::Command::new(exe)
+            .args(["--list", "--exact", "no-such-test"])
+            .output()
+        {
+            Ok(out) => out.status.success() && !out.stdout.is_empty(),
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => false,
+            Err(e) => panic!("cannot start this test binary again: {e}"),
+        };
+        match (runs, cfg!(target_arch = "aarch64")) {
+            (true, _) => None,
+            (false, true) => Some("qemu-aarch64-static"),
+            (false, false) => panic!("this test binary cannot start itself again"),
+        }
+    })
+}
+
 /// The cdylib built optimized (release) with the `test-hooks` feature, in its own target
 /// directory so it never replaces the shipped build; built once per test process.
 pub fn test_hooks_cdylib() -> PathBuf {
@@ -106,24 +155,30 @@ pub fn test_hooks_cdylib() -> PathBuf {
         .get_or_init(|| {
             let target = target_profile_dir().parent().expect("target dir").join("test-hooks");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = std::process::Command::new(cargo)
-                .args([
-                    "build",
-                    "-q",
-                    "--release",
-                    "--lib",
-                    "-p",
-                    "otel-thread-ctx",
-                    "--features",
-                    "test-hooks",
-                ])
-                .arg("--target-dir")
-                .arg(&target)
-                .current_dir(repo_root())
-                .status()
-                .expect("cargo runs");
+            let mut cmd = std::process::Command::new(cargo);
+            cmd.args([
+                "build",
+                "-q",
+                "--release",
+                "--lib",
+                "-p",
+                "otel-thread-ctx",
+                "--features",
+                "test-hooks",
+            ])
+            .arg("--target-dir")
+            .arg(&target)
+            .current_dir(repo_root());
+            // Cross-built tests (scripts/test-aarch64.sh) need the library for their own target;
+            // the cross set-up (linker, RUSTC) comes with the environment.
+            let mut release = target.clone();
+            if cfg!(target_arch = "aarch64") {
+                cmd.args(["--target", "aarch64-unknown-linux-gnu"]);
+                release.push("aarch64-unknown-linux-gnu");
+            }
+            let status = cmd.status().expect("cargo runs");
             assert!(status.success(), "building the test-hooks library failed");
-            target.join("release/libotel_thread_ctx.so")
+            release.join("release/libotel_thread_ctx.so")
         })
         .clone()
 }
