@@ -1,8 +1,8 @@
 //! The process context through its C API, checked by an independent reader (otel-ctx-dump's
 //! library, through tests/process_context_reader): publish, find, decode, update, refuse,
 //! unpublish.
-// These read the process context through otel-ctx-dump's library, which reads x86-64
-// processes only until its AArch64 port (a dev-dependency for x86-64 only, Cargo.toml). On
+// These read the process context through otel-ctx-dump's library with process_vm_readv, which
+// qemu-user does not implement (so it is a dev-dependency for x86-64 only, Cargo.toml). On
 // AArch64 the .NET ProcessContextTests read it back their own way (scripts/test-aarch64.sh).
 #![cfg(target_arch = "x86_64")]
 

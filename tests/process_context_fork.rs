@@ -5,8 +5,8 @@
 //! One test in its own binary: the child of a fork may only use what no other thread could have
 //! held locked at the fork, and this binary runs nothing else concurrently. The child reports
 //! through its exit status (0 = every check passed, otherwise the number of the failed step).
-// These read the process context through otel-ctx-dump's library, which reads x86-64
-// processes only until its AArch64 port (a dev-dependency for x86-64 only, Cargo.toml). On
+// These read the process context through otel-ctx-dump's library with process_vm_readv, which
+// qemu-user does not implement (so it is a dev-dependency for x86-64 only, Cargo.toml). On
 // AArch64 the .NET ProcessContextTests read it back their own way (scripts/test-aarch64.sh).
 #![cfg(target_arch = "x86_64")]
 
