@@ -330,15 +330,20 @@ def show(value, how):
 
 # ---- data rendered as Markdown ----
 
+def cpu_use(m):
+    """(CPU-seconds other processes used during the BenchmarkDotNet run, the machine's
+    CPU-seconds in that time, the others' share)."""
+    busy_before, total_before = (int(x) for x in m["cpu_before"].split())
+    busy_after, total_after = (int(x) for x in m["cpu_after"].split())
+    machine_seconds = (total_after - total_before) / m["clock_ticks"]
+    others = max(0.0, (busy_after - busy_before) / m["clock_ticks"] - m["own_cpu_seconds"])
+    return others, machine_seconds, others / machine_seconds if machine_seconds > 0 else 0.0
+
+
 def run_block(run):
     """The machine/runtime/commit block."""
     m = run.meta
-    busy_before, total_before = (int(x) for x in m["cpu_before"].split())
-    busy_after, total_after = (int(x) for x in m["cpu_after"].split())
-    hz = m["clock_ticks"]
-    machine_seconds = (total_after - total_before) / hz
-    others = max(0.0, (busy_after - busy_before) / hz - m["own_cpu_seconds"])
-    share = others / machine_seconds if machine_seconds > 0 else 0.0
+    others, machine_seconds, share = cpu_use(m)
     return "\n".join([
         f"- Started: {m['started']}",
         f"- Commit: {m['commit']}",
@@ -350,15 +355,6 @@ def run_block(run):
         f"machine's CPU time ({others:.0f} of {machine_seconds:.0f} CPU-seconds; the benchmarks "
         f"used {m['own_cpu_seconds']:.0f}).",
     ])
-
-
-def busy(run):
-    m = run.meta
-    busy_before, total_before = (int(x) for x in m["cpu_before"].split())
-    busy_after, total_after = (int(x) for x in m["cpu_after"].split())
-    machine_ticks = total_after - total_before
-    others = max(0.0, busy_after - busy_before - m["own_cpu_seconds"] * m["clock_ticks"])
-    return machine_ticks > 0 and others / machine_ticks >= BUSY_SHARE
 
 
 def target_figures(run, t):
@@ -392,9 +388,7 @@ def ratios_table(run):
             shown += f" ({show(checked, '%')})"
         limit, verdict = "", ""
         if t["limit"] is not None:
-            percent = how == "%" or t.get("share_of")
-            limit = (f"≤ {t['limit'] * 100:.0f} %" if percent
-                     else f"{t['limit']:g} B" if how == "B" else f"≤ {t['limit']:g}")
+            limit = limit_text(t) if how == "B" and not t.get("share_of") else "≤ " + limit_text(t)
             verdict = ("not measurable (a baseline measured as 0)" if checked is None
                        else "met" if checked <= t["limit"] else "**missed**")
         out.append(f"| {t['label']} | {shown} | {'' if mean is None else show(mean, how)} | {limit} | {verdict} |")
@@ -438,6 +432,7 @@ def figures(run):
     lo, hi = inter["ratio_range"]
     spread = launch_spread(run)
     requests = inter["requests"]
+    added = inter["alloc"]["RequestThreadContext"] - inter["alloc"]["Request"]
     return {
         "rounds": str(len(inter["rounds"])),
         "requests_per_round": "n/a" if requests is None else f"{requests:,}",
@@ -448,6 +443,9 @@ def figures(run):
         "round_ratio": fmt(inter["ratio"], 3),
         "round_ratio_min": fmt(lo, 3),
         "round_ratio_max": fmt(hi, 3),
+        "request_added_bytes": fmt(added, 0),
+        "request_added_pct": fmt(added / inter["alloc"]["Request"] * 100 if inter["alloc"]["Request"] else None, 1),
+        "request_added_time_pct": fmt(None if inter["ratio"] is None else (inter["ratio"] - 1) * 100, 1),
         "spread_benchmark": spread[0] if spread else "n/a",
         "spread": fmt(spread[1] * 100, 0) if spread else "n/a",
     }
@@ -476,17 +474,35 @@ def blocks(run):
         "rounds_table": lambda: rounds_table(run),
         "launches_table": lambda: launches_table(run),
         "native_table": lambda: run.native,
-        "disassembly": lambda: run.jit or fail_template("{{disassembly}} outside {{if disassembly}}"),
+        "disassembly": lambda: listing(run),
     }
 
 
-def fail_template(message):
-    raise TemplateError(message)
+def listing(run):
+    if not run.jit:
+        raise TemplateError("no DirectWrite listing in this run: put {{disassembly}} under {{if disassembly}}")
+    return run.jit
+
+
+def target(ident):
+    ids = {t["id"]: t for t in TARGETS}
+    if ident not in ids:
+        raise TemplateError(f"unknown target `{ident}` (known: {', '.join(ids)})")
+    return ids[ident]
+
+
+def limit_text(t):
+    """A target's limit as the table and the prose quote it."""
+    if t.get("share_of") or t.get("show") == "%":
+        return f"{t['limit'] * 100:g} %"
+    return f"{t['limit']:g} B" if t.get("unit") == "B" else f"{t['limit']:g}"
 
 
 def value(run, kind, arg):
     """{{median:EXPR}} (ns, 2 decimals), {{median%:EXPR}} (a fraction in %), {{bytes:EXPR}},
-    {{fig:NAME}}."""
+    {{fig:NAME}}, {{limit:TARGET_ID}}."""
+    if kind == "limit":
+        return limit_text(target(arg))
     if kind == "fig":
         figs = figures(run)
         if arg not in figs:
@@ -502,7 +518,7 @@ def value(run, kind, arg):
     raise TemplateError(f"unknown placeholder kind `{kind}:`")
 
 
-COMPARISON = re.compile(r"^(median|bytes):(.+?)\s*(>=|<=|>|<)\s*(-?[\d.]+)$")
+COMPARISON = re.compile(r"^(median|bytes):(.+?)\s*(>=|<=|>|<)\s*(-?[\d.]+|limit:\S+)$")
 
 
 def condition(run, text):
@@ -514,7 +530,7 @@ def condition(run, text):
     if text.startswith("not "):
         return not condition(run, text[4:])
     simple = {
-        "busy": lambda: busy(run),
+        "busy": lambda: cpu_use(run.meta)[2] >= BUSY_SHARE,
         "disassembly": lambda: bool(run.jit),
         "tls_get_addr": lambda: run.tls_call is True,
         "tls_elsewhere": lambda: run.tls_call is False,
@@ -528,17 +544,15 @@ def condition(run, text):
         if name not in run.rows:
             raise TemplateError(f"unknown benchmark in {{{{if {text}}}}}")
         return name in run.zero
+    if text == "missed:any":
+        return any(target_missed(run, t) for t in TARGETS)
     if text.startswith("missed:"):
-        ids = {t["id"]: t for t in TARGETS}
-        if text[7:] == "any":
-            return any(target_missed(run, t) for t in TARGETS)
-        if text[7:] not in ids:
-            raise TemplateError(f"unknown target in {{{{if {text}}}}} (known: {', '.join(ids)})")
-        return target_missed(run, ids[text[7:]])
+        return target_missed(run, target(text[7:]))
     m = COMPARISON.match(text)
     if m:
         kind, expr, op, limit = m.groups()
         v = evaluate(expr, run.names("median" if kind == "median" else "alloc"))
+        limit = target(limit[6:])["limit"] if limit.startswith("limit:") else limit
         ops = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
         return v is not None and ops[op](v, float(limit))
     raise TemplateError(f"unknown condition {{{{if {text}}}}}")
@@ -666,7 +680,7 @@ def main():
     try:
         print(render(open(args.template).read(), run).rstrip("\n"))
     except TemplateError as e:
-        fail(f"{os.path.relpath(args.template)}: {e}")
+        fail(f"{args.template}: {e}")
 
 
 if __name__ == "__main__":
