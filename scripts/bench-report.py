@@ -258,10 +258,8 @@ class Run:
         self.results, self.meta = results, meta
         self.bdn = {cls: read_csv(results, cls) for cls in EXPECTED}
         self.rows = {name: row for rows in self.bdn.values() for name, row in rows.items()}
-        self.env, self.tables = None, {}
-        for cls in EXPECTED:
-            env, self.tables[cls] = read_markdown(results, cls)
-            self.env = self.env or env
+        self.tables = {cls: read_markdown(results, cls)[1] for cls in EXPECTED}
+        self.env = read_markdown(results, WRITE)[0]
         self.native = read_text(results, "native.md").strip()
         if "|" not in self.native:
             fail(f"no native harness table in {os.path.join(results, 'native.md')}")
