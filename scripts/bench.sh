@@ -7,10 +7,13 @@
 # A full run takes about 5 minutes (BenchmarkDotNet job in dotnet/benchmarks/Program.cs).
 #
 #   ./scripts/bench.sh            full run; rewrites docs/benchmarks.md
-#   ./scripts/bench.sh --smoke    every benchmark once, to prove they run; writes no docs
+#   ./scripts/bench.sh --smoke    every benchmark once, to prove they run and that the report's
+#                                 template renders from their results; writes no docs
 #
 # Build output and raw results go to target/bench-dotnet/<full|smoke>/ (results/ holds the
-# BenchmarkDotNet CSV and Markdown exports and the native table). OTEL_NATIVE_LIBRARY=/path/to.so
+# BenchmarkDotNet CSV and Markdown exports, the native table and run.json, the run's facts);
+# `python3 scripts/bench-report.py --render-from DIR` renders the report again from such a folder
+# (e.g. after editing the prose in docs/benchmarks-template.md). OTEL_NATIVE_LIBRARY=/path/to.so
 # benchmarks another build of the native library.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -74,6 +77,9 @@ if [ "$mode" = smoke ]; then
   # Proves the report can be made from these results; the measurements mean nothing, so the
   # report goes next to them, never to docs/.
   "${report[@]}" --smoke >"$results/benchmarks.md"
+  # The full report's template, rendered from these results (and the run.json the line above
+  # saved): an unknown or unfilled placeholder in docs/benchmarks-template.md fails the smoke run.
+  python3 scripts/bench-report.py --render-from "$results" >"$results/benchmarks-full.md"
   echo "bench: smoke run passed ($results)"
 else
   "${report[@]}" >"$results/benchmarks.md"
