@@ -43,23 +43,28 @@ hooks_lib="$(dirname "$hooks_so")"
 
 # The ELF properties readers and musl's loader need. Prints what is wrong; silent when right.
 elf_problems() {
-  local f="$1" needed
+  # Each readelf listing is read whole first: `readelf | grep -q` under pipefail fails when grep
+  # stops at an early match and readelf then dies of SIGPIPE.
+  local f="$1" needed dynsyms relocs versions segments
+  dynsyms="$(readelf --dyn-syms -W "$f")"
+  relocs="$(readelf -rW "$f")"
+  versions="$(readelf -VW "$f")"
+  segments="$(readelf -lW "$f")"
   needed="$(readelf -dW "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
   [ "$needed" = "libc.so " ] || echo "NEEDED is '$needed', not musl's libc.so alone"
-  if readelf -VW "$f" | grep -q GLIBC_ || readelf --dyn-syms -W "$f" | grep -q '@GLIBC'; then
-    echo "glibc symbol versions: $(readelf -VW "$f" | grep -o 'GLIBC_[0-9.]*' | sort -u | tr '\n' ' ')"
+  if grep -q GLIBC_ <<<"$versions" || grep -q '@GLIBC' <<<"$dynsyms"; then
+    echo "glibc symbol versions: $(grep -o 'GLIBC_[0-9.]*' <<<"$versions" | sort -u | tr '\n' ' ')"
   fi
-  readelf --dyn-syms -W "$f" |
-    awk '$8 == "otel_thread_ctx_v1" && $3 == 8 && $4 == "TLS" && $5 == "GLOBAL" && $6 == "DEFAULT" && $7 != "UND" { found = 1 } END { exit !found }' ||
+  awk '$8 == "otel_thread_ctx_v1" && $3 == 8 && $4 == "TLS" && $5 == "GLOBAL" && $6 == "DEFAULT" && $7 != "UND" { found = 1 } END { exit !found }' <<<"$dynsyms" ||
     echo "otel_thread_ctx_v1 is not in .dynsym as a defined 8-byte TLS GLOBAL DEFAULT symbol"
-  readelf -rW "$f" | grep -q 'R_X86_64_TLSDESC .* otel_thread_ctx_v1' ||
+  grep -q 'R_X86_64_TLSDESC .* otel_thread_ctx_v1' <<<"$relocs" ||
     echo "no R_X86_64_TLSDESC relocation for otel_thread_ctx_v1"
-  ! readelf --dyn-syms -W "$f" | grep -qw _dl_find_object ||
+  ! grep -qw _dl_find_object <<<"$dynsyms" ||
     echo "_dl_find_object is in .dynsym (it must stay hidden)"
-  readelf -lW "$f" | grep -q GNU_EH_FRAME ||
+  grep -q GNU_EH_FRAME <<<"$segments" ||
     echo "no PT_GNU_EH_FRAME: the unwinder cannot find the library's frames (panics abort)"
   local tls
-  tls="$(readelf -lW "$f" | awk '$1 == "TLS" { print $6 }')"
+  tls="$(awk '$1 == "TLS" { print $6 }' <<<"$segments")"
   { [ -n "$tls" ] && [ $((tls)) -le 128 ]; } || echo "PT_TLS is '$tls' bytes, not at most 128"
 }
 
