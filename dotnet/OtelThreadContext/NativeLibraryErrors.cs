@@ -6,15 +6,19 @@ namespace OtelThreadContext;
 /// <summary>Turns a loader failure into a message that says what is missing and how to get it.</summary>
 internal static class NativeLibraryErrors
 {
-    /// <summary>The package's runtime folder for this process: linux-x64 or linux-arm64.</summary>
-    private static string Rid => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "linux-arm64" : "linux-x64";
+    /// <summary>The package's runtime folder for this process: linux-x64, linux-arm64 or linux-musl-x64.</summary>
+    private static string Rid =>
+        RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "linux-arm64"
+        : RuntimeInformation.RuntimeIdentifier.Contains("musl", StringComparison.OrdinalIgnoreCase) ||
+          RuntimeInformation.RuntimeIdentifier.StartsWith("alpine", StringComparison.OrdinalIgnoreCase) ? "linux-musl-x64"
+        : "linux-x64";
 
     internal static DllNotFoundException Missing(DllNotFoundException inner) => new(
         $"OtelThreadContext could not load its native library {NativeMethods.LibraryFileName} " +
         $"(P/Invoke name \"{NativeMethods.LibraryName}\"). The OtelThreadContext NuGet package carries it as " +
         $"runtimes/{Rid}/native/{NativeMethods.LibraryFileName}, which the build copies to the app's output " +
         $"(or its runtimes/{Rid}/native folder); check that the file is there and that the app runs as " +
-        $"{Rid} with glibc. Without the package, build it from the otel-thread-ctx sources with " +
+        $"{Rid}. Without the package, build it from the otel-thread-ctx sources with " +
         $"`cargo build --release` and put target/release/{NativeMethods.LibraryFileName} next to the app or in a " +
         "folder named by LD_LIBRARY_PATH (or load it from your own path with " +
         "NativeLibrary.SetDllImportResolver for the OtelThreadContext assembly). Loader said: " + inner.Message,
