@@ -10,26 +10,8 @@ use support::{c_source, dump, gcc, Json, Target};
 
 /// A target that publishes thread contexts through libotel_thread_ctx.so but no process context.
 fn counter_target(dir: &std::path::Path) -> Target {
-    let lib = support::library_dir();
-    let include = format!("-I{}", support::workspace_root().join("include").display());
-    let libdir = format!("-L{}", lib.display());
-    let rpath = format!("-Wl,-rpath,{}", lib.display());
-    gcc(
-        dir,
-        &[
-            "-std=c11",
-            "-O2",
-            "-pthread",
-            &include,
-            "-o",
-            "counter",
-            &c_source("counter.c"),
-            &libdir,
-            &rpath,
-            "-lotel_thread_ctx",
-        ],
-    );
-    let target = Target::spawn(&mut Command::new(dir.join("counter")));
+    let exe = support::gcc_linked(dir, "counter.c", "counter");
+    let target = Target::spawn(&mut Command::new(&exe));
     assert_eq!(target.line(Duration::from_secs(30)), "ready");
     target
 }

@@ -9,7 +9,7 @@ mod support;
 use otel_ctx_dump::inspect::{Inspector, SlotRead};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{c_source, gcc, Target};
+use support::Target;
 
 const INSPECTIONS: u64 = 100;
 
@@ -24,26 +24,8 @@ fn counts(target: &mut Target) -> (u64, u64, u64) {
 #[test]
 fn hundred_inspections_leave_the_target_running() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let lib = support::library_dir();
-    let include = format!("-I{}", support::workspace_root().join("include").display());
-    let libdir = format!("-L{}", lib.display());
-    let rpath = format!("-Wl,-rpath,{}", lib.display());
-    gcc(
-        dir.path(),
-        &[
-            "-std=c11",
-            "-O2",
-            "-pthread",
-            &include,
-            "-o",
-            "counter",
-            &c_source("counter.c"),
-            &libdir,
-            &rpath,
-            "-lotel_thread_ctx",
-        ],
-    );
-    let mut target = Target::spawn(&mut Command::new(dir.path().join("counter")));
+    let exe = support::gcc_linked(dir.path(), "counter.c", "counter");
+    let mut target = Target::spawn(&mut Command::new(&exe));
     let pid = target.pid();
     assert_eq!(target.line(Duration::from_secs(30)), "ready");
     let (loops0, sleeps0, _) = counts(&mut target);
