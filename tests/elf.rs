@@ -58,6 +58,26 @@ impl Elf {
             })
             .collect()
     }
+    /// (type, offset) of every dynamic relocation against the slot.
+    fn slot_relocations(&self) -> Vec<(u32, u64)> {
+        let e = self.endian();
+        let (index, _) = self.symbol(elf::SHT_DYNSYM, SYMBOL).unwrap();
+        self.relas(elf::SHT_DYNSYM)
+            .iter()
+            .filter(|r| r.r_sym(e, false) as usize == index)
+            .map(|r| (r.r_type(e, false), r.r_offset(e)))
+            .collect()
+    }
+
+    /// Addresses of the slot's TLSDESC descriptors in the GOT.
+    fn slot_descriptors(&self) -> Vec<u64> {
+        self.slot_relocations()
+            .into_iter()
+            .filter(|&(kind, _)| kind == TLSDESC)
+            .map(|(_, offset)| offset)
+            .collect()
+    }
+
     /// (virtual address, bytes) of the section called `name`.
     fn section(&self, name: &[u8]) -> (u64, &[u8]) {
         let e = self.endian();
@@ -83,14 +103,7 @@ fn slot_is_exported_as_8_byte_global_tls_symbol() {
 #[test]
 fn slot_is_reached_only_through_tlsdesc_relocations() {
     let so = Elf::load(&common::cdylib_path());
-    let e = so.endian();
-    let (index, _) = so.symbol(elf::SHT_DYNSYM, SYMBOL).unwrap();
-    let kinds: Vec<u32> = so
-        .relas(elf::SHT_DYNSYM)
-        .iter()
-        .filter(|r| r.r_sym(e, false) as usize == index)
-        .map(|r| r.r_type(e, false))
-        .collect();
+    let kinds: Vec<u32> = so.slot_relocations().into_iter().map(|(kind, _)| kind).collect();
     assert!(!kinds.is_empty(), "at least one relocation references the slot");
     assert!(kinds.iter().all(|&k| k == TLSDESC), "relocation types {kinds:?}");
 }
@@ -165,14 +178,7 @@ fn tlsdesc_access_bytes_match_what_gcc_emits() {
     assert_eq!(call, [0xff, 0x10], "gcc's call *(%rax)");
 
     let so = Elf::load(&common::cdylib_path());
-    let e = so.endian();
-    let (index, _) = so.symbol(elf::SHT_DYNSYM, SYMBOL).unwrap();
-    let descriptors: Vec<u64> = so
-        .relas(elf::SHT_DYNSYM)
-        .iter()
-        .filter(|r| r.r_sym(e, false) as usize == index && r.r_type(e, false) == TLSDESC)
-        .map(|r| r.r_offset(e))
-        .collect();
+    let descriptors = so.slot_descriptors();
     let (text_addr, text) = so.section(b".text");
     // Every instruction that loads a descriptor's address must be gcc's lea, followed by gcc's
     // call: that is the sequence linkers recognise and relax.
@@ -259,14 +265,7 @@ fn tlsdesc_access_instructions_match_what_gcc_emits() {
     std::fs::remove_dir_all(&dir).ok();
 
     let so = Elf::load(&common::cdylib_path());
-    let e = so.endian();
-    let (index, _) = so.symbol(elf::SHT_DYNSYM, SYMBOL).unwrap();
-    let descriptors: Vec<u64> = so
-        .relas(elf::SHT_DYNSYM)
-        .iter()
-        .filter(|r| r.r_sym(e, false) as usize == index && r.r_type(e, false) == TLSDESC)
-        .map(|r| r.r_offset(e))
-        .collect();
+    let descriptors = so.slot_descriptors();
     let (text_addr, text) = so.section(b".text");
     let insn = |at: usize| u32::from_le_bytes(text[at..at + 4].try_into().unwrap());
     let mut sequences = 0;
