@@ -3,11 +3,8 @@ using System.Runtime.InteropServices;
 
 namespace OtelThreadContext;
 
-/// <summary>
-/// Status codes of the native API (<c>OtelThreadCtxStatus</c> in <c>include/otel_thread_ctx.h</c>,
-/// an <c>int32_t</c>). Negative values are errors; nothing was changed when one is returned.
-/// A test compares every member with the header.
-/// </summary>
+/// <summary><c>OtelThreadCtxStatus</c> (an <c>int32_t</c>): negative values are errors, after
+/// which nothing was changed. A test compares every member with the header.</summary>
 internal enum NativeStatus
 {
     Ok = 0,
@@ -26,10 +23,7 @@ internal enum NativeStatus
     NoThreadKey = -11,
 }
 
-/// <summary>
-/// Status codes of the process-context calls (<c>OtelProcessCtxStatus</c>, an <c>int32_t</c>).
-/// A test compares every member with the header.
-/// </summary>
+/// <summary><c>OtelProcessCtxStatus</c> (an <c>int32_t</c>); a test compares every member with the header.</summary>
 internal enum NativeProcessStatus
 {
     Ok = 0,
@@ -55,19 +49,15 @@ internal enum NativeProcessStatus
 [StructLayout(LayoutKind.Sequential)]
 internal unsafe struct NativeProcessValue
 {
-    public const uint String = 0;
-    public const uint Bool = 1;
-    public const uint Int = 2;
-    public const uint Double = 3;
-    public const uint Array = 4;
-    public const uint Empty = 5;
-
-    public uint Kind;
+    public NativeValueKind Kind;
     public long IntValue;
     public double DoubleValue;
     public void* Pointer;
     public nuint Length;
 }
+
+/// <summary>The <c>OTEL_PROCESS_CTX_VALUE_*</c> kinds: which fields of a value count.</summary>
+internal enum NativeValueKind : uint { String, Bool, Int, Double, Array, Empty }
 
 /// <summary>Mirror of <c>OtelProcessCtxKeyValue</c>: a NUL-terminated UTF-8 key and its value.</summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -78,23 +68,12 @@ internal unsafe struct NativeProcessKeyValue
 }
 
 /// <summary>
-/// P/Invoke declarations for the functions of <c>include/otel_thread_ctx.h</c> this package calls,
-/// and no others, with blittable signatures (pointers, <see cref="byte"/>, <see cref="nuint"/>,
-/// the <c>int32_t</c> status enums) and <see cref="RecordHandle"/>, whose stubs only add a
-/// reference count.
-/// Tests parse the committed header and fail when a declaration here differs from it in parameter
-/// or return sizes, when one is not called by the package, or when the built library does not
-/// export it.
+/// The functions of <c>include/otel_thread_ctx.h</c> this package calls, and no others, with
+/// blittable signatures; <see cref="RecordHandle"/> where the caller owns a handle (the marshaller
+/// holds a reference for the call). Tests check them against the header and the built library.
 /// </summary>
-/// <remarks>
-/// <c>OtelThreadCtx *</c> handles are <see cref="RecordHandle"/> where the caller owns one (the
-/// marshaller holds a reference for the call), else <see cref="nint"/>; <c>OtelThreadCtxRecord *</c> is
-/// <see cref="ThreadContextRecord"/>*; <c>const uint8_t (*)[16]</c> is <see cref="byte"/>*.
-/// Every call that can fail returns a status and passes its result through an out-pointer; none
-/// reports through <c>errno</c>, except that publish and update leave the OS error there with
-/// <c>MAPPING_FAILED</c> (hence their <c>SetLastError</c>). Every call here may attach, allocate or
-/// take the registry lock, so all keep the GC transition.
-/// </remarks>
+/// <remarks>Publish and update leave the OS error in <c>errno</c> with <c>MAPPING_FAILED</c> (hence
+/// <c>SetLastError</c>). Every call may attach, allocate or take a lock, so all keep the GC transition.</remarks>
 internal static unsafe partial class NativeMethods
 {
     /// <summary>Name given to the loader; it probes <c>libotel_thread_ctx.so</c>.</summary>

@@ -4,93 +4,53 @@ using System.Collections.ObjectModel;
 using System.ComponentModel;
 using System.IO;
 using System.Runtime.InteropServices;
-using System.Text;
+using System.Text.RegularExpressions;
 using System.Threading;
 
 namespace OtelThreadContext;
 
 /// <summary>
-/// Publishes this process's context (OpenTelemetry OTEP 4719) where an out-of-process profiler
-/// finds it: the service's resource attributes and the thread attribute key map
-/// (<c>threadlocal.attribute_key_map</c>) that names the key indexes thread records use.
+/// Publishes this process's context (OTEP 4719) where an out-of-process profiler finds it: the
+/// resource attributes and the thread attribute key map (<c>threadlocal.attribute_key_map</c>).
 /// </summary>
-/// <remarks>
-/// <para>
-/// Declare every thread attribute once with <see cref="DeclareKey"/> and keep the returned
-/// <see cref="ThreadAttributeKey"/>; <see cref="ThreadContext.SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/>
-/// writes its index without a lookup. The key map is process-wide and append-only: a name keeps
-/// its index for the process's lifetime, and keys declared after <see cref="Publish"/> are
-/// added to the published context at once. Publish before threads set attributes: a profiler
-/// names thread attributes only once it has found the process context.
-/// </para>
-/// <para>
-/// One context per process. The native library places it in a mapping named <c>OTEL_CTX</c>
-/// (<c>/memfd:OTEL_CTX (deleted)</c> or <c>[anon:OTEL_CTX]</c> in <c>/proc/PID/maps</c>);
-/// updates follow the spec's protocol, so a reader sees the old or the new context, never a mix.
-/// </para>
-/// <para>
-/// Calls are rare and serialized by a lock. On platforms where
-/// <see cref="ThreadContext.IsSupported"/> is false, <see cref="Publish"/>, <see cref="Update"/>
-/// and <see cref="Unpublish"/> check their arguments and do nothing else
-/// (<see cref="IsPublished"/> stays false), and <see cref="DeclareKey"/> still hands out
-/// indexes, so the same code runs everywhere.
-/// </para>
-/// </remarks>
+/// <remarks>One per process. Where <see cref="ThreadContext.IsSupported"/> is false, arguments
+/// are checked, nothing is published and <see cref="DeclareKey"/> still hands out indexes.</remarks>
 public static unsafe class ProcessContext
 {
     /// <summary>Most keys the map can hold: a record's key index is one byte.</summary>
     internal const int MaxKeys = 256;
 
-    internal const string TelemetrySdkLanguage = "dotnet";
-
-    /// <summary>Context attribute keys with this prefix are the library's own.</summary>
-    internal const string ReservedContextPrefix = "threadlocal.";
-
     private static readonly object s_lock = new();
-
-    /// <summary>UTF-8 that throws on lone surrogates instead of replacing them.</summary>
-    private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>The <c>service.instance.id</c> published when none is given, fixed per process.</summary>
     private static readonly string s_defaultInstanceId = Guid.NewGuid().ToString();
 
     private static readonly List<ThreadAttributeKey> s_keys = new();
-    private static readonly Dictionary<string, ThreadAttributeKey> s_keysByName = new(StringComparer.Ordinal);
     private static volatile ReadOnlyCollection<ThreadAttributeKey> s_keysView = new(Array.Empty<ThreadAttributeKey>());
 
     private static volatile bool s_published;
 
-    /// <summary>What was last published, reused when a key is declared.</summary>
+    /// <summary>What was last published, sent again when a key is declared.</summary>
     private static Content? s_resource;
 
-    /// <summary>Counts publishes, so a <see cref="PublishScoped"/> handle unpublishes only the
-    /// context it published.</summary>
+    /// <summary>Counts publishes, so a <see cref="PublishScoped"/> handle unpublishes only its own.</summary>
     private static long s_generation;
 
-    /// <summary>Every declared key, in index order (a snapshot; later declarations do not
-    /// change a list already returned).</summary>
+    /// <summary>Every declared key, in index order (a snapshot).</summary>
     public static IReadOnlyList<ThreadAttributeKey> Keys => s_keysView;
 
-    /// <summary>True between a successful <see cref="Publish"/> and <see cref="Unpublish"/>
-    /// (always false where <see cref="ThreadContext.IsSupported"/> is false).</summary>
+    /// <summary>True between a successful <see cref="Publish"/> and <see cref="Unpublish"/>.</summary>
     public static bool IsPublished => s_published;
 
     /// <summary>
-    /// Returns the key for <paramref name="name"/>, appending the name to the process-wide key
-    /// map if it is new. A name keeps its index for the process's lifetime; declaring it again
-    /// returns the same key. If a context is published, it is updated so readers see the new key.
+    /// Returns the key for <paramref name="name"/>, appending it to the process-wide, append-only
+    /// key map if new; a published context is updated to show it.
     /// </summary>
-    /// <param name="name">The attribute's name, for example <c>http_route</c>: not empty,
-    /// well-formed UTF-16, no NUL characters.</param>
-    /// <returns>The key, whose <see cref="ThreadAttributeKey.Index"/> is the name's position in
-    /// <c>threadlocal.attribute_key_map</c>.</returns>
-    /// <exception cref="ArgumentNullException"><paramref name="name"/> is null.</exception>
-    /// <exception cref="ArgumentException"><paramref name="name"/> is empty or not valid text, or
-    /// the published context would grow past the 64 KiB readers accept; the key is not
-    /// declared.</exception>
+    /// <returns>The key, whose <see cref="ThreadAttributeKey.Index"/> is the name's position in the map.</returns>
+    /// <exception cref="ArgumentException">The name is empty or not valid text, or the context
+    /// would grow past 64 KiB.</exception>
     /// <exception cref="InvalidOperationException">256 keys are already declared.</exception>
-    /// <exception cref="IOException">Updating the published context failed to map memory (the
-    /// message gives the OS error); the key is not declared and the old context stays.</exception>
+    /// <exception cref="IOException">Updating the published context failed to map memory.</exception>
     public static ThreadAttributeKey DeclareKey(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -99,13 +59,13 @@ public static unsafe class ProcessContext
             throw new ArgumentException("An attribute key name must not be empty.", nameof(name));
         }
 
-        CheckText(name, nameof(name), "The attribute key name");
-
+        ProcessContextValues.CheckText(name, "The attribute key name", nameof(name));
         lock (s_lock)
         {
-            if (s_keysByName.TryGetValue(name, out ThreadAttributeKey existing))
+            int found = s_keys.FindIndex(k => k.Name == name);
+            if (found >= 0)
             {
-                return existing;
+                return s_keys[found];
             }
 
             if (s_keys.Count >= MaxKeys)
@@ -118,67 +78,39 @@ public static unsafe class ProcessContext
             var key = new ThreadAttributeKey(name, (byte)s_keys.Count);
             if (s_published)
             {
-                var names = new List<string>(s_keys.Count + 1);
-                foreach (ThreadAttributeKey k in s_keys)
-                {
-                    names.Add(k.Name);
-                }
-
+                List<string> names = s_keys.ConvertAll(k => k.Name);
                 names.Add(name);
-                NativeProcessStatus status = CallNative(update: true, s_resource!, names, out int errno);
-                if (status == NativeProcessStatus.NotPublished)
-                {
-                    // Native code unpublished behind this class's back: nothing to update.
-                    s_published = false;
-                    s_resource = null;
-                }
-                else if (status != NativeProcessStatus.Ok)
-                {
-                    throw ToException(status, errno, $"Declaring attribute key \"{name}\"");
-                }
+                CallNative(update: true, s_resource!, names, $"Declaring attribute key \"{name}\"", allowNotPublished: true);
             }
 
             s_keys.Add(key);
-            s_keysByName.Add(name, key);
             s_keysView = new ReadOnlyCollection<ThreadAttributeKey>(s_keys.ToArray());
             return key;
         }
     }
 
-    /// <summary>
-    /// Publishes the process context: the resource attributes of <paramref name="options"/>,
-    /// <c>telemetry.sdk.language = "dotnet"</c>, and the keys declared so far (keys declared
-    /// later are added as they are declared).
-    /// </summary>
-    /// <param name="options">The service's resource attributes.</param>
-    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
-    /// <exception cref="ArgumentException">An attribute is invalid (empty
-    /// <see cref="ProcessContextOptions.ServiceName"/> or key, conflicting values, invalid text,
-    /// more than 64 KiB encoded); the message gives the reason. Checked on every platform.</exception>
-    /// <exception cref="InvalidOperationException">A context is already published: use
-    /// <see cref="Update"/>.</exception>
-    /// <exception cref="IOException">The <c>OTEL_CTX</c> mapping could not be made or named; the
-    /// message gives the OS error, the inner <see cref="Win32Exception"/> its errno.</exception>
+    /// <summary>Publishes the resource attributes of <paramref name="options"/>,
+    /// <c>telemetry.sdk.language = "dotnet"</c> and the declared keys.</summary>
+    /// <exception cref="ArgumentException">An attribute is invalid or the context is past 64 KiB.</exception>
+    /// <exception cref="InvalidOperationException">A context is already published: use <see cref="Update"/>.</exception>
+    /// <exception cref="IOException">The <c>OTEL_CTX</c> mapping could not be made (OS error inside).</exception>
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
-    public static void Publish(ProcessContextOptions options) => PublishCore(options);
+    public static void Publish(ProcessContextOptions options) => Send(options, update: false);
 
-    /// <summary>
-    /// Publishes like <see cref="Publish"/> and returns a handle whose
-    /// <see cref="IDisposable.Dispose"/> unpublishes this context, unless it was already
-    /// unpublished (then a later context, published by someone else, is left alone). For
-    /// components that own the process context for a lifetime, such as an OpenTelemetry
-    /// <c>TracerProvider</c>.
-    /// </summary>
-    /// <param name="options">The context to publish.</param>
-    /// <returns>The handle; disposing it more than once does nothing more.</returns>
-    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <summary>Publishes like <see cref="Publish"/>; disposing the handle unpublishes this context
+    /// unless it was already unpublished.</summary>
+    /// <exception cref="InvalidOperationException">A context is already published.</exception>
+    public static IDisposable PublishScoped(ProcessContextOptions options) => new Publication(Send(options, update: false));
+
+    /// <summary>Replaces the published resource attributes (the key map stays); readers see the
+    /// old or the new context, and a refused update leaves the old one.</summary>
     /// <exception cref="ArgumentException">As for <see cref="Publish"/>.</exception>
-    /// <exception cref="InvalidOperationException">A context is already published (one per
-    /// process); nothing is changed.</exception>
-    /// <exception cref="IOException">As for <see cref="Publish"/>.</exception>
-    public static IDisposable PublishScoped(ProcessContextOptions options) => new Publication(PublishCore(options));
+    /// <exception cref="InvalidOperationException">No context is published.</exception>
+    /// <exception cref="IOException">The new payload could not be mapped.</exception>
+    public static void Update(ProcessContextOptions options) => Send(options, update: true);
 
-    private static long PublishCore(ProcessContextOptions options)
+    /// <summary>Publishes or updates; returns a publish's generation (0 for an update or where unsupported).</summary>
+    private static long Send(ProcessContextOptions options, bool update)
     {
         Content resource = BuildResource(options);
         if (!ThreadContext.IsSupported)
@@ -188,33 +120,17 @@ public static unsafe class ProcessContext
 
         lock (s_lock)
         {
-            if (s_published)
+            if (s_published != update)
             {
-                throw new InvalidOperationException(
-                    "The process context is already published (one per process): use ProcessContext.Update to change it.");
+                throw new InvalidOperationException(update
+                    ? "No process context is published: call ProcessContext.Publish first."
+                    : "The process context is already published (one per process): use ProcessContext.Update to change it.");
             }
 
-            NativeProcessStatus status = CallNative(update: false, resource, KeyNames(), out int errno);
-            if (status != NativeProcessStatus.Ok)
-            {
-                throw ToException(status, errno, "Publishing the process context");
-            }
-
+            CallNative(update, resource, s_keys.ConvertAll(k => k.Name), update ? "Updating the process context" : "Publishing the process context");
             s_resource = resource;
             s_published = true;
-            return ++s_generation;
-        }
-    }
-
-    /// <summary>Unpublishes if <paramref name="generation"/> is still the published context.</summary>
-    private static void UnpublishIf(long generation)
-    {
-        lock (s_lock)
-        {
-            if (generation != 0 && s_published && s_generation == generation)
-            {
-                Unpublish();
-            }
+            return update ? 0 : ++s_generation;
         }
     }
 
@@ -222,56 +138,20 @@ public static unsafe class ProcessContext
     {
         private long _generation = generation;
 
-        public void Dispose() => UnpublishIf(Interlocked.Exchange(ref _generation, 0));
-    }
-
-    /// <summary>
-    /// Replaces the published resource attributes with those of <paramref name="options"/>
-    /// (the key map stays). Readers see the old or the new context, never a mix; a refused
-    /// update leaves the old context published.
-    /// </summary>
-    /// <param name="options">The service's resource attributes.</param>
-    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
-    /// <exception cref="ArgumentException">As for <see cref="Publish"/>.</exception>
-    /// <exception cref="InvalidOperationException">No context is published.</exception>
-    /// <exception cref="IOException">The new payload could not be mapped (OS error in the
-    /// message).</exception>
-    public static void Update(ProcessContextOptions options)
-    {
-        Content resource = BuildResource(options);
-        if (!ThreadContext.IsSupported)
+        public void Dispose()
         {
-            return;
-        }
-
-        lock (s_lock)
-        {
-            if (!s_published)
+            long generation = Interlocked.Exchange(ref _generation, 0);
+            lock (s_lock)
             {
-                throw new InvalidOperationException("No process context is published: call ProcessContext.Publish first.");
+                if (generation != 0 && s_published && s_generation == generation)
+                {
+                    Unpublish();
+                }
             }
-
-            NativeProcessStatus status = CallNative(update: true, resource, KeyNames(), out int errno);
-            if (status == NativeProcessStatus.NotPublished)
-            {
-                s_published = false;
-                s_resource = null;
-            }
-
-            if (status != NativeProcessStatus.Ok)
-            {
-                throw ToException(status, errno, "Updating the process context");
-            }
-
-            s_resource = resource;
         }
     }
 
-    /// <summary>
-    /// Removes the published context (its mapping is unmapped). Does nothing if none is
-    /// published. Declared keys stay declared, with their indexes, for a later
-    /// <see cref="Publish"/>.
-    /// </summary>
+    /// <summary>Removes the published context, if any; declared keys keep their indexes.</summary>
     public static void Unpublish()
     {
         if (!ThreadContext.IsSupported)
@@ -296,73 +176,56 @@ public static unsafe class ProcessContext
         }
     }
 
-    /// <summary>The exception for a refused native call.</summary>
+    /// <summary>The exception for a refused native call: bad input is an
+    /// <see cref="ArgumentException"/>, a failed mapping an <see cref="IOException"/>.</summary>
     internal static Exception ToException(NativeProcessStatus status, int errno, string operation)
     {
-        string reason = status switch
+        if (status == NativeProcessStatus.MappingFailed)
         {
-            NativeProcessStatus.InvalidUtf8 => "a key or value is not valid UTF-8",
-            NativeProcessStatus.EmptyResourceKey => "a resource attribute has an empty key",
-            NativeProcessStatus.DuplicateResourceKey => "two resource attributes have the same key",
-            NativeProcessStatus.EmptyAttributeKey => "an attribute key map entry is empty",
-            NativeProcessStatus.DuplicateAttributeKey => "the attribute key map names the same key twice",
-            NativeProcessStatus.TooManyAttributeKeys => $"the attribute key map has more than {MaxKeys} entries",
-            NativeProcessStatus.KeyMapChanged => "the published attribute key map would lose or rename an index (it is append-only)",
-            NativeProcessStatus.PayloadTooLarge => "the encoded context is larger than the 64 KiB readers accept",
-            NativeProcessStatus.AlreadyPublished => "a process context is already published (one per process)",
-            NativeProcessStatus.NotPublished => "no process context is published",
-            NativeProcessStatus.MappingFailed => "the OTEL_CTX mapping could not be made or named",
-            NativeProcessStatus.InvalidValue => "a value has a type the process context cannot carry",
+            return new IOException(
+                $"{operation} failed: the OTEL_CTX mapping could not be made or named: " +
+                $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).",
+                new Win32Exception(errno));
+        }
+
+        (string reason, bool badInput) = status switch
+        {
+            NativeProcessStatus.InvalidUtf8 => ("a key or value is not valid UTF-8", true),
+            NativeProcessStatus.EmptyResourceKey => ("a resource attribute has an empty key", true),
+            NativeProcessStatus.DuplicateResourceKey => ("two resource attributes have the same key", true),
+            NativeProcessStatus.EmptyAttributeKey => ("an attribute key map entry is empty", true),
+            NativeProcessStatus.DuplicateAttributeKey => ("the attribute key map names the same key twice", true),
+            NativeProcessStatus.TooManyAttributeKeys => ($"the attribute key map has more than {MaxKeys} entries", true),
+            NativeProcessStatus.PayloadTooLarge => ("the encoded context is larger than the 64 KiB readers accept", true),
+            NativeProcessStatus.InvalidValue => ("a value has a type the process context cannot carry", true),
             NativeProcessStatus.InvalidContextAttribute =>
-                "a process-context attribute has an empty or repeated key, or uses the reserved threadlocal. prefix",
-            _ => $"the native library reported {status} ({(int)status})",
+                ("a process-context attribute has an empty or repeated key, or uses the reserved threadlocal. prefix", true),
+            NativeProcessStatus.KeyMapChanged => ("the published attribute key map would lose or rename an index (it is append-only)", false),
+            NativeProcessStatus.AlreadyPublished => ("a process context is already published (one per process)", false),
+            NativeProcessStatus.NotPublished => ("no process context is published", false),
+            _ => ($"the native library reported {status} ({(int)status})", false),
         };
         string message = $"{operation} failed: {reason} ({status.CName()}).";
-        switch (status)
-        {
-            case NativeProcessStatus.InvalidUtf8:
-            case NativeProcessStatus.EmptyResourceKey:
-            case NativeProcessStatus.DuplicateResourceKey:
-            case NativeProcessStatus.EmptyAttributeKey:
-            case NativeProcessStatus.DuplicateAttributeKey:
-            case NativeProcessStatus.TooManyAttributeKeys:
-            case NativeProcessStatus.PayloadTooLarge:
-            case NativeProcessStatus.InvalidValue:
-            case NativeProcessStatus.InvalidContextAttribute:
-                return new ArgumentException(message);
-            case NativeProcessStatus.MappingFailed:
-                return new IOException(
-                    $"{operation} failed: the OTEL_CTX mapping could not be made or named: " +
-                    $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).",
-                    new Win32Exception(errno));
-            default:
-                return new InvalidOperationException(message);
-        }
+        return badInput ? new ArgumentException(message) : new InvalidOperationException(message);
     }
 
-    /// <summary>The declared names in index order. Caller holds the lock.</summary>
-    private static List<string> KeyNames()
-    {
-        var names = new List<string>(s_keys.Count);
-        foreach (ThreadAttributeKey k in s_keys)
-        {
-            names.Add(k.Name);
-        }
-
-        return names;
-    }
+    /// <summary>The header's name for <paramref name="status"/>, e.g. <c>OTEL_PROCESS_CTX_STATUS_INVALID_UTF8</c>.</summary>
+    internal static string CName(this NativeProcessStatus status) => Enum.IsDefined(status)
+        ? "OTEL_PROCESS_CTX_STATUS_" + Regex.Replace(status.ToString(), "(?<=.)(?=[A-Z])", "_").ToUpperInvariant()
+        : $"process status {(int)status}";
 
     /// <summary>
-    /// The resource attributes to publish: the typed options, <c>telemetry.sdk.language</c>,
-    /// then <see cref="ProcessContextOptions.ResourceAttributes"/>; a copy, checked.
+    /// The resource to publish, checked and copied: the typed options, <c>telemetry.sdk.language</c>,
+    /// then <see cref="ProcessContextOptions.ResourceAttributes"/> (or the exact resource).
     /// </summary>
     internal static Content BuildResource(ProcessContextOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        List<KeyValuePair<string, object>> contextAttributes = BuildContextAttributes(options);
+        List<KeyValuePair<string, object>> contextAttributes = options.ContextAttributes is { } given
+            ? ProcessContextValues.CheckAttributes(given, "ProcessContextOptions.ContextAttributes", nameof(options), "threadlocal.")
+            : new();
         if (options.ExactResource is { } exact)
         {
-            // Checked and copied by ProcessContextOptions.FromResource.
             return new Content(exact, contextAttributes, Exact: true);
         }
 
@@ -371,59 +234,46 @@ public static unsafe class ProcessContext
             throw new ArgumentException("ProcessContextOptions.ServiceName must not be empty.", nameof(options));
         }
 
-        var list = new List<KeyValuePair<string, string>>();
-        var origin = new Dictionary<string, (int Index, string Source)>(StringComparer.Ordinal);
-
-        void AddTyped(string key, string? value, string source)
+        var list = new List<KeyValuePair<string, object>>();
+        var origin = new Dictionary<string, string>(StringComparer.Ordinal);
+        void Add(string key, string? value, string source)
         {
             if (value is null)
             {
                 return;
             }
 
-            CheckText(value, nameof(options), source);
-            origin.Add(key, (list.Count, source));
+            ProcessContextValues.CheckText(value, source, nameof(options));
+            if (origin.TryGetValue(key, out string? first))
+            {
+                object firstValue = list.Find(kv => kv.Key == key).Value;
+                if (!value.Equals(firstValue))
+                {
+                    throw new ArgumentException($"{source} = \"{value}\" conflicts with {first} = \"{firstValue}\".", nameof(options));
+                }
+
+                return;
+            }
+
+            origin.Add(key, source);
             list.Add(new(key, value));
         }
 
-        AddTyped("service.name", options.ServiceName, "ProcessContextOptions.ServiceName");
-        AddTyped("service.instance.id", options.ServiceInstanceId, "ProcessContextOptions.ServiceInstanceId");
-        AddTyped("deployment.environment.name", options.DeploymentEnvironmentName, "ProcessContextOptions.DeploymentEnvironmentName");
-        AddTyped("service.version", options.ServiceVersion, "ProcessContextOptions.ServiceVersion");
-        AddTyped("telemetry.sdk.language", TelemetrySdkLanguage, "the OtelThreadContext package");
-
-        if (options.ResourceAttributes is { } extra)
+        Add("service.name", options.ServiceName, "ProcessContextOptions.ServiceName");
+        Add("service.instance.id", options.ServiceInstanceId, "ProcessContextOptions.ServiceInstanceId");
+        Add("deployment.environment.name", options.DeploymentEnvironmentName, "ProcessContextOptions.DeploymentEnvironmentName");
+        Add("service.version", options.ServiceVersion, "ProcessContextOptions.ServiceVersion");
+        Add("telemetry.sdk.language", "dotnet", "the OtelThreadContext package");
+        foreach (KeyValuePair<string, string> kv in options.ResourceAttributes ?? new Dictionary<string, string>())
         {
-            foreach (KeyValuePair<string, string> kv in extra)
+            if (string.IsNullOrEmpty(kv.Key))
             {
-                if (string.IsNullOrEmpty(kv.Key))
-                {
-                    throw new ArgumentException("ProcessContextOptions.ResourceAttributes has an empty key.", nameof(options));
-                }
-
-                string source = $"ProcessContextOptions.ResourceAttributes[\"{kv.Key}\"]";
-                if (kv.Value is null)
-                {
-                    throw new ArgumentException($"{source} is null.", nameof(options));
-                }
-
-                CheckText(kv.Key, nameof(options), source + " (the key)");
-                CheckText(kv.Value, nameof(options), source);
-                if (origin.TryGetValue(kv.Key, out var first))
-                {
-                    string firstValue = list[first.Index].Value;
-                    if (!string.Equals(firstValue, kv.Value, StringComparison.Ordinal))
-                    {
-                        throw new ArgumentException(
-                            $"{source} = \"{kv.Value}\" conflicts with {first.Source} = \"{firstValue}\".", nameof(options));
-                    }
-
-                    continue;
-                }
-
-                origin.Add(kv.Key, (list.Count, source));
-                list.Add(kv);
+                throw new ArgumentException("ProcessContextOptions.ResourceAttributes has an empty key.", nameof(options));
             }
+
+            string source = $"ProcessContextOptions.ResourceAttributes[\"{kv.Key}\"]";
+            ProcessContextValues.CheckText(kv.Key, source + " (the key)", nameof(options));
+            Add(kv.Key, kv.Value ?? throw new ArgumentException($"{source} is null.", nameof(options)), source);
         }
 
         if (!origin.ContainsKey("service.instance.id"))
@@ -431,119 +281,55 @@ public static unsafe class ProcessContext
             list.Insert(1, new("service.instance.id", s_defaultInstanceId));
         }
 
-        var typed = new List<KeyValuePair<string, object>>(list.Count + 2);
-        foreach (KeyValuePair<string, string> kv in list)
-        {
-            typed.Add(new(kv.Key, kv.Value));
-        }
-
-        return new Content(typed, contextAttributes, Exact: false);
+        return new Content(list, contextAttributes, Exact: false);
     }
 
-    /// <summary><see cref="ProcessContextOptions.ContextAttributes"/>, checked and copied.</summary>
-    private static List<KeyValuePair<string, object>> BuildContextAttributes(ProcessContextOptions options)
-    {
-        var list = new List<KeyValuePair<string, object>>();
-        if (options.ContextAttributes is not { } given)
-        {
-            return list;
-        }
-
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (KeyValuePair<string, object> kv in given)
-        {
-            if (string.IsNullOrEmpty(kv.Key))
-            {
-                throw new ArgumentException("ProcessContextOptions.ContextAttributes has an empty key.", nameof(options));
-            }
-
-            string what = $"ProcessContextOptions.ContextAttributes[\"{kv.Key}\"]";
-            if (kv.Key.StartsWith(ReservedContextPrefix, StringComparison.Ordinal))
-            {
-                throw new ArgumentException(
-                    $"{what}: keys starting with \"{ReservedContextPrefix}\" are written by the library itself.", nameof(options));
-            }
-
-            CheckText(kv.Key, nameof(options), what + " (the key)");
-            if (!seen.Add(kv.Key))
-            {
-                throw new ArgumentException($"{what} is given twice.", nameof(options));
-            }
-
-            list.Add(new(kv.Key, ProcessContextValues.Normalize(kv.Value, what, nameof(options))));
-        }
-
-        return list;
-    }
-
-    /// <summary>What one publish or update sends: the resource, the caller's context attributes,
-    /// and whether the resource is exact (nothing added) or gets the library's SDK defaults.</summary>
+    /// <summary>What one publish or update sends; an exact resource gets no SDK defaults.</summary>
     internal sealed record Content(
         List<KeyValuePair<string, object>> Resource, List<KeyValuePair<string, object>> Attributes, bool Exact);
 
-    /// <summary>Refuses text the native library cannot take as a NUL-terminated UTF-8 string.</summary>
-    private static void CheckText(string text, string paramName, string what)
-    {
-        if (text.Contains('\0', StringComparison.Ordinal))
-        {
-            throw new ArgumentException($"{what} contains a NUL character.", paramName);
-        }
-
-        try
-        {
-            s_strictUtf8.GetByteCount(text);
-        }
-        catch (EncoderFallbackException e)
-        {
-            throw new ArgumentException($"{what} is not well-formed UTF-16 (a lone surrogate), so it has no UTF-8 form.", paramName, e);
-        }
-    }
-
     /// <summary>
-    /// Calls <c>otel_process_ctx_publish_typed</c> or <c>_update_typed</c> with
-    /// <paramref name="content"/> (plus, unless it is exact, the library's
-    /// <c>telemetry.sdk.name</c>/<c>version</c> where not given) and <paramref name="keys"/>.
+    /// Publishes or updates <paramref name="content"/> (unless exact, with the library's
+    /// <c>telemetry.sdk.name</c>/<c>version</c> where not given) and <paramref name="keys"/>;
+    /// throws on refusal. Caller holds the lock.
     /// </summary>
-    private static NativeProcessStatus CallNative(bool update, Content content, List<string> keys, out int errno)
+    private static void CallNative(bool update, Content content, List<string> keys, string operation, bool allowNotPublished = false)
     {
+        NativeProcessStatus status;
+        int errno;
         try
         {
             List<KeyValuePair<string, object>> resource = content.Resource;
             if (!content.Exact)
             {
-                resource = new List<KeyValuePair<string, object>>(resource);
-                AddDefault(resource, "telemetry.sdk.name", "otel-thread-ctx");
-                AddDefault(resource, "telemetry.sdk.version", Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!);
+                string version = Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!;
+                resource = new(resource);
+                foreach ((string key, string value) in new[] { ("telemetry.sdk.name", "otel-thread-ctx"), ("telemetry.sdk.version", version) })
+                {
+                    if (!resource.Exists(kv => kv.Key == key))
+                    {
+                        resource.Add(new(key, value));
+                    }
+                }
             }
 
-            int lastError = 0;
-            NativeProcessStatus status = ProcessContextValues.Call(resource, content.Attributes, keys, (r, rn, a, an, k, kn) =>
-            {
-                NativeProcessStatus s = update
-                    ? NativeMethods.otel_process_ctx_update_typed((NativeProcessKeyValue*)r, rn, (NativeProcessKeyValue*)a, an, (byte**)k, kn)
-                    : NativeMethods.otel_process_ctx_publish_typed((NativeProcessKeyValue*)r, rn, (NativeProcessKeyValue*)a, an, (byte**)k, kn);
-                lastError = Marshal.GetLastPInvokeError();
-                return s;
-            });
-            errno = lastError;
-            return status;
+            status = ProcessContextValues.Call(update, resource, content.Attributes, keys, out errno);
         }
         catch (DllNotFoundException e)
         {
             throw NativeLibraryErrors.Missing(e);
         }
-    }
 
-    private static void AddDefault(List<KeyValuePair<string, object>> resource, string key, string value)
-    {
-        foreach (KeyValuePair<string, object> kv in resource)
+        if (status == NativeProcessStatus.NotPublished)
         {
-            if (kv.Key == key)
-            {
-                return;
-            }
+            // Native code unpublished behind this class's back.
+            s_published = false;
+            s_resource = null;
         }
 
-        resource.Add(new(key, value));
+        if (status != NativeProcessStatus.Ok && !(allowNotPublished && status == NativeProcessStatus.NotPublished))
+        {
+            throw ToException(status, errno, operation);
+        }
     }
 }

@@ -2,96 +2,29 @@ using System;
 using System.Collections;
 using System.Collections.Generic;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace OtelThreadContext;
 
 /// <summary>
-/// Typed attribute values of the process context: the checks that turn a caller's
-/// <see cref="object"/> into one of the kinds the payload carries (OTLP AnyValue: string, bool,
-/// int64, double, and flat arrays of them), and the encoding into the native structs.
+/// The checks on process-context text and typed values (OTLP AnyValue: string, bool, int64,
+/// double, and flat arrays of them), and their encoding into the native structs.
 /// </summary>
 internal static unsafe class ProcessContextValues
 {
     /// <summary>UTF-8 that throws on lone surrogates instead of replacing them.</summary>
     private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
-    /// <summary>
-    /// The value as the payload carries it: <see cref="string"/>, <see cref="bool"/>,
-    /// <see cref="long"/> (every integer type that fits), <see cref="double"/> (and
-    /// <see cref="float"/>), or an <c>object?[]</c> of those (null elements become empty
-    /// AnyValues); throws <see cref="ArgumentException"/> naming <paramref name="what"/> for
-    /// anything else (null, other types, arrays inside arrays, lone surrogates).
-    /// </summary>
-    internal static object Normalize(object? value, string what, string paramName)
+    /// <summary>Refuses text with no UTF-8 form (a lone surrogate) and, unless
+    /// <paramref name="allowNul"/>, text the library cannot take NUL-terminated.</summary>
+    internal static void CheckText(string text, string what, string paramName, bool allowNul = false)
     {
-        object? scalar = NormalizeScalar(value, what, paramName);
-        if (scalar is not null)
+        if (!allowNul && text.Contains('\0', StringComparison.Ordinal))
         {
-            return scalar;
+            throw new ArgumentException($"{what} contains a NUL character.", paramName);
         }
 
-        if (value is null)
-        {
-            throw new ArgumentException($"{what} is null.", paramName);
-        }
-
-        if (value is IEnumerable items and (Array or IList))
-        {
-            var list = new List<object?>();
-            int i = 0;
-            foreach (object? item in items)
-            {
-                if (item is null)
-                {
-                    list.Add(null);
-                }
-                else
-                {
-                    list.Add(NormalizeScalar(item, $"{what}[{i}]", paramName)
-                        ?? throw new ArgumentException(
-                            $"{what}[{i}] is a {item.GetType()}: array elements must be strings, booleans, integers or floating-point numbers (no arrays inside arrays).",
-                            paramName));
-                }
-
-                i++;
-            }
-
-            return list.ToArray();
-        }
-
-        throw new ArgumentException(
-            $"{what} is a {value.GetType()}: the process context takes strings, booleans, integers, floating-point numbers and arrays of them.",
-            paramName);
-    }
-
-    private static object? NormalizeScalar(object? value, string what, string paramName)
-    {
-        switch (value)
-        {
-            case string s:
-                CheckUtf16(s, what, paramName);
-                return s;
-            case bool b:
-                return b;
-            case long or int or short or sbyte or byte or ushort or uint:
-                return Convert.ToInt64(value, CultureInfo.InvariantCulture);
-            case ulong u:
-                return u <= long.MaxValue
-                    ? (long)u
-                    : throw new ArgumentException($"{what} = {u} does not fit a signed 64-bit integer.", paramName);
-            case double d:
-                return d;
-            case float f:
-                return (double)f;
-            default:
-                return null;
-        }
-    }
-
-    /// <summary>Refuses text that has no UTF-8 form (a lone surrogate).</summary>
-    internal static void CheckUtf16(string text, string what, string paramName)
-    {
         try
         {
             s_strictUtf8.GetByteCount(text);
@@ -103,128 +36,161 @@ internal static unsafe class ProcessContextValues
     }
 
     /// <summary>
-    /// Lays out <paramref name="resource"/>, <paramref name="attributes"/> and
-    /// <paramref name="keys"/> as the native structs (all strings in one managed buffer, all
-    /// structs in managed arrays), pins them for the duration of <paramref name="call"/> only and
-    /// returns its status. The library copies what it keeps, so nothing native is allocated here.
+    /// Typed attributes, checked and copied: keys not empty, given once, valid text, not starting
+    /// with <paramref name="reservedPrefix"/>; values as <see cref="Normalize"/> makes them.
+    /// </summary>
+    internal static List<KeyValuePair<string, object>> CheckAttributes(
+        IEnumerable<KeyValuePair<string, object>> given, string what, string paramName, string? reservedPrefix = null)
+    {
+        var list = new List<KeyValuePair<string, object>>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (KeyValuePair<string, object> kv in given)
+        {
+            if (string.IsNullOrEmpty(kv.Key))
+            {
+                throw new ArgumentException($"{what} has an empty key.", paramName);
+            }
+
+            string item = $"{what}[\"{kv.Key}\"]";
+            if (reservedPrefix is not null && kv.Key.StartsWith(reservedPrefix, StringComparison.Ordinal))
+            {
+                throw new ArgumentException(
+                    $"{item}: keys starting with \"{reservedPrefix}\" are written by the library itself.", paramName);
+            }
+
+            CheckText(kv.Key, item + " (the key)", paramName);
+            if (!seen.Add(kv.Key))
+            {
+                throw new ArgumentException($"{item} is given twice.", paramName);
+            }
+
+            list.Add(new(kv.Key, Normalize(kv.Value, item, paramName)));
+        }
+
+        return list;
+    }
+
+    /// <summary>
+    /// The value as the payload carries it: string, bool, long (every integer type that fits),
+    /// double (and float), or an <c>object?[]</c> of those (null elements become empty values);
+    /// throws <see cref="ArgumentException"/> naming <paramref name="what"/> for anything else.
+    /// </summary>
+    internal static object Normalize(object? value, string what, string paramName)
+    {
+        if (NormalizeScalar(value, what, paramName) is { } scalar)
+        {
+            return scalar;
+        }
+
+        if (value is null)
+        {
+            throw new ArgumentException($"{what} is null.", paramName);
+        }
+
+        if (value is not (IEnumerable and (Array or IList)))
+        {
+            throw new ArgumentException(
+                $"{what} is a {value.GetType()}: the process context takes strings, booleans, integers, floating-point numbers and arrays of them.",
+                paramName);
+        }
+
+        var list = new List<object?>();
+        foreach (object? item in (IEnumerable)value)
+        {
+            string element = $"{what}[{list.Count}]";
+            list.Add(item is null ? null : NormalizeScalar(item, element, paramName) ?? throw new ArgumentException(
+                $"{element} is a {item.GetType()}: array elements must be strings, booleans, integers or floating-point numbers (no arrays inside arrays).",
+                paramName));
+        }
+
+        return list.ToArray();
+    }
+
+    private static object? NormalizeScalar(object? value, string what, string paramName)
+    {
+        switch (value)
+        {
+            case string s:
+                CheckText(s, what, paramName, allowNul: true);
+                return s;
+            case bool or double:
+                return value;
+            case long or int or short or sbyte or byte or ushort or uint:
+                return Convert.ToInt64(value, CultureInfo.InvariantCulture);
+            case ulong u:
+                return u <= long.MaxValue
+                    ? (long)u
+                    : throw new ArgumentException($"{what} = {u} does not fit a signed 64-bit integer.", paramName);
+            case float f:
+                return (double)f;
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>
+    /// Calls <c>otel_process_ctx_publish_typed</c> (or <c>_update_typed</c>) with the attributes and
+    /// keys as the native structs, pinned for the call only (the library copies what it keeps).
+    /// <paramref name="errno"/> is the OS error the call left.
     /// </summary>
     internal static NativeProcessStatus Call(
-        IReadOnlyList<KeyValuePair<string, object>> resource,
-        IReadOnlyList<KeyValuePair<string, object>> attributes,
-        IReadOnlyList<string> keys,
-        Func<nint, nuint, nint, nuint, nint, nuint, NativeProcessStatus> call)
+        bool update,
+        List<KeyValuePair<string, object>> resource,
+        List<KeyValuePair<string, object>> attributes,
+        List<string> keys,
+        out int errno)
     {
-        int textBytes = 0;
-        int elements = 0;
-        void Measure(IReadOnlyList<KeyValuePair<string, object>> list)
+        var pins = new List<GCHandle>();
+        try
         {
-            foreach (KeyValuePair<string, object> kv in list)
+            void* Pin(object array)
             {
-                textBytes += s_strictUtf8.GetByteCount(kv.Key) + 1;
-                if (kv.Value is string s)
-                {
-                    textBytes += s_strictUtf8.GetByteCount(s);
-                }
-                else if (kv.Value is object?[] items)
-                {
-                    elements += items.Length;
-                    foreach (object? item in items)
-                    {
-                        if (item is string e)
-                        {
-                            textBytes += s_strictUtf8.GetByteCount(e);
-                        }
-                    }
-                }
-            }
-        }
-
-        Measure(resource);
-        Measure(attributes);
-        foreach (string k in keys)
-        {
-            textBytes += s_strictUtf8.GetByteCount(k) + 1;
-        }
-
-        // Zero-filled, so every key is followed by its NUL terminator.
-        byte[] text = new byte[textBytes];
-        var resourceStructs = new NativeProcessKeyValue[resource.Count];
-        var attributeStructs = new NativeProcessKeyValue[attributes.Count];
-        var elementStructs = new NativeProcessValue[elements];
-        var keyPointers = new nint[keys.Count];
-        fixed (byte* textFixed = text)
-        fixed (NativeProcessKeyValue* resourceStart = resourceStructs)
-        fixed (NativeProcessKeyValue* attributesStart = attributeStructs)
-        fixed (NativeProcessValue* elementsFixed = elementStructs)
-        fixed (nint* keysStart = keyPointers)
-        {
-            // Plain copies of the pinned addresses, which local functions may use.
-            byte* textStart = textFixed;
-            NativeProcessValue* elementsStart = elementsFixed;
-            // Safety: every write below stays inside `text` and the pinned arrays, sized above
-            // from the same values and encoder; the pointers handed to the native call stay valid
-            // until the `fixed` block ends, after the call returns.
-            int pos = 0;
-            int element = 0;
-
-            byte* PutText(string s, bool nul)
-            {
-                byte* at = textStart + pos;
-                pos += s_strictUtf8.GetBytes(s, new Span<byte>(at, textBytes - pos)) + (nul ? 1 : 0);
-                return at;
+                GCHandle pin = GCHandle.Alloc(array, GCHandleType.Pinned);
+                pins.Add(pin);
+                return (void*)pin.AddrOfPinnedObject();
             }
 
-            NativeProcessValue Scalar(object? v) => v switch
+            byte* Text(string s, bool nul)
             {
-                null => new NativeProcessValue { Kind = NativeProcessValue.Empty },
-                string s => new NativeProcessValue
+                byte[] bytes = new byte[s_strictUtf8.GetByteCount(s) + (nul ? 1 : 0)];
+                s_strictUtf8.GetBytes(s, bytes);
+                return (byte*)Pin(bytes);
+            }
+
+            NativeProcessValue Value(object? v) => v switch
+            {
+                null => new() { Kind = NativeValueKind.Empty },
+                string s => new() { Kind = NativeValueKind.String, Pointer = Text(s, nul: false), Length = (nuint)s_strictUtf8.GetByteCount(s) },
+                bool b => new() { Kind = NativeValueKind.Bool, IntValue = b ? 1 : 0 },
+                long l => new() { Kind = NativeValueKind.Int, IntValue = l },
+                double d => new() { Kind = NativeValueKind.Double, DoubleValue = d },
+                object?[] items => new()
                 {
-                    Kind = NativeProcessValue.String,
-                    Length = (nuint)s_strictUtf8.GetByteCount(s),
-                    Pointer = PutText(s, nul: false),
+                    Kind = NativeValueKind.Array,
+                    Pointer = items.Length == 0 ? null : Pin(Array.ConvertAll(items, Value)),
+                    Length = (nuint)items.Length,
                 },
-                bool b => new NativeProcessValue { Kind = NativeProcessValue.Bool, IntValue = b ? 1 : 0 },
-                long l => new NativeProcessValue { Kind = NativeProcessValue.Int, IntValue = l },
-                double d => new NativeProcessValue { Kind = NativeProcessValue.Double, DoubleValue = d },
                 _ => throw new InvalidOperationException($"unnormalized value {v.GetType()}"),
             };
 
-            void Fill(IReadOnlyList<KeyValuePair<string, object>> list, NativeProcessKeyValue* into)
+            NativeProcessKeyValue* Pairs(List<KeyValuePair<string, object>> list) => (NativeProcessKeyValue*)Pin(
+                list.ConvertAll(kv => new NativeProcessKeyValue { Key = Text(kv.Key, nul: true), Value = Value(kv.Value) }).ToArray());
+
+            NativeProcessKeyValue* r = Pairs(resource);
+            NativeProcessKeyValue* a = Pairs(attributes);
+            byte** k = (byte**)Pin(keys.ConvertAll(key => (nint)Text(key, nul: true)).ToArray());
+            NativeProcessStatus status = update
+                ? NativeMethods.otel_process_ctx_update_typed(r, (nuint)resource.Count, a, (nuint)attributes.Count, k, (nuint)keys.Count)
+                : NativeMethods.otel_process_ctx_publish_typed(r, (nuint)resource.Count, a, (nuint)attributes.Count, k, (nuint)keys.Count);
+            errno = Marshal.GetLastPInvokeError();
+            return status;
+        }
+        finally
+        {
+            foreach (GCHandle pin in pins)
             {
-                for (int i = 0; i < list.Count; i++)
-                {
-                    into[i].Key = PutText(list[i].Key, nul: true);
-                    if (list[i].Value is object?[] items)
-                    {
-                        NativeProcessValue* first = elementsStart + element;
-                        foreach (object? item in items)
-                        {
-                            elementsStart[element++] = Scalar(item);
-                        }
-
-                        into[i].Value = new NativeProcessValue
-                        {
-                            Kind = NativeProcessValue.Array,
-                            Pointer = items.Length == 0 ? null : first,
-                            Length = (nuint)items.Length,
-                        };
-                    }
-                    else
-                    {
-                        into[i].Value = Scalar(list[i].Value);
-                    }
-                }
+                pin.Free();
             }
-
-            Fill(resource, resourceStart);
-            Fill(attributes, attributesStart);
-            for (int i = 0; i < keys.Count; i++)
-            {
-                keysStart[i] = (nint)PutText(keys[i], nul: true);
-            }
-
-            return call(
-                (nint)resourceStart, (nuint)resource.Count, (nint)attributesStart, (nuint)attributes.Count, (nint)keysStart, (nuint)keys.Count);
         }
     }
 }
