@@ -1,35 +1,20 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Linq;
 using System.Threading;
 
 namespace OtelThreadContext;
 
 /// <summary>
-/// Keeps every thread's record equal to the <see cref="Activity.Current"/> visible on that
-/// thread, so an out-of-process profiler sees the right span on every thread while async code
-/// moves between threads. Opt in with one call:
-/// <code>
-/// using IDisposable tracking = ActivityThreadContext.Enable();
-/// </code>
+/// Keeps every thread's record equal to the <see cref="Activity.Current"/> visible on that thread,
+/// across span starts and stops and async switches: <c>using IDisposable t = ActivityThreadContext.Enable();</c>
 /// </summary>
 /// <remarks>
-/// <para>
-/// A record is rewritten on its own thread when a span starts or stops
-/// (<see cref="Activity.CurrentChanged"/>) and when the runtime switches the thread to another
-/// <see cref="ExecutionContext"/> (await continuations, <c>Task.Run</c>, timers, a thread going
-/// back to the pool), which that event misses: an <see cref="AsyncLocal{T}"/> kept equal to
-/// <see cref="Activity.Current"/> gets its change handler called there. No current Activity, or
-/// one whose ids are not W3C, is published as <see cref="ThreadContext.Clear"/>.
-/// </para>
-/// <para>
-/// While tracking is on, the tracker owns the records' attributes: each switch replaces them
-/// with those configured through <see cref="ActivityThreadContextOptions"/>.
-/// <see cref="Enable()"/> is reference-counted; after the last handle is disposed nothing is
-/// written (records keep what they held). A flow whose <see cref="ExecutionContext"/> was
-/// captured before <see cref="Enable()"/> is published from its next span change. Where
-/// <see cref="ThreadContext.IsSupported"/> is false, tracking never turns on.
-/// </para>
+/// Span changes come from <see cref="Activity.CurrentChanged"/>; execution-context switches, which
+/// it misses, from the change handler of an <see cref="AsyncLocal{T}"/> kept equal to
+/// <see cref="Activity.Current"/>. No Activity, or a non-W3C one, is written as
+/// <see cref="ThreadContext.Clear"/>. While on, the tracker owns the records' attributes.
 /// </remarks>
 public static class ActivityThreadContext
 {
@@ -38,11 +23,8 @@ public static class ActivityThreadContext
     /// <summary>Undisposed handles (guarded by <see cref="s_gate"/>).</summary>
     private static readonly List<Handle> s_handles = new();
 
-    /// <summary>
-    /// Created on the first <see cref="Enable()"/> and kept for the process's lifetime: the
-    /// runtime keeps calling a notifying local's handler, so it must outlive tracking (the handler
-    /// checks <see cref="s_enabled"/>).
-    /// </summary>
+    /// <summary>Created on the first <see cref="Enable()"/> and kept: the runtime keeps calling its
+    /// handler, which checks <see cref="s_enabled"/>.</summary>
     private static AsyncLocal<Activity?>? s_flow;
 
     private static volatile bool s_enabled;
@@ -50,31 +32,19 @@ public static class ActivityThreadContext
     /// <summary>The attributes of every undisposed handle, replaced as a whole.</summary>
     private static volatile AttributeRule[] s_attributes = Array.Empty<AttributeRule>();
 
-    private static readonly EventHandler<ActivityChangedEventArgs> s_onCurrentChanged = OnCurrentChanged;
-
-    /// <summary>True while at least one handle returned by <see cref="Enable()"/> is undisposed
-    /// (never on platforms where <see cref="ThreadContext.IsSupported"/> is false).</summary>
+    /// <summary>True while a handle returned by <see cref="Enable()"/> is undisposed (never where
+    /// <see cref="ThreadContext.IsSupported"/> is false).</summary>
     public static bool IsEnabled => s_enabled;
 
-    /// <summary>
-    /// Turns tracking on (or keeps it on): from now on every thread's record follows the
-    /// <see cref="Activity.Current"/> visible on it. The calling thread's record is written at
-    /// once.
-    /// </summary>
-    /// <returns>A handle; disposing it turns tracking off when no other handle is undisposed.</returns>
-    /// <exception cref="DllNotFoundException">The native library could not be loaded (thrown here
-    /// rather than later on some other thread).</exception>
+    /// <summary>Turns tracking on (reference-counted); the calling thread's record is written at once.</summary>
+    /// <returns>A handle; disposing the last one stops every write (records keep what they held).</returns>
+    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public static IDisposable Enable() => Enable(null);
 
-    /// <summary>
-    /// Turns tracking on (or keeps it on) and adds the attributes of
-    /// <paramref name="options"/> to those written at every switch, until the returned handle is
-    /// disposed. See <see cref="Enable()"/>.
-    /// </summary>
-    /// <param name="options">Attributes to write from each thread's current Activity; null for none.
-    /// The options are copied: later changes to them have no effect on this handle.</param>
-    /// <returns>A handle; disposing it removes its attributes and turns tracking off when no other
-    /// handle is undisposed.</returns>
+    /// <summary>As <see cref="Enable()"/>, also writing the attributes of <paramref name="options"/>
+    /// (copied) at every switch until the handle is disposed.</summary>
+    /// <param name="options">Attributes to write from each thread's current Activity; null for none.</param>
+    /// <returns>A handle, as for <see cref="Enable()"/>.</returns>
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public static IDisposable Enable(ActivityThreadContextOptions? options)
     {
@@ -86,16 +56,13 @@ public static class ActivityThreadContext
         var handle = new Handle(options?.Snapshot() ?? Array.Empty<AttributeRule>());
         lock (s_gate)
         {
+            AsyncLocal<Activity?> flow = s_flow ??= new AsyncLocal<Activity?>(OnFlowChanged);
+            bool first = !s_enabled;
             s_handles.Add(handle);
-            s_attributes = Collect();
-            if (!s_enabled)
+            Apply();
+            if (first)
             {
-                AsyncLocal<Activity?> flow = s_flow ??= new AsyncLocal<Activity?>(OnFlowChanged);
-                Activity.CurrentChanged += s_onCurrentChanged;
-                s_enabled = true;
-
-                // Bring the calling thread in step now; this is also the first write on this
-                // thread, so a missing native library is reported to the caller.
+                // The calling thread now: a missing native library is reported to the caller.
                 try
                 {
                     flow.Value = Activity.Current;
@@ -103,10 +70,8 @@ public static class ActivityThreadContext
                 }
                 catch
                 {
-                    Activity.CurrentChanged -= s_onCurrentChanged;
-                    s_enabled = false;
                     s_handles.Remove(handle);
-                    s_attributes = Collect();
+                    Apply();
                     throw;
                 }
             }
@@ -115,40 +80,29 @@ public static class ActivityThreadContext
         return handle;
     }
 
-    private static void Release(Handle handle)
+    /// <summary>Brings attributes and the event subscription in line with the undisposed handles.
+    /// Caller holds <see cref="s_gate"/>.</summary>
+    private static void Apply()
     {
-        lock (s_gate)
+        s_attributes = s_handles.SelectMany(h => h.Attributes).ToArray();
+        bool enable = s_handles.Count > 0;
+        if (enable != s_enabled)
         {
-            if (!s_handles.Remove(handle))
+            if (enable)
             {
-                return;
+                Activity.CurrentChanged += OnCurrentChanged;
+            }
+            else
+            {
+                Activity.CurrentChanged -= OnCurrentChanged;
             }
 
-            s_attributes = Collect();
-            if (s_handles.Count == 0 && s_enabled)
-            {
-                s_enabled = false;
-                Activity.CurrentChanged -= s_onCurrentChanged;
-            }
+            s_enabled = enable;
         }
     }
 
-    private static AttributeRule[] Collect()
-    {
-        var all = new List<AttributeRule>();
-        foreach (Handle h in s_handles)
-        {
-            all.AddRange(h.Attributes);
-        }
-
-        return all.ToArray();
-    }
-
-    /// <summary>
-    /// A span started or stopped, or <see cref="Activity.Current"/> was assigned, on this thread:
-    /// keep the notifying local equal to it. Assigning a different value calls
-    /// <see cref="OnFlowChanged"/> at once on this thread, which writes the record.
-    /// </summary>
+    /// <summary><see cref="Activity.Current"/> changed on this thread: keep the local equal to it;
+    /// assigning a different value calls <see cref="OnFlowChanged"/> here, which writes the record.</summary>
     private static void OnCurrentChanged(object? sender, ActivityChangedEventArgs e)
     {
         AsyncLocal<Activity?>? flow = s_flow;
@@ -161,8 +115,7 @@ public static class ActivityThreadContext
         {
             if (ReferenceEquals(flow.Value, e.Current))
             {
-                // No change notification will come (for example after enabling while this
-                // span was already current): write directly.
+                // No notification will come (enabled while this span was current): write directly.
                 Publish(e.Current);
             }
             else
@@ -172,18 +125,12 @@ public static class ActivityThreadContext
         }
         catch (Exception)
         {
-            // Never fail the code that started or stopped a span; the record keeps its last
-            // consistent state.
+            // Never fail the code that started or stopped a span.
         }
     }
 
-    /// <summary>
-    /// The notifying local changed on this thread: either assigned (from
-    /// <see cref="OnCurrentChanged"/>), or the runtime switched this thread to another
-    /// execution context (an await resuming here, a work item starting or ending). The thread's
-    /// execution context is already the new one, so <see cref="Activity.Current"/> is what this
-    /// thread now runs.
-    /// </summary>
+    /// <summary>The local changed on this thread: assigned by <see cref="OnCurrentChanged"/>, or the
+    /// runtime switched the thread to another execution context (already entered).</summary>
     private static void OnFlowChanged(AsyncLocalValueChangedArgs<Activity?> args)
     {
         if (!s_enabled)
@@ -192,8 +139,6 @@ public static class ActivityThreadContext
         }
 
         // An exception escaping a change handler terminates the process; none may escape.
-        // On a context switch, Activity.Current already reads the entered context. On an
-        // assignment the new value is the Activity that just became current.
         try
         {
             Publish(args.ThreadContextChanged ? Activity.Current : args.CurrentValue);
@@ -212,15 +157,13 @@ public static class ActivityThreadContext
             return;
         }
 
-        if (!ThreadContext.SetWithoutAttributes(activity.TraceId, activity.SpanId, activity.ActivityTraceFlags))
+        if (!ThreadContext.SetActivityIds(activity.TraceId, activity.SpanId, activity.ActivityTraceFlags, clearAttributes: true))
         {
             return;
         }
 
-        // Each attribute looks the record up again: a rule's callback may run any code,
-        // including a handle swap on this thread.
-        AttributeRule[] rules = s_attributes;
-        foreach (AttributeRule rule in rules)
+        // Each attribute looks the record up again: a callback may swap handles on this thread.
+        foreach (AttributeRule rule in s_attributes)
         {
             string? value;
             try
@@ -242,43 +185,31 @@ public static class ActivityThreadContext
     /// <summary>One attribute written at every switch.</summary>
     internal readonly record struct AttributeRule(byte KeyIndex, Func<Activity, string?> Value);
 
-    private sealed class Handle : IDisposable
+    private sealed class Handle(AttributeRule[] attributes) : IDisposable
     {
-        private int _disposed;
-
-        public Handle(AttributeRule[] attributes) => Attributes = attributes;
-
-        public AttributeRule[] Attributes { get; }
+        public AttributeRule[] Attributes => attributes;
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            lock (s_gate)
             {
-                Release(this);
+                if (s_handles.Remove(this))
+                {
+                    Apply();
+                }
             }
         }
     }
 }
 
-/// <summary>
-/// What <see cref="ActivityThreadContext.Enable(ActivityThreadContextOptions)"/> writes besides
-/// trace id, span id and flags: attributes computed from each thread's current
-/// <see cref="Activity"/> at every switch.
-/// </summary>
+/// <summary>Attributes <see cref="ActivityThreadContext.Enable(ActivityThreadContextOptions)"/>
+/// computes from each thread's current <see cref="Activity"/> at every switch.</summary>
 public sealed class ActivityThreadContextOptions
 {
     private readonly List<ActivityThreadContext.AttributeRule> _attributes = new();
 
-    /// <summary>
-    /// Writes attribute <paramref name="keyIndex"/> with the value <paramref name="value"/>
-    /// returns for the thread's current Activity (nothing when it returns null or throws).
-    /// It runs at every switch, on the switching thread, so keep it cheap and allocation-free,
-    /// for example <c>a =&gt; a.GetTagItem("http.route") as string</c>.
-    /// </summary>
-    /// <param name="keyIndex">Index of the attribute's name in the process context's
-    /// <c>threadlocal.attribute_key_map</c>.</param>
-    /// <param name="value">Computes the value from the current Activity.</param>
-    /// <returns>These options, for chaining.</returns>
+    /// <summary>Writes attribute <paramref name="keyIndex"/> with what <paramref name="value"/> returns
+    /// (nothing for null or a throw); it runs at every switch, so keep it cheap.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
     public ActivityThreadContextOptions AddAttribute(byte keyIndex, Func<Activity, string?> value)
     {
@@ -287,25 +218,12 @@ public sealed class ActivityThreadContextOptions
         return this;
     }
 
-    /// <summary>
-    /// Writes the attribute <paramref name="key"/> (declared with
-    /// <see cref="ProcessContext.DeclareKey"/>) with the value <paramref name="value"/> returns
-    /// for the thread's current Activity; see <see cref="AddAttribute(byte, Func{Activity, string})"/>.
-    /// </summary>
-    /// <param name="key">A declared key.</param>
-    /// <param name="value">Computes the value from the current Activity.</param>
-    /// <returns>These options, for chaining.</returns>
+    /// <summary>Writes the declared attribute <paramref name="key"/>; see
+    /// <see cref="AddAttribute(byte, Func{Activity, string})"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="key"/> is <c>default</c>, not a declared key.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
-    public ActivityThreadContextOptions AddAttribute(ThreadAttributeKey key, Func<Activity, string?> value)
-    {
-        if (!key.IsDeclared)
-        {
-            throw new ArgumentException("Not a declared key: use ProcessContext.DeclareKey.", nameof(key));
-        }
-
-        return AddAttribute(key.Index, value);
-    }
+    public ActivityThreadContextOptions AddAttribute(ThreadAttributeKey key, Func<Activity, string?> value) =>
+        AddAttribute(key.DeclaredIndex, value);
 
     internal ActivityThreadContext.AttributeRule[] Snapshot() => _attributes.ToArray();
 }

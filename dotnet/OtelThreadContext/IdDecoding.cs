@@ -62,11 +62,9 @@ internal static class IdDecoding
     }
 
     /// <summary>
-    /// Decodes the ids' hex strings (what <see cref="ActivityTraceId"/> and
-    /// <see cref="ActivitySpanId"/> hold) with vector instructions: their own <c>CopyTo</c>
-    /// decodes one character pair at a time, which made it the costliest step of an Activity
-    /// switch (docs/benchmarks.md). False where vectors are not accelerated or the strings are
-    /// not 32 and 16 characters.
+    /// Decodes the ids' hex strings with vector instructions (their own <c>CopyTo</c> goes one pair
+    /// at a time, the costliest step of an Activity switch). False where vectors are not
+    /// accelerated or the strings are not 32 and 16 characters.
     /// </summary>
     private static bool TryDecodeHex(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
     {

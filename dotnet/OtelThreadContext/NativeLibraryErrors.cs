@@ -9,9 +9,7 @@ internal static class NativeLibraryErrors
     /// <summary>The package's runtime folder for this process: linux-x64, linux-arm64 or linux-musl-x64.</summary>
     private static string Rid =>
         RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "linux-arm64"
-        : RuntimeInformation.RuntimeIdentifier.Contains("musl", StringComparison.OrdinalIgnoreCase) ||
-          RuntimeInformation.RuntimeIdentifier.StartsWith("alpine", StringComparison.OrdinalIgnoreCase) ? "linux-musl-x64"
-        : "linux-x64";
+        : ThreadContext.IsMusl(RuntimeInformation.RuntimeIdentifier) ? "linux-musl-x64" : "linux-x64";
 
     internal static DllNotFoundException Missing(DllNotFoundException inner) => new(
         $"OtelThreadContext could not load its native library {NativeMethods.LibraryFileName} " +

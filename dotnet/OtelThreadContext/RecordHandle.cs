@@ -10,10 +10,8 @@ namespace OtelThreadContext;
 /// </summary>
 internal sealed class RecordHandle : SafeHandle
 {
-    /// <summary>
-    /// The thread the record is attached to through <see cref="ThreadContextHandle"/>, or null.
-    /// Weak, so an exited thread's object (and its managed id) can be reclaimed.
-    /// </summary>
+    /// <summary>The thread the record is attached to through <see cref="ThreadContextHandle"/>, or
+    /// null; weak, so an exited thread's object can be reclaimed.</summary>
     internal WeakReference<Thread>? Owner;
 
     /// <summary>Wraps <paramref name="ctx"/>; with <paramref name="ownsHandle"/> false it is never freed.</summary>
@@ -28,10 +26,8 @@ internal sealed class RecordHandle : SafeHandle
     {
         if (Volatile.Read(ref Owner) != null && !ThreadContextHandle.DetachIfAttachedHere(this))
         {
-            // Still published by another thread (or that thread has exited, and the native
-            // library freed the record at its exit): freeing it here could free memory a reader
-            // is about to use, or an address already reused. Leave it to the thread's exit
-            // clean-up, or to whoever detaches it there.
+            // Still published by another thread (or freed at that thread's exit): freeing it here
+            // could free memory a reader is about to use. Left to that thread's exit or detach.
             return true;
         }
 

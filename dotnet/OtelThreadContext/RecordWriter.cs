@@ -7,16 +7,14 @@ using System.Threading;
 namespace OtelThreadContext;
 
 /// <summary>
-/// The in-place update protocol and the attribute-entry rules, the one writer of records for
-/// both <see cref="ThreadContext"/> and <see cref="ThreadContextHandle"/>. Every method takes a
-/// record that is live and written only by the calling thread (the thread's attached record, or
-/// a detached one): the callers check that.
+/// The one writer of records, for <see cref="ThreadContext"/> and <see cref="ThreadContextHandle"/>:
+/// each takes a record that is live and written only by the calling thread (callers check that).
 /// </summary>
 /// <remarks>
-/// A reader interrupts the writing thread at any instruction, so program order is what it
-/// observes. Each update stores <c>valid = 0</c>, then the fields, then <c>valid = 1</c>; every
-/// store is a <see cref="Volatile.Write(ref byte, byte)"/> (a release: no earlier store moves
-/// after it) or follows a full barrier, so the JIT keeps them inside that window.
+/// A reader interrupts the writer at any instruction, so program order is what it sees. Each update
+/// stores <c>valid = 0</c>, the fields, then <c>valid = 1</c>; every store is a
+/// <see cref="Volatile.Write(ref byte, byte)"/> (a release) or follows a full barrier, so the JIT
+/// keeps them inside that window.
 /// </remarks>
 internal static unsafe class RecordWriter
 {
@@ -52,23 +50,14 @@ internal static unsafe class RecordWriter
         Volatile.Write(ref rec->Valid, 1);
     }
 
-    /// <summary>
-    /// Sets attribute <paramref name="keyIndex"/> to <paramref name="value"/> as UTF-8 (a lone
-    /// surrogate becomes U+FFFD; cut to 255 bytes at a character boundary), replacing every
-    /// earlier entry for that key. <see cref="SetAttributeResult.NoSpace"/> leaves the record
-    /// unchanged.
-    /// </summary>
+    /// <summary>Sets attribute <paramref name="keyIndex"/> as UTF-8 (cut to 255 bytes at a character
+    /// boundary), replacing every earlier entry for that key; NoSpace changes nothing.</summary>
     internal static SetAttributeResult SetAttribute(ThreadContextRecord* rec, byte keyIndex, ReadOnlySpan<char> value)
     {
-        Span<byte> utf8 = stackalloc byte[NativeMethods.MaxValueLen];
-        OperationStatus status = Utf8.FromUtf16(
-            value, utf8, out _, out int length, replaceInvalidSequences: true, isFinalBlock: true);
-        bool truncated = status == OperationStatus.DestinationTooSmall;
-        return WriteAttribute(rec, keyIndex, utf8.Slice(0, length), truncated);
-    }
+        Span<byte> buffer = stackalloc byte[NativeMethods.MaxValueLen];
+        bool truncated = Utf8.FromUtf16(value, buffer, out _, out int length) == OperationStatus.DestinationTooSmall;
+        ReadOnlySpan<byte> utf8 = buffer.Slice(0, length);
 
-    private static SetAttributeResult WriteAttribute(ThreadContextRecord* rec, byte keyIndex, ReadOnlySpan<byte> utf8, bool truncated)
-    {
         // Safety: `rec` is a live record only this thread writes, so reading it needs no care.
         // The attribute area is 612 bytes from rec->AttrsData; indexes below stay inside `used`,
         // which is clamped to that capacity.

@@ -6,48 +6,20 @@ using System.Threading;
 namespace OtelThreadContext;
 
 /// <summary>
-/// An owned native thread-context record, for callers that swap whole records themselves (for
-/// example one record per task in an async runtime): create a record, fill it, and
-/// <see cref="Attach"/> it to the thread that runs the task; <see cref="Detach"/> it when the
-/// task leaves the thread.
+/// An owned native thread-context record, for callers that swap whole records themselves (one
+/// per task, for example): create and fill it, <see cref="Attach"/> it to the thread that runs the
+/// task, <see cref="Detach"/> it when the task leaves.
 /// </summary>
 /// <remarks>
-/// <para>
-/// <b>Ownership.</b> A handle frees its record when disposed (or collected undisposed).
-/// <see cref="Attach"/> returns the record it displaced as a handle the caller now owns (the
-/// same object if it was attached through this class, a new one otherwise, for example the
-/// record <see cref="ThreadContext"/> attached).
-/// </para>
-/// <para>
-/// <b>Disposing an attached handle.</b> On the thread it is attached to, disposing detaches it
-/// first (the thread then has no record) and frees it. From any other thread (or the
-/// finalizer), the record is not freed, because that thread may still publish it: it is freed
-/// by the native library when its thread exits, or returned as a new owned handle if that
-/// thread detaches or displaces it first. Do not dispose a handle on one thread while its own
-/// thread attaches or detaches it.
-/// </para>
-/// <para>
-/// <b>Thread exit.</b> A record still attached when its thread exits is freed by the native
-/// library. A handle whose record was freed that way refuses every call with
-/// <see cref="InvalidOperationException"/>, and disposing it does nothing.
-/// </para>
-/// <para>
-/// <b>Mixing with <see cref="ThreadContext"/>.</b> Use one style per thread; mixing is safe (see
-/// <see cref="ThreadContext"/>'s remarks).
-/// </para>
-/// <para>
-/// Only Linux x64 (glibc or musl) and arm64 (glibc) are supported: elsewhere (<see cref="ThreadContext.IsSupported"/> is
-/// false) creating a handle throws <see cref="PlatformNotSupportedException"/> and
-/// <see cref="Detach"/> returns null.
-/// </para>
+/// Disposing frees the record, detaching it first on its own thread. Disposed on another thread,
+/// an attached record is left to its thread (freed at its exit, or handed back by a detach there);
+/// a handle whose thread exited while attached refuses every call. Elsewhere than
+/// <see cref="ThreadContext.IsSupported"/>, creating one throws <see cref="PlatformNotSupportedException"/>.
 /// </remarks>
 public sealed unsafe class ThreadContextHandle : IDisposable
 {
-    /// <summary>
-    /// The handle this class attached on the current thread, if still attached. A thread static
-    /// is fresh on every new OS thread, so a later thread that reuses an exited owner's managed
-    /// id is never taken for it.
-    /// </summary>
+    /// <summary>The handle this class attached on the current thread, if still attached (fresh on
+    /// every OS thread, so never taken for an exited owner).</summary>
     [ThreadStatic]
     private static ThreadContextHandle? t_attached;
 
@@ -55,41 +27,33 @@ public sealed unsafe class ThreadContextHandle : IDisposable
     [ThreadStatic]
     private static WeakReference<Thread>? t_self;
 
-    private readonly RecordHandle _native;
+    /// <summary>The native handle (for tests and P/Invokes).</summary>
+    internal RecordHandle Native { get; }
 
     /// <summary>The record's stable address (valid until the native handle is freed).</summary>
     private readonly ThreadContextRecord* _record;
 
     private ThreadContextHandle(nint ctx)
     {
-        _native = new RecordHandle(ctx);
+        Native = new RecordHandle(ctx);
         ThreadContextRecord* record;
-        NativeStatus status = NativeMethods.otel_thread_ctx_record(_native, &record);
+        NativeStatus status = NativeMethods.otel_thread_ctx_record(Native, &record);
         Debug.Assert(status == NativeStatus.Ok, "a live handle has a record");
         _record = record;
     }
 
     /// <summary>Creates a valid record with no active span (zero ids), attached to no thread.</summary>
     /// <exception cref="PlatformNotSupportedException"><see cref="ThreadContext.IsSupported"/> is false.</exception>
-    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public ThreadContextHandle()
-        : this(CreateNative(ReadOnlySpan<byte>.Empty, ReadOnlySpan<byte>.Empty, 0))
+        : this(CreateNative(new byte[16], new byte[8], 0))
     {
     }
 
     /// <summary>True while this handle is attached, through this class, to the calling thread.</summary>
-    public bool IsAttachedToCurrentThread => t_attached == this && !_native.IsClosed;
-
-    /// <summary>The native handle (for tests and P/Invokes).</summary>
-    internal RecordHandle Native => _native;
+    public bool IsAttachedToCurrentThread => t_attached == this && !Native.IsClosed;
 
     /// <summary>Creates a valid record holding the given span, attached to no thread.</summary>
-    /// <param name="traceId">The W3C trace id.</param>
-    /// <param name="spanId">The W3C span id.</param>
-    /// <param name="flags">The W3C trace flags.</param>
-    /// <returns>The new handle, which the caller owns.</returns>
     /// <exception cref="PlatformNotSupportedException"><see cref="ThreadContext.IsSupported"/> is false.</exception>
-    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public static ThreadContextHandle Create(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags)
     {
         Span<byte> ids = stackalloc byte[24];
@@ -98,32 +62,22 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         return Create(ids.Slice(0, 16), ids.Slice(16), (byte)flags);
     }
 
-    /// <summary>Creates a valid record holding the given raw W3C ids, attached to no thread.</summary>
-    /// <param name="traceId">Exactly 16 bytes, in W3C order.</param>
-    /// <param name="spanId">Exactly 8 bytes, in W3C order.</param>
-    /// <param name="traceFlags">The W3C trace-flags byte.</param>
-    /// <returns>The new handle, which the caller owns.</returns>
+    /// <summary>Creates a valid record holding raw W3C ids (16 and 8 bytes), attached to no thread.</summary>
     /// <exception cref="ArgumentException">An id has the wrong length.</exception>
-    /// <exception cref="PlatformNotSupportedException"><see cref="ThreadContext.IsSupported"/> is false.</exception>
-    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public static ThreadContextHandle Create(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId, byte traceFlags)
     {
         IdDecoding.CheckLengths(traceId, spanId);
         return new ThreadContextHandle(CreateNative(traceId, spanId, traceFlags));
     }
 
-    /// <summary>
-    /// Publishes this handle's record as the calling thread's context.
-    /// </summary>
-    /// <returns>The handle that was attached to this thread before, now owned by the caller (dispose
-    /// it, or attach it again later), or null if the thread had none or this handle was already
-    /// attached here.</returns>
+    /// <summary>Publishes this handle's record as the calling thread's context.</summary>
+    /// <returns>The handle attached here before, now owned by the caller, or null if there was
+    /// none or it was this one.</returns>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
-    /// thread it was attached to has exited (the native library freed the record then).</exception>
+    /// <exception cref="InvalidOperationException">Attached to another thread, or its thread exited.</exception>
     public ThreadContextHandle? Attach()
     {
-        ObjectDisposedException.ThrowIf(_native.IsClosed, this);
+        ObjectDisposedException.ThrowIf(Native.IsClosed, this);
         if (t_attached == this)
         {
             return null;
@@ -131,7 +85,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
 
         // Claimed here first, so a handle attached elsewhere, or orphaned by its thread's exit
         // (its address may belong to a new record by now), never reaches the native library.
-        WeakReference<Thread>? owner = Interlocked.CompareExchange(ref _native.Owner, t_self ??= new(Thread.CurrentThread), null);
+        WeakReference<Thread>? owner = Interlocked.CompareExchange(ref Native.Owner, t_self ??= new(Thread.CurrentThread), null);
         if (owner != null)
         {
             throw NotWritableHere(owner);
@@ -141,17 +95,17 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         NativeStatus status;
         try
         {
-            status = NativeMethods.otel_thread_ctx_attach(_native, &previous);
+            status = NativeMethods.otel_thread_ctx_attach(Native, &previous);
         }
         catch
         {
-            Volatile.Write(ref _native.Owner, null);
+            Volatile.Write(ref Native.Owner, null);
             throw;
         }
 
         if (status != NativeStatus.Ok)
         {
-            Volatile.Write(ref _native.Owner, null);
+            Volatile.Write(ref Native.Owner, null);
             throw status == NativeStatus.AttachedElsewhere
                 ? new InvalidOperationException("The record is attached to another thread; detach it there first.")
                 : new InvalidOperationException($"otel_thread_ctx_attach refused the handle ({status}).");
@@ -163,11 +117,8 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         return displaced;
     }
 
-    /// <summary>
-    /// Empties the calling thread's slot: the thread then publishes no context.
-    /// </summary>
-    /// <returns>The handle that was attached, now owned by the caller, or null if none was (or the
-    /// platform is not supported).</returns>
+    /// <summary>Empties the calling thread's slot: the thread then publishes no context.</summary>
+    /// <returns>The handle that was attached, now owned by the caller, or null.</returns>
     public static ThreadContextHandle? Detach()
     {
         if (!ThreadContext.IsSupported)
@@ -180,17 +131,10 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         return TakeOwnership(previous);
     }
 
-    /// <summary>
-    /// Writes new ids into this handle's record in place, under the valid-flag protocol;
-    /// attributes are kept. Allowed while the handle is detached or attached to the calling
-    /// thread.
-    /// </summary>
-    /// <param name="traceId">The W3C trace id.</param>
-    /// <param name="spanId">The W3C span id.</param>
-    /// <param name="flags">The W3C trace flags.</param>
+    /// <summary>Writes new ids into the record in place; attributes are kept. Allowed while the
+    /// handle is detached or attached to the calling thread.</summary>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
-    /// thread it was attached to has exited (the native library freed the record then).</exception>
+    /// <exception cref="InvalidOperationException">Attached to another thread, or its thread exited.</exception>
     public void Update(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags)
     {
         IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
@@ -198,108 +142,46 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         RecordWriter.WriteIds(lease.Record, trace0, trace1, span, (byte)flags);
     }
 
-    /// <summary>
-    /// Sets attribute <paramref name="keyIndex"/> of this handle's record, replacing an earlier
-    /// value for that key, by the same rules as <see cref="ThreadContext.SetAttribute(byte, ReadOnlySpan{char})"/>.
-    /// </summary>
-    /// <param name="keyIndex">Index of the attribute's name in the process context's key map.</param>
-    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes); invalid UTF-16 (a lone
-    /// surrogate) is stored as U+FFFD.</param>
+    /// <summary>Sets attribute <paramref name="keyIndex"/> of this handle's record, as
+    /// <see cref="ThreadContext.SetAttribute(byte, ReadOnlySpan{char})"/> does; allowed as for <see cref="Update"/>.</summary>
     /// <returns><see cref="SetAttributeResult.Stored"/>, <see cref="SetAttributeResult.Truncated"/>
     /// or <see cref="SetAttributeResult.NoSpace"/> (nothing changed).</returns>
-    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
-    /// thread it was attached to has exited (the native library freed the record then).</exception>
     public SetAttributeResult SetAttribute(byte keyIndex, ReadOnlySpan<char> value)
     {
         using Lease lease = new(this);
         return RecordWriter.SetAttribute(lease.Record, keyIndex, value);
     }
 
-    /// <summary>
-    /// Sets attribute <paramref name="keyIndex"/> of this handle's record to
-    /// <paramref name="value"/>; see <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.
-    /// </summary>
-    /// <param name="keyIndex">Index of the attribute's name in the process context's key map.</param>
-    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes); invalid UTF-16 (a lone
-    /// surrogate) is stored as U+FFFD.</param>
-    /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
-    /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
-    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
-    /// thread it was attached to has exited (the native library freed the record then).</exception>
-    public SetAttributeResult SetAttribute(byte keyIndex, string value)
-    {
-        ArgumentNullException.ThrowIfNull(value);
-        return SetAttribute(keyIndex, value.AsSpan());
-    }
+    /// <inheritdoc cref="SetAttribute(byte, ReadOnlySpan{char})"/>
+    public SetAttributeResult SetAttribute(byte keyIndex, string value) =>
+        SetAttribute(keyIndex, (value ?? throw new ArgumentNullException(nameof(value))).AsSpan());
 
-    /// <summary>
-    /// Sets attribute <paramref name="key"/> of this handle's record to <paramref name="value"/>:
-    /// writes <see cref="ThreadAttributeKey.Index"/>, resolved when the key was declared, so there
-    /// is no lookup by name. Otherwise as <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.
-    /// </summary>
-    /// <param name="key">A key from <see cref="ProcessContext.DeclareKey"/>.</param>
-    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes); invalid UTF-16 (a lone
-    /// surrogate) is stored as U+FFFD.</param>
-    /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
-    /// <exception cref="ArgumentException"><paramref name="key"/> is
-    /// <c>default(ThreadAttributeKey)</c>, not a declared key.</exception>
-    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
-    /// thread it was attached to has exited (the native library freed the record then).</exception>
-    public SetAttributeResult SetAttribute(ThreadAttributeKey key, ReadOnlySpan<char> value)
-    {
-        if (!key.IsDeclared)
-        {
-            ThreadContext.ThrowUndeclaredKey();
-        }
-
-        return SetAttribute(key.Index, value);
-    }
-
-    /// <summary>
-    /// Sets attribute <paramref name="key"/> of this handle's record to <paramref name="value"/>;
-    /// see <see cref="SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/>.
-    /// </summary>
-    /// <param name="key">A key from <see cref="ProcessContext.DeclareKey"/>.</param>
-    /// <param name="value">The value, stored as UTF-8 (at most 255 bytes); invalid UTF-16 (a lone
-    /// surrogate) is stored as U+FFFD.</param>
-    /// <returns>As <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</returns>
-    /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
+    /// <summary>Sets attribute <paramref name="key"/> of this handle's record; see
+    /// <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="key"/> is not a declared key.</exception>
-    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
-    /// thread it was attached to has exited (the native library freed the record then).</exception>
-    public SetAttributeResult SetAttribute(ThreadAttributeKey key, string value)
-    {
-        ArgumentNullException.ThrowIfNull(value);
-        return SetAttribute(key, value.AsSpan());
-    }
+    public SetAttributeResult SetAttribute(ThreadAttributeKey key, ReadOnlySpan<char> value) =>
+        SetAttribute(key.DeclaredIndex, value);
 
-    /// <summary>Removes every attribute from this handle's record.</summary>
-    /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
-    /// <exception cref="InvalidOperationException">The handle is attached to another thread, or the
-    /// thread it was attached to has exited (the native library freed the record then).</exception>
+    /// <inheritdoc cref="SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/>
+    public SetAttributeResult SetAttribute(ThreadAttributeKey key, string value) =>
+        SetAttribute(key, (value ?? throw new ArgumentNullException(nameof(value))).AsSpan());
+
+    /// <summary>Removes every attribute from this handle's record; allowed as for <see cref="Update"/>.</summary>
     public void ClearAttributes()
     {
         using Lease lease = new(this);
         RecordWriter.ClearAttributes(lease.Record);
     }
 
-    /// <summary>
-    /// Frees the record, detaching it first when it is attached to the calling thread; see the
-    /// remarks for a handle attached to another thread. Calling it again does nothing.
-    /// </summary>
-    public void Dispose() => _native.Dispose();
+    /// <summary>Frees the record (see the remarks for one attached to another thread); calling it
+    /// again does nothing.</summary>
+    public void Dispose() => Native.Dispose();
 
-    /// <summary>
-    /// <see cref="RecordHandle"/>'s release: true (and the record unpublished) when
-    /// <paramref name="native"/> is attached to the calling thread through this class.
-    /// </summary>
+    /// <summary><see cref="RecordHandle"/>'s release: detaches <paramref name="native"/> if this
+    /// class attached it to the calling thread (then true).</summary>
     internal static bool DetachIfAttachedHere(RecordHandle native)
     {
-        if (t_attached?._native != native)
+        if (t_attached?.Native != native)
         {
             return false;
         }
@@ -318,7 +200,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         t_attached = null;
         if (known != null)
         {
-            Volatile.Write(ref known._native.Owner, null);
+            Volatile.Write(ref known.Native.Owner, null);
         }
 
         if (previous == 0)
@@ -326,7 +208,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
             return null;
         }
 
-        if (known != null && known._native.DangerousGetHandle() == previous && !known._native.IsClosed)
+        if (known != null && known.Native.DangerousGetHandle() == previous && !known.Native.IsClosed)
         {
             return known;
         }
@@ -336,18 +218,11 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         return new ThreadContextHandle(previous);
     }
 
-    private static nint CreateNative(scoped ReadOnlySpan<byte> traceId, scoped ReadOnlySpan<byte> spanId, byte traceFlags)
+    private static nint CreateNative(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId, byte traceFlags)
     {
         if (!ThreadContext.IsSupported)
         {
-            throw new PlatformNotSupportedException("Thread context records are supported on Linux x64 and arm64 with glibc only.");
-        }
-
-        Span<byte> zeros = stackalloc byte[24];
-        if (traceId.IsEmpty)
-        {
-            traceId = zeros.Slice(0, 16);
-            spanId = zeros.Slice(16);
+            throw new PlatformNotSupportedException("Thread context records are supported on Linux x64 (glibc or musl) and arm64 (glibc) only.");
         }
 
         nint ctx;
@@ -382,10 +257,8 @@ public sealed unsafe class ThreadContextHandle : IDisposable
                 "The thread this handle was attached to has exited, and the native library freed the record at that exit: " +
                 "the handle can no longer be used. Detach a handle before its thread exits to keep it.");
 
-    /// <summary>
-    /// A managed write's hold on the record: keeps it allocated (a dispose waits for the release)
-    /// and admits only a thread that may write it (detached, or attached here through this class).
-    /// </summary>
+    /// <summary>A write's hold on the record: keeps it allocated (a dispose waits for the release)
+    /// and admits only a thread that may write it (detached, or attached here through this class).</summary>
     private readonly ref struct Lease
     {
         private readonly RecordHandle _native;
@@ -393,22 +266,20 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         internal Lease(ThreadContextHandle handle)
         {
             bool added = false;
-            handle._native.DangerousAddRef(ref added);
-            WeakReference<Thread>? owner = Volatile.Read(ref handle._native.Owner);
+            handle.Native.DangerousAddRef(ref added);
+            WeakReference<Thread>? owner = Volatile.Read(ref handle.Native.Owner);
             if (owner != null && t_attached != handle)
             {
-                handle._native.DangerousRelease();
+                handle.Native.DangerousRelease();
                 throw NotWritableHere(owner);
             }
 
-            _native = handle._native;
+            _native = handle.Native;
             Record = handle._record;
         }
 
-        /// <summary>
-        /// Safety: live until <see cref="Dispose"/> (the reference count holds the native handle)
-        /// and written only by this thread (checked above), as <see cref="RecordWriter"/> requires.
-        /// </summary>
+        /// <summary>Safety: live until <see cref="Dispose"/> (the reference count holds the native
+        /// handle) and written only by this thread (checked above), as <see cref="RecordWriter"/> requires.</summary>
         internal ThreadContextRecord* Record { get; }
 
         public void Dispose() => _native.DangerousRelease();

@@ -2,42 +2,32 @@ using System.Runtime.InteropServices;
 
 namespace OtelThreadContext;
 
-/// <summary>
-/// Mirror of the native <c>OtelThreadCtxRecord</c>: one thread's published context, byte for byte
-/// what an out-of-process reader parses (OTEP 4947). Size and offsets are checked by a test
-/// against the header's constants.
-/// </summary>
+/// <summary>Mirror of the native <c>OtelThreadCtxRecord</c> (OTEP 4947); a test checks size and
+/// offsets against the header.</summary>
 [StructLayout(LayoutKind.Explicit, Size = NativeMethods.RecordSize)]
 internal unsafe struct ThreadContextRecord
 {
-    internal const int TraceIdOffset = 0;
-    internal const int SpanIdOffset = 16;
-    internal const int ValidOffset = 24;
-    internal const int TraceFlagsOffset = 25;
-    internal const int AttrsDataSizeOffset = 26;
-    internal const int AttrsDataOffset = NativeMethods.HeaderSize;
-
     /// <summary>W3C trace id bytes; all zero means no active trace.</summary>
-    [FieldOffset(TraceIdOffset)]
+    [FieldOffset(0)]
     public fixed byte TraceId[16];
 
     /// <summary>W3C span id bytes.</summary>
-    [FieldOffset(SpanIdOffset)]
+    [FieldOffset(16)]
     public fixed byte SpanId[8];
 
     /// <summary>1 when the record is consistent; anything else means "being updated".</summary>
-    [FieldOffset(ValidOffset)]
+    [FieldOffset(24)]
     public byte Valid;
 
     /// <summary>W3C trace-flags byte (bit 0 = sampled).</summary>
-    [FieldOffset(TraceFlagsOffset)]
+    [FieldOffset(25)]
     public byte TraceFlags;
 
     /// <summary>Bytes of <see cref="AttrsData"/> in use.</summary>
-    [FieldOffset(AttrsDataSizeOffset)]
+    [FieldOffset(26)]
     public ushort AttrsDataSize;
 
     /// <summary>Entries <c>[key u8][len u8][len bytes of UTF-8]</c>.</summary>
-    [FieldOffset(AttrsDataOffset)]
+    [FieldOffset(NativeMethods.HeaderSize)]
     public fixed byte AttrsData[NativeMethods.AttrsCapacity];
 }
