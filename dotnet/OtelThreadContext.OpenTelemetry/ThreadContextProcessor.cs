@@ -1,9 +1,9 @@
 using System;
-using System.Collections;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using OpenTelemetry;
@@ -12,34 +12,30 @@ using OpenTelemetry.Resources;
 namespace OtelThreadContext.OpenTelemetry;
 
 /// <summary>
-/// The provider's part of <c>AddThreadContext</c>: tracking from construction (inside the
-/// provider's build) to shutdown, and the process context published from the provider's
-/// Resource once the provider has one.
+/// <c>AddThreadContext</c>'s part of the provider: tracking from construction to shutdown, and the
+/// process context published from the provider's Resource once the provider has one.
 /// </summary>
 /// <remarks>
-/// The SDK gives a processor no call when its provider is finished; it sets
-/// <see cref="BaseProcessor{T}.ParentProvider"/> after building the Resource, at the end of the
-/// build. So the context is published by whichever comes first: a short poll for the parent
-/// started here (typically done within milliseconds of <c>Build()</c>), or the first
-/// <see cref="OnStart"/> (so no span is recorded before its process context exists).
+/// The SDK sets <see cref="BaseProcessor{T}.ParentProvider"/> at the end of the build and has no
+/// "built" callback, so the first of a short poll for it and the first <see cref="OnStart"/>
+/// publishes (no span is recorded before its process context).
 /// </remarks>
 internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
 {
     /// <summary>How long the poll waits for a parent provider (a build that threw never sets one).</summary>
     private static readonly TimeSpan s_waitLimit = TimeSpan.FromMinutes(1);
 
-    private readonly bool _publish;
     private readonly Dictionary<string, object> _contextAttributes;
     private readonly object _lock = new();
     private IDisposable? _tracking;
     private IDisposable? _publication;
-    private int _publishStarted;
-    private volatile bool _publishDone;
-    private bool _stopped;
+
+    /// <summary>Published, failed or stopped: nothing left to publish. Set under the lock.</summary>
+    private volatile bool _settled;
 
     public ThreadContextProcessor(ThreadContextOptions options)
     {
-        _publish = options.PublishProcessContext;
+        _settled = !options.PublishProcessContext;
         _contextAttributes = new Dictionary<string, object>(options.ContextAttributes, StringComparer.Ordinal);
 
         var tracking = new ActivityThreadContextOptions();
@@ -48,7 +44,7 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
             try
             {
                 ThreadAttributeKey key = ProcessContext.DeclareKey(tag);
-                tracking.AddAttribute(key, a => TagText(a.GetTagItem(tag)));
+                tracking.AddAttribute(key, a => a.GetTagItem(tag) is { } v ? Convert.ToString(v, CultureInfo.InvariantCulture) : null);
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException)
             {
@@ -66,7 +62,7 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
             ThreadContextEventSource.Log.TrackingFailed($"{e.GetType().Name}: {e.Message}");
         }
 
-        if (_publish)
+        if (!_settled)
         {
             using (ExecutionContext.SuppressFlow())
             {
@@ -75,14 +71,10 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
         }
     }
 
-    /// <summary>True once a publish was attempted (successful or not); for tests.</summary>
-    internal bool PublishAttempted => Volatile.Read(ref _publishStarted) != 0;
-
     public override void OnStart(Activity data)
     {
-        // Until the context is published, a span start publishes it (or waits for the publish
-        // under way on another thread), so no span is recorded before its process context.
-        if (_publish && !_publishDone)
+        // Publishes, or waits for the publish under way on another thread.
+        if (!_settled)
         {
             TryPublish();
         }
@@ -104,18 +96,11 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
         base.Dispose(disposing);
     }
 
-    private static string? TagText(object? value) => value switch
-    {
-        null => null,
-        string s => s,
-        _ => Convert.ToString(value, CultureInfo.InvariantCulture),
-    };
-
     private async Task WaitForProviderAsync()
     {
         var waited = Stopwatch.StartNew();
         int delay = 1;
-        while (ParentProvider is null && Volatile.Read(ref _publishStarted) == 0)
+        while (ParentProvider is null && !_settled)
         {
             if (waited.Elapsed > s_waitLimit)
             {
@@ -133,14 +118,7 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
     {
         lock (_lock)
         {
-            if (_stopped)
-            {
-                return;
-            }
-
-            _stopped = true;
-            _publishStarted = 1;
-            _publishDone = true;
+            _settled = true;
             _tracking?.Dispose();
             _tracking = null;
             if (_publication is not null)
@@ -170,18 +148,10 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
 
         lock (_lock)
         {
-            if (_stopped || Interlocked.Exchange(ref _publishStarted, 1) != 0)
-            {
-                return;
-            }
-
-            try
+            if (!_settled)
             {
                 Publish(provider);
-            }
-            finally
-            {
-                _publishDone = true;
+                _settled = true;
             }
         }
     }
@@ -205,8 +175,7 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
                 }
             }
 
-            ProcessContextOptions options = ProcessContextOptions.FromResource(
-                attributes, _contextAttributes.Count == 0 ? null : _contextAttributes);
+            ProcessContextOptions options = ProcessContextOptions.FromResource(attributes, _contextAttributes);
             if (ProcessContext.IsPublished)
             {
                 ThreadContextEventSource.Log.AlreadyPublished();
@@ -222,8 +191,7 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
         }
         catch (Exception e)
         {
-            // Bad input (a payload past 64 KiB, text with no UTF-8 form, no service.name) or
-            // no mapping: logged; the provider and the app go on without a process context.
+            // Bad input or no mapping: logged; the app goes on without a process context.
             ThreadContextEventSource.Log.PublishFailed($"{e.GetType().Name}: {e.Message}");
         }
     }
@@ -233,20 +201,7 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
     {
         string or bool or long or int or short or sbyte or byte or ushort or uint or double or float => true,
         ulong u => u <= long.MaxValue,
-        Array a => IsSupportedArray(a),
+        Array a => a.Cast<object?>().All(item => item is null || (item is not Array && IsSupported(item))),
         _ => false,
     };
-
-    private static bool IsSupportedArray(IEnumerable items)
-    {
-        foreach (object? item in items)
-        {
-            if (item is not null && (item is Array || !IsSupported(item)))
-            {
-                return false;
-            }
-        }
-
-        return true;
-    }
 }
