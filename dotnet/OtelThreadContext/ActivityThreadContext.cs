@@ -23,9 +23,9 @@ public static class ActivityThreadContext
     /// <summary>Undisposed handles (guarded by <see cref="s_gate"/>).</summary>
     private static readonly List<Handle> s_handles = new();
 
-    /// <summary>Created on the first <see cref="Enable()"/> and kept: the runtime keeps calling its
-    /// handler, which checks <see cref="s_enabled"/>.</summary>
-    private static AsyncLocal<Activity?>? s_flow;
+    /// <summary>Kept equal to <see cref="Activity.Current"/>; never replaced, as the runtime keeps
+    /// calling its handler (which checks <see cref="s_enabled"/>).</summary>
+    private static readonly AsyncLocal<Activity?> s_flow = new(OnFlowChanged);
 
     private static volatile bool s_enabled;
 
@@ -56,7 +56,6 @@ public static class ActivityThreadContext
         var handle = new Handle(options?.Snapshot() ?? Array.Empty<AttributeRule>());
         lock (s_gate)
         {
-            AsyncLocal<Activity?> flow = s_flow ??= new AsyncLocal<Activity?>(OnFlowChanged);
             bool first = !s_enabled;
             s_handles.Add(handle);
             Apply();
@@ -65,7 +64,7 @@ public static class ActivityThreadContext
                 // The calling thread now: a missing native library is reported to the caller.
                 try
                 {
-                    flow.Value = Activity.Current;
+                    s_flow.Value = Activity.Current;
                     Publish(Activity.Current);
                 }
                 catch
@@ -105,22 +104,21 @@ public static class ActivityThreadContext
     /// assigning a different value calls <see cref="OnFlowChanged"/> here, which writes the record.</summary>
     private static void OnCurrentChanged(object? sender, ActivityChangedEventArgs e)
     {
-        AsyncLocal<Activity?>? flow = s_flow;
-        if (!s_enabled || flow is null)
+        if (!s_enabled)
         {
             return;
         }
 
         try
         {
-            if (ReferenceEquals(flow.Value, e.Current))
+            if (ReferenceEquals(s_flow.Value, e.Current))
             {
                 // No notification will come (enabled while this span was current): write directly.
                 Publish(e.Current);
             }
             else
             {
-                flow.Value = e.Current;
+                s_flow.Value = e.Current;
             }
         }
         catch (Exception)

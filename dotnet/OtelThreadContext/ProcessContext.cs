@@ -154,11 +154,6 @@ public static unsafe class ProcessContext
     /// <summary>Removes the published context, if any; declared keys keep their indexes.</summary>
     public static void Unpublish()
     {
-        if (!ThreadContext.IsSupported)
-        {
-            return;
-        }
-
         lock (s_lock)
         {
             if (!s_published)

@@ -203,19 +203,11 @@ public sealed unsafe class ThreadContextHandle : IDisposable
             Volatile.Write(ref known.Native.Owner, null);
         }
 
-        if (previous == 0)
-        {
-            return null;
-        }
-
-        if (known != null && known.Native.DangerousGetHandle() == previous && !known.Native.IsClosed)
-        {
-            return known;
-        }
-
-        // A record attached by other means (e.g. ThreadContext's), or one whose handle object was
-        // disposed while attached elsewhere (and so did not free it): a new owner.
-        return new ThreadContextHandle(previous);
+        // Else a record attached by other means (e.g. ThreadContext's), or one whose handle object
+        // was disposed while attached elsewhere (and so did not free it): a new owner.
+        return previous == 0 ? null
+            : known != null && known.Native.DangerousGetHandle() == previous && !known.Native.IsClosed ? known
+            : new ThreadContextHandle(previous);
     }
 
     private static nint CreateNative(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId, byte traceFlags)

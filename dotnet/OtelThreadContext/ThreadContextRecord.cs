@@ -11,7 +11,6 @@ internal unsafe struct ThreadContextRecord
     [FieldOffset(0)]
     public fixed byte TraceId[16];
 
-    /// <summary>W3C span id bytes.</summary>
     [FieldOffset(16)]
     public fixed byte SpanId[8];
 
@@ -19,11 +18,9 @@ internal unsafe struct ThreadContextRecord
     [FieldOffset(24)]
     public byte Valid;
 
-    /// <summary>W3C trace-flags byte (bit 0 = sampled).</summary>
     [FieldOffset(25)]
     public byte TraceFlags;
 
-    /// <summary>Bytes of <see cref="AttrsData"/> in use.</summary>
     [FieldOffset(26)]
     public ushort AttrsDataSize;
 
