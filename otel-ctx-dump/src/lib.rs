@@ -8,7 +8,7 @@
 //! and their access model; [`inspect`] resolves each module's slot from its live GOT, stops each
 //! thread briefly ([`ptrace`]) for its thread pointer, follows the slot and decodes the
 //! [`record`]; [`process_context`] finds and decodes the process context; [`output`] renders
-//! text and [`json`] JSON (serde views).
+//! text and [`json`] JSON.
 //! Layouts that differ by architecture or C library live in [`platform`].
 
 // ptrace reads the registers of same-architecture tracees only: a build reads processes of its

@@ -6,6 +6,8 @@
 //! `opentelemetry.proto.processcontext.v1development.ProcessContext`; the messages below are
 //! written from the field numbers of that schema and of OTLP's common messages.
 
+use crate::json;
+use serde::Serialize;
 use std::fmt;
 
 pub const HEADER_SIZE: usize = 32;
@@ -115,12 +117,14 @@ impl fmt::Display for HeaderError {
     }
 }
 
-/// A checked header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A checked header (JSON: the two fields a reader of the output needs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Header {
+    #[serde(skip)]
     pub version: u32,
-    pub payload_size: u32,
     pub published_at_ns: u64,
+    pub payload_size: u32,
+    #[serde(skip)]
     pub payload_ptr: u64,
 }
 
@@ -159,16 +163,20 @@ impl Header {
     }
 }
 
-/// An attribute value, as decoded.
-#[derive(Clone, Debug, PartialEq)]
+/// An attribute value, as decoded (JSON: its natural form; bytes as hex).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum Value {
     Empty,
     Str(String),
     Bool(bool),
     Int(i64),
+    #[serde(serialize_with = "json::double")]
     Double(f64),
     Array(Vec<Value>),
+    #[serde(serialize_with = "json::key_values")]
     KvList(Vec<(String, Value)>),
+    #[serde(serialize_with = "json::bytes")]
     Bytes(Vec<u8>),
 }
 
@@ -222,15 +230,18 @@ fn convert(kvs: Vec<proto::KeyValue>) -> Vec<(String, Value)> {
 }
 
 /// A decoded process context.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProcessContext {
+    #[serde(serialize_with = "json::key_values")]
     pub resource: Vec<(String, Value)>,
     /// Every entry of `ProcessContext.attributes`, the two threadlocal ones included.
+    #[serde(serialize_with = "json::key_values")]
     pub attributes: Vec<(String, Value)>,
     /// `threadlocal.schema_version`, if present and a string.
     pub schema_version: Option<String>,
     /// `threadlocal.attribute_key_map`, if present and well formed: position = key index.
     /// Entries that are not strings are `None`.
+    #[serde(rename = "attribute_key_map")]
     pub key_map: Option<Vec<Option<String>>>,
     /// What is wrong with the threadlocal attributes, in words.
     pub problems: Vec<String>,

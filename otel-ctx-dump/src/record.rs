@@ -5,6 +5,7 @@
 //! `[key_index u8][len u8][len bytes of UTF-8]` from 28. Nothing here trusts a size field: every
 //! decode works on the bytes actually read and reports what did not fit.
 
+use serde::Serialize;
 use std::fmt;
 
 /// Bytes a reader copies first: ids, valid, flags and the attribute size.
@@ -55,10 +56,13 @@ impl RecordHeader {
 }
 
 /// One attribute entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Attribute {
     /// Position of the attribute's name in the process context's key map.
+    #[serde(rename = "index")]
     pub key_index: u8,
+    /// That name, when the process context has a usable key map (set by the inspector).
+    pub key: Option<String>,
     /// The value; invalid UTF-8 is replaced (U+FFFD) and flagged.
     pub value: String,
     pub invalid_utf8: bool,
@@ -152,6 +156,7 @@ pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Opti
         };
         let attribute = Attribute {
             key_index,
+            key: None,
             value,
             invalid_utf8,
         };

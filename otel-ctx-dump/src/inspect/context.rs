@@ -1,22 +1,29 @@
 //! Finding the process context mapping and copying a consistent header and payload, retrying
 //! while a writer updates it.
 
+use crate::json;
 use crate::maps::{Mapping, Memory};
 use crate::process_context::{self as pc, Header, ProcessContext};
+use serde::Serialize;
 
 /// The process context, as found.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
 pub enum ContextStatus {
     Absent,
     Invalid {
         mapping: String,
+        #[serde(rename = "address", serialize_with = "json::address")]
         addr: u64,
         error: String,
     },
     Present {
         mapping: String,
+        #[serde(rename = "address", serialize_with = "json::address")]
         addr: u64,
+        #[serde(flatten)]
         header: Header,
+        #[serde(flatten)]
         context: ProcessContext,
     },
 }

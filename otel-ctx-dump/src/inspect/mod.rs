@@ -83,10 +83,36 @@ pub struct Snapshot {
     pub libc: CLibrary,
 }
 
-impl Snapshot {
-    /// The key name of an attribute index, when the process context has a usable key map.
-    pub fn key_name(&self, i: u8) -> Option<&str> {
-        self.process_context.context()?.key_name(i)
+/// One row of a thread in the report (text line, JSON object, `--watch` item).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Row<'a> {
+    pub tid: i32,
+    pub name: &'a str,
+    pub body: RowBody<'a>,
+}
+
+/// What a row says: why the thread was not read, that there was no module to read, or what one
+/// module's slot holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowBody<'a> {
+    Problem(&'a ThreadProblem),
+    NoModule,
+    Read(usize, &'a SlotRead),
+}
+
+impl ThreadReport {
+    /// The thread's rows: one per module read, or one for the whole thread.
+    pub fn rows(&self) -> Vec<Row<'_>> {
+        let row = |body| Row {
+            tid: self.tid,
+            name: &self.name,
+            body,
+        };
+        match &self.error {
+            Some(p) => vec![row(RowBody::Problem(p))],
+            None if self.reads.is_empty() => vec![row(RowBody::NoModule)],
+            None => self.reads.iter().map(|(m, r)| row(RowBody::Read(*m, r))).collect(),
+        }
     }
 }
 
@@ -213,6 +239,15 @@ impl Inspector {
         if let Some(t) = only_tid {
             if threads.is_empty() {
                 return Err(InspectError::Io(format!("process {pid} has no thread {t}")));
+            }
+        }
+        let mut threads = threads;
+        let keys = process_context.context();
+        for (_, read) in threads.iter_mut().flat_map(|t| &mut t.reads) {
+            if let SlotRead::Record { record, .. } = read {
+                for a in &mut record.attributes {
+                    a.key = keys.and_then(|c| c.key_name(a.key_index)).map(str::to_owned);
+                }
             }
         }
         Ok(Snapshot {
