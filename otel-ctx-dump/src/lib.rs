@@ -12,7 +12,7 @@
 //! Layouts that differ by architecture or C library live in [`platform`].
 
 // ptrace reads the registers of same-architecture tracees only: a build reads processes of its
-// own architecture (ELF files of every architecture in `platform::ARCHES` can be examined).
+// own architecture (ELF files of every architecture in `platform` can be examined).
 #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_os = "linux")))]
 compile_error!("otel-ctx-dump reads x86-64 and AArch64 Linux processes only.");
 

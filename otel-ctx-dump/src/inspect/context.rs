@@ -102,7 +102,6 @@ fn read_context_at(mem: &dyn Memory, m: &Mapping) -> ContextStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maps::FakeMemory;
 
     #[test]
     fn process_context_from_memory() {
@@ -133,7 +132,7 @@ mod tests {
             inode: 1,
             path: path.into(),
         };
-        let mem = FakeMemory(vec![(0x10000, head.clone()), (0x20000, payload)]);
+        let mem = vec![(0x10000, head.clone()), (0x20000, payload)];
         match read_process_context(&[map("/memfd:OTEL_CTX (deleted)")], &mem) {
             ContextStatus::Present { header, context, .. } => {
                 assert_eq!(header.published_at_ns, 77);
@@ -148,7 +147,7 @@ mod tests {
         // A payload pointer into nothing is reported, not trusted.
         let mut bad = head;
         bad[24..32].copy_from_slice(&0x30000u64.to_ne_bytes());
-        let mem = FakeMemory(vec![(0x10000, bad)]);
+        let mem = vec![(0x10000, bad)];
         assert!(matches!(
             read_process_context(&[map("[anon:OTEL_CTX]")], &mem),
             ContextStatus::Invalid { .. }
