@@ -6,12 +6,11 @@
 //! decode works on the bytes actually read and reports what did not fit.
 
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Bytes a reader copies first: ids, valid, flags and the attribute size.
 pub const HEADER_SIZE: usize = 28;
-/// Attribute bytes of a record of the spec's recommended size (640 bytes in all).
-pub const RECOMMENDED_ATTRS_SIZE: usize = 612;
 /// Most attribute bytes this reader copies (what the eBPF profiler reads: 642). A record
 /// announcing more is reported as truncated.
 pub const MAX_ATTRS_READ: usize = 642;
@@ -31,13 +30,9 @@ impl RecordHeader {
     /// Parses the 28-byte header; `None` if fewer bytes are given.
     pub fn parse(bytes: &[u8]) -> Option<RecordHeader> {
         let b = bytes.get(..HEADER_SIZE)?;
-        let mut trace_id = [0u8; 16];
-        trace_id.copy_from_slice(&b[0..16]);
-        let mut span_id = [0u8; 8];
-        span_id.copy_from_slice(&b[16..24]);
         Some(RecordHeader {
-            trace_id,
-            span_id,
+            trace_id: b[0..16].try_into().expect("16 bytes"),
+            span_id: b[16..24].try_into().expect("8 bytes"),
             valid: b[24],
             trace_flags: b[25],
             attrs_data_size: u16::from_ne_bytes([b[26], b[27]]),
@@ -124,60 +119,42 @@ impl Record {
 /// `announced` is the record's `attrs_data_size`; `data` may be shorter (read limit or a short
 /// read), never longer than what is used.
 pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Option<Truncation>) {
+    let data = &data[..data.len().min(announced)];
     let mut attributes: Vec<Attribute> = Vec::new();
     let mut truncated = None;
-    let usable = data.len().min(announced);
-    let data = &data[..usable];
-    let mut pos = 0usize;
+    let mut pos = 0;
     while pos < data.len() {
-        let remaining = data.len() - pos;
-        if remaining < 2 {
-            truncated = Some(Truncation::EntryOverruns {
-                offset: pos,
-                needed: 2,
-                available: remaining,
-            });
-            break;
-        }
-        let key_index = data[pos];
-        let len = usize::from(data[pos + 1]);
-        if remaining - 2 < len {
+        let rest = &data[pos..];
+        let len = rest.get(1).map_or(0, |&len| usize::from(len));
+        let Some(bytes) = rest.get(2..2 + len) else {
+            let available = rest.len();
             truncated = Some(Truncation::EntryOverruns {
                 offset: pos,
                 needed: 2 + len,
-                available: remaining,
+                available,
             });
             break;
-        }
-        let bytes = &data[pos + 2..pos + 2 + len];
-        let (value, invalid_utf8) = match std::str::from_utf8(bytes) {
-            Ok(s) => (s.to_owned(), false),
-            Err(_) => (String::from_utf8_lossy(bytes).into_owned(), true),
         };
+        let value = String::from_utf8_lossy(bytes);
         let attribute = Attribute {
-            key_index,
+            key_index: rest[0],
             key: None,
-            value,
-            invalid_utf8,
+            invalid_utf8: matches!(value, Cow::Owned(_)),
+            value: value.into_owned(),
         };
-        match attributes.iter_mut().find(|a| a.key_index == key_index) {
+        match attributes.iter_mut().find(|a| a.key_index == attribute.key_index) {
             Some(existing) => *existing = attribute,
             None => attributes.push(attribute),
         }
         pos += 2 + len;
     }
     // A size-limit or short-read cut explains an overrunning last entry better.
-    if usable < announced {
-        truncated = Some(if announced > MAX_ATTRS_READ && usable == MAX_ATTRS_READ {
-            Truncation::SizeBeyondReadLimit {
-                announced,
-                read: usable,
-            }
+    let read = data.len();
+    if read < announced {
+        truncated = Some(if announced > MAX_ATTRS_READ && read == MAX_ATTRS_READ {
+            Truncation::SizeBeyondReadLimit { announced, read }
         } else {
-            Truncation::ShortRead {
-                announced,
-                read: usable,
-            }
+            Truncation::ShortRead { announced, read }
         });
     }
     (attributes, truncated)
@@ -198,13 +175,7 @@ pub fn decode_record(bytes: &[u8]) -> Option<Record> {
 
 /// Lowercase hex of a byte string.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
