@@ -1,14 +1,12 @@
-//! Stopping one thread just long enough to read its thread pointer: `PTRACE_SEIZE` and
-//! `PTRACE_INTERRUPT`, a `__WALL` wait for the stop (the target's threads are not our children),
-//! the register, then `PTRACE_DETACH` when the guard drops, handing back any signal the thread
-//! received meanwhile.
+//! Stopping one thread just long enough to read its thread pointer: `PTRACE_SEIZE`,
+//! `PTRACE_INTERRUPT`, a `__WALL` wait (the target's threads are not our children), the register,
+//! and `PTRACE_DETACH` when the guard drops, handing back any signal that arrived meanwhile.
 //!
-//! A thread blocked in `vfork` waits (killable, not interruptible) until its child exits or
-//! execs, and a pending interrupt would stop it then, with nobody left to detach it. So every
-//! ptrace call runs on a short-lived tracer thread ([`with_tracer`]): a thread that does not stop
-//! in time is reported and left seized, and when the tracer thread exits the kernel detaches it
-//! and drops the interrupt. The tracer thread blocks [`TERMINATION_SIGNALS`], so the program's
-//! handlers for them run on another thread.
+//! A thread blocked in `vfork` cannot stop until its child exits or execs, and would then stop
+//! with nobody left to detach it. So ptrace runs on a short-lived tracer thread ([`with_tracer`]):
+//! a thread that does not stop in time is left seized, and the kernel detaches it (dropping the
+//! interrupt) when the tracer thread exits. That thread blocks [`TERMINATION_SIGNALS`], so the
+//! program's handlers run on another one.
 
 use crate::inspect::{status_field, ThreadProblem};
 use std::cell::{Cell, RefCell};
@@ -75,17 +73,10 @@ pub fn with_tracer<R: Send>(f: impl FnOnce(&Tracer) -> R + Send) -> R {
                     unstopped: RefCell::new(Vec::new()),
                 };
                 let result = f(&tracer);
-                // Detach the threads that stopped after their wait ran out (their vfork ended).
+                // Detach the threads that stopped after their wait ran out (their vfork ended);
+                // dropping the others puts them back on the list.
                 for tid in tracer.unstopped.take() {
-                    let mut t = StoppedThread {
-                        tracer: &tracer,
-                        tid,
-                        seized: true,
-                        stopped: false,
-                        pending_signal: 0,
-                    };
-                    let _ = t.wait_for_stop(Duration::ZERO);
-                    // Dropping `t` detaches it if it stopped, or puts it back on the list.
+                    let _ = tracer.seized(tid).wait_for_stop(Duration::ZERO);
                 }
                 (result, tracer.unstopped.take(), tid)
             });
@@ -104,29 +95,31 @@ pub fn with_tracer<R: Send>(f: impl FnOnce(&Tracer) -> R + Send) -> R {
 }
 
 impl Tracer {
-    /// Seizes and stops thread `tid`, waiting at most `STOP_TIMEOUT` (less once the pass's
-    /// `STOP_BUDGET` is spent). `NotStopped` leaves its `state` for the caller to fill in.
-    pub fn stop(&self, tid: i32) -> Result<StoppedThread<'_>, ThreadProblem> {
-        ptrace(libc::PTRACE_SEIZE, tid, 0, 0).map_err(problem)?;
-        let mut guard = StoppedThread {
+    fn seized(&self, tid: i32) -> StoppedThread<'_> {
+        StoppedThread {
             tracer: self,
             tid,
             seized: true,
             stopped: false,
             pending_signal: 0,
-        };
+        }
+    }
+
+    /// Seizes and stops thread `tid`, waiting at most `STOP_TIMEOUT` (less once the pass's
+    /// `STOP_BUDGET` is spent). `NotStopped` leaves its `state` for the caller to fill in.
+    pub fn stop(&self, tid: i32) -> Result<StoppedThread<'_>, ThreadProblem> {
+        ptrace(libc::PTRACE_SEIZE, tid, 0, 0).map_err(problem)?;
+        let mut guard = self.seized(tid);
         ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0).map_err(problem)?;
         let wait = self.budget.get().min(STOP_TIMEOUT).max(MIN_STOP_WAIT);
         let start = Instant::now();
         let stopped = guard.wait_for_stop(wait);
         self.budget.set(self.budget.get().saturating_sub(start.elapsed()));
-        match stopped? {
-            true => Ok(guard),
-            false => Err(ThreadProblem::NotStopped {
-                waited_ms: wait.as_millis() as u64,
-                state: None,
-            }),
+        if !stopped? {
+            let waited_ms = wait.as_millis() as u64;
+            return Err(ThreadProblem::NotStopped { waited_ms, state: None });
         }
+        Ok(guard)
     }
 }
 

@@ -153,19 +153,16 @@ impl Inspector {
         if !maps.is_empty() {
             return Ok((maps, pid));
         }
-        let live = thread_ids(pid)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|&tid| tid != pid && !matches!(thread_state(pid, tid), Some('Z' | 'X') | None))
-            .find_map(|tid| {
-                Some((
-                    maps::read(format_args!("{pid}/task/{tid}"))
-                        .ok()
-                        .filter(|m| !m.is_empty())?,
-                    tid,
-                ))
-            });
-        Ok(live.unwrap_or((maps, pid)))
+        for tid in thread_ids(pid).unwrap_or_default() {
+            if tid == pid || matches!(thread_state(pid, tid), Some('Z' | 'X') | None) {
+                continue;
+            }
+            match maps::read(format_args!("{pid}/task/{tid}")) {
+                Ok(m) if !m.is_empty() => return Ok((m, tid)),
+                _ => {}
+            }
+        }
+        Ok((maps, pid))
     }
 
     /// Reads the process context, the modules and the threads (all, or only `only_tid`).
@@ -201,7 +198,9 @@ impl Inspector {
         let libc = CLibrary::from_mapped_paths(maps.iter().map(|m| m.path.as_str()));
         let platform = Platform::for_process(libc);
         let (modules, module_errors) = self.elf_cache.find_modules(&platform, &maps, view);
-        let usable: Vec<(usize, Resolution)> = (modules.iter().enumerate())
+        let usable: Vec<(usize, Resolution)> = modules
+            .iter()
+            .enumerate()
             .filter_map(|(i, m)| Some((i, *m.resolution.as_ref().ok()?)))
             .collect();
 
@@ -231,7 +230,8 @@ impl Inspector {
                 },
                 p => p,
             })?;
-            let tp = (stopped.thread_pointer()).map_err(|e| ThreadProblem::Other(format!("reading registers: {e}")))?;
+            let tp = stopped.thread_pointer();
+            let tp = tp.map_err(|e| ThreadProblem::Other(format!("reading registers: {e}")))?;
             Ok(usable
                 .iter()
                 .map(|&(i, r)| (i, read_slot(&mem, &platform, tp, r)))
