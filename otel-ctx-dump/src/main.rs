@@ -4,6 +4,7 @@ use otel_ctx_dump::cli::{self, Command, Options};
 use otel_ctx_dump::inspect::{ContextStatus, InspectError, Inspector, Module, Row, Snapshot, ThreadProblem};
 use otel_ctx_dump::json;
 use otel_ctx_dump::output::{self, exit, printable};
+use otel_ctx_dump::ptrace::TERMINATION_SIGNALS;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,7 +25,7 @@ fn interrupted() -> bool {
 /// threads not read yet, releases the thread it holds (the tracer thread blocks these signals,
 /// so the handler runs here) and exits with code 130.
 fn install_signal_flag() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+    for sig in TERMINATION_SIGNALS {
         // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, which is
         // async-signal-safe.
         unsafe {
@@ -148,13 +149,12 @@ struct WatchLine<'a> {
 
 /// A sample's items, keyed.
 fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
-    let mut items = BTreeMap::new();
-    items.insert(
+    let mut items = BTreeMap::from([(
         "context".to_owned(),
         Item::ProcessContext {
             process_context: &s.process_context,
         },
-    );
+    )]);
     for m in &s.modules {
         items.insert(format!("module {}", m.path), Item::Module { module: m });
     }
@@ -166,16 +166,14 @@ fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
     items
 }
 
-struct Watch<'o> {
-    o: &'o Options,
-    start: Instant,
-}
-
-impl Watch<'_> {
-    /// Prints one line about `item` of sample `s`.
-    fn emit(&self, event: &'static str, s: &Snapshot, item: &Item) {
-        let t = self.start.elapsed().as_secs_f64();
-        if self.o.json {
+fn watch(o: &Options, interval: Duration) -> i32 {
+    let mut inspector = Inspector::new(o.pid);
+    inspector.cancel_on(&INTERRUPTED);
+    let start = Instant::now();
+    // Prints one line about `item` of sample `s`.
+    let emit = |event: &'static str, s: &Snapshot, item: &Item| {
+        let t = start.elapsed().as_secs_f64();
+        if o.json {
             // Milliseconds are what the text shows too.
             let elapsed_s = (t * 1000.0).round() / 1000.0;
             return put(&(json::to_string(&WatchLine { elapsed_s, event, item }) + "\n"));
@@ -185,7 +183,7 @@ impl Watch<'_> {
             Item::Module { module } => format!("module {}", output::module_text(module)),
             Item::Thread(row) => format!("tid {}", output::row_text(s, row)),
             Item::ThreadGone { tid } => format!("tid {tid} exited"),
-            Item::Process { .. } => format!("process {} exited", self.o.pid),
+            Item::Process { .. } => format!("process {} exited", o.pid),
         };
         let mark = match event {
             "new" => "+",
@@ -193,73 +191,54 @@ impl Watch<'_> {
             _ => "~",
         };
         put(&format!("[{t:8.3}s] {mark} {text}\n"));
-    }
-
-    /// Prints what changed from sample `before` to sample `now`.
-    fn changes(&self, before: Option<&Snapshot>, now: &Snapshot) {
-        let before = before.map(items).unwrap_or_default();
-        let current = items(now);
-        for (key, item) in &current {
-            match before.get(key) {
-                None => self.emit("new", now, item),
-                Some(old) if old != item => self.emit("changed", now, item),
-                Some(_) => {}
-            }
-        }
-        let mut gone: Vec<i32> = before
-            .iter()
-            .filter(|(key, _)| !current.contains_key(*key))
-            .filter_map(|(_, item)| match item {
-                Item::Thread(row) => Some(row.tid),
-                _ => None,
-            })
-            .collect();
-        gone.dedup();
-        for tid in gone {
-            self.emit("gone", now, &Item::ThreadGone { tid });
-        }
-    }
-}
-
-fn watch(o: &Options, interval: Duration) -> i32 {
-    let mut inspector = Inspector::new(o.pid);
-    inspector.cancel_on(&INTERRUPTED);
-    let w = Watch {
-        o,
-        start: Instant::now(),
     };
     let mut previous: Option<Snapshot> = None;
-    let mut samples = 0u64;
-    loop {
+    for samples in 1u64.. {
         if interrupted() {
-            return exit::INTERRUPTED;
+            break;
         }
-        let snapshot = match inspector.snapshot(o.thread) {
+        let now = match inspector.snapshot(o.thread) {
             Ok(s) => s,
             Err(InspectError::NoSuchProcess | InspectError::Zombie { .. }) if previous.is_some() => {
-                w.emit("gone", previous.as_ref().unwrap(), &Item::Process { state: "exited" });
+                emit("gone", previous.as_ref().unwrap(), &Item::Process { state: "exited" });
                 return exit::OK;
             }
             Err(e) => return report_error(o.pid, &e),
         };
         if interrupted() {
             // The sample was cut short: its skipped threads are no change to report.
-            return exit::INTERRUPTED;
+            break;
         }
-        w.changes(previous.as_ref(), &snapshot);
-        previous = Some(snapshot);
-        samples += 1;
+        {
+            let (before, after) = (previous.as_ref().map(items).unwrap_or_default(), items(&now));
+            for (key, item) in &after {
+                match before.get(key) {
+                    None => emit("new", &now, item),
+                    Some(old) if old != item => emit("changed", &now, item),
+                    Some(_) => {}
+                }
+            }
+            let mut gone: Vec<i32> = (before.iter().filter(|(key, _)| !after.contains_key(*key)))
+                .filter_map(|(_, item)| match item {
+                    Item::Thread(row) => Some(row.tid),
+                    _ => None,
+                })
+                .collect();
+            gone.dedup();
+            for tid in gone {
+                emit("gone", &now, &Item::ThreadGone { tid });
+            }
+        }
+        previous = Some(now);
         if o.samples.is_some_and(|n| samples >= n) {
             return exit::OK;
         }
         let until = Instant::now() + interval;
-        while Instant::now() < until {
-            if interrupted() {
-                return exit::INTERRUPTED;
-            }
+        while Instant::now() < until && !interrupted() {
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
         }
     }
+    exit::INTERRUPTED
 }
 
 fn main() {
