@@ -83,19 +83,14 @@ fn read_text(read: &SlotRead) -> String {
         SlotRead::Record { record, .. } => record,
     };
     let h = &record.header;
-    let mut line = if h.is_idle() {
-        format!(
-            "{:<32}  {:<16}  {:02x}    ",
-            "(attached, no active span)", "", h.trace_flags
-        )
+    let (trace, span) = if h.is_idle() {
+        ("(attached, no active span)".into(), String::new())
     } else {
-        format!("{}  {}  {:02x}    ", hex(&h.trace_id), hex(&h.span_id), h.trace_flags)
+        (hex(&h.trace_id), hex(&h.span_id))
     };
+    let mut line = format!("{trace:<32}  {span:<16}  {:02x}    ", h.trace_flags);
     for a in &record.attributes {
-        let name = a
-            .key
-            .as_deref()
-            .map_or_else(|| format!("#{}", a.key_index).into(), printable);
+        let name = a.key.as_deref().map_or(format!("#{}", a.key_index).into(), printable);
         let bad = if a.invalid_utf8 { " (invalid UTF-8)" } else { "" };
         let _ = write!(line, " {name}={:?}{bad}", a.value);
     }
@@ -117,11 +112,8 @@ pub fn row_text(s: &Snapshot, row: &Row) -> String {
 }
 
 fn published(h: &Header) -> String {
-    format!(
-        "{}.{:09}s",
-        h.published_at_ns / 1_000_000_000,
-        h.published_at_ns % 1_000_000_000
-    )
+    let ns = h.published_at_ns;
+    format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
 }
 
 /// `0=name 1=name ...`; `not_string` stands for entries that are not strings.
@@ -132,6 +124,49 @@ fn key_map_text(map: &[Option<String>], not_string: &str) -> String {
         .map(|(i, k)| format!("{i}={}", k.as_deref().map_or(not_string.into(), printable)))
         .collect();
     keys.join(" ")
+}
+
+/// The process context in one line (for `--watch`).
+pub fn context_line(status: &ContextStatus) -> String {
+    let (header, c) = match status {
+        ContextStatus::Absent => return "process context: absent".into(),
+        ContextStatus::Invalid { mapping, error, .. } => {
+            return format!("process context: INVALID ({mapping}): {}", printable(error))
+        }
+        ContextStatus::Present { header, context, .. } => (header, context),
+    };
+    let mut parts: Vec<String> = c
+        .resource
+        .iter()
+        .map(|(k, v)| format!("{}={v}", printable(k)))
+        .collect();
+    parts.push(format!("schema {}", c.schema_version.as_deref().unwrap_or("(absent)")));
+    if let Some(m) = &c.key_map {
+        parts.push(format!("key map [{}]", key_map_text(m, "?")));
+    }
+    if !c.problems.is_empty() {
+        let problems = printable(&c.problems.join("; ")).into_owned();
+        parts.push(format!("{} warning(s): {problems}", c.problems.len()));
+    }
+    format!(
+        "process context (published at {}): {}",
+        published(header),
+        parts.join(", ")
+    )
+}
+
+/// A module's one-line description.
+pub fn module_text(m: &Module) -> String {
+    let how = match &m.resolution {
+        Ok(r) => r.to_string(),
+        Err(e) => format!("UNRESOLVED: {}", printable(e)),
+    };
+    let (path, model, bias) = (printable(&m.path), m.model, m.load_bias);
+    let mut line = format!("{path}  {model}, {how}  (load bias {bias:#x})");
+    for w in m.warnings() {
+        let _ = write!(line, "  warning: {w}");
+    }
+    line
 }
 
 fn value_list<'a>(out: &mut String, items: impl IntoIterator<Item = &'a (String, Value)>) {
@@ -166,60 +201,6 @@ fn context_body(out: &mut String, c: &ProcessContext) {
     for p in &c.problems {
         let _ = writeln!(out, "  warning: {}", printable(p));
     }
-}
-
-/// The process context in one line (for `--watch`).
-pub fn context_line(status: &ContextStatus) -> String {
-    let (header, context) = match status {
-        ContextStatus::Absent => return "process context: absent".into(),
-        ContextStatus::Invalid { mapping, error, .. } => {
-            return format!("process context: INVALID ({mapping}): {}", printable(error))
-        }
-        ContextStatus::Present { header, context, .. } => (header, context),
-    };
-    let mut parts: Vec<String> = context
-        .resource
-        .iter()
-        .map(|(k, v)| format!("{}={v}", printable(k)))
-        .collect();
-    parts.push(format!(
-        "schema {}",
-        context.schema_version.as_deref().unwrap_or("(absent)")
-    ));
-    if let Some(m) = &context.key_map {
-        parts.push(format!("key map [{}]", key_map_text(m, "?")));
-    }
-    if !context.problems.is_empty() {
-        let problems = context.problems.join("; ");
-        parts.push(format!(
-            "{} warning(s): {}",
-            context.problems.len(),
-            printable(&problems)
-        ));
-    }
-    format!(
-        "process context (published at {}): {}",
-        published(header),
-        parts.join(", ")
-    )
-}
-
-/// A module's one-line description.
-pub fn module_text(m: &Module) -> String {
-    let how = match &m.resolution {
-        Ok(r) => r.to_string(),
-        Err(e) => format!("UNRESOLVED: {}", printable(e)),
-    };
-    let mut line = format!(
-        "{}  {}, {how}  (load bias {:#x})",
-        printable(&m.path),
-        m.model,
-        m.load_bias
-    );
-    for w in m.warnings() {
-        let _ = write!(line, "  warning: {w}");
-    }
-    line
 }
 
 /// The human-readable report.
