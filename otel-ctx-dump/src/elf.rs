@@ -78,14 +78,12 @@ impl TlsExport {
     /// The access model readers should follow: TLSDESC first, then initial-exec, then
     /// general-dynamic; local-exec when the module has no relocation for the slot.
     pub fn access_model(&self) -> AccessModel {
-        [
-            AccessModel::TlsDesc,
-            AccessModel::InitialExec,
-            AccessModel::GeneralDynamic,
-        ]
-        .into_iter()
-        .find(|&m| self.relocs.iter().any(|r| r.model == m))
-        .unwrap_or(AccessModel::LocalExec)
+        use AccessModel::*;
+        let has = |m: &AccessModel| self.relocs.iter().any(|r| r.model == *m);
+        [TlsDesc, InitialExec, GeneralDynamic]
+            .into_iter()
+            .find(has)
+            .unwrap_or(LocalExec)
     }
 
     /// The relocation of an access model: one naming the symbol first, else one matched by addend.

@@ -69,15 +69,21 @@ fn denied_hint(s: &Snapshot) -> String {
 }
 
 fn report_error(pid: i32, e: &InspectError) -> i32 {
-    let (code, message) = match e {
-        InspectError::NoSuchProcess => (exit::NO_SUCH_PROCESS, format!("no such process: {pid}")),
-        InspectError::Zombie { .. } => (exit::NO_SUCH_PROCESS, format!("process {pid}: {e}")),
-        InspectError::KernelThread => (exit::FAILURE, format!("process {pid}: {e}")),
-        InspectError::PermissionDenied(_) => (exit::PERMISSION_DENIED, format!("{e}\n{}", permission_hint())),
-        InspectError::Io(_) => (exit::FAILURE, e.to_string()),
+    let message = match e {
+        InspectError::NoSuchProcess => format!("no such process: {pid}"),
+        InspectError::Zombie { parent } => format!(
+            "process {pid}: the process is a zombie: it has exited and its parent {parent} has not reaped it yet; nothing is left to read"
+        ),
+        InspectError::KernelThread => format!("process {pid}: this is a kernel thread: it has no user space to read"),
+        InspectError::PermissionDenied(what) => format!("permission denied: {what}\n{}", permission_hint()),
+        InspectError::Io(message) => message.clone(),
     };
     eprintln!("otel-ctx-dump: {message}");
-    code
+    match e {
+        InspectError::NoSuchProcess | InspectError::Zombie { .. } => exit::NO_SUCH_PROCESS,
+        InspectError::PermissionDenied(_) => exit::PERMISSION_DENIED,
+        _ => exit::FAILURE,
+    }
 }
 
 fn put(out: &str) {

@@ -1,10 +1,7 @@
 //! What differs between the platforms a reader meets, in one place: the CPU architecture
 //! (relocation types, where static TLS sits relative to the thread pointer) and the C library
-//! (the DTV's layout). Implemented: x86-64 and AArch64 with glibc, x86-64 with musl.
-//!
-//! ELF files are examined with the [`Arch`] their `e_machine` names (so the tests can check
-//! AArch64 files on an x86-64 machine); a live process is read with this build's architecture,
-//! the only one ptrace shows registers of.
+//! (the DTV's layout). ELF files are examined with the [`Arch`] their `e_machine` names; a live
+//! process is read with this build's architecture, the only one ptrace shows registers of.
 
 use object::elf;
 
@@ -14,17 +11,15 @@ pub enum TlsLayout {
     /// TLS variant II (x86-64): blocks end at the thread pointer, offsets are negative.
     BelowThreadPointer,
     /// TLS variant I (AArch64): the thread pointer points at a TCB of `tcb_size` bytes and the
-    /// executable's block follows it, at the first offset past the TCB that keeps the block's
-    /// alignment; offsets are positive.
+    /// executable's block follows it, keeping its alignment; offsets are positive.
     AboveThreadPointer { tcb_size: u64 },
 }
 
-/// An architecture the reader understands.
+/// An architecture: its `e_machine`, the relocation types that reach a TLS symbol in each
+/// access model, and its static TLS layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arch {
     pub e_machine: u16,
-    /// The dynamic relocation types that reach a TLS symbol: TLSDESC (a two-word descriptor),
-    /// initial-exec (the thread-pointer offset) and general-dynamic (the module id of a pair).
     pub tlsdesc: u32,
     pub initial_exec: u32,
     pub general_dynamic: u32,
@@ -39,8 +34,7 @@ pub const X86_64: Arch = Arch {
     tls_layout: TlsLayout::BelowThreadPointer,
 };
 
-/// AArch64: general-dynamic is `-mtls-dialect=trad`; the TCB is the psABI's 16 bytes (glibc's
-/// `tcbhead_t`: dtv, private).
+/// AArch64: general-dynamic is `-mtls-dialect=trad`; the TCB is the psABI's 16 bytes.
 pub const AARCH64: Arch = Arch {
     e_machine: elf::EM_AARCH64,
     tlsdesc: elf::R_AARCH64_TLSDESC,
@@ -50,7 +44,6 @@ pub const AARCH64: Arch = Arch {
 };
 
 impl Arch {
-    /// The architecture of ELF files with this `e_machine`, if known.
     pub fn for_machine(e_machine: u16) -> Option<&'static Arch> {
         [&X86_64, &AARCH64].into_iter().find(|a| a.e_machine == e_machine)
     }
@@ -62,18 +55,16 @@ pub enum DtvHeader {
     /// glibc: entry -1 holds the number of entries and entry 0 the generation the DTV is up to
     /// date with; a dynamic TLSDESC argument is (module, offset, generation).
     CountAndGeneration,
-    /// musl: word 0 holds the number of modules the DTV covers (`dlopen` installs a larger DTV
-    /// in every thread at once, so there is no generation); a dynamic TLSDESC argument is
-    /// (module, offset, link to the next argument).
+    /// musl: word 0 counts the modules the DTV covers (`dlopen` gives every thread a larger DTV
+    /// at once: no generation); a dynamic TLSDESC argument is (module, offset, next argument).
     Count,
 }
 
-/// How a C library lays out a thread's dynamic thread vector (DTV).
+/// How a C library lays out a thread's dynamic thread vector (DTV): where its pointer is from
+/// the thread pointer, and the size of an entry (whose first word is the module's block).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DtvLayout {
-    /// Where the DTV pointer is, from the thread pointer.
     pub pointer_offset: i64,
-    /// Bytes per entry; entry `i` holds module `i`'s block address in its first word.
     pub entry_size: u64,
     pub header: DtvHeader,
 }
@@ -86,37 +77,23 @@ pub struct Platform {
     pub dtv: Option<DtvLayout>,
 }
 
-/// glibc x86-64: `tcbhead_t` is `tcb` (self pointer), then `dtv`; `dtv_t` is a pointer and its
-/// `to_free` companion.
-pub const LINUX_X86_64_GLIBC: Platform = Platform {
-    arch: &X86_64,
-    dtv: Some(DtvLayout {
-        pointer_offset: 8,
-        entry_size: 16,
-        header: DtvHeader::CountAndGeneration,
-    }),
-};
+const fn platform(arch: &'static Arch, pointer_offset: i64, entry_size: u64, header: DtvHeader) -> Platform {
+    let dtv = DtvLayout {
+        pointer_offset,
+        entry_size,
+        header,
+    };
+    Platform { arch, dtv: Some(dtv) }
+}
 
+/// glibc x86-64: `tcbhead_t` is `tcb` (self pointer), then `dtv`; an entry is the block pointer
+/// and its `to_free` companion.
+pub const LINUX_X86_64_GLIBC: Platform = platform(&X86_64, 8, 16, DtvHeader::CountAndGeneration);
 /// glibc AArch64: the thread pointer points at `tcbhead_t`, whose first word is `dtv`.
-pub const LINUX_AARCH64_GLIBC: Platform = Platform {
-    arch: &AARCH64,
-    dtv: Some(DtvLayout {
-        pointer_offset: 0,
-        entry_size: 16,
-        header: DtvHeader::CountAndGeneration,
-    }),
-};
-
+pub const LINUX_AARCH64_GLIBC: Platform = platform(&AARCH64, 0, 16, DtvHeader::CountAndGeneration);
 /// musl x86-64: the thread pointer points at `struct pthread`, whose second word (after `self`)
 /// is `uintptr_t *dtv`, one word per entry (DTP_OFFSET is 0 on x86-64).
-pub const LINUX_X86_64_MUSL: Platform = Platform {
-    arch: &X86_64,
-    dtv: Some(DtvLayout {
-        pointer_offset: 8,
-        entry_size: 8,
-        header: DtvHeader::Count,
-    }),
-};
+pub const LINUX_X86_64_MUSL: Platform = platform(&X86_64, 8, 8, DtvHeader::Count);
 
 /// The C library a process runs on, from the files it maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,11 +20,10 @@ use crate::maps::{self, Mapping, Memory, ProcessMemory};
 use crate::platform::{CLibrary, Platform};
 use crate::ptrace::{self, Tracer};
 use modules::ElfCache;
-use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Why a process could not be inspected at all.
+/// Why a process could not be inspected at all (the CLI words and reports it).
 #[derive(Debug)]
 pub enum InspectError {
     NoSuchProcess,
@@ -36,21 +35,6 @@ pub enum InspectError {
     /// The reader lacks the rights: the text says which operation failed.
     PermissionDenied(String),
     Io(String),
-}
-
-impl fmt::Display for InspectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InspectError::NoSuchProcess => write!(f, "no such process"),
-            InspectError::Zombie { parent } => write!(
-                f,
-                "the process is a zombie: it has exited and its parent {parent} has not reaped it yet; nothing is left to read"
-            ),
-            InspectError::KernelThread => write!(f, "this is a kernel thread: it has no user space to read"),
-            InspectError::PermissionDenied(what) => write!(f, "permission denied: {what}"),
-            InspectError::Io(e) => write!(f, "{e}"),
-        }
-    }
 }
 
 fn io_error(pid: i32, what: &str, e: io::Error) -> InspectError {
