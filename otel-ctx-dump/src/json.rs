@@ -136,7 +136,7 @@ impl Serialize for Row<'_> {
                         m.serialize_entry("valid", &h.valid)?;
                         m.serialize_entry("attrs_data_size", &h.attrs_data_size)?;
                         m.serialize_entry("attributes", &record.attributes)?;
-                        m.serialize_entry("truncated", &record.truncated.as_ref().map(|t| t.to_string()))?;
+                        m.serialize_entry("truncated", &record.truncated)?;
                     }
                 }
             }

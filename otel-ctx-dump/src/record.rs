@@ -7,7 +7,6 @@
 
 use serde::Serialize;
 use std::borrow::Cow;
-use std::fmt;
 
 /// Bytes a reader copies first: ids, valid, flags and the attribute size.
 pub const HEADER_SIZE: usize = 28;
@@ -63,49 +62,14 @@ pub struct Attribute {
     pub invalid_utf8: bool,
 }
 
-/// Why the attribute list is incomplete.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Truncation {
-    /// `attrs_data_size` is larger than the bytes a reader copies.
-    SizeBeyondReadLimit { announced: usize, read: usize },
-    /// An entry at `offset` does not fit in the announced size (the spec says: stop there).
-    EntryOverruns {
-        offset: usize,
-        needed: usize,
-        available: usize,
-    },
-    /// The bytes announced could not all be read from the target.
-    ShortRead { announced: usize, read: usize },
-}
-
-impl fmt::Display for Truncation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Truncation::SizeBeyondReadLimit { announced, read } => {
-                write!(f, "attrs_data_size {announced} exceeds the {read} bytes readers copy")
-            }
-            Truncation::EntryOverruns {
-                offset,
-                needed,
-                available,
-            } => write!(
-                f,
-                "entry at offset {offset} needs {needed} bytes but only {available} remain in attrs_data_size"
-            ),
-            Truncation::ShortRead { announced, read } => {
-                write!(f, "only {read} of {announced} attribute bytes could be read")
-            }
-        }
-    }
-}
-
 /// A decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub header: RecordHeader,
     /// Entries in order of first appearance; a repeated key keeps its last value.
     pub attributes: Vec<Attribute>,
-    pub truncated: Option<Truncation>,
+    /// Why the attribute list is incomplete, if it is.
+    pub truncated: Option<String>,
 }
 
 impl Record {
@@ -118,7 +82,7 @@ impl Record {
 ///
 /// `announced` is the record's `attrs_data_size`; `data` may be shorter (read limit or a short
 /// read), never longer than what is used.
-pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Option<Truncation>) {
+pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Option<String>) {
     let data = &data[..data.len().min(announced)];
     let mut attributes: Vec<Attribute> = Vec::new();
     let mut truncated = None;
@@ -127,12 +91,11 @@ pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Opti
         let rest = &data[pos..];
         let len = rest.get(1).map_or(0, |&len| usize::from(len));
         let Some(bytes) = rest.get(2..2 + len) else {
-            let available = rest.len();
-            truncated = Some(Truncation::EntryOverruns {
-                offset: pos,
-                needed: 2 + len,
-                available,
-            });
+            // The spec says: stop at an entry that does not fit.
+            let (needed, available) = (2 + len, rest.len());
+            let why =
+                format!("entry at offset {pos} needs {needed} bytes but only {available} remain in attrs_data_size");
+            truncated = Some(why);
             break;
         };
         let value = String::from_utf8_lossy(bytes);
@@ -152,9 +115,9 @@ pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Opti
     let read = data.len();
     if read < announced {
         truncated = Some(if announced > MAX_ATTRS_READ && read == MAX_ATTRS_READ {
-            Truncation::SizeBeyondReadLimit { announced, read }
+            format!("attrs_data_size {announced} exceeds the {read} bytes readers copy")
         } else {
-            Truncation::ShortRead { announced, read }
+            format!("only {read} of {announced} attribute bytes could be read")
         });
     }
     (attributes, truncated)
@@ -225,12 +188,8 @@ mod tests {
         let r = decode_record(&record(1, attrs, attrs.len() as u16)).unwrap();
         assert_eq!(r.attributes.len(), 1);
         assert_eq!(
-            r.truncated,
-            Some(Truncation::EntryOverruns {
-                offset: 4,
-                needed: 11,
-                available: 5
-            })
+            r.truncated.as_deref(),
+            Some("entry at offset 4 needs 11 bytes but only 5 remain in attrs_data_size")
         );
     }
 
@@ -240,11 +199,8 @@ mod tests {
         let r = decode_record(&record(1, attrs, 100)).unwrap();
         assert_eq!(r.attributes.len(), 1);
         assert_eq!(
-            r.truncated,
-            Some(Truncation::ShortRead {
-                announced: 100,
-                read: 4
-            })
+            r.truncated.as_deref(),
+            Some("only 4 of 100 attribute bytes could be read")
         );
     }
 
@@ -253,11 +209,8 @@ mod tests {
         let attrs = vec![0u8; MAX_ATTRS_READ];
         let r = decode_record(&record(1, &attrs, 60000)).unwrap();
         assert_eq!(
-            r.truncated,
-            Some(Truncation::SizeBeyondReadLimit {
-                announced: 60000,
-                read: MAX_ATTRS_READ
-            })
+            r.truncated.as_deref(),
+            Some("attrs_data_size 60000 exceeds the 642 bytes readers copy")
         );
         assert_eq!(
             RecordHeader::parse(&record(1, &[], 60000)).unwrap().attrs_to_read(),

@@ -62,12 +62,10 @@ impl Module {
     }
 }
 
-type FileKey = (String, u64, String);
-
-/// What was learned from each mapped file, kept across snapshots (files do not change under a
-/// mapping; a replaced file has another device/inode).
+/// What was learned from each mapped file (by device, inode and path), kept across snapshots:
+/// files do not change under a mapping, and a replaced file has another device/inode.
 #[derive(Default)]
-pub struct ElfCache(HashMap<FileKey, Result<Option<TlsExport>, String>>);
+pub struct ElfCache(HashMap<(String, u64, String), Result<Option<TlsExport>, String>>);
 
 impl ElfCache {
     /// The modules exporting the slot among `maps`, resolved, and the files that could not be
@@ -75,47 +73,43 @@ impl ElfCache {
     pub fn find_modules(&mut self, platform: &Platform, maps: &[Mapping], view: i32) -> (Vec<Module>, Vec<String>) {
         let mem = ProcessMemory { pid: view };
         let exe = std::fs::read_link(format!("/proc/{view}/exe")).ok();
-        let exe = exe.as_ref().map(|p| p.to_string_lossy());
-        let mut seen = HashSet::new();
-        let (mut modules, mut errors) = (Vec::new(), Vec::new());
-        for m in maps.iter().filter(|m| m.inode != 0 && m.path.starts_with('/')) {
-            let key: FileKey = (m.dev.clone(), m.inode, m.path.clone());
-            if !seen.insert(key.clone()) {
-                continue;
-            }
+        let exe = exe.map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_owned());
+        let mut module = |m: &Mapping| -> Result<Option<Module>, String> {
+            let key = (m.dev.clone(), m.inode, m.path.clone());
             let cached = self
                 .0
                 .entry(key)
                 .or_insert_with(|| examine_file(platform.arch, view, m));
-            let export = match cached.clone() {
-                Ok(Some(e)) => e,
-                Ok(None) => continue,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", m.path));
-                    continue;
-                }
+            let Some(export) = cached.clone()? else {
+                return Ok(None);
             };
             // The bias comes from the file's first mapping of a loadable segment.
             let same_file = |o: &&Mapping| o.dev == m.dev && o.inode == m.inode && o.path == m.path;
-            let Some(load_bias) = maps
+            let load_bias = (maps
                 .iter()
                 .filter(same_file)
-                .find_map(|o| export.load_bias(o.start, o.offset))
-            else {
-                errors.push(format!("{}: no mapping matches a loadable segment", m.path));
-                continue;
-            };
-            let unlinked = |p: &str| p.trim_end_matches(" (deleted)").to_owned();
+                .find_map(|o| export.load_bias(o.start, o.offset)))
+            .ok_or("no mapping matches a loadable segment")?;
             let mut module = Module {
                 path: m.path.clone(),
                 load_bias,
                 model: export.access_model(),
                 export,
-                is_main_executable: exe.as_deref().map(unlinked) == Some(unlinked(&m.path)),
+                is_main_executable: exe.as_deref() == Some(m.path.trim_end_matches(" (deleted)")),
                 resolution: Err(String::new()),
             };
             module.resolution = resolve(platform, &mem, &module);
-            modules.push(module);
+            Ok(Some(module))
+        };
+        let mut seen = HashSet::new();
+        let (mut modules, mut errors) = (Vec::new(), Vec::new());
+        for m in maps.iter().filter(|m| m.inode != 0 && m.path.starts_with('/')) {
+            if seen.insert((&m.dev, m.inode, &m.path)) {
+                match module(m) {
+                    Ok(found) => modules.extend(found),
+                    Err(e) => errors.push(format!("{}: {e}", m.path)),
+                }
+            }
         }
         (modules, errors)
     }
