@@ -115,9 +115,9 @@ impl Serialize for Row<'_> {
                 m.serialize_entry("state", "error")?;
                 m.serialize_entry("reason", p.reason())?;
                 m.serialize_entry("detail", &p.to_string())?;
-                if let ThreadProblem::TracedBy(t) = p {
-                    m.serialize_entry("tracer_pid", &t.pid)?;
-                    m.serialize_entry("tracer_tid", &t.tid)?;
+                if let ThreadProblem::TracedBy { pid, tid, .. } = p {
+                    m.serialize_entry("tracer_pid", pid)?;
+                    m.serialize_entry("tracer_tid", tid)?;
                 }
             }
             RowBody::NoModule => m.serialize_entry("state", "no_module")?,

@@ -54,7 +54,7 @@ fn denied_hint(s: &Snapshot) -> String {
         .threads
         .iter()
         .filter_map(|t| match &t.error {
-            Some(ThreadProblem::TracedBy(t)) => Some(format!("process {} ({})", t.pid, printable(&t.name))),
+            Some(ThreadProblem::TracedBy { pid, name, .. }) => Some(format!("process {pid} ({})", printable(name))),
             _ => None,
         })
         .collect();

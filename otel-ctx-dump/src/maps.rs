@@ -42,7 +42,7 @@ pub fn read(path: impl Display) -> io::Result<Vec<Mapping>> {
     Ok(parse(&std::fs::read_to_string(format!("/proc/{path}/maps"))?))
 }
 
-/// Something other processes' memory can be read from.
+/// Another process's memory (or, in tests, a fake of it).
 pub trait Memory {
     /// Fills `buf` from `addr`, entirely or not at all.
     fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()>;

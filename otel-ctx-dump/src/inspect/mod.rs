@@ -12,9 +12,7 @@ pub mod threads;
 pub use context::{read_process_context, ContextStatus};
 pub use dtv::{read_record, read_slot, SlotRead};
 pub use modules::{resolve, Module, Resolution};
-pub use threads::{
-    comm, status_field, task_stat, thread_ids, thread_state, tracer_of, TaskStat, ThreadProblem, TracerInfo,
-};
+pub use threads::{comm, status_field, task_stat, thread_ids, thread_state, tracer_of, TaskStat, ThreadProblem};
 
 use crate::maps::{self, Mapping, Memory, ProcessMemory};
 use crate::platform::{CLibrary, Platform};
@@ -45,14 +43,13 @@ fn io_error(pid: i32, what: &str, e: io::Error) -> InspectError {
     }
 }
 
-/// One thread's row.
+/// One thread: a read per module with a usable resolution (by module index), or why it could
+/// not be read at all.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ThreadReport {
     pub tid: i32,
     pub name: String,
-    /// One entry per module with a usable resolution, in module order (index into modules).
     pub reads: Vec<(usize, SlotRead)>,
-    /// The thread could not be stopped or read at all.
     pub error: Option<ThreadProblem>,
 }
 
@@ -101,7 +98,6 @@ pub struct Snapshot {
     pub threads: Vec<ThreadReport>,
     /// Threads not read because `--thread` asked for another one.
     pub threads_skipped: usize,
-    /// The C library the process maps, which decides the DTV layout.
     pub libc: CLibrary,
 }
 
@@ -207,7 +203,7 @@ impl Inspector {
             }
             let stopped = tracer.stop(tid).map_err(|p| match p {
                 // A thread takes one tracer at a time: name it rather than blame the policy.
-                ThreadProblem::PermissionDenied => tracer_of(pid, tid).map_or(p, ThreadProblem::TracedBy),
+                ThreadProblem::PermissionDenied => tracer_of(pid, tid).unwrap_or(p),
                 ThreadProblem::NotStopped { waited_ms, .. } => ThreadProblem::NotStopped {
                     waited_ms,
                     state: thread_state(pid, tid),

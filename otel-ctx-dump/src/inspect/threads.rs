@@ -4,16 +4,6 @@
 use std::fmt;
 use std::io;
 
-/// Who holds a thread as its tracer (a thread has one tracer at a time).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TracerInfo {
-    /// The tracing thread, as `TracerPid` in /proc/PID/task/TID/status gives it.
-    pub tid: i32,
-    /// Its process, and that process's name.
-    pub pid: i32,
-    pub name: String,
-}
-
 /// Why a thread was not read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ThreadProblem {
@@ -21,7 +11,12 @@ pub enum ThreadProblem {
     Exited,
     /// ptrace refused, for lack of rights.
     PermissionDenied,
-    TracedBy(TracerInfo),
+    /// Another tracer holds the thread: its thread, process and process name.
+    TracedBy {
+        tid: i32,
+        pid: i32,
+        name: String,
+    },
     /// The thread did not reach the ptrace stop in time (blocked in the kernel, e.g. in vfork);
     /// `state` is its state letter then.
     NotStopped {
@@ -39,7 +34,7 @@ impl ThreadProblem {
         match self {
             ThreadProblem::Exited => "exited",
             ThreadProblem::PermissionDenied => "permission_denied",
-            ThreadProblem::TracedBy(_) => "traced",
+            ThreadProblem::TracedBy { .. } => "traced",
             ThreadProblem::NotStopped { .. } => "not_stopped",
             ThreadProblem::Interrupted => "interrupted",
             ThreadProblem::Other(_) => "error",
@@ -48,7 +43,7 @@ impl ThreadProblem {
 
     /// Not allowed to trace the thread, whatever the reason.
     pub fn is_denied(&self) -> bool {
-        matches!(self, ThreadProblem::PermissionDenied | ThreadProblem::TracedBy(_))
+        matches!(self, ThreadProblem::PermissionDenied | ThreadProblem::TracedBy { .. })
     }
 }
 
@@ -57,11 +52,11 @@ impl fmt::Display for ThreadProblem {
         match self {
             ThreadProblem::Exited => write!(f, "thread has exited"),
             ThreadProblem::PermissionDenied => write!(f, "permission denied stopping the thread (ptrace)"),
-            ThreadProblem::TracedBy(t) if t.tid == t.pid => {
-                write!(f, "already traced by process {} ({})", t.pid, t.name)
+            ThreadProblem::TracedBy { tid, pid, name } if tid == pid => {
+                write!(f, "already traced by process {pid} ({name})")
             }
-            ThreadProblem::TracedBy(t) => {
-                write!(f, "already traced by process {} ({}), thread {}", t.pid, t.name, t.tid)
+            ThreadProblem::TracedBy { tid, pid, name } => {
+                write!(f, "already traced by process {pid} ({name}), thread {tid}")
             }
             ThreadProblem::NotStopped { waited_ms, state } => {
                 write!(f, "not read: it did not stop within {waited_ms} ms")?;
@@ -128,13 +123,13 @@ pub fn thread_state(pid: i32, tid: i32) -> Option<char> {
     task_stat(pid, tid).map(|s| s.state)
 }
 
-/// The thread's tracer, if it has one.
-pub fn tracer_of(pid: i32, tid: i32) -> Option<TracerInfo> {
+/// `TracedBy` the thread's tracer, if it has one.
+pub fn tracer_of(pid: i32, tid: i32) -> Option<ThreadProblem> {
     let tid = status_field(format_args!("{pid}/task/{tid}"), "TracerPid").filter(|&t| t > 0)?;
     // TracerPid names the tracing thread; its Tgid is the process.
     let pid = status_field(tid, "Tgid").unwrap_or(tid);
     let name = comm(pid).unwrap_or_else(|| "?".into());
-    Some(TracerInfo { tid, pid, name })
+    Some(ThreadProblem::TracedBy { tid, pid, name })
 }
 
 /// The process's thread ids, sorted.
