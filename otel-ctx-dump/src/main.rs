@@ -224,7 +224,9 @@ fn watch(o: &Options, interval: Duration) -> i32 {
                     Some(_) => {}
                 }
             }
-            let mut gone: Vec<i32> = (before.iter().filter(|(key, _)| !after.contains_key(*key)))
+            let mut gone: Vec<i32> = before
+                .iter()
+                .filter(|(key, _)| !after.contains_key(*key))
                 .filter_map(|(_, item)| match item {
                     Item::Thread(row) => Some(row.tid),
                     _ => None,

@@ -53,8 +53,10 @@ fn dtv_block(
         let e = "this C library's DTV layout is not implemented on this architecture";
         return Err(SlotRead::Error(e.into()));
     };
-    let read =
-        |addr: u64, what: &str| (mem.read_u64(addr)).map_err(|e| SlotRead::Error(format!("reading {what}: {e}")));
+    let read = |addr: u64, what: &str| {
+        mem.read_u64(addr)
+            .map_err(|e| SlotRead::Error(format!("reading {what}: {e}")))
+    };
     let dtv = read(tp.wrapping_add(layout.pointer_offset as u64), "the DTV pointer")?;
     let absent = |e: String| Err(SlotRead::NoSlot(e));
     match layout.header {

@@ -85,11 +85,11 @@ impl ElfCache {
             };
             // The bias comes from the file's first mapping of a loadable segment.
             let same_file = |o: &&Mapping| o.dev == m.dev && o.inode == m.inode && o.path == m.path;
-            let load_bias = (maps
+            let load_bias = maps
                 .iter()
                 .filter(same_file)
-                .find_map(|o| export.load_bias(o.start, o.offset)))
-            .ok_or("no mapping matches a loadable segment")?;
+                .find_map(|o| export.load_bias(o.start, o.offset));
+            let load_bias = load_bias.ok_or("no mapping matches a loadable segment")?;
             let mut module = Module {
                 path: m.path.clone(),
                 load_bias,
@@ -177,9 +177,11 @@ pub fn resolve(platform: &Platform, mem: &dyn Memory, m: &Module) -> Result<Reso
         AccessModel::LocalExec if !m.is_main_executable => {
             Err("no relocation reaches the slot and this is not the main executable".into())
         }
-        AccessModel::LocalExec => {
-            (m.export.local_exec_tp_offset().map(Resolution::StaticOffset)).ok_or_else(|| "no PT_TLS segment".into())
-        }
+        AccessModel::LocalExec => m
+            .export
+            .local_exec_tp_offset()
+            .map(Resolution::StaticOffset)
+            .ok_or_else(|| "no PT_TLS segment".into()),
     }
 }
 
