@@ -32,13 +32,19 @@ exit codes:
 ";
 
 /// What the command line asks for.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(clap::Parser, Clone, Debug, PartialEq)]
+#[command(name = "otel-ctx-dump", version)]
 pub struct Options {
-    pub pid: i32,
+    #[arg(long)]
     pub json: bool,
+    #[arg(long, value_name = "TID", value_parser = positive_id)]
     pub thread: Option<i32>,
+    #[arg(long, value_name = "SECONDS", value_parser = interval)]
     pub watch: Option<Duration>,
+    #[arg(long, value_name = "N", requires = "watch", value_parser = sample_count)]
     pub samples: Option<u64>,
+    #[arg(value_name = "PID", value_parser = positive_id)]
+    pub pid: i32,
 }
 
 /// The outcome of parsing.
@@ -47,27 +53,6 @@ pub enum Command {
     Run(Options),
     Help,
     Version,
-}
-
-/// The flags, as clap parses them; help and version are handled by [`parse`] (the help text is
-/// [`USAGE`]).
-#[derive(clap::Parser, Debug)]
-#[command(name = "otel-ctx-dump", disable_help_flag = true, disable_version_flag = true)]
-struct Args {
-    #[arg(long)]
-    json: bool,
-    #[arg(long, value_name = "TID", value_parser = positive_id)]
-    thread: Option<i32>,
-    #[arg(long, value_name = "SECONDS", value_parser = interval)]
-    watch: Option<Duration>,
-    #[arg(long, value_name = "N", requires = "watch", value_parser = sample_count)]
-    samples: Option<u64>,
-    #[arg(short = 'h', long)]
-    help: bool,
-    #[arg(short = 'V', long)]
-    version: bool,
-    #[arg(value_name = "PID", value_parser = positive_id, required_unless_present_any = ["help", "version"])]
-    pid: Option<i32>,
 }
 
 fn positive_id(s: &str) -> Result<i32, String> {
@@ -93,31 +78,20 @@ fn sample_count(s: &str) -> Result<u64, String> {
 
 /// Parses the arguments after the program name; the error is clap's message, one line.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    use clap::Parser;
-    let argv = std::iter::once("otel-ctx-dump".to_owned()).chain(args);
-    let a = Args::try_parse_from(argv).map_err(|e| {
-        // clap's message without its own usage footer, on one line.
-        let text = e.to_string();
-        let message: Vec<&str> = text
-            .lines()
-            .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
-            .map(str::trim)
-            .collect();
-        message.join(" ").trim_start_matches("error: ").to_owned()
-    })?;
-    if a.help {
-        return Ok(Command::Help);
-    }
-    if a.version {
-        return Ok(Command::Version);
-    }
-    Ok(Command::Run(Options {
-        pid: a.pid.ok_or("missing PID")?,
-        json: a.json,
-        thread: a.thread,
-        watch: a.watch,
-        samples: a.samples,
-    }))
+    use clap::{error::ErrorKind, Parser};
+    let e = match Options::try_parse_from(std::iter::once("otel-ctx-dump".to_owned()).chain(args)) {
+        Ok(o) => return Ok(Command::Run(o)),
+        Err(e) if e.kind() == ErrorKind::DisplayHelp => return Ok(Command::Help),
+        Err(e) if e.kind() == ErrorKind::DisplayVersion => return Ok(Command::Version),
+        Err(e) => e.to_string(),
+    };
+    // clap's message without its own usage footer, on one line.
+    let message: Vec<&str> = e
+        .lines()
+        .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+        .map(str::trim)
+        .collect();
+    Err(message.join(" ").trim_start_matches("error: ").to_owned())
 }
 
 #[cfg(test)]

@@ -1,12 +1,7 @@
-//! Finding `otel_thread_ctx_v1` in an ELF file and how the module reaches it.
-//!
-//! Works on the file's bytes only (no target process): the symbol's TLS offset from `.dynsym`,
-//! the module's `PT_TLS` and `PT_LOAD` segments, and the dynamic relocations that tell the access
-//! model: on x86-64 `R_X86_64_TLSDESC` (36), `R_X86_64_DTPMOD64` (16, general-dynamic) or
-//! `R_X86_64_TPOFF64` (18, initial-exec); on AArch64 `R_AARCH64_TLSDESC` (1031),
-//! `R_AARCH64_TLS_DTPMOD64` (1028) or `R_AARCH64_TLS_TPREL64` (1030); none means local-exec in an
-//! executable. The types and the TLS layout come from the [`platform::Arch`] the file's
-//! `e_machine` names.
+//! Finding `otel_thread_ctx_v1` in an ELF file and how the module reaches it, from the file's
+//! bytes alone: the symbol's TLS offset from `.dynsym`, the `PT_TLS` and `PT_LOAD` segments, and
+//! the dynamic relocations that tell the access model (their types per architecture are in
+//! [`crate::platform`]); none means local-exec in an executable.
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
@@ -14,12 +9,9 @@ use object::read::ReadRef;
 use object::Endianness;
 use std::fmt;
 
-use crate::platform::{self, Arch, TlsLayout};
+use crate::platform::{Arch, TlsLayout};
 
 pub const SYMBOL: &str = "otel_thread_ctx_v1";
-pub const R_X86_64_DTPMOD64: u32 = platform::X86_64.relocs.general_dynamic;
-pub const R_X86_64_TPOFF64: u32 = platform::X86_64.relocs.initial_exec;
-pub const R_X86_64_TLSDESC: u32 = platform::X86_64.relocs.tlsdesc;
 
 /// How a module's code reaches the slot, from its dynamic relocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,11 +38,9 @@ impl fmt::Display for AccessModel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlsReloc {
     pub r_type: u32,
-    /// The access model this relocation type stands for on the file's architecture.
     pub model: AccessModel,
     /// Where the GOT entry (or TLSDESC descriptor) is, relative to the load bias.
     pub r_offset: u64,
-    pub addend: i64,
     /// False for a relocation without a symbol whose addend names the slot's offset.
     pub by_symbol: bool,
 }
@@ -60,7 +50,6 @@ pub struct TlsReloc {
 pub struct LoadSegment {
     pub vaddr: u64,
     pub offset: u64,
-    pub memsz: u64,
 }
 
 /// The module's TLS template.
@@ -80,7 +69,6 @@ pub struct TlsExport {
     pub st_value: u64,
     pub st_size: u64,
     pub global: bool,
-    pub e_type: u16,
     pub tls: Option<TlsSegment>,
     pub loads: Vec<LoadSegment>,
     pub relocs: Vec<TlsReloc>,
@@ -90,24 +78,21 @@ impl TlsExport {
     /// The access model readers should follow: TLSDESC first, then initial-exec, then
     /// general-dynamic; local-exec when the module has no relocation for the slot.
     pub fn access_model(&self) -> AccessModel {
-        let has = |m| self.relocs.iter().any(|r| r.model == m);
-        if has(AccessModel::TlsDesc) {
-            AccessModel::TlsDesc
-        } else if has(AccessModel::InitialExec) {
-            AccessModel::InitialExec
-        } else if has(AccessModel::GeneralDynamic) {
-            AccessModel::GeneralDynamic
-        } else {
-            AccessModel::LocalExec
-        }
+        use AccessModel::*;
+        let has = |m: &AccessModel| self.relocs.iter().any(|r| r.model == *m);
+        [TlsDesc, InitialExec, GeneralDynamic]
+            .into_iter()
+            .find(has)
+            .unwrap_or(LocalExec)
     }
 
-    /// The relocation of the chosen access model.
+    /// The relocation of an access model: one naming the symbol first, else one matched by addend.
     pub fn reloc(&self, model: AccessModel) -> Option<TlsReloc> {
-        // A relocation naming the symbol is the surest; a symbol-less one matched by addend next.
-        let mut candidates: Vec<&TlsReloc> = self.relocs.iter().filter(|r| r.model == model).collect();
-        candidates.sort_by_key(|r| !r.by_symbol);
-        candidates.first().map(|r| **r)
+        self.relocs
+            .iter()
+            .filter(|r| r.model == model)
+            .min_by_key(|r| !r.by_symbol)
+            .copied()
     }
 
     /// Load bias from one mapping of the file: `map_start` is where file offset `map_offset`
@@ -145,91 +130,46 @@ impl TlsExport {
     }
 }
 
-/// Why a file could not be examined.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ElfError(pub String);
-
-impl fmt::Display for ElfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn err(what: &str, e: object::read::Error) -> ElfError {
-    ElfError(format!("{what}: {e}"))
-}
-
-/// Quick check before reading a whole file.
-pub fn is_elf(prefix: &[u8]) -> bool {
-    prefix.starts_with(b"\x7fELF")
-}
-
-/// [`find_export_for`] the architecture the file's `e_machine` names (any of
-/// [`platform::ARCHES`]); `Ok(None)` for files of other architectures.
-pub fn find_export<'data, R: ReadRef<'data>>(data: R) -> Result<Option<TlsExport>, ElfError> {
+/// Looks for a defined `otel_thread_ctx_v1` TLS symbol in the dynamic symbol table of a 64-bit
+/// ELF file of a known architecture (of `only`, if given). `Ok(None)`: not such a file, or no
+/// such symbol. `data` is the file's bytes, or a [`object::read::ReadCache`] over the open file,
+/// which reads only the headers, `.dynsym` and the relocation sections.
+pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Result<Option<TlsExport>, String> {
     if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
         return Ok(None);
     }
-    let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| err("ELF header", e))?;
-    let endian = header.endian().map_err(|e| err("ELF endianness", e))?;
-    match Arch::for_machine(header.e_machine(endian)) {
-        Some(arch) => find_export_for(data, arch),
-        None => Ok(None),
-    }
-}
-
-/// Looks for a defined `otel_thread_ctx_v1` TLS symbol in the file's dynamic symbol table.
-/// `Ok(None)`: a 64-bit ELF for `arch` that does not define it (or is some other architecture).
-///
-/// `data` is the file's bytes, or a [`object::read::ReadCache`] over the open file, which reads
-/// only the headers, `.dynsym` and the relocation sections instead of the whole file.
-pub fn find_export_for<'data, R: ReadRef<'data>>(data: R, arch: &'static Arch) -> Result<Option<TlsExport>, ElfError> {
-    if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
-        return Ok(None);
-    }
-    let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| err("ELF header", e))?;
-    let endian = header.endian().map_err(|e| err("ELF endianness", e))?;
-    if header.e_machine(endian) != arch.e_machine {
-        return Ok(None);
-    }
-    let sections = header.sections(endian, data).map_err(|e| err("section headers", e))?;
+    let err = |what: &'static str| move |e: object::read::Error| format!("{what}: {e}");
+    let header = elf::FileHeader64::<Endianness>::parse(data).map_err(err("ELF header"))?;
+    let endian = header.endian().map_err(err("ELF endianness"))?;
+    let arch = match Arch::for_machine(header.e_machine(endian)) {
+        Some(arch) if only.is_none_or(|a| a == arch) => arch,
+        _ => return Ok(None),
+    };
+    let sections = header.sections(endian, data).map_err(err("section headers"))?;
     let dynsym = sections
         .symbols(endian, data, elf::SHT_DYNSYM)
-        .map_err(|e| err(".dynsym", e))?;
-    if dynsym.is_empty() {
+        .map_err(err(".dynsym"))?;
+    let Some((sym_index, sym)) = dynsym.iter().enumerate().find(|(_, sym)| {
+        sym.st_type() == elf::STT_TLS
+            && sym.st_shndx(endian) != elf::SHN_UNDEF
+            && sym.name(endian, dynsym.strings()).ok() == Some(SYMBOL.as_bytes())
+    }) else {
         return Ok(None);
-    }
-    let mut found = None;
-    for (index, sym) in dynsym.iter().enumerate() {
-        if sym.st_type() != elf::STT_TLS || sym.st_shndx(endian) == elf::SHN_UNDEF {
-            continue;
-        }
-        if sym.name(endian, dynsym.strings()).ok() == Some(SYMBOL.as_bytes()) {
-            found = Some((index, sym));
-            break;
-        }
-    }
-    let Some((sym_index, sym)) = found else { return Ok(None) };
+    };
     let st_value = sym.st_value(endian);
 
     let mut tls = None;
     let mut loads = Vec::new();
-    for ph in header
-        .program_headers(endian, data)
-        .map_err(|e| err("program headers", e))?
-    {
+    for ph in header.program_headers(endian, data).map_err(err("program headers"))? {
+        let vaddr = ph.p_vaddr(endian);
         match ph.p_type(endian) {
             elf::PT_TLS => {
-                tls = Some(TlsSegment {
-                    vaddr: ph.p_vaddr(endian),
-                    memsz: ph.p_memsz(endian),
-                    align: ph.p_align(endian),
-                })
+                let (memsz, align) = (ph.p_memsz(endian), ph.p_align(endian));
+                tls = Some(TlsSegment { vaddr, memsz, align })
             }
             elf::PT_LOAD => loads.push(LoadSegment {
-                vaddr: ph.p_vaddr(endian),
+                vaddr,
                 offset: ph.p_offset(endian),
-                memsz: ph.p_memsz(endian),
             }),
             _ => {}
         }
@@ -245,24 +185,23 @@ pub fn find_export_for<'data, R: ReadRef<'data>>(data: R, arch: &'static Arch) -
         };
         for rela in relas {
             let r_type = rela.r_type(endian, false);
-            let types = &arch.relocs;
             let model = match r_type {
-                t if t == types.tlsdesc => AccessModel::TlsDesc,
-                t if t == types.initial_exec => AccessModel::InitialExec,
-                t if t == types.general_dynamic => AccessModel::GeneralDynamic,
+                t if t == arch.tlsdesc => AccessModel::TlsDesc,
+                t if t == arch.initial_exec => AccessModel::InitialExec,
+                t if t == arch.general_dynamic => AccessModel::GeneralDynamic,
                 _ => continue,
             };
             let r_sym = rela.r_sym(endian, false) as usize;
-            let addend = rela.r_addend(endian);
             let by_symbol = r_sym == sym_index;
             // Without a symbol, TLSDESC and TPOFF64 carry the TLS offset in the addend.
-            let by_addend = r_sym == 0 && model != AccessModel::GeneralDynamic && addend as u64 == st_value;
+            let by_addend =
+                r_sym == 0 && model != AccessModel::GeneralDynamic && rela.r_addend(endian) as u64 == st_value;
             if by_symbol || by_addend {
+                let r_offset = rela.r_offset(endian);
                 relocs.push(TlsReloc {
                     r_type,
                     model,
-                    r_offset: rela.r_offset(endian),
-                    addend,
+                    r_offset,
                     by_symbol,
                 });
             }
@@ -273,7 +212,6 @@ pub fn find_export_for<'data, R: ReadRef<'data>>(data: R, arch: &'static Arch) -
         st_value,
         st_size: sym.st_size(endian),
         global: sym.st_bind() == elf::STB_GLOBAL,
-        e_type: header.e_type(endian),
         tls,
         loads,
         relocs,
@@ -283,15 +221,15 @@ pub fn find_export_for<'data, R: ReadRef<'data>>(data: R, arch: &'static Arch) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform;
 
     #[test]
     fn non_elf_and_foreign_bytes_are_not_exports() {
-        assert!(!is_elf(b"MZ\x90\x00"));
-        assert!(find_export(&b""[..]).unwrap().is_none());
+        assert!(find_export(&b""[..], None).unwrap().is_none());
         let mut fake = [0u8; 64];
         fake[..4].copy_from_slice(b"\x7fELF");
         fake[4] = elf::ELFCLASS64;
-        assert!(find_export(&fake[..]).is_err());
+        assert!(find_export(&fake[..], None).is_err());
     }
 
     #[test]
@@ -301,7 +239,6 @@ mod tests {
             st_value: 8,
             st_size: 8,
             global: true,
-            e_type: elf::ET_DYN,
             tls: Some(TlsSegment {
                 vaddr: 0x3de0,
                 memsz: 20,
@@ -321,7 +258,6 @@ mod tests {
             st_value: 8,
             st_size: 8,
             global: true,
-            e_type: elf::ET_EXEC,
             tls: Some(TlsSegment {
                 vaddr: 0x41fd80,
                 memsz: 20,
@@ -355,18 +291,12 @@ mod tests {
             st_value: 0,
             st_size: 8,
             global: true,
-            e_type: elf::ET_DYN,
             tls: None,
             loads: vec![
-                LoadSegment {
-                    vaddr: 0,
-                    offset: 0,
-                    memsz: 0x1000,
-                },
+                LoadSegment { vaddr: 0, offset: 0 },
                 LoadSegment {
                     vaddr: 0x2000,
                     offset: 0x1000,
-                    memsz: 0x1000,
                 },
             ],
             relocs: vec![],

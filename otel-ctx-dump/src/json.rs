@@ -1,12 +1,13 @@
-//! The JSON rendering: serde views of a snapshot. Their field names and order are the output's
-//! contract (scripts and tests read them); fields may be added, never removed.
+//! The JSON rendering. The snapshot types derive `Serialize` where their shape is the output's;
+//! the few that differ are written here. Field names and order are the output's contract
+//! (scripts and tests read them); fields may be added, never removed.
 
 use crate::elf::SYMBOL;
-use crate::inspect::{ContextStatus, Module, Resolution, SlotRead, Snapshot, ThreadProblem};
-use crate::output::{self, EntryBody, ThreadEntry};
+use crate::inspect::{Module, Resolution, Row, RowBody, SlotRead, Snapshot, ThreadProblem};
+use crate::output;
 use crate::process_context::Value;
-use crate::record::{hex, Record};
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use crate::record::hex;
+use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -32,321 +33,116 @@ impl serde_json::ser::Formatter for TerminalSafe {
 pub fn to_string<T: Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut out, TerminalSafe);
-    value
-        .serialize(&mut ser)
-        .expect("the views serialise to memory without error");
+    value.serialize(&mut ser).expect("serialising to memory cannot fail");
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// An address, as a `0x…` string (JSON numbers lose precision past 2^53).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hex(pub u64);
-
-impl Serialize for Hex {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:#x}", self.0))
-    }
-}
-
-impl Serialize for Value {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Value::Empty => s.serialize_unit(),
-            Value::Str(v) => s.serialize_str(v),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::Int(i) => s.serialize_i64(*i),
-            Value::Double(d) if d.is_finite() => s.serialize_f64(*d),
-            // JSON has no NaN or infinity: say it in a string.
-            Value::Double(d) => s.collect_str(d),
-            Value::Array(items) => {
-                let mut seq = s.serialize_seq(Some(items.len()))?;
-                for v in items {
-                    seq.serialize_element(v)?;
-                }
-                seq.end()
-            }
-            Value::KvList(items) => Kvs(items).serialize(s),
-            Value::Bytes(b) => s.serialize_str(&hex(b)),
-        }
-    }
+pub(crate) fn address<S: Serializer>(addr: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{addr:#x}"))
 }
 
 /// Key/value pairs as one JSON object, in their order (a repeated key is repeated).
-pub struct Kvs<'a>(pub &'a [(String, Value)]);
+pub(crate) fn key_values<S: Serializer>(items: &[(String, Value)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(items.iter().map(|(k, v)| (k, v)))
+}
 
-impl Serialize for Kvs<'_> {
+/// JSON has no NaN or infinity: those are said in a string.
+pub(crate) fn double<S: Serializer>(d: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if d.is_finite() {
+        s.serialize_f64(*d)
+    } else {
+        s.collect_str(d)
+    }
+}
+
+pub(crate) fn bytes<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex(b))
+}
+
+impl Serialize for Snapshot {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
+        let rows: Vec<Row> = self.threads.iter().flat_map(|t| t.rows()).collect();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("pid", &self.pid)?;
+        m.serialize_entry("command", &self.command)?;
+        m.serialize_entry("symbol", SYMBOL)?;
+        m.serialize_entry("process_context", &self.process_context)?;
+        m.serialize_entry("modules", &self.modules)?;
+        m.serialize_entry("module_errors", &self.module_errors)?;
+        m.serialize_entry("threads", &rows)?;
+        m.serialize_entry("exit_code", &output::exit_code(self))?;
+        m.end()
     }
 }
 
-#[derive(Serialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-pub enum ContextJson<'a> {
-    Absent,
-    Invalid {
-        mapping: &'a str,
-        address: Hex,
-        error: &'a str,
-    },
-    Present {
-        mapping: &'a str,
-        address: Hex,
-        published_at_ns: u64,
-        payload_size: u32,
-        resource: Kvs<'a>,
-        attributes: Kvs<'a>,
-        schema_version: Option<&'a str>,
-        attribute_key_map: Option<Vec<Option<&'a str>>>,
-        problems: &'a [String],
-    },
-}
-
-impl<'a> ContextJson<'a> {
-    pub fn new(status: &'a ContextStatus) -> ContextJson<'a> {
-        match status {
-            ContextStatus::Absent => ContextJson::Absent,
-            ContextStatus::Invalid { mapping, addr, error } => ContextJson::Invalid {
-                mapping,
-                address: Hex(*addr),
-                error,
-            },
-            ContextStatus::Present {
-                mapping,
-                addr,
-                header,
-                context,
-            } => ContextJson::Present {
-                mapping,
-                address: Hex(*addr),
-                published_at_ns: header.published_at_ns,
-                payload_size: header.payload_size,
-                resource: Kvs(&context.resource),
-                attributes: Kvs(&context.attributes),
-                schema_version: context.schema_version.as_deref(),
-                attribute_key_map: context
-                    .key_map
-                    .as_ref()
-                    .map(|m| m.iter().map(Option::as_deref).collect()),
-                problems: &context.problems,
-            },
-        }
-    }
-}
-
-#[derive(Serialize)]
-pub struct ModuleJson<'a> {
-    path: &'a str,
-    access_model: String,
-    load_bias: Hex,
-    symbol_offset: u64,
-    main_executable: bool,
-    /// "static", "dynamic", or null (then `error` says why).
-    resolution: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tp_offset: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_module_id: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_offset: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    warnings: Vec<String>,
-}
-
-impl<'a> ModuleJson<'a> {
-    pub fn new(m: &'a Module) -> ModuleJson<'a> {
-        let mut j = ModuleJson {
-            path: &m.path,
-            access_model: m.model.to_string(),
-            load_bias: Hex(m.load_bias),
-            symbol_offset: m.export.st_value,
-            main_executable: m.is_main_executable,
-            resolution: None,
-            tp_offset: None,
-            tls_module_id: None,
-            tls_offset: None,
-            error: None,
-            warnings: m.warnings(),
-        };
-        match &m.resolution {
+/// `resolution` is "static", "dynamic", or null (then `error` says why).
+impl Serialize for Module {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("path", &self.path)?;
+        m.serialize_entry("access_model", &self.model.to_string())?;
+        m.serialize_entry("load_bias", &format!("{:#x}", self.load_bias))?;
+        m.serialize_entry("symbol_offset", &self.export.st_value)?;
+        m.serialize_entry("main_executable", &self.is_main_executable)?;
+        match &self.resolution {
             Ok(Resolution::StaticOffset(o)) => {
-                j.resolution = Some("static");
-                j.tp_offset = Some(*o);
+                m.serialize_entry("resolution", "static")?;
+                m.serialize_entry("tp_offset", o)?;
             }
             Ok(Resolution::Dynamic { module_id, offset, .. }) => {
-                j.resolution = Some("dynamic");
-                j.tls_module_id = Some(*module_id);
-                j.tls_offset = Some(*offset);
+                m.serialize_entry("resolution", "dynamic")?;
+                m.serialize_entry("tls_module_id", module_id)?;
+                m.serialize_entry("tls_offset", offset)?;
             }
-            Err(e) => j.error = Some(e),
+            Err(e) => {
+                m.serialize_entry("resolution", &None::<&str>)?;
+                m.serialize_entry("error", e)?;
+            }
         }
-        j
+        m.serialize_entry("warnings", &self.warnings())?;
+        m.end()
     }
 }
 
-#[derive(Serialize)]
-struct AttributeJson<'a> {
-    index: u8,
-    key: Option<&'a str>,
-    value: &'a str,
-    invalid_utf8: bool,
-}
-
-#[derive(Serialize)]
-struct RecordJson<'a> {
-    trace_id: String,
-    span_id: String,
-    flags: u8,
-    valid: u8,
-    attrs_data_size: u16,
-    attributes: Vec<AttributeJson<'a>>,
-    truncated: Option<String>,
-}
-
-impl<'a> RecordJson<'a> {
-    fn new(s: &'a Snapshot, record: &'a Record) -> RecordJson<'a> {
-        RecordJson {
-            trace_id: hex(&record.header.trace_id),
-            span_id: hex(&record.header.span_id),
-            flags: record.header.trace_flags,
-            valid: record.header.valid,
-            attrs_data_size: record.header.attrs_data_size,
-            attributes: record
-                .attributes
-                .iter()
-                .map(|a| AttributeJson {
-                    index: a.key_index,
-                    key: s.key_name(a.key_index),
-                    value: &a.value,
-                    invalid_utf8: a.invalid_utf8,
-                })
-                .collect(),
-            truncated: record.truncated.as_ref().map(ToString::to_string),
-        }
-    }
-}
-
-/// One thread entry: a thread-level problem, "no_module", or one module's read.
-#[derive(Serialize)]
-pub struct ThreadJson<'a> {
-    tid: i32,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    module: Option<usize>,
-    state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tracer_pid: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tracer_tid: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    record_address: Option<Hex>,
-    #[serde(flatten)]
-    record: Option<RecordJson<'a>>,
-}
-
-impl<'a> ThreadJson<'a> {
-    pub fn new(s: &'a Snapshot, e: &'a ThreadEntry) -> ThreadJson<'a> {
-        let mut j = ThreadJson {
-            tid: e.tid,
-            name: &e.name,
-            module: None,
-            state: "error",
-            reason: None,
-            detail: None,
-            tracer_pid: None,
-            tracer_tid: None,
-            record_address: None,
-            record: None,
-        };
-        match &e.body {
-            EntryBody::Problem(p) => {
-                j.reason = Some(p.reason());
-                j.detail = Some(p.to_string());
-                if let ThreadProblem::TracedBy(t) = p {
-                    j.tracer_pid = Some(t.pid);
-                    j.tracer_tid = Some(t.tid);
+impl Serialize for Row<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("tid", &self.tid)?;
+        m.serialize_entry("name", self.name)?;
+        match self.body {
+            RowBody::Problem(p) => {
+                m.serialize_entry("state", "error")?;
+                m.serialize_entry("reason", p.reason())?;
+                m.serialize_entry("detail", &p.to_string())?;
+                if let ThreadProblem::TracedBy { pid, tid, .. } = p {
+                    m.serialize_entry("tracer_pid", pid)?;
+                    m.serialize_entry("tracer_tid", tid)?;
                 }
             }
-            EntryBody::NoModule => j.state = "no_module",
-            EntryBody::Read { module, read } => {
-                j.module = Some(*module);
-                j.state = output::state_word(read);
+            RowBody::NoModule => m.serialize_entry("state", "no_module")?,
+            RowBody::Read(module, read) => {
+                m.serialize_entry("module", &module)?;
+                m.serialize_entry("state", output::state_word(read))?;
                 match read {
-                    SlotRead::NoSlot(d) | SlotRead::Error(d) => j.detail = Some(d.clone()),
+                    SlotRead::NoSlot(d) | SlotRead::Error(d) => m.serialize_entry("detail", d)?,
                     SlotRead::NoContext => {}
                     SlotRead::Record { addr, record } => {
-                        j.record_address = Some(Hex(*addr));
-                        j.record = Some(RecordJson::new(s, record));
+                        let h = &record.header;
+                        m.serialize_entry("record_address", &format!("{addr:#x}"))?;
+                        m.serialize_entry("trace_id", &hex(&h.trace_id))?;
+                        m.serialize_entry("span_id", &hex(&h.span_id))?;
+                        m.serialize_entry("flags", &h.trace_flags)?;
+                        m.serialize_entry("valid", &h.valid)?;
+                        m.serialize_entry("attrs_data_size", &h.attrs_data_size)?;
+                        m.serialize_entry("attributes", &record.attributes)?;
+                        m.serialize_entry("truncated", &record.truncated)?;
                     }
                 }
             }
         }
-        j
+        m.end()
     }
-}
-
-#[derive(Serialize)]
-struct SnapshotJson<'a> {
-    pid: i32,
-    command: &'a str,
-    symbol: &'static str,
-    process_context: ContextJson<'a>,
-    modules: Vec<ModuleJson<'a>>,
-    module_errors: &'a [String],
-    threads: Vec<ThreadJson<'a>>,
-    exit_code: i32,
-}
-
-/// The whole snapshot as one JSON object.
-pub fn snapshot(s: &Snapshot, entries: &[ThreadEntry]) -> String {
-    to_string(&SnapshotJson {
-        pid: s.pid,
-        command: &s.command,
-        symbol: SYMBOL,
-        process_context: ContextJson::new(&s.process_context),
-        modules: s.modules.iter().map(ModuleJson::new).collect(),
-        module_errors: &s.module_errors,
-        threads: entries.iter().map(|e| ThreadJson::new(s, e)).collect(),
-        exit_code: output::exit_code(s),
-    })
-}
-
-/// What a `--watch` line is about.
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum WatchItem<'a> {
-    ProcessContext {
-        process_context: ContextJson<'a>,
-    },
-    Module {
-        module: ModuleJson<'a>,
-    },
-    Thread(ThreadJson<'a>),
-    #[serde(rename = "thread")]
-    ThreadGone {
-        tid: i32,
-    },
-    Process {
-        state: &'static str,
-    },
-}
-
-/// One `--watch` line: when, what happened ("new", "changed", "gone") and to what.
-#[derive(Serialize)]
-pub struct WatchLine<'a> {
-    pub elapsed_s: f64,
-    pub event: &'static str,
-    #[serde(flatten)]
-    pub item: WatchItem<'a>,
 }
 
 #[cfg(test)]
@@ -373,30 +169,6 @@ mod tests {
         assert_eq!(
             to_string(&Value::KvList(vec![("k".into(), Value::Bytes(vec![1, 255]))])),
             r#"{"k":"01ff"}"#
-        );
-    }
-
-    #[test]
-    fn watch_lines_keep_their_shape() {
-        let line = WatchLine {
-            elapsed_s: 1.5,
-            event: "gone",
-            item: WatchItem::ThreadGone { tid: 7 },
-        };
-        assert_eq!(
-            to_string(&line),
-            r#"{"elapsed_s":1.5,"event":"gone","kind":"thread","tid":7}"#
-        );
-        let line = WatchLine {
-            elapsed_s: 0.25,
-            event: "new",
-            item: WatchItem::ProcessContext {
-                process_context: ContextJson::Absent,
-            },
-        };
-        assert_eq!(
-            to_string(&line),
-            r#"{"elapsed_s":0.25,"event":"new","kind":"process_context","process_context":{"status":"absent"}}"#
         );
     }
 }

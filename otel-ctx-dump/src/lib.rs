@@ -1,18 +1,14 @@
 //! otel-ctx-dump: reads a live process's OpenTelemetry process context (OTEP 4719) and every
 //! thread's span context (OTEP 4947) from outside, the way the OpenTelemetry eBPF profiler does.
+//! It shares no code with the writer (the otel-thread-ctx crate), which makes it an independent
+//! end-to-end check.
 //!
-//! It shares no code with the writer (the otel-thread-ctx crate): records and payloads are
-//! decoded here from the specifications, which makes it an independent end-to-end check.
-//!
-//! Flow: [`maps`] lists the mappings; [`elf`] finds the modules exporting `otel_thread_ctx_v1`
-//! and their access model; [`inspect`] resolves each module's slot from its live GOT, stops each
-//! thread briefly ([`ptrace`]) for its thread pointer, follows the slot and decodes the
-//! [`record`]; [`process_context`] finds and decodes the process context; [`output`] renders
-//! text and [`json`] JSON (serde views).
-//! Layouts that differ by architecture or C library live in [`platform`].
+//! [`inspect`] reads a process: the mappings ([`maps`]), the modules exporting the slot ([`elf`]),
+//! each thread's pointer ([`ptrace`]) and [`record`], and the [`process_context`]; layouts that
+//! differ by architecture or C library live in [`platform`]. [`output`] renders text, [`json`] JSON.
 
 // ptrace reads the registers of same-architecture tracees only: a build reads processes of its
-// own architecture (ELF files of every architecture in `platform::ARCHES` can be examined).
+// own architecture (ELF files of every architecture in `platform` can be examined).
 #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_os = "linux")))]
 compile_error!("otel-ctx-dump reads x86-64 and AArch64 Linux processes only.");
 

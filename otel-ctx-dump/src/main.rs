@@ -1,11 +1,11 @@
 //! `otel-ctx-dump PID`: see `otel-ctx-dump --help` and the README.
 
 use otel_ctx_dump::cli::{self, Command, Options};
-use otel_ctx_dump::inspect::{
-    ContextStatus, InspectError, Inspector, Module, SlotRead, Snapshot, ThreadProblem, TracerInfo,
-};
-use otel_ctx_dump::json::{self, ContextJson, ModuleJson, ThreadJson, WatchItem, WatchLine};
-use otel_ctx_dump::output::{self, exit, EntryBody, ThreadEntry};
+use otel_ctx_dump::inspect::{ContextStatus, InspectError, Inspector, Module, Row, Snapshot, ThreadProblem};
+use otel_ctx_dump::json;
+use otel_ctx_dump::output::{self, exit, printable};
+use otel_ctx_dump::ptrace::TERMINATION_SIGNALS;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,11 +17,15 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Ctrl-C and friends only set a flag: the reader finishes the read in progress, skips the
 /// threads not read yet, releases the thread it holds (the tracer thread blocks these signals,
 /// so the handler runs here) and exits with code 130.
 fn install_signal_flag() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+    for sig in TERMINATION_SIGNALS {
         // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, which is
         // async-signal-safe.
         unsafe {
@@ -46,51 +50,46 @@ fn permission_hint() -> String {
 
 /// Why no thread could be stopped: the other tracer(s) holding them, or else the rights needed.
 fn denied_hint(s: &Snapshot) -> String {
-    let mut tracers: Vec<&TracerInfo> = s
+    let mut tracers: Vec<String> = s
         .threads
         .iter()
         .filter_map(|t| match &t.error {
-            Some(ThreadProblem::TracedBy(tracer)) => Some(tracer),
+            Some(ThreadProblem::TracedBy { pid, name, .. }) => Some(format!("process {pid} ({})", printable(name))),
             _ => None,
         })
         .collect();
-    tracers.dedup_by_key(|t| t.pid);
+    tracers.dedup();
     if tracers.is_empty() {
         return permission_hint();
     }
-    let names: Vec<String> = tracers
-        .iter()
-        .map(|t| format!("process {} ({})", t.pid, output::printable(&t.name)))
-        .collect();
     format!(
         "The threads are already traced by {}: a thread takes one tracer at a time. Detach it (or let it finish) first.",
-        names.join(", ")
+        tracers.join(", ")
     )
 }
 
 fn report_error(pid: i32, e: &InspectError) -> i32 {
+    let message = match e {
+        InspectError::NoSuchProcess => format!("no such process: {pid}"),
+        InspectError::Zombie { parent } => format!(
+            "process {pid}: the process is a zombie: it has exited and its parent {parent} has not reaped it yet; nothing is left to read"
+        ),
+        InspectError::KernelThread => format!("process {pid}: this is a kernel thread: it has no user space to read"),
+        InspectError::PermissionDenied(what) => format!("permission denied: {what}\n{}", permission_hint()),
+        InspectError::Io(message) => message.clone(),
+    };
+    eprintln!("otel-ctx-dump: {message}");
     match e {
-        InspectError::NoSuchProcess => {
-            eprintln!("otel-ctx-dump: no such process: {pid}");
-            exit::NO_SUCH_PROCESS
-        }
-        InspectError::Zombie { .. } => {
-            eprintln!("otel-ctx-dump: process {pid}: {e}");
-            exit::NO_SUCH_PROCESS
-        }
-        InspectError::KernelThread => {
-            eprintln!("otel-ctx-dump: process {pid}: {e}");
-            exit::FAILURE
-        }
-        InspectError::PermissionDenied(what) => {
-            eprintln!("otel-ctx-dump: permission denied: {what}\n{}", permission_hint());
-            exit::PERMISSION_DENIED
-        }
-        InspectError::Io(msg) => {
-            eprintln!("otel-ctx-dump: {msg}");
-            exit::FAILURE
-        }
+        InspectError::NoSuchProcess | InspectError::Zombie { .. } => exit::NO_SUCH_PROCESS,
+        InspectError::PermissionDenied(_) => exit::PERMISSION_DENIED,
+        _ => exit::FAILURE,
     }
+}
+
+fn put(out: &str) {
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
 }
 
 fn once(o: &Options) -> i32 {
@@ -100,180 +99,154 @@ fn once(o: &Options) -> i32 {
         Ok(s) => s,
         Err(e) => return report_error(o.pid, &e),
     };
-    let out = if o.json {
-        output::json(&snapshot) + "\n"
+    put(&if o.json {
+        json::to_string(&snapshot) + "\n"
     } else {
         output::text(&snapshot)
-    };
-    let _ = std::io::stdout().write_all(out.as_bytes());
+    });
     let code = output::exit_code(&snapshot);
-    if !o.json {
-        match code {
-            exit::PERMISSION_DENIED => {
-                eprintln!("otel-ctx-dump: no thread could be stopped.\n{}", denied_hint(&snapshot))
-            }
-            exit::NO_MODULE => eprintln!(
-                "otel-ctx-dump: no module mapped in process {} exports otel_thread_ctx_v1 \
-                 (is the library loaded yet?)",
-                o.pid
-            ),
-            exit::NO_PROCESS_CONTEXT => eprintln!(
-                "otel-ctx-dump: process {} has no valid process context: attribute names are unknown",
-                o.pid
-            ),
-            _ => {}
+    let pid = o.pid;
+    match code {
+        _ if o.json => {}
+        exit::PERMISSION_DENIED => eprintln!("otel-ctx-dump: no thread could be stopped.\n{}", denied_hint(&snapshot)),
+        exit::NO_MODULE => eprintln!(
+            "otel-ctx-dump: no module mapped in process {pid} exports otel_thread_ctx_v1 (is the library loaded yet?)"
+        ),
+        exit::NO_PROCESS_CONTEXT => {
+            eprintln!("otel-ctx-dump: process {pid} has no valid process context: attribute names are unknown")
         }
+        _ => {}
     }
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        return exit::INTERRUPTED;
+    if interrupted() {
+        exit::INTERRUPTED
+    } else {
+        code
     }
-    code
 }
 
-/// What a watched item was last seen as; compared by value to tell a change.
-#[derive(PartialEq)]
-enum Watched {
-    Context(ContextStatus),
-    Module(Module),
-    /// A thread entry, and the key names its attributes are shown with (a key-map change
-    /// changes the line).
-    Thread(ThreadEntry, Vec<Option<String>>),
+/// What a `--watch` line is about; items of two samples are compared by value to tell a change.
+#[derive(PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Item<'a> {
+    ProcessContext {
+        process_context: &'a ContextStatus,
+    },
+    Module {
+        module: &'a Module,
+    },
+    Thread(Row<'a>),
+    #[serde(rename = "thread")]
+    ThreadGone {
+        tid: i32,
+    },
+    Process {
+        state: &'static str,
+    },
 }
 
-/// A snapshot's watched items, keyed.
-fn watched(s: &Snapshot) -> Vec<(String, Watched)> {
-    let mut items = vec![("context".to_owned(), Watched::Context(s.process_context.clone()))];
+/// One `--watch` line: when, what happened ("new", "changed", "gone") and to what.
+#[derive(Serialize)]
+struct WatchLine<'a> {
+    elapsed_s: f64,
+    event: &'static str,
+    #[serde(flatten)]
+    item: &'a Item<'a>,
+}
+
+/// A sample's items, keyed.
+fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
+    let mut items = BTreeMap::from([(
+        "context".to_owned(),
+        Item::ProcessContext {
+            process_context: &s.process_context,
+        },
+    )]);
     for m in &s.modules {
-        items.push((format!("module {}", m.path), Watched::Module(m.clone())));
+        items.insert(format!("module {}", m.path), Item::Module { module: m });
     }
     for t in &s.threads {
-        for (i, e) in output::thread_entries(t).into_iter().enumerate() {
-            let keys = match &e.body {
-                EntryBody::Read {
-                    read: SlotRead::Record { record, .. },
-                    ..
-                } => record
-                    .attributes
-                    .iter()
-                    .map(|a| s.key_name(a.key_index).map(str::to_owned))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            items.push((format!("thread {} {i}", t.tid), Watched::Thread(e, keys)));
+        for (i, row) in t.rows().into_iter().enumerate() {
+            items.insert(format!("thread {} {i}", t.tid), Item::Thread(row));
         }
     }
     items
-}
-
-/// Prints one `--watch` line: `event` is "new", "changed" or "gone".
-fn emit(json: bool, start: Instant, event: &'static str, text: String, item: WatchItem<'_>) {
-    let t = start.elapsed().as_secs_f64();
-    let out = if json {
-        let line = WatchLine {
-            // Milliseconds are what the text shows too.
-            elapsed_s: (t * 1000.0).round() / 1000.0,
-            event,
-            item,
-        };
-        json::to_string(&line) + "\n"
-    } else {
-        let mark = match event {
-            "new" => "+",
-            "gone" => "-",
-            _ => "~",
-        };
-        format!("[{t:8.3}s] {mark} {text}\n")
-    };
-    let mut stdout = std::io::stdout();
-    let _ = stdout.write_all(out.as_bytes());
-    let _ = stdout.flush();
-}
-
-/// Prints a new or changed item.
-fn emit_item(json: bool, start: Instant, event: &'static str, s: &Snapshot, w: &Watched) {
-    let (text, item) = match w {
-        Watched::Context(c) => (
-            output::context_line(c),
-            WatchItem::ProcessContext {
-                process_context: ContextJson::new(c),
-            },
-        ),
-        Watched::Module(m) => (
-            format!("module {}", output::module_text(m)),
-            WatchItem::Module {
-                module: ModuleJson::new(m),
-            },
-        ),
-        Watched::Thread(e, _) => (
-            format!("tid {}", output::entry_text(s, e)),
-            WatchItem::Thread(ThreadJson::new(s, e)),
-        ),
-    };
-    emit(json, start, event, text, item);
 }
 
 fn watch(o: &Options, interval: Duration) -> i32 {
     let mut inspector = Inspector::new(o.pid);
     inspector.cancel_on(&INTERRUPTED);
     let start = Instant::now();
-    let mut previous: BTreeMap<String, Watched> = BTreeMap::new();
-    let mut samples = 0u64;
-    loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            return exit::INTERRUPTED;
+    // Prints one line about `item` of sample `s`.
+    let emit = |event: &'static str, s: &Snapshot, item: &Item| {
+        let t = start.elapsed().as_secs_f64();
+        if o.json {
+            // Milliseconds are what the text shows too.
+            let elapsed_s = (t * 1000.0).round() / 1000.0;
+            return put(&(json::to_string(&WatchLine { elapsed_s, event, item }) + "\n"));
         }
-        let snapshot = match inspector.snapshot(o.thread) {
+        let text = match item {
+            Item::ProcessContext { process_context } => output::context_line(process_context),
+            Item::Module { module } => format!("module {}", output::module_text(module)),
+            Item::Thread(row) => format!("tid {}", output::row_text(s, row)),
+            Item::ThreadGone { tid } => format!("tid {tid} exited"),
+            Item::Process { .. } => format!("process {} exited", o.pid),
+        };
+        let mark = match event {
+            "new" => "+",
+            "gone" => "-",
+            _ => "~",
+        };
+        put(&format!("[{t:8.3}s] {mark} {text}\n"));
+    };
+    let mut previous: Option<Snapshot> = None;
+    for samples in 1u64.. {
+        if interrupted() {
+            break;
+        }
+        let now = match inspector.snapshot(o.thread) {
             Ok(s) => s,
-            Err(InspectError::NoSuchProcess | InspectError::Zombie { .. }) if samples > 0 => {
-                let text = format!("process {} exited", o.pid);
-                emit(o.json, start, "gone", text, WatchItem::Process { state: "exited" });
+            Err(InspectError::NoSuchProcess | InspectError::Zombie { .. }) if previous.is_some() => {
+                emit("gone", previous.as_ref().unwrap(), &Item::Process { state: "exited" });
                 return exit::OK;
             }
             Err(e) => return report_error(o.pid, &e),
         };
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if interrupted() {
             // The sample was cut short: its skipped threads are no change to report.
-            return exit::INTERRUPTED;
+            break;
         }
-        let current: BTreeMap<String, Watched> = watched(&snapshot).into_iter().collect();
-        for (key, item) in &current {
-            match previous.get(key) {
-                None => emit_item(o.json, start, "new", &snapshot, item),
-                Some(old) if old != item => emit_item(o.json, start, "changed", &snapshot, item),
-                Some(_) => {}
+        {
+            let (before, after) = (previous.as_ref().map(items).unwrap_or_default(), items(&now));
+            for (key, item) in &after {
+                match before.get(key) {
+                    None => emit("new", &now, item),
+                    Some(old) if old != item => emit("changed", &now, item),
+                    Some(_) => {}
+                }
+            }
+            let mut gone: Vec<i32> = before
+                .iter()
+                .filter(|(key, _)| !after.contains_key(*key))
+                .filter_map(|(_, item)| match item {
+                    Item::Thread(row) => Some(row.tid),
+                    _ => None,
+                })
+                .collect();
+            gone.dedup();
+            for tid in gone {
+                emit("gone", &now, &Item::ThreadGone { tid });
             }
         }
-        let mut gone: Vec<i32> = previous
-            .iter()
-            .filter(|(key, _)| !current.contains_key(*key))
-            .filter_map(|(_, w)| match w {
-                Watched::Thread(e, _) => Some(e.tid),
-                _ => None,
-            })
-            .collect();
-        gone.dedup();
-        for tid in gone {
-            emit(
-                o.json,
-                start,
-                "gone",
-                format!("tid {tid} exited"),
-                WatchItem::ThreadGone { tid },
-            );
-        }
-        previous = current;
-        samples += 1;
+        previous = Some(now);
         if o.samples.is_some_and(|n| samples >= n) {
             return exit::OK;
         }
         let until = Instant::now() + interval;
-        while Instant::now() < until {
-            if INTERRUPTED.load(Ordering::SeqCst) {
-                return exit::INTERRUPTED;
-            }
+        while Instant::now() < until && !interrupted() {
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
         }
     }
+    exit::INTERRUPTED
 }
 
 fn main() {
@@ -299,4 +272,28 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_lines_keep_their_shape() {
+        let line = |elapsed_s, event, item| json::to_string(&WatchLine { elapsed_s, event, item });
+        assert_eq!(
+            line(1.5, "gone", &Item::ThreadGone { tid: 7 }),
+            r#"{"elapsed_s":1.5,"event":"gone","kind":"thread","tid":7}"#
+        );
+        assert_eq!(
+            line(
+                0.25,
+                "new",
+                &Item::ProcessContext {
+                    process_context: &ContextStatus::Absent
+                }
+            ),
+            r#"{"elapsed_s":0.25,"event":"new","kind":"process_context","process_context":{"status":"absent"}}"#
+        );
+    }
 }

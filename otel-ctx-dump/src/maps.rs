@@ -1,5 +1,6 @@
 //! `/proc/PID/maps` parsing and reading another process's memory.
 
+use std::fmt::Display;
 use std::io;
 
 /// One line of `/proc/PID/maps`.
@@ -15,57 +16,33 @@ pub struct Mapping {
     pub path: String,
 }
 
-/// Parses one maps line; `None` if it is not in the kernel's format.
-pub fn parse_line(line: &str) -> Option<Mapping> {
-    let mut rest = line;
-    let mut field = || {
-        let t = rest.trim_start_matches(' ');
-        let end = t.find(' ').unwrap_or(t.len());
-        let (f, r) = t.split_at(end);
-        rest = r;
-        f
-    };
-    let range = field();
-    let perms = field().to_owned();
-    let offset = u64::from_str_radix(field(), 16).ok()?;
-    let dev = field().to_owned();
-    let inode = field().parse().ok()?;
-    let (start, end) = range.split_once('-')?;
-    let start = u64::from_str_radix(start, 16).ok()?;
-    let end = u64::from_str_radix(end, 16).ok()?;
-    if perms.len() != 4 || end < start {
-        return None;
-    }
-    // The path starts after padding spaces; it may itself contain spaces.
-    let path = rest.trim_start_matches(' ').trim_end_matches('\n').to_owned();
-    Some(Mapping {
-        start,
-        end,
-        perms,
-        offset,
-        dev,
-        inode,
-        path,
-    })
-}
-
-/// Parses a whole maps file, skipping lines it does not understand.
+/// Parses a maps file, skipping lines not in the kernel's format. Five fields, one space apart,
+/// then padding and the path, which may itself contain spaces.
 pub fn parse(text: &str) -> Vec<Mapping> {
-    text.lines().filter_map(parse_line).collect()
+    let line = |line: &str| {
+        let mut f = line.splitn(6, ' ');
+        let (start, end) = f.next()?.split_once('-')?;
+        let m = Mapping {
+            start: u64::from_str_radix(start, 16).ok()?,
+            end: u64::from_str_radix(end, 16).ok()?,
+            perms: f.next()?.to_owned(),
+            offset: u64::from_str_radix(f.next()?, 16).ok()?,
+            dev: f.next()?.to_owned(),
+            inode: f.next()?.parse().ok()?,
+            path: f.next().unwrap_or("").trim_start_matches(' ').to_owned(),
+        };
+        (m.perms.len() == 4 && m.start <= m.end).then_some(m)
+    };
+    text.lines().filter_map(line).collect()
 }
 
-/// Reads `/proc/PID/maps`.
-pub fn read(pid: i32) -> io::Result<Vec<Mapping>> {
-    Ok(parse(&std::fs::read_to_string(format!("/proc/{pid}/maps"))?))
+/// Reads `/proc/{path}/maps`: `PID`, or `PID/task/TID` (one thread's view of the same address
+/// space, readable while the main thread is a zombie).
+pub fn read(path: impl Display) -> io::Result<Vec<Mapping>> {
+    Ok(parse(&std::fs::read_to_string(format!("/proc/{path}/maps"))?))
 }
 
-/// Reads `/proc/PID/task/TID/maps`: one thread's view, the same address space, readable while
-/// the main thread is a zombie.
-pub fn read_task(pid: i32, tid: i32) -> io::Result<Vec<Mapping>> {
-    Ok(parse(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/maps"))?))
-}
-
-/// Something other processes' memory can be read from.
+/// Another process's memory (or, in tests, a fake of it).
 pub trait Memory {
     /// Fills `buf` from `addr`, entirely or not at all.
     fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()>;
@@ -76,36 +53,24 @@ pub trait Memory {
         Ok(u64::from_ne_bytes(b))
     }
 
-    /// Reads up to `len` bytes: the longest readable prefix (a record near the end of a mapping).
-    fn read_prefix(&self, addr: u64, len: usize) -> io::Result<Vec<u8>> {
+    /// Reads up to `len` bytes: the longest readable prefix, page by page (a record near the end
+    /// of a mapping).
+    fn read_prefix(&self, addr: u64, len: usize) -> Vec<u8> {
         let mut buf = vec![0u8; len];
         if self.read(addr, &mut buf).is_ok() {
-            return Ok(buf);
+            return buf;
         }
-        // Stop at the page boundary that failed.
-        let page = 4096u64;
-        let first_page_end = (addr / page + 1) * page;
-        let mut readable = 0usize;
-        let mut chunk_end = first_page_end.min(addr + len as u64);
-        while readable < len {
-            let n = (chunk_end - (addr + readable as u64)) as usize;
-            if self
-                .read(addr + readable as u64, &mut buf[readable..readable + n])
-                .is_err()
-            {
+        let mut done = 0;
+        while done < len {
+            let at = addr + done as u64;
+            let n = ((4096 - at % 4096) as usize).min(len - done);
+            if self.read(at, &mut buf[done..done + n]).is_err() {
                 break;
             }
-            readable += n;
-            chunk_end = (chunk_end + page).min(addr + len as u64);
+            done += n;
         }
-        if readable == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("no bytes readable at {addr:#x}"),
-            ));
-        }
-        buf.truncate(readable);
-        Ok(buf)
+        buf.truncate(done);
+        buf
     }
 }
 
@@ -135,36 +100,30 @@ impl Memory for ProcessMemory {
             return Err(io::Error::last_os_error());
         }
         if n as usize != buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("read {n} of {} bytes at {addr:#x}", buf.len()),
-            ));
+            let e = format!("read {n} of {} bytes at {addr:#x}", buf.len());
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, e));
         }
         Ok(())
-    }
-}
-
-/// Memory made of byte regions at fixed addresses, for unit tests.
-#[cfg(test)]
-pub struct FakeMemory(pub Vec<(u64, Vec<u8>)>);
-
-#[cfg(test)]
-impl Memory for FakeMemory {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
-        for (start, bytes) in &self.0 {
-            if addr >= *start && addr + buf.len() as u64 <= start + bytes.len() as u64 {
-                let o = (addr - start) as usize;
-                buf.copy_from_slice(&bytes[o..o + buf.len()]);
-                return Ok(());
-            }
-        }
-        Err(io::Error::from_raw_os_error(libc::EFAULT))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Memory made of byte regions at fixed addresses, for the unit tests.
+    impl Memory for Vec<(u64, Vec<u8>)> {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+            for (start, bytes) in self {
+                if addr >= *start && addr + buf.len() as u64 <= start + bytes.len() as u64 {
+                    let o = (addr - start) as usize;
+                    buf.copy_from_slice(&bytes[o..o + buf.len()]);
+                    return Ok(());
+                }
+            }
+            Err(io::Error::from_raw_os_error(libc::EFAULT))
+        }
+    }
 
     #[test]
     fn parses_kernel_lines() {

@@ -1,28 +1,21 @@
-//! Text and JSON renderings of a snapshot, and the exit codes.
+//! The text rendering of a snapshot (JSON is [`crate::json`]'s), and the exit codes.
 
 use crate::elf::SYMBOL;
-use crate::inspect::{ContextStatus, Module, SlotRead, Snapshot, ThreadProblem, ThreadReport};
-use crate::process_context::{ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
-use crate::record::{hex, Record};
+use crate::inspect::{ContextStatus, Module, Row, RowBody, SlotRead, Snapshot};
+use crate::process_context::{Header, ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
+use crate::record::hex;
 use std::borrow::Cow;
 use std::fmt::Write;
 
-/// Exit codes of `otel-ctx-dump` (documented in `--help` and the README).
+/// Exit codes of `otel-ctx-dump`, as `--help` documents them.
 pub mod exit {
-    /// Process context and at least one module exporting the slot were found.
     pub const OK: i32 = 0;
-    /// Any other failure.
     pub const FAILURE: i32 = 1;
-    /// Bad command line.
     pub const USAGE: i32 = 2;
     pub const NO_SUCH_PROCESS: i32 = 3;
-    /// Not allowed to read the process (same user with ptrace allowed, or CAP_SYS_PTRACE).
     pub const PERMISSION_DENIED: i32 = 4;
-    /// No mapped module exports `otel_thread_ctx_v1` (the process context, if any, is printed).
     pub const NO_MODULE: i32 = 5;
-    /// Threads were read, but the process context is absent or invalid.
     pub const NO_PROCESS_CONTEXT: i32 = 6;
-    /// Stopped by SIGINT/SIGTERM (every thread was released first).
     pub const INTERRUPTED: i32 = 130;
 }
 
@@ -36,7 +29,7 @@ pub fn exit_code(s: &Snapshot) -> i32 {
         exit::PERMISSION_DENIED
     } else if s.modules.is_empty() {
         exit::NO_MODULE
-    } else if !matches!(s.process_context, ContextStatus::Present { .. }) {
+    } else if s.process_context.context().is_none() {
         exit::NO_PROCESS_CONTEXT
     } else {
         exit::OK
@@ -79,58 +72,142 @@ pub fn state_word(read: &SlotRead) -> &'static str {
     }
 }
 
-fn attribute_text(s: &Snapshot, record: &Record) -> String {
-    let mut parts: Vec<String> = record
+fn read_text(read: &SlotRead) -> String {
+    let record = match read {
+        SlotRead::NoSlot(d) => return format!("(no TLS slot yet: {d})"),
+        SlotRead::NoContext => return "(no context)".into(),
+        SlotRead::Error(e) => return format!("(error: {})", printable(e)),
+        SlotRead::Record { record, .. } if !record.is_valid() => {
+            return format!("(being updated: valid={}, record not trusted)", record.header.valid)
+        }
+        SlotRead::Record { record, .. } => record,
+    };
+    let h = &record.header;
+    let (trace, span) = if h.is_idle() {
+        ("(attached, no active span)".into(), String::new())
+    } else {
+        (hex(&h.trace_id), hex(&h.span_id))
+    };
+    let mut line = format!("{trace:<32}  {span:<16}  {:02x}    ", h.trace_flags);
+    for a in &record.attributes {
+        let name = a.key.as_deref().map_or(format!("#{}", a.key_index).into(), printable);
+        let bad = if a.invalid_utf8 { " (invalid UTF-8)" } else { "" };
+        let _ = write!(line, " {name}={:?}{bad}", a.value);
+    }
+    if let Some(t) = &record.truncated {
+        let _ = write!(line, " [truncated: {t}]");
+    }
+    line.trim_end().to_owned()
+}
+
+/// One row of a thread, after the indentation.
+pub fn row_text(s: &Snapshot, row: &Row) -> String {
+    let head = format!("{:<8} {:<16}", row.tid, printable(row.name));
+    match row.body {
+        RowBody::Problem(p) => format!("{head} (error: {})", printable(&p.to_string())),
+        RowBody::NoModule => format!("{head} (no module to read)"),
+        RowBody::Read(_, read) if s.modules.len() <= 1 => format!("{head} {}", read_text(read)),
+        RowBody::Read(module, read) => format!("{head} {}  [module {module}]", read_text(read)),
+    }
+}
+
+fn published(h: &Header) -> String {
+    let ns = h.published_at_ns;
+    format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// `0=name 1=name ...`; `not_string` stands for entries that are not strings.
+fn key_map_text(map: &[Option<String>], not_string: &str) -> String {
+    let keys: Vec<String> = map
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{i}={}", k.as_deref().map_or(not_string.into(), printable)))
+        .collect();
+    keys.join(" ")
+}
+
+/// The process context in one line (for `--watch`).
+pub fn context_line(status: &ContextStatus) -> String {
+    let (header, c) = match status {
+        ContextStatus::Absent => return "process context: absent".into(),
+        ContextStatus::Invalid { mapping, error, .. } => {
+            return format!("process context: INVALID ({mapping}): {}", printable(error))
+        }
+        ContextStatus::Present { header, context, .. } => (header, context),
+    };
+    let mut parts: Vec<String> = c
+        .resource
+        .iter()
+        .map(|(k, v)| format!("{}={v}", printable(k)))
+        .collect();
+    parts.push(format!("schema {}", c.schema_version.as_deref().unwrap_or("(absent)")));
+    if let Some(m) = &c.key_map {
+        parts.push(format!("key map [{}]", key_map_text(m, "?")));
+    }
+    if !c.problems.is_empty() {
+        let problems = printable(&c.problems.join("; ")).into_owned();
+        parts.push(format!("{} warning(s): {problems}", c.problems.len()));
+    }
+    format!(
+        "process context (published at {}): {}",
+        published(header),
+        parts.join(", ")
+    )
+}
+
+/// A module's one-line description.
+pub fn module_text(m: &Module) -> String {
+    let how = match &m.resolution {
+        Ok(r) => r.to_string(),
+        Err(e) => format!("UNRESOLVED: {}", printable(e)),
+    };
+    let (path, model, bias) = (printable(&m.path), m.model, m.load_bias);
+    let mut line = format!("{path}  {model}, {how}  (load bias {bias:#x})");
+    for w in m.warnings() {
+        let _ = write!(line, "  warning: {w}");
+    }
+    line
+}
+
+fn value_list<'a>(out: &mut String, items: impl IntoIterator<Item = &'a (String, Value)>) {
+    for (k, v) in items {
+        let _ = writeln!(out, "    {} = {v}", printable(k));
+    }
+}
+
+fn context_body(out: &mut String, c: &ProcessContext) {
+    let _ = writeln!(out, "  resource:");
+    if c.resource.is_empty() {
+        let _ = writeln!(out, "    (none)");
+    }
+    value_list(out, &c.resource);
+    let schema = c.schema_version.as_deref().unwrap_or("(absent)");
+    let _ = writeln!(out, "  schema version: {schema}");
+    let keys = match &c.key_map {
+        Some(m) if m.is_empty() => "(empty)".into(),
+        Some(m) => key_map_text(m, "(not a string)"),
+        None => "(absent)".into(),
+    };
+    let _ = writeln!(out, "  key map: {keys}");
+    let mut others = c
         .attributes
         .iter()
-        .map(|a| {
-            let name = s
-                .key_name(a.key_index)
-                .map_or_else(|| format!("#{}", a.key_index), |n| printable(n).into_owned());
-            let bad = if a.invalid_utf8 { " (invalid UTF-8)" } else { "" };
-            format!("{name}={:?}{bad}", a.value)
-        })
-        .collect();
-    if let Some(t) = &record.truncated {
-        parts.push(format!("[truncated: {t}]"));
+        .filter(|(k, _)| k != SCHEMA_VERSION_KEY && k != KEY_MAP_KEY)
+        .peekable();
+    if others.peek().is_some() {
+        let _ = writeln!(out, "  other attributes:");
+        value_list(out, others);
     }
-    parts.join(" ")
-}
-
-/// One thread row's text after the tid and name columns.
-pub fn thread_read_text(s: &Snapshot, read: &SlotRead) -> String {
-    match read {
-        SlotRead::NoSlot(d) => format!("(no TLS slot yet: {d})"),
-        SlotRead::NoContext => "(no context)".into(),
-        SlotRead::Error(e) => format!("(error: {})", printable(e)),
-        SlotRead::Record { record, .. } if !record.is_valid() => {
-            format!("(being updated: valid={}, record not trusted)", record.header.valid)
-        }
-        SlotRead::Record { record, .. } => {
-            let ids = if record.header.is_idle() {
-                format!("{:<32}  {:<16}", "(attached, no active span)", "")
-            } else {
-                format!("{}  {}", hex(&record.header.trace_id), hex(&record.header.span_id))
-            };
-            format!(
-                "{ids}  {:02x}     {}",
-                record.header.trace_flags,
-                attribute_text(s, record)
-            )
-            .trim_end()
-            .to_owned()
-        }
+    for p in &c.problems {
+        let _ = writeln!(out, "  warning: {}", printable(p));
     }
 }
 
-fn value_list(out: &mut String, items: &[(String, Value)], indent: &str) {
-    for (k, v) in items {
-        let _ = writeln!(out, "{indent}{} = {v}", printable(k));
-    }
-}
-
-fn context_text(out: &mut String, status: &ContextStatus) {
-    match status {
+/// The human-readable report.
+pub fn text(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "process {} ({})\n", s.pid, printable(&s.command));
+    match &s.process_context {
         ContextStatus::Absent => {
             let _ = writeln!(
                 out,
@@ -152,236 +229,45 @@ fn context_text(out: &mut String, status: &ContextStatus) {
         } => {
             let _ = writeln!(
                 out,
-                "process context: {mapping} at {addr:#x}, version {}, {}-byte payload, published at {}.{:09}s (boot time)",
+                "process context: {mapping} at {addr:#x}, version {}, {}-byte payload, published at {} (boot time)",
                 header.version,
                 header.payload_size,
-                header.published_at_ns / 1_000_000_000,
-                header.published_at_ns % 1_000_000_000
+                published(header)
             );
-            context_body(out, context);
+            context_body(&mut out, context);
         }
     }
-}
-
-fn context_body(out: &mut String, c: &ProcessContext) {
-    let _ = writeln!(out, "  resource:");
-    if c.resource.is_empty() {
-        let _ = writeln!(out, "    (none)");
-    }
-    value_list(out, &c.resource, "    ");
-    let _ = writeln!(
-        out,
-        "  schema version: {}",
-        c.schema_version.as_deref().unwrap_or("(absent)")
-    );
-    match &c.key_map {
-        Some(m) => {
-            let keys: Vec<String> = m
-                .iter()
-                .enumerate()
-                .map(|(i, k)| format!("{i}={}", k.as_deref().map_or("(not a string)".into(), printable)))
-                .collect();
-            let _ = writeln!(
-                out,
-                "  key map: {}",
-                if keys.is_empty() {
-                    "(empty)".into()
-                } else {
-                    keys.join(" ")
-                }
-            );
-        }
-        None => {
-            let _ = writeln!(out, "  key map: (absent)");
-        }
-    }
-    let others: Vec<(String, Value)> = c
-        .attributes
-        .iter()
-        .filter(|(k, _)| k != SCHEMA_VERSION_KEY && k != KEY_MAP_KEY)
-        .cloned()
-        .collect();
-    if !others.is_empty() {
-        let _ = writeln!(out, "  other attributes:");
-        value_list(out, &others, "    ");
-    }
-    for p in &c.problems {
-        let _ = writeln!(out, "  warning: {}", printable(p));
-    }
-}
-
-/// The process context in one line (for `--watch`).
-pub fn context_line(status: &ContextStatus) -> String {
-    match status {
-        ContextStatus::Absent => "process context: absent".into(),
-        ContextStatus::Invalid { mapping, error, .. } => {
-            format!("process context: INVALID ({mapping}): {}", printable(error))
-        }
-        ContextStatus::Present { header, context, .. } => {
-            let mut parts: Vec<String> = context
-                .resource
-                .iter()
-                .map(|(k, v)| format!("{}={v}", printable(k)))
-                .collect();
-            parts.push(format!(
-                "schema {}",
-                context.schema_version.as_deref().unwrap_or("(absent)")
-            ));
-            if let Some(m) = &context.key_map {
-                let keys: Vec<String> = m
-                    .iter()
-                    .enumerate()
-                    .map(|(i, k)| format!("{i}={}", k.as_deref().map_or("?".into(), printable)))
-                    .collect();
-                parts.push(format!("key map [{}]", keys.join(" ")));
-            }
-            if !context.problems.is_empty() {
-                parts.push(format!(
-                    "{} warning(s): {}",
-                    context.problems.len(),
-                    printable(&context.problems.join("; "))
-                ));
-            }
-            format!(
-                "process context (published at {}.{:09}s): {}",
-                header.published_at_ns / 1_000_000_000,
-                header.published_at_ns % 1_000_000_000,
-                parts.join(", ")
-            )
-        }
-    }
-}
-
-/// A module's one-line description.
-pub fn module_text(m: &Module) -> String {
-    let how = match &m.resolution {
-        Ok(r) => r.to_string(),
-        Err(e) => format!("UNRESOLVED: {}", printable(e)),
-    };
-    let mut line = format!(
-        "{}  {}, {how}  (load bias {:#x})",
-        printable(&m.path),
-        m.model,
-        m.load_bias
-    );
-    for w in m.warnings() {
-        let _ = write!(line, "  warning: {w}");
-    }
-    line
-}
-
-/// The human-readable report.
-pub fn text(s: &Snapshot) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "process {} ({})", s.pid, printable(&s.command));
-    let _ = writeln!(out);
-    context_text(&mut out, &s.process_context);
-    let _ = writeln!(out);
     if s.modules.is_empty() {
-        let _ = writeln!(out, "modules exporting {SYMBOL}: none; no thread context can be read");
+        let _ = writeln!(out, "\nmodules exporting {SYMBOL}: none; no thread context can be read");
     } else {
-        let _ = writeln!(out, "modules exporting {SYMBOL}:");
+        let _ = writeln!(out, "\nmodules exporting {SYMBOL}:");
         for (i, m) in s.modules.iter().enumerate() {
             let _ = writeln!(out, "  [{i}] {}", module_text(m));
         }
         if s.modules.len() > 1 {
+            let n = s.modules.len();
             let _ = writeln!(
                 out,
-                "  warning: {} copies of the slot: each thread is shown once per module",
-                s.modules.len()
+                "  warning: {n} copies of the slot: each thread is shown once per module"
             );
         }
     }
     for e in &s.module_errors {
         let _ = writeln!(out, "  could not examine {}", printable(e));
     }
-    let _ = writeln!(out);
-    let skipped = if s.threads_skipped > 0 {
-        format!(" ({} others not shown)", s.threads_skipped)
-    } else {
-        String::new()
-    };
-    let _ = writeln!(out, "threads: {}{skipped}", s.threads.len());
+    let _ = write!(out, "\nthreads: {}", s.threads.len());
+    if s.threads_skipped > 0 {
+        let _ = write!(out, " ({} others not shown)", s.threads_skipped);
+    }
     let _ = writeln!(
         out,
-        "  {:<8} {:<16} {:<32}  {:<16}  {:<5}  ATTRIBUTES",
+        "\n  {:<8} {:<16} {:<32}  {:<16}  {:<5}  ATTRIBUTES",
         "TID", "NAME", "TRACE ID", "SPAN ID", "FLAGS"
     );
-    for e in all_thread_entries(s) {
-        let _ = writeln!(out, "  {}", entry_text(s, &e));
+    for row in s.threads.iter().flat_map(|t| t.rows()) {
+        let _ = writeln!(out, "  {}", row_text(s, &row));
     }
     out
-}
-
-/// What one line of a thread says: one per module read, or one for the whole thread.
-#[derive(Clone, Debug, PartialEq)]
-pub enum EntryBody {
-    Problem(ThreadProblem),
-    /// No module with a usable resolution: nothing to read.
-    NoModule,
-    Read {
-        module: usize,
-        read: SlotRead,
-    },
-}
-
-/// One line of a thread in the report (text row, JSON object, `--watch` item).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ThreadEntry {
-    pub tid: i32,
-    pub name: String,
-    pub body: EntryBody,
-}
-
-/// A thread's entries.
-pub fn thread_entries(t: &ThreadReport) -> Vec<ThreadEntry> {
-    let entry = |body| ThreadEntry {
-        tid: t.tid,
-        name: t.name.clone(),
-        body,
-    };
-    if let Some(e) = &t.error {
-        return vec![entry(EntryBody::Problem(e.clone()))];
-    }
-    if t.reads.is_empty() {
-        return vec![entry(EntryBody::NoModule)];
-    }
-    t.reads
-        .iter()
-        .map(|(module, read)| {
-            entry(EntryBody::Read {
-                module: *module,
-                read: read.clone(),
-            })
-        })
-        .collect()
-}
-
-/// Every thread's entries, in thread order.
-pub fn all_thread_entries(s: &Snapshot) -> Vec<ThreadEntry> {
-    s.threads.iter().flat_map(thread_entries).collect()
-}
-
-/// One entry's text row, after the indentation.
-pub fn entry_text(s: &Snapshot, e: &ThreadEntry) -> String {
-    let head = format!("{:<8} {:<16}", e.tid, printable(&e.name));
-    match &e.body {
-        EntryBody::Problem(p) => format!("{head} (error: {})", printable(&p.to_string())),
-        EntryBody::NoModule => format!("{head} (no module to read)"),
-        EntryBody::Read { module, read } => {
-            let via = if s.modules.len() > 1 {
-                format!("  [module {module}]")
-            } else {
-                String::new()
-            };
-            format!("{head} {}{via}", thread_read_text(s, read))
-        }
-    }
-}
-
-/// The JSON rendering of the whole snapshot.
-pub fn json(s: &Snapshot) -> String {
-    crate::json::snapshot(s, &all_thread_entries(s))
 }
 
 #[cfg(test)]

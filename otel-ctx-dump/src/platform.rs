@@ -1,23 +1,9 @@
 //! What differs between the platforms a reader meets, in one place: the CPU architecture
 //! (relocation types, where static TLS sits relative to the thread pointer) and the C library
-//! (the DTV's layout). Implemented: x86-64 and AArch64 with glibc, x86-64 with musl (told apart
-//! by the maps, [`Platform::for_process`]).
-//!
-//! ELF files are examined with the [`Arch`] their `e_machine` names (so the tests can check
-//! AArch64 files on an x86-64 machine); a live process is read with [`Platform::native`]: the
-//! reader must be built for the architecture of the processes it reads (registers and the
-//! thread pointer come from ptrace, which only sees same-architecture tracees).
+//! (the DTV's layout). ELF files are examined with the [`Arch`] their `e_machine` names; a live
+//! process is read with this build's architecture, the only one ptrace shows registers of.
 
-/// The dynamic relocation types that reach a TLS symbol, one per access model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TlsRelocTypes {
-    /// TLSDESC: a two-word descriptor in the GOT.
-    pub tlsdesc: u32,
-    /// Initial-exec: a GOT word holding the thread-pointer offset.
-    pub initial_exec: u32,
-    /// General-dynamic: a GOT pair (module id, offset), the module id's relocation.
-    pub general_dynamic: u32,
-}
+use object::elf;
 
 /// Where the main executable's static TLS block sits relative to the thread pointer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,53 +11,41 @@ pub enum TlsLayout {
     /// TLS variant II (x86-64): blocks end at the thread pointer, offsets are negative.
     BelowThreadPointer,
     /// TLS variant I (AArch64): the thread pointer points at a TCB of `tcb_size` bytes and the
-    /// executable's block follows it, at the first offset past the TCB that keeps the block's
-    /// alignment; offsets are positive.
+    /// executable's block follows it, keeping its alignment; offsets are positive.
     AboveThreadPointer { tcb_size: u64 },
 }
 
-/// An architecture the reader understands.
+/// An architecture: its `e_machine`, the relocation types that reach a TLS symbol in each
+/// access model, and its static TLS layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arch {
-    pub name: &'static str,
-    /// `e_machine` of its ELF files.
     pub e_machine: u16,
-    pub relocs: TlsRelocTypes,
+    pub tlsdesc: u32,
+    pub initial_exec: u32,
+    pub general_dynamic: u32,
     pub tls_layout: TlsLayout,
 }
 
 pub const X86_64: Arch = Arch {
-    name: "x86-64",
-    e_machine: object::elf::EM_X86_64,
-    relocs: TlsRelocTypes {
-        tlsdesc: object::elf::R_X86_64_TLSDESC,
-        initial_exec: object::elf::R_X86_64_TPOFF64,
-        general_dynamic: object::elf::R_X86_64_DTPMOD64,
-    },
+    e_machine: elf::EM_X86_64,
+    tlsdesc: elf::R_X86_64_TLSDESC,
+    initial_exec: elf::R_X86_64_TPOFF64,
+    general_dynamic: elf::R_X86_64_DTPMOD64,
     tls_layout: TlsLayout::BelowThreadPointer,
 };
 
-/// AArch64: `R_AARCH64_TLSDESC` (1031, the compilers' default dialect), `R_AARCH64_TLS_TPREL64`
-/// (1030, initial-exec), `R_AARCH64_TLS_DTPMOD64` (1028, `-mtls-dialect=trad`); variant I with
-/// the 16-byte TCB of the psABI (glibc's `tcbhead_t`: dtv, private).
+/// AArch64: general-dynamic is `-mtls-dialect=trad`; the TCB is the psABI's 16 bytes.
 pub const AARCH64: Arch = Arch {
-    name: "AArch64",
-    e_machine: object::elf::EM_AARCH64,
-    relocs: TlsRelocTypes {
-        tlsdesc: object::elf::R_AARCH64_TLSDESC,
-        initial_exec: object::elf::R_AARCH64_TLS_TPREL,
-        general_dynamic: object::elf::R_AARCH64_TLS_DTPMOD,
-    },
+    e_machine: elf::EM_AARCH64,
+    tlsdesc: elf::R_AARCH64_TLSDESC,
+    initial_exec: elf::R_AARCH64_TLS_TPREL,
+    general_dynamic: elf::R_AARCH64_TLS_DTPMOD,
     tls_layout: TlsLayout::AboveThreadPointer { tcb_size: 16 },
 };
 
-/// Every architecture whose ELF files can be examined.
-pub const ARCHES: [&Arch; 2] = [&X86_64, &AARCH64];
-
 impl Arch {
-    /// The architecture of ELF files with this `e_machine`, if known.
     pub fn for_machine(e_machine: u16) -> Option<&'static Arch> {
-        ARCHES.into_iter().find(|a| a.e_machine == e_machine)
+        [&X86_64, &AARCH64].into_iter().find(|a| a.e_machine == e_machine)
     }
 }
 
@@ -81,71 +55,45 @@ pub enum DtvHeader {
     /// glibc: entry -1 holds the number of entries and entry 0 the generation the DTV is up to
     /// date with; a dynamic TLSDESC argument is (module, offset, generation).
     CountAndGeneration,
-    /// musl: word 0 holds the number of modules the DTV covers (`dlopen` installs a larger DTV
-    /// in every thread at once, so there is no generation); a dynamic TLSDESC argument is
-    /// (module, offset, link to the next argument).
+    /// musl: word 0 counts the modules the DTV covers (`dlopen` gives every thread a larger DTV
+    /// at once: no generation); a dynamic TLSDESC argument is (module, offset, next argument).
     Count,
 }
 
-/// How a C library lays out a thread's dynamic thread vector (DTV).
+/// How a C library lays out a thread's dynamic thread vector (DTV): where its pointer is from
+/// the thread pointer, and the size of an entry (whose first word is the module's block).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DtvLayout {
-    pub name: &'static str,
-    /// Where the DTV pointer is, from the thread pointer.
-    pub dtv_pointer_offset: i64,
-    /// Bytes per entry; entry `i` holds module `i`'s block address in its first word.
+    pub pointer_offset: i64,
     pub entry_size: u64,
     pub header: DtvHeader,
 }
 
-/// glibc x86-64: `tcbhead_t` starts with `tcb` (self pointer), then `dtv`; `dtv_t` is a
-/// pointer and its `to_free` companion.
-pub const GLIBC_X86_64_DTV: DtvLayout = DtvLayout {
-    name: "glibc x86-64",
-    dtv_pointer_offset: 8,
-    entry_size: 16,
-    header: DtvHeader::CountAndGeneration,
-};
-
-/// glibc AArch64: the thread pointer points at `tcbhead_t`, whose first word is `dtv`.
-pub const GLIBC_AARCH64_DTV: DtvLayout = DtvLayout {
-    name: "glibc AArch64",
-    dtv_pointer_offset: 0,
-    entry_size: 16,
-    header: DtvHeader::CountAndGeneration,
-};
-
-/// musl x86-64: the thread pointer points at `struct pthread`, whose second word (after `self`)
-/// is `uintptr_t *dtv`; one word per entry, word 0 the module count, word `i` module `i`'s block
-/// (DTP_OFFSET is 0 on x86-64).
-pub const MUSL_X86_64_DTV: DtvLayout = DtvLayout {
-    name: "musl x86-64",
-    dtv_pointer_offset: 8,
-    entry_size: 8,
-    header: DtvHeader::Count,
-};
-
-/// An architecture and a C library: everything layout-specific a read needs.
+/// An architecture and a C library: everything layout-specific a read needs. `dtv` is `None`
+/// where the C library's DTV is not implemented (static TLS is still read).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Platform {
     pub arch: &'static Arch,
-    pub dtv: &'static DtvLayout,
+    pub dtv: Option<DtvLayout>,
 }
 
-pub const LINUX_X86_64_GLIBC: Platform = Platform {
-    arch: &X86_64,
-    dtv: &GLIBC_X86_64_DTV,
-};
+const fn platform(arch: &'static Arch, pointer_offset: i64, entry_size: u64, header: DtvHeader) -> Platform {
+    let dtv = DtvLayout {
+        pointer_offset,
+        entry_size,
+        header,
+    };
+    Platform { arch, dtv: Some(dtv) }
+}
 
-pub const LINUX_AARCH64_GLIBC: Platform = Platform {
-    arch: &AARCH64,
-    dtv: &GLIBC_AARCH64_DTV,
-};
-
-pub const LINUX_X86_64_MUSL: Platform = Platform {
-    arch: &X86_64,
-    dtv: &MUSL_X86_64_DTV,
-};
+/// glibc x86-64: `tcbhead_t` is `tcb` (self pointer), then `dtv`; an entry is the block pointer
+/// and its `to_free` companion.
+pub const LINUX_X86_64_GLIBC: Platform = platform(&X86_64, 8, 16, DtvHeader::CountAndGeneration);
+/// glibc AArch64: the thread pointer points at `tcbhead_t`, whose first word is `dtv`.
+pub const LINUX_AARCH64_GLIBC: Platform = platform(&AARCH64, 0, 16, DtvHeader::CountAndGeneration);
+/// musl x86-64: the thread pointer points at `struct pthread`, whose second word (after `self`)
+/// is `uintptr_t *dtv`, one word per entry (DTP_OFFSET is 0 on x86-64).
+pub const LINUX_X86_64_MUSL: Platform = platform(&X86_64, 8, 8, DtvHeader::Count);
 
 /// The C library a process runs on, from the files it maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,24 +123,23 @@ impl CLibrary {
 
 impl Platform {
     /// The platform of a process this build reads: its own architecture (see lib.rs) and the
-    /// C library the process maps. musl is implemented on x86-64 only: AArch64 musl processes
-    /// get `None`.
-    pub fn for_process(libc: CLibrary) -> Option<Platform> {
+    /// C library the process maps. musl's DTV is implemented on x86-64 only.
+    pub fn for_process(libc: CLibrary) -> Platform {
         match libc {
-            CLibrary::Glibc => Some(Platform::native()),
-            CLibrary::Musl if cfg!(target_arch = "x86_64") => Some(LINUX_X86_64_MUSL),
-            CLibrary::Musl => None,
+            CLibrary::Glibc => Platform::native(),
+            CLibrary::Musl if cfg!(target_arch = "x86_64") => LINUX_X86_64_MUSL,
+            CLibrary::Musl => Platform {
+                dtv: None,
+                ..Platform::native()
+            },
         }
     }
 
     /// The glibc platform of this build's architecture.
     pub const fn native() -> Platform {
-        #[cfg(target_arch = "x86_64")]
-        {
+        if cfg!(target_arch = "x86_64") {
             LINUX_X86_64_GLIBC
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
+        } else {
             LINUX_AARCH64_GLIBC
         }
     }
@@ -208,9 +155,9 @@ mod tests {
         assert_eq!(Arch::for_machine(183), Some(&AARCH64));
         assert_eq!(Arch::for_machine(40), None, "32-bit Arm is not read");
         // The relocation numbers of the psABIs.
-        assert_eq!((AARCH64.relocs.tlsdesc, AARCH64.relocs.initial_exec), (1031, 1030));
-        assert_eq!(AARCH64.relocs.general_dynamic, 1028);
-        assert_eq!((X86_64.relocs.tlsdesc, X86_64.relocs.initial_exec), (36, 18));
+        assert_eq!((AARCH64.tlsdesc, AARCH64.initial_exec), (1031, 1030));
+        assert_eq!(AARCH64.general_dynamic, 1028);
+        assert_eq!((X86_64.tlsdesc, X86_64.initial_exec), (36, 18));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! `opentelemetry.proto.processcontext.v1development.ProcessContext`; the messages below are
 //! written from the field numbers of that schema and of OTLP's common messages.
 
+use crate::json;
+use serde::Serialize;
 use std::fmt;
 
 pub const HEADER_SIZE: usize = 32;
@@ -83,92 +85,73 @@ pub mod proto {
     }
 }
 
-/// Why a process context could not be used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HeaderError {
-    TooShort(usize),
-    BadSignature([u8; 8]),
-    BadVersion(u32),
-    EmptyPayload,
-    PayloadTooLarge(u32),
-    /// monotonic_published_at_ns is 0: unpublished, or a writer is updating it.
-    BeingUpdated,
-    NullPayloadPointer,
-}
+/// The header error a retry may cure: a writer is updating the context.
+pub const BEING_UPDATED: &str = "published_at is 0: unpublished or being updated";
 
-impl fmt::Display for HeaderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HeaderError::TooShort(n) => write!(f, "header is {n} bytes, needs {HEADER_SIZE}"),
-            HeaderError::BadSignature(s) => write!(f, "bad signature {:?}", String::from_utf8_lossy(s)),
-            HeaderError::BadVersion(v) => write!(f, "unsupported version {v} (expected {VERSION})"),
-            HeaderError::EmptyPayload => write!(f, "payload_size is 0"),
-            HeaderError::PayloadTooLarge(n) => {
-                write!(
-                    f,
-                    "payload_size {n} exceeds the {MAX_PAYLOAD_SIZE}-byte limit; not trusted"
-                )
-            }
-            HeaderError::BeingUpdated => write!(f, "published_at is 0: unpublished or being updated"),
-            HeaderError::NullPayloadPointer => write!(f, "payload pointer is NULL"),
-        }
-    }
-}
-
-/// A checked header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A header that passed the checks (JSON: the two fields a reader of the output needs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Header {
+    #[serde(skip)]
     pub version: u32,
-    pub payload_size: u32,
     pub published_at_ns: u64,
+    pub payload_size: u32,
+    #[serde(skip)]
     pub payload_ptr: u64,
 }
 
 impl Header {
-    pub fn parse(b: &[u8]) -> Result<Header, HeaderError> {
-        let b = b.get(..HEADER_SIZE).ok_or(HeaderError::TooShort(b.len()))?;
-        let mut sig = [0u8; 8];
-        sig.copy_from_slice(&b[..8]);
-        if &sig != SIGNATURE {
-            return Err(HeaderError::BadSignature(sig));
+    /// Checks a header as readers do, saying what is wrong.
+    pub fn parse(b: &[u8]) -> Result<Header, String> {
+        let b = b
+            .get(..HEADER_SIZE)
+            .ok_or_else(|| format!("header is {} bytes, needs {HEADER_SIZE}", b.len()))?;
+        if &b[..8] != SIGNATURE {
+            return Err(format!("bad signature {:?}", String::from_utf8_lossy(&b[..8])));
         }
         let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        let header = Header {
+        let h = Header {
             version: u32_at(8),
             payload_size: u32_at(12),
             published_at_ns: u64_at(16),
             payload_ptr: u64_at(24),
         };
-        if header.version != VERSION {
-            return Err(HeaderError::BadVersion(header.version));
+        if h.version != VERSION {
+            return Err(format!("unsupported version {} (expected {VERSION})", h.version));
         }
-        if header.payload_size == 0 {
-            return Err(HeaderError::EmptyPayload);
+        if h.payload_size == 0 {
+            return Err("payload_size is 0".into());
         }
-        if header.payload_size > MAX_PAYLOAD_SIZE {
-            return Err(HeaderError::PayloadTooLarge(header.payload_size));
+        if h.payload_size > MAX_PAYLOAD_SIZE {
+            let n = h.payload_size;
+            return Err(format!(
+                "payload_size {n} exceeds the {MAX_PAYLOAD_SIZE}-byte limit; not trusted"
+            ));
         }
-        if header.published_at_ns == 0 {
-            return Err(HeaderError::BeingUpdated);
+        if h.published_at_ns == 0 {
+            return Err(BEING_UPDATED.into());
         }
-        if header.payload_ptr == 0 {
-            return Err(HeaderError::NullPayloadPointer);
+        if h.payload_ptr == 0 {
+            return Err("payload pointer is NULL".into());
         }
-        Ok(header)
+        Ok(h)
     }
 }
 
-/// An attribute value, as decoded.
-#[derive(Clone, Debug, PartialEq)]
+/// An attribute value, as decoded (JSON: its natural form; bytes as hex).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum Value {
     Empty,
     Str(String),
     Bool(bool),
     Int(i64),
+    #[serde(serialize_with = "json::double")]
     Double(f64),
     Array(Vec<Value>),
+    #[serde(serialize_with = "json::key_values")]
     KvList(Vec<(String, Value)>),
+    #[serde(serialize_with = "json::bytes")]
     Bytes(Vec<u8>),
 }
 
@@ -197,18 +180,12 @@ impl fmt::Display for Value {
             Value::Int(i) => write!(f, "{i}"),
             Value::Double(d) => write!(f, "{d}"),
             Value::Array(items) => {
-                write!(f, "[")?;
-                for (i, v) in items.iter().enumerate() {
-                    write!(f, "{}{v}", if i == 0 { "" } else { ", " })?;
-                }
-                write!(f, "]")
+                let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+                write!(f, "[{}]", items.join(", "))
             }
             Value::KvList(items) => {
-                write!(f, "{{")?;
-                for (i, (k, v)) in items.iter().enumerate() {
-                    write!(f, "{}{k:?}: {v}", if i == 0 { "" } else { ", " })?;
-                }
-                write!(f, "}}")
+                let items: Vec<String> = items.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
+                write!(f, "{{{}}}", items.join(", "))
             }
             Value::Bytes(b) => write!(f, "0x{}", crate::record::hex(b)),
         }
@@ -222,106 +199,87 @@ fn convert(kvs: Vec<proto::KeyValue>) -> Vec<(String, Value)> {
 }
 
 /// A decoded process context.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProcessContext {
+    #[serde(serialize_with = "json::key_values")]
     pub resource: Vec<(String, Value)>,
     /// Every entry of `ProcessContext.attributes`, the two threadlocal ones included.
+    #[serde(serialize_with = "json::key_values")]
     pub attributes: Vec<(String, Value)>,
     /// `threadlocal.schema_version`, if present and a string.
     pub schema_version: Option<String>,
     /// `threadlocal.attribute_key_map`, if present and well formed: position = key index.
     /// Entries that are not strings are `None`.
+    #[serde(rename = "attribute_key_map")]
     pub key_map: Option<Vec<Option<String>>>,
     /// What is wrong with the threadlocal attributes, in words.
     pub problems: Vec<String>,
 }
 
 impl ProcessContext {
-    /// The key map to name thread attributes with: only when the schema version is one this
+    /// The name of key index `i`, if the key map has one and the schema version is one this
     /// reader understands.
-    pub fn usable_key_map(&self) -> Option<&[Option<String>]> {
-        match (&self.schema_version, &self.key_map) {
-            (Some(v), Some(m)) if v == SCHEMA_VERSION => Some(m),
-            _ => None,
-        }
-    }
-
-    /// The name of key index `i`, if the key map has one.
     pub fn key_name(&self, i: u8) -> Option<&str> {
-        self.usable_key_map()?.get(usize::from(i))?.as_deref()
-    }
-}
-
-/// Why a payload was rejected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PayloadError(pub String);
-
-impl fmt::Display for PayloadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed payload: {}", self.0)
+        if self.schema_version.as_deref() != Some(SCHEMA_VERSION) {
+            return None;
+        }
+        self.key_map.as_ref()?.get(usize::from(i))?.as_deref()
     }
 }
 
 /// Decodes a payload; never trusts it beyond the protobuf decoder's checks.
-pub fn decode_payload(bytes: &[u8]) -> Result<ProcessContext, PayloadError> {
+pub fn decode_payload(bytes: &[u8]) -> Result<ProcessContext, String> {
     if bytes.len() > MAX_PAYLOAD_SIZE as usize {
-        return Err(PayloadError(format!(
-            "{} bytes exceeds the {MAX_PAYLOAD_SIZE}-byte limit",
-            bytes.len()
-        )));
+        let n = bytes.len();
+        return Err(format!(
+            "malformed payload: {n} bytes exceeds the {MAX_PAYLOAD_SIZE}-byte limit"
+        ));
     }
-    let msg = <proto::ProcessContext as prost::Message>::decode(bytes).map_err(|e| PayloadError(e.to_string()))?;
+    let msg =
+        <proto::ProcessContext as prost::Message>::decode(bytes).map_err(|e| format!("malformed payload: {e}"))?;
     let resource = msg.resource.map(|r| convert(r.attributes)).unwrap_or_default();
     let attributes = convert(msg.attributes);
     let mut problems = Vec::new();
     let mut schema_version = None;
     let mut key_map = None;
     for (key, value) in &attributes {
-        if key == SCHEMA_VERSION_KEY {
-            match value {
-                Value::Str(s) => {
-                    if s != SCHEMA_VERSION {
-                        problems.push(format!(
-                            "{SCHEMA_VERSION_KEY} is {s:?}; this reader understands {SCHEMA_VERSION:?} only, so attribute names are not used"
-                        ));
-                    }
-                    schema_version = Some(s.clone());
+        match (key.as_str(), value) {
+            (SCHEMA_VERSION_KEY, Value::Str(s)) => {
+                if s != SCHEMA_VERSION {
+                    problems.push(format!(
+                        "{SCHEMA_VERSION_KEY} is {s:?}; this reader understands {SCHEMA_VERSION:?} only, so attribute names are not used"
+                    ));
                 }
-                other => problems.push(format!("{SCHEMA_VERSION_KEY} is not a string: {other}")),
+                schema_version = Some(s.clone());
             }
-        } else if key == KEY_MAP_KEY {
-            match value {
-                Value::Array(items) => {
-                    let mut map = Vec::with_capacity(items.len().min(MAX_KEYS));
-                    for (i, item) in items.iter().enumerate() {
-                        if i == MAX_KEYS {
-                            problems.push(format!(
-                                "{KEY_MAP_KEY} has {} entries; only the first {MAX_KEYS} are addressable",
-                                items.len()
-                            ));
-                            break;
-                        }
-                        match item {
-                            Value::Str(s) => map.push(Some(s.clone())),
-                            other => {
-                                problems.push(format!("{KEY_MAP_KEY}[{i}] is not a string: {other}"));
-                                map.push(None);
-                            }
-                        }
+            (SCHEMA_VERSION_KEY, other) => problems.push(format!("{SCHEMA_VERSION_KEY} is not a string: {other}")),
+            (KEY_MAP_KEY, Value::Array(items)) => {
+                let map = items.iter().take(MAX_KEYS).enumerate().map(|(i, item)| match item {
+                    Value::Str(s) => Some(s.clone()),
+                    other => {
+                        problems.push(format!("{KEY_MAP_KEY}[{i}] is not a string: {other}"));
+                        None
                     }
-                    key_map = Some(map);
+                });
+                key_map = Some(map.collect());
+                if items.len() > MAX_KEYS {
+                    let n = items.len();
+                    problems.push(format!(
+                        "{KEY_MAP_KEY} has {n} entries; only the first {MAX_KEYS} are addressable"
+                    ));
                 }
-                other => problems.push(format!("{KEY_MAP_KEY} is not an array: {other}")),
             }
+            (KEY_MAP_KEY, other) => problems.push(format!("{KEY_MAP_KEY} is not an array: {other}")),
+            _ => {}
         }
     }
-    if schema_version.is_none() {
-        problems.push(format!(
-            "no {SCHEMA_VERSION_KEY}: thread attributes are shown by key index"
-        ));
-    }
-    if key_map.is_none() {
-        problems.push(format!("no {KEY_MAP_KEY}: thread attributes are shown by key index"));
+    for (absent, key) in [
+        (schema_version.is_none(), SCHEMA_VERSION_KEY),
+        (key_map.is_none(), KEY_MAP_KEY),
+    ] {
+        if absent {
+            problems.push(format!("no {key}: thread attributes are shown by key index"));
+        }
     }
     Ok(ProcessContext {
         resource,
@@ -345,8 +303,7 @@ pub const CONTEXT_MAPPING_NAMES: [&str; 4] = [
 
 /// Does a `/proc/PID/maps` line describe a process-context mapping?
 pub fn is_context_mapping(path: &str, perms: &str) -> bool {
-    let named = CONTEXT_MAPPING_NAMES.contains(&path);
-    named && !perms.contains('x')
+    CONTEXT_MAPPING_NAMES.contains(&path) && !perms.contains('x')
 }
 
 #[cfg(test)]
@@ -386,27 +343,16 @@ mod tests {
     #[test]
     fn header_checks() {
         assert!(Header::parse(&header(2, 10, 5, 0x1000)).is_ok());
-        assert_eq!(
-            Header::parse(&header(1, 10, 5, 0x1000)),
-            Err(HeaderError::BadVersion(1))
-        );
-        assert_eq!(Header::parse(&header(2, 0, 5, 0x1000)), Err(HeaderError::EmptyPayload));
-        assert_eq!(
-            Header::parse(&header(2, 65537, 5, 0x1000)),
-            Err(HeaderError::PayloadTooLarge(65537))
-        );
-        assert_eq!(Header::parse(&header(2, 10, 0, 0x1000)), Err(HeaderError::BeingUpdated));
-        assert_eq!(
-            Header::parse(&header(2, 10, 5, 0)),
-            Err(HeaderError::NullPayloadPointer)
-        );
-        assert_eq!(
-            Header::parse(&header(2, 10, 5, 0)[..31]),
-            Err(HeaderError::TooShort(31))
-        );
+        let err = |b: &[u8]| Header::parse(b).unwrap_err();
+        assert_eq!(err(&header(1, 10, 5, 0x1000)), "unsupported version 1 (expected 2)");
+        assert_eq!(err(&header(2, 0, 5, 0x1000)), "payload_size is 0");
+        assert!(err(&header(2, 65537, 5, 0x1000)).starts_with("payload_size 65537 exceeds the 65536-byte limit"));
+        assert_eq!(err(&header(2, 10, 0, 0x1000)), BEING_UPDATED);
+        assert_eq!(err(&header(2, 10, 5, 0)), "payload pointer is NULL");
+        assert_eq!(err(&header(2, 10, 5, 0)[..31]), "header is 31 bytes, needs 32");
         let mut bad = header(2, 10, 5, 1);
         bad[0] = b'X';
-        assert!(matches!(Header::parse(&bad), Err(HeaderError::BadSignature(_))));
+        assert!(err(&bad).starts_with("bad signature"));
     }
 
     #[test]

@@ -1,74 +1,31 @@
-//! Stopping one thread just long enough to read its thread pointer and TLS.
+//! Stopping one thread just long enough to read its thread pointer: `PTRACE_SEIZE`,
+//! `PTRACE_INTERRUPT`, a `__WALL` wait (the target's threads are not our children), the register,
+//! and `PTRACE_DETACH` when the guard drops, handing back any signal that arrived meanwhile.
 //!
-//! `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, wait for the stop (`__WALL`: the target's threads are
-//! not our children), `PTRACE_GETREGS` for `fs_base` (x86-64) or `PTRACE_GETREGSET` with
-//! `NT_ARM_TLS` for `tpidr_el0` (AArch64), then `PTRACE_DETACH` in the guard's `Drop`.
-//! A signal the target received while stopped is handed back on detach.
-//!
-//! Some threads cannot reach the stop: a thread blocked in `vfork` waits (killable, not
-//! interruptible) until its child exits or execs, and a pending interrupt would stop it then,
-//! with nobody left to detach it. So every ptrace call runs on a short-lived tracer thread
-//! ([`with_tracer`]): a thread that does not stop within a bounded wait is reported as not
-//! stopped and left seized, and when the tracer thread exits the kernel detaches it and drops the
-//! pending interrupt. The thread is released on every path: detach, tracer-thread exit, or our
-//! process's exit (killed included). The tracer thread blocks the termination signals (SIGINT,
-//! SIGTERM, SIGHUP, SIGQUIT), so the program's handlers run on another thread.
+//! A thread blocked in `vfork` cannot stop until its child exits or execs, and would then stop
+//! with nobody left to detach it. So ptrace runs on a short-lived tracer thread ([`with_tracer`]):
+//! a thread that does not stop in time is left seized, and the kernel detaches it (dropping the
+//! interrupt) when the tracer thread exits. That thread blocks [`TERMINATION_SIGNALS`], so the
+//! program's handlers run on another one.
 
+use crate::inspect::{status_field, ThreadProblem};
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-/// How long one thread may take to reach the stop.
-pub const STOP_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long all the threads of one pass may take together, so a process with many blocked
-/// threads is still read in bounded time.
-pub const STOP_BUDGET: Duration = Duration::from_secs(2);
-/// What a thread still gets once the budget is spent (a running thread stops in microseconds).
+pub const TERMINATION_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+/// How long one thread may take to reach the stop, and all the threads of one pass together (a
+/// process with many blocked threads is still read in bounded time); once that budget is spent a
+/// thread still gets `MIN_STOP_WAIT` (a running thread stops in microseconds).
+const STOP_TIMEOUT: Duration = Duration::from_millis(500);
+const STOP_BUDGET: Duration = Duration::from_secs(2);
 const MIN_STOP_WAIT: Duration = Duration::from_millis(10);
 /// How long to wait for the kernel to finish detaching a dead tracer thread's tracees.
 const RELEASE_WAIT: Duration = Duration::from_millis(500);
 
-/// Why a thread could not be stopped.
-#[derive(Debug)]
-pub enum StopError {
-    /// The thread exited (or never existed).
-    Gone,
-    /// Not allowed to trace it (other user, no CAP_SYS_PTRACE, Yama, or already traced).
-    PermissionDenied,
-    /// It did not reach the stop within the wait (blocked in the kernel, e.g. in vfork).
-    NotStopped(Duration),
-    Other(io::Error),
-}
-
-impl std::fmt::Display for StopError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StopError::Gone => write!(f, "thread exited"),
-            StopError::PermissionDenied => write!(f, "permission denied (ptrace)"),
-            StopError::NotStopped(waited) => write!(f, "thread did not stop within {} ms", waited.as_millis()),
-            StopError::Other(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-fn termination_signals() -> libc::sigset_t {
-    // Safety: sigemptyset initialises the set it is given; the zeroed value is only a placeholder.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // Safety: `set` is a valid sigset_t; the signal numbers are valid.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-            libc::sigaddset(&mut set, s);
-        }
-    }
-    set
-}
-
 fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
-    // Safety: the requests used here (SEIZE, INTERRUPT, GETREGS, GETREGSET, DETACH) take a tid
-    // and either no pointer or, for GETREGS, a pointer to a user_regs_struct the caller owns,
-    // for GETREGSET a pointer to an iovec describing a buffer the caller owns.
+    // Safety: the requests used here take a tid and no pointer, or (GETREGS, GETREGSET) a pointer
+    // to a user_regs_struct or an iovec describing a buffer that the caller owns.
     let r = unsafe { libc::ptrace(req, tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
     if r == -1 {
         Err(io::Error::last_os_error())
@@ -77,112 +34,92 @@ fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<l
     }
 }
 
+fn problem(e: io::Error) -> ThreadProblem {
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => ThreadProblem::Exited,
+        Some(libc::EPERM | libc::EACCES) => ThreadProblem::PermissionDenied,
+        _ => ThreadProblem::Other(e.to_string()),
+    }
+}
+
 /// The tracer thread's state: what is left of the wait budget, and the threads still seized
-/// that never stopped.
+/// that never stopped. Its `Cell`s keep a `&Tracer` on the tracer thread, where ptrace requests
+/// must come from.
 pub struct Tracer {
-    tid: i32,
     budget: Cell<Duration>,
     unstopped: RefCell<Vec<i32>>,
-    /// ptrace requests must come from the tracing thread: keep this on it.
-    _one_thread: PhantomData<*const ()>,
 }
 
 /// Runs `f` on a new tracer thread and returns its result once every thread it seized is
-/// released: detached where it stopped, detached by the kernel (with its pending interrupt
-/// dropped) where it never did.
+/// released: detached where it stopped, detached by the kernel where it never did.
 pub fn with_tracer<R: Send>(f: impl FnOnce(&Tracer) -> R + Send) -> R {
     let (result, unstopped, tracer_tid) = std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name("otel-ctx-tracer".into())
             .spawn_scoped(scope, || {
-                let set = termination_signals();
-                // Safety: `set` is a valid sigset_t; the old mask is not needed (the thread ends).
-                unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+                // Safety: the set is initialised by sigemptyset before use; the old mask is not needed;
+                // gettid has no preconditions.
+                let tid = unsafe {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    for s in TERMINATION_SIGNALS {
+                        libc::sigaddset(&mut set, s);
+                    }
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                    libc::gettid()
+                };
                 let tracer = Tracer {
-                    // Safety: gettid has no preconditions.
-                    tid: unsafe { libc::gettid() },
                     budget: Cell::new(STOP_BUDGET),
                     unstopped: RefCell::new(Vec::new()),
-                    _one_thread: PhantomData,
                 };
                 let result = f(&tracer);
-                tracer.release_stopped();
-                let unstopped = tracer.unstopped.take();
-                (result, unstopped, tracer.tid)
-            })
-            .expect("spawn the tracer thread");
+                // Detach the threads that stopped after their wait ran out (their vfork ended);
+                // dropping the others puts them back on the list.
+                for tid in tracer.unstopped.take() {
+                    let _ = tracer.seized(tid).wait_for_stop(Duration::ZERO);
+                }
+                (result, tracer.unstopped.take(), tid)
+            });
+        let worker = worker.expect("spawn the tracer thread");
         worker.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
     });
     // join returns when the thread's stack is free; the kernel detaches its tracees a moment
     // later, in the thread's exit. Wait for that, so a next pass can seize them again.
     let deadline = Instant::now() + RELEASE_WAIT;
     for tid in unstopped {
-        while tracer_pid(tid) == Some(tracer_tid) && Instant::now() < deadline {
+        while status_field(tid, "TracerPid") == Some(tracer_tid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
     result
 }
 
-/// `TracerPid` of any thread, through /proc/TID (which works for every thread id).
-fn tracer_pid(tid: i32) -> Option<i32> {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("TracerPid:")?.trim().parse().ok())
-}
-
 impl Tracer {
-    /// Seizes and stops thread `tid`, waiting at most [`STOP_TIMEOUT`] (less once the pass's
-    /// [`STOP_BUDGET`] is spent).
-    pub fn stop(&self, tid: i32) -> Result<StoppedThread<'_>, StopError> {
-        let mut guard = StoppedThread {
+    fn seized(&self, tid: i32) -> StoppedThread<'_> {
+        StoppedThread {
             tracer: self,
             tid,
-            seized: false,
+            seized: true,
             stopped: false,
             pending_signal: 0,
-        };
-        if let Err(e) = ptrace(libc::PTRACE_SEIZE, tid, 0, 0) {
-            return Err(match e.raw_os_error() {
-                Some(libc::ESRCH) => StopError::Gone,
-                Some(libc::EPERM) | Some(libc::EACCES) => StopError::PermissionDenied,
-                _ => StopError::Other(e),
-            });
-        }
-        guard.seized = true;
-        if let Err(e) = ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0) {
-            return Err(if e.raw_os_error() == Some(libc::ESRCH) {
-                StopError::Gone
-            } else {
-                StopError::Other(e)
-            });
-        }
-        let wait = self.budget.get().min(STOP_TIMEOUT).max(MIN_STOP_WAIT);
-        let start = Instant::now();
-        let r = guard.wait_for_stop(wait);
-        self.budget.set(self.budget.get().saturating_sub(start.elapsed()));
-        match r {
-            Ok(true) => Ok(guard),
-            Ok(false) => Err(StopError::NotStopped(wait)),
-            Err(e) => Err(e),
         }
     }
 
-    /// Detaches the threads that stopped after their wait ran out (their vfork ended meanwhile).
-    fn release_stopped(&self) {
-        let tids = self.unstopped.take();
-        for tid in tids {
-            let mut t = StoppedThread {
-                tracer: self,
-                tid,
-                seized: true,
-                stopped: false,
-                pending_signal: 0,
-            };
-            let _ = t.wait_for_stop(Duration::ZERO);
-            // Dropping `t` detaches it if it stopped, or puts it back on the list.
+    /// Seizes and stops thread `tid`, waiting at most `STOP_TIMEOUT` (less once the pass's
+    /// `STOP_BUDGET` is spent). `NotStopped` leaves its `state` for the caller to fill in.
+    pub fn stop(&self, tid: i32) -> Result<StoppedThread<'_>, ThreadProblem> {
+        ptrace(libc::PTRACE_SEIZE, tid, 0, 0).map_err(problem)?;
+        let mut guard = self.seized(tid);
+        ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0).map_err(problem)?;
+        let wait = self.budget.get().min(STOP_TIMEOUT).max(MIN_STOP_WAIT);
+        let start = Instant::now();
+        let stopped = guard.wait_for_stop(wait);
+        self.budget.set(self.budget.get().saturating_sub(start.elapsed()));
+        if !stopped? {
+            let waited_ms = wait.as_millis() as u64;
+            return Err(ThreadProblem::NotStopped { waited_ms, state: None });
         }
+        Ok(guard)
     }
 }
 
@@ -200,50 +137,38 @@ pub struct StoppedThread<'a> {
 
 impl StoppedThread<'_> {
     /// Waits up to `timeout` for the thread's stop: Ok(true) once stopped, Ok(false) if not yet.
-    fn wait_for_stop(&mut self, timeout: Duration) -> Result<bool, StopError> {
+    fn wait_for_stop(&mut self, timeout: Duration) -> Result<bool, ThreadProblem> {
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_micros(20);
         loop {
             let mut status = 0;
             // Safety: `status` is a valid out-parameter.
             let r = unsafe { libc::waitpid(self.tid, &mut status, libc::__WALL | libc::WNOHANG) };
-            if r == self.tid {
-                if libc::WIFSTOPPED(status) {
-                    self.stopped = true;
-                    let event = (status >> 16) & 0xff;
-                    if event != libc::PTRACE_EVENT_STOP {
-                        // A signal-delivery stop: the signal is handed back when we detach.
-                        self.pending_signal = libc::WSTOPSIG(status);
-                    }
-                    return Ok(true);
+            let errno = io::Error::last_os_error();
+            if r == self.tid && libc::WIFSTOPPED(status) {
+                self.stopped = true;
+                // A signal-delivery stop rather than our interrupt's: hand the signal back.
+                if (status >> 16) & 0xff != libc::PTRACE_EVENT_STOP {
+                    self.pending_signal = libc::WSTOPSIG(status);
                 }
-                if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-                    self.seized = false;
-                    return Err(StopError::Gone);
+                return Ok(true);
+            }
+            let exited = r == self.tid && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status));
+            if exited || r == -1 && errno.raw_os_error() == Some(libc::ECHILD) {
+                self.seized = false;
+                return Err(ThreadProblem::Exited);
+            }
+            if r == -1 && errno.raw_os_error() != Some(libc::EINTR) {
+                return Err(ThreadProblem::Other(errno.to_string()));
+            }
+            if r == 0 {
+                if Instant::now() >= deadline {
+                    return Ok(false);
                 }
-                continue;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
             }
-            if r == -1 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ECHILD) => {
-                        self.seized = false;
-                        return Err(StopError::Gone);
-                    }
-                    _ => return Err(StopError::Other(e)),
-                }
-            }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(5));
         }
-    }
-
-    pub fn tid(&self) -> i32 {
-        self.tid
     }
 
     /// The thread pointer (x86-64 `fs_base`).
@@ -255,11 +180,10 @@ impl StoppedThread<'_> {
         Ok(regs.fs_base)
     }
 
-    /// The thread pointer (AArch64 `tpidr_el0`): the `NT_ARM_TLS` register set, whose first
-    /// word it is (kernels with SME append `tpidr2_el0`, hence room for two).
+    /// The thread pointer (AArch64 `tpidr_el0`): the first word of the `NT_ARM_TLS` register
+    /// set (kernels with SME append `tpidr2_el0`, hence room for two).
     #[cfg(target_arch = "aarch64")]
     pub fn thread_pointer(&self) -> io::Result<u64> {
-        /// `NT_ARM_TLS` from the kernel's elf.h.
         const NT_ARM_TLS: usize = 0x401;
         let mut words = [0u64; 2];
         let mut iov = libc::iovec {

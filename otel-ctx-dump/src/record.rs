@@ -5,12 +5,11 @@
 //! `[key_index u8][len u8][len bytes of UTF-8]` from 28. Nothing here trusts a size field: every
 //! decode works on the bytes actually read and reports what did not fit.
 
-use std::fmt;
+use serde::Serialize;
+use std::borrow::Cow;
 
 /// Bytes a reader copies first: ids, valid, flags and the attribute size.
 pub const HEADER_SIZE: usize = 28;
-/// Attribute bytes of a record of the spec's recommended size (640 bytes in all).
-pub const RECOMMENDED_ATTRS_SIZE: usize = 612;
 /// Most attribute bytes this reader copies (what the eBPF profiler reads: 642). A record
 /// announcing more is reported as truncated.
 pub const MAX_ATTRS_READ: usize = 642;
@@ -30,13 +29,9 @@ impl RecordHeader {
     /// Parses the 28-byte header; `None` if fewer bytes are given.
     pub fn parse(bytes: &[u8]) -> Option<RecordHeader> {
         let b = bytes.get(..HEADER_SIZE)?;
-        let mut trace_id = [0u8; 16];
-        trace_id.copy_from_slice(&b[0..16]);
-        let mut span_id = [0u8; 8];
-        span_id.copy_from_slice(&b[16..24]);
         Some(RecordHeader {
-            trace_id,
-            span_id,
+            trace_id: b[0..16].try_into().expect("16 bytes"),
+            span_id: b[16..24].try_into().expect("8 bytes"),
             valid: b[24],
             trace_flags: b[25],
             attrs_data_size: u16::from_ne_bytes([b[26], b[27]]),
@@ -55,49 +50,16 @@ impl RecordHeader {
 }
 
 /// One attribute entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Attribute {
     /// Position of the attribute's name in the process context's key map.
+    #[serde(rename = "index")]
     pub key_index: u8,
+    /// That name, when the process context has a usable key map (set by the inspector).
+    pub key: Option<String>,
     /// The value; invalid UTF-8 is replaced (U+FFFD) and flagged.
     pub value: String,
     pub invalid_utf8: bool,
-}
-
-/// Why the attribute list is incomplete.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Truncation {
-    /// `attrs_data_size` is larger than the bytes a reader copies.
-    SizeBeyondReadLimit { announced: usize, read: usize },
-    /// An entry at `offset` does not fit in the announced size (the spec says: stop there).
-    EntryOverruns {
-        offset: usize,
-        needed: usize,
-        available: usize,
-    },
-    /// The bytes announced could not all be read from the target.
-    ShortRead { announced: usize, read: usize },
-}
-
-impl fmt::Display for Truncation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Truncation::SizeBeyondReadLimit { announced, read } => {
-                write!(f, "attrs_data_size {announced} exceeds the {read} bytes readers copy")
-            }
-            Truncation::EntryOverruns {
-                offset,
-                needed,
-                available,
-            } => write!(
-                f,
-                "entry at offset {offset} needs {needed} bytes but only {available} remain in attrs_data_size"
-            ),
-            Truncation::ShortRead { announced, read } => {
-                write!(f, "only {read} of {announced} attribute bytes could be read")
-            }
-        }
-    }
 }
 
 /// A decoded record.
@@ -106,7 +68,8 @@ pub struct Record {
     pub header: RecordHeader,
     /// Entries in order of first appearance; a repeated key keeps its last value.
     pub attributes: Vec<Attribute>,
-    pub truncated: Option<Truncation>,
+    /// Why the attribute list is incomplete, if it is.
+    pub truncated: Option<String>,
 }
 
 impl Record {
@@ -119,60 +82,42 @@ impl Record {
 ///
 /// `announced` is the record's `attrs_data_size`; `data` may be shorter (read limit or a short
 /// read), never longer than what is used.
-pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Option<Truncation>) {
+pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Option<String>) {
+    let data = &data[..data.len().min(announced)];
     let mut attributes: Vec<Attribute> = Vec::new();
     let mut truncated = None;
-    let usable = data.len().min(announced);
-    let data = &data[..usable];
-    let mut pos = 0usize;
+    let mut pos = 0;
     while pos < data.len() {
-        let remaining = data.len() - pos;
-        if remaining < 2 {
-            truncated = Some(Truncation::EntryOverruns {
-                offset: pos,
-                needed: 2,
-                available: remaining,
-            });
+        let rest = &data[pos..];
+        let len = rest.get(1).map_or(0, |&len| usize::from(len));
+        let Some(bytes) = rest.get(2..2 + len) else {
+            // The spec says: stop at an entry that does not fit.
+            let (needed, available) = (2 + len, rest.len());
+            let why =
+                format!("entry at offset {pos} needs {needed} bytes but only {available} remain in attrs_data_size");
+            truncated = Some(why);
             break;
-        }
-        let key_index = data[pos];
-        let len = usize::from(data[pos + 1]);
-        if remaining - 2 < len {
-            truncated = Some(Truncation::EntryOverruns {
-                offset: pos,
-                needed: 2 + len,
-                available: remaining,
-            });
-            break;
-        }
-        let bytes = &data[pos + 2..pos + 2 + len];
-        let (value, invalid_utf8) = match std::str::from_utf8(bytes) {
-            Ok(s) => (s.to_owned(), false),
-            Err(_) => (String::from_utf8_lossy(bytes).into_owned(), true),
         };
+        let value = String::from_utf8_lossy(bytes);
         let attribute = Attribute {
-            key_index,
-            value,
-            invalid_utf8,
+            key_index: rest[0],
+            key: None,
+            invalid_utf8: matches!(value, Cow::Owned(_)),
+            value: value.into_owned(),
         };
-        match attributes.iter_mut().find(|a| a.key_index == key_index) {
+        match attributes.iter_mut().find(|a| a.key_index == attribute.key_index) {
             Some(existing) => *existing = attribute,
             None => attributes.push(attribute),
         }
         pos += 2 + len;
     }
     // A size-limit or short-read cut explains an overrunning last entry better.
-    if usable < announced {
-        truncated = Some(if announced > MAX_ATTRS_READ && usable == MAX_ATTRS_READ {
-            Truncation::SizeBeyondReadLimit {
-                announced,
-                read: usable,
-            }
+    let read = data.len();
+    if read < announced {
+        truncated = Some(if announced > MAX_ATTRS_READ && read == MAX_ATTRS_READ {
+            format!("attrs_data_size {announced} exceeds the {read} bytes readers copy")
         } else {
-            Truncation::ShortRead {
-                announced,
-                read: usable,
-            }
+            format!("only {read} of {announced} attribute bytes could be read")
         });
     }
     (attributes, truncated)
@@ -193,13 +138,7 @@ pub fn decode_record(bytes: &[u8]) -> Option<Record> {
 
 /// Lowercase hex of a byte string.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -249,12 +188,8 @@ mod tests {
         let r = decode_record(&record(1, attrs, attrs.len() as u16)).unwrap();
         assert_eq!(r.attributes.len(), 1);
         assert_eq!(
-            r.truncated,
-            Some(Truncation::EntryOverruns {
-                offset: 4,
-                needed: 11,
-                available: 5
-            })
+            r.truncated.as_deref(),
+            Some("entry at offset 4 needs 11 bytes but only 5 remain in attrs_data_size")
         );
     }
 
@@ -264,11 +199,8 @@ mod tests {
         let r = decode_record(&record(1, attrs, 100)).unwrap();
         assert_eq!(r.attributes.len(), 1);
         assert_eq!(
-            r.truncated,
-            Some(Truncation::ShortRead {
-                announced: 100,
-                read: 4
-            })
+            r.truncated.as_deref(),
+            Some("only 4 of 100 attribute bytes could be read")
         );
     }
 
@@ -277,11 +209,8 @@ mod tests {
         let attrs = vec![0u8; MAX_ATTRS_READ];
         let r = decode_record(&record(1, &attrs, 60000)).unwrap();
         assert_eq!(
-            r.truncated,
-            Some(Truncation::SizeBeyondReadLimit {
-                announced: 60000,
-                read: MAX_ATTRS_READ
-            })
+            r.truncated.as_deref(),
+            Some("attrs_data_size 60000 exceeds the 642 bytes readers copy")
         );
         assert_eq!(
             RecordHeader::parse(&record(1, &[], 60000)).unwrap().attrs_to_read(),

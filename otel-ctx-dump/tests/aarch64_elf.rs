@@ -163,13 +163,13 @@ fn check(
 ) -> Resolution {
     let d = built();
     let bytes = std::fs::read(d.join(file)).unwrap();
-    let export = elf::find_export(&bytes[..]).unwrap().expect("symbol found");
+    let export = elf::find_export(&bytes[..], None).unwrap().expect("symbol found");
     assert_eq!(export.arch, &platform::AARCH64, "{file}");
     assert_eq!(export.access_model(), model, "{file}: {:?}", export.relocs);
     assert_eq!(export.st_size, 8);
     assert!(export.global);
     // An x86-64 reader does not take this file for one of its own modules.
-    assert_eq!(elf::find_export_for(&bytes[..], &platform::X86_64).unwrap(), None);
+    assert_eq!(elf::find_export(&bytes[..], Some(&platform::X86_64)).unwrap(), None);
     let reloc = export.reloc(model);
     match r_type {
         Some(t) => assert!(
@@ -194,7 +194,7 @@ fn check(
         assert!(o >= 16, "{file}: variant I static TLS lies past the 16-byte TCB: {o}");
         assert_eq!(probe.tp.wrapping_add(o as u64), probe.slot, "{file}: {resolution}");
     }
-    match read_slot(&probe, &platform::GLIBC_AARCH64_DTV, probe.tp, resolution) {
+    match read_slot(&probe, &platform::LINUX_AARCH64_GLIBC, probe.tp, resolution) {
         SlotRead::Record { record, .. } => {
             assert_eq!(record.header.trace_id, [0x11; 16], "{file}");
             assert_eq!(record.header.span_id, [0x22; 8], "{file}");

@@ -145,7 +145,8 @@ proptest! {
         b.extend_from_slice(&size.to_ne_bytes());
         b.extend_from_slice(&1u64.to_ne_bytes());
         b.extend_from_slice(&0x1000u64.to_ne_bytes());
-        prop_assert_eq!(Header::parse(&b), Err(pc::HeaderError::PayloadTooLarge(size)));
+        let expected = format!("payload_size {size} exceeds");
+        prop_assert!(Header::parse(&b).unwrap_err().starts_with(&expected));
     }
 
     #[test]
@@ -202,7 +203,7 @@ fn deeply_nested_payload_is_an_error_not_a_stack_overflow() {
 #[test]
 fn oversized_payload_is_rejected_before_decoding() {
     let big = vec![0u8; pc::MAX_PAYLOAD_SIZE as usize + 1];
-    assert!(decode_payload(&big).unwrap_err().0.contains("limit"));
+    assert!(decode_payload(&big).unwrap_err().contains("limit"));
 }
 
 fn push_varint(out: &mut Vec<u8>, mut v: u64) {

@@ -1,22 +1,29 @@
 //! Finding the process context mapping and copying a consistent header and payload, retrying
 //! while a writer updates it.
 
+use crate::json;
 use crate::maps::{Mapping, Memory};
 use crate::process_context::{self as pc, Header, ProcessContext};
+use serde::Serialize;
 
 /// The process context, as found.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
 pub enum ContextStatus {
     Absent,
     Invalid {
         mapping: String,
+        #[serde(rename = "address", serialize_with = "json::address")]
         addr: u64,
         error: String,
     },
     Present {
         mapping: String,
+        #[serde(rename = "address", serialize_with = "json::address")]
         addr: u64,
+        #[serde(flatten)]
         header: Header,
+        #[serde(flatten)]
         context: ProcessContext,
     },
 }
@@ -35,7 +42,7 @@ pub fn read_process_context(maps: &[Mapping], mem: &dyn Memory) -> ContextStatus
     let mut status = ContextStatus::Absent;
     for m in maps.iter().filter(|m| pc::is_context_mapping(&m.path, &m.perms)) {
         status = read_context_at(mem, m);
-        if matches!(status, ContextStatus::Present { .. }) {
+        if status.context().is_some() {
             break;
         }
     }
@@ -51,8 +58,8 @@ fn read_context_at(mem: &dyn Memory, m: &Mapping) -> ContextStatus {
     if m.end - m.start < pc::HEADER_SIZE as u64 {
         return invalid("mapping is smaller than the header".into());
     }
-    // A writer may update it while we read: retry when the timestamp moves.
-    let mut last = invalid("changed on every read".into());
+    // A writer may update it while we read: retry while it is unpublished or changes under us.
+    let mut last = String::new();
     for _ in 0..5 {
         let mut head = [0u8; pc::HEADER_SIZE];
         if let Err(e) = mem.read(m.start, &mut head) {
@@ -60,23 +67,21 @@ fn read_context_at(mem: &dyn Memory, m: &Mapping) -> ContextStatus {
         }
         let header = match Header::parse(&head) {
             Ok(h) => h,
-            Err(pc::HeaderError::BeingUpdated) => {
-                last = invalid(pc::HeaderError::BeingUpdated.to_string());
+            Err(e) if e == pc::BEING_UPDATED => {
+                last = e;
                 std::thread::sleep(std::time::Duration::from_millis(2));
                 continue;
             }
-            Err(e) => return invalid(e.to_string()),
+            Err(e) => return invalid(e),
         };
-        let mut payload = vec![0u8; header.payload_size as usize];
-        if let Err(e) = mem.read(header.payload_ptr, &mut payload) {
-            return invalid(format!(
-                "reading the {}-byte payload at {:#x}: {e}",
-                header.payload_size, header.payload_ptr
-            ));
+        let (size, at) = (header.payload_size, header.payload_ptr);
+        let mut payload = vec![0u8; size as usize];
+        if let Err(e) = mem.read(at, &mut payload) {
+            return invalid(format!("reading the {size}-byte payload at {at:#x}: {e}"));
         }
         let mut again = [0u8; pc::HEADER_SIZE];
         if mem.read(m.start, &mut again).is_err() || again != head {
-            last = invalid("changed while being read".into());
+            last = "changed while being read".into();
             continue;
         }
         return match pc::decode_payload(&payload) {
@@ -86,16 +91,15 @@ fn read_context_at(mem: &dyn Memory, m: &Mapping) -> ContextStatus {
                 header,
                 context,
             },
-            Err(e) => invalid(e.to_string()),
+            Err(e) => invalid(e),
         };
     }
-    last
+    invalid(last)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maps::FakeMemory;
 
     #[test]
     fn process_context_from_memory() {
@@ -126,7 +130,7 @@ mod tests {
             inode: 1,
             path: path.into(),
         };
-        let mem = FakeMemory(vec![(0x10000, head.clone()), (0x20000, payload)]);
+        let mem = vec![(0x10000, head.clone()), (0x20000, payload)];
         match read_process_context(&[map("/memfd:OTEL_CTX (deleted)")], &mem) {
             ContextStatus::Present { header, context, .. } => {
                 assert_eq!(header.published_at_ns, 77);
@@ -141,7 +145,7 @@ mod tests {
         // A payload pointer into nothing is reported, not trusted.
         let mut bad = head;
         bad[24..32].copy_from_slice(&0x30000u64.to_ne_bytes());
-        let mem = FakeMemory(vec![(0x10000, bad)]);
+        let mem = vec![(0x10000, bad)];
         assert!(matches!(
             read_process_context(&[map("[anon:OTEL_CTX]")], &mem),
             ContextStatus::Invalid { .. }

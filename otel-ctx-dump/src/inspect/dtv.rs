@@ -1,11 +1,10 @@
 //! Following one stopped thread's pointer to its slot (a fixed thread-pointer offset, or the
 //! thread's DTV entry for the module) and copying the record it points to.
 
-use crate::maps::Memory;
-use crate::platform::{DtvHeader, DtvLayout};
-use crate::record::{self, Record, RecordHeader};
-
 use super::Resolution;
+use crate::maps::Memory;
+use crate::platform::{DtvHeader, Platform};
+use crate::record::{self, Record, RecordHeader};
 
 /// What one thread's slot in one module holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,58 +21,60 @@ pub enum SlotRead {
 }
 
 /// Follows one thread's pointer to the slot and the record. The thread must be stopped.
-pub fn read_slot(mem: &dyn Memory, dtv: &DtvLayout, tp: u64, resolution: Resolution) -> SlotRead {
+pub fn read_slot(mem: &dyn Memory, platform: &Platform, tp: u64, resolution: Resolution) -> SlotRead {
     let slot = match resolution {
         Resolution::StaticOffset(off) => tp.wrapping_add(off as u64),
         Resolution::Dynamic {
             module_id,
             offset,
             generation,
-        } => match dtv_block(mem, dtv, tp, module_id, generation) {
+        } => match dtv_block(mem, platform, tp, module_id, generation) {
             Ok(block) => block.wrapping_add(offset),
             Err(read) => return read,
         },
     };
-    let ptr = match mem.read_u64(slot) {
-        Ok(p) => p,
-        Err(e) => return SlotRead::Error(format!("reading the slot at {slot:#x}: {e}")),
-    };
-    if ptr == 0 {
-        return SlotRead::NoContext;
+    match mem.read_u64(slot) {
+        Ok(0) => SlotRead::NoContext,
+        Ok(ptr) => read_record(mem, ptr),
+        Err(e) => SlotRead::Error(format!("reading the slot at {slot:#x}: {e}")),
     }
-    read_record(mem, ptr)
 }
 
 /// The address of module `module_id`'s TLS block for the thread whose thread pointer is `tp`,
 /// or why there is none (`NoSlot`: not allocated yet; `Error`: unreadable).
 fn dtv_block(
     mem: &dyn Memory,
-    layout: &DtvLayout,
+    p: &Platform,
     tp: u64,
     module_id: u64,
     generation: Option<u64>,
 ) -> Result<u64, SlotRead> {
+    let Some(layout) = p.dtv else {
+        let e = "this C library's DTV layout is not implemented on this architecture";
+        return Err(SlotRead::Error(e.into()));
+    };
     let read = |addr: u64, what: &str| {
         mem.read_u64(addr)
             .map_err(|e| SlotRead::Error(format!("reading {what}: {e}")))
     };
-    let dtv = read(tp.wrapping_add(layout.dtv_pointer_offset as u64), "the DTV pointer")?;
+    let dtv = read(tp.wrapping_add(layout.pointer_offset as u64), "the DTV pointer")?;
+    let absent = |e: String| Err(SlotRead::NoSlot(e));
     match layout.header {
         DtvHeader::CountAndGeneration => {
             // glibc: entry -1 holds the number of entries, entry 0 the generation the thread's
             // DTV is up to date with.
             let len = read(dtv.wrapping_sub(layout.entry_size), "the DTV length")?;
             if module_id > len {
-                return Err(SlotRead::NoSlot(format!(
+                return absent(format!(
                     "the thread's DTV has {len} entries, module {module_id} not among them"
-                )));
+                ));
             }
             if let Some(g) = generation {
                 let dtv_gen = read(dtv, "the DTV generation")?;
                 if dtv_gen < g {
-                    return Err(SlotRead::NoSlot(format!(
+                    return absent(format!(
                         "the thread's DTV (generation {dtv_gen}) predates the module (generation {g})"
-                    )));
+                    ));
                 }
             }
         }
@@ -81,48 +82,36 @@ fn dtv_block(
             // musl: word 0 counts the modules the DTV covers.
             let count = read(dtv, "the DTV's module count")?;
             if module_id > count {
-                return Err(SlotRead::NoSlot(format!(
+                return absent(format!(
                     "the thread's DTV covers {count} modules, module {module_id} not among them"
-                )));
+                ));
             }
         }
     }
-    let entry = read(
-        dtv.wrapping_add(layout.entry_size.wrapping_mul(module_id)),
-        &format!("DTV[{module_id}]"),
-    )?;
-    if entry == u64::MAX || entry == 0 {
-        return Err(SlotRead::NoSlot("TLS block not allocated for this thread yet".into()));
+    let entry = dtv.wrapping_add(layout.entry_size.wrapping_mul(module_id));
+    match read(entry, &format!("DTV[{module_id}]"))? {
+        0 | u64::MAX => absent("TLS block not allocated for this thread yet".into()),
+        block => Ok(block),
     }
-    Ok(entry)
 }
 
 /// Copies and decodes the record at `addr`: the header, then the attribute bytes it announces
 /// (bounded by the reader's limit).
 pub fn read_record(mem: &dyn Memory, addr: u64) -> SlotRead {
-    let mut head = [0u8; record::HEADER_SIZE];
-    if let Err(e) = mem.read(addr, &mut head) {
+    let mut bytes = vec![0u8; record::HEADER_SIZE];
+    if let Err(e) = mem.read(addr, &mut bytes) {
         return SlotRead::Error(format!("reading the record at {addr:#x}: {e}"));
     }
-    let header = RecordHeader::parse(&head).expect("28 bytes");
-    let mut bytes = head.to_vec();
-    let want = header.attrs_to_read();
-    if want > 0 {
-        if let Ok(attrs) = mem.read_prefix(addr + record::HEADER_SIZE as u64, want) {
-            bytes.extend_from_slice(&attrs);
-        }
-    }
-    match record::decode_record(&bytes) {
-        Some(record) => SlotRead::Record { addr, record },
-        None => SlotRead::Error("record header unreadable".into()),
-    }
+    let want = RecordHeader::parse(&bytes).expect("a whole header").attrs_to_read();
+    bytes.extend(mem.read_prefix(addr + record::HEADER_SIZE as u64, want));
+    let record = record::decode_record(&bytes).expect("a whole header");
+    SlotRead::Record { addr, record }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maps::FakeMemory;
-    use crate::platform::{GLIBC_X86_64_DTV, MUSL_X86_64_DTV};
+    use crate::platform::{LINUX_X86_64_GLIBC, LINUX_X86_64_MUSL};
 
     fn words(ws: &[u64]) -> Vec<u8> {
         ws.iter().flat_map(|w| w.to_ne_bytes()).collect()
@@ -142,8 +131,8 @@ mod tests {
     #[test]
     fn static_offset_slot() {
         let tp = 0x7000_0000u64;
-        let mem = FakeMemory(vec![(tp - 0x40, words(&[0x9000])), (0x9000, record_bytes())]);
-        match read_slot(&mem, &GLIBC_X86_64_DTV, tp, Resolution::StaticOffset(-0x40)) {
+        let mem = vec![(tp - 0x40, words(&[0x9000])), (0x9000, record_bytes())];
+        match read_slot(&mem, &LINUX_X86_64_GLIBC, tp, Resolution::StaticOffset(-0x40)) {
             SlotRead::Record { addr, record } => {
                 assert_eq!(addr, 0x9000);
                 assert_eq!(record.header.trace_id[0], 0xab);
@@ -159,40 +148,40 @@ mod tests {
         let dtv = 0x5000u64;
         // dtv[-1] = 3 entries, dtv[0] = generation 4, dtv[1] = block, dtv[2] = unallocated.
         let table = words(&[3, 0, 4, 0, 0x8000, 0, u64::MAX, 0, 0x8100, 0]);
-        let mem = FakeMemory(vec![
+        let mem = vec![
             (tp + 8, words(&[dtv])),
             (dtv - 16, table),
             (0x8000, words(&[0, 0x9000])),
             (0x9000, record_bytes()),
-        ]);
+        ];
         let res = |module_id, generation| Resolution::Dynamic {
             module_id,
             offset: 8,
             generation,
         };
         assert!(matches!(
-            read_slot(&mem, &GLIBC_X86_64_DTV, tp, res(1, Some(4))),
+            read_slot(&mem, &LINUX_X86_64_GLIBC, tp, res(1, Some(4))),
             SlotRead::Record { addr: 0x9000, .. }
         ));
         assert!(matches!(
-            read_slot(&mem, &GLIBC_X86_64_DTV, tp, res(1, None)),
+            read_slot(&mem, &LINUX_X86_64_GLIBC, tp, res(1, None)),
             SlotRead::Record { .. }
         ));
         assert!(matches!(
-            read_slot(&mem, &GLIBC_X86_64_DTV, tp, res(2, Some(4))),
+            read_slot(&mem, &LINUX_X86_64_GLIBC, tp, res(2, Some(4))),
             SlotRead::NoSlot(_)
         ));
         assert!(matches!(
-            read_slot(&mem, &GLIBC_X86_64_DTV, tp, res(4, Some(4))),
+            read_slot(&mem, &LINUX_X86_64_GLIBC, tp, res(4, Some(4))),
             SlotRead::NoSlot(_)
         ));
         assert!(matches!(
-            read_slot(&mem, &GLIBC_X86_64_DTV, tp, res(1, Some(5))),
+            read_slot(&mem, &LINUX_X86_64_GLIBC, tp, res(1, Some(5))),
             SlotRead::NoSlot(_)
         ));
         // dtv[3] points at unmapped memory.
         assert!(matches!(
-            read_slot(&mem, &GLIBC_X86_64_DTV, tp, res(3, Some(4))),
+            read_slot(&mem, &LINUX_X86_64_GLIBC, tp, res(3, Some(4))),
             SlotRead::Error(_)
         ));
     }
@@ -201,37 +190,37 @@ mod tests {
         let tp = 0x7000_0000u64;
         let dtv = 0x5000u64;
         // dtv[0] = 2 modules, dtv[1] = block, dtv[2] = block; dtv[3] lies past the count.
-        let mem = FakeMemory(vec![
+        let mem = vec![
             (tp + 8, words(&[dtv])),
             (dtv, words(&[2, 0x8000, 0x8100, 0x8000])),
             (0x8100, words(&[0, 0x9000])),
             (0x9000, record_bytes()),
-        ]);
+        ];
         let res = |module_id| Resolution::Dynamic {
             module_id,
             offset: 8,
             generation: None,
         };
         assert!(matches!(
-            read_slot(&mem, &MUSL_X86_64_DTV, tp, res(2)),
+            read_slot(&mem, &LINUX_X86_64_MUSL, tp, res(2)),
             SlotRead::Record { addr: 0x9000, .. }
         ));
         assert!(matches!(
-            read_slot(&mem, &MUSL_X86_64_DTV, tp, res(3)),
+            read_slot(&mem, &LINUX_X86_64_MUSL, tp, res(3)),
             SlotRead::NoSlot(_)
         ));
         // The glibc layout on the same memory reads 16-byte entries and another header.
         assert!(!matches!(
-            read_slot(&mem, &GLIBC_X86_64_DTV, tp, res(2)),
+            read_slot(&mem, &LINUX_X86_64_GLIBC, tp, res(2)),
             SlotRead::Record { .. }
         ));
     }
 
     #[test]
     fn null_slot_is_no_context() {
-        let mem = FakeMemory(vec![(0x1000, words(&[0]))]);
+        let mem = vec![(0x1000, words(&[0]))];
         assert_eq!(
-            read_slot(&mem, &GLIBC_X86_64_DTV, 0x1010, Resolution::StaticOffset(-0x10)),
+            read_slot(&mem, &LINUX_X86_64_GLIBC, 0x1010, Resolution::StaticOffset(-0x10)),
             SlotRead::NoContext
         );
     }
@@ -239,7 +228,7 @@ mod tests {
     #[test]
     fn record_with_unreadable_attributes_is_a_short_read() {
         let r = record_bytes();
-        let mem = FakeMemory(vec![(0x9000, r[..28].to_vec())]);
+        let mem = vec![(0x9000, r[..28].to_vec())];
         match read_record(&mem, 0x9000) {
             SlotRead::Record { record, .. } => {
                 assert!(record.attributes.is_empty());

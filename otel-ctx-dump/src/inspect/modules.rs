@@ -3,9 +3,10 @@
 
 use crate::elf::{self, AccessModel, TlsExport};
 use crate::maps::{Mapping, Memory, ProcessMemory};
-use crate::platform::{DtvHeader, Platform};
-use std::collections::HashMap;
+use crate::platform::{Arch, DtvHeader, Platform};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::io::{self, Read};
 
 /// Where a module's slot is, for every thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,181 +62,147 @@ impl Module {
     }
 }
 
-type FileKey = (String, u64, String);
-
-/// What was learned from each mapped file, kept across snapshots (files do not change under a
-/// mapping; a replaced file has another device/inode).
+/// What was learned from each mapped file (by device, inode and path), kept across snapshots:
+/// files do not change under a mapping, and a replaced file has another device/inode.
 #[derive(Default)]
-pub struct ElfCache(HashMap<FileKey, Result<Option<TlsExport>, String>>);
+pub struct ElfCache(HashMap<(String, u64, String), Result<Option<TlsExport>, String>>);
 
 impl ElfCache {
     /// The modules exporting the slot among `maps`, resolved, and the files that could not be
     /// examined. `view` is a live task of the process (see `Inspector::address_space`).
     pub fn find_modules(&mut self, platform: &Platform, maps: &[Mapping], view: i32) -> (Vec<Module>, Vec<String>) {
         let mem = ProcessMemory { pid: view };
-        let exe = std::fs::read_link(format!("/proc/{view}/exe"))
-            .ok()
-            .map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_owned());
-        let mut seen: Vec<FileKey> = Vec::new();
-        let mut modules = Vec::new();
-        let mut errors = Vec::new();
-        for m in maps {
-            if m.inode == 0 || !m.path.starts_with('/') {
-                continue;
-            }
-            let key: FileKey = (m.dev.clone(), m.inode, m.path.clone());
-            if seen.contains(&key) {
-                continue;
-            }
-            seen.push(key.clone());
-            let export = self
+        let exe = std::fs::read_link(format!("/proc/{view}/exe")).ok();
+        let exe = exe.map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_owned());
+        let mut module = |m: &Mapping| -> Result<Option<Module>, String> {
+            let key = (m.dev.clone(), m.inode, m.path.clone());
+            let cached = self
                 .0
                 .entry(key)
-                .or_insert_with(|| examine_file(platform, view, m))
-                .clone();
-            let export = match export {
-                Ok(Some(e)) => e,
-                Ok(None) => continue,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", m.path));
-                    continue;
-                }
+                .or_insert_with(|| examine_file(platform.arch, view, m));
+            let Some(export) = cached.clone()? else {
+                return Ok(None);
             };
             // The bias comes from the file's first mapping of a loadable segment.
-            let Some(load_bias) = maps
+            let same_file = |o: &&Mapping| o.dev == m.dev && o.inode == m.inode && o.path == m.path;
+            let load_bias = maps
                 .iter()
-                .filter(|o| o.dev == m.dev && o.inode == m.inode && o.path == m.path)
-                .find_map(|o| export.load_bias(o.start, o.offset))
-            else {
-                errors.push(format!("{}: no mapping matches a loadable segment", m.path));
-                continue;
-            };
-            let model = export.access_model();
-            let is_main_executable = exe.as_deref() == Some(m.path.trim_end_matches(" (deleted)"));
+                .filter(same_file)
+                .find_map(|o| export.load_bias(o.start, o.offset));
+            let load_bias = load_bias.ok_or("no mapping matches a loadable segment")?;
             let mut module = Module {
                 path: m.path.clone(),
                 load_bias,
+                model: export.access_model(),
                 export,
-                model,
-                is_main_executable,
+                is_main_executable: exe.as_deref() == Some(m.path.trim_end_matches(" (deleted)")),
                 resolution: Err(String::new()),
             };
             module.resolution = resolve(platform, &mem, &module);
-            modules.push(module);
+            Ok(Some(module))
+        };
+        let mut seen = HashSet::new();
+        let (mut modules, mut errors) = (Vec::new(), Vec::new());
+        for m in maps.iter().filter(|m| m.inode != 0 && m.path.starts_with('/')) {
+            if seen.insert((&m.dev, m.inode, &m.path)) {
+                match module(m) {
+                    Ok(found) => modules.extend(found),
+                    Err(e) => errors.push(format!("{}: {e}", m.path)),
+                }
+            }
         }
         (modules, errors)
     }
 }
 
-/// Reads one mapped file's bytes (through /proc/PID/map_files, which also works for deleted
-/// files and other mount namespaces) and looks for the export. `pid` may be any live task of
-/// the process: /proc/TID/ works for every thread.
-fn examine_file(platform: &Platform, pid: i32, m: &Mapping) -> Result<Option<TlsExport>, String> {
-    use std::io::Read;
+/// Looks for the export in one mapped file, read through /proc/PID/map_files (which also works
+/// for deleted files and other mount namespaces) if it can, reading only the parts needed
+/// (runtimes map many large files). `pid` may be any live task of the process.
+fn examine_file(arch: &Arch, pid: i32, m: &Mapping) -> Result<Option<TlsExport>, String> {
     let candidates = [
         format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end),
         format!("/proc/{pid}/root{}", m.path),
         m.path.clone(),
     ];
-    let mut last_err = None;
+    let mut file = Err(io::ErrorKind::NotFound.into());
     for path in &candidates {
-        let mut f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                last_err = Some(e);
-                continue;
-            }
-        };
-        let mut magic = [0u8; 4];
-        if f.read_exact(&mut magic).is_err() || !elf::is_elf(&magic) {
-            return Ok(None);
+        file = std::fs::File::open(path);
+        if file.is_ok() {
+            break;
         }
-        // Reads only the parts the lookup needs (runtimes map many large files).
-        let cache = object::read::ReadCache::new(f);
-        return elf::find_export_for(&cache, platform.arch).map_err(|e| e.to_string());
     }
-    match last_err {
-        // Mapped files that vanished or that we may not open are not ours to report, unless
-        // nothing else explains a missing module: keep the reason.
-        Some(e) => Err(format!("cannot open: {e}")),
-        None => Ok(None),
+    // A file that cannot be opened is reported: it may be why a module is missing.
+    let mut file = file.map_err(|e| format!("cannot open: {e}"))?;
+    let mut magic = [0u8; 4];
+    if file.read_exact(&mut magic).is_err() || magic != *b"\x7fELF" {
+        return Ok(None);
     }
+    elf::find_export(&object::read::ReadCache::new(file), Some(arch))
 }
 
 /// Works out where the module's slot is, from its live GOT (the static TLS layout is the
 /// module's architecture's; a dynamic TLSDESC argument's is the C library's).
 pub fn resolve(platform: &Platform, mem: &dyn Memory, m: &Module) -> Result<Resolution, String> {
     let read = |addr: u64| mem.read_u64(addr).map_err(|e| format!("reading GOT at {addr:#x}: {e}"));
+    let got = m.export.reloc(m.model).map(|r| m.load_bias.wrapping_add(r.r_offset));
     match m.model {
         AccessModel::TlsDesc => {
-            let r = m.export.reloc(m.model).ok_or("no TLSDESC relocation")?;
-            let desc = m.load_bias.wrapping_add(r.r_offset);
-            let resolver = read(desc)?;
-            let arg = read(desc + 8)?;
+            let desc = got.ok_or("no TLSDESC relocation")?;
+            let (resolver, arg) = (read(desc)?, read(desc + 8)?);
             if resolver == 0 {
                 return Err(format!("TLSDESC descriptor at {desc:#x} is not relocated yet"));
             }
             if (arg as i64) <= 0xffff_ffff {
                 return Ok(Resolution::StaticOffset(arg as i64));
             }
-            let module_id = read(arg)?;
-            let offset = read(arg + 8)?;
+            let (module_id, offset) = (read(arg)?, read(arg + 8)?);
             // glibc's argument has a third word, the generation; musl's links its next one.
-            let generation = match platform.dtv.header {
-                DtvHeader::CountAndGeneration => Some(read(arg + 16)?),
-                DtvHeader::Count => None,
+            let generation = match platform.dtv.map(|d| d.header) {
+                Some(DtvHeader::CountAndGeneration) => Some(read(arg + 16)?),
+                _ => None,
             };
-            check_dynamic(module_id, offset, m)?;
-            Ok(Resolution::Dynamic {
-                module_id,
-                offset,
-                generation,
-            })
+            dynamic(m, module_id, offset, generation)
         }
-        AccessModel::InitialExec => {
-            let r = m.export.reloc(m.model).ok_or("no TPOFF64 relocation")?;
-            Ok(Resolution::StaticOffset(
-                read(m.load_bias.wrapping_add(r.r_offset))? as i64
-            ))
-        }
+        AccessModel::InitialExec => Ok(Resolution::StaticOffset(
+            read(got.ok_or("no TPOFF64 relocation")?)? as i64
+        )),
         AccessModel::GeneralDynamic => {
-            let r = m.export.reloc(m.model).ok_or("no DTPMOD64 relocation")?;
-            let got = m.load_bias.wrapping_add(r.r_offset);
-            let module_id = read(got)?;
-            let offset = read(got + 8)?;
+            let got = got.ok_or("no DTPMOD64 relocation")?;
+            let (module_id, offset) = (read(got)?, read(got + 8)?);
             if module_id == 0 {
                 return Err(format!("GOT entry at {got:#x} has no module id yet"));
             }
-            check_dynamic(module_id, offset, m)?;
-            Ok(Resolution::Dynamic {
-                module_id,
-                offset,
-                generation: None,
-            })
+            dynamic(m, module_id, offset, None)
         }
-        AccessModel::LocalExec => {
-            if !m.is_main_executable {
-                return Err("no relocation reaches the slot and this is not the main executable".into());
-            }
-            m.export
-                .local_exec_tp_offset()
-                .map(Resolution::StaticOffset)
-                .ok_or_else(|| "no PT_TLS segment".into())
+        AccessModel::LocalExec if !m.is_main_executable => {
+            Err("no relocation reaches the slot and this is not the main executable".into())
         }
+        AccessModel::LocalExec => m
+            .export
+            .local_exec_tp_offset()
+            .map(Resolution::StaticOffset)
+            .ok_or_else(|| "no PT_TLS segment".into()),
     }
 }
 
-fn check_dynamic(module_id: u64, offset: u64, m: &Module) -> Result<(), String> {
+/// A DTV resolution, once the module id and offset are plausible.
+fn dynamic(m: &Module, module_id: u64, offset: u64, generation: Option<u64>) -> Result<Resolution, String> {
     if module_id == 0 || module_id > 1 << 20 {
         return Err(format!("implausible TLS module id {module_id}"));
     }
-    if let Some(tls) = m.export.tls {
-        if offset.checked_add(8).is_none_or(|end| end > tls.memsz) {
-            return Err(format!(
-                "TLS offset {offset:#x} is outside the module's {}-byte TLS block",
-                tls.memsz
-            ));
-        }
+    if let Some(tls) = m
+        .export
+        .tls
+        .filter(|tls| offset.checked_add(8).is_none_or(|end| end > tls.memsz))
+    {
+        return Err(format!(
+            "TLS offset {offset:#x} is outside the module's {}-byte TLS block",
+            tls.memsz
+        ));
     }
-    Ok(())
+    Ok(Resolution::Dynamic {
+        module_id,
+        offset,
+        generation,
+    })
 }

@@ -4,17 +4,6 @@
 use std::fmt;
 use std::io;
 
-/// Who holds a thread as its tracer (a thread has one tracer at a time).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TracerInfo {
-    /// The tracing thread, as `TracerPid` in /proc/PID/task/TID/status gives it.
-    pub tid: i32,
-    /// Its process.
-    pub pid: i32,
-    /// Its process's name (comm).
-    pub name: String,
-}
-
 /// Why a thread was not read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ThreadProblem {
@@ -22,15 +11,19 @@ pub enum ThreadProblem {
     Exited,
     /// ptrace refused, for lack of rights.
     PermissionDenied,
-    /// Another tracer holds the thread.
-    TracedBy(TracerInfo),
-    /// The thread did not reach the ptrace stop in time (blocked in the kernel, e.g. a thread
-    /// in vfork): not read. `state` is its state letter then (`D` for a vfork wait).
+    /// Another tracer holds the thread: its thread, process and process name.
+    TracedBy {
+        tid: i32,
+        pid: i32,
+        name: String,
+    },
+    /// The thread did not reach the ptrace stop in time (blocked in the kernel, e.g. in vfork);
+    /// `state` is its state letter then.
     NotStopped {
         waited_ms: u64,
         state: Option<char>,
     },
-    /// Not read: the reader was interrupted first.
+    /// The reader was interrupted first.
     Interrupted,
     Other(String),
 }
@@ -41,7 +34,7 @@ impl ThreadProblem {
         match self {
             ThreadProblem::Exited => "exited",
             ThreadProblem::PermissionDenied => "permission_denied",
-            ThreadProblem::TracedBy(_) => "traced",
+            ThreadProblem::TracedBy { .. } => "traced",
             ThreadProblem::NotStopped { .. } => "not_stopped",
             ThreadProblem::Interrupted => "interrupted",
             ThreadProblem::Other(_) => "error",
@@ -50,7 +43,7 @@ impl ThreadProblem {
 
     /// Not allowed to trace the thread, whatever the reason.
     pub fn is_denied(&self) -> bool {
-        matches!(self, ThreadProblem::PermissionDenied | ThreadProblem::TracedBy(_))
+        matches!(self, ThreadProblem::PermissionDenied | ThreadProblem::TracedBy { .. })
     }
 }
 
@@ -59,11 +52,11 @@ impl fmt::Display for ThreadProblem {
         match self {
             ThreadProblem::Exited => write!(f, "thread has exited"),
             ThreadProblem::PermissionDenied => write!(f, "permission denied stopping the thread (ptrace)"),
-            ThreadProblem::TracedBy(t) if t.tid == t.pid => {
-                write!(f, "already traced by process {} ({})", t.pid, t.name)
+            ThreadProblem::TracedBy { tid, pid, name } if tid == pid => {
+                write!(f, "already traced by process {pid} ({name})")
             }
-            ThreadProblem::TracedBy(t) => {
-                write!(f, "already traced by process {} ({}), thread {}", t.pid, t.name, t.tid)
+            ThreadProblem::TracedBy { tid, pid, name } => {
+                write!(f, "already traced by process {pid} ({name}), thread {tid}")
             }
             ThreadProblem::NotStopped { waited_ms, state } => {
                 write!(f, "not read: it did not stop within {waited_ms} ms")?;
@@ -79,11 +72,18 @@ impl fmt::Display for ThreadProblem {
     }
 }
 
-/// A thread's name, from `/proc/PID/task/TID/comm`.
-pub fn thread_name(pid: i32, tid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-        .map(|s| s.trim_end().to_owned())
-        .unwrap_or_default()
+/// `/proc/{path}/comm` (`PID` or `PID/task/TID`): a process's or thread's name.
+pub fn comm(path: impl fmt::Display) -> Option<String> {
+    let name = std::fs::read_to_string(format!("/proc/{path}/comm")).ok()?;
+    Some(name.trim_end().to_owned())
+}
+
+/// A number field (`TracerPid`, `Tgid`) of `/proc/{path}/status`.
+pub fn status_field(path: impl fmt::Display, field: &str) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{path}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok())
 }
 
 /// The fields of `/proc/PID/task/TID/stat` the inspector uses.
@@ -95,9 +95,6 @@ pub struct TaskStat {
     /// `PF_*` flags.
     pub flags: u64,
 }
-
-/// The kernel's flag for kernel threads.
-const PF_KTHREAD: u64 = 0x0020_0000;
 
 impl TaskStat {
     /// Parses a stat line. The name is in parentheses and may contain anything (spaces, ')'),
@@ -111,6 +108,7 @@ impl TaskStat {
     }
 
     pub fn is_kernel_thread(&self) -> bool {
+        const PF_KTHREAD: u64 = 0x0020_0000;
         self.flags & PF_KTHREAD != 0
     }
 }
@@ -120,34 +118,18 @@ pub fn task_stat(pid: i32, tid: i32) -> Option<TaskStat> {
     TaskStat::parse(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?)
 }
 
-/// A thread's state letter from `/proc/PID/task/TID/stat` (`R`, `S`, `t`, `Z`, ...).
+/// A thread's state letter (`R`, `S`, `t`, `Z`, ...).
 pub fn thread_state(pid: i32, tid: i32) -> Option<char> {
     task_stat(pid, tid).map(|s| s.state)
 }
 
-/// The thread's tracer, from `TracerPid` in `/proc/PID/task/TID/status` (None: not traced).
-pub fn tracer_of(pid: i32, tid: i32) -> Option<TracerInfo> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<i32>().ok())
-    };
-    let tracer = field("TracerPid:").filter(|&t| t > 0)?;
+/// `TracedBy` the thread's tracer, if it has one.
+pub fn tracer_of(pid: i32, tid: i32) -> Option<ThreadProblem> {
+    let tid = status_field(format_args!("{pid}/task/{tid}"), "TracerPid").filter(|&t| t > 0)?;
     // TracerPid names the tracing thread; its Tgid is the process.
-    let tracer_status = std::fs::read_to_string(format!("/proc/{tracer}/status")).unwrap_or_default();
-    let tgid = tracer_status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:")?.trim().parse().ok())
-        .unwrap_or(tracer);
-    let name = std::fs::read_to_string(format!("/proc/{tgid}/comm"))
-        .map(|s| s.trim_end().to_owned())
-        .unwrap_or_else(|_| "?".into());
-    Some(TracerInfo {
-        tid: tracer,
-        pid: tgid,
-        name,
-    })
+    let pid = status_field(tid, "Tgid").unwrap_or(tid);
+    let name = comm(pid).unwrap_or_else(|| "?".into());
+    Some(ThreadProblem::TracedBy { tid, pid, name })
 }
 
 /// The process's thread ids, sorted.

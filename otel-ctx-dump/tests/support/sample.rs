@@ -82,7 +82,7 @@ pub fn check_sample(mut cmd: Command, expect_dynamic: bool) -> Snapshot {
             let found = record
                 .attributes
                 .iter()
-                .find(|a| snapshot.key_name(a.key_index) == Some(name.as_str()))
+                .find(|a| a.key.as_deref() == Some(name.as_str()))
                 .unwrap_or_else(|| panic!("tid {tid}: no attribute named {name} in {:?}", record.attributes));
             assert_eq!(Some(found.value.as_str()), value.str(), "tid {tid} {name}");
         }
