@@ -44,12 +44,10 @@ typedef struct OtelThreadCtx OtelThreadCtx;
 // `OtelProcessCtxValue.kind`: `double_value`.
 #define OTEL_PROCESS_CTX_VALUE_DOUBLE 3
 
-// `OtelProcessCtxValue.kind`: an OTLP ArrayValue of the `length` values at `pointer`, none of
-// them an array.
+// `OtelProcessCtxValue.kind`: an array of the `length` values at `pointer`, none an array.
 #define OTEL_PROCESS_CTX_VALUE_ARRAY 4
 
-// `OtelProcessCtxValue.kind`: an AnyValue with no value set (OTLP's form of a null array
-// element).
+// `OtelProcessCtxValue.kind`: no value (OTLP's form of a null array element).
 #define OTEL_PROCESS_CTX_VALUE_EMPTY 5
 
 // Readers reject payloads larger than this (OTEP 4719).
@@ -344,30 +342,24 @@ OtelThreadCtxStatus otel_thread_ctx_self_check(char *msg, size_t msg_len);
 // The library's version, e.g. "0.1.0" (a static NUL-terminated string).
 const char *otel_thread_ctx_version(void);
 
-// Publishes this process's context (OTEP 4719): a mapping named OTEL_CTX whose payload holds
-// the resource attributes and the thread attribute key map, where profilers find it.
-//
-// `resource_attributes`: `service.name`, `service.instance.id`, `deployment.environment.name`,
-// `telemetry.sdk.language`, ... (`telemetry.sdk.name`/`version` default to this library's).
-// `attribute_keys[i]` names key index `i` of `otel_thread_ctx_set_attribute`; at most 256,
-// non-empty, distinct. Arrays may be NULL when their count is 0. The library copies everything.
-//
-// One context per process: `ALREADY_PUBLISHED` if this process has one (use
-// `otel_process_ctx_update`). A forked child does not inherit it and may publish its own.
+// Publishes this process's context (OTEP 4719; a mapping named OTEL_CTX, where profilers find
+// it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
+// default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
+// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). Everything is copied.
+// `ALREADY_PUBLISHED` if this process has one (use `otel_process_ctx_update`; a forked child
+// inherits none).
 //
 // # Safety
-// Each array is NULL with count 0, or points to `count` readable elements; every key and value
-// is NULL or a NUL-terminated string.
+// Each array is NULL with count 0 or has `count` readable elements; every key and value is
+// NULL or NUL-terminated.
 OtelProcessCtxStatus otel_process_ctx_publish(const struct OtelProcessCtxAttribute *resource_attributes,
                                               size_t resource_attribute_count,
                                               const char *const *attribute_keys,
                                               size_t attribute_key_count);
 
-// Replaces the published context with these attributes and key map, under the spec's update
-// protocol (readers see the old or the new payload, never a mix). The key map is append-only:
-// `KEY_MAP_CHANGED` if an index already published is renamed or dropped. On any error the
-// published context is unchanged. `NOT_PUBLISHED` if this process has none; in a forked child
-// whose parent had published, the child gets a fresh mapping of its own.
+// Replaces the published context; readers see the old or the new one, never a mix. The key map
+// is append-only (`KEY_MAP_CHANGED`); on error nothing changes. `NOT_PUBLISHED` if this process
+// has none (a forked child whose parent published gets a fresh mapping of its own).
 //
 // # Safety
 // As for `otel_process_ctx_publish`.
@@ -380,20 +372,16 @@ OtelProcessCtxStatus otel_process_ctx_update(const struct OtelProcessCtxAttribut
 // has none.
 OtelProcessCtxStatus otel_process_ctx_unpublish(void);
 
-// Publishes this process's context with typed values: exactly the `resource` attributes
-// given (strings, booleans, 64-bit integers, doubles and flat arrays of them, as OTLP
-// AnyValues; unlike `otel_process_ctx_publish` nothing is added, so an SDK can publish the
-// very Resource its exporters send), the caller's own process-context `attributes` (OTEP 4719
-// `ProcessContext.attributes`, after the library's `threadlocal.*` entries; keys non-empty,
-// distinct, not starting with `threadlocal.`), and the thread attribute key map.
-//
-// Errors as `otel_process_ctx_publish`, plus `INVALID_VALUE` (unknown kind, an array inside
-// an array) and `INVALID_CONTEXT_ATTRIBUTE`. The library copies everything.
+// Publishes this process's context with typed `resource` attributes (strings, booleans,
+// int64s, doubles, flat arrays) exactly as given (no SDK defaults: an SDK can publish the
+// Resource its exporters send), the caller's own context `attributes` (OTEP 4719
+// `ProcessContext.attributes`; distinct, non-empty keys, none `threadlocal.*`) and the key map.
+// Errors as `otel_process_ctx_publish`, plus `INVALID_VALUE` (unknown kind, nested array) and
+// `INVALID_CONTEXT_ATTRIBUTE`.
 //
 // # Safety
-// Each array is NULL with count 0, or points to `count` readable elements; every key is NULL
-// or a NUL-terminated string; a STRING value's `pointer` is NULL with `length` 0 or points to
-// `length` readable bytes, an ARRAY value's to `length` readable `OtelProcessCtxValue`s.
+// As for `otel_process_ctx_publish`; a STRING value's `pointer` is NULL with `length` 0 or has
+// `length` readable bytes, an ARRAY's `length` readable `OtelProcessCtxValue`s.
 OtelProcessCtxStatus otel_process_ctx_publish_typed(const struct OtelProcessCtxKeyValue *resource,
                                                     size_t resource_count,
                                                     const struct OtelProcessCtxKeyValue *attributes,
@@ -401,9 +389,8 @@ OtelProcessCtxStatus otel_process_ctx_publish_typed(const struct OtelProcessCtxK
                                                     const char *const *attribute_keys,
                                                     size_t attribute_key_count);
 
-// Replaces the published context with these typed values, under the rules of
-// `otel_process_ctx_update` (append-only key map; nothing changed on error) and the payload of
-// `otel_process_ctx_publish_typed`.
+// Replaces the published context with typed values: the rules of `otel_process_ctx_update`,
+// the payload of `otel_process_ctx_publish_typed`.
 //
 // # Safety
 // As for `otel_process_ctx_publish_typed`.
