@@ -148,13 +148,11 @@ enum OtelThreadCtxStatus
   OTEL_THREAD_CTX_STATUS_SELF_CHECK_FAILED = -8,
   // An internal error was caught before it could cross the API (a bug: please report it).
   OTEL_THREAD_CTX_STATUS_INTERNAL = -9,
-  // The calling thread is exiting: the library's thread-exit clean-up has already run on it
-  // (this call comes from a later pthread key destructor), so a record attached now could
-  // never be freed. Nothing was attached or allocated.
+  // The calling thread is exiting (a pthread key destructor after the library's clean-up): a
+  // record attached now could never be freed. Nothing was attached or allocated.
   OTEL_THREAD_CTX_STATUS_THREAD_EXITING = -10,
-  // The process has no pthread key left (all PTHREAD_KEYS_MAX are taken), so the library
-  // could not free a record at thread exit. Nothing was attached or allocated; the
-  // self-check reports it too.
+  // The process has no pthread key left (PTHREAD_KEYS_MAX), so the library could not free a
+  // record at thread exit. Nothing was attached or allocated; the self-check reports it too.
   OTEL_THREAD_CTX_STATUS_NO_THREAD_KEY = -11,
 };
 #ifndef __cplusplus
@@ -225,56 +223,46 @@ typedef struct OtelProcessCtxKeyValue {
 extern "C" {
 #endif // __cplusplus
 
-// Creates a record holding the given ids and flags, marked valid, attached to no thread, and
-// stores its handle in `*out`: the caller owns it, to attach it or release it with
-// `otel_thread_ctx_free`.
-//
-// `NULL_ARGUMENT` if a pointer is NULL, `OUT_OF_MEMORY`; on error `*out` is set to NULL.
+// Creates a valid record holding the given ids and flags, attached to no thread, and stores
+// its handle, owned by the caller (to attach or `otel_thread_ctx_free`), in `*out`.
+// `NULL_ARGUMENT`, `OUT_OF_MEMORY`; on error `*out` is NULL.
 //
 // # Safety
-// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes; `out` is NULL or
-// points to a writable handle pointer.
+// Each pointer is NULL or valid: 16 and 8 readable bytes, a writable handle pointer.
 OtelThreadCtxStatus otel_thread_ctx_new(const uint8_t (*trace_id)[16],
                                         const uint8_t (*span_id)[8],
                                         uint8_t trace_flags,
                                         OtelThreadCtx **out);
 
-// Releases a handle the caller owns.
-//
-// Refused with `HANDLE_ATTACHED` while it is attached to a thread (detach it first), with
-// `INVALID_HANDLE` if it was already freed or never created here, `NULL_ARGUMENT` for NULL.
+// Releases a handle the caller owns: `HANDLE_ATTACHED` while it is attached to a thread
+// (detach it first), `INVALID_HANDLE` if freed already or never created, `NULL_ARGUMENT`.
 //
 // # Safety
-// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
+// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 OtelThreadCtxStatus otel_thread_ctx_free(OtelThreadCtx *ctx);
 
-// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot, and stores in
-// `*displaced` the handle it displaced (now owned by the caller again) or NULL.
-//
-// Attaching the handle that is already attached here changes nothing (`*displaced` = NULL).
-// On error nothing changes and `*displaced` is NULL: `NULL_ARGUMENT`, `INVALID_HANDLE` (not a
-// live handle), `ATTACHED_ELSEWHERE` (attached to another thread), `THREAD_EXITING` and
+// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot and stores in
+// `*displaced` the handle it displaced (the caller's again) or NULL; attaching the handle
+// already attached here changes nothing. On error nothing changes: `NULL_ARGUMENT`,
+// `INVALID_HANDLE`, `ATTACHED_ELSEWHERE` (another thread has it), `THREAD_EXITING` and
 // `NO_THREAD_KEY` (the library could not free it at thread exit), `OUT_OF_MEMORY`.
 //
 // # Safety
-// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
-// `displaced` is NULL or points to a writable handle pointer.
+// `ctx` may be any pointer value; `displaced` is NULL or a writable handle pointer.
 OtelThreadCtxStatus otel_thread_ctx_attach(OtelThreadCtx *ctx, OtelThreadCtx **displaced);
 
-// Empties the calling thread's slot. Returns the handle that was attached, now owned by the
-// caller, or NULL if none was. Cannot fail (a slot swap and a flag store), so it returns the
-// handle directly.
+// Empties the calling thread's slot; returns the handle that was attached, now owned by the
+// caller, or NULL. Cannot fail.
 OtelThreadCtx *otel_thread_ctx_detach(void);
 
-// The handle attached to the calling thread, or NULL. The library keeps ownership: do not free
-// it without detaching it first. Cannot fail (one thread-local load).
+// The handle attached to the calling thread, or NULL. The library keeps ownership: detach it
+// before freeing it. Cannot fail.
 OtelThreadCtx *otel_thread_ctx_current(void);
 
-// Writes new ids and flags into the calling thread's attached record, in place, under the
-// valid-flag protocol; attributes are kept. If no record is attached, a new one is created and
-// attached (the library frees it at thread exit); when the library could not free it there,
-// nothing is attached and `THREAD_EXITING` or `NO_THREAD_KEY` is returned. All-zero ids mean
-// "no active span".
+// Writes new ids and flags into the calling thread's record in place (attributes are kept),
+// first attaching a new record, which the library frees at thread exit, if none is attached.
+// All-zero ids mean "no active span". `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`,
+// `NO_THREAD_KEY` (nothing attached: the library could not free it at thread exit).
 //
 // # Safety
 // `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -282,38 +270,33 @@ OtelThreadCtxStatus otel_thread_ctx_update(const uint8_t (*trace_id)[16],
                                            const uint8_t (*span_id)[8],
                                            uint8_t trace_flags);
 
-// Clears the calling thread's attached record in place: zero ids and flags, no attributes,
-// valid. Returns `NO_CONTEXT` (and does nothing) if no record is attached.
+// Clears the calling thread's record in place: zero ids and flags, no attributes, valid.
+// `NO_CONTEXT` (nothing done) if no record is attached.
 OtelThreadCtxStatus otel_thread_ctx_clear(void);
 
-// Stores in `*out` the stable address of `ctx`'s record, valid until the handle is freed (or,
-// for a record left attached, until its thread exits). Writers in other languages update it in
-// place there, following the protocol documented on `OtelThreadCtxRecord`, and only from the
-// thread it is attached to. `NULL_ARGUMENT`, `INVALID_HANDLE`; on error `*out` is NULL.
+// Stores in `*out` the address of `ctx`'s record, valid until the handle is freed (or its
+// thread exits with it attached). Other languages write it in place there, only from the
+// thread it is attached to, following the protocol on `OtelThreadCtxRecord`.
+// `NULL_ARGUMENT`, `INVALID_HANDLE`; on error `*out` is NULL.
 //
 // # Safety
-// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
-// `out` is NULL or points to a writable record pointer.
+// `ctx` may be any pointer value; `out` is NULL or a writable record pointer.
 OtelThreadCtxStatus otel_thread_ctx_record(OtelThreadCtx *ctx, struct OtelThreadCtxRecord **out);
 
-// Stores in `*out` the calling thread's attached record, attaching a new empty one (no span,
-// valid) if none is attached: the one call a managed writer makes per thread before writing in
-// place. The address stays valid while the record stays attached; the library frees it at
-// thread exit. `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY` (nothing
-// attached: the library could not free it at thread exit); on error `*out` is NULL.
+// Stores in `*out` the calling thread's record, attaching a new empty one (freed by the
+// library at thread exit) if none is: the one call a managed writer makes per thread before
+// writing in place. Statuses as `otel_thread_ctx_update`; on error `*out` is NULL.
 //
 // # Safety
 // `out` is NULL or points to a writable record pointer.
 OtelThreadCtxStatus otel_thread_ctx_ensure_record(struct OtelThreadCtxRecord **out);
 
-// Sets attribute `key_index` of `ctx`'s record to `value` (`value_len` bytes of UTF-8),
-// replacing an earlier value for that key. The key index is the position of the attribute's
-// name in the process context's `threadlocal.attribute_key_map`.
-//
-// Values over 255 bytes are stored cut at a character boundary and `TRUNCATED` is returned.
-// `NO_SPACE` if the entry does not fit in the record's 612 attribute bytes, `INVALID_UTF8`,
-// `NULL_ARGUMENT` (a NULL `value` is allowed only with `value_len` 0), `INVALID_HANDLE`,
-// `ATTACHED_ELSEWHERE`; on any error the record is unchanged.
+// Sets attribute `key_index` (a position in the process context's attribute key map) of
+// `ctx`'s record to `value_len` bytes of UTF-8, replacing an earlier value for that key.
+// `TRUNCATED`: stored cut to 255 bytes at a character boundary. On error the record is
+// unchanged: `NO_SPACE` (the record's 612 attribute bytes are full), `INVALID_UTF8`,
+// `NULL_ARGUMENT` (`value` may be NULL only with `value_len` 0), `INVALID_HANDLE`,
+// `ATTACHED_ELSEWHERE`.
 //
 // # Safety
 // `value` is NULL or points to `value_len` readable bytes. `ctx` may be any pointer value.
@@ -322,18 +305,17 @@ OtelThreadCtxStatus otel_thread_ctx_set_attribute(OtelThreadCtx *ctx,
                                                   const uint8_t *value,
                                                   size_t value_len);
 
-// Removes every attribute from `ctx`'s record, in place.
+// Removes every attribute from `ctx`'s record, in place. Statuses as for setting one.
 //
 // # Safety
 // `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 OtelThreadCtxStatus otel_thread_ctx_clear_attributes(OtelThreadCtx *ctx);
 
-// Checks, at run time, that the loaded library exports `otel_thread_ctx_v1` the way readers
-// need (dynamic symbol, TLS, GLOBAL, 8 bytes, reached only through TLSDESC relocations, small
-// TLS segment) and that the dynamic linker resolves it to the slot this library writes.
-// Linked statically, the executable must export the slot instead; it may reach it through
-// initial-exec or local-exec, and its TLS segment may be of any size.
-// Writes a NUL-terminated explanation (cut to `msg_len` bytes) into `msg` when it is non-NULL.
+// Checks at run time that the loaded library exports `otel_thread_ctx_v1` as readers need
+// (dynamic, TLS, GLOBAL, 8 bytes, TLSDESC access only, small TLS segment; linked statically,
+// the executable exports it and may use initial- or local-exec) and that the dynamic linker
+// resolves it to the slot this library writes. Writes a NUL-terminated explanation, cut to
+// `msg_len` bytes, into `msg` unless it is NULL. `OK` or `SELF_CHECK_FAILED`.
 //
 // # Safety
 // `msg` is NULL or points to `msg_len` writable bytes.

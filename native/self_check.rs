@@ -24,7 +24,7 @@ const SYMBOL: &str = "otel_thread_ctx_v1";
 pub(crate) const MAX_TLS_SEGMENT: u64 = 128;
 
 pub(crate) fn run() -> Result<String, String> {
-    if !crate::handle::exit_cleanup_available() {
+    if crate::handle::thread_exit::key().is_none() {
         return Err(
             "no pthread key could be created (the process has used all PTHREAD_KEYS_MAX of them), so \
              the library could not free a thread's record when the thread exits: it refuses to attach \
