@@ -1,16 +1,9 @@
-//! Keeps `otel_thread_ctx_v1` in the cdylib's dynamic symbol table.
+//! Keeps `otel_thread_ctx_v1` in the cdylib's dynamic symbol table: rustc's version script makes
+//! it local, so a second one names it global. Only LLD merges two version scripts (GNU ld
+//! refuses), so the aarch64 link is told to use it (rust-lld is x86_64-linux-gnu's default).
 //!
-//! rustc hands the linker a version script that makes every non-Rust-exported symbol local,
-//! which would hide the TLS slot from out-of-process readers. A second version script names the
-//! slot global. Only LLD merges two version scripts (GNU ld refuses: "anonymous version tag
-//! cannot be combined with other version tags"). rustc's bundled `rust-lld` is the default linker
-//! for x86_64-unknown-linux-gnu; for aarch64-unknown-linux-gnu the C compiler driving the link
-//! is told to use LLD here. The ELF tests and the self-check fail if another linker dropped it.
-//!
-//! The cdylib is also marked `-z nodelete`: once loaded it is never unmapped, because a thread
-//! that attached a record has the library's pthread key destructor (and the process its fork
-//! handlers) pointing into its code; a `dlclose` that unmapped it would crash the next thread
-//! exit.
+//! The cdylib is also linked `-z nodelete`: its pthread key destructor and fork handlers point
+//! into its code, so a `dlclose` that unmapped it would crash the next thread exit or fork.
 
 use std::path::PathBuf;
 
@@ -22,12 +15,10 @@ fn main() {
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    if os == "linux" {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
-    }
     if os != "linux" {
         return;
     }
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     match (arch.as_str(), env.as_str()) {
         // musl: scripts/build-musl.sh links with musl-gcc and LLD itself.
         ("x86_64", "gnu" | "musl") => {}
@@ -44,8 +35,7 @@ fn main() {
 }
 
 /// A folder holding `ld.lld`: the Rust toolchain's own (rustup ships rust-lld), else one made in
-/// OUT_DIR with a link to `ld.lld` on PATH (Debian's `lld` package, which scripts/setup.sh
-/// installs).
+/// OUT_DIR with a link to `ld.lld` on PATH (Debian's `lld`, which scripts/setup.sh installs).
 fn lld_dir() -> PathBuf {
     if let Some(dir) = rust_lld_dir() {
         return dir;

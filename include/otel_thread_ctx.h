@@ -44,12 +44,10 @@ typedef struct OtelThreadCtx OtelThreadCtx;
 // `OtelProcessCtxValue.kind`: `double_value`.
 #define OTEL_PROCESS_CTX_VALUE_DOUBLE 3
 
-// `OtelProcessCtxValue.kind`: an OTLP ArrayValue of the `length` values at `pointer`, none of
-// them an array.
+// `OtelProcessCtxValue.kind`: an array of the `length` values at `pointer`, none an array.
 #define OTEL_PROCESS_CTX_VALUE_ARRAY 4
 
-// `OtelProcessCtxValue.kind`: an AnyValue with no value set (OTLP's form of a null array
-// element).
+// `OtelProcessCtxValue.kind`: no value (OTLP's form of a null array element).
 #define OTEL_PROCESS_CTX_VALUE_EMPTY 5
 
 // Readers reject payloads larger than this (OTEP 4719).
@@ -150,13 +148,11 @@ enum OtelThreadCtxStatus
   OTEL_THREAD_CTX_STATUS_SELF_CHECK_FAILED = -8,
   // An internal error was caught before it could cross the API (a bug: please report it).
   OTEL_THREAD_CTX_STATUS_INTERNAL = -9,
-  // The calling thread is exiting: the library's thread-exit clean-up has already run on it
-  // (this call comes from a later pthread key destructor), so a record attached now could
-  // never be freed. Nothing was attached or allocated.
+  // The calling thread is exiting (a pthread key destructor after the library's clean-up): a
+  // record attached now could never be freed. Nothing was attached or allocated.
   OTEL_THREAD_CTX_STATUS_THREAD_EXITING = -10,
-  // The process has no pthread key left (all PTHREAD_KEYS_MAX are taken), so the library
-  // could not free a record at thread exit. Nothing was attached or allocated; the
-  // self-check reports it too.
+  // The process has no pthread key left (PTHREAD_KEYS_MAX), so the library could not free a
+  // record at thread exit. Nothing was attached or allocated; the self-check reports it too.
   OTEL_THREAD_CTX_STATUS_NO_THREAD_KEY = -11,
 };
 #ifndef __cplusplus
@@ -227,56 +223,46 @@ typedef struct OtelProcessCtxKeyValue {
 extern "C" {
 #endif // __cplusplus
 
-// Creates a record holding the given ids and flags, marked valid, attached to no thread, and
-// stores its handle in `*out`: the caller owns it, to attach it or release it with
-// `otel_thread_ctx_free`.
-//
-// `NULL_ARGUMENT` if a pointer is NULL, `OUT_OF_MEMORY`; on error `*out` is set to NULL.
+// Creates a valid record holding the given ids and flags, attached to no thread, and stores
+// its handle, owned by the caller (to attach or `otel_thread_ctx_free`), in `*out`.
+// `NULL_ARGUMENT`, `OUT_OF_MEMORY`; on error `*out` is NULL.
 //
 // # Safety
-// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes; `out` is NULL or
-// points to a writable handle pointer.
+// Each pointer is NULL or valid: 16 and 8 readable bytes, a writable handle pointer.
 OtelThreadCtxStatus otel_thread_ctx_new(const uint8_t (*trace_id)[16],
                                         const uint8_t (*span_id)[8],
                                         uint8_t trace_flags,
                                         OtelThreadCtx **out);
 
-// Releases a handle the caller owns.
-//
-// Refused with `HANDLE_ATTACHED` while it is attached to a thread (detach it first), with
-// `INVALID_HANDLE` if it was already freed or never created here, `NULL_ARGUMENT` for NULL.
+// Releases a handle the caller owns: `HANDLE_ATTACHED` while it is attached to a thread
+// (detach it first), `INVALID_HANDLE` if freed already or never created, `NULL_ARGUMENT`.
 //
 // # Safety
-// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
+// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 OtelThreadCtxStatus otel_thread_ctx_free(OtelThreadCtx *ctx);
 
-// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot, and stores in
-// `*displaced` the handle it displaced (now owned by the caller again) or NULL.
-//
-// Attaching the handle that is already attached here changes nothing (`*displaced` = NULL).
-// On error nothing changes and `*displaced` is NULL: `NULL_ARGUMENT`, `INVALID_HANDLE` (not a
-// live handle), `ATTACHED_ELSEWHERE` (attached to another thread), `THREAD_EXITING` and
+// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot and stores in
+// `*displaced` the handle it displaced (the caller's again) or NULL; attaching the handle
+// already attached here changes nothing. On error nothing changes: `NULL_ARGUMENT`,
+// `INVALID_HANDLE`, `ATTACHED_ELSEWHERE` (another thread has it), `THREAD_EXITING` and
 // `NO_THREAD_KEY` (the library could not free it at thread exit), `OUT_OF_MEMORY`.
 //
 // # Safety
-// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
-// `displaced` is NULL or points to a writable handle pointer.
+// `ctx` may be any pointer value; `displaced` is NULL or a writable handle pointer.
 OtelThreadCtxStatus otel_thread_ctx_attach(OtelThreadCtx *ctx, OtelThreadCtx **displaced);
 
-// Empties the calling thread's slot. Returns the handle that was attached, now owned by the
-// caller, or NULL if none was. Cannot fail (a slot swap and a flag store), so it returns the
-// handle directly.
+// Empties the calling thread's slot; returns the handle that was attached, now owned by the
+// caller, or NULL. Cannot fail.
 OtelThreadCtx *otel_thread_ctx_detach(void);
 
-// The handle attached to the calling thread, or NULL. The library keeps ownership: do not free
-// it without detaching it first. Cannot fail (one thread-local load).
+// The handle attached to the calling thread, or NULL. The library keeps ownership: detach it
+// before freeing it. Cannot fail.
 OtelThreadCtx *otel_thread_ctx_current(void);
 
-// Writes new ids and flags into the calling thread's attached record, in place, under the
-// valid-flag protocol; attributes are kept. If no record is attached, a new one is created and
-// attached (the library frees it at thread exit); when the library could not free it there,
-// nothing is attached and `THREAD_EXITING` or `NO_THREAD_KEY` is returned. All-zero ids mean
-// "no active span".
+// Writes new ids and flags into the calling thread's record in place (attributes are kept),
+// first attaching a new record, which the library frees at thread exit, if none is attached.
+// All-zero ids mean "no active span". `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`,
+// `NO_THREAD_KEY` (nothing attached: the library could not free it at thread exit).
 //
 // # Safety
 // `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -284,38 +270,33 @@ OtelThreadCtxStatus otel_thread_ctx_update(const uint8_t (*trace_id)[16],
                                            const uint8_t (*span_id)[8],
                                            uint8_t trace_flags);
 
-// Clears the calling thread's attached record in place: zero ids and flags, no attributes,
-// valid. Returns `NO_CONTEXT` (and does nothing) if no record is attached.
+// Clears the calling thread's record in place: zero ids and flags, no attributes, valid.
+// `NO_CONTEXT` (nothing done) if no record is attached.
 OtelThreadCtxStatus otel_thread_ctx_clear(void);
 
-// Stores in `*out` the stable address of `ctx`'s record, valid until the handle is freed (or,
-// for a record left attached, until its thread exits). Writers in other languages update it in
-// place there, following the protocol documented on `OtelThreadCtxRecord`, and only from the
-// thread it is attached to. `NULL_ARGUMENT`, `INVALID_HANDLE`; on error `*out` is NULL.
+// Stores in `*out` the address of `ctx`'s record, valid until the handle is freed (or its
+// thread exits with it attached). Other languages write it in place there, only from the
+// thread it is attached to, following the protocol on `OtelThreadCtxRecord`.
+// `NULL_ARGUMENT`, `INVALID_HANDLE`; on error `*out` is NULL.
 //
 // # Safety
-// `ctx` is any pointer value; it is only dereferenced if it is a live handle of this library.
-// `out` is NULL or points to a writable record pointer.
+// `ctx` may be any pointer value; `out` is NULL or a writable record pointer.
 OtelThreadCtxStatus otel_thread_ctx_record(OtelThreadCtx *ctx, struct OtelThreadCtxRecord **out);
 
-// Stores in `*out` the calling thread's attached record, attaching a new empty one (no span,
-// valid) if none is attached: the one call a managed writer makes per thread before writing in
-// place. The address stays valid while the record stays attached; the library frees it at
-// thread exit. `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY` (nothing
-// attached: the library could not free it at thread exit); on error `*out` is NULL.
+// Stores in `*out` the calling thread's record, attaching a new empty one (freed by the
+// library at thread exit) if none is: the one call a managed writer makes per thread before
+// writing in place. Statuses as `otel_thread_ctx_update`; on error `*out` is NULL.
 //
 // # Safety
 // `out` is NULL or points to a writable record pointer.
 OtelThreadCtxStatus otel_thread_ctx_ensure_record(struct OtelThreadCtxRecord **out);
 
-// Sets attribute `key_index` of `ctx`'s record to `value` (`value_len` bytes of UTF-8),
-// replacing an earlier value for that key. The key index is the position of the attribute's
-// name in the process context's `threadlocal.attribute_key_map`.
-//
-// Values over 255 bytes are stored cut at a character boundary and `TRUNCATED` is returned.
-// `NO_SPACE` if the entry does not fit in the record's 612 attribute bytes, `INVALID_UTF8`,
-// `NULL_ARGUMENT` (a NULL `value` is allowed only with `value_len` 0), `INVALID_HANDLE`,
-// `ATTACHED_ELSEWHERE`; on any error the record is unchanged.
+// Sets attribute `key_index` (a position in the process context's attribute key map) of
+// `ctx`'s record to `value_len` bytes of UTF-8, replacing an earlier value for that key.
+// `TRUNCATED`: stored cut to 255 bytes at a character boundary. On error the record is
+// unchanged: `NO_SPACE` (the record's 612 attribute bytes are full), `INVALID_UTF8`,
+// `NULL_ARGUMENT` (`value` may be NULL only with `value_len` 0), `INVALID_HANDLE`,
+// `ATTACHED_ELSEWHERE`.
 //
 // # Safety
 // `value` is NULL or points to `value_len` readable bytes. `ctx` may be any pointer value.
@@ -324,18 +305,17 @@ OtelThreadCtxStatus otel_thread_ctx_set_attribute(OtelThreadCtx *ctx,
                                                   const uint8_t *value,
                                                   size_t value_len);
 
-// Removes every attribute from `ctx`'s record, in place.
+// Removes every attribute from `ctx`'s record, in place. Statuses as for setting one.
 //
 // # Safety
 // `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 OtelThreadCtxStatus otel_thread_ctx_clear_attributes(OtelThreadCtx *ctx);
 
-// Checks, at run time, that the loaded library exports `otel_thread_ctx_v1` the way readers
-// need (dynamic symbol, TLS, GLOBAL, 8 bytes, reached only through TLSDESC relocations, small
-// TLS segment) and that the dynamic linker resolves it to the slot this library writes.
-// Linked statically, the executable must export the slot instead; it may reach it through
-// initial-exec or local-exec, and its TLS segment may be of any size.
-// Writes a NUL-terminated explanation (cut to `msg_len` bytes) into `msg` when it is non-NULL.
+// Checks at run time that the loaded library exports `otel_thread_ctx_v1` as readers need
+// (dynamic, TLS, GLOBAL, 8 bytes, TLSDESC access only, small TLS segment; linked statically,
+// the executable exports it and may use initial- or local-exec) and that the dynamic linker
+// resolves it to the slot this library writes. Writes a NUL-terminated explanation, cut to
+// `msg_len` bytes, into `msg` unless it is NULL. `OK` or `SELF_CHECK_FAILED`.
 //
 // # Safety
 // `msg` is NULL or points to `msg_len` writable bytes.
@@ -344,30 +324,24 @@ OtelThreadCtxStatus otel_thread_ctx_self_check(char *msg, size_t msg_len);
 // The library's version, e.g. "0.1.0" (a static NUL-terminated string).
 const char *otel_thread_ctx_version(void);
 
-// Publishes this process's context (OTEP 4719): a mapping named OTEL_CTX whose payload holds
-// the resource attributes and the thread attribute key map, where profilers find it.
-//
-// `resource_attributes`: `service.name`, `service.instance.id`, `deployment.environment.name`,
-// `telemetry.sdk.language`, ... (`telemetry.sdk.name`/`version` default to this library's).
-// `attribute_keys[i]` names key index `i` of `otel_thread_ctx_set_attribute`; at most 256,
-// non-empty, distinct. Arrays may be NULL when their count is 0. The library copies everything.
-//
-// One context per process: `ALREADY_PUBLISHED` if this process has one (use
-// `otel_process_ctx_update`). A forked child does not inherit it and may publish its own.
+// Publishes this process's context (OTEP 4719; a mapping named OTEL_CTX, where profilers find
+// it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
+// default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
+// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). Everything is copied.
+// `ALREADY_PUBLISHED` if this process has one (use `otel_process_ctx_update`; a forked child
+// inherits none).
 //
 // # Safety
-// Each array is NULL with count 0, or points to `count` readable elements; every key and value
-// is NULL or a NUL-terminated string.
+// Each array is NULL with count 0 or has `count` readable elements; every key and value is
+// NULL or NUL-terminated.
 OtelProcessCtxStatus otel_process_ctx_publish(const struct OtelProcessCtxAttribute *resource_attributes,
                                               size_t resource_attribute_count,
                                               const char *const *attribute_keys,
                                               size_t attribute_key_count);
 
-// Replaces the published context with these attributes and key map, under the spec's update
-// protocol (readers see the old or the new payload, never a mix). The key map is append-only:
-// `KEY_MAP_CHANGED` if an index already published is renamed or dropped. On any error the
-// published context is unchanged. `NOT_PUBLISHED` if this process has none; in a forked child
-// whose parent had published, the child gets a fresh mapping of its own.
+// Replaces the published context; readers see the old or the new one, never a mix. The key map
+// is append-only (`KEY_MAP_CHANGED`); on error nothing changes. `NOT_PUBLISHED` if this process
+// has none (a forked child whose parent published gets a fresh mapping of its own).
 //
 // # Safety
 // As for `otel_process_ctx_publish`.
@@ -380,20 +354,16 @@ OtelProcessCtxStatus otel_process_ctx_update(const struct OtelProcessCtxAttribut
 // has none.
 OtelProcessCtxStatus otel_process_ctx_unpublish(void);
 
-// Publishes this process's context with typed values: exactly the `resource` attributes
-// given (strings, booleans, 64-bit integers, doubles and flat arrays of them, as OTLP
-// AnyValues; unlike `otel_process_ctx_publish` nothing is added, so an SDK can publish the
-// very Resource its exporters send), the caller's own process-context `attributes` (OTEP 4719
-// `ProcessContext.attributes`, after the library's `threadlocal.*` entries; keys non-empty,
-// distinct, not starting with `threadlocal.`), and the thread attribute key map.
-//
-// Errors as `otel_process_ctx_publish`, plus `INVALID_VALUE` (unknown kind, an array inside
-// an array) and `INVALID_CONTEXT_ATTRIBUTE`. The library copies everything.
+// Publishes this process's context with typed `resource` attributes (strings, booleans,
+// int64s, doubles, flat arrays) exactly as given (no SDK defaults: an SDK can publish the
+// Resource its exporters send), the caller's own context `attributes` (OTEP 4719
+// `ProcessContext.attributes`; distinct, non-empty keys, none `threadlocal.*`) and the key map.
+// Errors as `otel_process_ctx_publish`, plus `INVALID_VALUE` (unknown kind, nested array) and
+// `INVALID_CONTEXT_ATTRIBUTE`.
 //
 // # Safety
-// Each array is NULL with count 0, or points to `count` readable elements; every key is NULL
-// or a NUL-terminated string; a STRING value's `pointer` is NULL with `length` 0 or points to
-// `length` readable bytes, an ARRAY value's to `length` readable `OtelProcessCtxValue`s.
+// As for `otel_process_ctx_publish`; a STRING value's `pointer` is NULL with `length` 0 or has
+// `length` readable bytes, an ARRAY's `length` readable `OtelProcessCtxValue`s.
 OtelProcessCtxStatus otel_process_ctx_publish_typed(const struct OtelProcessCtxKeyValue *resource,
                                                     size_t resource_count,
                                                     const struct OtelProcessCtxKeyValue *attributes,
@@ -401,9 +371,8 @@ OtelProcessCtxStatus otel_process_ctx_publish_typed(const struct OtelProcessCtxK
                                                     const char *const *attribute_keys,
                                                     size_t attribute_key_count);
 
-// Replaces the published context with these typed values, under the rules of
-// `otel_process_ctx_update` (append-only key map; nothing changed on error) and the payload of
-// `otel_process_ctx_publish_typed`.
+// Replaces the published context with typed values: the rules of `otel_process_ctx_update`,
+// the payload of `otel_process_ctx_publish_typed`.
 //
 // # Safety
 // As for `otel_process_ctx_publish_typed`.

@@ -1,14 +1,9 @@
-//! Locks that a `fork` never leaves held in the child.
-//!
-//! A child process starts with one thread, the one that forked, and a copy of every lock as it
-//! was: a lock another thread held at that instant stays held forever there, and the child's
-//! first library call would hang on it. So every lock of the library is a [`ForkSafeMutex`]: a
-//! `pthread_atfork` handler takes all of them before the fork (waiting for whoever holds them,
-//! which never waits for anything but the lock's own short critical section) and releases them
-//! afterwards, in the parent and in the child.
+//! Locks that a `fork` never leaves held in the child (whose copy of a lock another thread held
+//! would stay held forever): a `pthread_atfork` handler takes every [`ForkSafeMutex`] before the
+//! fork and releases them afterwards, in the parent and in the child.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::AtomicI32;
 use std::sync::{Mutex, MutexGuard};
 
 extern "C" {
@@ -28,8 +23,7 @@ pub(crate) fn once(control: &AtomicI32, init: extern "C" fn()) {
 /// A mutex that the library's fork handlers hold across every `fork`.
 pub(crate) struct ForkSafeMutex<T: 'static> {
     mutex: Mutex<T>,
-    /// The guard taken by [`prepare`], released by [`release`]. Touched only by the forking
-    /// thread while it holds the mutex (and, in the child, by its only thread).
+    /// The guard taken by [`prepare`], released by [`release`], only by the forking thread.
     held: UnsafeCell<Option<MutexGuard<'static, T>>>,
 }
 
@@ -45,10 +39,9 @@ impl<T: 'static> ForkSafeMutex<T> {
         }
     }
 
-    /// Locks it. A panic while holding it cannot leave its data half-updated in a way the
-    /// library's users depend on, so poison is ignored.
+    /// Locks it, ignoring poison: no critical section leaves its data inconsistent on a panic.
     pub(crate) fn lock(&'static self) -> MutexGuard<'static, T> {
-        register();
+        once(&INSTALLED, install);
         self.mutex.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -59,8 +52,8 @@ impl<T: 'static> ForkSafeMutex<T> {
         unsafe { *self.held.get() = Some(guard) };
     }
 
-    /// After a fork, in the parent or the child: releases what [`Self::hold`] took. In the child
-    /// the forking thread is the only thread and still owns the lock, so unlocking it is sound.
+    /// After a fork, in the parent or the child (whose only thread is the forking one, owning
+    /// the lock): releases what [`Self::hold`] took.
     fn release(&'static self) {
         // Safety: only the thread that ran `hold` (or its copy in the child) gets here, and it
         // owns the mutex.
@@ -68,24 +61,14 @@ impl<T: 'static> ForkSafeMutex<T> {
     }
 }
 
-static REGISTERED: AtomicBool = AtomicBool::new(false);
-static ONCE: AtomicI32 = AtomicI32::new(0);
-
-/// Installs the fork handlers, before the first lock is taken.
-#[inline]
-fn register() {
-    if !REGISTERED.load(Ordering::Acquire) {
-        once(&ONCE, install);
-    }
-}
+/// Whether the fork handlers are installed (`pthread_once` control).
+static INSTALLED: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn install() {
     // Safety: the handlers are extern "C" fns of this module, which stays loaded (the cdylib is
     // linked with -z nodelete). glibc runs prepare handlers before taking its own locks.
-    let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
     // On failure (out of memory) a fork can still copy a held lock; nothing else to do.
-    let _ = rc;
-    REGISTERED.store(true, Ordering::Release);
+    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
 }
 
 /// Takes every lock of the library. No code path holds two of them, so any order is safe.

@@ -1,8 +1,9 @@
 //! Owned records: allocation, the registry of live handles (so bad pointers and double frees are
-//! refused, and leaks are countable), attaching to the TLS slot, and clean-up at thread exit.
+//! refused), attaching to the TLS slot, and clean-up at thread exit.
 
+use crate::ffi::OtelThreadCtxStatus as Status;
 use crate::fork_safe::ForkSafeMutex;
-use crate::record::{OtelThreadCtxRecord, OTEL_THREAD_CTX_ATTRS_CAPACITY};
+use crate::record::OtelThreadCtxRecord;
 use crate::tls;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::BTreeSet;
@@ -20,35 +21,15 @@ pub struct OtelThreadCtx {
 /// Addresses of handles allocated and not yet freed. Held across `fork` (see fork_safe).
 pub(crate) static LIVE: ForkSafeMutex<BTreeSet<usize>> = ForkSafeMutex::new(BTreeSet::new());
 
-fn live() -> std::sync::MutexGuard<'static, BTreeSet<usize>> {
-    LIVE.lock()
-}
-
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub(crate) enum HandleError {
-    /// Not a live handle of this library (never allocated, or already freed).
-    Unknown,
-    /// Attached to a thread; detach it first.
-    Attached,
-    /// Attached to another thread, which alone may write it.
-    AttachedElsewhere,
-    /// Out of memory.
-    Alloc,
-    /// The thread's exit clean-up has already run: a record attached now would leak.
-    ThreadExiting,
-    /// No pthread key could be created, so no record can be freed at thread exit.
-    NoThreadKey,
-}
-
 impl OtelThreadCtx {
-    /// Allocates a valid record holding the given ids; `None` when memory is exhausted.
-    pub(crate) fn allocate(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) -> Option<*mut OtelThreadCtx> {
+    /// Allocates a valid record holding the given ids.
+    pub(crate) fn allocate(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) -> Result<*mut OtelThreadCtx, Status> {
         let layout = Layout::new::<OtelThreadCtx>();
         // Safety: the layout has non-zero size. All-zero bytes are a valid OtelThreadCtx
         // (plain bytes and a false AtomicBool).
         let ptr = unsafe { alloc_zeroed(layout) }.cast::<OtelThreadCtx>();
         if ptr.is_null() {
-            return None;
+            return Err(Status::OutOfMemory);
         }
         // Safety: `ptr` is freshly allocated and not yet visible to any reader.
         unsafe {
@@ -58,19 +39,19 @@ impl OtelThreadCtx {
             rec.trace_flags = flags;
             rec.valid = 1;
         }
-        live().insert(ptr as usize);
-        Some(ptr)
+        LIVE.lock().insert(ptr as usize);
+        Ok(ptr)
     }
 
     /// Frees `h` unless it is unknown or attached.
-    pub(crate) fn free(h: *mut OtelThreadCtx) -> Result<(), HandleError> {
-        let mut live = live();
+    pub(crate) fn free(h: *mut OtelThreadCtx) -> Result<(), Status> {
+        let mut live = LIVE.lock();
         if !live.contains(&(h as usize)) {
-            return Err(HandleError::Unknown);
+            return Err(Status::InvalidHandle);
         }
         // Safety: `h` is in the registry, so it is a live allocation of ours.
         if unsafe { (*h).attached.load(Ordering::Acquire) } {
-            return Err(HandleError::Attached);
+            return Err(Status::HandleAttached);
         }
         live.remove(&(h as usize));
         drop(live);
@@ -81,11 +62,11 @@ impl OtelThreadCtx {
     }
 
     /// Checks that `h` is a live handle of this library.
-    pub(crate) fn validate(h: *mut OtelThreadCtx) -> Result<(), HandleError> {
-        if live().contains(&(h as usize)) {
+    pub(crate) fn validate(h: *mut OtelThreadCtx) -> Result<(), Status> {
+        if LIVE.lock().contains(&(h as usize)) {
             Ok(())
         } else {
-            Err(HandleError::Unknown)
+            Err(Status::InvalidHandle)
         }
     }
 
@@ -100,26 +81,26 @@ impl OtelThreadCtx {
     }
 
     /// Whether the calling thread may write `h`'s record (it is detached, or attached here).
-    pub(crate) fn writable_here(h: *mut OtelThreadCtx) -> Result<(), HandleError> {
+    pub(crate) fn writable_here(h: *mut OtelThreadCtx) -> Result<(), Status> {
         Self::validate(h)?;
         // Safety: validated live handle.
         if h != Self::current() && unsafe { (*h).attached.load(Ordering::Acquire) } {
-            return Err(HandleError::AttachedElsewhere);
+            return Err(Status::AttachedElsewhere);
         }
         Ok(())
     }
 
     /// Publishes `h` in the calling thread's slot; returns the handle it displaced (now owned
     /// by the caller) or null.
-    pub(crate) fn attach(h: *mut OtelThreadCtx) -> Result<*mut OtelThreadCtx, HandleError> {
+    pub(crate) fn attach(h: *mut OtelThreadCtx) -> Result<*mut OtelThreadCtx, Status> {
         // First, so a record is never attached where the thread's exit would not free it.
         thread_exit::arm()?;
         let prev = Self::current();
         {
             // Held while claiming, so a concurrent free cannot release `h` in between.
-            let live = live();
+            let live = LIVE.lock();
             if !live.contains(&(h as usize)) {
-                return Err(HandleError::Unknown);
+                return Err(Status::InvalidHandle);
             }
             if prev == h {
                 return Ok(core::ptr::null_mut());
@@ -128,7 +109,7 @@ impl OtelThreadCtx {
             // to two threads fail instead of letting two threads write it.
             let claimed = unsafe { &(*h).attached }.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire);
             if claimed.is_err() {
-                return Err(HandleError::AttachedElsewhere);
+                return Err(Status::AttachedElsewhere);
             }
         }
         // The record must be complete before the slot makes it visible to a reader.
@@ -155,7 +136,7 @@ impl OtelThreadCtx {
 
     /// The calling thread's attached record, attaching a fresh empty one if there is none.
     #[inline]
-    pub(crate) fn current_or_attach() -> Result<*mut OtelThreadCtxRecord, HandleError> {
+    pub(crate) fn current_or_attach() -> Result<*mut OtelThreadCtxRecord, Status> {
         let rec = tls::slot().load(Ordering::Relaxed);
         if !rec.is_null() {
             return Ok(rec);
@@ -164,47 +145,32 @@ impl OtelThreadCtx {
     }
 
     #[cold]
-    fn attach_fresh() -> Result<*mut OtelThreadCtxRecord, HandleError> {
+    fn attach_fresh() -> Result<*mut OtelThreadCtxRecord, Status> {
         // Refused before allocating anything when the record could not be freed at thread exit.
         thread_exit::arm()?;
-        let h = Self::allocate(&[0; 16], &[0; 8], 0).ok_or(HandleError::Alloc)?;
-        match Self::attach(h) {
-            Ok(_) => Ok(Self::record_ptr(h)),
-            Err(e) => {
-                let _ = Self::free(h);
-                Err(e)
-            }
-        }
+        let h = Self::allocate(&[0; 16], &[0; 8], 0)?;
+        Self::attach(h).inspect_err(|_| {
+            let _ = Self::free(h);
+        })?;
+        Ok(Self::record_ptr(h))
     }
-}
-
-/// Whether records attached to threads can be freed when the threads exit (a pthread key
-/// exists); when not, attaching is refused with [`HandleError::NoThreadKey`].
-pub(crate) fn exit_cleanup_available() -> bool {
-    thread_exit::key().is_some()
 }
 
 /// Number of handles allocated and not yet freed.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn live_count() -> usize {
-    live().len()
+    LIVE.lock().len()
 }
 
 const _: () = assert!(core::mem::offset_of!(OtelThreadCtx, record) == 0);
-const _: () = assert!(OTEL_THREAD_CTX_ATTRS_CAPACITY > 0);
 
-/// Frees a record still attached when its thread exits. A pthread key destructor does it:
-/// unlike a `thread_local!` with `Drop`, it adds nothing to the library's small TLS segment.
-/// The destructor runs on the exiting thread while its TLS is still intact; it does not run
-/// for the main thread, whose record lives until the process ends.
-///
-/// glibc runs key destructors in at most PTHREAD_DESTRUCTOR_ITERATIONS (4) rounds. Another
-/// key's destructor running after ours (later in the round, or in a later round) may publish a
-/// span again; a record attached then might never be freed. So once our destructor has run, the
-/// key holds [`EXITING`] and every attach on that thread is refused (`ThreadExiting`); keeping
-/// the key non-null also makes glibc call us again in each remaining round, to keep the mark.
-mod thread_exit {
-    use super::{HandleError, OtelThreadCtx};
+/// Frees a record still attached when its thread exits, from a pthread key destructor (unlike
+/// a `thread_local!` with `Drop`, it adds nothing to the library's small TLS segment; it does not
+/// run for the main thread). Another key's destructor running after ours may attach a record
+/// again, which would leak: so ours leaves [`EXITING`] in the key, which refuses every later
+/// attach on the thread (`ThreadExiting`) and makes glibc call us again in each remaining round.
+pub(crate) mod thread_exit {
+    use super::{OtelThreadCtx, Status};
     use core::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
     /// The key, or -1 when none could be created. Made under `pthread_once`, which a fork in
@@ -212,8 +178,8 @@ mod thread_exit {
     static KEY: AtomicI64 = AtomicI64::new(-1);
     static KEY_ONCE: AtomicI32 = AtomicI32::new(0);
 
-    /// Key values: any non-null value makes the destructor run; two distinct static addresses
-    /// tell "a record may be attached" from "the clean-up has run, the thread is exiting".
+    /// Key values (any non-null one makes the destructor run): "a record may be attached", and
+    /// "the clean-up has run, the thread is exiting".
     static ARMED: u8 = 0;
     static EXITING: u8 = 0;
 
@@ -245,24 +211,25 @@ mod thread_exit {
         }
     }
 
-    pub(super) fn key() -> Option<libc::pthread_key_t> {
+    /// The key; none when the process has no key left, and then attaching is refused.
+    pub(crate) fn key() -> Option<libc::pthread_key_t> {
         crate::fork_safe::once(&KEY_ONCE, create_key);
         libc::pthread_key_t::try_from(KEY.load(Ordering::Acquire)).ok()
     }
 
     /// Makes sure the calling thread's exit frees what is attached to it, or says why it cannot:
-    /// no key ([`HandleError::NoThreadKey`]), the clean-up already ran on this exiting thread
-    /// ([`HandleError::ThreadExiting`]), or glibc could not store the value (out of memory).
-    pub(super) fn arm() -> Result<(), HandleError> {
-        let key = key().ok_or(HandleError::NoThreadKey)?;
+    /// no key ([`Status::NoThreadKey`]), the clean-up already ran on this exiting thread
+    /// ([`Status::ThreadExiting`]), or glibc could not store the value (out of memory).
+    pub(super) fn arm() -> Result<(), Status> {
+        let key = key().ok_or(Status::NoThreadKey)?;
         // Safety: `key` was created by pthread_key_create.
         let value = unsafe { libc::pthread_getspecific(key) }.cast_const();
         if value == marker(&EXITING) {
-            return Err(HandleError::ThreadExiting);
+            return Err(Status::ThreadExiting);
         }
         // Safety: as above; the value is a static address.
         if value.is_null() && unsafe { libc::pthread_setspecific(key, marker(&ARMED)) } != 0 {
-            return Err(HandleError::Alloc);
+            return Err(Status::OutOfMemory);
         }
         Ok(())
     }

@@ -15,8 +15,7 @@
 )))]
 compile_error!(
     "otel-thread-ctx supports Linux on x86_64 (glibc or musl) and aarch64 (glibc) only: the TLS \
-     slot is defined with TLSDESC assembly for those architectures. Other targets are not \
-     implemented yet."
+     slot is defined with TLSDESC assembly for those."
 );
 
 pub mod ffi;
@@ -27,7 +26,4 @@ pub mod record;
 mod self_check;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
-// The slot is architecture-specific assembly: native/tls.rs on x86-64, native/tls/aarch64.rs on
-// AArch64 (the same interface, a whole file each).
-#[cfg_attr(target_arch = "aarch64", path = "tls/aarch64.rs")]
 mod tls;

@@ -1,8 +1,9 @@
 //! The thread-context record: the bytes an out-of-process reader copies, laid out exactly as
 //! OTEP 4947's table, and the in-place update protocol that keeps them consistent.
 
+use crate::ffi::OtelThreadCtxStatus as Status;
 use core::mem::{offset_of, size_of};
-use core::ptr::{addr_of, addr_of_mut};
+use core::ptr::addr_of_mut;
 use core::sync::atomic::{compiler_fence, Ordering};
 
 /// Total size of a record: the spec's recommended maximum.
@@ -55,150 +56,96 @@ const _: () = {
     assert!(OTEL_THREAD_CTX_HEADER_SIZE + OTEL_THREAD_CTX_ATTRS_CAPACITY == OTEL_THREAD_CTX_RECORD_SIZE);
 };
 
-/// Why an attribute could not be stored as given.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub(crate) enum AttrError {
-    /// The value is not UTF-8.
-    InvalidUtf8,
-    /// The entry does not fit in the remaining attribute bytes; nothing was written.
-    NoSpace,
-}
-
-/// The value was cut to fit the 255-byte entry limit (at a UTF-8 character boundary).
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub(crate) struct Truncated(pub bool);
-
 impl OtelThreadCtxRecord {
-    /// Start of an in-place update: readers ignore the record until [`Self::end_update`].
-    ///
-    /// # Safety
-    /// `rec` points to a live record that only the calling thread writes.
+    /// Runs `write` on the record under the protocol: readers ignore it until `valid` is 1 again.
+    /// Safety (here and below): `rec` points to a live record only the calling thread writes.
     #[inline(always)]
-    unsafe fn begin_update(rec: *mut Self) {
-        // Safety: caller guarantees `rec` is live and written only by this thread.
-        unsafe { addr_of_mut!((*rec).valid).write_volatile(0) };
-        compiler_fence(Ordering::SeqCst);
-    }
-
-    /// # Safety
-    /// As [`Self::begin_update`].
-    #[inline(always)]
-    unsafe fn end_update(rec: *mut Self) {
-        compiler_fence(Ordering::SeqCst);
-        // Safety: caller guarantees `rec` is live and written only by this thread.
-        unsafe { addr_of_mut!((*rec).valid).write_volatile(1) };
+    unsafe fn update(rec: *mut Self, write: impl FnOnce()) {
+        // Safety: live and written only by this thread (caller).
+        unsafe {
+            addr_of_mut!((*rec).valid).write_volatile(0);
+            compiler_fence(Ordering::SeqCst);
+            write();
+            compiler_fence(Ordering::SeqCst);
+            addr_of_mut!((*rec).valid).write_volatile(1);
+        }
     }
 
     /// Writes ids and flags in place under the protocol; attributes are left as they are.
-    ///
-    /// # Safety
-    /// `rec` points to a live record that only the calling thread writes.
     #[inline(always)]
     pub(crate) unsafe fn write_ids(rec: *mut Self, trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) {
         // Safety: forwarded from the caller.
         unsafe {
-            Self::begin_update(rec);
-            addr_of_mut!((*rec).trace_id).write(*trace_id);
-            addr_of_mut!((*rec).span_id).write(*span_id);
-            addr_of_mut!((*rec).trace_flags).write(flags);
-            Self::end_update(rec);
+            Self::update(rec, || {
+                (*rec).trace_id = *trace_id;
+                (*rec).span_id = *span_id;
+                (*rec).trace_flags = flags;
+            })
         }
     }
 
     /// Empties the record: no span, no attributes, still valid.
-    ///
-    /// # Safety
-    /// As [`Self::write_ids`].
     pub(crate) unsafe fn clear(rec: *mut Self) {
         // Safety: forwarded from the caller.
         unsafe {
-            Self::begin_update(rec);
-            addr_of_mut!((*rec).trace_id).write([0; 16]);
-            addr_of_mut!((*rec).span_id).write([0; 8]);
-            addr_of_mut!((*rec).trace_flags).write(0);
-            addr_of_mut!((*rec).attrs_data_size).write(0);
-            Self::end_update(rec);
+            Self::update(rec, || {
+                (*rec).trace_id = [0; 16];
+                (*rec).span_id = [0; 8];
+                (*rec).trace_flags = 0;
+                (*rec).attrs_data_size = 0;
+            })
         }
     }
 
     /// Drops every attribute entry, in place under the protocol.
-    ///
-    /// # Safety
-    /// As [`Self::write_ids`].
     pub(crate) unsafe fn clear_attributes(rec: *mut Self) {
         // Safety: forwarded from the caller.
-        unsafe {
-            Self::begin_update(rec);
-            addr_of_mut!((*rec).attrs_data_size).write(0);
-            Self::end_update(rec);
-        }
+        unsafe { Self::update(rec, || (*rec).attrs_data_size = 0) };
     }
 
     /// Sets the value of `key`, replacing an earlier entry for it, in place under the protocol.
-    /// Values over 255 bytes are cut at a character boundary and reported as truncated. On error
-    /// the record is not modified.
-    ///
-    /// # Safety
-    /// As [`Self::write_ids`].
-    pub(crate) unsafe fn set_attribute(rec: *mut Self, key: u8, value: &[u8]) -> Result<Truncated, AttrError> {
-        let value = core::str::from_utf8(value).map_err(|_| AttrError::InvalidUtf8)?;
+    /// Values over 255 bytes are cut at a character boundary (`TRUNCATED`). On error
+    /// (`INVALID_UTF8`, `NO_SPACE`) the record is not modified.
+    pub(crate) unsafe fn set_attribute(rec: *mut Self, key: u8, value: &[u8]) -> Result<Status, Status> {
+        let value = core::str::from_utf8(value).map_err(|_| Status::InvalidUtf8)?;
         let (value, truncated) = truncate_utf8(value, OTEL_THREAD_CTX_MAX_VALUE_LEN);
-        // Safety: `rec` is live (caller); the reference ends before the protocol writes below.
-        let (mut attrs, used) = unsafe {
-            let used = usize::from(addr_of!((*rec).attrs_data_size).read()).min(OTEL_THREAD_CTX_ATTRS_CAPACITY);
-            (addr_of!((*rec).attrs_data).read(), used)
-        };
-        let well_formed = well_formed_len(&attrs[..used]);
-        let used = without_key(&mut attrs, well_formed, key);
+        // Safety: `rec` is live (caller).
+        let (mut attrs, used) = unsafe { ((*rec).attrs_data, usize::from((*rec).attrs_data_size)) };
+        let used = without_key(&mut attrs, used.min(OTEL_THREAD_CTX_ATTRS_CAPACITY), key);
         let entry_len = 2 + value.len();
         if used + entry_len > OTEL_THREAD_CTX_ATTRS_CAPACITY {
-            return Err(AttrError::NoSpace);
+            return Err(Status::NoSpace);
         }
         attrs[used] = key;
         attrs[used + 1] = value.len() as u8;
         attrs[used + 2..used + entry_len].copy_from_slice(value.as_bytes());
         // Safety: forwarded from the caller.
         unsafe {
-            Self::begin_update(rec);
-            addr_of_mut!((*rec).attrs_data).write(attrs);
-            addr_of_mut!((*rec).attrs_data_size).write((used + entry_len) as u16);
-            Self::end_update(rec);
-        }
-        Ok(Truncated(truncated))
+            Self::update(rec, || {
+                (*rec).attrs_data = attrs;
+                (*rec).attrs_data_size = (used + entry_len) as u16;
+            })
+        };
+        Ok(if truncated { Status::Truncated } else { Status::Ok })
     }
 }
 
-/// Longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+/// Longest prefix of `s` of at most `max` bytes that ends on a character boundary; whether
+/// that cut anything.
 fn truncate_utf8(s: &str, max: usize) -> (&str, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&s[..end], true)
+    let end = (0..=max.min(s.len()))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    (&s[..end], end < s.len())
 }
 
-/// Length of the prefix of `attrs` made of whole entries; a torn tail (e.g. from a writer that
-/// broke the format) is dropped rather than carried forward.
-fn well_formed_len(attrs: &[u8]) -> usize {
-    let mut pos = 0;
-    while pos + 2 <= attrs.len() {
-        let next = pos + 2 + usize::from(attrs[pos + 1]);
-        if next > attrs.len() {
-            break;
-        }
-        pos = next;
-    }
-    pos
-}
-
-/// Removes every entry for `key` from the first `used` bytes, compacting the rest; returns the
-/// new length.
+/// Moves the whole entries of `attrs[..used]` but those for `key` to the front, dropping a torn
+/// tail (from a writer that broke the format) rather than carrying it forward; returns their
+/// length.
 fn without_key(attrs: &mut [u8; OTEL_THREAD_CTX_ATTRS_CAPACITY], used: usize, key: u8) -> usize {
     let (mut read, mut write) = (0, 0);
-    while read < used {
+    while read + 2 <= used && read + 2 + usize::from(attrs[read + 1]) <= used {
         let len = 2 + usize::from(attrs[read + 1]);
         if attrs[read] != key {
             attrs.copy_within(read..read + len, write);
@@ -209,27 +156,26 @@ fn without_key(attrs: &mut [u8; OTEL_THREAD_CTX_ATTRS_CAPACITY], used: usize, ke
     write
 }
 
-/// Decodes attribute entries the way a reader does: stop at an entry that does not fit, last
-/// value wins for a repeated key. Used by tests and diagnostics.
-pub fn decode_attributes(attrs: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
-    let end = well_formed_len(attrs);
-    let mut pos = 0;
-    while pos < end {
-        let (key, len) = (attrs[pos], usize::from(attrs[pos + 1]));
-        let value = attrs[pos + 2..pos + 2 + len].to_vec();
-        match out.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => out.push((key, value)),
-        }
-        pos += 2 + len;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes attribute entries the way a reader does: stop at an entry that does not fit, last
+    /// value wins for a repeated key.
+    fn decode_attributes(attrs: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
+        let mut pos = 0;
+        while pos + 2 <= attrs.len() && pos + 2 + usize::from(attrs[pos + 1]) <= attrs.len() {
+            let (key, len) = (attrs[pos], usize::from(attrs[pos + 1]));
+            let value = attrs[pos + 2..pos + 2 + len].to_vec();
+            match out.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => out.push((key, value)),
+            }
+            pos += 2 + len;
+        }
+        out
+    }
 
     fn empty() -> Box<OtelThreadCtxRecord> {
         Box::new(OtelThreadCtxRecord {
@@ -250,7 +196,7 @@ mod tests {
     fn attribute_is_encoded_as_key_length_bytes() {
         let mut rec = empty();
         let r = unsafe { OtelThreadCtxRecord::set_attribute(&mut *rec, 3, b"GET") };
-        assert_eq!(r, Ok(Truncated(false)));
+        assert_eq!(r, Ok(Status::Ok));
         assert_eq!(rec.attrs_data_size, 5);
         assert_eq!(&rec.attrs_data[..5], &[3, 3, b'G', b'E', b'T']);
         assert_eq!(rec.valid, 1);
@@ -273,7 +219,7 @@ mod tests {
         let mut rec = empty();
         let long = "é".repeat(200); // 400 bytes, 2 per char
         let r = unsafe { OtelThreadCtxRecord::set_attribute(&mut *rec, 7, long.as_bytes()) };
-        assert_eq!(r, Ok(Truncated(true)));
+        assert_eq!(r, Ok(Status::Truncated));
         let stored = &attrs(&rec)[0].1;
         assert_eq!(stored.len(), 254);
         assert!(core::str::from_utf8(stored).is_ok());
@@ -288,7 +234,7 @@ mod tests {
         }
         let before = rec.attrs_data;
         let r = unsafe { OtelThreadCtxRecord::set_attribute(&mut *rec, 2, &[b'y'; 100]) };
-        assert_eq!(r, Err(AttrError::NoSpace));
+        assert_eq!(r, Err(Status::NoSpace));
         assert_eq!(rec.attrs_data_size, 514);
         assert_eq!(rec.attrs_data, before);
         assert_eq!(rec.valid, 1);
@@ -305,7 +251,7 @@ mod tests {
         }
         assert_eq!(
             unsafe { OtelThreadCtxRecord::set_attribute(&mut *rec, 2, &[b'z'; 90]) },
-            Ok(Truncated(false))
+            Ok(Status::Ok)
         );
     }
 
@@ -313,7 +259,7 @@ mod tests {
     fn invalid_utf8_is_refused() {
         let mut rec = empty();
         let r = unsafe { OtelThreadCtxRecord::set_attribute(&mut *rec, 1, &[0xff, 0xfe]) };
-        assert_eq!(r, Err(AttrError::InvalidUtf8));
+        assert_eq!(r, Err(Status::InvalidUtf8));
         assert_eq!(rec.attrs_data_size, 0);
     }
 

@@ -1,30 +1,23 @@
-//! Run-time proof that the loaded module publishes the slot the way readers look for it.
-//! It reads the module's own ELF file the way the eBPF profiler does, then asks the dynamic
-//! linker where `otel_thread_ctx_v1` lives for this thread and compares with our TLSDESC access.
+//! Run-time proof that the loaded module publishes the slot the way readers look for it: it reads
+//! the module's own ELF file as the eBPF profiler does, then asks the dynamic linker where
+//! `otel_thread_ctx_v1` lives for this thread and compares with our TLSDESC access.
 //!
 //! The module is the cdylib, or the main executable when the static library (or the rlib) is
-//! linked into it. There the slot is in the executable's TLS block, which glibc always places at
-//! a fixed thread-pointer offset, and the linker has relaxed our TLSDESC sequence: GNU ld to
-//! initial-exec (a GOT entry with an `R_X86_64_TPOFF64` relocation), LLD to local-exec (no
-//! relocation). Readers handle both in an executable.
-//!
-//! On AArch64 the same holds with `R_AARCH64_TLSDESC` and `R_AARCH64_TLS_TPREL64` (object names it
-//! `R_AARCH64_TLS_TPREL`), `tpidr_el0` as the thread pointer, and TLS variant I: static TLS sits at
-//! a positive offset from the thread pointer, after the 16-byte TCB (negative on x86-64).
+//! linked into it. There the linker has relaxed TLSDESC to initial-exec (GNU ld: a GOT entry with
+//! a TPREL relocation) or local-exec (LLD: none); readers handle both, since an executable's TLS
+//! sits at a fixed thread-pointer offset (negative on x86-64, past the 16-byte TCB on AArch64).
 
-use object::elf;
+use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
-use object::{elf::FileHeader64, Endianness};
+use object::Endianness;
 use std::ffi::{CStr, CString};
-#[cfg(target_env = "gnu")]
-use std::os::raw::c_char;
 
 const SYMBOL: &str = "otel_thread_ctx_v1";
 /// Largest PT_TLS that still leaves room in glibc's static-TLS surplus for other libraries.
-pub(crate) const MAX_TLS_SEGMENT: u64 = 128;
+const MAX_TLS_SEGMENT: u64 = 128;
 
 pub(crate) fn run() -> Result<String, String> {
-    if !crate::handle::exit_cleanup_available() {
+    if crate::handle::thread_exit::key().is_none() {
         return Err(
             "no pthread key could be created (the process has used all PTHREAD_KEYS_MAX of them), so \
              the library could not free a thread's record when the thread exits: it refuses to attach \
@@ -33,54 +26,40 @@ pub(crate) fn run() -> Result<String, String> {
         );
     }
     let module = this_module()?;
-    let path = module.path.clone();
-    let data = std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let (path, exe) = (&module.path, module.executable);
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let data = &*data;
     let not_elf = |e: object::Error| format!("{path} is not a readable 64-bit ELF file: {e}");
     let header = FileHeader64::<Endianness>::parse(data).map_err(not_elf)?;
     let endian = header.endian().map_err(not_elf)?;
     let sections = header.sections(endian, data).map_err(not_elf)?;
     let dynsym = sections.symbols(endian, data, elf::SHT_DYNSYM).map_err(not_elf)?;
-
+    if dynsym.is_empty() {
+        return Err(format!(
+            "{path} has no dynamic symbol table (a fully static executable, linked with -static), so \
+             readers cannot find the slot; link the executable dynamically"
+        ));
+    }
     let (index, sym) = dynsym
         .iter()
         .enumerate()
         .find(|(_, s)| dynsym.symbol_name(endian, *s) == Ok(SYMBOL.as_bytes()))
-        .ok_or_else(|| {
-            if module.executable {
-                format!(
-                    "{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. The library is linked \
-                     statically into this executable, which must export the slot: link it with \
-                     -Wl,--export-dynamic-symbol={SYMBOL} (README, Platform support)."
-                )
-            } else {
-                format!(
-                    "{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. The cdylib must be \
-                     linked with LLD and native/otel_thread_ctx.ver (see build.rs)."
-                )
-            }
+        .ok_or_else(|| match exe {
+            true => format!(
+                "{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. The library is linked \
+                 statically into this executable, which must export the slot: link it with \
+                 -Wl,--export-dynamic-symbol={SYMBOL} (README, Platform support)."
+            ),
+            false => format!(
+                "{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. The cdylib must be \
+                 linked with LLD and native/otel_thread_ctx.ver (see build.rs)."
+            ),
         })?;
-    if sym.st_type() != elf::STT_TLS {
+    let found = (sym.st_type(), sym.st_bind(), sym.st_size(endian));
+    if found != (elf::STT_TLS, elf::STB_GLOBAL, 8) || sym.st_shndx(endian) == elf::SHN_UNDEF {
         return Err(format!(
-            "{path}: {SYMBOL} has symbol type {} instead of STT_TLS",
-            sym.st_type()
-        ));
-    }
-    if sym.st_bind() != elf::STB_GLOBAL {
-        return Err(format!(
-            "{path}: {SYMBOL} has binding {} instead of GLOBAL",
-            sym.st_bind()
-        ));
-    }
-    if sym.st_size(endian) != 8 {
-        return Err(format!(
-            "{path}: {SYMBOL} has size {} instead of 8",
-            sym.st_size(endian)
-        ));
-    }
-    if sym.st_shndx(endian) == elf::SHN_UNDEF {
-        return Err(format!(
-            "{path}: {SYMBOL} is undefined here; this module must define it"
+            "{path}: {SYMBOL} must be a defined TLS symbol, GLOBAL, of 8 bytes (type {}, binding {}, size {})",
+            found.0, found.1, found.2
         ));
     }
 
@@ -91,44 +70,25 @@ pub(crate) fn run() -> Result<String, String> {
             continue;
         }
         let relas: &[elf::Rela64<Endianness>] = section.data_as_array(endian, data).map_err(not_elf)?;
-        for rela in relas {
-            if rela.r_sym(endian, false) as usize == index {
-                relocations.push((rela.r_type(endian, false), rela.r_offset(endian)));
-            }
-        }
+        let ours = relas.iter().filter(|r| r.r_sym(endian, false) as usize == index);
+        relocations.extend(ours.map(|r| (r.r_type(endian, false), r.r_offset(endian))));
     }
-    let allowed: &[u32] = if module.executable {
-        &[arch::TLSDESC, arch::TPREL]
-    } else {
-        &[arch::TLSDESC]
-    };
-    if let Some((other, _)) = relocations.iter().find(|(t, _)| !allowed.contains(t)) {
-        return Err(if module.executable {
-            format!(
-                "{path}: {SYMBOL} is reached through relocation type {other}; readers support only \
-                 TLSDESC ({}), initial-exec ({}) or local-exec (none) for the slot in an executable",
-                arch::TLSDESC,
-                arch::TPREL
-            )
-        } else {
-            format!(
-                "{path}: {SYMBOL} is reached through relocation type {other}; readers support only \
-                 TLSDESC ({}) for this library",
-                arch::TLSDESC
-            )
-        });
+    let allowed = |t: u32| t == arch::TLSDESC || (exe && t == arch::TPREL);
+    if let Some((other, _)) = relocations.iter().find(|(t, _)| !allowed(*t)) {
+        return Err(format!(
+            "{path}: {SYMBOL} is reached through relocation type {other}; readers support only TLSDESC \
+             ({}), and in an executable initial-exec ({}) or local-exec (none)",
+            arch::TLSDESC,
+            arch::TPREL
+        ));
     }
     let count = |kind| relocations.iter().filter(|(t, _)| *t == kind).count();
-    let (tlsdesc, tpoff) = (count(arch::TLSDESC), count(arch::TPREL));
     let descriptor = relocations
         .iter()
         .find(|(t, _)| *t == arch::TLSDESC)
-        .map(|&(_, offset)| offset as usize);
-    if descriptor.is_none() && !module.executable {
-        return Err(format!(
-            "{path}: no {} relocation references {SYMBOL}",
-            arch::TLSDESC_NAME
-        ));
+        .map(|&(_, at)| at as usize);
+    if descriptor.is_none() && !exe {
+        return Err(format!("{path}: no TLSDESC relocation references {SYMBOL}"));
     }
 
     let tls_size = header
@@ -138,9 +98,8 @@ pub(crate) fn run() -> Result<String, String> {
         .find(|ph| ph.p_type(endian) == elf::PT_TLS)
         .map(|ph| ph.p_memsz(endian))
         .ok_or_else(|| format!("{path}: no PT_TLS segment"))?;
-    // Only a library loaded with dlopen competes for the surplus; an executable's TLS is
-    // always static.
-    if tls_size > MAX_TLS_SEGMENT && !module.executable {
+    // Only a library loaded with dlopen competes for the surplus; an executable's TLS is static.
+    if tls_size > MAX_TLS_SEGMENT && !exe {
         return Err(format!(
             "{path}: PT_TLS is {tls_size} bytes, over {MAX_TLS_SEGMENT}; glibc may then be unable to \
              place it in static TLS when the library is loaded with dlopen"
@@ -159,13 +118,13 @@ pub(crate) fn run() -> Result<String, String> {
         Some(descriptor) => placement(module.bias + descriptor),
         None => executable_placement(&module, &relocations, ours)?,
     };
-    let access = match (tlsdesc, tpoff) {
+    let access = match (count(arch::TLSDESC), count(arch::TPREL)) {
         (0, 0) => "local-exec (no relocation)".to_string(),
         (0, n) => format!("initial-exec ({n} {} relocation(s))", arch::TPREL_NAME),
         (n, 0) => format!("{n} TLSDESC relocation(s)"),
         (n, m) => format!("{n} TLSDESC and {m} {} relocation(s)", arch::TPREL_NAME),
     };
-    let module_kind = if module.executable {
+    let module_kind = if exe {
         " (the main executable: the library is linked statically)"
     } else {
         ""
@@ -214,20 +173,18 @@ fn executable_placement(module: &Module, relocations: &[(u32, u64)], ours: usize
     Ok(format!("static TLS at thread-pointer offset {offset}"))
 }
 
-/// What differs between architectures: relocation types and the thread pointer.
+/// What differs between architectures: relocation types (TPREL: initial-exec, a GOT entry
+/// holding the thread-pointer offset) and the thread pointer.
 #[cfg(target_arch = "x86_64")]
 mod arch {
     pub(super) const TLSDESC: u32 = object::elf::R_X86_64_TLSDESC;
-    pub(super) const TLSDESC_NAME: &str = "R_X86_64_TLSDESC";
-    /// Initial-exec: a GOT entry holding the (negative) thread-pointer offset.
     pub(super) const TPREL: u32 = object::elf::R_X86_64_TPOFF64;
     pub(super) const TPREL_NAME: &str = "R_X86_64_TPOFF64";
 
-    /// The calling thread's thread pointer: glibc keeps the TCB's own address at `%fs:0`.
+    /// The calling thread's thread pointer: the C library keeps the TCB's own address at `%fs:0`.
     pub(super) fn thread_pointer() -> usize {
         let tp: usize;
-        // Safety: on x86-64 glibc every thread's %fs:0 holds its thread pointer; reading it has
-        // no side effect and touches no register but the output.
+        // Safety: every thread's %fs:0 holds its thread pointer; reading it has no side effect.
         unsafe {
             core::arch::asm!(
                 "mov %fs:0, {}",
@@ -239,20 +196,16 @@ mod arch {
     }
 }
 
-/// What differs between architectures: relocation types and the thread pointer.
 #[cfg(target_arch = "aarch64")]
 mod arch {
     pub(super) const TLSDESC: u32 = object::elf::R_AARCH64_TLSDESC;
-    pub(super) const TLSDESC_NAME: &str = "R_AARCH64_TLSDESC";
-    /// Initial-exec: a GOT entry holding the (positive) thread-pointer offset.
     pub(super) const TPREL: u32 = object::elf::R_AARCH64_TLS_TPREL;
     pub(super) const TPREL_NAME: &str = "R_AARCH64_TLS_TPREL64";
 
     /// The calling thread's thread pointer, `tpidr_el0` (it points at the 16-byte TCB).
     pub(super) fn thread_pointer() -> usize {
         let tp: usize;
-        // Safety: reading tpidr_el0 is allowed at EL0, has no side effect and touches no
-        // register but the output.
+        // Safety: reading tpidr_el0 is allowed at EL0 and has no side effect.
         unsafe {
             core::arch::asm!(
                 "mrs {}, tpidr_el0",
@@ -262,20 +215,6 @@ mod arch {
         }
         tp
     }
-}
-
-/// glibc's `RTLD_DL_LINKMAP` request of `dladdr1` (the libc crate does not define it).
-#[cfg(target_env = "gnu")]
-const RTLD_DL_LINKMAP: libc::c_int = 2;
-
-/// The first two fields of glibc's public `struct link_map` (`<link.h>`).
-#[cfg(target_env = "gnu")]
-#[repr(C)]
-struct LinkMap {
-    /// Load bias: run-time address minus the ELF file's virtual address.
-    l_addr: usize,
-    /// Path of the file; empty for the main executable.
-    l_name: *const c_char,
 }
 
 /// The module holding this code, as the dynamic linker knows it.
@@ -288,98 +227,44 @@ struct Module {
     executable: bool,
 }
 
-#[cfg(target_env = "gnu")]
+/// Finds the module with `dl_iterate_phdr` (glibc and musl): the one with a `PT_LOAD` segment
+/// around this code; the main executable when its program headers are those of `AT_PHDR`.
 fn this_module() -> Result<Module, String> {
-    // Safety: Dl_info is plain pointers and integers, for which all-zero is valid.
-    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-    let mut map: *mut LinkMap = core::ptr::null_mut();
-    let here = crate::ffi::otel_thread_ctx_version as *const libc::c_void;
-    // Safety: `here` is an address inside this module; `info` and `map` are valid out pointers,
-    // and with RTLD_DL_LINKMAP glibc stores the module's `struct link_map *` in `map`.
-    let found = unsafe { libc::dladdr1(here, &mut info, (&raw mut map).cast(), RTLD_DL_LINKMAP) };
-    if found == 0 || map.is_null() {
-        return Err(
-            "the dynamic linker does not know the module holding this library: in a fully static \
-             executable (linked with -static) there is no dynamic symbol table, so readers cannot find \
-             the slot; link the executable dynamically"
-                .into(),
-        );
-    }
-    // Safety: `map` is the dynamic linker's link_map for this module, alive while the module is
-    // loaded (we run in it); it starts with `l_addr` and `l_name`, a NUL-terminated string.
-    let (bias, name) = unsafe { ((*map).l_addr, CStr::from_ptr((*map).l_name)) };
-    let name = name.to_string_lossy().into_owned();
-    if !name.is_empty() {
-        return Ok(Module {
-            path: name,
-            bias,
-            executable: false,
-        });
-    }
-    // glibc names the main executable "": read it through its real path.
-    let path = std::fs::read_link("/proc/self/exe")
-        .map(|p| p.to_string_lossy().into_owned())
-        .map_err(|e| format!("cannot resolve /proc/self/exe: {e}"))?;
-    Ok(Module {
-        path,
-        bias,
-        executable: true,
-    })
-}
-
-/// musl has no `dladdr1`: `dl_iterate_phdr` gives each loaded module's load bias, name and
-/// program headers. The module holding this code is the one with a `PT_LOAD` segment around it;
-/// it is the main executable when its program headers are the ones the kernel passed in
-/// `AT_PHDR`.
-#[cfg(target_env = "musl")]
-fn this_module() -> Result<Module, String> {
-    /// What the callback looks for and what it found.
-    struct Search {
-        here: usize,
-        found: Option<(usize, String, bool)>,
-    }
-    extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
-        // Safety: musl passes a valid module description and our `data` for each call, one
-        // call at a time, on this thread.
-        let (info, search) = unsafe { (&*info, &mut *data.cast::<Search>()) };
+    extern "C" fn visit(info: *mut libc::dl_phdr_info, _: libc::size_t, found: *mut libc::c_void) -> libc::c_int {
+        // Safety: the loader passes a valid module description and our `found` for each call,
+        // one call at a time, on this thread.
+        let (info, found) = unsafe { (&*info, &mut *found.cast::<Option<Module>>()) };
         let bias = info.dlpi_addr as usize;
+        let here = crate::ffi::otel_thread_ctx_version as *const () as usize;
         // Safety: `dlpi_phdr` points at the module's `dlpi_phnum` mapped program headers.
         let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
         let holds = phdrs.iter().any(|ph| {
             let start = bias.wrapping_add(ph.p_vaddr as usize);
-            ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&search.here)
+            ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&here)
         });
         if !holds {
             return 0;
         }
         // Safety: getauxval has no preconditions.
         let executable = unsafe { libc::getauxval(libc::AT_PHDR) } as usize == info.dlpi_phdr as usize;
-        let name = if info.dlpi_name.is_null() {
-            String::new()
-        } else {
+        let path = match info.dlpi_name.is_null() {
+            true => String::new(),
             // Safety: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
-            unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
+            false => unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned(),
         };
-        search.found = Some((bias, name, executable));
+        *found = Some(Module { path, bias, executable });
         1
     }
-    let mut search = Search {
-        here: crate::ffi::otel_thread_ctx_version as *const () as usize,
-        found: None,
-    };
-    // Safety: `visit` matches the callback type and only uses `search` during this call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
-    let (bias, name, executable) = search
-        .found
-        .ok_or_else(|| "the dynamic linker does not list the module holding this library".to_string())?;
-    let path = if executable || name.is_empty() {
-        std::fs::read_link("/proc/self/exe")
-            .map(|p| p.to_string_lossy().into_owned())
-            .map_err(|e| format!("cannot resolve /proc/self/exe: {e}"))?
-    } else {
-        name
-    };
-    Ok(Module { path, bias, executable })
+    let mut found: Option<Module> = None;
+    // Safety: `visit` matches the callback type and only uses `found` during this call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut found).cast()) };
+    let mut module = found.ok_or("the dynamic linker does not list the module holding this library")?;
+    if module.executable || module.path.is_empty() {
+        // The loader names the main executable "": read it through its real path.
+        let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot resolve /proc/self/exe: {e}"))?;
+        module.path = exe.to_string_lossy().into_owned();
+    }
+    Ok(module)
 }
 
 /// Address the dynamic linker gives `otel_thread_ctx_v1` for the calling thread, looked up in

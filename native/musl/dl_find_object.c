@@ -1,13 +1,8 @@
 /*
- * _dl_find_object for gcc's static unwinder, in the musl build of libotel_thread_ctx.so only
- * (scripts/build-musl.sh compiles it; see there why the unwinder is libgcc_eh.a).
- *
- * Debian's libgcc_eh.a is built against glibc >= 2.35 and finds a frame's unwind table by
- * calling glibc's _dl_find_object. musl has no such function; without one, the library could
- * not link, and Rust panics could not be unwound to the catch_unwind at the C API boundary.
- * This does the same lookup with dl_iterate_phdr, which musl has: the module whose PT_LOAD
- * segments hold the address, and its PT_GNU_EH_FRAME (the sorted .eh_frame_hdr table).
- * It is hidden: the library uses it, never exports it.
+ * glibc's _dl_find_object, which Debian's libgcc_eh.a calls to find a frame's unwind table, for
+ * the musl build of the library (scripts/build-musl.sh): musl has none, and without it panics
+ * could not unwind to the C API's catch_unwind. The same lookup with dl_iterate_phdr: the module
+ * whose PT_LOAD segments hold the address, and its PT_GNU_EH_FRAME. Hidden: never exported.
  */
 #define _GNU_SOURCE
 #include <link.h>

@@ -1,11 +1,11 @@
-//! The C API of the process context: `otel_process_ctx_*`. Strings are NUL-terminated UTF-8;
-//! failures are reported as an [`OtelProcessCtxStatus`] and leave the published context as it
-//! was; no panic crosses into C.
+//! `otel_process_ctx_*`, the process context's C API. Strings are NUL-terminated UTF-8; a
+//! failure is an [`OtelProcessCtxStatus`] and leaves the published context as it was.
 
-use super::{payload, PayloadError, ProcessCtxError};
+use super::payload::{self, any_value::Value, AnyValue, KeyValue};
+use super::{PayloadError, ProcessCtxError};
 use std::ffi::CStr;
 use std::os::raw::c_char;
-use std::panic::catch_unwind;
+use std::panic::{catch_unwind, UnwindSafe};
 
 /// Result of a process context call. Negative values are errors; nothing published was changed
 /// when one is returned.
@@ -72,13 +72,12 @@ impl From<ProcessCtxError> for OtelProcessCtxStatus {
                 PayloadError::TooManyAttributeKeys(_) => Self::TooManyAttributeKeys,
                 PayloadError::KeyMapChanged(_) => Self::KeyMapChanged,
                 PayloadError::TooLarge(_) => Self::PayloadTooLarge,
-                PayloadError::InvalidValue(_) => Self::InvalidValue,
                 PayloadError::InvalidContextAttribute(_) => Self::InvalidContextAttribute,
             },
             ProcessCtxError::AlreadyPublished => Self::AlreadyPublished,
             ProcessCtxError::NotPublished => Self::NotPublished,
             ProcessCtxError::Mapping(io) => {
-                // Safety: glibc's errno location is valid for the calling thread.
+                // Safety: the C library's errno location is valid for the calling thread.
                 unsafe { *libc::__errno_location() = io.raw_os_error().unwrap_or(libc::EIO) };
                 Self::MappingFailed
             }
@@ -86,17 +85,7 @@ impl From<ProcessCtxError> for OtelProcessCtxStatus {
     }
 }
 
-fn status(r: Result<(), ProcessCtxError>) -> OtelProcessCtxStatus {
-    match r {
-        Ok(()) => OtelProcessCtxStatus::Ok,
-        Err(e) => e.into(),
-    }
-}
-
-/// Borrows a C string as UTF-8.
-///
-/// # Safety
-/// `s` is NULL or a NUL-terminated string that outlives the returned borrow.
+/// Borrows a C string as UTF-8. Safety: `s` is NULL or a NUL-terminated string outliving 'a.
 unsafe fn c_str<'a>(s: *const c_char) -> Result<&'a str, OtelProcessCtxStatus> {
     if s.is_null() {
         return Err(OtelProcessCtxStatus::NullArgument);
@@ -107,10 +96,8 @@ unsafe fn c_str<'a>(s: *const c_char) -> Result<&'a str, OtelProcessCtxStatus> {
         .map_err(|_| OtelProcessCtxStatus::InvalidUtf8)
 }
 
-/// Borrows a C array; NULL is allowed only for an empty one.
-///
-/// # Safety
-/// `ptr` is NULL or points to `len` readable elements that outlive the returned borrow.
+/// Borrows a C array; NULL is allowed only for an empty one. Safety: `ptr` is NULL or points to
+/// `len` readable elements outliving 'a.
 unsafe fn c_array<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], OtelProcessCtxStatus> {
     match (ptr.is_null(), len) {
         (_, 0) => Ok(&[]),
@@ -120,75 +107,58 @@ unsafe fn c_array<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], OtelProce
     }
 }
 
-type Strings<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>);
+/// Borrows a C array of C strings (the key map). Safety: as on `otel_process_ctx_publish`.
+unsafe fn c_strs<'a>(ptr: *const *const c_char, len: usize) -> Result<Vec<&'a str>, OtelProcessCtxStatus> {
+    // Safety: forwarded caller contract.
+    unsafe { c_array(ptr, len)?.iter().map(|&s| c_str(s)).collect() }
+}
 
-/// Borrows the arguments of publish/update as Rust strings.
-///
-/// # Safety
-/// As documented on `otel_process_ctx_publish`.
-unsafe fn read_args<'a>(
-    resource_attributes: *const OtelProcessCtxAttribute,
-    resource_attribute_count: usize,
-    attribute_keys: *const *const c_char,
-    attribute_key_count: usize,
-) -> Result<Strings<'a>, OtelProcessCtxStatus> {
-    // Safety (this block): the caller passes arrays of the given counts holding C strings,
-    // all valid for the duration of the call.
-    unsafe {
-        let attrs = c_array(resource_attributes, resource_attribute_count)?;
-        let keys = c_array(attribute_keys, attribute_key_count)?;
-        let resource = attrs
-            .iter()
-            .map(|a| Ok((c_str(a.key)?, c_str(a.value)?)))
-            .collect::<Result<Vec<_>, OtelProcessCtxStatus>>()?;
-        let key_map = keys.iter().map(|&k| c_str(k)).collect::<Result<Vec<_>, _>>()?;
-        Ok((resource, key_map))
+/// The encoded payload's parts, borrowed from the caller: resource, context attributes, key map.
+type Args<'a> = (Vec<KeyValue>, Vec<KeyValue>, Vec<&'a str>);
+
+/// The one path of the four publish and update calls: reads the arguments, encodes them and
+/// publishes (`update` false) or replaces the context; every failure, a panic too, is a status.
+fn store<'a>(
+    update: bool,
+    read: impl FnOnce() -> Result<Args<'a>, OtelProcessCtxStatus> + UnwindSafe,
+) -> OtelProcessCtxStatus {
+    let run = || {
+        let (resource, attributes, keys) = read()?;
+        let bytes = payload::encode(resource, attributes, &keys).map_err(ProcessCtxError::Payload)?;
+        super::store(bytes, &keys, update)?;
+        Ok(OtelProcessCtxStatus::Ok)
+    };
+    match catch_unwind(run) {
+        Ok(Ok(status) | Err(status)) => status,
+        Err(_) => OtelProcessCtxStatus::Internal,
     }
 }
 
-/// Runs publish or update on the borrowed arguments, turning every failure, panics included,
-/// into a status.
-///
-/// # Safety
-/// As documented on `otel_process_ctx_publish`.
-unsafe fn with_args(
-    resource_attributes: *const OtelProcessCtxAttribute,
-    resource_attribute_count: usize,
-    attribute_keys: *const *const c_char,
-    attribute_key_count: usize,
-    op: impl Fn(&[(&str, &str)], &[&str]) -> Result<(), ProcessCtxError> + std::panic::UnwindSafe,
-) -> OtelProcessCtxStatus {
-    catch_unwind(move || {
-        // Safety: forwarded caller contract.
-        match unsafe {
-            read_args(
-                resource_attributes,
-                resource_attribute_count,
-                attribute_keys,
-                attribute_key_count,
-            )
-        } {
-            Ok((resource, keys)) => status(op(&resource, &keys)),
-            Err(s) => s,
-        }
-    })
-    .unwrap_or(OtelProcessCtxStatus::Internal)
+/// Copies string resource attributes, adding this library's SDK name and version if not given.
+/// Safety: as on `otel_process_ctx_publish`.
+unsafe fn string_resource(
+    ptr: *const OtelProcessCtxAttribute,
+    len: usize,
+) -> Result<Vec<KeyValue>, OtelProcessCtxStatus> {
+    // Safety: forwarded caller contract.
+    let pairs = unsafe { c_array(ptr, len)? }
+        .iter()
+        .map(|a| unsafe { Ok((c_str(a.key)?, c_str(a.value)?)) });
+    Ok(payload::string_resource(
+        &pairs.collect::<Result<Vec<_>, OtelProcessCtxStatus>>()?,
+    ))
 }
 
-/// Publishes this process's context (OTEP 4719): a mapping named OTEL_CTX whose payload holds
-/// the resource attributes and the thread attribute key map, where profilers find it.
-///
-/// `resource_attributes`: `service.name`, `service.instance.id`, `deployment.environment.name`,
-/// `telemetry.sdk.language`, ... (`telemetry.sdk.name`/`version` default to this library's).
-/// `attribute_keys[i]` names key index `i` of `otel_thread_ctx_set_attribute`; at most 256,
-/// non-empty, distinct. Arrays may be NULL when their count is 0. The library copies everything.
-///
-/// One context per process: `ALREADY_PUBLISHED` if this process has one (use
-/// `otel_process_ctx_update`). A forked child does not inherit it and may publish its own.
+/// Publishes this process's context (OTEP 4719; a mapping named OTEL_CTX, where profilers find
+/// it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
+/// default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
+/// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). Everything is copied.
+/// `ALREADY_PUBLISHED` if this process has one (use `otel_process_ctx_update`; a forked child
+/// inherits none).
 ///
 /// # Safety
-/// Each array is NULL with count 0, or points to `count` readable elements; every key and value
-/// is NULL or a NUL-terminated string.
+/// Each array is NULL with count 0 or has `count` readable elements; every key and value is
+/// NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn otel_process_ctx_publish(
     resource_attributes: *const OtelProcessCtxAttribute,
@@ -197,22 +167,15 @@ pub unsafe extern "C" fn otel_process_ctx_publish(
     attribute_key_count: usize,
 ) -> OtelProcessCtxStatus {
     // Safety: forwarded caller contract.
-    unsafe {
-        with_args(
-            resource_attributes,
-            resource_attribute_count,
-            attribute_keys,
-            attribute_key_count,
-            |resource, keys| super::publish(resource, keys),
-        )
-    }
+    store(false, || unsafe {
+        let resource = string_resource(resource_attributes, resource_attribute_count)?;
+        Ok((resource, Vec::new(), c_strs(attribute_keys, attribute_key_count)?))
+    })
 }
 
-/// Replaces the published context with these attributes and key map, under the spec's update
-/// protocol (readers see the old or the new payload, never a mix). The key map is append-only:
-/// `KEY_MAP_CHANGED` if an index already published is renamed or dropped. On any error the
-/// published context is unchanged. `NOT_PUBLISHED` if this process has none; in a forked child
-/// whose parent had published, the child gets a fresh mapping of its own.
+/// Replaces the published context; readers see the old or the new one, never a mix. The key map
+/// is append-only (`KEY_MAP_CHANGED`); on error nothing changes. `NOT_PUBLISHED` if this process
+/// has none (a forked child whose parent published gets a fresh mapping of its own).
 ///
 /// # Safety
 /// As for `otel_process_ctx_publish`.
@@ -224,22 +187,21 @@ pub unsafe extern "C" fn otel_process_ctx_update(
     attribute_key_count: usize,
 ) -> OtelProcessCtxStatus {
     // Safety: forwarded caller contract.
-    unsafe {
-        with_args(
-            resource_attributes,
-            resource_attribute_count,
-            attribute_keys,
-            attribute_key_count,
-            |resource, keys| super::update(resource, keys),
-        )
-    }
+    store(true, || unsafe {
+        let resource = string_resource(resource_attributes, resource_attribute_count)?;
+        Ok((resource, Vec::new(), c_strs(attribute_keys, attribute_key_count)?))
+    })
 }
 
 /// Removes the published context (its mapping is unmapped). `NOT_PUBLISHED` if this process
 /// has none.
 #[no_mangle]
 pub extern "C" fn otel_process_ctx_unpublish() -> OtelProcessCtxStatus {
-    catch_unwind(|| status(super::unpublish())).unwrap_or(OtelProcessCtxStatus::Internal)
+    match catch_unwind(super::unpublish) {
+        Ok(Ok(())) => OtelProcessCtxStatus::Ok,
+        Ok(Err(e)) => e.into(),
+        Err(_) => OtelProcessCtxStatus::Internal,
+    }
 }
 
 /// `OtelProcessCtxValue.kind`: UTF-8 text at `pointer`, `length` bytes.
@@ -250,11 +212,9 @@ pub const OTEL_PROCESS_CTX_VALUE_BOOL: u32 = 1;
 pub const OTEL_PROCESS_CTX_VALUE_INT: u32 = 2;
 /// `OtelProcessCtxValue.kind`: `double_value`.
 pub const OTEL_PROCESS_CTX_VALUE_DOUBLE: u32 = 3;
-/// `OtelProcessCtxValue.kind`: an OTLP ArrayValue of the `length` values at `pointer`, none of
-/// them an array.
+/// `OtelProcessCtxValue.kind`: an array of the `length` values at `pointer`, none an array.
 pub const OTEL_PROCESS_CTX_VALUE_ARRAY: u32 = 4;
-/// `OtelProcessCtxValue.kind`: an AnyValue with no value set (OTLP's form of a null array
-/// element).
+/// `OtelProcessCtxValue.kind`: no value (OTLP's form of a null array element).
 pub const OTEL_PROCESS_CTX_VALUE_EMPTY: u32 = 5;
 
 /// One typed attribute value (an OTLP AnyValue). Which fields count depends on `kind`.
@@ -283,12 +243,9 @@ pub struct OtelProcessCtxKeyValue {
     pub value: OtelProcessCtxValue,
 }
 
-/// Copies one C value into the payload's form.
-///
-/// # Safety
-/// `v.pointer` points as its kind says (see `otel_process_ctx_publish_typed`).
-unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<payload::AnyValue, OtelProcessCtxStatus> {
-    use payload::any_value::Value;
+/// Copies one C value into the payload's form; arrays may not nest. Safety: `v.pointer` points
+/// as its kind says (see `otel_process_ctx_publish_typed`).
+unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<AnyValue, OtelProcessCtxStatus> {
     let value = match v.kind {
         OTEL_PROCESS_CTX_VALUE_STRING => {
             // Safety: `length` readable bytes at `pointer`, per the caller's contract.
@@ -303,32 +260,28 @@ unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<payload:
         OTEL_PROCESS_CTX_VALUE_ARRAY if !in_array => {
             // Safety: `length` readable values at `pointer`, per the caller's contract.
             let items = unsafe { c_array(v.pointer.cast::<OtelProcessCtxValue>(), v.length)? };
-            let values = items
-                .iter()
-                // Safety: forwarded caller contract, one level down.
-                .map(|item| unsafe { read_value(item, true) })
-                .collect::<Result<Vec<_>, _>>()?;
-            Some(Value::ArrayValue(payload::ArrayValue { values }))
+            // Safety: forwarded caller contract, one level down.
+            let values = items.iter().map(|item| unsafe { read_value(item, true) });
+            Some(Value::ArrayValue(payload::ArrayValue {
+                values: values.collect::<Result<_, _>>()?,
+            }))
         }
         _ => return Err(OtelProcessCtxStatus::InvalidValue),
     };
-    Ok(payload::AnyValue { value })
+    Ok(AnyValue { value })
 }
 
-/// Copies a C array of typed attributes.
-///
-/// # Safety
-/// As documented on `otel_process_ctx_publish_typed`.
+/// Copies a C array of typed attributes. Safety: as on `otel_process_ctx_publish_typed`.
 unsafe fn read_key_values(
     ptr: *const OtelProcessCtxKeyValue,
     len: usize,
-) -> Result<Vec<payload::KeyValue>, OtelProcessCtxStatus> {
+) -> Result<Vec<KeyValue>, OtelProcessCtxStatus> {
     // Safety (this block): forwarded caller contract.
     unsafe {
         c_array(ptr, len)?
             .iter()
             .map(|kv| {
-                Ok(payload::KeyValue {
+                Ok(KeyValue {
                     key: c_str(kv.key)?.to_owned(),
                     value: Some(read_value(&kv.value, false)?),
                 })
@@ -337,57 +290,16 @@ unsafe fn read_key_values(
     }
 }
 
-/// `publish_typed` or `update_typed`.
-type TypedOp = fn(Vec<payload::KeyValue>, Vec<payload::KeyValue>, &[&str]) -> Result<(), ProcessCtxError>;
-
-/// Shared body of the typed publish and update.
+/// Publishes this process's context with typed `resource` attributes (strings, booleans,
+/// int64s, doubles, flat arrays) exactly as given (no SDK defaults: an SDK can publish the
+/// Resource its exporters send), the caller's own context `attributes` (OTEP 4719
+/// `ProcessContext.attributes`; distinct, non-empty keys, none `threadlocal.*`) and the key map.
+/// Errors as `otel_process_ctx_publish`, plus `INVALID_VALUE` (unknown kind, nested array) and
+/// `INVALID_CONTEXT_ATTRIBUTE`.
 ///
 /// # Safety
-/// As documented on `otel_process_ctx_publish_typed`.
-unsafe fn with_typed_args(
-    resource: *const OtelProcessCtxKeyValue,
-    resource_count: usize,
-    attributes: *const OtelProcessCtxKeyValue,
-    attribute_count: usize,
-    attribute_keys: *const *const c_char,
-    attribute_key_count: usize,
-    op: TypedOp,
-) -> OtelProcessCtxStatus {
-    catch_unwind(move || {
-        // Safety (this block): forwarded caller contract.
-        let args = unsafe {
-            (|| {
-                let resource = read_key_values(resource, resource_count)?;
-                let attributes = read_key_values(attributes, attribute_count)?;
-                let keys = c_array(attribute_keys, attribute_key_count)?
-                    .iter()
-                    .map(|&k| c_str(k))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, OtelProcessCtxStatus>((resource, attributes, keys))
-            })()
-        };
-        match args {
-            Ok((resource, attributes, keys)) => status(op(resource, attributes, &keys)),
-            Err(s) => s,
-        }
-    })
-    .unwrap_or(OtelProcessCtxStatus::Internal)
-}
-
-/// Publishes this process's context with typed values: exactly the `resource` attributes
-/// given (strings, booleans, 64-bit integers, doubles and flat arrays of them, as OTLP
-/// AnyValues; unlike `otel_process_ctx_publish` nothing is added, so an SDK can publish the
-/// very Resource its exporters send), the caller's own process-context `attributes` (OTEP 4719
-/// `ProcessContext.attributes`, after the library's `threadlocal.*` entries; keys non-empty,
-/// distinct, not starting with `threadlocal.`), and the thread attribute key map.
-///
-/// Errors as `otel_process_ctx_publish`, plus `INVALID_VALUE` (unknown kind, an array inside
-/// an array) and `INVALID_CONTEXT_ATTRIBUTE`. The library copies everything.
-///
-/// # Safety
-/// Each array is NULL with count 0, or points to `count` readable elements; every key is NULL
-/// or a NUL-terminated string; a STRING value's `pointer` is NULL with `length` 0 or points to
-/// `length` readable bytes, an ARRAY value's to `length` readable `OtelProcessCtxValue`s.
+/// As for `otel_process_ctx_publish`; a STRING value's `pointer` is NULL with `length` 0 or has
+/// `length` readable bytes, an ARRAY's `length` readable `OtelProcessCtxValue`s.
 #[no_mangle]
 pub unsafe extern "C" fn otel_process_ctx_publish_typed(
     resource: *const OtelProcessCtxKeyValue,
@@ -398,22 +310,15 @@ pub unsafe extern "C" fn otel_process_ctx_publish_typed(
     attribute_key_count: usize,
 ) -> OtelProcessCtxStatus {
     // Safety: forwarded caller contract.
-    unsafe {
-        with_typed_args(
-            resource,
-            resource_count,
-            attributes,
-            attribute_count,
-            attribute_keys,
-            attribute_key_count,
-            |r, a, k| super::publish_typed(r, a, k),
-        )
-    }
+    store(false, || unsafe {
+        let resource = read_key_values(resource, resource_count)?;
+        let attributes = read_key_values(attributes, attribute_count)?;
+        Ok((resource, attributes, c_strs(attribute_keys, attribute_key_count)?))
+    })
 }
 
-/// Replaces the published context with these typed values, under the rules of
-/// `otel_process_ctx_update` (append-only key map; nothing changed on error) and the payload of
-/// `otel_process_ctx_publish_typed`.
+/// Replaces the published context with typed values: the rules of `otel_process_ctx_update`,
+/// the payload of `otel_process_ctx_publish_typed`.
 ///
 /// # Safety
 /// As for `otel_process_ctx_publish_typed`.
@@ -427,15 +332,9 @@ pub unsafe extern "C" fn otel_process_ctx_update_typed(
     attribute_key_count: usize,
 ) -> OtelProcessCtxStatus {
     // Safety: forwarded caller contract.
-    unsafe {
-        with_typed_args(
-            resource,
-            resource_count,
-            attributes,
-            attribute_count,
-            attribute_keys,
-            attribute_key_count,
-            |r, a, k| super::update_typed(r, a, k),
-        )
-    }
+    store(true, || unsafe {
+        let resource = read_key_values(resource, resource_count)?;
+        let attributes = read_key_values(attributes, attribute_count)?;
+        Ok((resource, attributes, c_strs(attribute_keys, attribute_key_count)?))
+    })
 }

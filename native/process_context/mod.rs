@@ -1,24 +1,17 @@
 //! The process context (OTEP 4719 version 2): one mapping per process, named OTEL_CTX, whose
 //! header points at a protobuf payload describing the service and naming the thread attribute
-//! key indexes (`threadlocal.attribute_key_map`) that thread records use.
+//! key indexes that thread records use. The C API is in [`ffi`].
 //!
-//! A profiler reads thread records only once it has found this context: without the key map
-//! their attributes are anonymous bytes. [`publish`] makes it, [`update`] replaces the payload
-//! under the spec's update protocol, [`unpublish`] removes it. The C API is in [`ffi`].
-//!
-//! Fork: the mapping is not inherited (MADV_DONTFORK). A child that calls [`publish`] or
-//! [`update`] gets a fresh mapping of its own; the parent's stays as it was. The module's lock is
-//! held across every fork (see `fork_safe`), so a fork while another thread is inside one of these
-//! functions waits for it, and the child finds the lock free.
+//! Fork: the mapping is not inherited (MADV_DONTFORK); a child that publishes or updates gets a
+//! fresh mapping of its own. The module's lock is held across every fork (see `fork_safe`).
 
 pub mod ffi;
 mod mapping;
 pub mod payload;
 
 use crate::fork_safe::ForkSafeMutex;
-use mapping::{boottime_ns, Backing, Mapping};
+use mapping::{boottime_ns, Mapping};
 pub use payload::PayloadError;
-use std::sync::MutexGuard;
 
 /// Why a publish, update or unpublish did nothing.
 #[derive(Debug)]
@@ -40,19 +33,6 @@ impl From<PayloadError> for ProcessCtxError {
     }
 }
 
-impl std::fmt::Display for ProcessCtxError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Payload(e) => write!(f, "process context refused: {e:?}"),
-            Self::AlreadyPublished => f.write_str("a process context is already published; update it instead"),
-            Self::NotPublished => f.write_str("no process context is published by this process"),
-            Self::Mapping(e) => write!(f, "the OTEL_CTX mapping could not be made or named: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ProcessCtxError {}
-
 /// What this process has published.
 pub(crate) struct Published {
     mapping: Mapping,
@@ -67,44 +47,36 @@ pub(crate) struct Published {
 /// Held across `fork` (see fork_safe).
 pub(crate) static STATE: ForkSafeMutex<Option<Published>> = ForkSafeMutex::new(None);
 
-fn state() -> MutexGuard<'static, Option<Published>> {
-    // A panic while holding the lock cannot leave the header half written in a way readers
-    // accept (the timestamp is written last), so the state stays usable: poison is ignored.
-    STATE.lock()
-}
-
-/// Takes what this process published, abandoning (not unmapping) what a parent published.
-fn take_own(slot: &mut Option<Published>) -> Option<Published> {
-    match slot.take() {
-        Some(p) if p.pid == std::process::id() => Some(p),
-        Some(inherited) => {
-            inherited.mapping.abandon();
-            None
-        }
-        None => None,
+impl Published {
+    /// Points the header at `payload`, then names the mapping again: profilers watch that prctl
+    /// to notice updates.
+    fn set(&mut self, payload: Vec<u8>, key_map: Vec<String>) -> std::io::Result<()> {
+        let payload = payload.into_boxed_slice();
+        self.timestamp = next_timestamp(self.timestamp);
+        // Safety: `payload` is stored in `self` right below and kept until the next change.
+        unsafe {
+            self.mapping
+                .publish(payload.as_ptr(), payload.len() as u32, self.timestamp)
+        };
+        (self.payload, self.key_map) = (payload, key_map);
+        self.mapping.name()
     }
 }
 
 fn publish_fresh(payload: Vec<u8>, key_map: Vec<String>, prefer_memfd: bool) -> Result<Published, ProcessCtxError> {
-    let mut mapping = Mapping::create(prefer_memfd).map_err(ProcessCtxError::Mapping)?;
-    let payload = payload.into_boxed_slice();
-    let timestamp = boottime_ns().max(1);
-    // Safety: `payload` moves into the returned Published, which keeps its heap bytes in place
-    // until it is replaced or the mapping is dropped.
-    unsafe { mapping.publish(payload.as_ptr(), payload.len() as u32, timestamp) };
-    if let Err(e) = mapping.name() {
-        if mapping.backing() == Backing::Anonymous {
-            // Neither a memfd name nor a VMA name: no reader could find it.
-            return Err(ProcessCtxError::Mapping(e));
-        }
-    }
-    Ok(Published {
+    let mapping = Mapping::create(prefer_memfd).map_err(ProcessCtxError::Mapping)?;
+    let mut p = Published {
         mapping,
-        payload,
-        key_map,
+        payload: Box::default(),
+        key_map: Vec::new(),
         pid: std::process::id(),
-        timestamp,
-    })
+        timestamp: 0,
+    };
+    match p.set(payload, key_map) {
+        // Neither a memfd name nor a VMA name: no reader could find it.
+        Err(e) if !p.mapping.memfd => Err(ProcessCtxError::Mapping(e)),
+        _ => Ok(p),
+    }
 }
 
 /// The timestamp for an update: readers detect a change by the value, so it must be strictly
@@ -113,40 +85,15 @@ fn next_timestamp(last: u64) -> u64 {
     boottime_ns().max(last.saturating_add(1))
 }
 
-fn owned_keys<S: AsRef<str>>(keys: &[S]) -> Vec<String> {
-    keys.iter().map(|k| k.as_ref().to_owned()).collect()
-}
-
-/// Publishes this process's context: `resource` attributes (`service.name`,
-/// `service.instance.id`, `deployment.environment.name`, `telemetry.sdk.language`, ...; SDK name
+/// Publishes this process's context: string `resource` attributes (`service.name`, ...; SDK name
 /// and version default to this library's) and the thread attribute `key_map` (position = key
 /// index). Refused with [`ProcessCtxError::AlreadyPublished`] if this process already has one.
 pub fn publish<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
     resource: &[(K, V)],
     key_map: &[S],
 ) -> Result<(), ProcessCtxError> {
-    publish_bytes(payload::encode(resource, key_map)?, key_map)
-}
-
-/// Publishes exactly these typed `resource` attributes (nothing is added: no SDK defaults),
-/// the caller's process-context `attributes` beside the library's `threadlocal.*` ones, and the
-/// key map. Otherwise as [`publish`].
-pub fn publish_typed<S: AsRef<str>>(
-    resource: Vec<payload::KeyValue>,
-    attributes: Vec<payload::KeyValue>,
-    key_map: &[S],
-) -> Result<(), ProcessCtxError> {
-    publish_bytes(payload::encode_typed(resource, attributes, key_map)?, key_map)
-}
-
-fn publish_bytes<S: AsRef<str>>(bytes: Vec<u8>, key_map: &[S]) -> Result<(), ProcessCtxError> {
-    let mut slot = state();
-    if slot.as_ref().is_some_and(|p| p.pid == std::process::id()) {
-        return Err(ProcessCtxError::AlreadyPublished);
-    }
-    take_own(&mut slot);
-    *slot = Some(publish_fresh(bytes, owned_keys(key_map), true)?);
-    Ok(())
+    let bytes = payload::encode(payload::string_resource(resource), Vec::new(), key_map)?;
+    store(bytes, key_map, false)
 }
 
 /// Replaces the published payload. The key map may only grow: every index already published
@@ -157,78 +104,66 @@ pub fn update<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
     resource: &[(K, V)],
     key_map: &[S],
 ) -> Result<(), ProcessCtxError> {
-    update_bytes(payload::encode(resource, key_map)?, key_map)
+    let bytes = payload::encode(payload::string_resource(resource), Vec::new(), key_map)?;
+    store(bytes, key_map, true)
 }
 
-/// Replaces the published payload with exactly these typed attributes; the rules of [`update`]
-/// (append-only key map, nothing changed on error) and the payload of [`publish_typed`].
-pub fn update_typed<S: AsRef<str>>(
-    resource: Vec<payload::KeyValue>,
-    attributes: Vec<payload::KeyValue>,
-    key_map: &[S],
-) -> Result<(), ProcessCtxError> {
-    update_bytes(payload::encode_typed(resource, attributes, key_map)?, key_map)
-}
-
-fn update_bytes<S: AsRef<str>>(bytes: Vec<u8>, key_map: &[S]) -> Result<(), ProcessCtxError> {
-    let mut slot = state();
-    let Some(current) = slot.as_mut() else {
-        return Err(ProcessCtxError::NotPublished);
-    };
-    payload::check_append_only(&current.key_map, key_map)?;
-    if current.pid != std::process::id() {
-        take_own(&mut slot);
-        *slot = Some(publish_fresh(bytes, owned_keys(key_map), true)?);
-        return Ok(());
+/// Publishes (or, with `update`, replaces under the rules of [`update`]) an encoded payload.
+pub(crate) fn store<S: AsRef<str>>(bytes: Vec<u8>, key_map: &[S], update: bool) -> Result<(), ProcessCtxError> {
+    let mut slot = STATE.lock();
+    let own = slot.as_ref().is_some_and(|p| p.pid == std::process::id());
+    match slot.as_ref() {
+        Some(p) if update => payload::check_append_only(&p.key_map, key_map)?,
+        None if update => return Err(ProcessCtxError::NotPublished),
+        _ if own => return Err(ProcessCtxError::AlreadyPublished),
+        _ => {}
     }
-    let new_payload = bytes.into_boxed_slice();
-    let timestamp = next_timestamp(current.timestamp);
-    // Safety: `new_payload` is stored in `current` right below and kept until the next change.
-    unsafe {
-        current
-            .mapping
-            .replace_payload(new_payload.as_ptr(), new_payload.len() as u32, timestamp)
+    let key_map = key_map.iter().map(|k| k.as_ref().to_owned()).collect();
+    let Some(current) = slot.as_mut().filter(|_| own) else {
+        // Nothing published, or only by a parent (abandoned here): a fresh mapping.
+        take_own(&mut slot);
+        *slot = Some(publish_fresh(bytes, key_map, true)?);
+        return Ok(());
     };
-    // Profilers watch this prctl to notice updates; where the kernel cannot name the mapping
-    // (before 6.2 for a memfd, or without CONFIG_ANON_VMA_NAME) the memfd name already lets
-    // readers find it, so the result does not matter here.
-    let _ = current.mapping.name();
-    current.payload = new_payload;
-    current.key_map = owned_keys(key_map);
-    current.timestamp = timestamp;
+    // Where the kernel cannot name the mapping, the memfd name already lets readers find it.
+    let _ = current.set(bytes, key_map);
     Ok(())
 }
 
-/// Removes the context: marks it unpublished for a reader mid-copy, then unmaps it.
-/// [`ProcessCtxError::NotPublished`] if this process has none (a forked child's inherited state
-/// is dropped then too).
-pub fn unpublish() -> Result<(), ProcessCtxError> {
-    let mut slot = state();
-    match take_own(&mut slot) {
-        Some(p) => {
-            drop(p);
-            Ok(())
-        }
-        None => Err(ProcessCtxError::NotPublished),
+/// Takes what this process published, abandoning (not unmapping) what a parent published.
+fn take_own(slot: &mut Option<Published>) -> Option<Published> {
+    let p = slot.take()?;
+    if p.pid == std::process::id() {
+        return Some(p);
     }
+    // A parent's: MADV_DONTFORK left this child without it, and unmapping its address could
+    // hit something mapped there since.
+    core::mem::forget(p.mapping);
+    None
 }
 
-/// A copy of the published payload bytes, for diagnostics and tests; None if this process has
-/// published nothing.
+/// Removes the context: marks it unpublished for a reader mid-copy, then unmaps it.
+/// [`ProcessCtxError::NotPublished`] if this process has none.
+pub fn unpublish() -> Result<(), ProcessCtxError> {
+    take_own(&mut STATE.lock())
+        .map(drop)
+        .ok_or(ProcessCtxError::NotPublished)
+}
+
+/// Looks at what this process published, if anything (for diagnostics and tests).
+fn published<T>(f: impl FnOnce(&Published) -> T) -> Option<T> {
+    STATE.lock().as_ref().filter(|p| p.pid == std::process::id()).map(f)
+}
+
+/// A copy of the published payload bytes; None if this process has published nothing.
 pub fn published_payload() -> Option<Vec<u8>> {
-    state()
-        .as_ref()
-        .filter(|p| p.pid == std::process::id())
-        .map(|p| p.payload.to_vec())
+    published(|p| p.payload.to_vec())
 }
 
-/// The address of the published header (the start of the OTEL_CTX mapping), for diagnostics
-/// and tests; None if this process has published nothing.
+/// The address of the published header (the start of the OTEL_CTX mapping); None if this
+/// process has published nothing.
 pub fn published_address() -> Option<usize> {
-    state()
-        .as_ref()
-        .filter(|p| p.pid == std::process::id())
-        .map(|p| p.mapping.address())
+    published(|p| p.mapping.address())
 }
 
 #[cfg(test)]
@@ -256,10 +191,10 @@ mod tests {
                 assert!(!naming_works, "naming works, yet publishing failed: {e}");
                 return;
             }
-            Err(e) => panic!("unexpected error {e}"),
+            Err(e) => panic!("unexpected error {e:?}"),
         };
         assert!(naming_works);
-        assert_eq!(p.mapping.backing(), Backing::Anonymous);
+        assert!(!p.mapping.memfd);
         let line = maps_line(p.mapping.address()).expect("mapping listed");
         assert!(line.ends_with("[anon:OTEL_CTX]"), "{line}");
         assert!(line.split_whitespace().nth(1).unwrap().starts_with("rw-p"), "{line}");
@@ -290,7 +225,7 @@ mod tests {
     #[test]
     fn memfd_mapping_carries_the_memfd_name() {
         let m = Mapping::create(true).unwrap();
-        assert_eq!(m.backing(), Backing::Memfd);
+        assert!(m.memfd);
         let line = maps_line(m.address()).expect("mapping listed");
         assert!(line.ends_with("/memfd:OTEL_CTX (deleted)"), "{line}");
         assert!(!line.split_whitespace().nth(1).unwrap().contains('x'), "{line}");
