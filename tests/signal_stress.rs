@@ -17,16 +17,22 @@ static BEING_UPDATED: AtomicU64 = AtomicU64::new(0);
 static EMPTY: AtomicU64 = AtomicU64::new(0);
 static UPDATES: AtomicU64 = AtomicU64::new(0);
 
-/// Updates and samples the protocol test waits for. On AArch64 the tests run under qemu-user,
-/// where signal delivery is far slower: a fifth of each keeps that run near ten seconds.
+/// Updates and samples the protocol test waits for, and the timer's period. On AArch64 the tests
+/// run under qemu-user, where delivering one signal can take longer than 20 µs on a busy machine:
+/// the writer then only runs signal handlers and never reaches its minimum. A fifth of each
+/// minimum and a 200 µs period keep that run near ten seconds and leave the writer time to write.
 #[cfg(not(target_arch = "aarch64"))]
 const MIN_UPDATES: u64 = 1_000_000;
 #[cfg(not(target_arch = "aarch64"))]
 const MIN_SAMPLES: u64 = 10_000;
+#[cfg(not(target_arch = "aarch64"))]
+const TIMER_PERIOD_NS: libc::c_long = 20_000;
 #[cfg(target_arch = "aarch64")]
 const MIN_UPDATES: u64 = 200_000;
 #[cfg(target_arch = "aarch64")]
 const MIN_SAMPLES: u64 = 2_000;
+#[cfg(target_arch = "aarch64")]
+const TIMER_PERIOD_NS: libc::c_long = 200_000;
 
 extern "C" fn sample(_: libc::c_int) {
     let mut rec = core::mem::MaybeUninit::<OtelThreadCtxRecord>::uninit();
@@ -107,7 +113,7 @@ fn sample_while_writing(write: fn(u64), min_updates: u64, min_samples: u64) -> C
         assert_eq!(libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer), 0);
         let every = libc::timespec {
             tv_sec: 0,
-            tv_nsec: 20_000,
+            tv_nsec: TIMER_PERIOD_NS,
         };
         let spec = libc::itimerspec {
             it_interval: every,
