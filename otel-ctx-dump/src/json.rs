@@ -113,8 +113,9 @@ impl Serialize for Row<'_> {
         match self.body {
             RowBody::Problem(p) => {
                 m.serialize_entry("state", "error")?;
-                m.serialize_entry("reason", p.reason())?;
-                m.serialize_entry("detail", &p.to_string())?;
+                let (reason, detail) = p.describe();
+                m.serialize_entry("reason", reason)?;
+                m.serialize_entry("detail", &detail)?;
                 if let ThreadProblem::TracedBy { pid, tid, .. } = p {
                     m.serialize_entry("tracer_pid", pid)?;
                     m.serialize_entry("tracer_tid", tid)?;

@@ -104,7 +104,7 @@ fn read_text(read: &SlotRead) -> String {
 pub fn row_text(s: &Snapshot, row: &Row) -> String {
     let head = format!("{:<8} {:<16}", row.tid, printable(row.name));
     match row.body {
-        RowBody::Problem(p) => format!("{head} (error: {})", printable(&p.to_string())),
+        RowBody::Problem(p) => format!("{head} (error: {})", printable(&p.describe().1)),
         RowBody::NoModule => format!("{head} (no module to read)"),
         RowBody::Read(_, read) if s.modules.len() <= 1 => format!("{head} {}", read_text(read)),
         RowBody::Read(module, read) => format!("{head} {}  [module {module}]", read_text(read)),
