@@ -41,60 +41,53 @@ impl ContextStatus {
 pub fn read_process_context(maps: &[Mapping], mem: &dyn Memory) -> ContextStatus {
     let mut status = ContextStatus::Absent;
     for m in maps.iter().filter(|m| pc::is_context_mapping(&m.path, &m.perms)) {
-        status = read_context_at(mem, m);
-        if status.context().is_some() {
-            break;
-        }
+        let (mapping, addr) = (m.path.clone(), m.start);
+        status = match read_context_at(mem, m) {
+            Ok((header, context)) => {
+                return ContextStatus::Present {
+                    mapping,
+                    addr,
+                    header,
+                    context,
+                }
+            }
+            Err(error) => ContextStatus::Invalid { mapping, addr, error },
+        };
     }
     status
 }
 
-fn read_context_at(mem: &dyn Memory, m: &Mapping) -> ContextStatus {
-    let invalid = |error: String| ContextStatus::Invalid {
-        mapping: m.path.clone(),
-        addr: m.start,
-        error,
-    };
+fn read_context_at(mem: &dyn Memory, m: &Mapping) -> Result<(Header, ProcessContext), String> {
     if m.end - m.start < pc::HEADER_SIZE as u64 {
-        return invalid("mapping is smaller than the header".into());
+        return Err("mapping is smaller than the header".into());
     }
+    let read_head = || {
+        let mut head = [0u8; pc::HEADER_SIZE];
+        mem.read(m.start, &mut head).map(|()| head)
+    };
     // A writer may update it while we read: retry while it is unpublished or changes under us.
     let mut last = String::new();
     for _ in 0..5 {
-        let mut head = [0u8; pc::HEADER_SIZE];
-        if let Err(e) = mem.read(m.start, &mut head) {
-            return invalid(format!("reading the header: {e}"));
-        }
+        let head = read_head().map_err(|e| format!("reading the header: {e}"))?;
         let header = match Header::parse(&head) {
-            Ok(h) => h,
             Err(e) if e == pc::BEING_UPDATED => {
                 last = e;
                 std::thread::sleep(std::time::Duration::from_millis(2));
                 continue;
             }
-            Err(e) => return invalid(e),
+            header => header?,
         };
         let (size, at) = (header.payload_size, header.payload_ptr);
         let mut payload = vec![0u8; size as usize];
-        if let Err(e) = mem.read(at, &mut payload) {
-            return invalid(format!("reading the {size}-byte payload at {at:#x}: {e}"));
-        }
-        let mut again = [0u8; pc::HEADER_SIZE];
-        if mem.read(m.start, &mut again).is_err() || again != head {
+        let e = |e| format!("reading the {size}-byte payload at {at:#x}: {e}");
+        mem.read(at, &mut payload).map_err(e)?;
+        if read_head().ok() != Some(head) {
             last = "changed while being read".into();
             continue;
         }
-        return match pc::decode_payload(&payload) {
-            Ok(context) => ContextStatus::Present {
-                mapping: m.path.clone(),
-                addr: m.start,
-                header,
-                context,
-            },
-            Err(e) => invalid(e),
-        };
+        return Ok((header, pc::decode_payload(&payload)?));
     }
-    invalid(last)
+    Err(last)
 }
 
 #[cfg(test)]
