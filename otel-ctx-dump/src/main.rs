@@ -1,6 +1,6 @@
 //! `otel-ctx-dump PID`: see `otel-ctx-dump --help` and the README.
 
-use otel_ctx_dump::cli::{self, Command, Options};
+use otel_ctx_dump::cli::{self, Options};
 use otel_ctx_dump::inspect::{ContextStatus, InspectError, Inspector, Module, Row, Snapshot, ThreadProblem};
 use otel_ctx_dump::json;
 use otel_ctx_dump::output::{self, exit, printable};
@@ -251,15 +251,7 @@ fn watch(o: &Options, interval: Duration) -> i32 {
 
 fn main() {
     let code = match cli::parse(std::env::args().skip(1)) {
-        Ok(Command::Help) => {
-            print!("{}", cli::USAGE);
-            exit::OK
-        }
-        Ok(Command::Version) => {
-            println!("otel-ctx-dump {}", env!("CARGO_PKG_VERSION"));
-            exit::OK
-        }
-        Ok(Command::Run(o)) => {
+        Ok(o) => {
             install_signal_flag();
             match o.watch {
                 Some(interval) => watch(&o, interval),
