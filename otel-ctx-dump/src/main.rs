@@ -224,17 +224,14 @@ fn watch(o: &Options, interval: Duration) -> i32 {
                     Some(_) => {}
                 }
             }
-            let mut gone: Vec<i32> = before
-                .iter()
-                .filter(|(key, _)| !after.contains_key(*key))
-                .filter_map(|(_, item)| match item {
-                    Item::Thread(row) => Some(row.tid),
-                    _ => None,
-                })
-                .collect();
-            gone.dedup();
-            for tid in gone {
-                emit("gone", &now, &Item::ThreadGone { tid });
+            // A thread's rows are adjacent: report it gone once.
+            let mut last_gone = None;
+            for (key, item) in &before {
+                if let Item::Thread(Row { tid, .. }) = *item {
+                    if !after.contains_key(key) && last_gone.replace(tid) != Some(tid) {
+                        emit("gone", &now, &Item::ThreadGone { tid });
+                    }
+                }
             }
         }
         previous = Some(now);
