@@ -1,8 +1,5 @@
-//! Reading a live process the way the eBPF profiler does: find the modules that export the slot
-//! and resolve how each reaches it ([`modules`]), then stop each thread briefly and follow its
-//! thread pointer to the record ([`dtv`]); [`context`] reads the process context and [`threads`]
-//! what /proc says about the threads. What differs by architecture and C library comes from
-//! [`crate::platform`].
+//! Reading a live process: the modules exporting the slot ([`modules`]), each stopped thread's
+//! record ([`dtv`]), the process context ([`context`]) and what /proc says of threads ([`threads`]).
 
 pub mod context;
 pub mod dtv;
@@ -219,7 +216,7 @@ impl Inspector {
         };
         // One tracer thread per pass: it releases whatever it could not detach when it ends.
         let mut threads: Vec<ThreadReport> = ptrace::with_tracer(|tracer| {
-            let read = |tid| {
+            let report = |&tid: &i32| {
                 let name = comm(format_args!("{pid}/task/{tid}")).unwrap_or_default();
                 let (reads, error) = match read_slots(tracer, tid) {
                     Ok(reads) => (reads, None),
@@ -232,7 +229,7 @@ impl Inspector {
                     error,
                 }
             };
-            tids.iter().map(|&tid| read(tid)).collect()
+            tids.iter().map(report).collect()
         });
         let keys = process_context.context();
         for (_, read) in threads.iter_mut().flat_map(|t| &mut t.reads) {
