@@ -1,10 +1,6 @@
-//! The process context (OTEP 4719, version 2): header checks and payload decoding.
-//!
-//! Header, 32 bytes at the start of the `OTEL_CTX` mapping: signature `OTEL_CTX`, version u32
-//! = 2, payload_size u32 (> 0, at most 64 KiB), monotonic_published_at_ns u64 (0 = being
-//! updated), payload pointer u64. The payload is the protobuf message
-//! `opentelemetry.proto.processcontext.v1development.ProcessContext`; the messages below are
-//! written from the field numbers of that schema and of OTLP's common messages.
+//! The process context (OTEP 4719, version 2): header checks and payload decoding. The payload
+//! is the protobuf message `opentelemetry.proto.processcontext.v1development.ProcessContext`;
+//! [`proto`] is written from the field numbers of that schema and of OTLP's common messages.
 
 use crate::json;
 use serde::Serialize;
@@ -105,9 +101,6 @@ impl Header {
         let b = b
             .get(..HEADER_SIZE)
             .ok_or_else(|| format!("header is {} bytes, needs {HEADER_SIZE}", b.len()))?;
-        if &b[..8] != SIGNATURE {
-            return Err(format!("bad signature {:?}", String::from_utf8_lossy(&b[..8])));
-        }
         let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let h = Header {
@@ -116,25 +109,18 @@ impl Header {
             published_at_ns: u64_at(16),
             payload_ptr: u64_at(24),
         };
-        if h.version != VERSION {
-            return Err(format!("unsupported version {} (expected {VERSION})", h.version));
-        }
-        if h.payload_size == 0 {
-            return Err("payload_size is 0".into());
-        }
-        if h.payload_size > MAX_PAYLOAD_SIZE {
-            let n = h.payload_size;
-            return Err(format!(
-                "payload_size {n} exceeds the {MAX_PAYLOAD_SIZE}-byte limit; not trusted"
-            ));
-        }
-        if h.published_at_ns == 0 {
-            return Err(BEING_UPDATED.into());
-        }
-        if h.payload_ptr == 0 {
-            return Err("payload pointer is NULL".into());
-        }
-        Ok(h)
+        let n = h.payload_size;
+        Err(match h {
+            _ if &b[..8] != SIGNATURE => format!("bad signature {:?}", String::from_utf8_lossy(&b[..8])),
+            _ if h.version != VERSION => format!("unsupported version {} (expected {VERSION})", h.version),
+            _ if n == 0 => "payload_size is 0".into(),
+            _ if n > MAX_PAYLOAD_SIZE => {
+                format!("payload_size {n} exceeds the {MAX_PAYLOAD_SIZE}-byte limit; not trusted")
+            }
+            _ if h.published_at_ns == 0 => BEING_UPDATED.into(),
+            _ if h.payload_ptr == 0 => "payload pointer is NULL".into(),
+            _ => return Ok(h),
+        })
     }
 }
 
