@@ -148,11 +148,8 @@ pub fn context_line(status: &ContextStatus) -> String {
         let problems = printable(&c.problems.join("; ")).into_owned();
         parts.push(format!("{} warning(s): {problems}", c.problems.len()));
     }
-    format!(
-        "process context (published at {}): {}",
-        published(header),
-        parts.join(", ")
-    )
+    let (at, parts) = (published(header), parts.join(", "));
+    format!("process context (published at {at}): {parts}")
 }
 
 /// A module's one-line description.
@@ -207,35 +204,21 @@ fn context_body(out: &mut String, c: &ProcessContext) {
 pub fn text(s: &Snapshot) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "process {} ({})\n", s.pid, printable(&s.command));
-    match &s.process_context {
-        ContextStatus::Absent => {
-            let _ = writeln!(
-                out,
-                "process context: absent (no OTEL_CTX mapping); attribute names cannot be resolved"
-            );
-        }
+    let context = match &s.process_context {
+        ContextStatus::Absent => "absent (no OTEL_CTX mapping); attribute names cannot be resolved".into(),
         ContextStatus::Invalid { mapping, addr, error } => {
-            let _ = writeln!(
-                out,
-                "process context: INVALID at {addr:#x} ({mapping}): {}",
-                printable(error)
-            );
+            format!("INVALID at {addr:#x} ({mapping}): {}", printable(error))
         }
         ContextStatus::Present {
-            mapping,
-            addr,
-            header,
-            context,
+            mapping, addr, header, ..
         } => {
-            let _ = writeln!(
-                out,
-                "process context: {mapping} at {addr:#x}, version {}, {}-byte payload, published at {} (boot time)",
-                header.version,
-                header.payload_size,
-                published(header)
-            );
-            context_body(&mut out, context);
+            let (version, size, at) = (header.version, header.payload_size, published(header));
+            format!("{mapping} at {addr:#x}, version {version}, {size}-byte payload, published at {at} (boot time)")
         }
+    };
+    let _ = writeln!(out, "process context: {context}");
+    if let Some(c) = s.process_context.context() {
+        context_body(&mut out, c);
     }
     if s.modules.is_empty() {
         let _ = writeln!(out, "\nmodules exporting {SYMBOL}: none; no thread context can be read");
