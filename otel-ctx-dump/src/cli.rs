@@ -31,7 +31,6 @@ exit codes:
   130  interrupted (every thread was released first)
 ";
 
-/// What the command line asks for.
 #[derive(clap::Parser, Clone, Debug, PartialEq)]
 #[command(name = "otel-ctx-dump", version, override_help = USAGE)]
 pub struct Options {

@@ -45,14 +45,12 @@ pub struct TlsReloc {
     pub by_symbol: bool,
 }
 
-/// A loadable segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadSegment {
     pub vaddr: u64,
     pub offset: u64,
 }
 
-/// The module's TLS template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlsSegment {
     pub vaddr: u64,

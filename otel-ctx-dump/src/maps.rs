@@ -3,7 +3,6 @@
 use std::fmt::Display;
 use std::io;
 
-/// One line of `/proc/PID/maps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapping {
     pub start: u64,

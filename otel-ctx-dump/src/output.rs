@@ -19,7 +19,6 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 130;
 }
 
-/// The exit code a snapshot calls for.
 pub fn exit_code(s: &Snapshot) -> i32 {
     if !s.threads.is_empty()
         && s.threads
@@ -152,7 +151,6 @@ pub fn context_line(status: &ContextStatus) -> String {
     format!("process context (published at {at}): {parts}")
 }
 
-/// A module's one-line description.
 pub fn module_text(m: &Module) -> String {
     let how = match &m.resolution {
         Ok(r) => r.to_string(),
@@ -200,7 +198,6 @@ fn context_body(out: &mut String, c: &ProcessContext) {
     }
 }
 
-/// The human-readable report.
 pub fn text(s: &Snapshot) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "process {} ({})\n", s.pid, printable(&s.command));

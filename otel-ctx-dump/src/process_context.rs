@@ -18,7 +18,6 @@ pub const KEY_MAP_KEY: &str = "threadlocal.attribute_key_map";
 /// The key map has at most this many entries (key indexes are one byte).
 pub const MAX_KEYS: usize = 256;
 
-/// Protobuf messages of the payload.
 pub mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ProcessContext {
@@ -184,7 +183,6 @@ fn convert(kvs: Vec<proto::KeyValue>) -> Vec<(String, Value)> {
         .collect()
 }
 
-/// A decoded process context.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProcessContext {
     #[serde(serialize_with = "json::key_values")]

@@ -14,7 +14,6 @@ pub const HEADER_SIZE: usize = 28;
 /// announcing more is reported as truncated.
 pub const MAX_ATTRS_READ: usize = 642;
 
-/// The fixed part of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
     pub trace_id: [u8; 16],
@@ -49,7 +48,6 @@ impl RecordHeader {
     }
 }
 
-/// One attribute entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Attribute {
     /// Position of the attribute's name in the process context's key map.
@@ -62,7 +60,6 @@ pub struct Attribute {
     pub invalid_utf8: bool,
 }
 
-/// A decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub header: RecordHeader,
@@ -136,7 +133,6 @@ pub fn decode_record(bytes: &[u8]) -> Option<Record> {
     })
 }
 
-/// Lowercase hex of a byte string.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

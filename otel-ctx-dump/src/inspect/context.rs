@@ -6,7 +6,6 @@ use crate::maps::{Mapping, Memory};
 use crate::process_context::{self as pc, Header, ProcessContext};
 use serde::Serialize;
 
-/// The process context, as found.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum ContextStatus {
@@ -37,7 +36,6 @@ impl ContextStatus {
     }
 }
 
-/// Finds and reads the process context mapping.
 pub fn read_process_context(maps: &[Mapping], mem: &dyn Memory) -> ContextStatus {
     let mut status = ContextStatus::Absent;
     for m in maps.iter().filter(|m| pc::is_context_mapping(&m.path, &m.perms)) {

@@ -83,7 +83,6 @@ impl ThreadReport {
     }
 }
 
-/// Everything read from the process in one pass.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     pub pid: i32,

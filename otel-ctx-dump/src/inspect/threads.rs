@@ -102,7 +102,6 @@ impl TaskStat {
     }
 }
 
-/// A thread's `/proc/PID/task/TID/stat`.
 pub fn task_stat(pid: i32, tid: i32) -> Option<TaskStat> {
     TaskStat::parse(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?)
 }
