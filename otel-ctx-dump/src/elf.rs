@@ -195,11 +195,10 @@ pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Re
             let by_addend =
                 r_sym == 0 && model != AccessModel::GeneralDynamic && rela.r_addend(endian) as u64 == st_value;
             if by_symbol || by_addend {
-                let r_offset = rela.r_offset(endian);
                 relocs.push(TlsReloc {
                     r_type,
                     model,
-                    r_offset,
+                    r_offset: rela.r_offset(endian),
                     by_symbol,
                 });
             }

@@ -155,12 +155,8 @@ struct WatchLine<'a> {
 
 /// A sample's items, keyed.
 fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
-    let mut items = BTreeMap::from([(
-        "context".to_owned(),
-        Item::ProcessContext {
-            process_context: &s.process_context,
-        },
-    )]);
+    let process_context = &s.process_context;
+    let mut items = BTreeMap::from([("context".to_owned(), Item::ProcessContext { process_context })]);
     for m in &s.modules {
         items.insert(format!("module {}", m.path), Item::Module { module: m });
     }

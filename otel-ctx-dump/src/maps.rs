@@ -56,9 +56,6 @@ pub trait Memory {
     /// of a mapping).
     fn read_prefix(&self, addr: u64, len: usize) -> Vec<u8> {
         let mut buf = vec![0u8; len];
-        if self.read(addr, &mut buf).is_ok() {
-            return buf;
-        }
         let mut done = 0;
         while done < len {
             let at = addr + done as u64;
