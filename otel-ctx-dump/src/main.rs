@@ -71,7 +71,7 @@ fn denied_hint(s: &Snapshot) -> String {
 fn report_error(pid: i32, e: &InspectError) -> i32 {
     let message = match e {
         InspectError::NoSuchProcess => format!("no such process: {pid}"),
-        InspectError::Zombie { parent } => format!(
+        InspectError::Zombie(parent) => format!(
             "process {pid}: the process is a zombie: it has exited and its parent {parent} has not reaped it yet; nothing is left to read"
         ),
         InspectError::KernelThread => format!("process {pid}: this is a kernel thread: it has no user space to read"),
@@ -80,7 +80,7 @@ fn report_error(pid: i32, e: &InspectError) -> i32 {
     };
     eprintln!("otel-ctx-dump: {message}");
     match e {
-        InspectError::NoSuchProcess | InspectError::Zombie { .. } => exit::NO_SUCH_PROCESS,
+        InspectError::NoSuchProcess | InspectError::Zombie(_) => exit::NO_SUCH_PROCESS,
         InspectError::PermissionDenied(_) => exit::PERMISSION_DENIED,
         _ => exit::FAILURE,
     }
@@ -201,7 +201,7 @@ fn watch(o: &Options, interval: Duration) -> i32 {
         }
         let now = match inspector.snapshot(o.thread) {
             Ok(s) => s,
-            Err(InspectError::NoSuchProcess | InspectError::Zombie { .. }) if previous.is_some() => {
+            Err(InspectError::NoSuchProcess | InspectError::Zombie(_)) if previous.is_some() => {
                 emit("gone", previous.as_ref().unwrap(), &Item::Process { state: "exited" });
                 return exit::OK;
             }

@@ -1,12 +1,11 @@
 //! Reading a live process: the modules exporting the slot ([`modules`]), each stopped thread's
-//! record ([`dtv`]), the process context ([`context`]) and what /proc says of threads ([`threads`]).
+//! record ([`dtv`]) and what /proc says of threads ([`threads`]).
 
-pub mod context;
 pub mod dtv;
 pub mod modules;
 pub mod threads;
 
-pub use context::{read_process_context, ContextStatus};
+pub use crate::process_context::{read_process_context, ContextStatus};
 pub use dtv::{read_record, read_slot, SlotRead};
 pub use modules::{resolve, Module, Resolution};
 pub use threads::{comm, status_field, task_stat, thread_ids, thread_state, tracer_of, TaskStat, ThreadProblem};
@@ -22,10 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug)]
 pub enum InspectError {
     NoSuchProcess,
-    /// Every thread has exited; the parent has not reaped the process yet.
-    Zombie {
-        parent: i32,
-    },
+    /// Every thread has exited; the parent (this pid) has not reaped the process yet.
+    Zombie(i32),
     KernelThread,
     /// The reader lacks the rights: the text says which operation failed.
     PermissionDenied(String),
@@ -155,9 +152,7 @@ impl Inspector {
             match task_stat(pid, pid) {
                 Some(stat) if stat.is_kernel_thread() => return Err(InspectError::KernelThread),
                 // `address_space` found no live thread.
-                Some(stat) if matches!(stat.state, 'Z' | 'X') => {
-                    return Err(InspectError::Zombie { parent: stat.ppid })
-                }
+                Some(stat) if matches!(stat.state, 'Z' | 'X') => return Err(InspectError::Zombie(stat.ppid)),
                 _ => {}
             }
         }
