@@ -1,7 +1,5 @@
-//! Finding `otel_thread_ctx_v1` in an ELF file and how the module reaches it, from the file's
-//! bytes alone: the symbol's TLS offset from `.dynsym`, the `PT_TLS` and `PT_LOAD` segments, and
-//! the dynamic relocations that tell the access model (their types per architecture are in
-//! [`crate::platform`]); none means local-exec in an executable.
+//! Finding `otel_thread_ctx_v1` in an ELF file's bytes and how the module reaches it: `.dynsym`,
+//! `PT_TLS`, `PT_LOAD`, and the dynamic relocations that tell the access model (none: local-exec).
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};

@@ -1,7 +1,7 @@
 //! The text rendering of a snapshot (JSON is [`crate::json`]'s), and the exit codes.
 
 use crate::elf::SYMBOL;
-use crate::inspect::{ContextStatus, Module, Row, RowBody, SlotRead, Snapshot};
+use crate::inspect::{ContextStatus, Module, Row, RowBody, SlotRead, Snapshot, ThreadProblem, ThreadReport};
 use crate::process_context::{Header, ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
 use crate::record::hex;
 use std::borrow::Cow;
@@ -20,11 +20,8 @@ pub mod exit {
 }
 
 pub fn exit_code(s: &Snapshot) -> i32 {
-    if !s.threads.is_empty()
-        && s.threads
-            .iter()
-            .all(|t| t.error.as_ref().is_some_and(|e| e.is_denied()))
-    {
+    let denied = |t: &ThreadReport| t.error.as_ref().is_some_and(ThreadProblem::is_denied);
+    if !s.threads.is_empty() && s.threads.iter().all(denied) {
         exit::PERMISSION_DENIED
     } else if s.modules.is_empty() {
         exit::NO_MODULE

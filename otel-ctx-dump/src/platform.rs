@@ -1,7 +1,6 @@
 //! What differs between the platforms a reader meets, in one place: the CPU architecture
 //! (relocation types, where static TLS sits relative to the thread pointer) and the C library
-//! (the DTV's layout). ELF files are examined with the [`Arch`] their `e_machine` names; a live
-//! process is read with this build's architecture, the only one ptrace shows registers of.
+//! (the DTV's layout). ELF files are examined with the [`Arch`] their `e_machine` names.
 
 use object::elf;
 

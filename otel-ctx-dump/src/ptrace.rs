@@ -1,12 +1,10 @@
-//! Stopping one thread just long enough to read its thread pointer: `PTRACE_SEIZE`,
-//! `PTRACE_INTERRUPT`, a `__WALL` wait (the target's threads are not our children), the register,
-//! and `PTRACE_DETACH` when the guard drops, handing back any signal that arrived meanwhile.
+//! Stopping one thread just long enough to read its thread pointer: seize, interrupt, a `__WALL`
+//! wait (the target's threads are not our children), the register, detach when the guard drops.
 //!
 //! A thread blocked in `vfork` cannot stop until its child exits or execs, and would then stop
 //! with nobody left to detach it. So ptrace runs on a short-lived tracer thread ([`with_tracer`]):
-//! a thread that does not stop in time is left seized, and the kernel detaches it (dropping the
-//! interrupt) when the tracer thread exits. That thread blocks [`TERMINATION_SIGNALS`], so the
-//! program's handlers run on another one.
+//! the kernel detaches (dropping the interrupt) what it left seized when it exits. That thread
+//! blocks [`TERMINATION_SIGNALS`], so the program's handlers run on another one.
 
 use crate::inspect::{status_field, ThreadProblem};
 use std::cell::{Cell, RefCell};

@@ -89,9 +89,8 @@ pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Opti
         let len = rest.get(1).map_or(0, |&len| usize::from(len));
         let Some(bytes) = rest.get(2..2 + len) else {
             // The spec says: stop at an entry that does not fit.
-            let (needed, available) = (2 + len, rest.len());
-            let why =
-                format!("entry at offset {pos} needs {needed} bytes but only {available} remain in attrs_data_size");
+            let (needed, left) = (2 + len, rest.len());
+            let why = format!("entry at offset {pos} needs {needed} bytes but only {left} remain in attrs_data_size");
             truncated = Some(why);
             break;
         };
