@@ -40,15 +40,9 @@ pub fn read_slot(mem: &dyn Memory, platform: &Platform, tp: u64, resolution: Res
     }
 }
 
-/// The address of module `module_id`'s TLS block for the thread whose thread pointer is `tp`,
+/// The address of module `id`'s TLS block for the thread whose thread pointer is `tp`,
 /// or why there is none (`NoSlot`: not allocated yet; `Error`: unreadable).
-fn dtv_block(
-    mem: &dyn Memory,
-    p: &Platform,
-    tp: u64,
-    module_id: u64,
-    generation: Option<u64>,
-) -> Result<u64, SlotRead> {
+fn dtv_block(mem: &dyn Memory, p: &Platform, tp: u64, id: u64, generation: Option<u64>) -> Result<u64, SlotRead> {
     let Some(layout) = p.dtv else {
         let e = "this C library's DTV layout is not implemented on this architecture";
         return Err(SlotRead::Error(e.into()));
@@ -60,9 +54,9 @@ fn dtv_block(
     let dtv = read(tp.wrapping_add(layout.pointer_offset as u64), "the DTV pointer")?;
     let absent = |e: String| Err(SlotRead::NoSlot(e));
     let len = read(dtv.wrapping_add(layout.count_offset as u64), "the DTV length")?;
-    if module_id > len {
+    if id > len {
         return absent(format!(
-            "the thread's DTV has {len} entries, module {module_id} not among them"
+            "the thread's DTV has {len} entries, module {id} not among them"
         ));
     }
     // Only a glibc module has a generation, to compare with the DTV's (its entry 0).
@@ -74,8 +68,8 @@ fn dtv_block(
             ));
         }
     }
-    let entry = dtv.wrapping_add(layout.entry_size.wrapping_mul(module_id));
-    match read(entry, &format!("DTV[{module_id}]"))? {
+    let entry = dtv.wrapping_add(layout.entry_size.wrapping_mul(id));
+    match read(entry, &format!("DTV[{id}]"))? {
         0 | u64::MAX => absent("TLS block not allocated for this thread yet".into()),
         block => Ok(block),
     }
