@@ -47,10 +47,8 @@ pub struct Options {
 }
 
 fn positive_id(s: &str) -> Result<i32, String> {
-    match s.parse::<i32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("must be a positive integer, got {s:?}")),
-    }
+    let id = s.parse().ok().filter(|&n| n > 0);
+    id.ok_or_else(|| format!("must be a positive integer, got {s:?}"))
 }
 
 fn interval(s: &str) -> Result<Duration, String> {
@@ -61,10 +59,8 @@ fn interval(s: &str) -> Result<Duration, String> {
 }
 
 fn sample_count(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("takes a positive integer, got {s:?}")),
-    }
+    let n = s.parse().ok().filter(|&n| n > 0);
+    n.ok_or_else(|| format!("takes a positive integer, got {s:?}"))
 }
 
 /// Parses the arguments after the program name: `--help` and `--version` print and exit here,

@@ -126,10 +126,9 @@ impl TlsExport {
     }
 }
 
-/// Looks for a defined `otel_thread_ctx_v1` TLS symbol in the dynamic symbol table of a 64-bit
-/// ELF file of a known architecture (of `only`, if given). `Ok(None)`: not such a file, or no
-/// such symbol. `data` is the file's bytes, or a [`object::read::ReadCache`] over the open file,
-/// which reads only the headers, `.dynsym` and the relocation sections.
+/// The defined `otel_thread_ctx_v1` TLS symbol in `.dynsym` of a 64-bit ELF file of a known
+/// architecture (of `only`, if given); `Ok(None)` if not such a file or symbol. `data` may be a
+/// [`object::read::ReadCache`] over the open file: only the headers and sections needed are read.
 pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Result<Option<TlsExport>, String> {
     if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
         return Ok(None);

@@ -1,6 +1,5 @@
-//! The JSON rendering. The snapshot types derive `Serialize` where their shape is the output's;
-//! the few that differ are written here. Field names and order are the output's contract
-//! (scripts and tests read them); fields may be added, never removed.
+//! The JSON rendering: what the snapshot types' derived `Serialize` does not give. Field names and
+//! order are the output's contract (scripts and tests read them); fields may be added, never removed.
 
 use crate::elf::SYMBOL;
 use crate::inspect::{Module, Resolution, Row, RowBody, SlotRead, Snapshot, ThreadProblem};

@@ -21,9 +21,8 @@ fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Ctrl-C and friends only set a flag: the reader finishes the read in progress, skips the
-/// threads not read yet, releases the thread it holds (the tracer thread blocks these signals,
-/// so the handler runs here) and exits with code 130.
+/// Ctrl-C and friends only set a flag (handled here: the tracer thread blocks them): the reader
+/// finishes the read in progress, skips the threads not read yet, releases them and exits 130.
 fn install_signal_flag() {
     for sig in TERMINATION_SIGNALS {
         // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, which is
@@ -86,10 +85,9 @@ fn report_error(pid: i32, e: &InspectError) -> i32 {
     }
 }
 
+/// Every output ends in a newline, which flushes stdout; a closed pipe is not an error here.
 fn put(out: &str) {
-    let mut stdout = std::io::stdout();
-    let _ = stdout.write_all(out.as_bytes());
-    let _ = stdout.flush();
+    let _ = std::io::stdout().write_all(out.as_bytes());
 }
 
 fn once(o: &Options) -> i32 {

@@ -39,8 +39,7 @@ pub(crate) fn is_terminal_control(c: char) -> bool {
 }
 
 /// A string from the target as the text report prints it: controls become Rust-style escapes
-/// (`\u{1b}`, `\r`, `\n`) and a backslash is doubled, so what reaches the operator's terminal
-/// is inert and unambiguous. Names (threads, keys, paths) are printed through this.
+/// (`\u{1b}`, `\r`, `\n`) and a backslash is doubled, so it is inert and unambiguous.
 pub fn printable(s: &str) -> Cow<'_, str> {
     if !s.chars().any(|c| c == '\\' || is_terminal_control(c)) {
         return Cow::Borrowed(s);

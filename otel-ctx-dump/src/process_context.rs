@@ -277,9 +277,7 @@ pub fn decode_payload(bytes: &[u8]) -> Result<ProcessContext, String> {
 }
 
 /// The names a process-context mapping shows in `/proc/PID/maps`, the set the eBPF profiler
-/// accepts: a memfd (with or without " (deleted)"); a memfd or shared anonymous mapping named
-/// with `PR_SET_VMA_ANON_NAME` (Linux 6.2+ shows `[anon_shmem:NAME]` for it, and the name
-/// replaces the memfd path); a private anonymous mapping named that way (`[anon:NAME]`).
+/// accepts (a memfd, or a mapping named with `PR_SET_VMA_ANON_NAME`: see the README).
 pub const CONTEXT_MAPPING_NAMES: [&str; 4] = [
     "/memfd:OTEL_CTX (deleted)",
     "/memfd:OTEL_CTX",

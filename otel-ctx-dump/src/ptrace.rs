@@ -32,9 +32,8 @@ fn problem(e: io::Error) -> ThreadProblem {
     }
 }
 
-/// The tracer thread's state: what is left of the wait budget, and the threads still seized
-/// that never stopped. Its `Cell`s keep a `&Tracer` on the tracer thread, where ptrace requests
-/// must come from.
+/// The tracer thread's state: the wait budget left, and the seized threads that never stopped
+/// (`Cell`s keep a `&Tracer` on the tracer thread, where ptrace requests must come from).
 pub struct Tracer {
     budget: Cell<Duration>,
     unstopped: RefCell<Vec<i32>>,
@@ -185,12 +184,8 @@ impl StoppedThread<'_> {
             iov_base: words.as_mut_ptr().cast(),
             iov_len: std::mem::size_of_val(&words),
         };
-        ptrace(
-            libc::PTRACE_GETREGSET,
-            self.tid,
-            NT_ARM_TLS,
-            &mut iov as *mut _ as usize,
-        )?;
+        let iov_ptr = &mut iov as *mut _ as usize;
+        ptrace(libc::PTRACE_GETREGSET, self.tid, NT_ARM_TLS, iov_ptr)?;
         if iov.iov_len < 8 {
             return Err(io::Error::other("NT_ARM_TLS register set shorter than tpidr_el0"));
         }

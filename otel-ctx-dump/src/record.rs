@@ -1,9 +1,8 @@
-//! Decoding of one thread's record (OTEP 4947), from bytes copied out of the target.
-//!
-//! Layout (byte-packed, host endianness): trace_id 16 bytes at 0, span_id 8 at 16, valid at 24,
-//! trace_flags at 25, attrs_data_size (u16) at 26, attribute entries
-//! `[key_index u8][len u8][len bytes of UTF-8]` from 28. Nothing here trusts a size field: every
-//! decode works on the bytes actually read and reports what did not fit.
+//! Decoding of one thread's record (OTEP 4947), from bytes copied out of the target. Layout
+//! (byte-packed, host endianness): trace_id 16 bytes at 0, span_id 8 at 16, valid at 24,
+//! trace_flags at 25, attrs_data_size (u16) at 26, attribute entries `[key_index u8][len u8]
+//! [len bytes of UTF-8]` from 28. Nothing here trusts a size field: every decode works on the
+//! bytes actually read and reports what did not fit.
 
 use serde::Serialize;
 use std::borrow::Cow;
@@ -75,10 +74,8 @@ impl Record {
     }
 }
 
-/// Decodes attribute entries from the attribute bytes a reader copied.
-///
-/// `announced` is the record's `attrs_data_size`; `data` may be shorter (read limit or a short
-/// read), never longer than what is used.
+/// Decodes attribute entries from the attribute bytes a reader copied; `announced` is the record's
+/// `attrs_data_size`, which `data` may fall short of (read limit or a short read).
 pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Option<String>) {
     let data = &data[..data.len().min(announced)];
     let mut attributes: Vec<Attribute> = Vec::new();
@@ -123,8 +120,7 @@ pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Opti
 /// attribute bytes as could be read. `None` if not even the header is there.
 pub fn decode_record(bytes: &[u8]) -> Option<Record> {
     let header = RecordHeader::parse(bytes)?;
-    let attrs = &bytes[HEADER_SIZE..];
-    let (attributes, truncated) = decode_attributes(attrs, usize::from(header.attrs_data_size));
+    let (attributes, truncated) = decode_attributes(&bytes[HEADER_SIZE..], usize::from(header.attrs_data_size));
     Some(Record {
         header,
         attributes,

@@ -115,9 +115,8 @@ impl ElfCache {
     }
 }
 
-/// Looks for the export in one mapped file, read through /proc/PID/map_files (which also works
-/// for deleted files and other mount namespaces) if it can, reading only the parts needed
-/// (runtimes map many large files). `pid` may be any live task of the process.
+/// Looks for the export in one mapped file, through /proc/PID/map_files if it can (deleted files,
+/// other mount namespaces), reading only the parts needed (runtimes map many large files).
 fn examine_file(arch: &Arch, pid: i32, m: &Mapping) -> Result<Option<TlsExport>, String> {
     let open = std::fs::File::open;
     let file = open(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end))

@@ -17,8 +17,7 @@ pub enum ThreadProblem {
         pid: i32,
         name: String,
     },
-    /// The thread did not reach the ptrace stop in time (blocked in the kernel, e.g. in vfork);
-    /// `state` is its state letter then.
+    /// The thread did not stop in time (blocked in the kernel, e.g. in vfork); `state`: its state.
     NotStopped {
         waited_ms: u64,
         state: Option<char>,
