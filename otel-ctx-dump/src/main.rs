@@ -22,7 +22,7 @@ fn interrupted() -> bool {
 }
 
 /// Ctrl-C and friends only set a flag (handled here: the tracer thread blocks them): the reader
-/// finishes the read in progress, skips the threads not read yet, releases them and exits 130.
+/// finishes the read in progress, skips the threads not read yet, releases every thread and exits 130.
 fn install_signal_flag() {
     for sig in TERMINATION_SIGNALS {
         // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, which is
