@@ -42,8 +42,9 @@ impl ThreadProblem {
                 ("permission_denied", detail.into())
             }
             ThreadProblem::TracedBy { tid, pid, name } => {
-                let thread = (tid != pid).then(|| format!(", thread {tid}")).unwrap_or_default();
-                ("traced", format!("already traced by process {pid} ({name}){thread}"))
+                let thread = (tid != pid).then(|| format!(", thread {tid}"));
+                let detail = format!("already traced by process {pid} ({name}){}", thread.unwrap_or_default());
+                ("traced", detail)
             }
             ThreadProblem::NotStopped { waited_ms, state } => {
                 let state = match state {
