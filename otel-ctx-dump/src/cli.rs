@@ -31,9 +31,8 @@ exit codes:
   130  interrupted (every thread was released first)
 ";
 
-/// What the command line asks for.
 #[derive(clap::Parser, Clone, Debug, PartialEq)]
-#[command(name = "otel-ctx-dump", version)]
+#[command(name = "otel-ctx-dump", version, override_help = USAGE)]
 pub struct Options {
     #[arg(long)]
     pub json: bool,
@@ -47,19 +46,9 @@ pub struct Options {
     pub pid: i32,
 }
 
-/// The outcome of parsing.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Command {
-    Run(Options),
-    Help,
-    Version,
-}
-
 fn positive_id(s: &str) -> Result<i32, String> {
-    match s.parse::<i32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("must be a positive integer, got {s:?}")),
-    }
+    let id = s.parse().ok().filter(|&n| n > 0);
+    id.ok_or_else(|| format!("must be a positive integer, got {s:?}"))
 }
 
 fn interval(s: &str) -> Result<Duration, String> {
@@ -70,19 +59,17 @@ fn interval(s: &str) -> Result<Duration, String> {
 }
 
 fn sample_count(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("takes a positive integer, got {s:?}")),
-    }
+    let n = s.parse().ok().filter(|&n| n > 0);
+    n.ok_or_else(|| format!("takes a positive integer, got {s:?}"))
 }
 
-/// Parses the arguments after the program name; the error is clap's message, one line.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+/// Parses the arguments after the program name: `--help` and `--version` print and exit here,
+/// the error is clap's message, one line.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String> {
     use clap::{error::ErrorKind, Parser};
     let e = match Options::try_parse_from(std::iter::once("otel-ctx-dump".to_owned()).chain(args)) {
-        Ok(o) => return Ok(Command::Run(o)),
-        Err(e) if e.kind() == ErrorKind::DisplayHelp => return Ok(Command::Help),
-        Err(e) if e.kind() == ErrorKind::DisplayVersion => return Ok(Command::Version),
+        Ok(o) => return Ok(o),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
         Err(e) => e.to_string(),
     };
     // clap's message without its own usage footer, on one line.
@@ -98,7 +85,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
 mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Result<Command, String> {
+    fn p(args: &[&str]) -> Result<Options, String> {
         parse(args.iter().map(|s| s.to_string()))
     }
 
@@ -106,25 +93,17 @@ mod tests {
     fn parses_options() {
         assert_eq!(
             p(&["--json", "12", "--thread", "13"]),
-            Ok(Command::Run(Options {
+            Ok(Options {
                 pid: 12,
                 json: true,
                 thread: Some(13),
                 watch: None,
                 samples: None
-            }))
+            })
         );
-        match p(&["--watch", "0.5", "--samples", "3", "9"]) {
-            Ok(Command::Run(o)) => {
-                assert_eq!(o.watch, Some(Duration::from_millis(500)));
-                assert_eq!(o.samples, Some(3));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(p(&["--help"]), Ok(Command::Help));
-        assert_eq!(p(&["-h"]), Ok(Command::Help));
-        assert_eq!(p(&["-V"]), Ok(Command::Version));
-        assert_eq!(p(&["--json", "--help"]), Ok(Command::Help));
+        let o = p(&["--watch", "0.5", "--samples", "3", "9"]).unwrap();
+        assert_eq!(o.watch, Some(Duration::from_millis(500)));
+        assert_eq!(o.samples, Some(3));
     }
 
     #[test]

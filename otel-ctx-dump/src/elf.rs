@@ -1,7 +1,5 @@
-//! Finding `otel_thread_ctx_v1` in an ELF file and how the module reaches it, from the file's
-//! bytes alone: the symbol's TLS offset from `.dynsym`, the `PT_TLS` and `PT_LOAD` segments, and
-//! the dynamic relocations that tell the access model (their types per architecture are in
-//! [`crate::platform`]); none means local-exec in an executable.
+//! Finding `otel_thread_ctx_v1` in an ELF file's bytes and how the module reaches it: `.dynsym`,
+//! `PT_TLS`, `PT_LOAD`, and the dynamic relocations that tell the access model (none: local-exec).
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
@@ -45,14 +43,12 @@ pub struct TlsReloc {
     pub by_symbol: bool,
 }
 
-/// A loadable segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadSegment {
     pub vaddr: u64,
     pub offset: u64,
 }
 
-/// The module's TLS template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlsSegment {
     pub vaddr: u64,
@@ -130,10 +126,9 @@ impl TlsExport {
     }
 }
 
-/// Looks for a defined `otel_thread_ctx_v1` TLS symbol in the dynamic symbol table of a 64-bit
-/// ELF file of a known architecture (of `only`, if given). `Ok(None)`: not such a file, or no
-/// such symbol. `data` is the file's bytes, or a [`object::read::ReadCache`] over the open file,
-/// which reads only the headers, `.dynsym` and the relocation sections.
+/// The defined `otel_thread_ctx_v1` TLS symbol in `.dynsym` of a 64-bit ELF file of a known
+/// architecture (of `only`, if given); `Ok(None)` if not such a file or symbol. `data` may be a
+/// [`object::read::ReadCache`] over the open file: only the headers and sections needed are read.
 pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Result<Option<TlsExport>, String> {
     if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
         return Ok(None);
@@ -197,11 +192,10 @@ pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Re
             let by_addend =
                 r_sym == 0 && model != AccessModel::GeneralDynamic && rela.r_addend(endian) as u64 == st_value;
             if by_symbol || by_addend {
-                let r_offset = rela.r_offset(endian);
                 relocs.push(TlsReloc {
                     r_type,
                     model,
-                    r_offset,
+                    r_offset: rela.r_offset(endian),
                     by_symbol,
                 });
             }

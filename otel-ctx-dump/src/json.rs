@@ -1,6 +1,5 @@
-//! The JSON rendering. The snapshot types derive `Serialize` where their shape is the output's;
-//! the few that differ are written here. Field names and order are the output's contract
-//! (scripts and tests read them); fields may be added, never removed.
+//! The JSON rendering: what the snapshot types' derived `Serialize` does not give. Field names and
+//! order are the output's contract (scripts and tests read them); fields may be added, never removed.
 
 use crate::elf::SYMBOL;
 use crate::inspect::{Module, Resolution, Row, RowBody, SlotRead, Snapshot, ThreadProblem};
@@ -113,8 +112,9 @@ impl Serialize for Row<'_> {
         match self.body {
             RowBody::Problem(p) => {
                 m.serialize_entry("state", "error")?;
-                m.serialize_entry("reason", p.reason())?;
-                m.serialize_entry("detail", &p.to_string())?;
+                let (reason, detail) = p.describe();
+                m.serialize_entry("reason", reason)?;
+                m.serialize_entry("detail", &detail)?;
                 if let ThreadProblem::TracedBy { pid, tid, .. } = p {
                     m.serialize_entry("tracer_pid", pid)?;
                     m.serialize_entry("tracer_tid", tid)?;

@@ -1,7 +1,5 @@
-//! otel-ctx-dump: reads a live process's OpenTelemetry process context (OTEP 4719) and every
-//! thread's span context (OTEP 4947) from outside, the way the OpenTelemetry eBPF profiler does.
-//! It shares no code with the writer (the otel-thread-ctx crate), which makes it an independent
-//! end-to-end check.
+//! otel-ctx-dump (see the README): reads a live process's process context (OTEP 4719) and span
+//! contexts (OTEP 4947) as the eBPF profiler does, sharing no code with the writer.
 //!
 //! [`inspect`] reads a process: the mappings ([`maps`]), the modules exporting the slot ([`elf`]),
 //! each thread's pointer ([`ptrace`]) and [`record`], and the [`process_context`]; layouts that

@@ -1,6 +1,6 @@
 //! `otel-ctx-dump PID`: see `otel-ctx-dump --help` and the README.
 
-use otel_ctx_dump::cli::{self, Command, Options};
+use otel_ctx_dump::cli::{self, Options};
 use otel_ctx_dump::inspect::{ContextStatus, InspectError, Inspector, Module, Row, Snapshot, ThreadProblem};
 use otel_ctx_dump::json;
 use otel_ctx_dump::output::{self, exit, printable};
@@ -21,9 +21,8 @@ fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Ctrl-C and friends only set a flag: the reader finishes the read in progress, skips the
-/// threads not read yet, releases the thread it holds (the tracer thread blocks these signals,
-/// so the handler runs here) and exits with code 130.
+/// Ctrl-C and friends only set a flag (handled here: the tracer thread blocks them): the reader
+/// finishes the read in progress, skips the threads not read yet, releases every thread and exits 130.
 fn install_signal_flag() {
     for sig in TERMINATION_SIGNALS {
         // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, which is
@@ -71,7 +70,7 @@ fn denied_hint(s: &Snapshot) -> String {
 fn report_error(pid: i32, e: &InspectError) -> i32 {
     let message = match e {
         InspectError::NoSuchProcess => format!("no such process: {pid}"),
-        InspectError::Zombie { parent } => format!(
+        InspectError::Zombie(parent) => format!(
             "process {pid}: the process is a zombie: it has exited and its parent {parent} has not reaped it yet; nothing is left to read"
         ),
         InspectError::KernelThread => format!("process {pid}: this is a kernel thread: it has no user space to read"),
@@ -80,16 +79,15 @@ fn report_error(pid: i32, e: &InspectError) -> i32 {
     };
     eprintln!("otel-ctx-dump: {message}");
     match e {
-        InspectError::NoSuchProcess | InspectError::Zombie { .. } => exit::NO_SUCH_PROCESS,
+        InspectError::NoSuchProcess | InspectError::Zombie(_) => exit::NO_SUCH_PROCESS,
         InspectError::PermissionDenied(_) => exit::PERMISSION_DENIED,
         _ => exit::FAILURE,
     }
 }
 
+/// Every output ends in a newline, which flushes stdout; a closed pipe is not an error here.
 fn put(out: &str) {
-    let mut stdout = std::io::stdout();
-    let _ = stdout.write_all(out.as_bytes());
-    let _ = stdout.flush();
+    let _ = std::io::stdout().write_all(out.as_bytes());
 }
 
 fn once(o: &Options) -> i32 {
@@ -155,12 +153,8 @@ struct WatchLine<'a> {
 
 /// A sample's items, keyed.
 fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
-    let mut items = BTreeMap::from([(
-        "context".to_owned(),
-        Item::ProcessContext {
-            process_context: &s.process_context,
-        },
-    )]);
+    let process_context = &s.process_context;
+    let mut items = BTreeMap::from([("context".to_owned(), Item::ProcessContext { process_context })]);
     for m in &s.modules {
         items.insert(format!("module {}", m.path), Item::Module { module: m });
     }
@@ -205,7 +199,7 @@ fn watch(o: &Options, interval: Duration) -> i32 {
         }
         let now = match inspector.snapshot(o.thread) {
             Ok(s) => s,
-            Err(InspectError::NoSuchProcess | InspectError::Zombie { .. }) if previous.is_some() => {
+            Err(InspectError::NoSuchProcess | InspectError::Zombie(_)) if previous.is_some() => {
                 emit("gone", previous.as_ref().unwrap(), &Item::Process { state: "exited" });
                 return exit::OK;
             }
@@ -224,17 +218,14 @@ fn watch(o: &Options, interval: Duration) -> i32 {
                     Some(_) => {}
                 }
             }
-            let mut gone: Vec<i32> = before
-                .iter()
-                .filter(|(key, _)| !after.contains_key(*key))
-                .filter_map(|(_, item)| match item {
-                    Item::Thread(row) => Some(row.tid),
-                    _ => None,
-                })
-                .collect();
-            gone.dedup();
-            for tid in gone {
-                emit("gone", &now, &Item::ThreadGone { tid });
+            // A thread's rows are adjacent: report it gone once.
+            let mut last_gone = None;
+            for (key, item) in &before {
+                if let Item::Thread(Row { tid, .. }) = *item {
+                    if !after.contains_key(key) && last_gone.replace(tid) != Some(tid) {
+                        emit("gone", &now, &Item::ThreadGone { tid });
+                    }
+                }
             }
         }
         previous = Some(now);
@@ -251,15 +242,7 @@ fn watch(o: &Options, interval: Duration) -> i32 {
 
 fn main() {
     let code = match cli::parse(std::env::args().skip(1)) {
-        Ok(Command::Help) => {
-            print!("{}", cli::USAGE);
-            exit::OK
-        }
-        Ok(Command::Version) => {
-            println!("otel-ctx-dump {}", env!("CARGO_PKG_VERSION"));
-            exit::OK
-        }
-        Ok(Command::Run(o)) => {
+        Ok(o) => {
             install_signal_flag();
             match o.watch {
                 Some(interval) => watch(&o, interval),

@@ -1,7 +1,7 @@
 //! The text rendering of a snapshot (JSON is [`crate::json`]'s), and the exit codes.
 
 use crate::elf::SYMBOL;
-use crate::inspect::{ContextStatus, Module, Row, RowBody, SlotRead, Snapshot};
+use crate::inspect::{ContextStatus, Module, Row, RowBody, SlotRead, Snapshot, ThreadProblem, ThreadReport};
 use crate::process_context::{Header, ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
 use crate::record::hex;
 use std::borrow::Cow;
@@ -19,13 +19,9 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 130;
 }
 
-/// The exit code a snapshot calls for.
 pub fn exit_code(s: &Snapshot) -> i32 {
-    if !s.threads.is_empty()
-        && s.threads
-            .iter()
-            .all(|t| t.error.as_ref().is_some_and(|e| e.is_denied()))
-    {
+    let denied = |t: &ThreadReport| t.error.as_ref().is_some_and(ThreadProblem::is_denied);
+    if !s.threads.is_empty() && s.threads.iter().all(denied) {
         exit::PERMISSION_DENIED
     } else if s.modules.is_empty() {
         exit::NO_MODULE
@@ -43,8 +39,7 @@ pub(crate) fn is_terminal_control(c: char) -> bool {
 }
 
 /// A string from the target as the text report prints it: controls become Rust-style escapes
-/// (`\u{1b}`, `\r`, `\n`) and a backslash is doubled, so what reaches the operator's terminal
-/// is inert and unambiguous. Names (threads, keys, paths) are printed through this.
+/// (`\u{1b}`, `\r`, `\n`) and a backslash is doubled, so it is inert and unambiguous.
 pub fn printable(s: &str) -> Cow<'_, str> {
     if !s.chars().any(|c| c == '\\' || is_terminal_control(c)) {
         return Cow::Borrowed(s);
@@ -104,7 +99,7 @@ fn read_text(read: &SlotRead) -> String {
 pub fn row_text(s: &Snapshot, row: &Row) -> String {
     let head = format!("{:<8} {:<16}", row.tid, printable(row.name));
     match row.body {
-        RowBody::Problem(p) => format!("{head} (error: {})", printable(&p.to_string())),
+        RowBody::Problem(p) => format!("{head} (error: {})", printable(&p.describe().1)),
         RowBody::NoModule => format!("{head} (no module to read)"),
         RowBody::Read(_, read) if s.modules.len() <= 1 => format!("{head} {}", read_text(read)),
         RowBody::Read(module, read) => format!("{head} {}  [module {module}]", read_text(read)),
@@ -148,14 +143,10 @@ pub fn context_line(status: &ContextStatus) -> String {
         let problems = printable(&c.problems.join("; ")).into_owned();
         parts.push(format!("{} warning(s): {problems}", c.problems.len()));
     }
-    format!(
-        "process context (published at {}): {}",
-        published(header),
-        parts.join(", ")
-    )
+    let (at, parts) = (published(header), parts.join(", "));
+    format!("process context (published at {at}): {parts}")
 }
 
-/// A module's one-line description.
 pub fn module_text(m: &Module) -> String {
     let how = match &m.resolution {
         Ok(r) => r.to_string(),
@@ -203,39 +194,24 @@ fn context_body(out: &mut String, c: &ProcessContext) {
     }
 }
 
-/// The human-readable report.
 pub fn text(s: &Snapshot) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "process {} ({})\n", s.pid, printable(&s.command));
-    match &s.process_context {
-        ContextStatus::Absent => {
-            let _ = writeln!(
-                out,
-                "process context: absent (no OTEL_CTX mapping); attribute names cannot be resolved"
-            );
-        }
+    let context = match &s.process_context {
+        ContextStatus::Absent => "absent (no OTEL_CTX mapping); attribute names cannot be resolved".into(),
         ContextStatus::Invalid { mapping, addr, error } => {
-            let _ = writeln!(
-                out,
-                "process context: INVALID at {addr:#x} ({mapping}): {}",
-                printable(error)
-            );
+            format!("INVALID at {addr:#x} ({mapping}): {}", printable(error))
         }
         ContextStatus::Present {
-            mapping,
-            addr,
-            header,
-            context,
+            mapping, addr, header, ..
         } => {
-            let _ = writeln!(
-                out,
-                "process context: {mapping} at {addr:#x}, version {}, {}-byte payload, published at {} (boot time)",
-                header.version,
-                header.payload_size,
-                published(header)
-            );
-            context_body(&mut out, context);
+            let (version, size, at) = (header.version, header.payload_size, published(header));
+            format!("{mapping} at {addr:#x}, version {version}, {size}-byte payload, published at {at} (boot time)")
         }
+    };
+    let _ = writeln!(out, "process context: {context}");
+    if let Some(c) = s.process_context.context() {
+        context_body(&mut out, c);
     }
     if s.modules.is_empty() {
         let _ = writeln!(out, "\nmodules exporting {SYMBOL}: none; no thread context can be read");

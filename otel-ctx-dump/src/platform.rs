@@ -1,7 +1,6 @@
 //! What differs between the platforms a reader meets, in one place: the CPU architecture
 //! (relocation types, where static TLS sits relative to the thread pointer) and the C library
-//! (the DTV's layout). ELF files are examined with the [`Arch`] their `e_machine` names; a live
-//! process is read with this build's architecture, the only one ptrace shows registers of.
+//! (the DTV's layout). ELF files are examined with the [`Arch`] their `e_machine` names.
 
 use object::elf;
 
@@ -49,24 +48,18 @@ impl Arch {
     }
 }
 
-/// What a DTV holds besides the module entries, which tells a reader whether a module is in it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DtvHeader {
-    /// glibc: entry -1 holds the number of entries and entry 0 the generation the DTV is up to
-    /// date with; a dynamic TLSDESC argument is (module, offset, generation).
-    CountAndGeneration,
-    /// musl: word 0 counts the modules the DTV covers (`dlopen` gives every thread a larger DTV
-    /// at once: no generation); a dynamic TLSDESC argument is (module, offset, next argument).
-    Count,
-}
-
 /// How a C library lays out a thread's dynamic thread vector (DTV): where its pointer is from
-/// the thread pointer, and the size of an entry (whose first word is the module's block).
+/// the thread pointer, the size of an entry (whose first word is the module's block), and where
+/// the number of entries is from the DTV's start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DtvLayout {
     pub pointer_offset: i64,
     pub entry_size: u64,
-    pub header: DtvHeader,
+    pub count_offset: i64,
+    /// glibc's entry 0 is the generation the DTV is up to date with, and a dynamic TLSDESC
+    /// argument is (module, offset, generation); musl's DTV has none (`dlopen` gives every thread
+    /// a larger DTV at once) and its argument is (module, offset, next argument).
+    pub generation: bool,
 }
 
 /// An architecture and a C library: everything layout-specific a read needs. `dtv` is `None`
@@ -77,23 +70,30 @@ pub struct Platform {
     pub dtv: Option<DtvLayout>,
 }
 
-const fn platform(arch: &'static Arch, pointer_offset: i64, entry_size: u64, header: DtvHeader) -> Platform {
+const fn platform(
+    arch: &'static Arch,
+    pointer_offset: i64,
+    entry_size: u64,
+    count_offset: i64,
+    generation: bool,
+) -> Platform {
     let dtv = DtvLayout {
         pointer_offset,
         entry_size,
-        header,
+        count_offset,
+        generation,
     };
     Platform { arch, dtv: Some(dtv) }
 }
 
 /// glibc x86-64: `tcbhead_t` is `tcb` (self pointer), then `dtv`; an entry is the block pointer
-/// and its `to_free` companion.
-pub const LINUX_X86_64_GLIBC: Platform = platform(&X86_64, 8, 16, DtvHeader::CountAndGeneration);
+/// and its `to_free` companion; entry -1 holds the number of entries.
+pub const LINUX_X86_64_GLIBC: Platform = platform(&X86_64, 8, 16, -16, true);
 /// glibc AArch64: the thread pointer points at `tcbhead_t`, whose first word is `dtv`.
-pub const LINUX_AARCH64_GLIBC: Platform = platform(&AARCH64, 0, 16, DtvHeader::CountAndGeneration);
+pub const LINUX_AARCH64_GLIBC: Platform = platform(&AARCH64, 0, 16, -16, true);
 /// musl x86-64: the thread pointer points at `struct pthread`, whose second word (after `self`)
-/// is `uintptr_t *dtv`, one word per entry (DTP_OFFSET is 0 on x86-64).
-pub const LINUX_X86_64_MUSL: Platform = platform(&X86_64, 8, 8, DtvHeader::Count);
+/// is `uintptr_t *dtv`, one word per entry (DTP_OFFSET is 0 on x86-64); word 0 counts the modules.
+pub const LINUX_X86_64_MUSL: Platform = platform(&X86_64, 8, 8, 0, false);
 
 /// The C library a process runs on, from the files it maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,22 +125,16 @@ impl Platform {
     /// The platform of a process this build reads: its own architecture (see lib.rs) and the
     /// C library the process maps. musl's DTV is implemented on x86-64 only.
     pub fn for_process(libc: CLibrary) -> Platform {
-        match libc {
-            CLibrary::Glibc => Platform::native(),
-            CLibrary::Musl if cfg!(target_arch = "x86_64") => LINUX_X86_64_MUSL,
-            CLibrary::Musl => Platform {
-                dtv: None,
-                ..Platform::native()
-            },
-        }
-    }
-
-    /// The glibc platform of this build's architecture.
-    pub const fn native() -> Platform {
-        if cfg!(target_arch = "x86_64") {
+        let x86_64 = cfg!(target_arch = "x86_64");
+        let glibc = if x86_64 {
             LINUX_X86_64_GLIBC
         } else {
             LINUX_AARCH64_GLIBC
+        };
+        match libc {
+            CLibrary::Glibc => glibc,
+            CLibrary::Musl if x86_64 => LINUX_X86_64_MUSL,
+            CLibrary::Musl => Platform { dtv: None, ..glibc },
         }
     }
 }

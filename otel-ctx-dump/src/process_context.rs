@@ -1,12 +1,10 @@
-//! The process context (OTEP 4719, version 2): header checks and payload decoding.
-//!
-//! Header, 32 bytes at the start of the `OTEL_CTX` mapping: signature `OTEL_CTX`, version u32
-//! = 2, payload_size u32 (> 0, at most 64 KiB), monotonic_published_at_ns u64 (0 = being
-//! updated), payload pointer u64. The payload is the protobuf message
-//! `opentelemetry.proto.processcontext.v1development.ProcessContext`; the messages below are
-//! written from the field numbers of that schema and of OTLP's common messages.
+//! The process context (OTEP 4719, version 2): finding its mapping, reading it while a writer may
+//! update it, header checks and payload decoding. The payload is the protobuf message
+//! `opentelemetry.proto.processcontext.v1development.ProcessContext`; [`proto`] is written from
+//! the field numbers of that schema and of OTLP's common messages.
 
 use crate::json;
+use crate::maps::{Mapping, Memory};
 use serde::Serialize;
 use std::fmt;
 
@@ -22,7 +20,6 @@ pub const KEY_MAP_KEY: &str = "threadlocal.attribute_key_map";
 /// The key map has at most this many entries (key indexes are one byte).
 pub const MAX_KEYS: usize = 256;
 
-/// Protobuf messages of the payload.
 pub mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ProcessContext {
@@ -105,9 +102,6 @@ impl Header {
         let b = b
             .get(..HEADER_SIZE)
             .ok_or_else(|| format!("header is {} bytes, needs {HEADER_SIZE}", b.len()))?;
-        if &b[..8] != SIGNATURE {
-            return Err(format!("bad signature {:?}", String::from_utf8_lossy(&b[..8])));
-        }
         let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let h = Header {
@@ -116,25 +110,18 @@ impl Header {
             published_at_ns: u64_at(16),
             payload_ptr: u64_at(24),
         };
-        if h.version != VERSION {
-            return Err(format!("unsupported version {} (expected {VERSION})", h.version));
-        }
-        if h.payload_size == 0 {
-            return Err("payload_size is 0".into());
-        }
-        if h.payload_size > MAX_PAYLOAD_SIZE {
-            let n = h.payload_size;
-            return Err(format!(
-                "payload_size {n} exceeds the {MAX_PAYLOAD_SIZE}-byte limit; not trusted"
-            ));
-        }
-        if h.published_at_ns == 0 {
-            return Err(BEING_UPDATED.into());
-        }
-        if h.payload_ptr == 0 {
-            return Err("payload pointer is NULL".into());
-        }
-        Ok(h)
+        let n = h.payload_size;
+        Err(match h {
+            _ if &b[..8] != SIGNATURE => format!("bad signature {:?}", String::from_utf8_lossy(&b[..8])),
+            _ if h.version != VERSION => format!("unsupported version {} (expected {VERSION})", h.version),
+            _ if n == 0 => "payload_size is 0".into(),
+            _ if n > MAX_PAYLOAD_SIZE => {
+                format!("payload_size {n} exceeds the {MAX_PAYLOAD_SIZE}-byte limit; not trusted")
+            }
+            _ if h.published_at_ns == 0 => BEING_UPDATED.into(),
+            _ if h.payload_ptr == 0 => "payload pointer is NULL".into(),
+            _ => return Ok(h),
+        })
     }
 }
 
@@ -198,7 +185,6 @@ fn convert(kvs: Vec<proto::KeyValue>) -> Vec<(String, Value)> {
         .collect()
 }
 
-/// A decoded process context.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProcessContext {
     #[serde(serialize_with = "json::key_values")]
@@ -291,9 +277,7 @@ pub fn decode_payload(bytes: &[u8]) -> Result<ProcessContext, String> {
 }
 
 /// The names a process-context mapping shows in `/proc/PID/maps`, the set the eBPF profiler
-/// accepts: a memfd (with or without " (deleted)"); a memfd or shared anonymous mapping named
-/// with `PR_SET_VMA_ANON_NAME` (Linux 6.2+ shows `[anon_shmem:NAME]` for it, and the name
-/// replaces the memfd path); a private anonymous mapping named that way (`[anon:NAME]`).
+/// accepts (a memfd, or a mapping named with `PR_SET_VMA_ANON_NAME`: see the README).
 pub const CONTEXT_MAPPING_NAMES: [&str; 4] = [
     "/memfd:OTEL_CTX (deleted)",
     "/memfd:OTEL_CTX",
@@ -304,6 +288,88 @@ pub const CONTEXT_MAPPING_NAMES: [&str; 4] = [
 /// Does a `/proc/PID/maps` line describe a process-context mapping?
 pub fn is_context_mapping(path: &str, perms: &str) -> bool {
     CONTEXT_MAPPING_NAMES.contains(&path) && !perms.contains('x')
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum ContextStatus {
+    Absent,
+    Invalid {
+        mapping: String,
+        #[serde(rename = "address", serialize_with = "json::address")]
+        addr: u64,
+        error: String,
+    },
+    Present {
+        mapping: String,
+        #[serde(rename = "address", serialize_with = "json::address")]
+        addr: u64,
+        #[serde(flatten)]
+        header: Header,
+        #[serde(flatten)]
+        context: ProcessContext,
+    },
+}
+
+impl ContextStatus {
+    pub fn context(&self) -> Option<&ProcessContext> {
+        match self {
+            ContextStatus::Present { context, .. } => Some(context),
+            _ => None,
+        }
+    }
+}
+
+pub fn read_process_context(maps: &[Mapping], mem: &dyn Memory) -> ContextStatus {
+    let mut status = ContextStatus::Absent;
+    for m in maps.iter().filter(|m| is_context_mapping(&m.path, &m.perms)) {
+        let (mapping, addr) = (m.path.clone(), m.start);
+        status = match read_context_at(mem, m) {
+            Ok((header, context)) => {
+                return ContextStatus::Present {
+                    mapping,
+                    addr,
+                    header,
+                    context,
+                }
+            }
+            Err(error) => ContextStatus::Invalid { mapping, addr, error },
+        };
+    }
+    status
+}
+
+fn read_context_at(mem: &dyn Memory, m: &Mapping) -> Result<(Header, ProcessContext), String> {
+    if m.end - m.start < HEADER_SIZE as u64 {
+        return Err("mapping is smaller than the header".into());
+    }
+    let read_head = || {
+        let mut head = [0u8; HEADER_SIZE];
+        mem.read(m.start, &mut head).map(|()| head)
+    };
+    // A writer may update it while we read: retry while it is unpublished or changes under us.
+    let mut last = String::new();
+    for _ in 0..5 {
+        let head = read_head().map_err(|e| format!("reading the header: {e}"))?;
+        let header = match Header::parse(&head) {
+            Err(e) if e == BEING_UPDATED => {
+                last = e;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                continue;
+            }
+            header => header?,
+        };
+        let (size, at) = (header.payload_size, header.payload_ptr);
+        let mut payload = vec![0u8; size as usize];
+        let e = |e| format!("reading the {size}-byte payload at {at:#x}: {e}");
+        mem.read(at, &mut payload).map_err(e)?;
+        if read_head().ok() != Some(head) {
+            last = "changed while being read".into();
+            continue;
+        }
+        return Ok((header, decode_payload(&payload)?));
+    }
+    Err(last)
 }
 
 #[cfg(test)]
@@ -440,5 +506,56 @@ mod tests {
         assert!(is_context_mapping("/memfd:OTEL_CTX", "rw-p"));
         assert!(!is_context_mapping("/memfd:OTEL_CTX", "r-xp"));
         assert!(!is_context_mapping("/memfd:OTEL_CTX2", "rw-p"));
+    }
+
+    #[test]
+    fn process_context_from_memory() {
+        use prost::Message;
+        let payload = proto::ProcessContext {
+            resource: Some(proto::Resource {
+                attributes: vec![proto::KeyValue {
+                    key: "service.name".into(),
+                    value: Some(proto::AnyValue {
+                        value: Some(proto::any_value::Value::StringValue("svc".into())),
+                    }),
+                }],
+            }),
+            attributes: vec![],
+        }
+        .encode_to_vec();
+        let mut head = b"OTEL_CTX".to_vec();
+        head.extend_from_slice(&2u32.to_ne_bytes());
+        head.extend_from_slice(&(payload.len() as u32).to_ne_bytes());
+        head.extend_from_slice(&77u64.to_ne_bytes());
+        head.extend_from_slice(&0x20000u64.to_ne_bytes());
+        let map = |path: &str| Mapping {
+            start: 0x10000,
+            end: 0x11000,
+            perms: "rw-p".into(),
+            offset: 0,
+            dev: "00:01".into(),
+            inode: 1,
+            path: path.into(),
+        };
+        let mem = vec![(0x10000, head.clone()), (0x20000, payload)];
+        match read_process_context(&[map("/memfd:OTEL_CTX (deleted)")], &mem) {
+            ContextStatus::Present { header, context, .. } => {
+                assert_eq!(header.published_at_ns, 77);
+                assert_eq!(context.resource[0].1, Value::Str("svc".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            read_process_context(&[map("[anon:OTHER]")], &mem),
+            ContextStatus::Absent
+        ));
+        // A payload pointer into nothing is reported, not trusted.
+        let mut bad = head;
+        bad[24..32].copy_from_slice(&0x30000u64.to_ne_bytes());
+        let mem = vec![(0x10000, bad)];
+        assert!(matches!(
+            read_process_context(&[map("[anon:OTEL_CTX]")], &mem),
+            ContextStatus::Invalid { .. }
+        ));
     }
 }

@@ -1,12 +1,10 @@
-//! Stopping one thread just long enough to read its thread pointer: `PTRACE_SEIZE`,
-//! `PTRACE_INTERRUPT`, a `__WALL` wait (the target's threads are not our children), the register,
-//! and `PTRACE_DETACH` when the guard drops, handing back any signal that arrived meanwhile.
+//! Stopping one thread just long enough to read its thread pointer: seize, interrupt, a `__WALL`
+//! wait (the target's threads are not our children), the register, detach when the guard drops.
 //!
 //! A thread blocked in `vfork` cannot stop until its child exits or execs, and would then stop
 //! with nobody left to detach it. So ptrace runs on a short-lived tracer thread ([`with_tracer`]):
-//! a thread that does not stop in time is left seized, and the kernel detaches it (dropping the
-//! interrupt) when the tracer thread exits. That thread blocks [`TERMINATION_SIGNALS`], so the
-//! program's handlers run on another one.
+//! the kernel detaches (dropping the interrupt) what it left seized when it exits. That thread
+//! blocks [`TERMINATION_SIGNALS`], so the program's handlers run on another one.
 
 use crate::inspect::{status_field, ThreadProblem};
 use std::cell::{Cell, RefCell};
@@ -14,14 +12,6 @@ use std::io;
 use std::time::{Duration, Instant};
 
 pub const TERMINATION_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
-/// How long one thread may take to reach the stop, and all the threads of one pass together (a
-/// process with many blocked threads is still read in bounded time); once that budget is spent a
-/// thread still gets `MIN_STOP_WAIT` (a running thread stops in microseconds).
-const STOP_TIMEOUT: Duration = Duration::from_millis(500);
-const STOP_BUDGET: Duration = Duration::from_secs(2);
-const MIN_STOP_WAIT: Duration = Duration::from_millis(10);
-/// How long to wait for the kernel to finish detaching a dead tracer thread's tracees.
-const RELEASE_WAIT: Duration = Duration::from_millis(500);
 
 fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
     // Safety: the requests used here take a tid and no pointer, or (GETREGS, GETREGSET) a pointer
@@ -42,9 +32,8 @@ fn problem(e: io::Error) -> ThreadProblem {
     }
 }
 
-/// The tracer thread's state: what is left of the wait budget, and the threads still seized
-/// that never stopped. Its `Cell`s keep a `&Tracer` on the tracer thread, where ptrace requests
-/// must come from.
+/// The tracer thread's state: the wait budget left, and the seized threads that never stopped
+/// (`Cell`s keep a `&Tracer` on the tracer thread, where ptrace requests must come from).
 pub struct Tracer {
     budget: Cell<Duration>,
     unstopped: RefCell<Vec<i32>>,
@@ -69,7 +58,7 @@ pub fn with_tracer<R: Send>(f: impl FnOnce(&Tracer) -> R + Send) -> R {
                     libc::gettid()
                 };
                 let tracer = Tracer {
-                    budget: Cell::new(STOP_BUDGET),
+                    budget: Cell::new(Duration::from_secs(2)),
                     unstopped: RefCell::new(Vec::new()),
                 };
                 let result = f(&tracer);
@@ -85,7 +74,7 @@ pub fn with_tracer<R: Send>(f: impl FnOnce(&Tracer) -> R + Send) -> R {
     });
     // join returns when the thread's stack is free; the kernel detaches its tracees a moment
     // later, in the thread's exit. Wait for that, so a next pass can seize them again.
-    let deadline = Instant::now() + RELEASE_WAIT;
+    let deadline = Instant::now() + Duration::from_millis(500);
     for tid in unstopped {
         while status_field(tid, "TracerPid") == Some(tracer_tid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
@@ -105,13 +94,18 @@ impl Tracer {
         }
     }
 
-    /// Seizes and stops thread `tid`, waiting at most `STOP_TIMEOUT` (less once the pass's
-    /// `STOP_BUDGET` is spent). `NotStopped` leaves its `state` for the caller to fill in.
+    /// Seizes and stops thread `tid`, waiting at most 500 ms, less once the pass's 2 s are spent
+    /// (many blocked threads are still read in bounded time) but at least 10 ms (a running thread
+    /// stops in microseconds). `NotStopped` leaves its `state` for the caller to fill in.
     pub fn stop(&self, tid: i32) -> Result<StoppedThread<'_>, ThreadProblem> {
         ptrace(libc::PTRACE_SEIZE, tid, 0, 0).map_err(problem)?;
         let mut guard = self.seized(tid);
         ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0).map_err(problem)?;
-        let wait = self.budget.get().min(STOP_TIMEOUT).max(MIN_STOP_WAIT);
+        let wait = self
+            .budget
+            .get()
+            .min(Duration::from_millis(500))
+            .max(Duration::from_millis(10));
         let start = Instant::now();
         let stopped = guard.wait_for_stop(wait);
         self.budget.set(self.budget.get().saturating_sub(start.elapsed()));
@@ -190,12 +184,8 @@ impl StoppedThread<'_> {
             iov_base: words.as_mut_ptr().cast(),
             iov_len: std::mem::size_of_val(&words),
         };
-        ptrace(
-            libc::PTRACE_GETREGSET,
-            self.tid,
-            NT_ARM_TLS,
-            &mut iov as *mut _ as usize,
-        )?;
+        let iov_ptr = &mut iov as *mut _ as usize;
+        ptrace(libc::PTRACE_GETREGSET, self.tid, NT_ARM_TLS, iov_ptr)?;
         if iov.iov_len < 8 {
             return Err(io::Error::other("NT_ARM_TLS register set shorter than tpidr_el0"));
         }

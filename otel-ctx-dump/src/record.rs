@@ -1,9 +1,8 @@
-//! Decoding of one thread's record (OTEP 4947), from bytes copied out of the target.
-//!
-//! Layout (byte-packed, host endianness): trace_id 16 bytes at 0, span_id 8 at 16, valid at 24,
-//! trace_flags at 25, attrs_data_size (u16) at 26, attribute entries
-//! `[key_index u8][len u8][len bytes of UTF-8]` from 28. Nothing here trusts a size field: every
-//! decode works on the bytes actually read and reports what did not fit.
+//! Decoding of one thread's record (OTEP 4947), from bytes copied out of the target. Layout
+//! (byte-packed, host endianness): trace_id 16 bytes at 0, span_id 8 at 16, valid at 24,
+//! trace_flags at 25, attrs_data_size (u16) at 26, attribute entries `[key_index u8][len u8]
+//! [len bytes of UTF-8]` from 28. Nothing here trusts a size field: every decode works on the
+//! bytes actually read and reports what did not fit.
 
 use serde::Serialize;
 use std::borrow::Cow;
@@ -14,7 +13,6 @@ pub const HEADER_SIZE: usize = 28;
 /// announcing more is reported as truncated.
 pub const MAX_ATTRS_READ: usize = 642;
 
-/// The fixed part of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
     pub trace_id: [u8; 16],
@@ -49,7 +47,6 @@ impl RecordHeader {
     }
 }
 
-/// One attribute entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Attribute {
     /// Position of the attribute's name in the process context's key map.
@@ -62,7 +59,6 @@ pub struct Attribute {
     pub invalid_utf8: bool,
 }
 
-/// A decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub header: RecordHeader,
@@ -78,10 +74,8 @@ impl Record {
     }
 }
 
-/// Decodes attribute entries from the attribute bytes a reader copied.
-///
-/// `announced` is the record's `attrs_data_size`; `data` may be shorter (read limit or a short
-/// read), never longer than what is used.
+/// Decodes attribute entries from the attribute bytes a reader copied; `announced` is the record's
+/// `attrs_data_size`, which `data` may fall short of (read limit or a short read).
 pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Option<String>) {
     let data = &data[..data.len().min(announced)];
     let mut attributes: Vec<Attribute> = Vec::new();
@@ -92,9 +86,8 @@ pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Opti
         let len = rest.get(1).map_or(0, |&len| usize::from(len));
         let Some(bytes) = rest.get(2..2 + len) else {
             // The spec says: stop at an entry that does not fit.
-            let (needed, available) = (2 + len, rest.len());
-            let why =
-                format!("entry at offset {pos} needs {needed} bytes but only {available} remain in attrs_data_size");
+            let (needed, left) = (2 + len, rest.len());
+            let why = format!("entry at offset {pos} needs {needed} bytes but only {left} remain in attrs_data_size");
             truncated = Some(why);
             break;
         };
@@ -127,8 +120,7 @@ pub fn decode_attributes(data: &[u8], announced: usize) -> (Vec<Attribute>, Opti
 /// attribute bytes as could be read. `None` if not even the header is there.
 pub fn decode_record(bytes: &[u8]) -> Option<Record> {
     let header = RecordHeader::parse(bytes)?;
-    let attrs = &bytes[HEADER_SIZE..];
-    let (attributes, truncated) = decode_attributes(attrs, usize::from(header.attrs_data_size));
+    let (attributes, truncated) = decode_attributes(&bytes[HEADER_SIZE..], usize::from(header.attrs_data_size));
     Some(Record {
         header,
         attributes,
@@ -136,7 +128,6 @@ pub fn decode_record(bytes: &[u8]) -> Option<Record> {
     })
 }
 
-/// Lowercase hex of a byte string.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

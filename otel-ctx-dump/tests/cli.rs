@@ -23,9 +23,18 @@ fn usage_errors_exit_2() {
         assert_eq!(code, exit::USAGE, "{args:?}");
         assert!(err.contains("usage: otel-ctx-dump"), "{err}");
     }
-    let (code, out, _) = dump(&["--help"]);
-    assert_eq!(code, 0);
-    assert!(out.contains("exit codes:"));
+    // Help and version go to stdout, exactly.
+    for args in [&["--help"][..], &["-h"], &["--json", "--help"]] {
+        let (code, out, _) = dump(args);
+        assert_eq!((code, out.as_str()), (0, otel_ctx_dump::cli::USAGE), "{args:?}");
+    }
+    for args in [&["-V"][..], &["--version"]] {
+        let (code, out, _) = dump(args);
+        assert_eq!(
+            (code, out),
+            (0, format!("otel-ctx-dump {}\n", env!("CARGO_PKG_VERSION")))
+        );
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use super::Resolution;
 use crate::maps::Memory;
-use crate::platform::{DtvHeader, Platform};
+use crate::platform::Platform;
 use crate::record::{self, Record, RecordHeader};
 
 /// What one thread's slot in one module holds.
@@ -40,15 +40,9 @@ pub fn read_slot(mem: &dyn Memory, platform: &Platform, tp: u64, resolution: Res
     }
 }
 
-/// The address of module `module_id`'s TLS block for the thread whose thread pointer is `tp`,
+/// The address of module `id`'s TLS block for the thread whose thread pointer is `tp`,
 /// or why there is none (`NoSlot`: not allocated yet; `Error`: unreadable).
-fn dtv_block(
-    mem: &dyn Memory,
-    p: &Platform,
-    tp: u64,
-    module_id: u64,
-    generation: Option<u64>,
-) -> Result<u64, SlotRead> {
+fn dtv_block(mem: &dyn Memory, p: &Platform, tp: u64, id: u64, generation: Option<u64>) -> Result<u64, SlotRead> {
     let Some(layout) = p.dtv else {
         let e = "this C library's DTV layout is not implemented on this architecture";
         return Err(SlotRead::Error(e.into()));
@@ -59,37 +53,23 @@ fn dtv_block(
     };
     let dtv = read(tp.wrapping_add(layout.pointer_offset as u64), "the DTV pointer")?;
     let absent = |e: String| Err(SlotRead::NoSlot(e));
-    match layout.header {
-        DtvHeader::CountAndGeneration => {
-            // glibc: entry -1 holds the number of entries, entry 0 the generation the thread's
-            // DTV is up to date with.
-            let len = read(dtv.wrapping_sub(layout.entry_size), "the DTV length")?;
-            if module_id > len {
-                return absent(format!(
-                    "the thread's DTV has {len} entries, module {module_id} not among them"
-                ));
-            }
-            if let Some(g) = generation {
-                let dtv_gen = read(dtv, "the DTV generation")?;
-                if dtv_gen < g {
-                    return absent(format!(
-                        "the thread's DTV (generation {dtv_gen}) predates the module (generation {g})"
-                    ));
-                }
-            }
-        }
-        DtvHeader::Count => {
-            // musl: word 0 counts the modules the DTV covers.
-            let count = read(dtv, "the DTV's module count")?;
-            if module_id > count {
-                return absent(format!(
-                    "the thread's DTV covers {count} modules, module {module_id} not among them"
-                ));
-            }
+    let len = read(dtv.wrapping_add(layout.count_offset as u64), "the DTV length")?;
+    if id > len {
+        return absent(format!(
+            "the thread's DTV has {len} entries, module {id} not among them"
+        ));
+    }
+    // Only a glibc module has a generation, to compare with the DTV's (its entry 0).
+    if let Some(g) = generation {
+        let dtv_gen = read(dtv, "the DTV generation")?;
+        if dtv_gen < g {
+            return absent(format!(
+                "the thread's DTV (generation {dtv_gen}) predates the module (generation {g})"
+            ));
         }
     }
-    let entry = dtv.wrapping_add(layout.entry_size.wrapping_mul(module_id));
-    match read(entry, &format!("DTV[{module_id}]"))? {
+    let entry = dtv.wrapping_add(layout.entry_size.wrapping_mul(id));
+    match read(entry, &format!("DTV[{id}]"))? {
         0 | u64::MAX => absent("TLS block not allocated for this thread yet".into()),
         block => Ok(block),
     }

@@ -1,15 +1,11 @@
-//! Reading a live process the way the eBPF profiler does: find the modules that export the slot
-//! and resolve how each reaches it ([`modules`]), then stop each thread briefly and follow its
-//! thread pointer to the record ([`dtv`]); [`context`] reads the process context and [`threads`]
-//! what /proc says about the threads. What differs by architecture and C library comes from
-//! [`crate::platform`].
+//! Reading a live process: the modules exporting the slot ([`modules`]), each stopped thread's
+//! record ([`dtv`]) and what /proc says of threads ([`threads`]).
 
-pub mod context;
 pub mod dtv;
 pub mod modules;
 pub mod threads;
 
-pub use context::{read_process_context, ContextStatus};
+pub use crate::process_context::{read_process_context, ContextStatus};
 pub use dtv::{read_record, read_slot, SlotRead};
 pub use modules::{resolve, Module, Resolution};
 pub use threads::{comm, status_field, task_stat, thread_ids, thread_state, tracer_of, TaskStat, ThreadProblem};
@@ -25,10 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug)]
 pub enum InspectError {
     NoSuchProcess,
-    /// Every thread has exited; the parent has not reaped the process yet.
-    Zombie {
-        parent: i32,
-    },
+    /// Every thread has exited; the parent (this pid) has not reaped the process yet.
+    Zombie(i32),
     KernelThread,
     /// The reader lacks the rights: the text says which operation failed.
     PermissionDenied(String),
@@ -86,7 +80,6 @@ impl ThreadReport {
     }
 }
 
-/// Everything read from the process in one pass.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     pub pid: i32,
@@ -159,9 +152,7 @@ impl Inspector {
             match task_stat(pid, pid) {
                 Some(stat) if stat.is_kernel_thread() => return Err(InspectError::KernelThread),
                 // `address_space` found no live thread.
-                Some(stat) if matches!(stat.state, 'Z' | 'X') => {
-                    return Err(InspectError::Zombie { parent: stat.ppid })
-                }
+                Some(stat) if matches!(stat.state, 'Z' | 'X') => return Err(InspectError::Zombie(stat.ppid)),
                 _ => {}
             }
         }
@@ -219,7 +210,7 @@ impl Inspector {
         };
         // One tracer thread per pass: it releases whatever it could not detach when it ends.
         let mut threads: Vec<ThreadReport> = ptrace::with_tracer(|tracer| {
-            let read = |tid| {
+            let report = |&tid: &i32| {
                 let name = comm(format_args!("{pid}/task/{tid}")).unwrap_or_default();
                 let (reads, error) = match read_slots(tracer, tid) {
                     Ok(reads) => (reads, None),
@@ -232,7 +223,7 @@ impl Inspector {
                     error,
                 }
             };
-            tids.iter().map(|&tid| read(tid)).collect()
+            tids.iter().map(report).collect()
         });
         let keys = process_context.context();
         for (_, read) in threads.iter_mut().flat_map(|t| &mut t.reads) {

@@ -1,12 +1,12 @@
 //! The modules exporting the slot: found from the mappings, examined once per file (cached), and
 //! resolved from their live GOT to where the slot is for every thread.
 
-use crate::elf::{self, AccessModel, TlsExport};
+use crate::elf::{self, AccessModel, TlsExport, TlsSegment};
 use crate::maps::{Mapping, Memory, ProcessMemory};
-use crate::platform::{Arch, DtvHeader, Platform};
+use crate::platform::{Arch, Platform};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 
 /// Where a module's slot is, for every thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,22 +115,13 @@ impl ElfCache {
     }
 }
 
-/// Looks for the export in one mapped file, read through /proc/PID/map_files (which also works
-/// for deleted files and other mount namespaces) if it can, reading only the parts needed
-/// (runtimes map many large files). `pid` may be any live task of the process.
+/// Looks for the export in one mapped file, through /proc/PID/map_files if it can (deleted files,
+/// other mount namespaces), reading only the parts needed (runtimes map many large files).
 fn examine_file(arch: &Arch, pid: i32, m: &Mapping) -> Result<Option<TlsExport>, String> {
-    let candidates = [
-        format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end),
-        format!("/proc/{pid}/root{}", m.path),
-        m.path.clone(),
-    ];
-    let mut file = Err(io::ErrorKind::NotFound.into());
-    for path in &candidates {
-        file = std::fs::File::open(path);
-        if file.is_ok() {
-            break;
-        }
-    }
+    let open = std::fs::File::open;
+    let file = open(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end))
+        .or_else(|_| open(format!("/proc/{pid}/root{}", m.path)))
+        .or_else(|_| open(m.path.clone()));
     // A file that cannot be opened is reported: it may be why a module is missing.
     let mut file = file.map_err(|e| format!("cannot open: {e}"))?;
     let mut magic = [0u8; 4];
@@ -157,10 +148,8 @@ pub fn resolve(platform: &Platform, mem: &dyn Memory, m: &Module) -> Result<Reso
             }
             let (module_id, offset) = (read(arg)?, read(arg + 8)?);
             // glibc's argument has a third word, the generation; musl's links its next one.
-            let generation = match platform.dtv.map(|d| d.header) {
-                Some(DtvHeader::CountAndGeneration) => Some(read(arg + 16)?),
-                _ => None,
-            };
+            let has_generation = platform.dtv.is_some_and(|d| d.generation);
+            let generation = has_generation.then(|| read(arg + 16)).transpose()?;
             dynamic(m, module_id, offset, generation)
         }
         AccessModel::InitialExec => Ok(Resolution::StaticOffset(
@@ -190,14 +179,11 @@ fn dynamic(m: &Module, module_id: u64, offset: u64, generation: Option<u64>) -> 
     if module_id == 0 || module_id > 1 << 20 {
         return Err(format!("implausible TLS module id {module_id}"));
     }
-    if let Some(tls) = m
-        .export
-        .tls
-        .filter(|tls| offset.checked_add(8).is_none_or(|end| end > tls.memsz))
-    {
+    let fits = |tls: &TlsSegment| offset.checked_add(8).is_some_and(|end| end <= tls.memsz);
+    if let Some(tls) = m.export.tls.filter(|tls| !fits(tls)) {
+        let size = tls.memsz;
         return Err(format!(
-            "TLS offset {offset:#x} is outside the module's {}-byte TLS block",
-            tls.memsz
+            "TLS offset {offset:#x} is outside the module's {size}-byte TLS block"
         ));
     }
     Ok(Resolution::Dynamic {

@@ -17,8 +17,7 @@ pub enum ThreadProblem {
         pid: i32,
         name: String,
     },
-    /// The thread did not reach the ptrace stop in time (blocked in the kernel, e.g. in vfork);
-    /// `state` is its state letter then.
+    /// The thread did not stop in time (blocked in the kernel, e.g. in vfork); `state`: its state.
     NotStopped {
         waited_ms: u64,
         state: Option<char>,
@@ -29,45 +28,35 @@ pub enum ThreadProblem {
 }
 
 impl ThreadProblem {
-    /// A word for scripts (the JSON `reason`).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ThreadProblem::Exited => "exited",
-            ThreadProblem::PermissionDenied => "permission_denied",
-            ThreadProblem::TracedBy { .. } => "traced",
-            ThreadProblem::NotStopped { .. } => "not_stopped",
-            ThreadProblem::Interrupted => "interrupted",
-            ThreadProblem::Other(_) => "error",
-        }
-    }
-
     /// Not allowed to trace the thread, whatever the reason.
     pub fn is_denied(&self) -> bool {
         matches!(self, ThreadProblem::PermissionDenied | ThreadProblem::TracedBy { .. })
     }
-}
 
-impl fmt::Display for ThreadProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// A word for scripts (the JSON `reason`) and the message.
+    pub fn describe(&self) -> (&'static str, String) {
         match self {
-            ThreadProblem::Exited => write!(f, "thread has exited"),
-            ThreadProblem::PermissionDenied => write!(f, "permission denied stopping the thread (ptrace)"),
-            ThreadProblem::TracedBy { tid, pid, name } if tid == pid => {
-                write!(f, "already traced by process {pid} ({name})")
+            ThreadProblem::Exited => ("exited", "thread has exited".into()),
+            ThreadProblem::PermissionDenied => {
+                let detail = "permission denied stopping the thread (ptrace)";
+                ("permission_denied", detail.into())
             }
             ThreadProblem::TracedBy { tid, pid, name } => {
-                write!(f, "already traced by process {pid} ({name}), thread {tid}")
+                let thread = (tid != pid).then(|| format!(", thread {tid}"));
+                let detail = format!("already traced by process {pid} ({name}){}", thread.unwrap_or_default());
+                ("traced", detail)
             }
             ThreadProblem::NotStopped { waited_ms, state } => {
-                write!(f, "not read: it did not stop within {waited_ms} ms")?;
-                match state {
-                    Some('D') => write!(f, " (state D: blocked in the kernel, e.g. in vfork)"),
-                    Some(s) => write!(f, " (state {s})"),
-                    None => Ok(()),
-                }
+                let state = match state {
+                    Some('D') => " (state D: blocked in the kernel, e.g. in vfork)".into(),
+                    Some(s) => format!(" (state {s})"),
+                    None => String::new(),
+                };
+                let detail = format!("not read: it did not stop within {waited_ms} ms{state}");
+                ("not_stopped", detail)
             }
-            ThreadProblem::Interrupted => write!(f, "not read: interrupted"),
-            ThreadProblem::Other(e) => write!(f, "{e}"),
+            ThreadProblem::Interrupted => ("interrupted", "not read: interrupted".into()),
+            ThreadProblem::Other(e) => ("error", e.clone()),
         }
     }
 }
@@ -113,7 +102,6 @@ impl TaskStat {
     }
 }
 
-/// A thread's `/proc/PID/task/TID/stat`.
 pub fn task_stat(pid: i32, tid: i32) -> Option<TaskStat> {
     TaskStat::parse(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?)
 }
