@@ -2,11 +2,8 @@ using System.Diagnostics.Tracing;
 
 namespace OtelThreadContext.OpenTelemetry;
 
-/// <summary>
-/// What <c>AddThreadContext</c> did with the provider's Resource, where OpenTelemetry .NET's own
-/// diagnostics go: an <see cref="EventSource"/> (name <c>OtelThreadContext-OpenTelemetry</c>),
-/// readable with dotnet-trace, an EventListener or OpenTelemetry's self-diagnostics.
-/// </summary>
+/// <summary>What <c>AddThreadContext</c> did, as an <see cref="EventSource"/> like OpenTelemetry .NET's
+/// own diagnostics: read it with dotnet-trace, an EventListener or OpenTelemetry's self-diagnostics.</summary>
 [EventSource(Name = "OtelThreadContext-OpenTelemetry")]
 internal sealed class ThreadContextEventSource : EventSource
 {

@@ -7,19 +7,13 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using OpenTelemetry;
-using OpenTelemetry.Resources;
 
 namespace OtelThreadContext.OpenTelemetry;
 
-/// <summary>
-/// <c>AddThreadContext</c>'s part of the provider: tracking from construction to shutdown, and the
-/// process context published from the provider's Resource once the provider has one.
-/// </summary>
-/// <remarks>
-/// The SDK sets <see cref="BaseProcessor{T}.ParentProvider"/> at the end of the build and has no
-/// "built" callback, so the first of a short poll for it and the first <see cref="OnStart"/>
-/// publishes (no span is recorded before its process context).
-/// </remarks>
+/// <summary><c>AddThreadContext</c>'s part of the provider: tracking from construction to shutdown, and
+/// the process context published from the provider's Resource once the provider has one.</summary>
+/// <remarks>The SDK sets <see cref="BaseProcessor{T}.ParentProvider"/> at the end of the build, with no
+/// "built" callback: the first of a short poll for it and the first <see cref="OnStart"/> publishes.</remarks>
 internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
 {
     /// <summary>How long the poll waits for a parent provider (a build that threw never sets one).</summary>
@@ -100,13 +94,8 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
     {
         var waited = Stopwatch.StartNew();
         int delay = 1;
-        while (ParentProvider is null && !_settled)
+        while (ParentProvider is null && !_settled && waited.Elapsed < s_waitLimit)
         {
-            if (waited.Elapsed > s_waitLimit)
-            {
-                return;
-            }
-
             await Task.Delay(delay).ConfigureAwait(false);
             delay = Math.Min(delay * 2, 50);
         }
@@ -161,20 +150,13 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
     {
         try
         {
-            Resource resource = provider.GetResource();
-            var attributes = new List<KeyValuePair<string, object>>();
-            foreach (KeyValuePair<string, object> kv in resource.Attributes)
+            IEnumerable<KeyValuePair<string, object>> resource = provider.GetResource().Attributes;
+            foreach (KeyValuePair<string, object> kv in resource.Where(kv => !IsSupported(kv.Value)))
             {
-                if (IsSupported(kv.Value))
-                {
-                    attributes.Add(kv);
-                }
-                else
-                {
-                    ThreadContextEventSource.Log.AttributeSkipped(kv.Key, kv.Value?.GetType().ToString() ?? "null");
-                }
+                ThreadContextEventSource.Log.AttributeSkipped(kv.Key, kv.Value?.GetType().ToString() ?? "null");
             }
 
+            var attributes = resource.Where(kv => IsSupported(kv.Value)).ToList();
             ProcessContextOptions options = ProcessContextOptions.FromResource(attributes, _contextAttributes);
             if (ProcessContext.IsPublished)
             {

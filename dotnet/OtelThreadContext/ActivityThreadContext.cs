@@ -6,16 +6,10 @@ using System.Threading;
 
 namespace OtelThreadContext;
 
-/// <summary>
-/// Keeps every thread's record equal to the <see cref="Activity.Current"/> visible on that thread,
-/// across span starts and stops and async switches: <c>using IDisposable t = ActivityThreadContext.Enable();</c>
-/// </summary>
-/// <remarks>
-/// Span changes come from <see cref="Activity.CurrentChanged"/>; execution-context switches, which
-/// it misses, from the change handler of an <see cref="AsyncLocal{T}"/> kept equal to
-/// <see cref="Activity.Current"/>. No Activity, or a non-W3C one, is written as
-/// <see cref="ThreadContext.Clear"/>. While on, the tracker owns the records' attributes.
-/// </remarks>
+/// <summary>Keeps every thread's record equal to the <see cref="Activity.Current"/> visible on that thread,
+/// across span starts and stops and async switches: <c>using IDisposable t = ActivityThreadContext.Enable();</c></summary>
+/// <remarks>No Activity, or a non-W3C one, is written as <see cref="ThreadContext.Clear"/>. While on,
+/// the tracker owns the records' attributes.</remarks>
 public static class ActivityThreadContext
 {
     private static readonly object s_gate = new();
@@ -85,19 +79,16 @@ public static class ActivityThreadContext
     {
         s_attributes = s_handles.SelectMany(h => h.Attributes).ToArray();
         bool enable = s_handles.Count > 0;
-        if (enable != s_enabled)
+        if (enable && !s_enabled)
         {
-            if (enable)
-            {
-                Activity.CurrentChanged += OnCurrentChanged;
-            }
-            else
-            {
-                Activity.CurrentChanged -= OnCurrentChanged;
-            }
-
-            s_enabled = enable;
+            Activity.CurrentChanged += OnCurrentChanged;
         }
+        else if (!enable && s_enabled)
+        {
+            Activity.CurrentChanged -= OnCurrentChanged;
+        }
+
+        s_enabled = enable;
     }
 
     /// <summary><see cref="Activity.Current"/> changed on this thread: keep the local equal to it;
@@ -155,10 +146,7 @@ public static class ActivityThreadContext
             return;
         }
 
-        if (!ThreadContext.SetActivityIds(activity.TraceId, activity.SpanId, activity.ActivityTraceFlags, clearAttributes: true))
-        {
-            return;
-        }
+        ThreadContext.SetActivityIds(activity.TraceId, activity.SpanId, activity.ActivityTraceFlags, clearAttributes: true);
 
         // Each attribute looks the record up again: a callback may swap handles on this thread.
         foreach (AttributeRule rule in s_attributes)

@@ -28,26 +28,17 @@ internal static class IdDecoding
         span = MemoryMarshal.Read<ulong>(spanId);
     }
 
-    /// <summary>Ids given as big-endian numbers, as they lie in the record.</summary>
-    internal static void Decode(ulong traceIdHigh, ulong traceIdLow, ulong spanId, out ulong trace0, out ulong trace1, out ulong span)
-    {
-        bool swap = BitConverter.IsLittleEndian;
-        trace0 = swap ? BinaryPrimitives.ReverseEndianness(traceIdHigh) : traceIdHigh;
-        trace1 = swap ? BinaryPrimitives.ReverseEndianness(traceIdLow) : traceIdLow;
-        span = swap ? BinaryPrimitives.ReverseEndianness(spanId) : spanId;
-    }
+    /// <summary>An id word given as a big-endian number, as it lies in the record.</summary>
+    internal static ulong FromBigEndian(ulong value) => BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value;
 
     /// <summary>Throws unless the raw ids have the W3C lengths (16 and 8 bytes).</summary>
     internal static void CheckLengths(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId)
     {
-        if (traceId.Length != 16)
+        if (traceId.Length != 16 || spanId.Length != 8)
         {
-            throw new ArgumentException("A trace id is 16 bytes.", nameof(traceId));
-        }
-
-        if (spanId.Length != 8)
-        {
-            throw new ArgumentException("A span id is 8 bytes.", nameof(spanId));
+            throw new ArgumentException(
+                $"A trace id is 16 bytes and a span id 8, not {traceId.Length} and {spanId.Length}.",
+                traceId.Length != 16 ? nameof(traceId) : nameof(spanId));
         }
     }
 
@@ -61,11 +52,8 @@ internal static class IdDecoding
         Decode(ids.Slice(0, 16), ids.Slice(16), out trace0, out trace1, out span);
     }
 
-    /// <summary>
-    /// Decodes the ids' hex strings with vector instructions (their own <c>CopyTo</c> goes one pair
-    /// at a time, the costliest step of an Activity switch). False where vectors are not
-    /// accelerated or the strings are not 32 and 16 characters.
-    /// </summary>
+    /// <summary>Decodes the ids' hex strings with vectors (their own <c>CopyTo</c> goes a pair at a time, the
+    /// costliest step of an Activity switch). False where vectors are not accelerated or the lengths are off.</summary>
     private static bool TryDecodeHex(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
     {
         // ToHexString returns the string the id holds (all zeros for default): no allocation.
@@ -91,10 +79,8 @@ internal static class IdDecoding
         return true;
     }
 
-    /// <summary>
-    /// Sixteen hex characters (UTF-16) to eight byte values, one per 16-bit lane. A digit's value
-    /// is its low four bits, plus 9 for a letter (bit 6 set: 'a'-'f' and 'A'-'F').
-    /// </summary>
+    /// <summary>Sixteen hex characters (UTF-16) to eight byte values, one per 16-bit lane. A digit's value
+    /// is its low four bits, plus 9 for a letter (bit 6 set: 'a'-'f' and 'A'-'F').</summary>
     private static Vector128<ushort> HexPairs(Vector128<ushort> low, Vector128<ushort> high)
     {
         Vector128<ushort> lowBits = Vector128.Create((ushort)0x0F);

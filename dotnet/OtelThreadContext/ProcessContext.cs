@@ -3,16 +3,15 @@ using System.Collections.Generic;
 using System.Collections.ObjectModel;
 using System.ComponentModel;
 using System.IO;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using System.Threading;
 
 namespace OtelThreadContext;
 
-/// <summary>
-/// Publishes this process's context (OTEP 4719) where an out-of-process profiler finds it: the
-/// resource attributes and the thread attribute key map (<c>threadlocal.attribute_key_map</c>).
-/// </summary>
+/// <summary>Publishes this process's context (OTEP 4719) where an out-of-process profiler finds it: the
+/// resource attributes and the thread attribute key map (<c>threadlocal.attribute_key_map</c>).</summary>
 /// <remarks>One per process. Where <see cref="ThreadContext.IsSupported"/> is false, arguments
 /// are checked, nothing is published and <see cref="DeclareKey"/> still hands out indexes.</remarks>
 public static unsafe class ProcessContext
@@ -28,10 +27,8 @@ public static unsafe class ProcessContext
     private static readonly List<ThreadAttributeKey> s_keys = new();
     private static volatile ReadOnlyCollection<ThreadAttributeKey> s_keysView = new(Array.Empty<ThreadAttributeKey>());
 
-    private static volatile bool s_published;
-
-    /// <summary>What was last published, sent again when a key is declared.</summary>
-    private static Content? s_resource;
+    /// <summary>What is published (null when nothing is), sent again when a key is declared.</summary>
+    private static volatile Content? s_resource;
 
     /// <summary>Counts publishes, so a <see cref="PublishScoped"/> handle unpublishes only its own.</summary>
     private static long s_generation;
@@ -40,12 +37,10 @@ public static unsafe class ProcessContext
     public static IReadOnlyList<ThreadAttributeKey> Keys => s_keysView;
 
     /// <summary>True between a successful <see cref="Publish"/> and <see cref="Unpublish"/>.</summary>
-    public static bool IsPublished => s_published;
+    public static bool IsPublished => s_resource != null;
 
-    /// <summary>
-    /// Returns the key for <paramref name="name"/>, appending it to the process-wide, append-only
-    /// key map if new; a published context is updated to show it.
-    /// </summary>
+    /// <summary>Returns the key for <paramref name="name"/>, appending it to the process-wide, append-only
+    /// key map if new; a published context is updated to show it.</summary>
     /// <returns>The key, whose <see cref="ThreadAttributeKey.Index"/> is the name's position in the map.</returns>
     /// <exception cref="ArgumentException">The name is empty or not valid text, or the context
     /// would grow past 64 KiB.</exception>
@@ -76,11 +71,10 @@ public static unsafe class ProcessContext
             }
 
             var key = new ThreadAttributeKey(name, (byte)s_keys.Count);
-            if (s_published)
+            if (s_resource is { } published)
             {
-                List<string> names = s_keys.ConvertAll(k => k.Name);
-                names.Add(name);
-                CallNative(update: true, s_resource!, names, $"Declaring attribute key \"{name}\"", allowNotPublished: true);
+                List<string> names = [.. s_keys.ConvertAll(k => k.Name), name];
+                CallNative(update: true, published, names, $"Declaring attribute key \"{name}\"", allowNotPublished: true);
             }
 
             s_keys.Add(key);
@@ -120,7 +114,7 @@ public static unsafe class ProcessContext
 
         lock (s_lock)
         {
-            if (s_published != update)
+            if (IsPublished != update)
             {
                 throw new InvalidOperationException(update
                     ? "No process context is published: call ProcessContext.Publish first."
@@ -129,7 +123,6 @@ public static unsafe class ProcessContext
 
             CallNative(update, resource, s_keys.ConvertAll(k => k.Name), update ? "Updating the process context" : "Publishing the process context");
             s_resource = resource;
-            s_published = true;
             return update ? 0 : ++s_generation;
         }
     }
@@ -143,7 +136,7 @@ public static unsafe class ProcessContext
             long generation = Interlocked.Exchange(ref _generation, 0);
             lock (s_lock)
             {
-                if (generation != 0 && s_published && s_generation == generation)
+                if (generation != 0 && IsPublished && s_generation == generation)
                 {
                     Unpublish();
                 }
@@ -156,13 +149,12 @@ public static unsafe class ProcessContext
     {
         lock (s_lock)
         {
-            if (!s_published)
+            if (!IsPublished)
             {
                 return;
             }
 
             NativeProcessStatus status = NativeMethods.otel_process_ctx_unpublish();
-            s_published = false;
             s_resource = null;
             if (status != NativeProcessStatus.Ok && status != NativeProcessStatus.NotPublished)
             {
@@ -175,33 +167,19 @@ public static unsafe class ProcessContext
     /// <see cref="ArgumentException"/>, a failed mapping an <see cref="IOException"/>.</summary>
     internal static Exception ToException(NativeProcessStatus status, int errno, string operation)
     {
-        if (status == NativeProcessStatus.MappingFailed)
+        string message = $"{operation} failed ({status.CName()})";
+        return status switch
         {
-            return new IOException(
-                $"{operation} failed: the OTEL_CTX mapping could not be made or named: " +
-                $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).",
-                new Win32Exception(errno));
-        }
-
-        (string reason, bool badInput) = status switch
-        {
-            NativeProcessStatus.InvalidUtf8 => ("a key or value is not valid UTF-8", true),
-            NativeProcessStatus.EmptyResourceKey => ("a resource attribute has an empty key", true),
-            NativeProcessStatus.DuplicateResourceKey => ("two resource attributes have the same key", true),
-            NativeProcessStatus.EmptyAttributeKey => ("an attribute key map entry is empty", true),
-            NativeProcessStatus.DuplicateAttributeKey => ("the attribute key map names the same key twice", true),
-            NativeProcessStatus.TooManyAttributeKeys => ($"the attribute key map has more than {MaxKeys} entries", true),
-            NativeProcessStatus.PayloadTooLarge => ("the encoded context is larger than the 64 KiB readers accept", true),
-            NativeProcessStatus.InvalidValue => ("a value has a type the process context cannot carry", true),
-            NativeProcessStatus.InvalidContextAttribute =>
-                ("a process-context attribute has an empty or repeated key, or uses the reserved threadlocal. prefix", true),
-            NativeProcessStatus.KeyMapChanged => ("the published attribute key map would lose or rename an index (it is append-only)", false),
-            NativeProcessStatus.AlreadyPublished => ("a process context is already published (one per process)", false),
-            NativeProcessStatus.NotPublished => ("no process context is published", false),
-            _ => ($"the native library reported {status} ({(int)status})", false),
+            NativeProcessStatus.MappingFailed => new IOException(
+                $"{message}: the OTEL_CTX mapping could not be made or named: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).",
+                new Win32Exception(errno)),
+            NativeProcessStatus.PayloadTooLarge => new ArgumentException(message + ": the context is larger than the 64 KiB readers accept."),
+            NativeProcessStatus.InvalidUtf8 or NativeProcessStatus.EmptyResourceKey or NativeProcessStatus.DuplicateResourceKey
+                or NativeProcessStatus.EmptyAttributeKey or NativeProcessStatus.DuplicateAttributeKey
+                or NativeProcessStatus.TooManyAttributeKeys or NativeProcessStatus.InvalidValue
+                or NativeProcessStatus.InvalidContextAttribute => new ArgumentException(message + "."),
+            _ => new InvalidOperationException(message + "."),
         };
-        string message = $"{operation} failed: {reason} ({status.CName()}).";
-        return badInput ? new ArgumentException(message) : new InvalidOperationException(message);
     }
 
     /// <summary>The header's name for <paramref name="status"/>, e.g. <c>OTEL_PROCESS_CTX_STATUS_INVALID_UTF8</c>.</summary>
@@ -209,10 +187,8 @@ public static unsafe class ProcessContext
         ? "OTEL_PROCESS_CTX_STATUS_" + Regex.Replace(status.ToString(), "(?<=.)(?=[A-Z])", "_").ToUpperInvariant()
         : $"process status {(int)status}";
 
-    /// <summary>
-    /// The resource to publish, checked and copied: the typed options, <c>telemetry.sdk.language</c>,
-    /// then <see cref="ProcessContextOptions.ResourceAttributes"/> (or the exact resource).
-    /// </summary>
+    /// <summary>The resource to publish, checked and copied: the typed options, <c>telemetry.sdk.language</c>,
+    /// then <see cref="ProcessContextOptions.ResourceAttributes"/> (or the exact resource).</summary>
     internal static Content BuildResource(ProcessContextOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -239,19 +215,14 @@ public static unsafe class ProcessContext
             }
 
             ProcessContextValues.CheckText(value, source, nameof(options));
-            if (origin.TryGetValue(key, out string? first))
+            if (origin.TryAdd(key, source))
             {
-                object firstValue = list.Find(kv => kv.Key == key).Value;
-                if (!value.Equals(firstValue))
-                {
-                    throw new ArgumentException($"{source} = \"{value}\" conflicts with {first} = \"{firstValue}\".", nameof(options));
-                }
-
-                return;
+                list.Add(new(key, value));
             }
-
-            origin.Add(key, source);
-            list.Add(new(key, value));
+            else if (list.Find(kv => kv.Key == key).Value is var first && !value.Equals(first))
+            {
+                throw new ArgumentException($"{source} = \"{value}\" conflicts with {origin[key]} = \"{first}\".", nameof(options));
+            }
         }
 
         Add("service.name", options.ServiceName, "ProcessContextOptions.ServiceName");
@@ -259,16 +230,12 @@ public static unsafe class ProcessContext
         Add("deployment.environment.name", options.DeploymentEnvironmentName, "ProcessContextOptions.DeploymentEnvironmentName");
         Add("service.version", options.ServiceVersion, "ProcessContextOptions.ServiceVersion");
         Add("telemetry.sdk.language", "dotnet", "the OtelThreadContext package");
-        foreach (KeyValuePair<string, string> kv in options.ResourceAttributes ?? new Dictionary<string, string>())
+        const string Extra = "ProcessContextOptions.ResourceAttributes";
+        IEnumerable<KeyValuePair<string, object>> extra = (options.ResourceAttributes ?? new Dictionary<string, string>())
+            .Select(kv => new KeyValuePair<string, object>(kv.Key, kv.Value));
+        foreach ((string key, object value) in ProcessContextValues.CheckAttributes(extra, Extra, nameof(options)))
         {
-            if (string.IsNullOrEmpty(kv.Key))
-            {
-                throw new ArgumentException("ProcessContextOptions.ResourceAttributes has an empty key.", nameof(options));
-            }
-
-            string source = $"ProcessContextOptions.ResourceAttributes[\"{kv.Key}\"]";
-            ProcessContextValues.CheckText(kv.Key, source + " (the key)", nameof(options));
-            Add(kv.Key, kv.Value ?? throw new ArgumentException($"{source} is null.", nameof(options)), source);
+            Add(key, (string)value, $"{Extra}[\"{key}\"]");
         }
 
         if (!origin.ContainsKey("service.instance.id"))
@@ -283,29 +250,20 @@ public static unsafe class ProcessContext
     internal sealed record Content(
         List<KeyValuePair<string, object>> Resource, List<KeyValuePair<string, object>> Attributes, bool Exact);
 
-    /// <summary>
-    /// Publishes or updates <paramref name="content"/> (unless exact, with the library's
-    /// <c>telemetry.sdk.name</c>/<c>version</c> where not given) and <paramref name="keys"/>;
-    /// throws on refusal. Caller holds the lock.
-    /// </summary>
+    /// <summary>Publishes or updates <paramref name="content"/> (unless exact, with the library's
+    /// <c>telemetry.sdk.name</c>/<c>version</c> where not given) and <paramref name="keys"/>; caller holds the lock.</summary>
     private static void CallNative(bool update, Content content, List<string> keys, string operation, bool allowNotPublished = false)
     {
         NativeProcessStatus status;
         int errno;
         try
         {
-            List<KeyValuePair<string, object>> resource = content.Resource;
+            List<KeyValuePair<string, object>> resource = new(content.Resource);
             if (!content.Exact)
             {
                 string version = Marshal.PtrToStringUTF8((nint)NativeMethods.otel_thread_ctx_version())!;
-                resource = new(resource);
-                foreach ((string key, string value) in new[] { ("telemetry.sdk.name", "otel-thread-ctx"), ("telemetry.sdk.version", version) })
-                {
-                    if (!resource.Exists(kv => kv.Key == key))
-                    {
-                        resource.Add(new(key, value));
-                    }
-                }
+                KeyValuePair<string, object>[] defaults = [new("telemetry.sdk.name", "otel-thread-ctx"), new("telemetry.sdk.version", version)];
+                resource.AddRange(defaults.Where(d => !content.Resource.Exists(kv => kv.Key == d.Key)));
             }
 
             status = ProcessContextValues.Call(update, resource, content.Attributes, keys, out errno);
@@ -318,7 +276,6 @@ public static unsafe class ProcessContext
         if (status == NativeProcessStatus.NotPublished)
         {
             // Native code unpublished behind this class's back.
-            s_published = false;
             s_resource = null;
         }
 

@@ -3,10 +3,8 @@ using System.Collections.Generic;
 
 namespace OtelThreadContext;
 
-/// <summary>
-/// The resource attributes <see cref="ProcessContext.Publish"/> publishes; the package adds
-/// <c>telemetry.sdk.language</c>, the native library <c>telemetry.sdk.name</c>/<c>version</c> unless given.
-/// </summary>
+/// <summary>The resource attributes <see cref="ProcessContext.Publish"/> publishes; the package adds
+/// <c>telemetry.sdk.language</c>, the native library <c>telemetry.sdk.name</c>/<c>version</c> unless given.</summary>
 public sealed class ProcessContextOptions
 {
     /// <summary>The <c>service.name</c> resource attribute; required and not empty.</summary>

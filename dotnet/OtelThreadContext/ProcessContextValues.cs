@@ -2,15 +2,14 @@ using System;
 using System.Collections;
 using System.Collections.Generic;
 using System.Globalization;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text;
 
 namespace OtelThreadContext;
 
-/// <summary>
-/// The checks on process-context text and typed values (OTLP AnyValue: string, bool, int64,
-/// double, and flat arrays of them), and their encoding into the native structs.
-/// </summary>
+/// <summary>The checks on process-context text and typed values (OTLP AnyValue: string, bool, int64,
+/// double, flat arrays of them), and their encoding into the native structs.</summary>
 internal static unsafe class ProcessContextValues
 {
     /// <summary>UTF-8 that throws on lone surrogates instead of replacing them.</summary>
@@ -35,10 +34,8 @@ internal static unsafe class ProcessContextValues
         }
     }
 
-    /// <summary>
-    /// Typed attributes, checked and copied: keys not empty, given once, valid text, not starting
-    /// with <paramref name="reservedPrefix"/>; values as <see cref="Normalize"/> makes them.
-    /// </summary>
+    /// <summary>Typed attributes, checked and copied: keys not empty, given once, valid text, not starting
+    /// with <paramref name="reservedPrefix"/>; values as <see cref="Normalize"/> makes them.</summary>
     internal static List<KeyValuePair<string, object>> CheckAttributes(
         IEnumerable<KeyValuePair<string, object>> given, string what, string paramName, string? reservedPrefix = null)
     {
@@ -70,41 +67,20 @@ internal static unsafe class ProcessContextValues
         return list;
     }
 
-    /// <summary>
-    /// The value as the payload carries it: string, bool, long (every integer type that fits),
-    /// double (and float), or an <c>object?[]</c> of those (null elements become empty values);
-    /// throws <see cref="ArgumentException"/> naming <paramref name="what"/> for anything else.
-    /// </summary>
-    internal static object Normalize(object? value, string what, string paramName)
-    {
-        if (NormalizeScalar(value, what, paramName) is { } scalar)
+    /// <summary>The value as the payload carries it: string, bool, long (every integer type that fits),
+    /// double (and float), or an <c>object?[]</c> of those (null elements become empty values).</summary>
+    internal static object Normalize(object? value, string what, string paramName) =>
+        NormalizeScalar(value, what, paramName) ?? value switch
         {
-            return scalar;
-        }
-
-        if (value is null)
-        {
-            throw new ArgumentException($"{what} is null.", paramName);
-        }
-
-        if (value is not (IEnumerable and (Array or IList)))
-        {
-            throw new ArgumentException(
+            null => throw new ArgumentException($"{what} is null.", paramName),
+            IList items => items.Cast<object?>().Select((item, i) => item is null ? null : NormalizeScalar(item, $"{what}[{i}]", paramName)
+                ?? throw new ArgumentException(
+                    $"{what}[{i}] is a {item.GetType()}: array elements must be strings, booleans, integers or floating-point numbers (no arrays inside arrays).",
+                    paramName)).ToArray(),
+            _ => throw new ArgumentException(
                 $"{what} is a {value.GetType()}: the process context takes strings, booleans, integers, floating-point numbers and arrays of them.",
-                paramName);
-        }
-
-        var list = new List<object?>();
-        foreach (object? item in (IEnumerable)value)
-        {
-            string element = $"{what}[{list.Count}]";
-            list.Add(item is null ? null : NormalizeScalar(item, element, paramName) ?? throw new ArgumentException(
-                $"{element} is a {item.GetType()}: array elements must be strings, booleans, integers or floating-point numbers (no arrays inside arrays).",
-                paramName));
-        }
-
-        return list.ToArray();
-    }
+                paramName),
+        };
 
     private static object? NormalizeScalar(object? value, string what, string paramName)
     {
@@ -128,11 +104,8 @@ internal static unsafe class ProcessContextValues
         }
     }
 
-    /// <summary>
-    /// Calls <c>otel_process_ctx_publish_typed</c> (or <c>_update_typed</c>) with the attributes and
-    /// keys as the native structs, pinned for the call only (the library copies what it keeps).
-    /// <paramref name="errno"/> is the OS error the call left.
-    /// </summary>
+    /// <summary>Calls <c>otel_process_ctx_publish_typed</c> (or <c>_update_typed</c>) with the native structs,
+    /// pinned for the call only (the library copies what it keeps); <paramref name="errno"/> is the OS error.</summary>
     internal static NativeProcessStatus Call(
         bool update,
         List<KeyValuePair<string, object>> resource,

@@ -4,10 +4,8 @@ using System.Threading;
 
 namespace OtelThreadContext;
 
-/// <summary>
-/// Owns one native <c>OtelThreadCtx</c> for <see cref="ThreadContextHandle"/>. P/Invokes take it
-/// directly, so the marshaller keeps it alive (and refuses it once disposed) for each call.
-/// </summary>
+/// <summary>Owns one native <c>OtelThreadCtx</c> for <see cref="ThreadContextHandle"/>; the marshaller
+/// keeps it alive (and refuses it once disposed) for each P/Invoke that takes it.</summary>
 internal sealed class RecordHandle : SafeHandle
 {
     /// <summary>The thread the record is attached to through <see cref="ThreadContextHandle"/>, or

@@ -3,10 +3,8 @@ using System.Runtime.CompilerServices;
 
 namespace OtelThreadContext;
 
-/// <summary>
-/// A thread attribute's name and its index in <c>threadlocal.attribute_key_map</c>, from
-/// <see cref="ProcessContext.DeclareKey"/>; setters write the index, so there is no lookup by name.
-/// </summary>
+/// <summary>A thread attribute's name and its index in <c>threadlocal.attribute_key_map</c>, from
+/// <see cref="ProcessContext.DeclareKey"/>; setters write the index, so there is no lookup by name.</summary>
 /// <remarks><c>default(ThreadAttributeKey)</c> is not a declared key: its name is empty and the
 /// setters refuse it.</remarks>
 public readonly struct ThreadAttributeKey : IEquatable<ThreadAttributeKey>

@@ -5,11 +5,8 @@ using System.Runtime.InteropServices;
 
 namespace OtelThreadContext;
 
-/// <summary>
-/// Publishes the calling thread's current span (ids, flags, attributes) in its OTEP 4947 record,
-/// where an out-of-process profiler reads it; after the first call on a thread, writes are managed
-/// code only (no P/Invoke, no allocation).
-/// </summary>
+/// <summary>Publishes the calling thread's current span (ids, flags, attributes) in its OTEP 4947 record for
+/// an out-of-process profiler; after a thread's first call, writes are managed code only (no P/Invoke, no allocation).</summary>
 /// <remarks>Where <see cref="IsSupported"/> is false every method is a no-op and the native library
 /// is never loaded.</remarks>
 public static unsafe class ThreadContext
@@ -17,11 +14,8 @@ public static unsafe class ThreadContext
     private static readonly bool s_supported = IsSupportedPlatform(
         OperatingSystem.IsLinux(), RuntimeInformation.ProcessArchitecture, RuntimeInformation.RuntimeIdentifier);
 
-    /// <summary>
-    /// This thread's attached record, or null before the first call on the thread (or after a
-    /// handle swap). Safety: while cached it is live and only this thread writes it (the library
-    /// frees it only at this thread's exit), which is what <see cref="RecordWriter"/> requires.
-    /// </summary>
+    /// <summary>This thread's record, or null before its first call (or after a handle swap). Safety: while cached
+    /// it is live and only this thread writes it (freed only at this thread's exit), as <see cref="RecordWriter"/> requires.</summary>
     [ThreadStatic]
     private static ThreadContextRecord* t_record;
 
@@ -35,19 +29,16 @@ public static unsafe class ThreadContext
         SetActivityIds(traceId, spanId, flags, clearAttributes: false);
 
     /// <summary>Writes Activity ids; with <paramref name="clearAttributes"/> (tracking's write at a
-    /// span switch) no attributes either, in the same window. False when unsupported.</summary>
+    /// span switch) no attributes either, in the same window.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool SetActivityIds(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags, bool clearAttributes)
+    internal static void SetActivityIds(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags, bool clearAttributes)
     {
         ThreadContextRecord* rec = Record();
-        if (rec == null)
+        if (rec != null)
         {
-            return false;
+            IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
+            RecordWriter.WriteIds(rec, trace0, trace1, span, (byte)flags, clearAttributes);
         }
-
-        IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
-        RecordWriter.WriteIds(rec, trace0, trace1, span, (byte)flags, clearAttributes);
-        return true;
     }
 
     /// <summary>Publishes raw W3C id bytes (16 and 8, in hex-string order) as the current thread's
@@ -71,8 +62,8 @@ public static unsafe class ThreadContext
         ThreadContextRecord* rec = Record();
         if (rec != null)
         {
-            IdDecoding.Decode(traceIdHigh, traceIdLow, spanId, out ulong trace0, out ulong trace1, out ulong span);
-            RecordWriter.WriteIds(rec, trace0, trace1, span, traceFlags);
+            RecordWriter.WriteIds(
+                rec, IdDecoding.FromBigEndian(traceIdHigh), IdDecoding.FromBigEndian(traceIdLow), IdDecoding.FromBigEndian(spanId), traceFlags);
         }
     }
 
@@ -86,10 +77,8 @@ public static unsafe class ThreadContext
         }
     }
 
-    /// <summary>
-    /// Sets attribute <paramref name="keyIndex"/> (a position in <c>threadlocal.attribute_key_map</c>)
-    /// of the current thread's record, as UTF-8 without allocating (a lone surrogate becomes U+FFFD).
-    /// </summary>
+    /// <summary>Sets attribute <paramref name="keyIndex"/> (a position in <c>threadlocal.attribute_key_map</c>)
+    /// of the current thread's record, as UTF-8 without allocating (a lone surrogate becomes U+FFFD).</summary>
     /// <returns><see cref="SetAttributeResult.Stored"/>, <see cref="SetAttributeResult.Truncated"/> (cut to
     /// 255 bytes), <see cref="SetAttributeResult.NoSpace"/> (nothing changed) or <see cref="SetAttributeResult.NotSupported"/>.</returns>
     public static SetAttributeResult SetAttribute(byte keyIndex, ReadOnlySpan<char> value)
@@ -134,10 +123,8 @@ public static unsafe class ThreadContext
         return rec != null ? rec : EnsureRecord();
     }
 
-    /// <summary>
-    /// First call on a thread (or after a handle swap): one P/Invoke that returns the thread's
-    /// record, attaching an empty one if it has none. Null when unsupported.
-    /// </summary>
+    /// <summary>First call on a thread (or after a handle swap): one P/Invoke that returns the thread's
+    /// record, attaching an empty one if it has none. Null when unsupported.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static ThreadContextRecord* EnsureRecord()
     {
@@ -168,10 +155,8 @@ public static unsafe class ThreadContext
         return rec;
     }
 
-    /// <summary>
-    /// The decision behind <see cref="IsSupported"/>, for any platform: Linux on x64 with glibc or
-    /// musl, or on arm64 with glibc; not Android's bionic.
-    /// </summary>
+    /// <summary>The decision behind <see cref="IsSupported"/>, for any platform: Linux on x64 with glibc or
+    /// musl, or on arm64 with glibc; not Android's bionic.</summary>
     internal static bool IsSupportedPlatform(bool isLinux, Architecture processArchitecture, string runtimeIdentifier) =>
         isLinux &&
         !runtimeIdentifier.Contains("bionic", StringComparison.OrdinalIgnoreCase) &&

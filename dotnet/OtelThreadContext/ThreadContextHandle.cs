@@ -232,11 +232,10 @@ public sealed unsafe class ThreadContextHandle : IDisposable
             throw NativeLibraryErrors.Missing(e);
         }
 
+        // The ids are never null (16 and 8 bytes), so allocation is what can fail.
         if (status != NativeStatus.Ok)
         {
-            throw status == NativeStatus.NullArgument
-                ? new ArgumentException("otel_thread_ctx_new refused the ids.")
-                : new OutOfMemoryException($"otel_thread_ctx_new failed ({status}).");
+            throw new OutOfMemoryException($"otel_thread_ctx_new failed ({status}).");
         }
 
         return ctx;
