@@ -8,6 +8,7 @@ pub use crate::handle::OtelThreadCtx;
 use crate::record::OtelThreadCtxRecord;
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe, UnwindSafe};
+use OtelThreadCtxStatus as Status;
 
 /// Result of an API call. Negative values are errors; nothing was changed when one is returned.
 #[repr(i32)]
@@ -45,38 +46,38 @@ pub enum OtelThreadCtxStatus {
     NoThreadKey = -11,
 }
 
-/// Runs `f` (whose errors are statuses too), turning a panic into `INTERNAL`.
-fn guard(f: impl FnOnce() -> Result<OtelThreadCtxStatus, OtelThreadCtxStatus> + UnwindSafe) -> OtelThreadCtxStatus {
-    match catch_unwind(f) {
-        Ok(Ok(status) | Err(status)) => status,
-        Err(_) => OtelThreadCtxStatus::Internal,
-    }
+/// Runs `f` (whose errors are statuses too), turning a panic into `internal`.
+pub(crate) fn guard<S>(internal: S, f: impl FnOnce() -> Result<S, S> + UnwindSafe) -> S {
+    catch_unwind(f).unwrap_or(Err(internal)).unwrap_or_else(|status| status)
 }
 
 /// Runs `f` like [`guard`] and stores its result in the out-parameter, NULL on any failure;
 /// `NULL_ARGUMENT` without one.
-fn give<T>(
-    out: Option<&mut *mut T>,
-    f: impl FnOnce() -> Result<*mut T, OtelThreadCtxStatus> + UnwindSafe,
-) -> OtelThreadCtxStatus {
+fn give<T>(out: Option<&mut *mut T>, f: impl FnOnce() -> Result<*mut T, Status> + UnwindSafe) -> Status {
     let Some(out) = out else {
-        return OtelThreadCtxStatus::NullArgument;
+        return Status::NullArgument;
     };
     *out = core::ptr::null_mut();
     // Only a result `f` returned is stored: the write of a plain pointer cannot panic.
-    guard(AssertUnwindSafe(|| {
-        *out = f()?;
-        Ok(OtelThreadCtxStatus::Ok)
-    }))
+    let store = AssertUnwindSafe(|| f().map(|ptr| *out = ptr).map(|()| Status::Ok));
+    guard(Status::Internal, store)
 }
 
-/// `NULL_ARGUMENT` for a NULL pointer argument.
-fn non_null<T>(ptr: *const T) -> Result<(), OtelThreadCtxStatus> {
-    if ptr.is_null() {
-        Err(OtelThreadCtxStatus::NullArgument)
-    } else {
-        Ok(())
+/// Borrows a C array; NULL only with `len` 0. Safety: `ptr` is NULL or has `len` readable
+/// elements outliving 'a.
+pub(crate) unsafe fn c_array<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> {
+    match (ptr.is_null(), len) {
+        (_, 0) => Some(&[]),
+        (true, _) => None,
+        // Safety: non-null and `len` readable elements per the caller's contract.
+        (false, _) => Some(unsafe { std::slice::from_raw_parts(ptr, len) }),
     }
+}
+
+/// Borrows the ids; `NULL_ARGUMENT` if either is NULL. Safety: each is NULL or readable.
+unsafe fn ids<'a>(trace: *const [u8; 16], span: *const [u8; 8]) -> Result<(&'a [u8; 16], &'a [u8; 8]), Status> {
+    // Safety: NULL or readable (caller).
+    unsafe { trace.as_ref().zip(span.as_ref()) }.ok_or(Status::NullArgument)
 }
 
 /// Creates a valid record holding the given ids and flags, attached to no thread, and stores
@@ -94,10 +95,8 @@ pub unsafe extern "C" fn otel_thread_ctx_new(
 ) -> OtelThreadCtxStatus {
     // Safety: `out` is NULL or writable (caller).
     give(unsafe { out.as_mut() }, || {
-        non_null(trace_id)?;
-        non_null(span_id)?;
-        // Safety: non-NULL, and 16 and 8 readable bytes (caller).
-        let (trace_id, span_id) = unsafe { (&*trace_id, &*span_id) };
+        // Safety: each is NULL or readable (caller).
+        let (trace_id, span_id) = unsafe { ids(trace_id, span_id)? };
         OtelThreadCtx::allocate(trace_id, span_id, trace_flags)
     })
 }
@@ -109,11 +108,7 @@ pub unsafe extern "C" fn otel_thread_ctx_new(
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelThreadCtxStatus {
-    guard(|| {
-        non_null(ctx)?;
-        OtelThreadCtx::free(ctx)?;
-        Ok(OtelThreadCtxStatus::Ok)
-    })
+    guard(Status::Internal, || OtelThreadCtx::free(ctx).map(|()| Status::Ok))
 }
 
 /// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot and stores in
@@ -130,10 +125,7 @@ pub unsafe extern "C" fn otel_thread_ctx_attach(
     displaced: *mut *mut OtelThreadCtx,
 ) -> OtelThreadCtxStatus {
     // Safety: `displaced` is NULL or writable (caller).
-    give(unsafe { displaced.as_mut() }, || {
-        non_null(ctx)?;
-        OtelThreadCtx::attach(ctx)
-    })
+    give(unsafe { displaced.as_mut() }, || OtelThreadCtx::attach(ctx))
 }
 
 /// Empties the calling thread's slot; returns the handle that was attached, now owned by the
@@ -163,13 +155,13 @@ pub unsafe extern "C" fn otel_thread_ctx_update(
     span_id: *const [u8; 8],
     trace_flags: u8,
 ) -> OtelThreadCtxStatus {
-    guard(|| {
-        non_null(trace_id)?;
-        non_null(span_id)?;
+    guard(Status::Internal, || {
+        // Safety: each is NULL or readable (caller).
+        let (trace_id, span_id) = unsafe { ids(trace_id, span_id)? };
         let rec = OtelThreadCtx::current_or_attach()?;
-        // Safety: `rec` is this thread's attached record; the ids are readable (caller).
-        unsafe { OtelThreadCtxRecord::write_ids(rec, &*trace_id, &*span_id, trace_flags) };
-        Ok(OtelThreadCtxStatus::Ok)
+        // Safety: `rec` is this thread's attached record.
+        unsafe { OtelThreadCtxRecord::write_ids(rec, trace_id, span_id, trace_flags) };
+        Ok(Status::Ok)
     })
 }
 
@@ -177,14 +169,14 @@ pub unsafe extern "C" fn otel_thread_ctx_update(
 /// `NO_CONTEXT` (nothing done) if no record is attached.
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_clear() -> OtelThreadCtxStatus {
-    guard(|| {
+    guard(Status::Internal, || {
         let h = OtelThreadCtx::current();
         if h.is_null() {
-            return Ok(OtelThreadCtxStatus::NoContext);
+            return Ok(Status::NoContext);
         }
         // Safety: the attached record belongs to this thread.
-        unsafe { OtelThreadCtxRecord::clear(OtelThreadCtx::record_ptr(h)) };
-        Ok(OtelThreadCtxStatus::Ok)
+        unsafe { OtelThreadCtxRecord::clear(h.cast()) };
+        Ok(Status::Ok)
     })
 }
 
@@ -201,11 +193,7 @@ pub unsafe extern "C" fn otel_thread_ctx_record(
     out: *mut *mut OtelThreadCtxRecord,
 ) -> OtelThreadCtxStatus {
     // Safety: `out` is NULL or writable (caller).
-    give(unsafe { out.as_mut() }, || {
-        non_null(ctx)?;
-        OtelThreadCtx::validate(ctx)?;
-        Ok(OtelThreadCtx::record_ptr(ctx))
-    })
+    give(unsafe { out.as_mut() }, || OtelThreadCtx::live(ctx).map(|_| ctx.cast()))
 }
 
 /// Stores in `*out` the calling thread's record, attaching a new empty one (freed by the
@@ -236,18 +224,12 @@ pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
     value: *const u8,
     value_len: usize,
 ) -> OtelThreadCtxStatus {
-    guard(|| {
-        non_null(ctx)?;
-        let value: &[u8] = if value_len == 0 {
-            &[]
-        } else {
-            non_null(value)?;
-            // Safety: non-NULL, with `value_len` readable bytes (caller).
-            unsafe { core::slice::from_raw_parts(value, value_len) }
-        };
+    guard(Status::Internal, || {
+        // Safety: NULL or `value_len` readable bytes (caller).
+        let value = unsafe { c_array(value, value_len) }.ok_or(Status::NullArgument)?;
         OtelThreadCtx::writable_here(ctx)?;
         // Safety: a live handle, detached or attached to this thread, so only we write it.
-        unsafe { OtelThreadCtxRecord::set_attribute(OtelThreadCtx::record_ptr(ctx), key_index, value) }
+        unsafe { OtelThreadCtxRecord::set_attribute(ctx.cast(), key_index, value) }
     })
 }
 
@@ -257,12 +239,11 @@ pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn otel_thread_ctx_clear_attributes(ctx: *mut OtelThreadCtx) -> OtelThreadCtxStatus {
-    guard(|| {
-        non_null(ctx)?;
+    guard(Status::Internal, || {
         OtelThreadCtx::writable_here(ctx)?;
         // Safety: a live handle, detached or attached to this thread.
-        unsafe { OtelThreadCtxRecord::clear_attributes(OtelThreadCtx::record_ptr(ctx)) };
-        Ok(OtelThreadCtxStatus::Ok)
+        unsafe { OtelThreadCtxRecord::clear_attributes(ctx.cast()) };
+        Ok(Status::Ok)
     })
 }
 

@@ -3,9 +3,11 @@
 
 use super::payload::{self, any_value::Value, AnyValue, KeyValue};
 use super::{PayloadError, ProcessCtxError};
+use crate::ffi::{c_array, guard};
 use std::ffi::CStr;
 use std::os::raw::c_char;
-use std::panic::{catch_unwind, UnwindSafe};
+use std::panic::UnwindSafe;
+use OtelProcessCtxStatus as Status;
 
 /// Result of a process context call. Negative values are errors; nothing published was changed
 /// when one is returned.
@@ -88,29 +90,23 @@ impl From<ProcessCtxError> for OtelProcessCtxStatus {
 /// Borrows a C string as UTF-8. Safety: `s` is NULL or a NUL-terminated string outliving 'a.
 unsafe fn c_str<'a>(s: *const c_char) -> Result<&'a str, OtelProcessCtxStatus> {
     if s.is_null() {
-        return Err(OtelProcessCtxStatus::NullArgument);
+        return Err(Status::NullArgument);
     }
     // Safety: non-null and NUL-terminated per the caller's contract.
-    unsafe { CStr::from_ptr(s) }
-        .to_str()
-        .map_err(|_| OtelProcessCtxStatus::InvalidUtf8)
+    unsafe { CStr::from_ptr(s) }.to_str().map_err(|_| Status::InvalidUtf8)
 }
 
-/// Borrows a C array; NULL is allowed only for an empty one. Safety: `ptr` is NULL or points to
-/// `len` readable elements outliving 'a.
-unsafe fn c_array<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], OtelProcessCtxStatus> {
-    match (ptr.is_null(), len) {
-        (_, 0) => Ok(&[]),
-        (true, _) => Err(OtelProcessCtxStatus::NullArgument),
-        // Safety: non-null and `len` readable elements per the caller's contract.
-        (false, _) => Ok(unsafe { std::slice::from_raw_parts(ptr, len) }),
-    }
+/// Borrows a C array; `NULL_ARGUMENT` for NULL with a non-zero `len`. Safety: as on
+/// [`c_array`].
+unsafe fn array<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], Status> {
+    // Safety: forwarded caller contract.
+    unsafe { c_array(ptr, len) }.ok_or(Status::NullArgument)
 }
 
 /// Borrows a C array of C strings (the key map). Safety: as on `otel_process_ctx_publish`.
 unsafe fn c_strs<'a>(ptr: *const *const c_char, len: usize) -> Result<Vec<&'a str>, OtelProcessCtxStatus> {
     // Safety: forwarded caller contract.
-    unsafe { c_array(ptr, len)?.iter().map(|&s| c_str(s)).collect() }
+    unsafe { array(ptr, len)?.iter().map(|&s| c_str(s)).collect() }
 }
 
 /// The encoded payload's parts, borrowed from the caller: resource, context attributes, key map.
@@ -122,16 +118,12 @@ fn store<'a>(
     update: bool,
     read: impl FnOnce() -> Result<Args<'a>, OtelProcessCtxStatus> + UnwindSafe,
 ) -> OtelProcessCtxStatus {
-    let run = || {
+    guard(Status::Internal, || {
         let (resource, attributes, keys) = read()?;
         let bytes = payload::encode(resource, attributes, &keys).map_err(ProcessCtxError::Payload)?;
         super::store(bytes, &keys, update)?;
-        Ok(OtelProcessCtxStatus::Ok)
-    };
-    match catch_unwind(run) {
-        Ok(Ok(status) | Err(status)) => status,
-        Err(_) => OtelProcessCtxStatus::Internal,
-    }
+        Ok(Status::Ok)
+    })
 }
 
 /// Copies string resource attributes, adding this library's SDK name and version if not given.
@@ -141,7 +133,7 @@ unsafe fn string_resource(
     len: usize,
 ) -> Result<Vec<KeyValue>, OtelProcessCtxStatus> {
     // Safety: forwarded caller contract.
-    let pairs = unsafe { c_array(ptr, len)? }
+    let pairs = unsafe { array(ptr, len)? }
         .iter()
         .map(|a| unsafe { Ok((c_str(a.key)?, c_str(a.value)?)) });
     Ok(payload::string_resource(
@@ -197,11 +189,9 @@ pub unsafe extern "C" fn otel_process_ctx_update(
 /// has none.
 #[no_mangle]
 pub extern "C" fn otel_process_ctx_unpublish() -> OtelProcessCtxStatus {
-    match catch_unwind(super::unpublish) {
-        Ok(Ok(())) => OtelProcessCtxStatus::Ok,
-        Ok(Err(e)) => e.into(),
-        Err(_) => OtelProcessCtxStatus::Internal,
-    }
+    guard(Status::Internal, || {
+        super::unpublish().map(|()| Status::Ok).map_err(Into::into)
+    })
 }
 
 /// `OtelProcessCtxValue.kind`: UTF-8 text at `pointer`, `length` bytes.
@@ -249,8 +239,8 @@ unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<AnyValue
     let value = match v.kind {
         OTEL_PROCESS_CTX_VALUE_STRING => {
             // Safety: `length` readable bytes at `pointer`, per the caller's contract.
-            let bytes = unsafe { c_array(v.pointer.cast::<u8>(), v.length)? };
-            let text = std::str::from_utf8(bytes).map_err(|_| OtelProcessCtxStatus::InvalidUtf8)?;
+            let bytes = unsafe { array(v.pointer.cast::<u8>(), v.length)? };
+            let text = std::str::from_utf8(bytes).map_err(|_| Status::InvalidUtf8)?;
             Some(Value::StringValue(text.to_owned()))
         }
         OTEL_PROCESS_CTX_VALUE_BOOL => Some(Value::BoolValue(v.int_value != 0)),
@@ -259,14 +249,14 @@ unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<AnyValue
         OTEL_PROCESS_CTX_VALUE_EMPTY => None,
         OTEL_PROCESS_CTX_VALUE_ARRAY if !in_array => {
             // Safety: `length` readable values at `pointer`, per the caller's contract.
-            let items = unsafe { c_array(v.pointer.cast::<OtelProcessCtxValue>(), v.length)? };
+            let items = unsafe { array(v.pointer.cast::<OtelProcessCtxValue>(), v.length)? };
             // Safety: forwarded caller contract, one level down.
             let values = items.iter().map(|item| unsafe { read_value(item, true) });
             Some(Value::ArrayValue(payload::ArrayValue {
                 values: values.collect::<Result<_, _>>()?,
             }))
         }
-        _ => return Err(OtelProcessCtxStatus::InvalidValue),
+        _ => return Err(Status::InvalidValue),
     };
     Ok(AnyValue { value })
 }
@@ -278,7 +268,7 @@ unsafe fn read_key_values(
 ) -> Result<Vec<KeyValue>, OtelProcessCtxStatus> {
     // Safety (this block): forwarded caller contract.
     unsafe {
-        c_array(ptr, len)?
+        array(ptr, len)?
             .iter()
             .map(|kv| {
                 Ok(KeyValue {
