@@ -32,27 +32,19 @@ impl OtelThreadCtx {
         if ptr.is_null() {
             return Err(Status::OutOfMemory);
         }
-        // Safety: `ptr` is freshly allocated and not yet visible to any reader.
-        unsafe {
-            let rec = &mut (*ptr).record;
-            rec.trace_id = *trace_id;
-            rec.span_id = *span_id;
-            rec.trace_flags = flags;
-            rec.valid = 1;
-        }
+        // Safety: `ptr` is freshly allocated, so only this thread writes it.
+        unsafe { OtelThreadCtxRecord::write_ids(ptr.cast(), trace_id, span_id, flags) };
         LIVE.lock().insert(ptr as usize);
         Ok(ptr)
     }
 
     /// The registry, locked, if `h` is a live handle of this library.
     pub(crate) fn live(h: *mut OtelThreadCtx) -> Result<MutexGuard<'static, BTreeSet<usize>>, Status> {
-        if h.is_null() {
-            return Err(Status::NullArgument);
+        match LIVE.lock() {
+            _ if h.is_null() => Err(Status::NullArgument),
+            live if live.contains(&(h as usize)) => Ok(live),
+            _ => Err(Status::InvalidHandle),
         }
-        let live = LIVE.lock();
-        live.contains(&(h as usize))
-            .then_some(live)
-            .ok_or(Status::InvalidHandle)
     }
 
     /// Frees `h` unless it is unknown or attached.
@@ -63,7 +55,6 @@ impl OtelThreadCtx {
             return Err(Status::HandleAttached);
         }
         live.remove(&(h as usize));
-        drop(live);
         // Safety: removed from the registry under the lock, so no one else frees it; it was
         // allocated with this layout.
         unsafe { dealloc(h.cast(), Layout::new::<OtelThreadCtx>()) };
