@@ -1,8 +1,5 @@
-//! The C API. Every call that can fail returns an [`OtelThreadCtxStatus`] and hands its result
-//! back through an out-parameter (NULL on failure); every call checks its pointers and catches
-//! panics. Ownership: `otel_thread_ctx_new` returns a handle the caller owns; attaching moves it
-//! into the calling thread's slot, detaching (or being displaced) gives it back; a record still
-//! attached at thread exit is unpublished and freed by the library.
+//! The thread context's C API (errors and out-parameters as the header's preamble, cbindgen.toml,
+//! says). Every call checks its pointers and catches panics.
 
 pub use crate::handle::OtelThreadCtx;
 use crate::record::OtelThreadCtxRecord;
@@ -38,11 +35,9 @@ pub enum OtelThreadCtxStatus {
     SelfCheckFailed = -8,
     /// An internal error was caught before it could cross the API (a bug: please report it).
     Internal = -9,
-    /// The calling thread is exiting (a pthread key destructor after the library's clean-up): a
-    /// record attached now could never be freed. Nothing was attached or allocated.
+    /// The calling thread is exiting, past the library's clean-up: a record attached now would leak.
     ThreadExiting = -10,
-    /// The process has no pthread key left (PTHREAD_KEYS_MAX), so the library could not free a
-    /// record at thread exit. Nothing was attached or allocated; the self-check reports it too.
+    /// No pthread key is left (PTHREAD_KEYS_MAX) for freeing records at thread exit.
     NoThreadKey = -11,
 }
 
@@ -81,8 +76,7 @@ unsafe fn ids<'a>(trace: *const [u8; 16], span: *const [u8; 8]) -> Result<(&'a [
 }
 
 /// Creates a valid record holding the given ids and flags, attached to no thread, and stores
-/// its handle, owned by the caller (to attach or `otel_thread_ctx_free`), in `*out`.
-/// `NULL_ARGUMENT`, `OUT_OF_MEMORY`; on error `*out` is NULL.
+/// its handle, owned by the caller, in `*out`. `NULL_ARGUMENT`, `OUT_OF_MEMORY`.
 ///
 /// # Safety
 /// Each pointer is NULL or valid: 16 and 8 readable bytes, a writable handle pointer.
@@ -113,9 +107,8 @@ pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelTh
 
 /// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot and stores in
 /// `*displaced` the handle it displaced (the caller's again) or NULL; attaching the handle
-/// already attached here changes nothing. On error nothing changes: `NULL_ARGUMENT`,
-/// `INVALID_HANDLE`, `ATTACHED_ELSEWHERE` (another thread has it), `THREAD_EXITING` and
-/// `NO_THREAD_KEY` (the library could not free it at thread exit), `OUT_OF_MEMORY`.
+/// already attached here changes nothing. `NULL_ARGUMENT`, `INVALID_HANDLE`,
+/// `ATTACHED_ELSEWHERE`, `THREAD_EXITING`, `NO_THREAD_KEY`, `OUT_OF_MEMORY`.
 ///
 /// # Safety
 /// `ctx` may be any pointer value; `displaced` is NULL or a writable handle pointer.
@@ -143,9 +136,8 @@ pub extern "C" fn otel_thread_ctx_current() -> *mut OtelThreadCtx {
 }
 
 /// Writes new ids and flags into the calling thread's record in place (attributes are kept),
-/// first attaching a new record, which the library frees at thread exit, if none is attached.
-/// All-zero ids mean "no active span". `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`,
-/// `NO_THREAD_KEY` (nothing attached: the library could not free it at thread exit).
+/// first attaching a new record (freed by the library at thread exit) if none is. All-zero ids
+/// mean "no active span". `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY`.
 ///
 /// # Safety
 /// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -183,7 +175,7 @@ pub extern "C" fn otel_thread_ctx_clear() -> OtelThreadCtxStatus {
 /// Stores in `*out` the address of `ctx`'s record, valid until the handle is freed (or its
 /// thread exits with it attached). Other languages write it in place there, only from the
 /// thread it is attached to, following the protocol on `OtelThreadCtxRecord`.
-/// `NULL_ARGUMENT`, `INVALID_HANDLE`; on error `*out` is NULL.
+/// `NULL_ARGUMENT`, `INVALID_HANDLE`.
 ///
 /// # Safety
 /// `ctx` may be any pointer value; `out` is NULL or a writable record pointer.
@@ -198,7 +190,7 @@ pub unsafe extern "C" fn otel_thread_ctx_record(
 
 /// Stores in `*out` the calling thread's record, attaching a new empty one (freed by the
 /// library at thread exit) if none is: the one call a managed writer makes per thread before
-/// writing in place. Statuses as `otel_thread_ctx_update`; on error `*out` is NULL.
+/// writing in place. Statuses as `otel_thread_ctx_update`.
 ///
 /// # Safety
 /// `out` is NULL or points to a writable record pointer.
@@ -209,11 +201,9 @@ pub unsafe extern "C" fn otel_thread_ctx_ensure_record(out: *mut *mut OtelThread
 }
 
 /// Sets attribute `key_index` (a position in the process context's attribute key map) of
-/// `ctx`'s record to `value_len` bytes of UTF-8, replacing an earlier value for that key.
-/// `TRUNCATED`: stored cut to 255 bytes at a character boundary. On error the record is
-/// unchanged: `NO_SPACE` (the record's 612 attribute bytes are full), `INVALID_UTF8`,
-/// `NULL_ARGUMENT` (`value` may be NULL only with `value_len` 0), `INVALID_HANDLE`,
-/// `ATTACHED_ELSEWHERE`.
+/// `ctx`'s record to `value_len` bytes of UTF-8 (`value` may be NULL if 0), replacing an earlier
+/// value for that key. `TRUNCATED` (stored cut to 255 bytes), `NO_SPACE` (the record's 612
+/// attribute bytes are full), `INVALID_UTF8`, `NULL_ARGUMENT`, `INVALID_HANDLE`, `ATTACHED_ELSEWHERE`.
 ///
 /// # Safety
 /// `value` is NULL or points to `value_len` readable bytes. `ctx` may be any pointer value.

@@ -16,8 +16,7 @@ use OtelProcessCtxStatus as Status;
 pub enum OtelProcessCtxStatus {
     /// Done.
     Ok = 0,
-    /// A required pointer was NULL: an array with a non-zero count, a key or value in it, or
-    /// an output pointer.
+    /// A required pointer was NULL: an array with a non-zero count, a key or value, or an output.
     NullArgument = -1,
     /// A key or value is not valid UTF-8.
     InvalidUtf8 = -2,
@@ -31,8 +30,7 @@ pub enum OtelProcessCtxStatus {
     DuplicateAttributeKey = -6,
     /// The attribute key map has more than 256 entries (a record's key index is one byte).
     TooManyAttributeKeys = -7,
-    /// The update renames or drops a key index that is already published; the key map is
-    /// append-only because records already written name attributes by index.
+    /// The update renames or drops a published key index (records name attributes by index).
     KeyMapChanged = -8,
     /// The encoded payload is larger than the 64 KiB readers accept.
     PayloadTooLarge = -9,
@@ -40,8 +38,7 @@ pub enum OtelProcessCtxStatus {
     AlreadyPublished = -10,
     /// This process has no published context (a forked child has none until it publishes).
     NotPublished = -11,
-    /// The OTEL_CTX mapping could not be made, or the anonymous fallback could not be named so
-    /// no reader could find it; `errno` holds the OS error.
+    /// The OTEL_CTX mapping could not be made, or named where only its name finds it; see `errno`.
     MappingFailed = -12,
     /// The buffer is smaller than the payload; the needed size was stored.
     BufferTooSmall = -13,
@@ -49,8 +46,7 @@ pub enum OtelProcessCtxStatus {
     Internal = -14,
     /// A typed value the payload cannot carry: an unknown kind, or an array inside an array.
     InvalidValue = -15,
-    /// A process-context attribute has an empty key, repeats a key, or uses the reserved
-    /// `threadlocal.` prefix.
+    /// A context attribute's key is empty, repeated, or has the reserved `threadlocal.` prefix.
     InvalidContextAttribute = -16,
 }
 
