@@ -133,9 +133,7 @@ impl OtelThreadCtx {
         // Refused before allocating anything when the record could not be freed at thread exit.
         thread_exit::arm()?;
         let h = Self::allocate(&[0; 16], &[0; 8], 0)?;
-        Self::attach(h).inspect_err(|_| {
-            let _ = Self::free(h);
-        })?;
+        Self::attach(h).inspect_err(|_| _ = Self::free(h))?;
         Ok(h.cast())
     }
 }
@@ -170,14 +168,9 @@ pub(crate) mod thread_exit {
     }
 
     extern "C" fn on_thread_exit(_: *mut libc::c_void) {
-        // Never unwind into libc.
-        let _ = std::panic::catch_unwind(|| {
-            // Unpublish first, then free: a reader never sees freed memory.
-            let h = OtelThreadCtx::detach();
-            if !h.is_null() {
-                let _ = OtelThreadCtx::free(h);
-            }
-        });
+        // Never unwind into libc. Unpublish first, then free (NULL is refused): a reader never
+        // sees freed memory.
+        let _ = std::panic::catch_unwind(|| OtelThreadCtx::free(OtelThreadCtx::detach()));
         if let Some(key) = key() {
             // Safety: `key` was created by pthread_key_create; setting a value from its own
             // destructor is allowed (glibc then runs another round, if one is left).
@@ -192,8 +185,7 @@ pub(crate) mod thread_exit {
     }
 
     /// Makes sure the calling thread's exit frees what is attached to it, or says why it cannot:
-    /// no key ([`Status::NoThreadKey`]), the clean-up already ran on this exiting thread
-    /// ([`Status::ThreadExiting`]), or glibc could not store the value (out of memory).
+    /// no key, the clean-up already ran on this exiting thread, or no memory for the key value.
     pub(super) fn arm() -> Result<(), Status> {
         let key = key().ok_or(Status::NoThreadKey)?;
         // Safety: `key` was created by pthread_key_create.
