@@ -271,9 +271,10 @@ fn resolve_slot(module: &Module) -> Result<usize, String> {
     if handle.is_null() {
         return Err(format!("{path} is not loaded as a shared object"));
     }
+    let name = CString::new(SYMBOL).expect("no NUL in symbol name");
     // Safety: valid handle and NUL-terminated name; for a TLS symbol dlsym returns the calling
     // thread's address.
-    let addr = unsafe { libc::dlsym(handle, c"otel_thread_ctx_v1".as_ptr()) } as usize;
+    let addr = unsafe { libc::dlsym(handle, name.as_ptr()) } as usize;
     // Safety: handle came from dlopen above.
     unsafe { libc::dlclose(handle) };
     if addr == 0 {

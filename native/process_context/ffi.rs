@@ -38,7 +38,7 @@ pub enum OtelProcessCtxStatus {
     AlreadyPublished = -10,
     /// This process has no published context (a forked child has none until it publishes).
     NotPublished = -11,
-    /// The OTEL_CTX mapping could not be made, or named where only its name finds it; see `errno`.
+    /// The OTEL_CTX mapping could not be made, or named (readers need the name); `errno` says why.
     MappingFailed = -12,
     /// The buffer is smaller than the payload; the needed size was stored.
     BufferTooSmall = -13,
@@ -84,7 +84,7 @@ impl From<ProcessCtxError> for OtelProcessCtxStatus {
 }
 
 /// Borrows a C string as UTF-8. Safety: `s` is NULL or a NUL-terminated string outliving 'a.
-unsafe fn c_str<'a>(s: *const c_char) -> Result<&'a str, OtelProcessCtxStatus> {
+unsafe fn c_str<'a>(s: *const c_char) -> Result<&'a str, Status> {
     if s.is_null() {
         return Err(Status::NullArgument);
     }
@@ -100,7 +100,7 @@ unsafe fn array<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], Status> {
 }
 
 /// Borrows a C array of C strings (the key map). Safety: as on `otel_process_ctx_publish`.
-unsafe fn c_strs<'a>(ptr: *const *const c_char, len: usize) -> Result<Vec<&'a str>, OtelProcessCtxStatus> {
+unsafe fn c_strs<'a>(ptr: *const *const c_char, len: usize) -> Result<Vec<&'a str>, Status> {
     // Safety: forwarded caller contract.
     unsafe { array(ptr, len)?.iter().map(|&s| c_str(s)).collect() }
 }
@@ -110,10 +110,7 @@ type Args<'a> = (Vec<KeyValue>, Vec<KeyValue>, Vec<&'a str>);
 
 /// The one path of the four publish and update calls: reads the arguments, encodes them and
 /// publishes (`update` false) or replaces the context; every failure, a panic too, is a status.
-fn store<'a>(
-    update: bool,
-    read: impl FnOnce() -> Result<Args<'a>, OtelProcessCtxStatus> + UnwindSafe,
-) -> OtelProcessCtxStatus {
+fn store<'a>(update: bool, read: impl FnOnce() -> Result<Args<'a>, Status> + UnwindSafe) -> Status {
     guard(Status::Internal, || {
         let (resource, attributes, keys) = read()?;
         let bytes = payload::encode(resource, attributes, &keys).map_err(ProcessCtxError::Payload)?;
@@ -124,25 +121,19 @@ fn store<'a>(
 
 /// Copies string resource attributes, adding this library's SDK name and version if not given.
 /// Safety: as on `otel_process_ctx_publish`.
-unsafe fn string_resource(
-    ptr: *const OtelProcessCtxAttribute,
-    len: usize,
-) -> Result<Vec<KeyValue>, OtelProcessCtxStatus> {
+unsafe fn string_resource(ptr: *const OtelProcessCtxAttribute, len: usize) -> Result<Vec<KeyValue>, Status> {
     // Safety: forwarded caller contract.
     let pairs = unsafe { array(ptr, len)? }
         .iter()
         .map(|a| unsafe { Ok((c_str(a.key)?, c_str(a.value)?)) });
-    Ok(payload::string_resource(
-        &pairs.collect::<Result<Vec<_>, OtelProcessCtxStatus>>()?,
-    ))
+    Ok(payload::string_resource(&pairs.collect::<Result<Vec<_>, Status>>()?))
 }
 
 /// Publishes this process's context (OTEP 4719; a mapping named OTEL_CTX, where profilers find
 /// it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
 /// default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
 /// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). Everything is copied.
-/// `ALREADY_PUBLISHED` if this process has one (use `otel_process_ctx_update`; a forked child
-/// inherits none).
+/// `ALREADY_PUBLISHED` if this process has one (a forked child inherits none).
 ///
 /// # Safety
 /// Each array is NULL with count 0 or has `count` readable elements; every key and value is
@@ -231,7 +222,7 @@ pub struct OtelProcessCtxKeyValue {
 
 /// Copies one C value into the payload's form; arrays may not nest. Safety: `v.pointer` points
 /// as its kind says (see `otel_process_ctx_publish_typed`).
-unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<AnyValue, OtelProcessCtxStatus> {
+unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<AnyValue, Status> {
     let value = match v.kind {
         OTEL_PROCESS_CTX_VALUE_STRING => {
             // Safety: `length` readable bytes at `pointer`, per the caller's contract.
@@ -258,10 +249,7 @@ unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<AnyValue
 }
 
 /// Copies a C array of typed attributes. Safety: as on `otel_process_ctx_publish_typed`.
-unsafe fn read_key_values(
-    ptr: *const OtelProcessCtxKeyValue,
-    len: usize,
-) -> Result<Vec<KeyValue>, OtelProcessCtxStatus> {
+unsafe fn read_key_values(ptr: *const OtelProcessCtxKeyValue, len: usize) -> Result<Vec<KeyValue>, Status> {
     // Safety (this block): forwarded caller contract.
     unsafe {
         array(ptr, len)?
