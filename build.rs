@@ -1,6 +1,7 @@
 //! Keeps `otel_thread_ctx_v1` in the cdylib's dynamic symbol table: rustc's version script makes
 //! it local, so a second one names it global. Only LLD merges two version scripts (GNU ld
-//! refuses), so the aarch64 link is told to use it (rust-lld is x86_64-linux-gnu's default).
+//! refuses), so the aarch64 link is told to use it (rust-lld is x86_64-linux-gnu's default, and
+//! scripts/build-musl.sh links musl with LLD itself).
 //!
 //! The cdylib is also linked `-z nodelete`: its pthread key destructor and fork handlers point
 //! into its code, so a `dlclose` that unmapped it would crash the next thread exit or fork.
@@ -12,24 +13,12 @@ fn main() {
     let script = format!("{dir}/native/otel_thread_ctx.ver");
     println!("cargo:rerun-if-changed={script}");
     println!("cargo:rerun-if-changed=build.rs");
-    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    if os != "linux" {
-        return;
-    }
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
-    match (arch.as_str(), env.as_str()) {
-        // musl: scripts/build-musl.sh links with musl-gcc and LLD itself.
-        ("x86_64", "gnu" | "musl") => {}
-        ("aarch64", "gnu") => {
-            // gcc's -fuse-ld=lld looks for `ld.lld` in its -B folders (a cross gcc does not look
-            // on PATH under that name).
-            let dir = lld_dir();
-            println!("cargo:rustc-cdylib-link-arg=-B{}", dir.display());
-            println!("cargo:rustc-cdylib-link-arg=-fuse-ld=lld");
-        }
-        _ => return,
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("aarch64") {
+        // gcc's -fuse-ld=lld looks for `ld.lld` in its -B folders (a cross gcc does not look on
+        // PATH under that name).
+        println!("cargo:rustc-cdylib-link-arg=-B{}", lld_dir().display());
+        println!("cargo:rustc-cdylib-link-arg=-fuse-ld=lld");
     }
     println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={script}");
 }

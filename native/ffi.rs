@@ -1,13 +1,11 @@
-//! The C API. Every call that can fail returns an [`OtelThreadCtxStatus`] and hands its result
-//! back through an out-parameter (NULL on failure); every call checks its pointers and catches
-//! panics. Ownership: `otel_thread_ctx_new` returns a handle the caller owns; attaching moves it
-//! into the calling thread's slot, detaching (or being displaced) gives it back; a record still
-//! attached at thread exit is unpublished and freed by the library.
+//! The thread context's C API (errors and out-parameters as the header's preamble, cbindgen.toml,
+//! says). Every call checks its pointers and catches panics.
 
 pub use crate::handle::OtelThreadCtx;
 use crate::record::OtelThreadCtxRecord;
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe, UnwindSafe};
+use OtelThreadCtxStatus as Status;
 
 /// Result of an API call. Negative values are errors; nothing was changed when one is returned.
 #[repr(i32)]
@@ -37,51 +35,48 @@ pub enum OtelThreadCtxStatus {
     SelfCheckFailed = -8,
     /// An internal error was caught before it could cross the API (a bug: please report it).
     Internal = -9,
-    /// The calling thread is exiting (a pthread key destructor after the library's clean-up): a
-    /// record attached now could never be freed. Nothing was attached or allocated.
+    /// The calling thread is exiting, past the library's clean-up: a record attached now would leak.
     ThreadExiting = -10,
-    /// The process has no pthread key left (PTHREAD_KEYS_MAX), so the library could not free a
-    /// record at thread exit. Nothing was attached or allocated; the self-check reports it too.
+    /// No pthread key is left (PTHREAD_KEYS_MAX) for freeing records at thread exit.
     NoThreadKey = -11,
 }
 
-/// Runs `f` (whose errors are statuses too), turning a panic into `INTERNAL`.
-fn guard(f: impl FnOnce() -> Result<OtelThreadCtxStatus, OtelThreadCtxStatus> + UnwindSafe) -> OtelThreadCtxStatus {
-    match catch_unwind(f) {
-        Ok(Ok(status) | Err(status)) => status,
-        Err(_) => OtelThreadCtxStatus::Internal,
-    }
+/// Runs `f` (whose errors are statuses too), turning a panic into `internal`.
+pub(crate) fn guard<S>(internal: S, f: impl FnOnce() -> Result<S, S> + UnwindSafe) -> S {
+    catch_unwind(f).unwrap_or(Err(internal)).unwrap_or_else(|status| status)
 }
 
 /// Runs `f` like [`guard`] and stores its result in the out-parameter, NULL on any failure;
 /// `NULL_ARGUMENT` without one.
-fn give<T>(
-    out: Option<&mut *mut T>,
-    f: impl FnOnce() -> Result<*mut T, OtelThreadCtxStatus> + UnwindSafe,
-) -> OtelThreadCtxStatus {
+fn give<T>(out: Option<&mut *mut T>, f: impl FnOnce() -> Result<*mut T, Status> + UnwindSafe) -> Status {
     let Some(out) = out else {
-        return OtelThreadCtxStatus::NullArgument;
+        return Status::NullArgument;
     };
     *out = core::ptr::null_mut();
     // Only a result `f` returned is stored: the write of a plain pointer cannot panic.
-    guard(AssertUnwindSafe(|| {
-        *out = f()?;
-        Ok(OtelThreadCtxStatus::Ok)
-    }))
+    let store = AssertUnwindSafe(|| f().map(|ptr| *out = ptr).map(|()| Status::Ok));
+    guard(Status::Internal, store)
 }
 
-/// `NULL_ARGUMENT` for a NULL pointer argument.
-fn non_null<T>(ptr: *const T) -> Result<(), OtelThreadCtxStatus> {
-    if ptr.is_null() {
-        Err(OtelThreadCtxStatus::NullArgument)
-    } else {
-        Ok(())
+/// Borrows a C array; NULL only with `len` 0. Safety: `ptr` is NULL or has `len` readable
+/// elements outliving 'a.
+pub(crate) unsafe fn c_array<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> {
+    match (ptr.is_null(), len) {
+        (_, 0) => Some(&[]),
+        (true, _) => None,
+        // Safety: non-null and `len` readable elements per the caller's contract.
+        (false, _) => Some(unsafe { std::slice::from_raw_parts(ptr, len) }),
     }
 }
 
+/// Borrows the ids; `NULL_ARGUMENT` if either is NULL. Safety: each is NULL or readable.
+unsafe fn ids<'a>(trace: *const [u8; 16], span: *const [u8; 8]) -> Result<(&'a [u8; 16], &'a [u8; 8]), Status> {
+    // Safety: NULL or readable (caller).
+    unsafe { trace.as_ref().zip(span.as_ref()) }.ok_or(Status::NullArgument)
+}
+
 /// Creates a valid record holding the given ids and flags, attached to no thread, and stores
-/// its handle, owned by the caller (to attach or `otel_thread_ctx_free`), in `*out`.
-/// `NULL_ARGUMENT`, `OUT_OF_MEMORY`; on error `*out` is NULL.
+/// its handle, owned by the caller, in `*out`. `NULL_ARGUMENT`, `OUT_OF_MEMORY`.
 ///
 /// # Safety
 /// Each pointer is NULL or valid: 16 and 8 readable bytes, a writable handle pointer.
@@ -94,10 +89,8 @@ pub unsafe extern "C" fn otel_thread_ctx_new(
 ) -> OtelThreadCtxStatus {
     // Safety: `out` is NULL or writable (caller).
     give(unsafe { out.as_mut() }, || {
-        non_null(trace_id)?;
-        non_null(span_id)?;
-        // Safety: non-NULL, and 16 and 8 readable bytes (caller).
-        let (trace_id, span_id) = unsafe { (&*trace_id, &*span_id) };
+        // Safety: each is NULL or readable (caller).
+        let (trace_id, span_id) = unsafe { ids(trace_id, span_id)? };
         OtelThreadCtx::allocate(trace_id, span_id, trace_flags)
     })
 }
@@ -109,18 +102,13 @@ pub unsafe extern "C" fn otel_thread_ctx_new(
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelThreadCtxStatus {
-    guard(|| {
-        non_null(ctx)?;
-        OtelThreadCtx::free(ctx)?;
-        Ok(OtelThreadCtxStatus::Ok)
-    })
+    guard(Status::Internal, || OtelThreadCtx::free(ctx).map(|()| Status::Ok))
 }
 
 /// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot and stores in
 /// `*displaced` the handle it displaced (the caller's again) or NULL; attaching the handle
-/// already attached here changes nothing. On error nothing changes: `NULL_ARGUMENT`,
-/// `INVALID_HANDLE`, `ATTACHED_ELSEWHERE` (another thread has it), `THREAD_EXITING` and
-/// `NO_THREAD_KEY` (the library could not free it at thread exit), `OUT_OF_MEMORY`.
+/// already attached here changes nothing. `NULL_ARGUMENT`, `INVALID_HANDLE`,
+/// `ATTACHED_ELSEWHERE`, `THREAD_EXITING`, `NO_THREAD_KEY`, `OUT_OF_MEMORY`.
 ///
 /// # Safety
 /// `ctx` may be any pointer value; `displaced` is NULL or a writable handle pointer.
@@ -130,10 +118,7 @@ pub unsafe extern "C" fn otel_thread_ctx_attach(
     displaced: *mut *mut OtelThreadCtx,
 ) -> OtelThreadCtxStatus {
     // Safety: `displaced` is NULL or writable (caller).
-    give(unsafe { displaced.as_mut() }, || {
-        non_null(ctx)?;
-        OtelThreadCtx::attach(ctx)
-    })
+    give(unsafe { displaced.as_mut() }, || OtelThreadCtx::attach(ctx))
 }
 
 /// Empties the calling thread's slot; returns the handle that was attached, now owned by the
@@ -151,9 +136,8 @@ pub extern "C" fn otel_thread_ctx_current() -> *mut OtelThreadCtx {
 }
 
 /// Writes new ids and flags into the calling thread's record in place (attributes are kept),
-/// first attaching a new record, which the library frees at thread exit, if none is attached.
-/// All-zero ids mean "no active span". `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`,
-/// `NO_THREAD_KEY` (nothing attached: the library could not free it at thread exit).
+/// first attaching a new record (freed by the library at thread exit) if none is. All-zero ids
+/// mean "no active span". `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY`.
 ///
 /// # Safety
 /// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -163,13 +147,13 @@ pub unsafe extern "C" fn otel_thread_ctx_update(
     span_id: *const [u8; 8],
     trace_flags: u8,
 ) -> OtelThreadCtxStatus {
-    guard(|| {
-        non_null(trace_id)?;
-        non_null(span_id)?;
+    guard(Status::Internal, || {
+        // Safety: each is NULL or readable (caller).
+        let (trace_id, span_id) = unsafe { ids(trace_id, span_id)? };
         let rec = OtelThreadCtx::current_or_attach()?;
-        // Safety: `rec` is this thread's attached record; the ids are readable (caller).
-        unsafe { OtelThreadCtxRecord::write_ids(rec, &*trace_id, &*span_id, trace_flags) };
-        Ok(OtelThreadCtxStatus::Ok)
+        // Safety: `rec` is this thread's attached record.
+        unsafe { OtelThreadCtxRecord::write_ids(rec, trace_id, span_id, trace_flags) };
+        Ok(Status::Ok)
     })
 }
 
@@ -177,21 +161,21 @@ pub unsafe extern "C" fn otel_thread_ctx_update(
 /// `NO_CONTEXT` (nothing done) if no record is attached.
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_clear() -> OtelThreadCtxStatus {
-    guard(|| {
+    guard(Status::Internal, || {
         let h = OtelThreadCtx::current();
         if h.is_null() {
-            return Ok(OtelThreadCtxStatus::NoContext);
+            return Ok(Status::NoContext);
         }
         // Safety: the attached record belongs to this thread.
-        unsafe { OtelThreadCtxRecord::clear(OtelThreadCtx::record_ptr(h)) };
-        Ok(OtelThreadCtxStatus::Ok)
+        unsafe { OtelThreadCtxRecord::clear(h.cast()) };
+        Ok(Status::Ok)
     })
 }
 
 /// Stores in `*out` the address of `ctx`'s record, valid until the handle is freed (or its
 /// thread exits with it attached). Other languages write it in place there, only from the
 /// thread it is attached to, following the protocol on `OtelThreadCtxRecord`.
-/// `NULL_ARGUMENT`, `INVALID_HANDLE`; on error `*out` is NULL.
+/// `NULL_ARGUMENT`, `INVALID_HANDLE`.
 ///
 /// # Safety
 /// `ctx` may be any pointer value; `out` is NULL or a writable record pointer.
@@ -201,16 +185,12 @@ pub unsafe extern "C" fn otel_thread_ctx_record(
     out: *mut *mut OtelThreadCtxRecord,
 ) -> OtelThreadCtxStatus {
     // Safety: `out` is NULL or writable (caller).
-    give(unsafe { out.as_mut() }, || {
-        non_null(ctx)?;
-        OtelThreadCtx::validate(ctx)?;
-        Ok(OtelThreadCtx::record_ptr(ctx))
-    })
+    give(unsafe { out.as_mut() }, || OtelThreadCtx::live(ctx).map(|_| ctx.cast()))
 }
 
 /// Stores in `*out` the calling thread's record, attaching a new empty one (freed by the
 /// library at thread exit) if none is: the one call a managed writer makes per thread before
-/// writing in place. Statuses as `otel_thread_ctx_update`; on error `*out` is NULL.
+/// writing in place. Statuses as `otel_thread_ctx_update`.
 ///
 /// # Safety
 /// `out` is NULL or points to a writable record pointer.
@@ -221,11 +201,9 @@ pub unsafe extern "C" fn otel_thread_ctx_ensure_record(out: *mut *mut OtelThread
 }
 
 /// Sets attribute `key_index` (a position in the process context's attribute key map) of
-/// `ctx`'s record to `value_len` bytes of UTF-8, replacing an earlier value for that key.
-/// `TRUNCATED`: stored cut to 255 bytes at a character boundary. On error the record is
-/// unchanged: `NO_SPACE` (the record's 612 attribute bytes are full), `INVALID_UTF8`,
-/// `NULL_ARGUMENT` (`value` may be NULL only with `value_len` 0), `INVALID_HANDLE`,
-/// `ATTACHED_ELSEWHERE`.
+/// `ctx`'s record to `value_len` bytes of UTF-8 (`value` may be NULL if 0), replacing an earlier
+/// value for that key. `TRUNCATED` (stored cut to 255 bytes), `NO_SPACE` (the record's 612
+/// attribute bytes are full), `INVALID_UTF8`, `NULL_ARGUMENT`, `INVALID_HANDLE`, `ATTACHED_ELSEWHERE`.
 ///
 /// # Safety
 /// `value` is NULL or points to `value_len` readable bytes. `ctx` may be any pointer value.
@@ -236,18 +214,12 @@ pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
     value: *const u8,
     value_len: usize,
 ) -> OtelThreadCtxStatus {
-    guard(|| {
-        non_null(ctx)?;
-        let value: &[u8] = if value_len == 0 {
-            &[]
-        } else {
-            non_null(value)?;
-            // Safety: non-NULL, with `value_len` readable bytes (caller).
-            unsafe { core::slice::from_raw_parts(value, value_len) }
-        };
+    guard(Status::Internal, || {
+        // Safety: NULL or `value_len` readable bytes (caller).
+        let value = unsafe { c_array(value, value_len) }.ok_or(Status::NullArgument)?;
         OtelThreadCtx::writable_here(ctx)?;
         // Safety: a live handle, detached or attached to this thread, so only we write it.
-        unsafe { OtelThreadCtxRecord::set_attribute(OtelThreadCtx::record_ptr(ctx), key_index, value) }
+        unsafe { OtelThreadCtxRecord::set_attribute(ctx.cast(), key_index, value) }
     })
 }
 
@@ -257,12 +229,11 @@ pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn otel_thread_ctx_clear_attributes(ctx: *mut OtelThreadCtx) -> OtelThreadCtxStatus {
-    guard(|| {
-        non_null(ctx)?;
+    guard(Status::Internal, || {
         OtelThreadCtx::writable_here(ctx)?;
         // Safety: a live handle, detached or attached to this thread.
-        unsafe { OtelThreadCtxRecord::clear_attributes(OtelThreadCtx::record_ptr(ctx)) };
-        Ok(OtelThreadCtxStatus::Ok)
+        unsafe { OtelThreadCtxRecord::clear_attributes(ctx.cast()) };
+        Ok(Status::Ok)
     })
 }
 

@@ -8,6 +8,7 @@ use crate::tls;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::MutexGuard;
 
 /// Opaque to C: a record plus what the library needs to track its ownership.
 /// The record is the first field, so a handle's address is its record's address.
@@ -31,48 +32,33 @@ impl OtelThreadCtx {
         if ptr.is_null() {
             return Err(Status::OutOfMemory);
         }
-        // Safety: `ptr` is freshly allocated and not yet visible to any reader.
-        unsafe {
-            let rec = &mut (*ptr).record;
-            rec.trace_id = *trace_id;
-            rec.span_id = *span_id;
-            rec.trace_flags = flags;
-            rec.valid = 1;
-        }
+        // Safety: `ptr` is freshly allocated, so only this thread writes it.
+        unsafe { OtelThreadCtxRecord::write_ids(ptr.cast(), trace_id, span_id, flags) };
         LIVE.lock().insert(ptr as usize);
         Ok(ptr)
     }
 
+    /// The registry, locked, if `h` is a live handle of this library.
+    pub(crate) fn live(h: *mut OtelThreadCtx) -> Result<MutexGuard<'static, BTreeSet<usize>>, Status> {
+        match LIVE.lock() {
+            _ if h.is_null() => Err(Status::NullArgument),
+            live if live.contains(&(h as usize)) => Ok(live),
+            _ => Err(Status::InvalidHandle),
+        }
+    }
+
     /// Frees `h` unless it is unknown or attached.
     pub(crate) fn free(h: *mut OtelThreadCtx) -> Result<(), Status> {
-        let mut live = LIVE.lock();
-        if !live.contains(&(h as usize)) {
-            return Err(Status::InvalidHandle);
-        }
+        let mut live = Self::live(h)?;
         // Safety: `h` is in the registry, so it is a live allocation of ours.
         if unsafe { (*h).attached.load(Ordering::Acquire) } {
             return Err(Status::HandleAttached);
         }
         live.remove(&(h as usize));
-        drop(live);
         // Safety: removed from the registry under the lock, so no one else frees it; it was
         // allocated with this layout.
         unsafe { dealloc(h.cast(), Layout::new::<OtelThreadCtx>()) };
         Ok(())
-    }
-
-    /// Checks that `h` is a live handle of this library.
-    pub(crate) fn validate(h: *mut OtelThreadCtx) -> Result<(), Status> {
-        if LIVE.lock().contains(&(h as usize)) {
-            Ok(())
-        } else {
-            Err(Status::InvalidHandle)
-        }
-    }
-
-    pub(crate) fn record_ptr(h: *mut OtelThreadCtx) -> *mut OtelThreadCtxRecord {
-        // Safety: only address arithmetic; `record` is at offset 0.
-        unsafe { core::ptr::addr_of_mut!((*h).record) }
     }
 
     /// The handle whose record the calling thread's slot points at, if any.
@@ -82,8 +68,8 @@ impl OtelThreadCtx {
 
     /// Whether the calling thread may write `h`'s record (it is detached, or attached here).
     pub(crate) fn writable_here(h: *mut OtelThreadCtx) -> Result<(), Status> {
-        Self::validate(h)?;
-        // Safety: validated live handle.
+        drop(Self::live(h)?);
+        // Safety: a live handle.
         if h != Self::current() && unsafe { (*h).attached.load(Ordering::Acquire) } {
             return Err(Status::AttachedElsewhere);
         }
@@ -93,18 +79,16 @@ impl OtelThreadCtx {
     /// Publishes `h` in the calling thread's slot; returns the handle it displaced (now owned
     /// by the caller) or null.
     pub(crate) fn attach(h: *mut OtelThreadCtx) -> Result<*mut OtelThreadCtx, Status> {
-        // First, so a record is never attached where the thread's exit would not free it.
-        thread_exit::arm()?;
         let prev = Self::current();
         {
             // Held while claiming, so a concurrent free cannot release `h` in between.
-            let live = LIVE.lock();
-            if !live.contains(&(h as usize)) {
-                return Err(Status::InvalidHandle);
-            }
+            let _live = Self::live(h)?;
             if prev == h {
                 return Ok(core::ptr::null_mut());
             }
+            // Before claiming, so a record is never attached where the thread's exit would not
+            // free it.
+            thread_exit::arm()?;
             // Safety: live handle (checked under the lock); the flag makes attaching one record
             // to two threads fail instead of letting two threads write it.
             let claimed = unsafe { &(*h).attached }.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire);
@@ -114,7 +98,7 @@ impl OtelThreadCtx {
         }
         // The record must be complete before the slot makes it visible to a reader.
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        tls::slot().store(Self::record_ptr(h), Ordering::Relaxed);
+        tls::slot().store(h.cast(), Ordering::Relaxed);
         if !prev.is_null() {
             // Safety: `prev` was attached here, so it is live and ours to release.
             unsafe { (*prev).attached.store(false, Ordering::Release) };
@@ -149,17 +133,9 @@ impl OtelThreadCtx {
         // Refused before allocating anything when the record could not be freed at thread exit.
         thread_exit::arm()?;
         let h = Self::allocate(&[0; 16], &[0; 8], 0)?;
-        Self::attach(h).inspect_err(|_| {
-            let _ = Self::free(h);
-        })?;
-        Ok(Self::record_ptr(h))
+        Self::attach(h).inspect_err(|_| _ = Self::free(h))?;
+        Ok(h.cast())
     }
-}
-
-/// Number of handles allocated and not yet freed.
-#[cfg(feature = "test-hooks")]
-pub(crate) fn live_count() -> usize {
-    LIVE.lock().len()
 }
 
 const _: () = assert!(core::mem::offset_of!(OtelThreadCtx, record) == 0);
@@ -183,10 +159,6 @@ pub(crate) mod thread_exit {
     static ARMED: u8 = 0;
     static EXITING: u8 = 0;
 
-    fn marker(value: &'static u8) -> *const libc::c_void {
-        core::ptr::from_ref(value).cast()
-    }
-
     extern "C" fn create_key() {
         let mut key: libc::pthread_key_t = 0;
         // Safety: `key` is a valid out pointer; the destructor is an extern "C" fn.
@@ -196,18 +168,13 @@ pub(crate) mod thread_exit {
     }
 
     extern "C" fn on_thread_exit(_: *mut libc::c_void) {
-        // Never unwind into libc.
-        let _ = std::panic::catch_unwind(|| {
-            // Unpublish first, then free: a reader never sees freed memory.
-            let h = OtelThreadCtx::detach();
-            if !h.is_null() {
-                let _ = OtelThreadCtx::free(h);
-            }
-        });
+        // Never unwind into libc. Unpublish first, then free (NULL is refused): a reader never
+        // sees freed memory.
+        let _ = std::panic::catch_unwind(|| OtelThreadCtx::free(OtelThreadCtx::detach()));
         if let Some(key) = key() {
             // Safety: `key` was created by pthread_key_create; setting a value from its own
             // destructor is allowed (glibc then runs another round, if one is left).
-            unsafe { libc::pthread_setspecific(key, marker(&EXITING)) };
+            unsafe { libc::pthread_setspecific(key, (&raw const EXITING).cast()) };
         }
     }
 
@@ -218,17 +185,16 @@ pub(crate) mod thread_exit {
     }
 
     /// Makes sure the calling thread's exit frees what is attached to it, or says why it cannot:
-    /// no key ([`Status::NoThreadKey`]), the clean-up already ran on this exiting thread
-    /// ([`Status::ThreadExiting`]), or glibc could not store the value (out of memory).
+    /// no key, the clean-up already ran on this exiting thread, or no memory for the key value.
     pub(super) fn arm() -> Result<(), Status> {
         let key = key().ok_or(Status::NoThreadKey)?;
         // Safety: `key` was created by pthread_key_create.
         let value = unsafe { libc::pthread_getspecific(key) }.cast_const();
-        if value == marker(&EXITING) {
+        if value == (&raw const EXITING).cast() {
             return Err(Status::ThreadExiting);
         }
         // Safety: as above; the value is a static address.
-        if value.is_null() && unsafe { libc::pthread_setspecific(key, marker(&ARMED)) } != 0 {
+        if value.is_null() && unsafe { libc::pthread_setspecific(key, (&raw const ARMED).cast()) } != 0 {
             return Err(Status::OutOfMemory);
         }
         Ok(())

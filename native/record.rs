@@ -86,15 +86,9 @@ impl OtelThreadCtxRecord {
 
     /// Empties the record: no span, no attributes, still valid.
     pub(crate) unsafe fn clear(rec: *mut Self) {
-        // Safety: forwarded from the caller.
-        unsafe {
-            Self::update(rec, || {
-                (*rec).trace_id = [0; 16];
-                (*rec).span_id = [0; 8];
-                (*rec).trace_flags = 0;
-                (*rec).attrs_data_size = 0;
-            })
-        }
+        // Safety: forwarded from the caller. Zeroes the header: ids, flags, attribute size (and
+        // `valid`, which `update` sets again).
+        unsafe { Self::update(rec, || rec.cast::<u8>().write_bytes(0, OTEL_THREAD_CTX_HEADER_SIZE)) };
     }
 
     /// Drops every attribute entry, in place under the protocol.

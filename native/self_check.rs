@@ -7,10 +7,12 @@
 //! a TPREL relocation) or local-exec (LLD: none); readers handle both, since an executable's TLS
 //! sits at a fixed thread-pointer offset (negative on x86-64, past the 16-byte TCB on AArch64).
 
+use arch::{thread_pointer, TLSDESC, TPREL, TPREL_NAME};
 use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
 use object::Endianness;
 use std::ffi::{CStr, CString};
+use std::ptr::null;
 
 const SYMBOL: &str = "otel_thread_ctx_v1";
 /// Largest PT_TLS that still leaves room in glibc's static-TLS surplus for other libraries.
@@ -18,12 +20,9 @@ const MAX_TLS_SEGMENT: u64 = 128;
 
 pub(crate) fn run() -> Result<String, String> {
     if crate::handle::thread_exit::key().is_none() {
-        return Err(
-            "no pthread key could be created (the process has used all PTHREAD_KEYS_MAX of them), so \
-             the library could not free a thread's record when the thread exits: it refuses to attach \
-             records (status NO_THREAD_KEY)"
-                .into(),
-        );
+        let why = "no pthread key is left (PTHREAD_KEYS_MAX), so the library could not free a thread's record \
+                   at its exit: it refuses to attach records (status NO_THREAD_KEY)";
+        return Err(why.into());
     }
     let module = this_module()?;
     let (path, exe) = (&module.path, module.executable);
@@ -44,16 +43,15 @@ pub(crate) fn run() -> Result<String, String> {
         .iter()
         .enumerate()
         .find(|(_, s)| dynsym.symbol_name(endian, *s) == Ok(SYMBOL.as_bytes()))
-        .ok_or_else(|| match exe {
-            true => format!(
-                "{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. The library is linked \
-                 statically into this executable, which must export the slot: link it with \
-                 -Wl,--export-dynamic-symbol={SYMBOL} (README, Platform support)."
-            ),
-            false => format!(
-                "{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. The cdylib must be \
-                 linked with LLD and native/otel_thread_ctx.ver (see build.rs)."
-            ),
+        .ok_or_else(|| {
+            let fix = match exe {
+                true => {
+                    "The library is linked statically into this executable, which must export the slot: \
+                         link it with -Wl,--export-dynamic-symbol=otel_thread_ctx_v1 (README, Platform support)."
+                }
+                false => "The cdylib must be linked with LLD and native/otel_thread_ctx.ver (see build.rs).",
+            };
+            format!("{path}: {SYMBOL} is not in .dynsym, so readers cannot find it. {fix}")
         })?;
     let found = (sym.st_type(), sym.st_bind(), sym.st_size(endian));
     if found != (elf::STT_TLS, elf::STB_GLOBAL, 8) || sym.st_shndx(endian) == elf::SHN_UNDEF {
@@ -73,19 +71,17 @@ pub(crate) fn run() -> Result<String, String> {
         let ours = relas.iter().filter(|r| r.r_sym(endian, false) as usize == index);
         relocations.extend(ours.map(|r| (r.r_type(endian, false), r.r_offset(endian))));
     }
-    let allowed = |t: u32| t == arch::TLSDESC || (exe && t == arch::TPREL);
+    let allowed = |t: u32| t == TLSDESC || (exe && t == TPREL);
     if let Some((other, _)) = relocations.iter().find(|(t, _)| !allowed(*t)) {
         return Err(format!(
             "{path}: {SYMBOL} is reached through relocation type {other}; readers support only TLSDESC \
-             ({}), and in an executable initial-exec ({}) or local-exec (none)",
-            arch::TLSDESC,
-            arch::TPREL
+             ({TLSDESC}), and in an executable initial-exec ({TPREL}) or local-exec (none)"
         ));
     }
     let count = |kind| relocations.iter().filter(|(t, _)| *t == kind).count();
     let descriptor = relocations
         .iter()
-        .find(|(t, _)| *t == arch::TLSDESC)
+        .find(|(t, _)| *t == TLSDESC)
         .map(|&(_, at)| at as usize);
     if descriptor.is_none() && !exe {
         return Err(format!("{path}: no TLSDESC relocation references {SYMBOL}"));
@@ -118,16 +114,15 @@ pub(crate) fn run() -> Result<String, String> {
         Some(descriptor) => placement(module.bias + descriptor),
         None => executable_placement(&module, &relocations, ours)?,
     };
-    let access = match (count(arch::TLSDESC), count(arch::TPREL)) {
+    let access = match (count(TLSDESC), count(TPREL)) {
         (0, 0) => "local-exec (no relocation)".to_string(),
-        (0, n) => format!("initial-exec ({n} {} relocation(s))", arch::TPREL_NAME),
+        (0, n) => format!("initial-exec ({n} {TPREL_NAME} relocation(s))"),
         (n, 0) => format!("{n} TLSDESC relocation(s)"),
-        (n, m) => format!("{n} TLSDESC and {m} {} relocation(s)", arch::TPREL_NAME),
+        (n, m) => format!("{n} TLSDESC and {m} {TPREL_NAME} relocation(s)"),
     };
-    let module_kind = if exe {
-        " (the main executable: the library is linked statically)"
-    } else {
-        ""
+    let module_kind = match exe {
+        true => " (the main executable: the library is linked statically)",
+        false => "",
     };
     Ok(format!(
         "ok: {path}{module_kind} exports {SYMBOL} (TLS, GLOBAL, 8 bytes) reached by {access}; PT_TLS \
@@ -155,18 +150,16 @@ fn placement(descriptor: usize) -> String {
 /// `R_AARCH64_TLS_TPREL64`) to the thread pointer, so each such entry must hold the offset of this
 /// thread's slot.
 fn executable_placement(module: &Module, relocations: &[(u32, u64)], ours: usize) -> Result<String, String> {
-    let offset = ours.wrapping_sub(arch::thread_pointer()) as i64;
-    for &(_, got) in relocations.iter().filter(|(t, _)| *t == arch::TPREL) {
+    let (path, offset) = (&module.path, ours.wrapping_sub(thread_pointer()) as i64);
+    for &(_, got) in relocations.iter().filter(|(t, _)| *t == TPREL) {
         let entry = (module.bias + got as usize) as *const i64;
         // Safety: the dynamic linker filled this GOT entry (one word) when it relocated the
         // executable; RELRO may make it read-only, which reading respects.
         let value = unsafe { entry.read_volatile() };
         if value != offset {
             return Err(format!(
-                "{}: the {} GOT entry of {SYMBOL} holds thread-pointer offset {value}, but this \
-                 thread's slot is at offset {offset}",
-                module.path,
-                arch::TPREL_NAME
+                "{path}: the {TPREL_NAME} GOT entry of {SYMBOL} holds thread-pointer offset {value}, but \
+                 this thread's slot is at offset {offset}"
             ));
         }
     }
@@ -219,7 +212,6 @@ mod arch {
 
 /// The module holding this code, as the dynamic linker knows it.
 struct Module {
-    /// Its ELF file.
     path: String,
     /// Run-time address minus the file's virtual address.
     bias: usize,
@@ -271,14 +263,11 @@ fn this_module() -> Result<Module, String> {
 /// the module: the main program (`dlopen(NULL)`) or the loaded library.
 fn resolve_slot(module: &Module) -> Result<usize, String> {
     let path = &module.path;
-    let handle = if module.executable {
-        // Safety: a NULL file name returns the main program's handle; it is closed below.
-        unsafe { libc::dlopen(core::ptr::null(), libc::RTLD_LAZY) }
-    } else {
-        let cpath = CString::new(path.as_str()).map_err(|_| format!("{path} contains a NUL byte"))?;
-        // Safety: RTLD_NOLOAD only looks the module up; the handle is closed below.
-        unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) }
-    };
+    let cpath = CString::new(path.as_str()).map_err(|_| format!("{path} contains a NUL byte"))?;
+    let file = if module.executable { null() } else { cpath.as_ptr() };
+    // Safety: a NUL-terminated name or NULL (the main program); RTLD_NOLOAD only looks the
+    // module up. The handle is closed below.
+    let handle = unsafe { libc::dlopen(file, libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
     if handle.is_null() {
         return Err(format!("{path} is not loaded as a shared object"));
     }

@@ -32,7 +32,7 @@ pub unsafe extern "C" fn otel_thread_ctx_read_current(out: *mut OtelThreadCtxRec
 /// How many records are allocated and not yet freed, across all threads (for leak checks).
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_live_records() -> usize {
-    catch_unwind(crate::handle::live_count).unwrap_or(0)
+    catch_unwind(|| crate::handle::LIVE.lock().len()).unwrap_or(0)
 }
 
 /// Copies the published payload (the protobuf ProcessContext message) into `buffer`.

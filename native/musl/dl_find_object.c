@@ -22,7 +22,6 @@ struct dl_find_object {
 struct search {
     uintptr_t pc;
     struct dl_find_object *out;
-    int found;
 };
 
 static int visit(struct dl_phdr_info *info, size_t size, void *data) {
@@ -48,13 +47,12 @@ static int visit(struct dl_phdr_info *info, size_t size, void *data) {
     s->out->dlfo_map_start = (void *)lo;
     s->out->dlfo_map_end = (void *)hi;
     s->out->dlfo_eh_frame = eh_frame;
-    s->found = 1;
     return 1;
 }
 
-/* 0 and *out filled when a loaded module holds pc, -1 otherwise (glibc's contract). */
+/* 0 and *out filled when a loaded module holds pc, -1 otherwise (glibc's contract);
+ * dl_iterate_phdr returns the last visit's result, 1 once one found it. */
 __attribute__((visibility("hidden"))) int _dl_find_object(void *pc, struct dl_find_object *out) {
-    struct search s = {(uintptr_t)pc, out, 0};
-    dl_iterate_phdr(visit, &s);
-    return s.found ? 0 : -1;
+    struct search s = {(uintptr_t)pc, out};
+    return dl_iterate_phdr(visit, &s) ? 0 : -1;
 }

@@ -3,9 +3,11 @@
 
 use super::payload::{self, any_value::Value, AnyValue, KeyValue};
 use super::{PayloadError, ProcessCtxError};
+use crate::ffi::{c_array, guard};
 use std::ffi::CStr;
 use std::os::raw::c_char;
-use std::panic::{catch_unwind, UnwindSafe};
+use std::panic::UnwindSafe;
+use OtelProcessCtxStatus as Status;
 
 /// Result of a process context call. Negative values are errors; nothing published was changed
 /// when one is returned.
@@ -14,8 +16,7 @@ use std::panic::{catch_unwind, UnwindSafe};
 pub enum OtelProcessCtxStatus {
     /// Done.
     Ok = 0,
-    /// A required pointer was NULL: an array with a non-zero count, a key or value in it, or
-    /// an output pointer.
+    /// A required pointer was NULL: an array with a non-zero count, a key or value, or an output.
     NullArgument = -1,
     /// A key or value is not valid UTF-8.
     InvalidUtf8 = -2,
@@ -29,8 +30,7 @@ pub enum OtelProcessCtxStatus {
     DuplicateAttributeKey = -6,
     /// The attribute key map has more than 256 entries (a record's key index is one byte).
     TooManyAttributeKeys = -7,
-    /// The update renames or drops a key index that is already published; the key map is
-    /// append-only because records already written name attributes by index.
+    /// The update renames or drops a published key index (records name attributes by index).
     KeyMapChanged = -8,
     /// The encoded payload is larger than the 64 KiB readers accept.
     PayloadTooLarge = -9,
@@ -38,8 +38,7 @@ pub enum OtelProcessCtxStatus {
     AlreadyPublished = -10,
     /// This process has no published context (a forked child has none until it publishes).
     NotPublished = -11,
-    /// The OTEL_CTX mapping could not be made, or the anonymous fallback could not be named so
-    /// no reader could find it; `errno` holds the OS error.
+    /// The OTEL_CTX mapping could not be made, or named (readers need the name); `errno` says why.
     MappingFailed = -12,
     /// The buffer is smaller than the payload; the needed size was stored.
     BufferTooSmall = -13,
@@ -47,8 +46,7 @@ pub enum OtelProcessCtxStatus {
     Internal = -14,
     /// A typed value the payload cannot carry: an unknown kind, or an array inside an array.
     InvalidValue = -15,
-    /// A process-context attribute has an empty key, repeats a key, or uses the reserved
-    /// `threadlocal.` prefix.
+    /// A context attribute's key is empty, repeated, or has the reserved `threadlocal.` prefix.
     InvalidContextAttribute = -16,
 }
 
@@ -86,31 +84,25 @@ impl From<ProcessCtxError> for OtelProcessCtxStatus {
 }
 
 /// Borrows a C string as UTF-8. Safety: `s` is NULL or a NUL-terminated string outliving 'a.
-unsafe fn c_str<'a>(s: *const c_char) -> Result<&'a str, OtelProcessCtxStatus> {
+unsafe fn c_str<'a>(s: *const c_char) -> Result<&'a str, Status> {
     if s.is_null() {
-        return Err(OtelProcessCtxStatus::NullArgument);
+        return Err(Status::NullArgument);
     }
     // Safety: non-null and NUL-terminated per the caller's contract.
-    unsafe { CStr::from_ptr(s) }
-        .to_str()
-        .map_err(|_| OtelProcessCtxStatus::InvalidUtf8)
+    unsafe { CStr::from_ptr(s) }.to_str().map_err(|_| Status::InvalidUtf8)
 }
 
-/// Borrows a C array; NULL is allowed only for an empty one. Safety: `ptr` is NULL or points to
-/// `len` readable elements outliving 'a.
-unsafe fn c_array<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], OtelProcessCtxStatus> {
-    match (ptr.is_null(), len) {
-        (_, 0) => Ok(&[]),
-        (true, _) => Err(OtelProcessCtxStatus::NullArgument),
-        // Safety: non-null and `len` readable elements per the caller's contract.
-        (false, _) => Ok(unsafe { std::slice::from_raw_parts(ptr, len) }),
-    }
+/// Borrows a C array; `NULL_ARGUMENT` for NULL with a non-zero `len`. Safety: as on
+/// [`c_array`].
+unsafe fn array<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], Status> {
+    // Safety: forwarded caller contract.
+    unsafe { c_array(ptr, len) }.ok_or(Status::NullArgument)
 }
 
 /// Borrows a C array of C strings (the key map). Safety: as on `otel_process_ctx_publish`.
-unsafe fn c_strs<'a>(ptr: *const *const c_char, len: usize) -> Result<Vec<&'a str>, OtelProcessCtxStatus> {
+unsafe fn c_strs<'a>(ptr: *const *const c_char, len: usize) -> Result<Vec<&'a str>, Status> {
     // Safety: forwarded caller contract.
-    unsafe { c_array(ptr, len)?.iter().map(|&s| c_str(s)).collect() }
+    unsafe { array(ptr, len)?.iter().map(|&s| c_str(s)).collect() }
 }
 
 /// The encoded payload's parts, borrowed from the caller: resource, context attributes, key map.
@@ -118,43 +110,30 @@ type Args<'a> = (Vec<KeyValue>, Vec<KeyValue>, Vec<&'a str>);
 
 /// The one path of the four publish and update calls: reads the arguments, encodes them and
 /// publishes (`update` false) or replaces the context; every failure, a panic too, is a status.
-fn store<'a>(
-    update: bool,
-    read: impl FnOnce() -> Result<Args<'a>, OtelProcessCtxStatus> + UnwindSafe,
-) -> OtelProcessCtxStatus {
-    let run = || {
+fn store<'a>(update: bool, read: impl FnOnce() -> Result<Args<'a>, Status> + UnwindSafe) -> Status {
+    guard(Status::Internal, || {
         let (resource, attributes, keys) = read()?;
         let bytes = payload::encode(resource, attributes, &keys).map_err(ProcessCtxError::Payload)?;
         super::store(bytes, &keys, update)?;
-        Ok(OtelProcessCtxStatus::Ok)
-    };
-    match catch_unwind(run) {
-        Ok(Ok(status) | Err(status)) => status,
-        Err(_) => OtelProcessCtxStatus::Internal,
-    }
+        Ok(Status::Ok)
+    })
 }
 
 /// Copies string resource attributes, adding this library's SDK name and version if not given.
 /// Safety: as on `otel_process_ctx_publish`.
-unsafe fn string_resource(
-    ptr: *const OtelProcessCtxAttribute,
-    len: usize,
-) -> Result<Vec<KeyValue>, OtelProcessCtxStatus> {
+unsafe fn string_resource(ptr: *const OtelProcessCtxAttribute, len: usize) -> Result<Vec<KeyValue>, Status> {
     // Safety: forwarded caller contract.
-    let pairs = unsafe { c_array(ptr, len)? }
+    let pairs = unsafe { array(ptr, len)? }
         .iter()
         .map(|a| unsafe { Ok((c_str(a.key)?, c_str(a.value)?)) });
-    Ok(payload::string_resource(
-        &pairs.collect::<Result<Vec<_>, OtelProcessCtxStatus>>()?,
-    ))
+    Ok(payload::string_resource(&pairs.collect::<Result<Vec<_>, Status>>()?))
 }
 
 /// Publishes this process's context (OTEP 4719; a mapping named OTEL_CTX, where profilers find
 /// it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
 /// default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
 /// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). Everything is copied.
-/// `ALREADY_PUBLISHED` if this process has one (use `otel_process_ctx_update`; a forked child
-/// inherits none).
+/// `ALREADY_PUBLISHED` if this process has one (a forked child inherits none).
 ///
 /// # Safety
 /// Each array is NULL with count 0 or has `count` readable elements; every key and value is
@@ -197,11 +176,9 @@ pub unsafe extern "C" fn otel_process_ctx_update(
 /// has none.
 #[no_mangle]
 pub extern "C" fn otel_process_ctx_unpublish() -> OtelProcessCtxStatus {
-    match catch_unwind(super::unpublish) {
-        Ok(Ok(())) => OtelProcessCtxStatus::Ok,
-        Ok(Err(e)) => e.into(),
-        Err(_) => OtelProcessCtxStatus::Internal,
-    }
+    guard(Status::Internal, || {
+        super::unpublish().map(|()| Status::Ok).map_err(Into::into)
+    })
 }
 
 /// `OtelProcessCtxValue.kind`: UTF-8 text at `pointer`, `length` bytes.
@@ -245,12 +222,12 @@ pub struct OtelProcessCtxKeyValue {
 
 /// Copies one C value into the payload's form; arrays may not nest. Safety: `v.pointer` points
 /// as its kind says (see `otel_process_ctx_publish_typed`).
-unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<AnyValue, OtelProcessCtxStatus> {
+unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<AnyValue, Status> {
     let value = match v.kind {
         OTEL_PROCESS_CTX_VALUE_STRING => {
             // Safety: `length` readable bytes at `pointer`, per the caller's contract.
-            let bytes = unsafe { c_array(v.pointer.cast::<u8>(), v.length)? };
-            let text = std::str::from_utf8(bytes).map_err(|_| OtelProcessCtxStatus::InvalidUtf8)?;
+            let bytes = unsafe { array(v.pointer.cast::<u8>(), v.length)? };
+            let text = std::str::from_utf8(bytes).map_err(|_| Status::InvalidUtf8)?;
             Some(Value::StringValue(text.to_owned()))
         }
         OTEL_PROCESS_CTX_VALUE_BOOL => Some(Value::BoolValue(v.int_value != 0)),
@@ -259,26 +236,23 @@ unsafe fn read_value(v: &OtelProcessCtxValue, in_array: bool) -> Result<AnyValue
         OTEL_PROCESS_CTX_VALUE_EMPTY => None,
         OTEL_PROCESS_CTX_VALUE_ARRAY if !in_array => {
             // Safety: `length` readable values at `pointer`, per the caller's contract.
-            let items = unsafe { c_array(v.pointer.cast::<OtelProcessCtxValue>(), v.length)? };
+            let items = unsafe { array(v.pointer.cast::<OtelProcessCtxValue>(), v.length)? };
             // Safety: forwarded caller contract, one level down.
             let values = items.iter().map(|item| unsafe { read_value(item, true) });
             Some(Value::ArrayValue(payload::ArrayValue {
                 values: values.collect::<Result<_, _>>()?,
             }))
         }
-        _ => return Err(OtelProcessCtxStatus::InvalidValue),
+        _ => return Err(Status::InvalidValue),
     };
     Ok(AnyValue { value })
 }
 
 /// Copies a C array of typed attributes. Safety: as on `otel_process_ctx_publish_typed`.
-unsafe fn read_key_values(
-    ptr: *const OtelProcessCtxKeyValue,
-    len: usize,
-) -> Result<Vec<KeyValue>, OtelProcessCtxStatus> {
+unsafe fn read_key_values(ptr: *const OtelProcessCtxKeyValue, len: usize) -> Result<Vec<KeyValue>, Status> {
     // Safety (this block): forwarded caller contract.
     unsafe {
-        c_array(ptr, len)?
+        array(ptr, len)?
             .iter()
             .map(|kv| {
                 Ok(KeyValue {

@@ -89,13 +89,11 @@ impl Mapping {
     pub fn create(prefer_memfd: bool) -> io::Result<Mapping> {
         // Safety: sysconf has no memory-safety preconditions.
         let len = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let (addr, memfd) = match prefer_memfd.then(|| map_memfd(len)).flatten() {
-            Some(a) => (a, true),
-            None => (
-                map(len, libc::MAP_ANONYMOUS, -1).ok_or_else(io::Error::last_os_error)?,
-                false,
-            ),
-        };
+        let from_memfd = prefer_memfd.then(|| map_memfd(len)).flatten();
+        let memfd = from_memfd.is_some();
+        let addr = from_memfd
+            .or_else(|| map(len, libc::MAP_ANONYMOUS, -1))
+            .ok_or_else(io::Error::last_os_error)?;
         let header = NonNull::new(addr.cast::<Header>()).expect("mmap does not return NULL on success");
         let mapping = Mapping { header, len, memfd };
         // Safety: `addr`/`len` is the mapping just made. Without it a child would inherit a

@@ -22,8 +22,7 @@ pub enum ProcessCtxError {
     AlreadyPublished,
     /// This process has no published context (a forked child has none of its own yet).
     NotPublished,
-    /// No mapping could be made, or the anonymous fallback could not be named (so no reader
-    /// could find it): the OS error is given.
+    /// The mapping could not be made, or named (readers need the name): the OS error.
     Mapping(std::io::Error),
 }
 

@@ -129,16 +129,18 @@ pub fn check_key_map<S: AsRef<str>>(keys: &[S]) -> Result<(), PayloadError> {
     if keys.len() > OTEL_PROCESS_CTX_MAX_ATTRIBUTE_KEYS {
         return Err(PayloadError::TooManyAttributeKeys(keys.len()));
     }
-    let mut seen = BTreeSet::new();
-    for (i, k) in keys.iter().enumerate() {
-        if k.as_ref().is_empty() {
-            return Err(PayloadError::EmptyAttributeKey(i));
-        }
-        if !seen.insert(k.as_ref()) {
-            return Err(PayloadError::DuplicateAttributeKey(i));
-        }
+    match first_bad_key(keys.iter().map(AsRef::as_ref)) {
+        Some((i, true)) => Err(PayloadError::EmptyAttributeKey(i)),
+        Some((i, false)) => Err(PayloadError::DuplicateAttributeKey(i)),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The first key that is empty (`true`) or repeated (`false`), by index.
+fn first_bad_key<'a>(keys: impl Iterator<Item = &'a str>) -> Option<(usize, bool)> {
+    let mut seen = BTreeSet::new();
+    let mut bad = keys.enumerate().filter(|&(_, k)| k.is_empty() || !seen.insert(k));
+    bad.next().map(|(i, k)| (i, k.is_empty()))
 }
 
 /// Checks that `new` keeps every index of `old` with the same name (appending is allowed):
@@ -161,27 +163,19 @@ pub fn encode<S: AsRef<str>>(
     key_map: &[S],
 ) -> Result<Vec<u8>, PayloadError> {
     check_key_map(key_map)?;
-    let mut seen = BTreeSet::new();
-    for kv in &resource {
-        if kv.key.is_empty() {
-            return Err(PayloadError::EmptyResourceKey);
-        }
-        if !seen.insert(kv.key.as_str()) {
-            return Err(PayloadError::DuplicateResourceKey(kv.key.clone()));
-        }
+    match first_bad_key(resource.iter().map(|kv| kv.key.as_str())) {
+        Some((_, true)) => return Err(PayloadError::EmptyResourceKey),
+        Some((i, false)) => return Err(PayloadError::DuplicateResourceKey(resource[i].key.clone())),
+        None => {}
     }
-    let mut seen = BTreeSet::new();
-    for kv in &attributes {
-        let bad = |why: &str| PayloadError::InvalidContextAttribute(format!("{:?}: {why}", kv.key));
-        if kv.key.is_empty() {
-            return Err(bad("empty key"));
-        }
-        if kv.key.starts_with("threadlocal.") {
-            return Err(bad("the threadlocal. prefix is reserved for the library"));
-        }
-        if !seen.insert(kv.key.as_str()) {
-            return Err(bad("given twice"));
-        }
+    let bad = |kv: &KeyValue, why: &str| PayloadError::InvalidContextAttribute(format!("{:?}: {why}", kv.key));
+    if let Some(kv) = attributes.iter().find(|kv| kv.key.starts_with("threadlocal.")) {
+        return Err(bad(kv, "the threadlocal. prefix is reserved for the library"));
+    }
+    match first_bad_key(attributes.iter().map(|kv| kv.key.as_str())) {
+        Some((i, true)) => return Err(bad(&attributes[i], "empty key")),
+        Some((i, false)) => return Err(bad(&attributes[i], "given twice")),
+        None => {}
     }
     let key_map = key_map.iter().map(|k| AnyValue {
         value: Some(string(k.as_ref())),
