@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Native benchmark: otel_thread_ctx_update (release build, via dlsym) against a minimal C writer.
-# CALLS and ROUNDS may be set in the environment (defaults 20000000 and 5).
+# Native benchmark (bench/): otel_thread_ctx_update, release build via dlsym, against a minimal C
+# writer. CALLS and ROUNDS may be set in the environment (defaults 20000000 and 5).
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+. "$(dirname "$0")/common.sh"
 ./scripts/setup.sh
-cargo build -q --release -p otel-thread-ctx
+cargo build -q --release --lib
 make -s -C bench run CALLS="${CALLS:-20000000}" ROUNDS="${ROUNDS:-5}"

@@ -5,8 +5,7 @@
 # checking every span id read against the spans the service exported. Then, briefly, the C sample.
 # Every process it starts is stopped on every exit path.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+. "$(dirname "$0")/common.sh"
 ./scripts/setup.sh
 echo "--- building the library and otel-ctx-dump (cargo), the C sample, the .NET sample service"
 cargo build -q --workspace

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Formatting and lints, as CI checks them.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+. "$(dirname "$0")/common.sh"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 dotnet format dotnet/OtelThreadContext.sln --verify-no-changes

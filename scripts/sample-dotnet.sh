@@ -1,56 +1,41 @@
 #!/usr/bin/env bash
-# Runs the .NET sample service (samples/dotnet) under load and reads it from outside with
-# otel-ctx-dump a few times; then checks that every span a thread showed is a span the service
-# exported, running at the time of the read (scripts/check-sample-spans.py). Exits non-zero when
-# the check fails.
-# Used by scripts/demo.sh and scripts/test.sh. Needs `cargo build --workspace` first (otel-ctx-dump
-# and the library, target/debug), dotnet and python3. The service listens on 127.0.0.1 only and
-# stops by itself after LOAD_SECONDS (default 8); it is killed on every exit path of this script.
+# Runs the .NET sample service (samples/dotnet) under load for LOAD_SECONDS (default 8), reads it
+# from outside with otel-ctx-dump READS times (default 5), then checks every span a thread showed
+# against the spans the service exported (scripts/check-sample-spans.py), and that the check can
+# fail. Needs `cargo build --workspace` first. The service is killed on every exit path.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-
+. "$(dirname "$0")/common.sh"
 lib="${OTEL_NATIVE_LIBRARY:-$root/target/debug/libotel_thread_ctx.so}"
 dump="$root/target/debug/otel-ctx-dump"
 load_seconds="${LOAD_SECONDS:-8}"
-reads="${READS:-5}"
 out="$root/target/dotnet-sample"
-for f in "$lib" "$dump"; do
-  [ -f "$f" ] || { echo "sample-dotnet: $f not found: run cargo build --workspace first" >&2; exit 1; }
-done
+run="$out/run"
+for f in "$lib" "$dump"; do [ -f "$f" ] || die "$f not found: run cargo build --workspace first"; done
 
 # Its own artifacts folder, so this build never touches the solution's bin/obj folders.
 mkdir -p "$out"
-if ! dotnet build samples/dotnet/OtelSampleService.csproj -c Release --artifacts-path "$out/build" \
-  -p:OtelNativeLibrary="$lib" -nologo -v q >"$out/build.log" 2>&1; then
-  cat "$out/build.log"
-  echo "sample-dotnet: building samples/dotnet failed" >&2
-  exit 1
-fi
-dll="$out/build/bin/OtelSampleService/release/OtelSampleService.dll"
-
-run="$out/run"
+dotnet build samples/dotnet/OtelSampleService.csproj -c Release --artifacts-path "$out/build" \
+  -p:OtelNativeLibrary="$lib" -nologo -v q >"$out/build.log" 2>&1 || { cat "$out/build.log"; die "build failed"; }
 rm -rf "$run"
 mkdir -p "$run"
 pid=""
 stop() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-dotnet "$dll" --spans "$run/spans.txt" --resource "$run/resource.json" --load "$load_seconds" --concurrency 8 >"$run/service.out" 2>&1 &
+dotnet "$out/build/bin/OtelSampleService/release/OtelSampleService.dll" --spans "$run/spans.txt" \
+  --resource "$run/resource.json" --load "$load_seconds" --concurrency 8 >"$run/service.out" 2>&1 &
 pid=$!
 for _ in $(seq 300); do
   grep -q '^listening ' "$run/service.out" && break
-  kill -0 "$pid" 2>/dev/null || { echo "sample-dotnet: the service exited early:"; cat "$run/service.out"; exit 1; }
+  kill -0 "$pid" 2>/dev/null || { cat "$run/service.out"; die "the service exited early"; }
   sleep 0.1
 done
-grep -q '^listening ' "$run/service.out" || { echo "sample-dotnet: the service did not start in 30 s"; exit 1; }
+grep -q '^listening ' "$run/service.out" || die "the service did not start in 30 s"
 echo "--- samples/dotnet: $(head -1 "$run/service.out"), serving its own load for ${load_seconds}s (8 clients on loopback)"
 sleep 1
 
@@ -58,54 +43,46 @@ if [ "${SHOW_TABLE:-1}" = 1 ]; then
   echo "--- otel-ctx-dump $pid (one read as text; threads that never had a record left out):"
   "$dump" "$pid" | grep -v -e '(no context)' || true
 fi
-echo "--- otel-ctx-dump --json $pid, $reads more reads while requests hop threads"
-for i in $(seq "$reads"); do
-  rc=0
+echo "--- otel-ctx-dump --json $pid, ${READS:-5} more reads while requests hop threads"
+for i in $(seq "${READS:-5}"); do
   t0=$(date +%s.%N)
-  "$dump" --json "$pid" >"$run/dump-$i.json" || rc=$?
+  "$dump" --json "$pid" >"$run/dump-$i.json" || {
+    rc=$?
+    [ "$rc" -ne 4 ] || echo "  (otel-ctx-dump needs to ptrace the service: see README, Permissions)"
+    die "otel-ctx-dump exited with $rc"
+  }
   echo "$t0 $(date +%s.%N)" >"$run/dump-$i.time"
-  if [ "$rc" -ne 0 ]; then
-    echo "sample-dotnet: otel-ctx-dump exited with $rc"
-    [ "$rc" -eq 4 ] && echo "  (it needs to ptrace the service: see README, Permissions)"
-    exit 1
-  fi
   sleep 0.7
 done
 
 # The service stops after its load, flushing the exporter; the check needs every exported span.
 for _ in $(seq $((load_seconds * 10 + 300))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$pid" 2>/dev/null; then echo "sample-dotnet: the service did not stop"; exit 1; fi
+kill -0 "$pid" 2>/dev/null && die "the service did not stop"
 svc_rc=0
 wait "$pid" || svc_rc=$?
 pid=""
 tail -n +2 "$run/service.out"
-[ "$svc_rc" -eq 0 ] || { echo "sample-dotnet: the service exited with $svc_rc"; exit 1; }
+[ "$svc_rc" -eq 0 ] || die "the service exited with $svc_rc"
 
 echo "--- the check: span ids read from outside vs spans the service exported, and the process"
 echo "    context read from outside vs the Resource the spans were exported with"
-python3 scripts/check-sample-spans.py --resource "$run/resource.json" "$run/spans.txt" "$run"/dump-*.json
+check=(python3 scripts/check-sample-spans.py)
+"${check[@]}" --resource "$run/resource.json" "$run/spans.txt" "$run"/dump-*.json
 
-# The check can fail: against a span log whose spans all ended 10 s earlier (what stale records
-# would look like), and against an empty log, the same reads must be rejected.
+# The check can fail: the same reads are rejected against a span log whose spans all ended 10 s
+# earlier (stale records), against an empty one, and against the exported resource with another
+# service.instance.id (as a hand-made one would be).
 awk '{ $4 -= 10; $5 -= 10; print }' OFMT='%.6f' CONVFMT='%.6f' "$run/spans.txt" >"$run/spans-shifted.txt"
 : >"$run/spans-empty.txt"
-for control in spans-shifted spans-empty; do
-  if python3 scripts/check-sample-spans.py "$run/$control.txt" "$run"/dump-*.json >"$run/$control.out" 2>&1; then
-    echo "sample-dotnet: the check accepted $control.txt; it must not"
-    exit 1
-  fi
-done
-# And the resource comparison can fail: against the exported resource with another
-# service.instance.id (what a hand-made instance id looked like), the same reads are rejected.
-python3 - "$run/resource.json" "$run/resource-other.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-r["service.instance.id"] = "otel-thread-ctx-dotnet-sample-0"
-json.dump(r, open(sys.argv[2], "w"))
-PY
-if python3 scripts/check-sample-spans.py --resource "$run/resource-other.json" "$run/spans.txt" "$run"/dump-*.json \
-  >"$run/resource-other.out" 2>&1; then
-  echo "sample-dotnet: the check accepted a resource with another service.instance.id; it must not"
-  exit 1
-fi
-echo "controls: the same reads are rejected against a span log shifted 10 s back ($(grep -c 'MISMATCH: stale' "$run/spans-shifted.out") stale reads), against an empty one, and against the resource with another service.instance.id"
+sed 's/"service.instance.id": *"[^"]*"/"service.instance.id":"otel-thread-ctx-dotnet-sample-0"/' \
+  "$run/resource.json" >"$run/resource-other.json"
+grep -q otel-thread-ctx-dotnet-sample-0 "$run/resource-other.json" || die "no service.instance.id in resource.json"
+rejects() {
+  ! "${check[@]}" "${@:2}" "$run"/dump-*.json >"$run/$1.out" 2>&1 || die "the check accepted $1; it must not"
+}
+rejects spans-shifted "$run/spans-shifted.txt"
+rejects spans-empty "$run/spans-empty.txt"
+rejects resource-other --resource "$run/resource-other.json" "$run/spans.txt"
+echo "controls: the same reads are rejected against a span log shifted 10 s back" \
+  "($(grep -c 'MISMATCH: stale' "$run/spans-shifted.out") stale reads), against an empty one, and against" \
+  "the resource with another service.instance.id"

@@ -1,27 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of the project, after installing what they need (scripts/setup.sh).
-# Prints one line per suite and a closing "N passed, N failed" line; exits non-zero on failure.
+# Prints one line per suite and a closing "suites: N passed, N failed"; exits non-zero on failure.
 set -uo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-./scripts/setup.sh || { echo "setup failed"; exit 1; }
+. "$(dirname "$0")/common.sh"
+./scripts/setup.sh || die "setup failed"
 
-passed=0
-failed=0
-failures=()
 suite() {
-  local name="$1"
-  shift
-  echo
-  echo "=== $name"
-  if "$@"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    failures+=("$name")
-  fi
+  printf '\n=== %s\n' "$1"
+  if "${@:2}"; then pass "$1"; else fail "$1"; fi
 }
-
 suite "format and lints" ./scripts/lint.sh
 suite "native build" cargo build --workspace -q
 suite "rust tests (API, ELF, header, C sample, signal stress)" cargo test --workspace -q
@@ -37,5 +24,4 @@ suite ".NET benchmark smoke run" ./scripts/bench.sh --smoke
 
 echo
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
-echo "suites: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally suites
