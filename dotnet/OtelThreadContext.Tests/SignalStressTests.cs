@@ -139,7 +139,7 @@ public sealed unsafe class SignalStressTests : IDisposable
 
             // The slot the sampler reads is the record ThreadContext writes.
             sameSlot = _slot() == Native.CurrentRecord();
-            startRc = _start(SIGPROF, 20_000);
+            startRc = _start(SIGPROF, TestPlatform.SamplerPeriodNs);
             if (startRc != 0)
             {
                 return;

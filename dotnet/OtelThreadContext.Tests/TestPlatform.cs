@@ -21,4 +21,8 @@ internal static class TestPlatform
 
     /// <summary>Stress tests scale their minimum counts by this: under qemu a fifth keeps them short.</summary>
     public static int StressDivisor => IsArm64 ? 5 : 1;
+
+    /// <summary>The sampling timer's period in ns. Under qemu one signal delivery can outlast 20 µs,
+    /// and the writer then runs nothing but the handler: 200 µs leaves it time to write.</summary>
+    public static nint SamplerPeriodNs => IsArm64 ? 200_000 : 20_000;
 }
