@@ -22,6 +22,21 @@
  *
  * Writing in place from another language: take the address from otel_thread_ctx_ensure_record()
  * once per thread, then follow the protocol documented on OtelThreadCtxRecord.
+ *
+ * Ownership: each thread has its own record, which otel_thread_ctx_update() and
+ * otel_thread_ctx_ensure_record() attach whenever the thread's slot is empty. It belongs to the
+ * thread: _attach and _detach never hand it to the caller (they return NULL in its place), _free
+ * refuses it (OWNED_BY_THREAD), no other thread may attach or write it, and the library frees it
+ * when the thread exits. So the address _ensure_record returns stays valid until then, whoever
+ * detaches it. A record made by _new is the caller's until attached, the slot's while attached.
+ *
+ * Signal handlers: on a thread with a record attached, _update, _clear, _ensure_record,
+ * _current, _detach, and _set_attribute/_clear_attributes on otel_thread_ctx_current() take no
+ * lock and allocate nothing: they are async-signal-safe. Every other call is not, nor is the
+ * first _update or _ensure_record on a thread (it allocates a record and locks; in dynamic TLS,
+ * glibc may also allocate the slot itself on the thread's first access). A runtime that writes
+ * from a signal handler calls otel_thread_ctx_ensure_record() on each thread first, outside any
+ * handler, and leaves that record attached.
  */
 
 #ifndef OTEL_THREAD_CTX_H
@@ -148,6 +163,9 @@ enum OtelThreadCtxStatus
   OTEL_THREAD_CTX_STATUS_THREAD_EXITING = -10,
   // No pthread key is left (PTHREAD_KEYS_MAX) for freeing records at thread exit.
   OTEL_THREAD_CTX_STATUS_NO_THREAD_KEY = -11,
+  // The handle is a thread's own record (attached by `update` or `ensure_record`): only that
+  // thread may attach or write it, and the library frees it when the thread exits.
+  OTEL_THREAD_CTX_STATUS_OWNED_BY_THREAD = -12,
 };
 #ifndef __cplusplus
 typedef int32_t OtelThreadCtxStatus;
@@ -228,32 +246,37 @@ OtelThreadCtxStatus otel_thread_ctx_new(const uint8_t (*trace_id)[16],
                                         OtelThreadCtx **out);
 
 // Releases a handle the caller owns: `HANDLE_ATTACHED` while it is attached to a thread
-// (detach it first), `INVALID_HANDLE` if freed already or never created, `NULL_ARGUMENT`.
+// (detach it first), `OWNED_BY_THREAD` for a thread's own record (freed at that thread's exit),
+// `INVALID_HANDLE` if freed already or never created, `NULL_ARGUMENT`.
 //
 // # Safety
 // `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 OtelThreadCtxStatus otel_thread_ctx_free(OtelThreadCtx *ctx);
 
 // Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot and stores in
-// `*displaced` the handle it displaced (the caller's again) or NULL; attaching the handle
-// already attached here changes nothing. `NULL_ARGUMENT`, `INVALID_HANDLE`,
-// `ATTACHED_ELSEWHERE`, `THREAD_EXITING`, `NO_THREAD_KEY`, `OUT_OF_MEMORY`.
+// `*displaced` the handle it displaced (the caller's again) or NULL (also when it displaced the
+// thread's own record, which stays the thread's); attaching the handle already attached here
+// changes nothing. `NULL_ARGUMENT`, `INVALID_HANDLE`, `ATTACHED_ELSEWHERE`, `OWNED_BY_THREAD`
+// (another thread's own record), `THREAD_EXITING`, `NO_THREAD_KEY`, `OUT_OF_MEMORY`.
 //
 // # Safety
 // `ctx` may be any pointer value; `displaced` is NULL or a writable handle pointer.
 OtelThreadCtxStatus otel_thread_ctx_attach(OtelThreadCtx *ctx, OtelThreadCtx **displaced);
 
 // Empties the calling thread's slot; returns the handle that was attached, now owned by the
-// caller, or NULL. Cannot fail.
+// caller, or NULL (also when it was the thread's own record, which stays the thread's). Cannot
+// fail. Async-signal-safe.
 OtelThreadCtx *otel_thread_ctx_detach(void);
 
 // The handle attached to the calling thread, or NULL. The library keeps ownership: detach it
-// before freeing it. Cannot fail.
+// before freeing it. Cannot fail. Async-signal-safe.
 OtelThreadCtx *otel_thread_ctx_current(void);
 
-// Writes new ids and flags into the calling thread's record in place (attributes are kept),
-// first attaching a new record (freed by the library at thread exit) if none is. All-zero ids
-// mean "no active span". `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY`.
+// Writes new ids and flags into the record attached to the calling thread, in place
+// (attributes are kept); if none is, first attaches the thread's own record (made on first use,
+// freed by the library at thread exit). All-zero ids mean "no active span". `NULL_ARGUMENT`,
+// `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY`. Async-signal-safe once a record is
+// attached (see the header's preamble): only attaching one allocates and locks.
 //
 // # Safety
 // `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -262,7 +285,7 @@ OtelThreadCtxStatus otel_thread_ctx_update(const uint8_t (*trace_id)[16],
                                            uint8_t trace_flags);
 
 // Clears the calling thread's record in place: zero ids and flags, no attributes, valid.
-// `NO_CONTEXT` (nothing done) if no record is attached.
+// `NO_CONTEXT` (nothing done) if no record is attached. Async-signal-safe.
 OtelThreadCtxStatus otel_thread_ctx_clear(void);
 
 // Stores in `*out` the address of `ctx`'s record, valid until the handle is freed (or its
@@ -274,9 +297,11 @@ OtelThreadCtxStatus otel_thread_ctx_clear(void);
 // `ctx` may be any pointer value; `out` is NULL or a writable record pointer.
 OtelThreadCtxStatus otel_thread_ctx_record(OtelThreadCtx *ctx, struct OtelThreadCtxRecord **out);
 
-// Stores in `*out` the calling thread's record, attaching a new empty one (freed by the
-// library at thread exit) if none is: the one call a managed writer makes per thread before
-// writing in place. Statuses as `otel_thread_ctx_update`.
+// Stores in `*out` the record attached to the calling thread; if none is, attaches the
+// thread's own record first (made empty on first use, emptied when attached again): the one
+// call a managed writer makes per thread before writing in place. The thread's own record stays
+// valid until the thread's exit clean-up, whoever detaches it. Statuses as
+// `otel_thread_ctx_update`; async-signal-safe when a record is attached.
 //
 // # Safety
 // `out` is NULL or points to a writable record pointer.
@@ -285,7 +310,9 @@ OtelThreadCtxStatus otel_thread_ctx_ensure_record(struct OtelThreadCtxRecord **o
 // Sets attribute `key_index` (a position in the process context's attribute key map) of
 // `ctx`'s record to `value_len` bytes of UTF-8 (`value` may be NULL if 0), replacing an earlier
 // value for that key. `TRUNCATED` (stored cut to 255 bytes), `NO_SPACE` (the record's 612
-// attribute bytes are full), `INVALID_UTF8`, `NULL_ARGUMENT`, `INVALID_HANDLE`, `ATTACHED_ELSEWHERE`.
+// attribute bytes are full), `INVALID_UTF8`, `NULL_ARGUMENT`, `INVALID_HANDLE`, `ATTACHED_ELSEWHERE`,
+// `OWNED_BY_THREAD`. Async-signal-safe for the handle attached to the calling thread
+// (`otel_thread_ctx_current()`); any other handle is looked up under a lock.
 //
 // # Safety
 // `value` is NULL or points to `value_len` readable bytes. `ctx` may be any pointer value.
@@ -294,7 +321,8 @@ OtelThreadCtxStatus otel_thread_ctx_set_attribute(OtelThreadCtx *ctx,
                                                   const uint8_t *value,
                                                   size_t value_len);
 
-// Removes every attribute from `ctx`'s record, in place. Statuses as for setting one.
+// Removes every attribute from `ctx`'s record, in place. Statuses and signal safety as for
+// setting one.
 //
 // # Safety
 // `ctx` may be any pointer value; it is only dereferenced if it is a live handle.

@@ -39,6 +39,9 @@ pub enum OtelThreadCtxStatus {
     ThreadExiting = -10,
     /// No pthread key is left (PTHREAD_KEYS_MAX) for freeing records at thread exit.
     NoThreadKey = -11,
+    /// The handle is a thread's own record (attached by `update` or `ensure_record`): only that
+    /// thread may attach or write it, and the library frees it when the thread exits.
+    OwnedByThread = -12,
 }
 
 /// Runs `f` (whose errors are statuses too), turning a panic into `internal`.
@@ -96,7 +99,8 @@ pub unsafe extern "C" fn otel_thread_ctx_new(
 }
 
 /// Releases a handle the caller owns: `HANDLE_ATTACHED` while it is attached to a thread
-/// (detach it first), `INVALID_HANDLE` if freed already or never created, `NULL_ARGUMENT`.
+/// (detach it first), `OWNED_BY_THREAD` for a thread's own record (freed at that thread's exit),
+/// `INVALID_HANDLE` if freed already or never created, `NULL_ARGUMENT`.
 ///
 /// # Safety
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
@@ -106,9 +110,10 @@ pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelTh
 }
 
 /// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot and stores in
-/// `*displaced` the handle it displaced (the caller's again) or NULL; attaching the handle
-/// already attached here changes nothing. `NULL_ARGUMENT`, `INVALID_HANDLE`,
-/// `ATTACHED_ELSEWHERE`, `THREAD_EXITING`, `NO_THREAD_KEY`, `OUT_OF_MEMORY`.
+/// `*displaced` the handle it displaced (the caller's again) or NULL (also when it displaced the
+/// thread's own record, which stays the thread's); attaching the handle already attached here
+/// changes nothing. `NULL_ARGUMENT`, `INVALID_HANDLE`, `ATTACHED_ELSEWHERE`, `OWNED_BY_THREAD`
+/// (another thread's own record), `THREAD_EXITING`, `NO_THREAD_KEY`, `OUT_OF_MEMORY`.
 ///
 /// # Safety
 /// `ctx` may be any pointer value; `displaced` is NULL or a writable handle pointer.
@@ -122,22 +127,25 @@ pub unsafe extern "C" fn otel_thread_ctx_attach(
 }
 
 /// Empties the calling thread's slot; returns the handle that was attached, now owned by the
-/// caller, or NULL. Cannot fail.
+/// caller, or NULL (also when it was the thread's own record, which stays the thread's). Cannot
+/// fail. Async-signal-safe.
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_detach() -> *mut OtelThreadCtx {
     OtelThreadCtx::detach()
 }
 
 /// The handle attached to the calling thread, or NULL. The library keeps ownership: detach it
-/// before freeing it. Cannot fail.
+/// before freeing it. Cannot fail. Async-signal-safe.
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_current() -> *mut OtelThreadCtx {
     OtelThreadCtx::current()
 }
 
-/// Writes new ids and flags into the calling thread's record in place (attributes are kept),
-/// first attaching a new record (freed by the library at thread exit) if none is. All-zero ids
-/// mean "no active span". `NULL_ARGUMENT`, `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY`.
+/// Writes new ids and flags into the record attached to the calling thread, in place
+/// (attributes are kept); if none is, first attaches the thread's own record (made on first use,
+/// freed by the library at thread exit). All-zero ids mean "no active span". `NULL_ARGUMENT`,
+/// `OUT_OF_MEMORY`, `THREAD_EXITING`, `NO_THREAD_KEY`. Async-signal-safe once a record is
+/// attached (see the header's preamble): only attaching one allocates and locks.
 ///
 /// # Safety
 /// `trace_id` and `span_id` are NULL or point to 16 and 8 readable bytes.
@@ -158,7 +166,7 @@ pub unsafe extern "C" fn otel_thread_ctx_update(
 }
 
 /// Clears the calling thread's record in place: zero ids and flags, no attributes, valid.
-/// `NO_CONTEXT` (nothing done) if no record is attached.
+/// `NO_CONTEXT` (nothing done) if no record is attached. Async-signal-safe.
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_clear() -> OtelThreadCtxStatus {
     guard(Status::Internal, || {
@@ -188,9 +196,11 @@ pub unsafe extern "C" fn otel_thread_ctx_record(
     give(unsafe { out.as_mut() }, || OtelThreadCtx::live(ctx).map(|_| ctx.cast()))
 }
 
-/// Stores in `*out` the calling thread's record, attaching a new empty one (freed by the
-/// library at thread exit) if none is: the one call a managed writer makes per thread before
-/// writing in place. Statuses as `otel_thread_ctx_update`.
+/// Stores in `*out` the record attached to the calling thread; if none is, attaches the
+/// thread's own record first (made empty on first use, emptied when attached again): the one
+/// call a managed writer makes per thread before writing in place. The thread's own record stays
+/// valid until the thread's exit clean-up, whoever detaches it. Statuses as
+/// `otel_thread_ctx_update`; async-signal-safe when a record is attached.
 ///
 /// # Safety
 /// `out` is NULL or points to a writable record pointer.
@@ -203,7 +213,9 @@ pub unsafe extern "C" fn otel_thread_ctx_ensure_record(out: *mut *mut OtelThread
 /// Sets attribute `key_index` (a position in the process context's attribute key map) of
 /// `ctx`'s record to `value_len` bytes of UTF-8 (`value` may be NULL if 0), replacing an earlier
 /// value for that key. `TRUNCATED` (stored cut to 255 bytes), `NO_SPACE` (the record's 612
-/// attribute bytes are full), `INVALID_UTF8`, `NULL_ARGUMENT`, `INVALID_HANDLE`, `ATTACHED_ELSEWHERE`.
+/// attribute bytes are full), `INVALID_UTF8`, `NULL_ARGUMENT`, `INVALID_HANDLE`, `ATTACHED_ELSEWHERE`,
+/// `OWNED_BY_THREAD`. Async-signal-safe for the handle attached to the calling thread
+/// (`otel_thread_ctx_current()`); any other handle is looked up under a lock.
 ///
 /// # Safety
 /// `value` is NULL or points to `value_len` readable bytes. `ctx` may be any pointer value.
@@ -223,7 +235,8 @@ pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
     })
 }
 
-/// Removes every attribute from `ctx`'s record, in place. Statuses as for setting one.
+/// Removes every attribute from `ctx`'s record, in place. Statuses and signal safety as for
+/// setting one.
 ///
 /// # Safety
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
