@@ -38,20 +38,18 @@ public sealed unsafe class HandleTests
             ThreadContext.Set(Trace(1), Span(1), 1);
 
             using ThreadContextHandle mine = ThreadContextHandle.Create(Trace(2), Span(2), 1);
-            using ThreadContextHandle? displaced = mine.Attach();
+            ThreadContextRecord* own = Native.CurrentRecord();
 
-            // The record ThreadContext attached comes back, owned, still holding its span.
-            Assert.NotNull(displaced);
+            // The thread's own record (ThreadContext's) stays the thread's: nothing comes back.
+            Assert.Null(mine.Attach());
             Assert.True(mine.IsAttachedToCurrentThread);
-            Assert.False(displaced!.IsAttachedToCurrentThread);
-            Assert.Equal(Trace(1), Native.TraceId(*Native.RecordOf(displaced.Native)));
             Assert.Equal(Trace(2), Native.TraceId(Native.ReadCurrent()));
 
-            // ThreadContext forgot its cached address: it now writes the attached handle's record.
+            // ThreadContext writes where the slot points: the attached handle's record.
             ThreadContext.Set(Trace(3), Span(3), 0);
             Assert.Equal(Trace(3), Native.TraceId(Native.ReadCurrent()));
             Assert.Equal(Trace(3), Native.TraceId(*Native.RecordOf(mine.Native)));
-            Assert.Equal(Trace(1), Native.TraceId(*Native.RecordOf(displaced.Native)));
+            Assert.Equal(Trace(1), Native.TraceId(*own));
 
             // Detach hands back the same object; the thread then publishes nothing.
             ThreadContextHandle? detached = ThreadContextHandle.Detach();
@@ -59,11 +57,10 @@ public sealed unsafe class HandleTests
             Assert.False(mine.IsAttachedToCurrentThread);
             Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
 
-            // Re-attach the first record: nothing was attached, so nothing comes back.
-            Assert.Null(displaced.Attach());
-            Assert.Null(displaced.Attach());
-            Assert.Equal(Trace(1), Native.TraceId(Native.ReadCurrent()));
-            Assert.Same(displaced, ThreadContextHandle.Detach());
+            // ThreadContext's next write attaches the thread's own record again.
+            ThreadContext.Set(Trace(4), Span(4), 1);
+            Assert.Equal(Trace(4), Native.TraceId(Native.ReadCurrent()));
+            Assert.True(Native.CurrentRecord() == own);
             Assert.Null(ThreadContextHandle.Detach());
         });
         Assert.Equal(baseline, SettledLiveRecords());

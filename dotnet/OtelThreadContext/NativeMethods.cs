@@ -21,6 +21,7 @@ internal enum NativeStatus
     Internal = -9,
     ThreadExiting = -10,
     NoThreadKey = -11,
+    OwnedByThread = -12,
 }
 
 /// <summary><c>OtelProcessCtxStatus</c> (an <c>int32_t</c>); a test compares every member with the header.</summary>

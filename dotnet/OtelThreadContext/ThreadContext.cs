@@ -14,8 +14,13 @@ public static unsafe class ThreadContext
     private static readonly bool s_supported = IsSupportedPlatform(
         OperatingSystem.IsLinux(), RuntimeInformation.ProcessArchitecture, RuntimeInformation.RuntimeIdentifier);
 
-    /// <summary>This thread's record, or null before its first call (or after a handle swap). Safety: while cached
-    /// it is live and only this thread writes it (freed only at this thread's exit), as <see cref="RecordWriter"/> requires.</summary>
+    /// <summary>Offsets, in the native handle a record starts, of its "attached to a slot" byte and its owner
+    /// thread word (native/handle.rs pins both).</summary>
+    private const int AttachedOffset = 640, OwnerOffset = 648;
+
+    /// <summary>This thread's own native record, or null before its first call. Safety: the native library frees it
+    /// only at this thread's exit, whoever detaches it, and only this thread writes it, as <see cref="RecordWriter"/>
+    /// requires. Every copy of this assembly in the process finds the same one.</summary>
     [ThreadStatic]
     private static ThreadContextRecord* t_record;
 
@@ -111,20 +116,18 @@ public static unsafe class ThreadContext
         }
     }
 
-    /// <summary>Makes the next call on this thread ask the native library for its record again;
-    /// <see cref="ThreadContextHandle"/> calls it when it attaches or detaches one here.</summary>
-    internal static void ForgetThreadRecord() => t_record = null;
-
-    /// <summary>This thread's record: the cached address, else <see cref="EnsureRecord"/>.</summary>
+    /// <summary>The record this thread's slot publishes: the cached own record while it is still attached,
+    /// else <see cref="EnsureRecord"/> (after code elsewhere, C or another copy of this assembly, swapped it out).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ThreadContextRecord* Record()
     {
         ThreadContextRecord* rec = t_record;
-        return rec != null ? rec : EnsureRecord();
+        return rec != null && ((byte*)rec)[AttachedOffset] != 0 ? rec : EnsureRecord();
     }
 
-    /// <summary>First call on a thread (or after a handle swap): one P/Invoke that returns the thread's
-    /// record, attaching an empty one if it has none. Null when unsupported.</summary>
+    /// <summary>One P/Invoke that returns the record attached to this thread, attaching the thread's own record
+    /// if none is. Only the own record is cached: another attached one may be freed once detached. Null when
+    /// unsupported.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static ThreadContextRecord* EnsureRecord()
     {
@@ -151,7 +154,11 @@ public static unsafe class ThreadContext
                 : new InvalidOperationException($"otel_thread_ctx_ensure_record could not attach a record ({status}).");
         }
 
-        t_record = rec;
+        if (*(nuint*)((byte*)rec + OwnerOffset) != 0)
+        {
+            t_record = rec;
+        }
+
         return rec;
     }
 

@@ -111,7 +111,6 @@ public sealed unsafe class ThreadContextHandle : IDisposable
                 : new InvalidOperationException($"otel_thread_ctx_attach refused the handle ({status}).");
         }
 
-        ThreadContext.ForgetThreadRecord();
         ThreadContextHandle? displaced = TakeOwnership(previous);
         t_attached = this;
         return displaced;
@@ -127,7 +126,6 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         }
 
         nint previous = NativeMethods.otel_thread_ctx_detach();
-        ThreadContext.ForgetThreadRecord();
         return TakeOwnership(previous);
     }
 
@@ -187,7 +185,6 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         }
 
         NativeMethods.otel_thread_ctx_detach();
-        ThreadContext.ForgetThreadRecord();
         t_attached = null;
         Volatile.Write(ref native.Owner, null);
         return true;
