@@ -52,6 +52,14 @@ impl<T: 'static> ForkSafeMutex<T> {
         unsafe { *self.held.get() = Some(guard) };
     }
 
+    /// In the child of a fork, before [`Self::release`]: runs `f` on the value the lock holds.
+    fn with_held(&'static self, f: impl FnOnce(&mut T)) {
+        // Safety: as for `release`; the guard gives the only access to the value.
+        if let Some(guard) = unsafe { (*self.held.get()).as_mut() } {
+            f(guard);
+        }
+    }
+
     /// After a fork, in the parent or the child (whose only thread is the forking one, owning
     /// the lock): releases what [`Self::hold`] took.
     fn release(&'static self) {
@@ -68,13 +76,20 @@ extern "C" fn install() {
     // Safety: the handlers are extern "C" fns of this module, which stays loaded (the cdylib is
     // linked with -z nodelete). glibc runs prepare handlers before taking its own locks.
     // On failure (out of memory) a fork can still copy a held lock; nothing else to do.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release_in_child)) };
 }
 
 /// Takes every lock of the library. No code path holds two of them, so any order is safe.
 extern "C" fn prepare() {
     crate::handle::LIVE.hold();
     crate::process_context::STATE.hold();
+}
+
+/// In the child: what the parent published is the parent's (decided here, not by comparing
+/// pids, which a child in a new PID namespace can share with its parent).
+extern "C" fn release_in_child() {
+    crate::process_context::STATE.with_held(crate::process_context::forked);
+    release();
 }
 
 extern "C" fn release() {

@@ -38,7 +38,12 @@ pub(crate) struct Published {
     /// The bytes the header points at; owned here so they stay valid while published.
     payload: Box<[u8]>,
     key_map: Vec<String>,
-    /// The process that made the mapping: a different `getpid()` means we are a forked child.
+    /// Set in a forked child (by the atfork child handler): the mapping is the parent's, and
+    /// MADV_DONTFORK left the child without it. A pid check alone misses a child that is PID 1
+    /// of a new namespace like its parent; the handler alone misses a child made by a raw
+    /// `clone` system call, which runs no atfork handler: [`Published::own`] uses both.
+    inherited: bool,
+    /// The process that made the mapping.
     pid: u32,
     timestamp: u64,
 }
@@ -47,6 +52,11 @@ pub(crate) struct Published {
 pub(crate) static STATE: ForkSafeMutex<Option<Published>> = ForkSafeMutex::new(None);
 
 impl Published {
+    /// Whether this process made the mapping (see `inherited`).
+    fn own(&self) -> bool {
+        !self.inherited && self.pid == std::process::id()
+    }
+
     /// Points the header at `payload`, then names the mapping again: profilers watch that prctl
     /// to notice updates.
     fn set(&mut self, payload: Vec<u8>, key_map: Vec<String>) -> std::io::Result<()> {
@@ -68,6 +78,7 @@ fn publish_fresh(payload: Vec<u8>, key_map: Vec<String>, prefer_memfd: bool) -> 
         mapping,
         payload: Box::default(),
         key_map: Vec::new(),
+        inherited: false,
         pid: std::process::id(),
         timestamp: 0,
     };
@@ -110,7 +121,7 @@ pub fn update<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
 /// Publishes (or, with `update`, replaces under the rules of [`update`]) an encoded payload.
 pub(crate) fn store<S: AsRef<str>>(bytes: Vec<u8>, key_map: &[S], update: bool) -> Result<(), ProcessCtxError> {
     let mut slot = STATE.lock();
-    let own = slot.as_ref().is_some_and(|p| p.pid == std::process::id());
+    let own = slot.as_ref().is_some_and(Published::own);
     match slot.as_ref() {
         Some(p) if update => payload::check_append_only(&p.key_map, key_map)?,
         None if update => return Err(ProcessCtxError::NotPublished),
@@ -132,7 +143,7 @@ pub(crate) fn store<S: AsRef<str>>(bytes: Vec<u8>, key_map: &[S], update: bool) 
 /// Takes what this process published, abandoning (not unmapping) what a parent published.
 fn take_own(slot: &mut Option<Published>) -> Option<Published> {
     let p = slot.take()?;
-    if p.pid == std::process::id() {
+    if p.own() {
         return Some(p);
     }
     // A parent's: MADV_DONTFORK left this child without it, and unmapping its address could
@@ -149,9 +160,17 @@ pub fn unpublish() -> Result<(), ProcessCtxError> {
         .ok_or(ProcessCtxError::NotPublished)
 }
 
+/// Marks what the parent published as inherited, in a forked child (fork_safe's child handler,
+/// with the lock held).
+pub(crate) fn forked(state: &mut Option<Published>) {
+    if let Some(p) = state {
+        p.inherited = true;
+    }
+}
+
 /// Looks at what this process published, if anything (for diagnostics and tests).
 fn published<T>(f: impl FnOnce(&Published) -> T) -> Option<T> {
-    STATE.lock().as_ref().filter(|p| p.pid == std::process::id()).map(f)
+    STATE.lock().as_ref().filter(|p| p.own()).map(f)
 }
 
 /// A copy of the published payload bytes; None if this process has published nothing.
