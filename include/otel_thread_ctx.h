@@ -106,7 +106,8 @@ enum OtelProcessCtxStatus
   OTEL_PROCESS_CTX_STATUS_DUPLICATE_ATTRIBUTE_KEY = -6,
   // The attribute key map has more than 256 entries (a record's key index is one byte).
   OTEL_PROCESS_CTX_STATUS_TOO_MANY_ATTRIBUTE_KEYS = -7,
-  // The update renames or drops a published key index (records name attributes by index).
+  // The key map names an index differently from the process's key map, which only grows
+  // (records name attributes by index).
   OTEL_PROCESS_CTX_STATUS_KEY_MAP_CHANGED = -8,
   // The encoded payload is larger than the 64 KiB readers accept.
   OTEL_PROCESS_CTX_STATUS_PAYLOAD_TOO_LARGE = -9,
@@ -344,8 +345,11 @@ const char *otel_thread_ctx_version(void);
 // Publishes this process's context (OTEP 4719; a mapping named OTEL_CTX, where profilers find
 // it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
 // default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
-// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). Everything is copied.
-// `ALREADY_PUBLISHED` if this process has one (a forked child inherits none).
+// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). There is one key map per
+// process, which only grows: `attribute_keys` must agree with it wherever both name an index
+// (`KEY_MAP_CHANGED`), and may be shorter, or empty, to keep it as it is (keys declared with
+// `otel_process_ctx_declare_key` included). Everything is copied. `ALREADY_PUBLISHED` if this
+// process has one (a forked child inherits none).
 //
 // # Safety
 // Each array is NULL with count 0 or has `count` readable elements; every key and value is
@@ -356,7 +360,7 @@ OtelProcessCtxStatus otel_process_ctx_publish(const struct OtelProcessCtxAttribu
                                               size_t attribute_key_count);
 
 // Replaces the published context; readers see the old or the new one, never a mix. The key map
-// is append-only (`KEY_MAP_CHANGED`); on error nothing changes. `NOT_PUBLISHED` if this process
+// merges as for `otel_process_ctx_publish`; on error nothing changes. `NOT_PUBLISHED` if this process
 // has none (a forked child whose parent published gets a fresh mapping of its own).
 //
 // # Safety
@@ -365,6 +369,16 @@ OtelProcessCtxStatus otel_process_ctx_update(const struct OtelProcessCtxAttribut
                                              size_t resource_attribute_count,
                                              const char *const *attribute_keys,
                                              size_t attribute_key_count);
+
+// Stores in `*index` the key index of `key` (NUL-terminated UTF-8) in the process's one
+// attribute key map, appending it if it is not there: whoever published the context (or will),
+// the index names this key for every writer in the process. A published context is published
+// again with the longer key map. `NULL_ARGUMENT`, `INVALID_UTF8`, `EMPTY_ATTRIBUTE_KEY`,
+// `TOO_MANY_ATTRIBUTE_KEYS` (256 already), `PAYLOAD_TOO_LARGE`; nothing changes on error.
+//
+// # Safety
+// `key` is NULL or NUL-terminated; `index` is NULL or writable.
+OtelProcessCtxStatus otel_process_ctx_declare_key(const char *key, uint8_t *index);
 
 // Removes the published context (its mapping is unmapped). `NOT_PUBLISHED` if this process
 // has none.

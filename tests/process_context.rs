@@ -9,20 +9,24 @@
 mod process_context_reader;
 
 use otel_thread_ctx::process_context::ffi::{
-    otel_process_ctx_publish, otel_process_ctx_unpublish, otel_process_ctx_update, OtelProcessCtxAttribute,
-    OtelProcessCtxStatus as S,
+    otel_process_ctx_declare_key, otel_process_ctx_publish, otel_process_ctx_unpublish, otel_process_ctx_update,
+    OtelProcessCtxAttribute, OtelProcessCtxStatus as S,
 };
-use otel_thread_ctx::test_hooks::otel_process_ctx_read_payload;
+use otel_thread_ctx::test_hooks::{otel_process_ctx_forget_key_map, otel_process_ctx_read_payload};
 use process_context_reader as reader;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
 use std::sync::Mutex;
 
 /// The context is one per process and cargo runs tests on several threads.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Runs the tests one at a time, each with the process's key map (which outlives a
+/// publication) empty.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(otel_process_ctx_forget_key_map(), S::Ok, "a context is left published");
+    guard
 }
 
 /// C-shaped arguments with the strings they point into.
@@ -162,11 +166,12 @@ fn publish_find_decode_update_unpublish() {
     assert_eq!(update(&RESOURCE, &[]), S::NotPublished);
     assert_eq!(otel_process_ctx_unpublish(), S::NotPublished);
 
-    // And it can be published again afterwards.
+    // And it can be published again afterwards, with the process's key map: records written
+    // before still name attributes by its indexes.
     assert_eq!(publish(&[("service.name", "again")], &[]), S::Ok);
     let d3 = reader::decode(&reader::read_context(reader::the_mapping().start).1);
     assert_eq!(reader::resource_value(&d3, "service.name"), Some("again"));
-    assert_eq!(d3.key_map, Some(vec![]));
+    assert_eq!(d3.key_map, Some(strings(&["http_route", "http_method", "user_id"])));
     assert_eq!(otel_process_ctx_unpublish(), S::Ok);
 }
 
@@ -190,8 +195,7 @@ fn refused_updates_leave_the_published_context_intact() {
             vec![],
             vec![keys[0], "route", keys[2]],
         ),
-        ("drop the last index", S::KeyMapChanged, vec![], keys[..2].to_vec()),
-        ("drop every index", S::KeyMapChanged, vec![], vec![]),
+        ("rename index 0", S::KeyMapChanged, vec![], vec!["route"]),
         (
             "swap two indexes",
             S::KeyMapChanged,
@@ -292,6 +296,11 @@ fn refused_updates_leave_the_published_context_intact() {
     }
     assert_eq!(reader::read_context(m.start), snapshot);
 
+    // A shorter (or empty) key map keeps the process's as it is.
+    assert_eq!(update(&[("service.name", "svc")], &keys[..1]), S::Ok);
+    let d = reader::decode(&reader::read_context(m.start).1);
+    assert_eq!(d.key_map, Some(strings(&keys)));
+
     // Exactly 256 keys, extending the published ones, is accepted.
     let mut full: Vec<String> = strings(&keys);
     full.extend((3..256).map(|i| format!("k{i}")));
@@ -320,5 +329,69 @@ fn concurrent_updates_keep_the_context_readable() {
     });
     let d = reader::decode(&reader::read_context(m.start).1);
     assert_eq!(d.key_map, Some(strings(&["a", "b"])));
+    assert_eq!(otel_process_ctx_unpublish(), S::Ok);
+}
+
+fn declare(key: &CStr) -> Result<u8, S> {
+    let mut index = 0xEE;
+    // Safety: a NUL-terminated key and a writable index.
+    match unsafe { otel_process_ctx_declare_key(key.as_ptr(), &mut index) } {
+        S::Ok => Ok(index),
+        s => Err(s),
+    }
+}
+
+#[test]
+fn declared_keys_join_the_one_key_map_whoever_published_it() {
+    let _g = serial();
+    // Another writer published with its key map; this one declares a key of its own.
+    assert_eq!(publish(&[("service.name", "svc")], &["tenant.id"]), S::Ok);
+    let m = reader::the_mapping();
+    let before = reader::read_header(m.start).published_at_ns;
+    assert_eq!(declare(c"http.route"), Ok(1));
+    assert_eq!(declare(c"tenant.id"), Ok(0), "a key already in the map keeps its index");
+    let (h, payload) = reader::read_context(m.start);
+    assert!(
+        h.published_at_ns > before,
+        "declaring a key publishes the context again"
+    );
+    assert_eq!(
+        reader::decode(&payload).key_map,
+        Some(strings(&["tenant.id", "http.route"]))
+    );
+
+    // The first writer's next update keeps the declared key; it cannot rename its index.
+    assert_eq!(update(&[("service.name", "svc2")], &["tenant.id"]), S::Ok);
+    assert_eq!(
+        update(&[("service.name", "svc2")], &["tenant.id", "user.id"]),
+        S::KeyMapChanged
+    );
+    let d = reader::decode(&reader::read_context(m.start).1);
+    assert_eq!(reader::resource_value(&d, "service.name"), Some("svc2"));
+    assert_eq!(d.key_map, Some(strings(&["tenant.id", "http.route"])));
+
+    // Declared while nothing is published: the next publication carries it.
+    assert_eq!(otel_process_ctx_unpublish(), S::Ok);
+    assert_eq!(declare(c"user.id"), Ok(2));
+    assert_eq!(publish(&[("service.name", "svc3")], &[]), S::Ok);
+    let d = reader::decode(&reader::read_context(reader::the_mapping().start).1);
+    assert_eq!(d.key_map, Some(strings(&["tenant.id", "http.route", "user.id"])));
+
+    // Refusals change nothing.
+    assert_eq!(declare(c""), Err(S::EmptyAttributeKey));
+    // Safety: NULL key and NULL index are refused before use.
+    unsafe {
+        assert_eq!(otel_process_ctx_declare_key(std::ptr::null(), &mut 0), S::NullArgument);
+        assert_eq!(
+            otel_process_ctx_declare_key(c"k".as_ptr(), std::ptr::null_mut()),
+            S::NullArgument
+        );
+    }
+    for i in 3..256 {
+        assert_eq!(declare(&CString::new(format!("k{i}")).unwrap()), Ok(i as u8));
+    }
+    assert_eq!(declare(c"one too many"), Err(S::TooManyAttributeKeys));
+    let d = reader::decode(&reader::read_context(reader::the_mapping().start).1);
+    assert_eq!(d.key_map.map(|k| k.len()), Some(256));
     assert_eq!(otel_process_ctx_unpublish(), S::Ok);
 }

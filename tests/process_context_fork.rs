@@ -84,17 +84,26 @@ fn child_publishes() -> i32 {
     if !reader::find_mappings().is_empty() {
         return 1;
     }
-    // A fresh publish in the child starts a new context: its own key map.
-    if pc::publish(&[("service.name", "child2")], &["worker"]).is_err() {
+    // A publish in the child keeps the process's key map, the parent's (the child's thread
+    // records came from it): another index 0 is refused, and none given keeps it.
+    if !matches!(
+        pc::publish(&[("service.name", "child2")], &["worker"]),
+        Err(ProcessCtxError::Payload(PayloadError::KeyMapChanged(0)))
+    ) {
         return 2;
+    }
+    if pc::publish(&[("service.name", "child2")], &[] as &[&str]).is_err() {
+        return 3;
     }
     let found = reader::find_mappings();
     if found.len() != 1 {
-        return 3;
+        return 4;
     }
     let d = reader::decode(&reader::read_context(found[0].start).1);
-    if reader::resource_value(&d, "service.name") != Some("child2") || d.key_map != Some(vec!["worker".into()]) {
-        return 4;
+    if reader::resource_value(&d, "service.name") != Some("child2")
+        || d.key_map != Some(PARENT_KEYS.map(String::from).to_vec())
+    {
+        return 5;
     }
     0
 }

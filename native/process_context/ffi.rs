@@ -30,7 +30,8 @@ pub enum OtelProcessCtxStatus {
     DuplicateAttributeKey = -6,
     /// The attribute key map has more than 256 entries (a record's key index is one byte).
     TooManyAttributeKeys = -7,
-    /// The update renames or drops a published key index (records name attributes by index).
+    /// The key map names an index differently from the process's key map, which only grows
+    /// (records name attributes by index).
     KeyMapChanged = -8,
     /// The encoded payload is larger than the 64 KiB readers accept.
     PayloadTooLarge = -9,
@@ -113,8 +114,7 @@ type Args<'a> = (Vec<KeyValue>, Vec<KeyValue>, Vec<&'a str>);
 fn store<'a>(update: bool, read: impl FnOnce() -> Result<Args<'a>, Status> + UnwindSafe) -> Status {
     guard(Status::Internal, || {
         let (resource, attributes, keys) = read()?;
-        let bytes = payload::encode(resource, attributes, &keys).map_err(ProcessCtxError::Payload)?;
-        super::store(bytes, &keys, update)?;
+        super::store(resource, attributes, &keys, update)?;
         Ok(Status::Ok)
     })
 }
@@ -132,8 +132,11 @@ unsafe fn string_resource(ptr: *const OtelProcessCtxAttribute, len: usize) -> Re
 /// Publishes this process's context (OTEP 4719; a mapping named OTEL_CTX, where profilers find
 /// it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
 /// default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
-/// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). Everything is copied.
-/// `ALREADY_PUBLISHED` if this process has one (a forked child inherits none).
+/// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). There is one key map per
+/// process, which only grows: `attribute_keys` must agree with it wherever both name an index
+/// (`KEY_MAP_CHANGED`), and may be shorter, or empty, to keep it as it is (keys declared with
+/// `otel_process_ctx_declare_key` included). Everything is copied. `ALREADY_PUBLISHED` if this
+/// process has one (a forked child inherits none).
 ///
 /// # Safety
 /// Each array is NULL with count 0 or has `count` readable elements; every key and value is
@@ -153,7 +156,7 @@ pub unsafe extern "C" fn otel_process_ctx_publish(
 }
 
 /// Replaces the published context; readers see the old or the new one, never a mix. The key map
-/// is append-only (`KEY_MAP_CHANGED`); on error nothing changes. `NOT_PUBLISHED` if this process
+/// merges as for `otel_process_ctx_publish`; on error nothing changes. `NOT_PUBLISHED` if this process
 /// has none (a forked child whose parent published gets a fresh mapping of its own).
 ///
 /// # Safety
@@ -169,6 +172,26 @@ pub unsafe extern "C" fn otel_process_ctx_update(
     store(true, || unsafe {
         let resource = string_resource(resource_attributes, resource_attribute_count)?;
         Ok((resource, Vec::new(), c_strs(attribute_keys, attribute_key_count)?))
+    })
+}
+
+/// Stores in `*index` the key index of `key` (NUL-terminated UTF-8) in the process's one
+/// attribute key map, appending it if it is not there: whoever published the context (or will),
+/// the index names this key for every writer in the process. A published context is published
+/// again with the longer key map. `NULL_ARGUMENT`, `INVALID_UTF8`, `EMPTY_ATTRIBUTE_KEY`,
+/// `TOO_MANY_ATTRIBUTE_KEYS` (256 already), `PAYLOAD_TOO_LARGE`; nothing changes on error.
+///
+/// # Safety
+/// `key` is NULL or NUL-terminated; `index` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn otel_process_ctx_declare_key(key: *const c_char, index: *mut u8) -> OtelProcessCtxStatus {
+    guard(Status::Internal, || {
+        // Safety: NULL or NUL-terminated (caller).
+        let key = unsafe { c_str(key)? };
+        // Safety: NULL or writable (caller).
+        let index = unsafe { index.as_mut() }.ok_or(Status::NullArgument)?;
+        *index = super::declare_key(key)?;
+        Ok(Status::Ok)
     })
 }
 

@@ -37,7 +37,9 @@ pub(crate) struct Published {
     mapping: Mapping,
     /// The bytes the header points at; owned here so they stay valid while published.
     payload: Box<[u8]>,
-    key_map: Vec<String>,
+    /// What the payload was encoded from, to encode it again when a key is declared.
+    resource: Vec<payload::KeyValue>,
+    attributes: Vec<payload::KeyValue>,
     /// Set in a forked child (by the atfork child handler): the mapping is the parent's, and
     /// MADV_DONTFORK left the child without it. A pid check alone misses a child that is PID 1
     /// of a new namespace like its parent; the handler alone misses a child made by a raw
@@ -48,8 +50,18 @@ pub(crate) struct Published {
     timestamp: u64,
 }
 
+/// The process's context: what is published, and its one attribute key map, which outlives a
+/// publication (and a fork): thread records keep naming attributes by its indexes.
+pub(crate) struct State {
+    published: Option<Published>,
+    key_map: Vec<String>,
+}
+
 /// Held across `fork` (see fork_safe).
-pub(crate) static STATE: ForkSafeMutex<Option<Published>> = ForkSafeMutex::new(None);
+pub(crate) static STATE: ForkSafeMutex<State> = ForkSafeMutex::new(State {
+    published: None,
+    key_map: Vec::new(),
+});
 
 impl Published {
     /// Whether this process made the mapping (see `inherited`).
@@ -59,7 +71,7 @@ impl Published {
 
     /// Points the header at `payload`, then names the mapping again: profilers watch that prctl
     /// to notice updates.
-    fn set(&mut self, payload: Vec<u8>, key_map: Vec<String>) -> std::io::Result<()> {
+    fn set(&mut self, payload: Vec<u8>) -> std::io::Result<()> {
         let payload = payload.into_boxed_slice();
         self.timestamp = next_timestamp(self.timestamp);
         // Safety: `payload` is stored in `self` right below and kept until the next change.
@@ -67,22 +79,23 @@ impl Published {
             self.mapping
                 .publish(payload.as_ptr(), payload.len() as u32, self.timestamp)
         };
-        (self.payload, self.key_map) = (payload, key_map);
+        self.payload = payload;
         self.mapping.name()
     }
 }
 
-fn publish_fresh(payload: Vec<u8>, key_map: Vec<String>, prefer_memfd: bool) -> Result<Published, ProcessCtxError> {
+fn publish_fresh(payload: Vec<u8>, prefer_memfd: bool) -> Result<Published, ProcessCtxError> {
     let mapping = Mapping::create(prefer_memfd).map_err(ProcessCtxError::Mapping)?;
     let mut p = Published {
         mapping,
         payload: Box::default(),
-        key_map: Vec::new(),
+        resource: Vec::new(),
+        attributes: Vec::new(),
         inherited: false,
         pid: std::process::id(),
         timestamp: 0,
     };
-    match p.set(payload, key_map) {
+    match p.set(payload) {
         // Neither a memfd name nor a VMA name: no reader could find it.
         Err(e) if !p.mapping.memfd => Err(ProcessCtxError::Mapping(e)),
         _ => Ok(p),
@@ -97,47 +110,88 @@ fn next_timestamp(last: u64) -> u64 {
 
 /// Publishes this process's context: string `resource` attributes (`service.name`, ...; SDK name
 /// and version default to this library's) and the thread attribute `key_map` (position = key
-/// index). Refused with [`ProcessCtxError::AlreadyPublished`] if this process already has one.
+/// index), merged into the process's key map as [`payload::merge_key_maps`] says. Refused with
+/// [`ProcessCtxError::AlreadyPublished`] if this process already has one.
 pub fn publish<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
     resource: &[(K, V)],
     key_map: &[S],
 ) -> Result<(), ProcessCtxError> {
-    let bytes = payload::encode(payload::string_resource(resource), Vec::new(), key_map)?;
-    store(bytes, key_map, false)
+    store(payload::string_resource(resource), Vec::new(), key_map, false)
 }
 
-/// Replaces the published payload. The key map may only grow: every index already published
-/// keeps its name ([`PayloadError::KeyMapChanged`] otherwise). On any error the published
-/// context is untouched. In a forked child this publishes a fresh mapping of the child's own,
-/// still holding the key map to the parent's (the child's thread records came from it).
+/// Replaces the published payload; the key map merges as for [`publish`]. On any error the
+/// published context is untouched. In a forked child this publishes a fresh mapping of the
+/// child's own, the key map still the parent's (the child's thread records came from it).
 pub fn update<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
     resource: &[(K, V)],
     key_map: &[S],
 ) -> Result<(), ProcessCtxError> {
-    let bytes = payload::encode(payload::string_resource(resource), Vec::new(), key_map)?;
-    store(bytes, key_map, true)
+    store(payload::string_resource(resource), Vec::new(), key_map, true)
 }
 
-/// Publishes (or, with `update`, replaces under the rules of [`update`]) an encoded payload.
-pub(crate) fn store<S: AsRef<str>>(bytes: Vec<u8>, key_map: &[S], update: bool) -> Result<(), ProcessCtxError> {
-    let mut slot = STATE.lock();
-    let own = slot.as_ref().is_some_and(Published::own);
-    match slot.as_ref() {
-        Some(p) if update => payload::check_append_only(&p.key_map, key_map)?,
+/// Publishes (or, with `update`, replaces under the rules of [`update`]) a payload of `resource`
+/// and context `attributes`.
+pub(crate) fn store<S: AsRef<str>>(
+    resource: Vec<payload::KeyValue>,
+    attributes: Vec<payload::KeyValue>,
+    key_map: &[S],
+    update: bool,
+) -> Result<(), ProcessCtxError> {
+    let mut state = STATE.lock();
+    let own = state.published.as_ref().is_some_and(Published::own);
+    match state.published {
         None if update => return Err(ProcessCtxError::NotPublished),
-        _ if own => return Err(ProcessCtxError::AlreadyPublished),
+        Some(_) if own && !update => return Err(ProcessCtxError::AlreadyPublished),
         _ => {}
     }
-    let key_map = key_map.iter().map(|k| k.as_ref().to_owned()).collect();
-    let Some(current) = slot.as_mut().filter(|_| own) else {
-        // Nothing published, or only by a parent (abandoned here): a fresh mapping.
-        take_own(&mut slot);
-        *slot = Some(publish_fresh(bytes, key_map, true)?);
-        return Ok(());
+    let key_map = payload::merge_key_maps(&state.key_map, key_map)?;
+    let bytes = payload::encode(&resource, &attributes, &key_map)?;
+    let current = match state.published.as_mut().filter(|_| own) {
+        Some(current) => {
+            // Where the kernel cannot name the mapping, the memfd name already lets readers find it.
+            let _ = current.set(bytes);
+            current
+        }
+        None => {
+            // Nothing published, or only by a parent (abandoned here): a fresh mapping.
+            take_own(&mut state.published);
+            state.published.insert(publish_fresh(bytes, true)?)
+        }
     };
-    // Where the kernel cannot name the mapping, the memfd name already lets readers find it.
-    let _ = current.set(bytes, key_map);
+    (current.resource, current.attributes) = (resource, attributes);
+    state.key_map = key_map;
     Ok(())
+}
+
+/// The key index of `name` in the process's key map, appended if it is not there yet (and the
+/// published context, if any, published again with it). [`PayloadError`]s: an empty name, a
+/// 257th key, a payload grown too large; nothing changes then.
+pub fn declare_key(name: &str) -> Result<u8, ProcessCtxError> {
+    let mut state = STATE.lock();
+    let index = match state.key_map.iter().position(|k| k == name) {
+        Some(i) => return Ok(i as u8),
+        None => state.key_map.len(),
+    };
+    let mut key_map = state.key_map.clone();
+    key_map.push(name.to_owned());
+    payload::check_key_map(&key_map)?;
+    if let Some(p) = state.published.as_mut().filter(|p| p.own()) {
+        let bytes = payload::encode(&p.resource, &p.attributes, &key_map)?;
+        let _ = p.set(bytes);
+    }
+    state.key_map = key_map;
+    Ok(index as u8)
+}
+
+/// Forgets the key map while nothing is published, so tests in one binary start afresh.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn forget_key_map() -> bool {
+    let mut state = STATE.lock();
+    let idle = state.published.as_ref().is_none_or(|p| !p.own());
+    if idle {
+        state.key_map.clear();
+    }
+    idle
 }
 
 /// Takes what this process published, abandoning (not unmapping) what a parent published.
@@ -152,25 +206,25 @@ fn take_own(slot: &mut Option<Published>) -> Option<Published> {
     None
 }
 
-/// Removes the context: marks it unpublished for a reader mid-copy, then unmaps it.
-/// [`ProcessCtxError::NotPublished`] if this process has none.
+/// Removes the context: marks it unpublished for a reader mid-copy, then unmaps it. The key
+/// map stays. [`ProcessCtxError::NotPublished`] if this process has none.
 pub fn unpublish() -> Result<(), ProcessCtxError> {
-    take_own(&mut STATE.lock())
+    take_own(&mut STATE.lock().published)
         .map(drop)
         .ok_or(ProcessCtxError::NotPublished)
 }
 
 /// Marks what the parent published as inherited, in a forked child (fork_safe's child handler,
 /// with the lock held).
-pub(crate) fn forked(state: &mut Option<Published>) {
-    if let Some(p) = state {
+pub(crate) fn forked(state: &mut State) {
+    if let Some(p) = &mut state.published {
         p.inherited = true;
     }
 }
 
 /// Looks at what this process published, if anything (for diagnostics and tests).
 fn published<T>(f: impl FnOnce(&Published) -> T) -> Option<T> {
-    STATE.lock().as_ref().filter(|p| p.own()).map(f)
+    STATE.lock().published.as_ref().filter(|p| p.own()).map(f)
 }
 
 /// A copy of the published payload bytes; None if this process has published nothing.
@@ -202,7 +256,7 @@ mod tests {
         // then publishing without a memfd must fail, since no reader could find the mapping.
         let naming_works = Mapping::create(false).unwrap().name().is_ok();
         let payload = b"abc".to_vec();
-        let published = publish_fresh(payload.clone(), vec!["k".into()], false);
+        let published = publish_fresh(payload.clone(), false);
         let p = match published {
             Ok(p) => p,
             Err(ProcessCtxError::Mapping(e)) => {

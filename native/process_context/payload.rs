@@ -89,7 +89,7 @@ pub enum PayloadError {
     DuplicateAttributeKey(usize),
     /// The attribute key map has more than 256 entries.
     TooManyAttributeKeys(usize),
-    /// An update renames or drops a key index that is already published (the index given).
+    /// A key map names an index differently from the process's key map (the index given).
     KeyMapChanged(usize),
     /// The encoded payload is larger than readers accept (its size given).
     TooLarge(usize),
@@ -143,23 +143,26 @@ fn first_bad_key<'a>(keys: impl Iterator<Item = &'a str>) -> Option<(usize, bool
     bad.next().map(|(i, k)| (i, k.is_empty()))
 }
 
-/// Checks that `new` keeps every index of `old` with the same name (appending is allowed):
-/// records already written name attributes by index, so an index can never change meaning.
-pub fn check_append_only<A: AsRef<str>, B: AsRef<str>>(old: &[A], new: &[B]) -> Result<(), PayloadError> {
-    for (i, o) in old.iter().enumerate() {
-        if new.get(i).map(|n| n.as_ref()) != Some(o.as_ref()) {
-            return Err(PayloadError::KeyMapChanged(i));
-        }
+/// The process's one key map after `given` is published over `held`: the longer of the two,
+/// which must agree wherever both name an index (records already written name attributes by
+/// index, so an index never changes meaning; appending is allowed, and so is giving fewer keys).
+pub fn merge_key_maps<S: AsRef<str>>(held: &[String], given: &[S]) -> Result<Vec<String>, PayloadError> {
+    check_key_map(given)?;
+    if let Some(i) = held.iter().zip(given).position(|(h, g)| h != g.as_ref()) {
+        return Err(PayloadError::KeyMapChanged(i));
     }
-    Ok(())
+    Ok(match given.len() > held.len() {
+        true => given.iter().map(|k| k.as_ref().to_owned()).collect(),
+        false => held.to_vec(),
+    })
 }
 
 /// Encodes the payload exactly as given: the `resource` attributes, the library's
 /// `threadlocal.*` entries then the caller's own context `attributes`, and the key map. Checks
 /// every rule that does not depend on what is already published.
 pub fn encode<S: AsRef<str>>(
-    resource: Vec<KeyValue>,
-    attributes: Vec<KeyValue>,
+    resource: &[KeyValue],
+    attributes: &[KeyValue],
     key_map: &[S],
 ) -> Result<Vec<u8>, PayloadError> {
     check_key_map(key_map)?;
@@ -184,9 +187,11 @@ pub fn encode<S: AsRef<str>>(
         values: key_map.collect(),
     });
     let mut context_attrs = vec![kv(SCHEMA_VERSION.0, string(SCHEMA_VERSION.1)), kv(KEY_MAP_KEY, key_map)];
-    context_attrs.extend(attributes);
+    context_attrs.extend_from_slice(attributes);
     let msg = ProcessContext {
-        resource: Some(Resource { attributes: resource }),
+        resource: Some(Resource {
+            attributes: resource.to_vec(),
+        }),
         attributes: context_attrs,
     };
     let len = msg.encoded_len();
@@ -201,7 +206,7 @@ mod tests {
     use super::*;
 
     fn encode_strings<S: AsRef<str>>(resource: &[(&str, &str)], key_map: &[S]) -> Result<Vec<u8>, PayloadError> {
-        encode(string_resource(resource), vec![], key_map)
+        encode(&string_resource(resource), &[], key_map)
     }
 
     fn string_of(v: &Option<AnyValue>) -> Option<&str> {
@@ -274,15 +279,18 @@ mod tests {
             check_key_map(&["a", "b", "a"]),
             Err(PayloadError::DuplicateAttributeKey(2))
         );
-        assert_eq!(check_append_only(&["a", "b"], &["a", "b", "c"]), Ok(()));
+        let held = ["a".to_owned(), "b".to_owned()];
         assert_eq!(
-            check_append_only(&["a", "b"], &["a", "x", "c"]),
+            merge_key_maps(&held, &["a", "b", "c"]),
+            Ok(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(merge_key_maps(&held, &["a"]), Ok(held.to_vec()));
+        assert_eq!(merge_key_maps(&held, &[] as &[&str]), Ok(held.to_vec()));
+        assert_eq!(
+            merge_key_maps(&held, &["a", "x", "c"]),
             Err(PayloadError::KeyMapChanged(1))
         );
-        assert_eq!(
-            check_append_only(&["a", "b"], &["a"]),
-            Err(PayloadError::KeyMapChanged(1))
-        );
+        assert_eq!(merge_key_maps(&held, &["b"]), Err(PayloadError::KeyMapChanged(0)));
     }
 
     #[test]
@@ -328,7 +336,7 @@ mod tests {
             "otel.instrumentations",
             arr(vec![V::StringValue("aspnetcore".into())]),
         )];
-        let bytes = encode(resource.clone(), extra.clone(), &["k"]).unwrap();
+        let bytes = encode(&resource, &extra, &["k"]).unwrap();
         let msg = ProcessContext::decode(bytes.as_slice()).unwrap();
         assert_eq!(
             msg.resource.unwrap().attributes,
@@ -353,21 +361,17 @@ mod tests {
             ),
         ] {
             assert!(
-                matches!(encode(vec![], attrs, &[] as &[&str]), Err(PayloadError::InvalidContextAttribute(m)) if m.contains(why)),
+                matches!(encode(&[], &attrs, &[] as &[&str]), Err(PayloadError::InvalidContextAttribute(m)) if m.contains(why)),
                 "{why}"
             );
         }
         assert_eq!(
-            encode(
-                vec![kv("d", V::IntValue(1)), kv("d", V::IntValue(2))],
-                vec![],
-                &[] as &[&str]
-            ),
+            encode(&[kv("d", V::IntValue(1)), kv("d", V::IntValue(2))], &[], &[] as &[&str]),
             Err(PayloadError::DuplicateResourceKey("d".into()))
         );
         let big = "x".repeat(OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE);
         assert!(matches!(
-            encode(vec![], vec![kv("big", V::StringValue(big))], &[] as &[&str]),
+            encode(&[], &[kv("big", V::StringValue(big))], &[] as &[&str]),
             Err(PayloadError::TooLarge(_))
         ));
     }
