@@ -17,6 +17,7 @@ internal static unsafe partial class TestNativeMethods
     public static readonly string[] TestHooks =
     {
         "otel_thread_ctx_read_current", "otel_thread_ctx_live_records", "otel_process_ctx_read_payload",
+        "otel_process_ctx_forget_key_map",
     };
 
     [LibraryImport(NativeMethods.LibraryName)]
@@ -38,6 +39,9 @@ internal static unsafe partial class TestNativeMethods
     [LibraryImport(NativeMethods.LibraryName)]
     internal static partial NativeProcessStatus otel_process_ctx_publish(
         byte** resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
+
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial NativeProcessStatus otel_process_ctx_forget_key_map();
 
     [LibraryImport(NativeMethods.LibraryName)]
     internal static partial NativeProcessStatus otel_process_ctx_update(

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Runtime.InteropServices;
 using Xunit;
 using ProtoContext = OtelThreadContext.Tests.Proto.ProcessContext;
 
@@ -31,6 +32,41 @@ public sealed unsafe class ProcessContextTests : IDisposable
     public void Dispose() => ProcessContext.Unpublish();
 
     private static List<string> DeclaredNames() => ProcessContext.Keys.Select(k => k.Name).ToList();
+
+    [Fact]
+    public void DeclareKeyAppendsToTheKeyMapNativeCodePublished()
+    {
+        KeyMap.Forget();
+        nint service = Marshal.StringToCoTaskMemUTF8("service.name"), name = Marshal.StringToCoTaskMemUTF8("native");
+        nint tenant = Marshal.StringToCoTaskMemUTF8("tenant.id");
+        try
+        {
+            byte*[] resource = [(byte*)service, (byte*)name];
+            byte*[] keys = [(byte*)tenant];
+            fixed (byte** r = resource)
+            fixed (byte** k = keys)
+            {
+                Assert.Equal(NativeProcessStatus.Ok, TestNativeMethods.otel_process_ctx_publish(r, 1, k, 1));
+            }
+
+            // Index 1, after the native publisher's key: never its index 0.
+            ThreadAttributeKey route = ProcessContext.DeclareKey("http.route");
+            Assert.Equal(1, route.Index);
+            Assert.Equal(["tenant.id", "http.route"], ProcessContextReader.KeyMap(ProcessContextReader.Read().Decoded));
+            Native.OnNewThread(() =>
+            {
+                Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(route, "/admin/delete"));
+                Assert.Equal([((byte)1, "/admin/delete")], Native.Attributes(Native.ReadCurrent()));
+            });
+        }
+        finally
+        {
+            Assert.Equal(NativeProcessStatus.Ok, NativeMethods.otel_process_ctx_unpublish());
+            Marshal.FreeCoTaskMem(service);
+            Marshal.FreeCoTaskMem(name);
+            Marshal.FreeCoTaskMem(tenant);
+        }
+    }
 
     [Fact]
     public void PublishedPayloadIsWhatAReaderFindsAndDecodes()

@@ -121,4 +121,7 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(LibraryName)]
     internal static partial NativeProcessStatus otel_process_ctx_unpublish();
+
+    [LibraryImport(LibraryName)]
+    internal static partial NativeProcessStatus otel_process_ctx_declare_key(byte* key, byte* index);
 }

@@ -5,6 +5,7 @@ using System.ComponentModel;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
 
@@ -39,13 +40,14 @@ public static unsafe class ProcessContext
     /// <summary>True between a successful <see cref="Publish"/> and <see cref="Unpublish"/>.</summary>
     public static bool IsPublished => s_resource != null;
 
-    /// <summary>Returns the key for <paramref name="name"/>, appending it to the process-wide, append-only
-    /// key map if new; a published context is updated to show it.</summary>
+    /// <summary>Returns the key for <paramref name="name"/>: its index in the process's one append-only key map,
+    /// kept by the native library for every writer in the process (C code, other copies of this assembly),
+    /// appended if new; a published context, whoever published it, is published again to show it.</summary>
     /// <returns>The key, whose <see cref="ThreadAttributeKey.Index"/> is the name's position in the map.</returns>
     /// <exception cref="ArgumentException">The name is empty or not valid text, or the context
     /// would grow past 64 KiB.</exception>
-    /// <exception cref="InvalidOperationException">256 keys are already declared.</exception>
-    /// <exception cref="IOException">Updating the published context failed to map memory.</exception>
+    /// <exception cref="InvalidOperationException">The process's key map already holds 256 keys.</exception>
+    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public static ThreadAttributeKey DeclareKey(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -63,25 +65,47 @@ public static unsafe class ProcessContext
                 return s_keys[found];
             }
 
-            if (s_keys.Count >= MaxKeys)
+            if (!ThreadContext.IsSupported && s_keys.Count >= MaxKeys)
             {
-                throw new InvalidOperationException(
-                    $"Cannot declare attribute key \"{name}\": the key map already holds {MaxKeys} keys, the most a " +
-                    "thread record's one-byte key index can name.");
+                throw KeyMapFull(name);
             }
 
-            var key = new ThreadAttributeKey(name, (byte)s_keys.Count);
-            if (s_resource is { } published)
-            {
-                List<string> names = [.. s_keys.ConvertAll(k => k.Name), name];
-                CallNative(update: true, published, names, $"Declaring attribute key \"{name}\"", allowNotPublished: true);
-            }
-
+            var key = new ThreadAttributeKey(name, ThreadContext.IsSupported ? DeclareNative(name) : (byte)s_keys.Count);
             s_keys.Add(key);
-            s_keysView = new ReadOnlyCollection<ThreadAttributeKey>(s_keys.ToArray());
+            s_keysView = new ReadOnlyCollection<ThreadAttributeKey>([.. s_keys.OrderBy(k => k.Index)]);
             return key;
         }
     }
+
+    private static byte DeclareNative(string name)
+    {
+        byte[] key = new byte[Encoding.UTF8.GetByteCount(name) + 1];
+        Encoding.UTF8.GetBytes(name, key);
+        byte index;
+        NativeProcessStatus status;
+        try
+        {
+            fixed (byte* k = key)
+            {
+                status = NativeMethods.otel_process_ctx_declare_key(k, &index);
+            }
+        }
+        catch (DllNotFoundException e)
+        {
+            throw NativeLibraryErrors.Missing(e);
+        }
+
+        return status switch
+        {
+            NativeProcessStatus.Ok => index,
+            NativeProcessStatus.TooManyAttributeKeys => throw KeyMapFull(name),
+            _ => throw ToException(status, 0, $"Declaring attribute key \"{name}\""),
+        };
+    }
+
+    private static InvalidOperationException KeyMapFull(string name) => new(
+        $"Cannot declare attribute key \"{name}\": the process's key map already holds {MaxKeys} keys, the most a " +
+        "thread record's one-byte key index can name.");
 
     /// <summary>Publishes the resource attributes of <paramref name="options"/>,
     /// <c>telemetry.sdk.language = "dotnet"</c> and the declared keys.</summary>
@@ -121,7 +145,7 @@ public static unsafe class ProcessContext
                     : "The process context is already published (one per process): use ProcessContext.Update to change it.");
             }
 
-            CallNative(update, resource, s_keys.ConvertAll(k => k.Name), update ? "Updating the process context" : "Publishing the process context");
+            CallNative(update, resource, update ? "Updating the process context" : "Publishing the process context");
             s_resource = resource;
             return update ? 0 : ++s_generation;
         }
@@ -251,8 +275,9 @@ public static unsafe class ProcessContext
         List<KeyValuePair<string, object>> Resource, List<KeyValuePair<string, object>> Attributes, bool Exact);
 
     /// <summary>Publishes or updates <paramref name="content"/> (unless exact, with the library's
-    /// <c>telemetry.sdk.name</c>/<c>version</c> where not given) and <paramref name="keys"/>; caller holds the lock.</summary>
-    private static void CallNative(bool update, Content content, List<string> keys, string operation, bool allowNotPublished = false)
+    /// <c>telemetry.sdk.name</c>/<c>version</c> where not given) and an empty key map, which keeps the process's
+    /// (the declared keys are in it); caller holds the lock.</summary>
+    private static void CallNative(bool update, Content content, string operation)
     {
         NativeProcessStatus status;
         int errno;
@@ -266,7 +291,7 @@ public static unsafe class ProcessContext
                 resource.AddRange(defaults.Where(d => !content.Resource.Exists(kv => kv.Key == d.Key)));
             }
 
-            status = ProcessContextValues.Call(update, resource, content.Attributes, keys, out errno);
+            status = ProcessContextValues.Call(update, resource, content.Attributes, [], out errno);
         }
         catch (DllNotFoundException e)
         {
@@ -279,7 +304,7 @@ public static unsafe class ProcessContext
             s_resource = null;
         }
 
-        if (status != NativeProcessStatus.Ok && !(allowNotPublished && status == NativeProcessStatus.NotPublished))
+        if (status != NativeProcessStatus.Ok)
         {
             throw ToException(status, errno, operation);
         }
