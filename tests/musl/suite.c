@@ -175,7 +175,7 @@ static void *api_thread(void *unused) {
     CHECK(memcmp(rec.trace_id, zeros, 16) == 0 && memcmp(rec.span_id, zeros, 8) == 0);
     CHECK(rec.valid == 1 && rec.trace_flags == 0 && rec.attrs_data_size == 0);
 
-    /* owned handles: attach hands back what it displaced. Out-parameters start as a non-NULL
+    /* owned handles: attach hands back what it displaced (not the thread's own). Out-parameters start as a non-NULL
      * sentinel, so each check also sees the call write them. */
     OtelThreadCtx *const sentinel = (OtelThreadCtx *)(uintptr_t)0x5e47;
     struct OtelThreadCtxRecord *const rec_sentinel = (struct OtelThreadCtxRecord *)(uintptr_t)0x5e47;
@@ -187,8 +187,8 @@ static void *api_thread(void *unused) {
     CHECK(memcmp(a_rec->trace_id, TRACE, 16) == 0 && a_rec->valid == 1 && a_rec->trace_flags == 1);
     OtelThreadCtx *displaced = sentinel;
     CHECK(otel_thread_ctx_attach(a, &displaced) == OTEL_THREAD_CTX_STATUS_OK);
-    CHECK(displaced == h);
-    CHECK(otel_thread_ctx_free(displaced) == OTEL_THREAD_CTX_STATUS_OK);
+    CHECK(displaced == NULL); /* h is the thread's own record: it stays the thread's */
+    CHECK(otel_thread_ctx_free(h) == OTEL_THREAD_CTX_STATUS_OWNED_BY_THREAD);
     CHECK(otel_thread_ctx_current() == a);
     CHECK(otel_thread_ctx_free(a) == OTEL_THREAD_CTX_STATUS_HANDLE_ATTACHED);
     displaced = sentinel; /* already attached: no change, nothing displaced */
@@ -368,11 +368,13 @@ static void *exiting_thread(void *arg) {
     memset(trace, (int)(n % 251) + 1, sizeof trace);
     if (otel_thread_ctx_update(&trace, &span, 1) != OTEL_THREAD_CTX_STATUS_OK) return NULL;
     if (n % 2 == 0) {
-        /* Half also attach a handle of their own, displacing the first. */
-        OtelThreadCtx *h = NULL, *displaced = NULL;
+        /* Half also attach a handle of their own, displacing the thread's own record (which
+         * stays the thread's: nothing is handed back); a quarter then detach and free it. */
+        OtelThreadCtx *h = NULL, *displaced = h;
         if (otel_thread_ctx_new(&trace, &span, 1, &h) != OTEL_THREAD_CTX_STATUS_OK ||
-            otel_thread_ctx_attach(h, &displaced) != OTEL_THREAD_CTX_STATUS_OK ||
-            otel_thread_ctx_free(displaced) != OTEL_THREAD_CTX_STATUS_OK)
+            otel_thread_ctx_attach(h, &displaced) != OTEL_THREAD_CTX_STATUS_OK || displaced != NULL)
+            return NULL;
+        if (n % 4 == 0 && (otel_thread_ctx_detach() != h || otel_thread_ctx_free(h) != OTEL_THREAD_CTX_STATUS_OK))
             return NULL;
     }
     return (void *)1;
