@@ -370,7 +370,7 @@ static void *exiting_thread(void *arg) {
     if (n % 2 == 0) {
         /* Half also attach a handle of their own, displacing the thread's own record (which
          * stays the thread's: nothing is handed back); a quarter then detach and free it. */
-        OtelThreadCtx *h = NULL, *displaced = h;
+        OtelThreadCtx *h = NULL, *displaced = (OtelThreadCtx *)(uintptr_t)0x5e47;
         if (otel_thread_ctx_new(&trace, &span, 1, &h) != OTEL_THREAD_CTX_STATUS_OK ||
             otel_thread_ctx_attach(h, &displaced) != OTEL_THREAD_CTX_STATUS_OK || displaced != NULL)
             return NULL;
