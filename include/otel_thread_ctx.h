@@ -125,6 +125,8 @@ enum OtelProcessCtxStatus
   OTEL_PROCESS_CTX_STATUS_INVALID_VALUE = -15,
   // A context attribute's key is empty, repeated, or has the reserved `threadlocal.` prefix.
   OTEL_PROCESS_CTX_STATUS_INVALID_CONTEXT_ATTRIBUTE = -16,
+  // A schema version name is empty, longer than 64 bytes, or not printable ASCII.
+  OTEL_PROCESS_CTX_STATUS_INVALID_SCHEMA_VERSION = -18,
 };
 #ifndef __cplusplus
 typedef int32_t OtelProcessCtxStatus;
@@ -379,6 +381,16 @@ OtelProcessCtxStatus otel_process_ctx_update(const struct OtelProcessCtxAttribut
 // # Safety
 // `key` is NULL or NUL-terminated; `index` is NULL or writable.
 OtelProcessCtxStatus otel_process_ctx_declare_key(const char *key, uint8_t *index);
+
+// Chooses the `threadlocal.schema_version` the process writes: `tlsdesc_v1_dev` by default (the
+// only name readers accept today), or the `OTEL_THREAD_CTX_SCHEMA_VERSION` environment variable;
+// this call overrides both, for readers that know OTEP 4947's pending rename (`tls_v1`). A
+// published context is published again with it. `NULL_ARGUMENT`, `INVALID_UTF8`,
+// `INVALID_SCHEMA_VERSION` (empty, over 64 bytes, not printable ASCII).
+//
+// # Safety
+// `version` is NULL or NUL-terminated.
+OtelProcessCtxStatus otel_process_ctx_set_schema_version(const char *version);
 
 // Removes the published context (its mapping is unmapped). `NOT_PUBLISHED` if this process
 // has none.

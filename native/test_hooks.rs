@@ -131,8 +131,8 @@ pub extern "C" fn otel_thread_ctx_test_vector_probe(seed: u64) -> u32 {
     changed
 }
 
-/// Forgets the process's attribute key map, which outlives a publication, so that tests in one
-/// binary start afresh: `OK`, or `ALREADY_PUBLISHED` (nothing done) while a context is published.
+/// Forgets the process's attribute key map, which outlives a publication, and its schema version
+/// choice, so that tests in one binary start afresh: `OK`, or `ALREADY_PUBLISHED` (nothing done) while a context is published.
 #[no_mangle]
 pub extern "C" fn otel_process_ctx_forget_key_map() -> OtelProcessCtxStatus {
     match catch_unwind(crate::process_context::forget_key_map) {

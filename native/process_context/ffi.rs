@@ -49,6 +49,8 @@ pub enum OtelProcessCtxStatus {
     InvalidValue = -15,
     /// A context attribute's key is empty, repeated, or has the reserved `threadlocal.` prefix.
     InvalidContextAttribute = -16,
+    /// A schema version name is empty, longer than 64 bytes, or not printable ASCII.
+    InvalidSchemaVersion = -18,
 }
 
 /// One resource attribute: NUL-terminated UTF-8 key and value.
@@ -72,6 +74,7 @@ impl From<ProcessCtxError> for OtelProcessCtxStatus {
                 PayloadError::KeyMapChanged(_) => Self::KeyMapChanged,
                 PayloadError::TooLarge(_) => Self::PayloadTooLarge,
                 PayloadError::InvalidContextAttribute(_) => Self::InvalidContextAttribute,
+                PayloadError::InvalidSchemaVersion => Self::InvalidSchemaVersion,
             },
             ProcessCtxError::AlreadyPublished => Self::AlreadyPublished,
             ProcessCtxError::NotPublished => Self::NotPublished,
@@ -191,6 +194,23 @@ pub unsafe extern "C" fn otel_process_ctx_declare_key(key: *const c_char, index:
         // Safety: NULL or writable (caller).
         let index = unsafe { index.as_mut() }.ok_or(Status::NullArgument)?;
         *index = super::declare_key(key)?;
+        Ok(Status::Ok)
+    })
+}
+
+/// Chooses the `threadlocal.schema_version` the process writes: `tlsdesc_v1_dev` by default (the
+/// only name readers accept today), or the `OTEL_THREAD_CTX_SCHEMA_VERSION` environment variable;
+/// this call overrides both, for readers that know OTEP 4947's pending rename (`tls_v1`). A
+/// published context is published again with it. `NULL_ARGUMENT`, `INVALID_UTF8`,
+/// `INVALID_SCHEMA_VERSION` (empty, over 64 bytes, not printable ASCII).
+///
+/// # Safety
+/// `version` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn otel_process_ctx_set_schema_version(version: *const c_char) -> OtelProcessCtxStatus {
+    guard(Status::Internal, || {
+        // Safety: NULL or NUL-terminated (caller).
+        super::set_schema_version(unsafe { c_str(version)? })?;
         Ok(Status::Ok)
     })
 }

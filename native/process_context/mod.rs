@@ -55,13 +55,34 @@ pub(crate) struct Published {
 pub(crate) struct State {
     published: Option<Published>,
     key_map: Vec<String>,
+    /// The `threadlocal.schema_version` written; None until chosen or first needed (then from
+    /// the environment, see [`payload::schema_version_from_env`]).
+    schema_version: Option<String>,
 }
 
 /// Held across `fork` (see fork_safe).
 pub(crate) static STATE: ForkSafeMutex<State> = ForkSafeMutex::new(State {
     published: None,
     key_map: Vec::new(),
+    schema_version: None,
 });
+
+impl State {
+    /// The schema version name to write.
+    fn schema(&mut self) -> &str {
+        self.schema_version.get_or_insert_with(payload::schema_version_from_env)
+    }
+
+    /// Encodes the published payload again with `key_map` and `schema` and publishes it, if
+    /// this process has published one; the state changes only if that succeeds.
+    fn republish(&mut self, key_map: &[String], schema: &str) -> Result<(), ProcessCtxError> {
+        if let Some(p) = self.published.as_mut().filter(|p| p.own()) {
+            let bytes = payload::encode(&p.resource, &p.attributes, key_map, schema)?;
+            let _ = p.set(bytes);
+        }
+        Ok(())
+    }
+}
 
 impl Published {
     /// Whether this process made the mapping (see `inherited`).
@@ -145,7 +166,7 @@ pub(crate) fn store<S: AsRef<str>>(
         _ => {}
     }
     let key_map = payload::merge_key_maps(&state.key_map, key_map)?;
-    let bytes = payload::encode(&resource, &attributes, &key_map)?;
+    let bytes = payload::encode(&resource, &attributes, &key_map, state.schema())?;
     let current = match state.published.as_mut().filter(|_| own) {
         Some(current) => {
             // Where the kernel cannot name the mapping, the memfd name already lets readers find it.
@@ -175,21 +196,33 @@ pub fn declare_key(name: &str) -> Result<u8, ProcessCtxError> {
     let mut key_map = state.key_map.clone();
     key_map.push(name.to_owned());
     payload::check_key_map(&key_map)?;
-    if let Some(p) = state.published.as_mut().filter(|p| p.own()) {
-        let bytes = payload::encode(&p.resource, &p.attributes, &key_map)?;
-        let _ = p.set(bytes);
-    }
+    let schema = state.schema().to_owned();
+    state.republish(&key_map, &schema)?;
     state.key_map = key_map;
     Ok(index as u8)
 }
 
-/// Forgets the key map while nothing is published, so tests in one binary start afresh.
+/// Chooses the `threadlocal.schema_version` name the process writes (by default
+/// `tlsdesc_v1_dev`, or the [`payload::SCHEMA_VERSION_ENV`] environment variable), and publishes
+/// the context again with it if one is published. For readers that know the pending rename.
+pub fn set_schema_version(name: &str) -> Result<(), ProcessCtxError> {
+    payload::check_schema_version(name)?;
+    let mut state = STATE.lock();
+    let key_map = state.key_map.clone();
+    state.republish(&key_map, name)?;
+    state.schema_version = Some(name.to_owned());
+    Ok(())
+}
+
+/// Forgets the key map and the schema version choice while nothing is published, so tests in
+/// one binary start afresh.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn forget_key_map() -> bool {
     let mut state = STATE.lock();
     let idle = state.published.as_ref().is_none_or(|p| !p.own());
     if idle {
         state.key_map.clear();
+        state.schema_version = None;
     }
     idle
 }

@@ -9,8 +9,15 @@ use std::collections::BTreeSet;
 pub const OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE: usize = 64 * 1024;
 /// Thread records carry the key index in one byte, so at most 256 keys can be named.
 pub const OTEL_PROCESS_CTX_MAX_ATTRIBUTE_KEYS: usize = 256;
-/// `ProcessContext.attributes` key naming the thread-context layout, and the layout written.
-const SCHEMA_VERSION: (&str, &str) = ("threadlocal.schema_version", "tlsdesc_v1_dev");
+/// `ProcessContext.attributes` key naming the thread-context layout.
+const SCHEMA_VERSION_KEY: &str = "threadlocal.schema_version";
+/// The layout written unless the process chose another name for it: the only one readers
+/// accept today (OTEP 4947 means to rename it `tls_v1`).
+pub const DEFAULT_SCHEMA_VERSION: &str = "tlsdesc_v1_dev";
+/// The environment variable that chooses another schema version name for the whole process.
+pub const SCHEMA_VERSION_ENV: &str = "OTEL_THREAD_CTX_SCHEMA_VERSION";
+/// The longest schema version name accepted.
+const MAX_SCHEMA_VERSION_LEN: usize = 64;
 /// `ProcessContext.attributes` key whose array value names each thread attribute key index.
 const KEY_MAP_KEY: &str = "threadlocal.attribute_key_map";
 /// Resource attributes this library fills in when a string-only caller gives none.
@@ -96,6 +103,8 @@ pub enum PayloadError {
     /// A process-context attribute has an empty key, repeats a key, or uses the `threadlocal.`
     /// prefix this library writes itself.
     InvalidContextAttribute(String),
+    /// A schema version name is empty, longer than 64 bytes, or not printable ASCII.
+    InvalidSchemaVersion,
 }
 
 /// An attribute.
@@ -157,13 +166,33 @@ pub fn merge_key_maps<S: AsRef<str>>(held: &[String], given: &[S]) -> Result<Vec
     })
 }
 
+/// Checks a schema version name: 1 to 64 printable ASCII characters (readers compare it with
+/// names they know; anything else could only be a mistake, or an attack on a terminal).
+pub fn check_schema_version(name: &str) -> Result<(), PayloadError> {
+    let printable = name.bytes().all(|b| b.is_ascii_graphic());
+    match (1..=MAX_SCHEMA_VERSION_LEN).contains(&name.len()) && printable {
+        true => Ok(()),
+        false => Err(PayloadError::InvalidSchemaVersion),
+    }
+}
+
+/// The schema version name from [`SCHEMA_VERSION_ENV`] if it is set and valid, else the default.
+pub fn schema_version_from_env() -> String {
+    std::env::var(SCHEMA_VERSION_ENV)
+        .ok()
+        .filter(|v| check_schema_version(v).is_ok())
+        .unwrap_or_else(|| DEFAULT_SCHEMA_VERSION.to_owned())
+}
+
 /// Encodes the payload exactly as given: the `resource` attributes, the library's
-/// `threadlocal.*` entries then the caller's own context `attributes`, and the key map. Checks
-/// every rule that does not depend on what is already published.
+/// `threadlocal.*` entries (`schema` names the record layout) then the caller's own context
+/// `attributes`, and the key map. Checks every rule that does not depend on what is already
+/// published.
 pub fn encode<S: AsRef<str>>(
     resource: &[KeyValue],
     attributes: &[KeyValue],
     key_map: &[S],
+    schema: &str,
 ) -> Result<Vec<u8>, PayloadError> {
     check_key_map(key_map)?;
     match first_bad_key(resource.iter().map(|kv| kv.key.as_str())) {
@@ -186,7 +215,7 @@ pub fn encode<S: AsRef<str>>(
     let key_map = any_value::Value::ArrayValue(ArrayValue {
         values: key_map.collect(),
     });
-    let mut context_attrs = vec![kv(SCHEMA_VERSION.0, string(SCHEMA_VERSION.1)), kv(KEY_MAP_KEY, key_map)];
+    let mut context_attrs = vec![kv(SCHEMA_VERSION_KEY, string(schema)), kv(KEY_MAP_KEY, key_map)];
     context_attrs.extend_from_slice(attributes);
     let msg = ProcessContext {
         resource: Some(Resource {
@@ -206,7 +235,7 @@ mod tests {
     use super::*;
 
     fn encode_strings<S: AsRef<str>>(resource: &[(&str, &str)], key_map: &[S]) -> Result<Vec<u8>, PayloadError> {
-        encode(&string_resource(resource), &[], key_map)
+        encode(&string_resource(resource), &[], key_map, DEFAULT_SCHEMA_VERSION)
     }
 
     fn string_of(v: &Option<AnyValue>) -> Option<&str> {
@@ -241,7 +270,7 @@ mod tests {
                 ("telemetry.sdk.version", SDK_DEFAULTS[1].1),
             ]
         );
-        assert_eq!(msg.attributes[0].key, SCHEMA_VERSION.0);
+        assert_eq!(msg.attributes[0].key, SCHEMA_VERSION_KEY);
         assert_eq!(string_of(&msg.attributes[0].value), Some("tlsdesc_v1_dev"));
         assert_eq!(msg.attributes[1].key, KEY_MAP_KEY);
         let Some(any_value::Value::ArrayValue(arr)) = msg.attributes[1].value.as_ref().unwrap().value.as_ref() else {
@@ -336,7 +365,7 @@ mod tests {
             "otel.instrumentations",
             arr(vec![V::StringValue("aspnetcore".into())]),
         )];
-        let bytes = encode(&resource, &extra, &["k"]).unwrap();
+        let bytes = encode(&resource, &extra, &["k"], DEFAULT_SCHEMA_VERSION).unwrap();
         let msg = ProcessContext::decode(bytes.as_slice()).unwrap();
         assert_eq!(
             msg.resource.unwrap().attributes,
@@ -344,7 +373,7 @@ mod tests {
             "exactly as given, no SDK defaults"
         );
         assert_eq!(msg.attributes.len(), 3);
-        assert_eq!(msg.attributes[0].key, SCHEMA_VERSION.0);
+        assert_eq!(msg.attributes[0].key, SCHEMA_VERSION_KEY);
         assert_eq!(msg.attributes[1].key, KEY_MAP_KEY);
         assert_eq!(msg.attributes[2], extra[0]);
     }
@@ -361,7 +390,7 @@ mod tests {
             ),
         ] {
             assert!(
-                matches!(encode(&[], &attrs, &[] as &[&str]), Err(PayloadError::InvalidContextAttribute(m)) if m.contains(why)),
+                matches!(encode(&[], &attrs, &[] as &[&str], DEFAULT_SCHEMA_VERSION), Err(PayloadError::InvalidContextAttribute(m)) if m.contains(why)),
                 "{why}"
             );
         }
@@ -371,7 +400,12 @@ mod tests {
         );
         let big = "x".repeat(OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE);
         assert!(matches!(
-            encode(&[], &[kv("big", V::StringValue(big))], &[] as &[&str]),
+            encode(
+                &[],
+                &[kv("big", V::StringValue(big))],
+                &[] as &[&str],
+                DEFAULT_SCHEMA_VERSION
+            ),
             Err(PayloadError::TooLarge(_))
         ));
     }
