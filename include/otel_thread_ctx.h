@@ -109,6 +109,9 @@ enum OtelProcessCtxStatus
   OTEL_PROCESS_CTX_STATUS_INVALID_VALUE = -15,
   // A context attribute's key is empty, repeated, or has the reserved `threadlocal.` prefix.
   OTEL_PROCESS_CTX_STATUS_INVALID_CONTEXT_ATTRIBUTE = -16,
+  // Another OTEL_CTX mapping is in this process (another library published a process context):
+  // there must be one per process, so nothing was published.
+  OTEL_PROCESS_CTX_STATUS_OTHER_CONTEXT_PUBLISHED = -17,
 };
 #ifndef __cplusplus
 typedef int32_t OtelProcessCtxStatus;
@@ -319,7 +322,8 @@ const char *otel_thread_ctx_version(void);
 // it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
 // default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
 // `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). Everything is copied.
-// `ALREADY_PUBLISHED` if this process has one (a forked child inherits none).
+// `ALREADY_PUBLISHED` if this process has one (a forked child inherits none);
+// `OTHER_CONTEXT_PUBLISHED` if another OTEL_CTX mapping is in the process (one per process).
 //
 // # Safety
 // Each array is NULL with count 0 or has `count` readable elements; every key and value is
@@ -331,7 +335,8 @@ OtelProcessCtxStatus otel_process_ctx_publish(const struct OtelProcessCtxAttribu
 
 // Replaces the published context; readers see the old or the new one, never a mix. The key map
 // is append-only (`KEY_MAP_CHANGED`); on error nothing changes. `NOT_PUBLISHED` if this process
-// has none (a forked child whose parent published gets a fresh mapping of its own).
+// has none (a forked child whose parent published gets a fresh mapping of its own, or
+// `OTHER_CONTEXT_PUBLISHED` as a publish does).
 //
 // # Safety
 // As for `otel_process_ctx_publish`.

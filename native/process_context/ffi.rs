@@ -48,6 +48,9 @@ pub enum OtelProcessCtxStatus {
     InvalidValue = -15,
     /// A context attribute's key is empty, repeated, or has the reserved `threadlocal.` prefix.
     InvalidContextAttribute = -16,
+    /// Another OTEL_CTX mapping is in this process (another library published a process context):
+    /// there must be one per process, so nothing was published.
+    OtherContextPublished = -17,
 }
 
 /// One resource attribute: NUL-terminated UTF-8 key and value.
@@ -74,6 +77,7 @@ impl From<ProcessCtxError> for OtelProcessCtxStatus {
             },
             ProcessCtxError::AlreadyPublished => Self::AlreadyPublished,
             ProcessCtxError::NotPublished => Self::NotPublished,
+            ProcessCtxError::OtherContextPublished(_) => Self::OtherContextPublished,
             ProcessCtxError::Mapping(io) => {
                 // Safety: the C library's errno location is valid for the calling thread.
                 unsafe { *libc::__errno_location() = io.raw_os_error().unwrap_or(libc::EIO) };
@@ -133,7 +137,8 @@ unsafe fn string_resource(ptr: *const OtelProcessCtxAttribute, len: usize) -> Re
 /// it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
 /// default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
 /// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). Everything is copied.
-/// `ALREADY_PUBLISHED` if this process has one (a forked child inherits none).
+/// `ALREADY_PUBLISHED` if this process has one (a forked child inherits none);
+/// `OTHER_CONTEXT_PUBLISHED` if another OTEL_CTX mapping is in the process (one per process).
 ///
 /// # Safety
 /// Each array is NULL with count 0 or has `count` readable elements; every key and value is
@@ -154,7 +159,8 @@ pub unsafe extern "C" fn otel_process_ctx_publish(
 
 /// Replaces the published context; readers see the old or the new one, never a mix. The key map
 /// is append-only (`KEY_MAP_CHANGED`); on error nothing changes. `NOT_PUBLISHED` if this process
-/// has none (a forked child whose parent published gets a fresh mapping of its own).
+/// has none (a forked child whose parent published gets a fresh mapping of its own, or
+/// `OTHER_CONTEXT_PUBLISHED` as a publish does).
 ///
 /// # Safety
 /// As for `otel_process_ctx_publish`.

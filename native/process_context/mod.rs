@@ -24,6 +24,9 @@ pub enum ProcessCtxError {
     NotPublished,
     /// The mapping could not be made, or named (readers need the name): the OS error.
     Mapping(std::io::Error),
+    /// Another OTEL_CTX mapping is in this process (another library published a context, and
+    /// there is one per process): its line of `/proc/self/maps`. Nothing was mapped.
+    OtherContextPublished(String),
 }
 
 impl From<PayloadError> for ProcessCtxError {
@@ -86,7 +89,9 @@ fn next_timestamp(last: u64) -> u64 {
 
 /// Publishes this process's context: string `resource` attributes (`service.name`, ...; SDK name
 /// and version default to this library's) and the thread attribute `key_map` (position = key
-/// index). Refused with [`ProcessCtxError::AlreadyPublished`] if this process already has one.
+/// index). Refused with [`ProcessCtxError::AlreadyPublished`] if this process already has one,
+/// and with [`ProcessCtxError::OtherContextPublished`] if another library's OTEL_CTX mapping is
+/// in the process (one process context per process).
 pub fn publish<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
     resource: &[(K, V)],
     key_map: &[S],
@@ -119,7 +124,11 @@ pub(crate) fn store<S: AsRef<str>>(bytes: Vec<u8>, key_map: &[S], update: bool) 
     }
     let key_map = key_map.iter().map(|k| k.as_ref().to_owned()).collect();
     let Some(current) = slot.as_mut().filter(|_| own) else {
-        // Nothing published, or only by a parent (abandoned here): a fresh mapping.
+        // Nothing published, or only by a parent (abandoned here): a fresh mapping, unless
+        // someone else's is there (a parent's is not: MADV_DONTFORK).
+        if let Some(line) = mapping::other_context(None) {
+            return Err(ProcessCtxError::OtherContextPublished(line));
+        }
         take_own(&mut slot);
         *slot = Some(publish_fresh(bytes, key_map, true)?);
         return Ok(());
