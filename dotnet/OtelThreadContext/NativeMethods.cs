@@ -43,6 +43,7 @@ internal enum NativeProcessStatus
     Internal = -14,
     InvalidValue = -15,
     InvalidContextAttribute = -16,
+    OtherContextPublished = -17,
 }
 
 /// <summary>Mirror of <c>OtelProcessCtxValue</c>: one typed value (an OTLP AnyValue).</summary>
