@@ -125,6 +125,9 @@ enum OtelProcessCtxStatus
   OTEL_PROCESS_CTX_STATUS_INVALID_VALUE = -15,
   // A context attribute's key is empty, repeated, or has the reserved `threadlocal.` prefix.
   OTEL_PROCESS_CTX_STATUS_INVALID_CONTEXT_ATTRIBUTE = -16,
+  // Another OTEL_CTX mapping is in this process (another library published a process context):
+  // there must be one per process, so nothing was published.
+  OTEL_PROCESS_CTX_STATUS_OTHER_CONTEXT_PUBLISHED = -17,
   // A schema version name is empty, longer than 64 bytes, or not printable ASCII.
   OTEL_PROCESS_CTX_STATUS_INVALID_SCHEMA_VERSION = -18,
 };
@@ -334,8 +337,10 @@ OtelThreadCtxStatus otel_thread_ctx_clear_attributes(OtelThreadCtx *ctx);
 // Checks at run time that the loaded library exports `otel_thread_ctx_v1` as readers need
 // (dynamic, TLS, GLOBAL, 8 bytes, TLSDESC access only, small TLS segment; linked statically,
 // the executable exports it and may use initial- or local-exec) and that the dynamic linker
-// resolves it to the slot this library writes. Writes a NUL-terminated explanation, cut to
-// `msg_len` bytes, into `msg` unless it is NULL. `OK` or `SELF_CHECK_FAILED`.
+// resolves it to the slot this library writes, and that no other loaded module defines or
+// references `otel_thread_ctx_v1` in its `.dynsym` (one slot per process; the message names
+// the module). Writes a NUL-terminated explanation, cut to `msg_len` bytes, into `msg` unless
+// it is NULL. `OK` or `SELF_CHECK_FAILED`.
 //
 // # Safety
 // `msg` is NULL or points to `msg_len` writable bytes.
@@ -351,7 +356,8 @@ const char *otel_thread_ctx_version(void);
 // process, which only grows: `attribute_keys` must agree with it wherever both name an index
 // (`KEY_MAP_CHANGED`), and may be shorter, or empty, to keep it as it is (keys declared with
 // `otel_process_ctx_declare_key` included). Everything is copied. `ALREADY_PUBLISHED` if this
-// process has one (a forked child inherits none).
+// process has one (a forked child inherits none); `OTHER_CONTEXT_PUBLISHED` if another
+// OTEL_CTX mapping is in the process (one per process).
 //
 // # Safety
 // Each array is NULL with count 0 or has `count` readable elements; every key and value is
@@ -362,8 +368,9 @@ OtelProcessCtxStatus otel_process_ctx_publish(const struct OtelProcessCtxAttribu
                                               size_t attribute_key_count);
 
 // Replaces the published context; readers see the old or the new one, never a mix. The key map
-// merges as for `otel_process_ctx_publish`; on error nothing changes. `NOT_PUBLISHED` if this process
-// has none (a forked child whose parent published gets a fresh mapping of its own).
+// merges as for `otel_process_ctx_publish`; on error nothing changes. `NOT_PUBLISHED` if this
+// process has none (a forked child whose parent published gets a fresh mapping of its own, or
+// `OTHER_CONTEXT_PUBLISHED` as a publish does).
 //
 // # Safety
 // As for `otel_process_ctx_publish`.

@@ -253,8 +253,10 @@ pub unsafe extern "C" fn otel_thread_ctx_clear_attributes(ctx: *mut OtelThreadCt
 /// Checks at run time that the loaded library exports `otel_thread_ctx_v1` as readers need
 /// (dynamic, TLS, GLOBAL, 8 bytes, TLSDESC access only, small TLS segment; linked statically,
 /// the executable exports it and may use initial- or local-exec) and that the dynamic linker
-/// resolves it to the slot this library writes. Writes a NUL-terminated explanation, cut to
-/// `msg_len` bytes, into `msg` unless it is NULL. `OK` or `SELF_CHECK_FAILED`.
+/// resolves it to the slot this library writes, and that no other loaded module defines or
+/// references `otel_thread_ctx_v1` in its `.dynsym` (one slot per process; the message names
+/// the module). Writes a NUL-terminated explanation, cut to `msg_len` bytes, into `msg` unless
+/// it is NULL. `OK` or `SELF_CHECK_FAILED`.
 ///
 /// # Safety
 /// `msg` is NULL or points to `msg_len` writable bytes.

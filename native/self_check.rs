@@ -1,6 +1,9 @@
 //! Run-time proof that the loaded module publishes the slot the way readers look for it: it reads
 //! the module's own ELF file as the eBPF profiler does, then asks the dynamic linker where
-//! `otel_thread_ctx_v1` lives for this thread and compares with our TLSDESC access.
+//! `otel_thread_ctx_v1` lives for this thread and compares with our TLSDESC access. Last, it
+//! reads every other loaded module's `.dynsym`: profilers keep one slot per process, so no other
+//! module may define the name (a second slot) or reference it (an undefined entry that readers
+//! matching the name misread).
 //!
 //! The module is the cdylib, or the main executable when the static library (or the rlib) is
 //! linked into it. There the linker has relaxed TLSDESC to initial-exec (GNU ld: a GOT entry with
@@ -124,10 +127,88 @@ pub(crate) fn run() -> Result<String, String> {
         true => " (the main executable: the library is linked statically)",
         false => "",
     };
-    Ok(format!(
-        "ok: {path}{module_kind} exports {SYMBOL} (TLS, GLOBAL, 8 bytes) reached by {access}; PT_TLS \
+    let summary = format!(
+        "{path}{module_kind} exports {SYMBOL} (TLS, GLOBAL, 8 bytes) reached by {access}; PT_TLS \
          {tls_size} bytes; {placement}; this thread's slot is at {ours:#x}"
-    ))
+    );
+    match other_modules(&module).as_slice() {
+        [] => Ok(format!("ok: {summary}")),
+        others => Err(format!(
+            "{}. Readers keep one slot per process: no other module may define or reference {SYMBOL}. \
+             This library's own slot is fine: {summary}",
+            others.join("; ")
+        )),
+    }
+}
+
+/// Every other loaded module whose `.dynsym` names the slot, read from its file as readers read
+/// it: one that defines its own (a second slot; a profiler follows one of the two) or one that
+/// references it (an undefined entry, which readers matching the name in each module without
+/// skipping undefined entries take for the slot). Modules without a readable ELF file (the vDSO,
+/// a deleted file) are skipped: readers cannot see their symbols either.
+fn other_modules(ours: &Module) -> Vec<String> {
+    let mut found = Vec::new();
+    for path in loaded_modules(ours.phdr) {
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        let file = object::read::ReadCache::new(file);
+        let entry = match slot_entry(&file) {
+            Ok(Some(defined)) => defined,
+            _ => continue,
+        };
+        found.push(match entry {
+            true => format!("{path} defines its own {SYMBOL}, a second slot that profilers may read instead"),
+            false => format!(
+                "{path} references {SYMBOL} (an undefined entry in its .dynsym, which readers matching \
+                 the name can take for the slot); reach the record through the API instead \
+                 (otel_thread_ctx_ensure_record, otel_thread_ctx_current)"
+            ),
+        });
+    }
+    found
+}
+
+/// Whether the ELF file's `.dynsym` names the slot: Some(true) defined, Some(false) undefined.
+fn slot_entry<'a, R: object::ReadRef<'a>>(data: R) -> object::Result<Option<bool>> {
+    let header = FileHeader64::<Endianness>::parse(data)?;
+    let endian = header.endian()?;
+    let sections = header.sections(endian, data)?;
+    let dynsym = sections.symbols(endian, data, elf::SHT_DYNSYM)?;
+    let named = dynsym
+        .iter()
+        .find(|s| dynsym.symbol_name(endian, *s) == Ok(SYMBOL.as_bytes()));
+    Ok(named.map(|s| s.st_shndx(endian) != elf::SHN_UNDEF))
+}
+
+/// The file paths of every module the dynamic linker lists but the one whose program headers
+/// are at `except` (the main executable through /proc/self/exe).
+fn loaded_modules(except: usize) -> Vec<String> {
+    extern "C" fn visit(info: *mut libc::dl_phdr_info, _: libc::size_t, out: *mut libc::c_void) -> libc::c_int {
+        // Safety: the loader passes a valid module description and our `out` for each call,
+        // one call at a time, on this thread.
+        let (info, out) = unsafe { (&*info, &mut *out.cast::<(usize, Vec<String>)>()) };
+        let phdr = info.dlpi_phdr as usize;
+        if phdr == out.0 {
+            return 0;
+        }
+        // Safety: getauxval has no preconditions.
+        let path = if unsafe { libc::getauxval(libc::AT_PHDR) } as usize == phdr {
+            // glibc names the main executable "", musl by argv[0]: take the kernel's path.
+            std::fs::read_link("/proc/self/exe").map_or_else(|_| String::new(), |p| p.to_string_lossy().into_owned())
+        } else if info.dlpi_name.is_null() {
+            String::new()
+        } else {
+            // Safety: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
+            unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
+        };
+        if !path.is_empty() {
+            out.1.push(path);
+        }
+        0
+    }
+    let mut out = (except, Vec::new());
+    // Safety: `visit` matches the callback type and only uses `out` during this call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut out).cast()) };
+    out.1
 }
 
 /// Where glibc placed the module's TLS, read from the live TLSDESC descriptor at `descriptor`
@@ -217,6 +298,8 @@ struct Module {
     bias: usize,
     /// The main executable: the library was linked statically (staticlib or rlib).
     executable: bool,
+    /// Address of its program headers, which tells it apart from every other module.
+    phdr: usize,
 }
 
 /// Finds the module with `dl_iterate_phdr` (glibc and musl): the one with a `PT_LOAD` segment
@@ -244,7 +327,13 @@ fn this_module() -> Result<Module, String> {
             // Safety: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
             false => unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned(),
         };
-        *found = Some(Module { path, bias, executable });
+        let phdr = info.dlpi_phdr as usize;
+        *found = Some(Module {
+            path,
+            bias,
+            executable,
+            phdr,
+        });
         1
     }
     let mut found: Option<Module> = None;

@@ -102,3 +102,27 @@ fn sample_rejects_bad_arguments() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
 }
+
+/// The sample reaches records through the API: no module of it names the slot, which belongs in
+/// the library's `.dynsym` alone (readers matching the name misread an undefined entry). The
+/// library itself is the control.
+#[test]
+fn sample_modules_do_not_name_the_slot() {
+    let dir = build_sample();
+    let names_slot = |file: &std::path::Path| {
+        let out = Command::new("readelf")
+            .args(["-W", "--dyn-syms"])
+            .arg(file)
+            .output()
+            .expect("readelf runs");
+        assert!(out.status.success(), "readelf {}", file.display());
+        let table = String::from_utf8(out.stdout).unwrap();
+        table
+            .lines()
+            .any(|l| l.split_whitespace().nth(7) == Some("otel_thread_ctx_v1"))
+    };
+    assert!(names_slot(&common::cdylib_path()));
+    for module in ["sample", "libsample.so", "sample-dlopen"] {
+        assert!(!names_slot(&dir.join(module)), "{module} names otel_thread_ctx_v1");
+    }
+}

@@ -196,6 +196,34 @@ public sealed unsafe partial class AddThreadContextTests : IDisposable
     }
 
     [Fact]
+    public void AnotherLibrarysProcessContextIsLoggedAndLeftAlone()
+    {
+        using var other = new ForeignProcessContext();
+        var exported = new List<Activity>();
+        using (TracerProvider provider = Sdk.CreateTracerProviderBuilder()
+            .ConfigureResource(r => r.AddService("second"))
+            .AddSource(SourceName)
+            .AddThreadContext()
+            .AddInMemoryExporterLike(exported)
+            .Build()!)
+        {
+            WaitFor(() => _log.Events.Any(e => e.EventId == 4), "the PublishFailed error");
+            string reason = _log.Events.First(e => e.EventId == 4).Payload![0]!.ToString()!;
+            Assert.Contains("OTEL_PROCESS_CTX_STATUS_OTHER_CONTEXT_PUBLISHED", reason, StringComparison.Ordinal);
+            Assert.Contains("one process context per process", reason, StringComparison.Ordinal);
+            Assert.False(ProcessContext.IsPublished);
+            Assert.Equal(other.Address, Assert.Single(ProcessContextReader.FindMappings()).Start);
+            using (Activity? a = s_source.StartActivity("still tracked"))
+            {
+                Assert.NotNull(a);
+                Assert.Equal(SpanOf(a), ReadCurrent().Span);
+            }
+        }
+
+        Assert.Single(exported);
+    }
+
+    [Fact]
     public void AResourceTooLargeToPublishIsLoggedAndNeverBreaksTheProvider()
     {
         var exported = new List<Activity>();

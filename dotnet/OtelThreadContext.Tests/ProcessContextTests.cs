@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Runtime.InteropServices;
+using OtelThreadContext.TestShared;
 using Xunit;
 using ProtoContext = OtelThreadContext.Tests.Proto.ProcessContext;
 
@@ -258,6 +259,30 @@ public sealed unsafe class ProcessContextTests : IDisposable
         ProcessContextReader.Snapshot after = ProcessContextReader.Read();
         Assert.Equal(before.Payload, after.Payload);
         Assert.Equal("first", ProcessContextReader.Resource(after.Decoded)["service.name"]);
+    }
+
+    [Fact]
+    public void AnotherLibrarysContextMappingRefusesPublishingUntilItIsGone()
+    {
+        using (var other = new ForeignProcessContext())
+        {
+            ProcessContextReader.Mapping foreign = Assert.Single(ProcessContextReader.FindMappings());
+            Assert.Equal(other.Address, foreign.Start);
+
+            InvalidOperationException e = Assert.Throws<InvalidOperationException>(
+                () => ProcessContext.Publish(new ProcessContextOptions { ServiceName = "second" }));
+            Assert.Contains("OTEL_PROCESS_CTX_STATUS_OTHER_CONTEXT_PUBLISHED", e.Message, StringComparison.Ordinal);
+            Assert.Contains("another OTEL_CTX mapping", e.Message, StringComparison.Ordinal);
+            Assert.Contains("one process context per process", e.Message, StringComparison.Ordinal);
+            Assert.False(ProcessContext.IsPublished);
+            Assert.Equal(foreign, Assert.Single(ProcessContextReader.FindMappings()));
+        }
+
+        // Control: with the other mapping gone, the same publish works.
+        Assert.Empty(ProcessContextReader.FindMappings());
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "second" });
+        Assert.True(ProcessContext.IsPublished);
+        Assert.Equal("second", ProcessContextReader.Resource(ProcessContextReader.Read().Decoded)["service.name"]);
     }
 
     [Fact]

@@ -44,6 +44,8 @@ internal enum NativeProcessStatus
     Internal = -14,
     InvalidValue = -15,
     InvalidContextAttribute = -16,
+    OtherContextPublished = -17,
+    InvalidSchemaVersion = -18,
 }
 
 /// <summary>Mirror of <c>OtelProcessCtxValue</c>: one typed value (an OTLP AnyValue).</summary>

@@ -110,14 +110,15 @@ public static unsafe class ProcessContext
     /// <summary>Publishes the resource attributes of <paramref name="options"/>,
     /// <c>telemetry.sdk.language = "dotnet"</c> and the declared keys.</summary>
     /// <exception cref="ArgumentException">An attribute is invalid or the context is past 64 KiB.</exception>
-    /// <exception cref="InvalidOperationException">A context is already published: use <see cref="Update"/>.</exception>
+    /// <exception cref="InvalidOperationException">A context is already published: use <see cref="Update"/>;
+    /// or another library's <c>OTEL_CTX</c> mapping is in the process (one process context per process).</exception>
     /// <exception cref="IOException">The <c>OTEL_CTX</c> mapping could not be made (OS error inside).</exception>
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
     public static void Publish(ProcessContextOptions options) => Send(options, update: false);
 
     /// <summary>Publishes like <see cref="Publish"/>; disposing the handle unpublishes this context
     /// unless it was already unpublished.</summary>
-    /// <exception cref="InvalidOperationException">A context is already published.</exception>
+    /// <exception cref="InvalidOperationException">A context is already published, here or by another library.</exception>
     public static IDisposable PublishScoped(ProcessContextOptions options) => new Publication(Send(options, update: false));
 
     /// <summary>Replaces the published resource attributes (the key map stays); readers see the
@@ -198,6 +199,9 @@ public static unsafe class ProcessContext
                 $"{message}: the OTEL_CTX mapping could not be made or named: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).",
                 new Win32Exception(errno)),
             NativeProcessStatus.PayloadTooLarge => new ArgumentException(message + ": the context is larger than the 64 KiB readers accept."),
+            NativeProcessStatus.OtherContextPublished => new InvalidOperationException(
+                $"{message}: another OTEL_CTX mapping is already in this process (another library published a process " +
+                "context). There is one process context per process, so this one was not published."),
             NativeProcessStatus.InvalidUtf8 or NativeProcessStatus.EmptyResourceKey or NativeProcessStatus.DuplicateResourceKey
                 or NativeProcessStatus.EmptyAttributeKey or NativeProcessStatus.DuplicateAttributeKey
                 or NativeProcessStatus.TooManyAttributeKeys or NativeProcessStatus.InvalidValue

@@ -49,6 +49,9 @@ pub enum OtelProcessCtxStatus {
     InvalidValue = -15,
     /// A context attribute's key is empty, repeated, or has the reserved `threadlocal.` prefix.
     InvalidContextAttribute = -16,
+    /// Another OTEL_CTX mapping is in this process (another library published a process context):
+    /// there must be one per process, so nothing was published.
+    OtherContextPublished = -17,
     /// A schema version name is empty, longer than 64 bytes, or not printable ASCII.
     InvalidSchemaVersion = -18,
 }
@@ -78,6 +81,7 @@ impl From<ProcessCtxError> for OtelProcessCtxStatus {
             },
             ProcessCtxError::AlreadyPublished => Self::AlreadyPublished,
             ProcessCtxError::NotPublished => Self::NotPublished,
+            ProcessCtxError::OtherContextPublished(_) => Self::OtherContextPublished,
             ProcessCtxError::Mapping(io) => {
                 // Safety: the C library's errno location is valid for the calling thread.
                 unsafe { *libc::__errno_location() = io.raw_os_error().unwrap_or(libc::EIO) };
@@ -139,7 +143,8 @@ unsafe fn string_resource(ptr: *const OtelProcessCtxAttribute, len: usize) -> Re
 /// process, which only grows: `attribute_keys` must agree with it wherever both name an index
 /// (`KEY_MAP_CHANGED`), and may be shorter, or empty, to keep it as it is (keys declared with
 /// `otel_process_ctx_declare_key` included). Everything is copied. `ALREADY_PUBLISHED` if this
-/// process has one (a forked child inherits none).
+/// process has one (a forked child inherits none); `OTHER_CONTEXT_PUBLISHED` if another
+/// OTEL_CTX mapping is in the process (one per process).
 ///
 /// # Safety
 /// Each array is NULL with count 0 or has `count` readable elements; every key and value is
@@ -159,8 +164,9 @@ pub unsafe extern "C" fn otel_process_ctx_publish(
 }
 
 /// Replaces the published context; readers see the old or the new one, never a mix. The key map
-/// merges as for `otel_process_ctx_publish`; on error nothing changes. `NOT_PUBLISHED` if this process
-/// has none (a forked child whose parent published gets a fresh mapping of its own).
+/// merges as for `otel_process_ctx_publish`; on error nothing changes. `NOT_PUBLISHED` if this
+/// process has none (a forked child whose parent published gets a fresh mapping of its own, or
+/// `OTHER_CONTEXT_PUBLISHED` as a publish does).
 ///
 /// # Safety
 /// As for `otel_process_ctx_publish`.

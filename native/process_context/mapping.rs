@@ -13,6 +13,43 @@ const NAME: &[u8; 9] = b"OTEL_CTX\0";
 /// `MFD_NOEXEC_SEAL` (Linux 6.3); the libc crate version in use does not define it.
 const MFD_NOEXEC_SEAL: libc::c_uint = 0x0008;
 
+/// The names under which readers find a process context in `/proc/PID/maps`.
+const MAPS_NAMES: [&str; 4] = [
+    "/memfd:OTEL_CTX (deleted)",
+    "/memfd:OTEL_CTX",
+    "[anon_shmem:OTEL_CTX]",
+    "[anon:OTEL_CTX]",
+];
+
+/// The line of `/proc/self/maps` of a process context readers would find (a non-executable
+/// mapping under one of [`MAPS_NAMES`]) that does not start at `own`; None when there is none
+/// or the file cannot be read (then nothing can be checked).
+pub fn other_context(own: Option<usize>) -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    find_context(&maps, own).map(str::to_owned)
+}
+
+/// [`other_context`] over the text of a maps file. A line that does not parse, whatever its
+/// name, is not a match.
+fn find_context(maps: &str, own: Option<usize>) -> Option<&str> {
+    maps.lines().find(|line| {
+        // "start-end perms offset dev inode", then the name after any number of spaces.
+        let mut rest = *line;
+        let mut fields = [""; 5];
+        for field in &mut fields {
+            rest = rest.trim_start_matches(' ');
+            let Some(end) = rest.find(' ') else { return false };
+            (*field, rest) = rest.split_at(end);
+        }
+        let name = rest.trim_start_matches(' ');
+        let start = fields[0]
+            .split_once('-')
+            .map(|(start, _)| usize::from_str_radix(start, 16));
+        let Some(Ok(start)) = start else { return false };
+        MAPS_NAMES.contains(&name) && fields[1].len() == 4 && !fields[1].contains('x') && Some(start) != own
+    })
+}
+
 /// The header at the start of the mapping, byte for byte as readers parse it.
 #[repr(C)]
 pub struct Header {
@@ -159,5 +196,51 @@ impl Drop for Mapping {
             fence(Ordering::SeqCst);
             libc::munmap(h.cast(), self.len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_context;
+
+    const OTHER: &str =
+        "7f0000001000-7f0000002000 rw-p 00000000 00:01 42                         /memfd:OTEL_CTX (deleted)";
+
+    #[test]
+    fn finds_each_name_readers_accept_but_not_its_own() {
+        let names = [
+            "/memfd:OTEL_CTX (deleted)",
+            "/memfd:OTEL_CTX",
+            "[anon_shmem:OTEL_CTX]",
+            "[anon:OTEL_CTX]",
+        ];
+        for name in names {
+            let line = format!("7f0000001000-7f0000002000 rw-p 00000000 00:00 0       {name}");
+            let maps = format!("55d0-55e0 r--p 00000000 08:01 7 /usr/bin/cat\n{line}\n");
+            assert_eq!(find_context(&maps, None), Some(line.as_str()));
+            assert_eq!(find_context(&maps, Some(0x7f00_0000_1000)), None, "{name}: our own");
+            assert_eq!(find_context(&maps, Some(0x7f00_0000_2000)), Some(line.as_str()));
+        }
+    }
+
+    #[test]
+    fn other_names_and_malformed_lines_are_not_a_context() {
+        let maps = [
+            "7f0000001000-7f0000002000 rw-p 00000000 00:00 0 [anon:OTEL_CTX2]",
+            "7f0000001000-7f0000002000 rw-p 00000000 00:00 0 /tmp/memfd:OTEL_CTX",
+            "7f0000001000-7f0000002000 r-xp 00000000 00:00 0 [anon:OTEL_CTX]",
+            "7f0000001000-7f0000002000 rw-p 00000000 00:00 [anon:OTEL_CTX]",
+            "zz-7f0000002000 rw-p 00000000 00:00 0 [anon:OTEL_CTX]",
+            "7f0000001000 rw-p 00000000 00:00 0 [anon:OTEL_CTX]",
+            "[anon:OTEL_CTX]",
+            "",
+            "7f0000001000-7f0000002000 rw-p 00000000 00:00 0 /memfd:OTEL_CTX (deleted) \u{0}",
+        ];
+        for line in maps {
+            assert_eq!(find_context(line, None), None, "{line:?}");
+        }
+        // Control: the well-formed line after all of them is found.
+        let all = format!("{}\n{OTHER}", maps.join("\n"));
+        assert_eq!(find_context(&all, None), Some(OTHER));
     }
 }

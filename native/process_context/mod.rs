@@ -24,6 +24,9 @@ pub enum ProcessCtxError {
     NotPublished,
     /// The mapping could not be made, or named (readers need the name): the OS error.
     Mapping(std::io::Error),
+    /// Another OTEL_CTX mapping is in this process (another library published a context, and
+    /// there is one per process): its line of `/proc/self/maps`. Nothing was mapped.
+    OtherContextPublished(String),
 }
 
 impl From<PayloadError> for ProcessCtxError {
@@ -132,7 +135,9 @@ fn next_timestamp(last: u64) -> u64 {
 /// Publishes this process's context: string `resource` attributes (`service.name`, ...; SDK name
 /// and version default to this library's) and the thread attribute `key_map` (position = key
 /// index), merged into the process's key map as [`payload::merge_key_maps`] says. Refused with
-/// [`ProcessCtxError::AlreadyPublished`] if this process already has one.
+/// [`ProcessCtxError::AlreadyPublished`] if this process already has one, and with
+/// [`ProcessCtxError::OtherContextPublished`] if another library's OTEL_CTX mapping is in the
+/// process (one process context per process).
 pub fn publish<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
     resource: &[(K, V)],
     key_map: &[S],
@@ -174,7 +179,11 @@ pub(crate) fn store<S: AsRef<str>>(
             current
         }
         None => {
-            // Nothing published, or only by a parent (abandoned here): a fresh mapping.
+            // Nothing published, or only by a parent (abandoned here): a fresh mapping, unless
+            // someone else's is there (a parent's is not: MADV_DONTFORK).
+            if let Some(line) = mapping::other_context(None) {
+                return Err(ProcessCtxError::OtherContextPublished(line));
+            }
             take_own(&mut state.published);
             state.published.insert(publish_fresh(bytes, true)?)
         }

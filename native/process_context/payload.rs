@@ -395,7 +395,12 @@ mod tests {
             );
         }
         assert_eq!(
-            encode(&[kv("d", V::IntValue(1)), kv("d", V::IntValue(2))], &[], &[] as &[&str]),
+            encode(
+                &[kv("d", V::IntValue(1)), kv("d", V::IntValue(2))],
+                &[],
+                &[] as &[&str],
+                DEFAULT_SCHEMA_VERSION
+            ),
             Err(PayloadError::DuplicateResourceKey("d".into()))
         );
         let big = "x".repeat(OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE);

@@ -18,8 +18,10 @@
  * is read from the mapping's header, as a profiler reads it):
  *   {"pid":1,"process_context":{"mapping":"/memfd:OTEL_CTX (deleted)","payload_size":200,
  *    "service.name":"otel-thread-ctx-sample","attribute_key_map":["http_route",...]}}
- * then one JSON line per thread, read back through the thread's otel_thread_ctx_v1 slot (this
- * file declares the slot and reaches it through TLSDESC: built with -mtls-dialect=gnu2):
+ * then one JSON line per thread, the record the thread's otel_thread_ctx_v1 slot points at, reached
+ * through the API (otel_thread_ctx_current, otel_thread_ctx_record). A program never declares the
+ * slot itself: profilers keep one slot per process and some find it by name in every module's
+ * .dynsym, where an `extern` declaration adds a second, undefined entry they can misread:
  *   {"pid":1,"tid":2,"trace_id":"<32 hex>","span_id":"<16 hex>","flags":1,"attributes":{...}}
  * Exit status 0 when every step succeeded (each thread detaches and frees its record).
  */
@@ -37,9 +39,6 @@ enum { KEY_HTTP_ROUTE = 0, KEY_HTTP_METHOD = 1, KEY_WORKER_ID = 2, KEY_COUNT = 3
 static const char *const KEY_NAMES[KEY_COUNT] = {"http_route", "http_method", "worker_id"};
 static const char SERVICE_NAME[] = "otel-thread-ctx-sample";
 
-/* The library's slot: each thread's pointer to its published record, as readers find it. */
-extern __thread OtelThreadCtxRecord *otel_thread_ctx_v1;
-
 static int hold_seconds = 0;
 static pthread_barrier_t published;
 static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -48,10 +47,10 @@ static void put_hex(const uint8_t *bytes, size_t n) {
   for (size_t i = 0; i < n; i++) printf("%02x", bytes[i]);
 }
 
-/* Prints the record exactly as a reader would find it through the TLS slot. */
+/* Prints the record a reader finds through the thread's slot: the one attached to the thread. */
 static int print_published(void) {
-  const OtelThreadCtxRecord *published = otel_thread_ctx_v1;
-  if (published == NULL) return -1;
+  OtelThreadCtxRecord *published = NULL;
+  if (otel_thread_ctx_record(otel_thread_ctx_current(), &published) != OTEL_THREAD_CTX_STATUS_OK) return -1;
   OtelThreadCtxRecord rec = *published;
   if (rec.valid != 1) return -1;
   pthread_mutex_lock(&print_lock);
@@ -182,7 +181,7 @@ int otel_sample_main(int argc, char **argv) {
     return 2;
   }
 
-  char msg[512];
+  char msg[1024];
   if (otel_thread_ctx_self_check(msg, sizeof msg) != OTEL_THREAD_CTX_STATUS_OK) {
     fprintf(stderr, "self-check failed: %s\n", msg);
     return 1;

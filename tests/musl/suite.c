@@ -79,15 +79,20 @@ static int check_musl_process(void) {
 }
 
 static int self_check(void) {
-    char msg[1024];
+    char msg[2048];
     OtelThreadCtxStatus status = otel_thread_ctx_self_check(msg, sizeof msg);
-    CHECK(status == OTEL_THREAD_CTX_STATUS_OK);
+    /* libsampler.so references the slot (it reads it from a signal handler, as a profiler
+     * would), so the check fails naming it; the rest of the message describes our own slot. */
+    int named = status == OTEL_THREAD_CTX_STATUS_SELF_CHECK_FAILED &&
+                strstr(msg, "libsampler.so references otel_thread_ctx_v1") != NULL &&
+                strstr(msg, "This library's own slot is fine") != NULL;
+    CHECK(named);
     const char *want = strcmp(placement, "static") == 0 ? "static TLS at thread-pointer offset"
                                                          : "dynamic TLS (DTV lookup)";
     CHECK(strstr(msg, want) != NULL);
     CHECK(strstr(msg, "1 TLSDESC relocation") != NULL);
     fprintf(stderr, "self-check: %s\n", msg);
-    return status == OTEL_THREAD_CTX_STATUS_OK && strstr(msg, want) != NULL;
+    return named && strstr(msg, want) != NULL;
 }
 
 /* ---- api ---- */
