@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Diagnostics.Tracing;
+using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
@@ -221,6 +222,27 @@ public sealed unsafe partial class AddThreadContextTests : IDisposable
         }
 
         Assert.Single(exported);
+    }
+
+    [Fact]
+    public void AnotherModulesSlotFailsTheSelfCheckAndIsLogged()
+    {
+        Assert.True(ThreadContext.SelfCheck(out string before), before);
+
+        // Another tracer's library defining its own otel_thread_ctx_v1: a copy of ours under another name. It
+        // stays loaded (the library is linked -z nodelete), so this test alone loads it.
+        string copy = Path.Combine(Directory.CreateTempSubdirectory("otel-other-").FullName, "libanother_tracer.so");
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "libotel_thread_ctx.so"), copy);
+        NativeLibrary.Load(copy);
+        Assert.False(ThreadContext.SelfCheck(out string problem));
+        Assert.Contains(copy, problem, StringComparison.Ordinal);
+
+        using TracerProvider provider = Sdk.CreateTracerProviderBuilder()
+            .AddSource(SourceName)
+            .AddThreadContext(o => o.PublishProcessContext = false)
+            .Build()!;
+        WaitFor(() => _log.Events.Any(e => e.EventId == 8), "the SelfCheckFailed error");
+        Assert.Contains(copy, _log.Events.First(e => e.EventId == 8).Payload![0]!.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -27,6 +27,9 @@ internal sealed class ThreadContextEventSource : EventSource
     [Event(7, Level = EventLevel.Error, Message = "Activity tracking could not be turned on; the provider works on without it. {0}")]
     public void TrackingFailed(string reason) => WriteEvent(7, reason);
 
+    [Event(8, Level = EventLevel.Error, Message = "Readers cannot find this process's thread records as they should; spans are written but a profiler may not see them, or may read another module's slot. {0}")]
+    public void SelfCheckFailed(string reason) => WriteEvent(8, reason);
+
     [Event(6, Level = EventLevel.Informational, Message = "Unpublished the process context at TracerProvider shutdown.")]
     public void Unpublished() => WriteEvent(6);
 }

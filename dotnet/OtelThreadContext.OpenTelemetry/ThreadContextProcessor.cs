@@ -49,6 +49,10 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
         try
         {
             _tracking = ActivityThreadContext.Enable(tracking);
+            if (ThreadContext.IsSupported && !ThreadContext.SelfCheck(out string problem))
+            {
+                ThreadContextEventSource.Log.SelfCheckFailed(problem);
+            }
         }
         catch (Exception e)
         {

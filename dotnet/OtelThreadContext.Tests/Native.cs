@@ -48,9 +48,6 @@ internal static unsafe partial class TestNativeMethods
         byte** resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
 
     [LibraryImport(NativeMethods.LibraryName)]
-    internal static partial NativeStatus otel_thread_ctx_self_check(byte* msg, nuint msg_len);
-
-    [LibraryImport(NativeMethods.LibraryName)]
     internal static partial NativeStatus otel_thread_ctx_read_current(ThreadContextRecord* @out);
 
     [LibraryImport(NativeMethods.LibraryName)]

@@ -35,6 +35,26 @@ public sealed unsafe class ProcessContextTests : IDisposable
     private static List<string> DeclaredNames() => ProcessContext.Keys.Select(k => k.Name).ToList();
 
     [Fact]
+    public void SetSchemaVersionPublishesAgainWithTheChosenName()
+    {
+        static string Schema() => ProcessContextReader.Attribute(ProcessContextReader.Read().Decoded, "threadlocal.schema_version").StringValue;
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "schema" });
+        Assert.Equal("tlsdesc_v1_dev", Schema());
+        try
+        {
+            ProcessContext.SetSchemaVersion("tls_v1");
+            Assert.Equal("tls_v1", Schema());
+            Assert.Throws<ArgumentException>(() => ProcessContext.SetSchemaVersion("tls_v1\u001b[2J"));
+            Assert.Throws<ArgumentException>(() => ProcessContext.SetSchemaVersion(string.Empty));
+            Assert.Equal("tls_v1", Schema());
+        }
+        finally
+        {
+            ProcessContext.SetSchemaVersion("tlsdesc_v1_dev");
+        }
+    }
+
+    [Fact]
     public void DeclareKeyAppendsToTheKeyMapNativeCodePublished()
     {
         KeyMap.Forget();
@@ -414,7 +434,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
                 or NativeProcessStatus.DuplicateResourceKey or NativeProcessStatus.EmptyAttributeKey
                 or NativeProcessStatus.DuplicateAttributeKey or NativeProcessStatus.TooManyAttributeKeys
                 or NativeProcessStatus.PayloadTooLarge or NativeProcessStatus.InvalidValue
-                or NativeProcessStatus.InvalidContextAttribute;
+                or NativeProcessStatus.InvalidContextAttribute or NativeProcessStatus.InvalidSchemaVersion;
             Assert.IsType(badInput ? typeof(ArgumentException) : typeof(InvalidOperationException), e);
         }
     }

@@ -126,4 +126,10 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(LibraryName)]
     internal static partial NativeProcessStatus otel_process_ctx_declare_key(byte* key, byte* index);
+
+    [LibraryImport(LibraryName)]
+    internal static partial NativeProcessStatus otel_process_ctx_set_schema_version(byte* version);
+
+    [LibraryImport(LibraryName)]
+    internal static partial NativeStatus otel_thread_ctx_self_check(byte* msg, nuint msg_len);
 }

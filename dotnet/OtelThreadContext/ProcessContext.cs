@@ -103,6 +103,43 @@ public static unsafe class ProcessContext
         };
     }
 
+    /// <summary>Chooses the <c>threadlocal.schema_version</c> name the process writes, for readers that know OTEP
+    /// 4947's pending rename (<c>tls_v1</c>): by default <c>tlsdesc_v1_dev</c>, the only name readers accept today,
+    /// or the <c>OTEL_THREAD_CTX_SCHEMA_VERSION</c> environment variable. A published context is published again.</summary>
+    /// <exception cref="ArgumentException">The name is empty, over 64 bytes, or not printable ASCII.</exception>
+    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
+    public static void SetSchemaVersion(string version)
+    {
+        ArgumentNullException.ThrowIfNull(version);
+        if (!ThreadContext.IsSupported)
+        {
+            return;
+        }
+
+        byte[] text = new byte[Encoding.UTF8.GetByteCount(version) + 1];
+        Encoding.UTF8.GetBytes(version, text);
+        NativeProcessStatus status;
+        lock (s_lock)
+        {
+            try
+            {
+                fixed (byte* v = text)
+                {
+                    status = NativeMethods.otel_process_ctx_set_schema_version(v);
+                }
+            }
+            catch (DllNotFoundException e)
+            {
+                throw NativeLibraryErrors.Missing(e);
+            }
+        }
+
+        if (status != NativeProcessStatus.Ok)
+        {
+            throw ToException(status, 0, $"Choosing schema version \"{version}\"");
+        }
+    }
+
     private static InvalidOperationException KeyMapFull(string name) => new(
         $"Cannot declare attribute key \"{name}\": the process's key map already holds {MaxKeys} keys, the most a " +
         "thread record's one-byte key index can name.");
@@ -205,7 +242,7 @@ public static unsafe class ProcessContext
             NativeProcessStatus.InvalidUtf8 or NativeProcessStatus.EmptyResourceKey or NativeProcessStatus.DuplicateResourceKey
                 or NativeProcessStatus.EmptyAttributeKey or NativeProcessStatus.DuplicateAttributeKey
                 or NativeProcessStatus.TooManyAttributeKeys or NativeProcessStatus.InvalidValue
-                or NativeProcessStatus.InvalidContextAttribute => new ArgumentException(message + "."),
+                or NativeProcessStatus.InvalidContextAttribute or NativeProcessStatus.InvalidSchemaVersion => new ArgumentException(message + "."),
             _ => new InvalidOperationException(message + "."),
         };
     }

@@ -116,6 +116,37 @@ public static unsafe class ThreadContext
         }
     }
 
+    /// <summary>Checks, as a reader would, that the loaded native library publishes the slot where readers find
+    /// it, and that no other module in the process defines or references <c>otel_thread_ctx_v1</c> (readers keep
+    /// one slot per process).</summary>
+    /// <param name="message">What was checked, or why readers cannot find the records.</param>
+    /// <returns>True when readers can find this library's records; false (with the reason) otherwise,
+    /// or where <see cref="IsSupported"/> is false.</returns>
+    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
+    public static bool SelfCheck(out string message)
+    {
+        if (!s_supported)
+        {
+            message = "Thread context records are not supported on this platform.";
+            return false;
+        }
+
+        const int Capacity = 4096;
+        byte* buffer = stackalloc byte[Capacity];
+        NativeStatus status;
+        try
+        {
+            status = NativeMethods.otel_thread_ctx_self_check(buffer, Capacity);
+        }
+        catch (DllNotFoundException e)
+        {
+            throw NativeLibraryErrors.Missing(e);
+        }
+
+        message = Marshal.PtrToStringUTF8((nint)buffer) ?? string.Empty;
+        return status == NativeStatus.Ok;
+    }
+
     /// <summary>The record this thread's slot publishes: the cached own record while it is still attached,
     /// else <see cref="EnsureRecord"/> (after code elsewhere, C or another copy of this assembly, swapped it out).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
