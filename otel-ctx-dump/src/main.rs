@@ -2,9 +2,9 @@
 
 use otel_ctx_dump::cli::{self, Options};
 use otel_ctx_dump::inspect::{ContextStatus, InspectError, Inspector, Module, Row, Snapshot, ThreadProblem};
-use otel_ctx_dump::json;
 use otel_ctx_dump::output::{self, exit, printable};
 use otel_ctx_dump::ptrace::TERMINATION_SIGNALS;
+use otel_ctx_dump::{escape, json};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -86,8 +86,9 @@ fn report_error(pid: i32, e: &InspectError) -> i32 {
 }
 
 /// Every output ends in a newline, which flushes stdout; a closed pipe is not an error here.
+/// The text is made inert on the way (JSON already is).
 fn put(out: &str) {
-    let _ = std::io::stdout().write_all(out.as_bytes());
+    let _ = std::io::stdout().write_all(escape::inert(out).as_bytes());
 }
 
 fn once(o: &Options) -> i32 {

@@ -3,8 +3,8 @@
 //! `opentelemetry.proto.processcontext.v1development.ProcessContext`; [`proto`] is written from
 //! the field numbers of that schema and of OTLP's common messages.
 
-use crate::json;
 use crate::maps::{Mapping, Memory};
+use crate::ser;
 use serde::Serialize;
 use std::fmt;
 
@@ -133,12 +133,12 @@ pub enum Value {
     Str(String),
     Bool(bool),
     Int(i64),
-    #[serde(serialize_with = "json::double")]
+    #[serde(serialize_with = "ser::double")]
     Double(f64),
     Array(Vec<Value>),
-    #[serde(serialize_with = "json::key_values")]
+    #[serde(serialize_with = "ser::key_values")]
     KvList(Vec<(String, Value)>),
-    #[serde(serialize_with = "json::bytes")]
+    #[serde(serialize_with = "ser::bytes")]
     Bytes(Vec<u8>),
 }
 
@@ -187,10 +187,10 @@ fn convert(kvs: Vec<proto::KeyValue>) -> Vec<(String, Value)> {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProcessContext {
-    #[serde(serialize_with = "json::key_values")]
+    #[serde(serialize_with = "ser::key_values")]
     pub resource: Vec<(String, Value)>,
     /// Every entry of `ProcessContext.attributes`, the two threadlocal ones included.
-    #[serde(serialize_with = "json::key_values")]
+    #[serde(serialize_with = "ser::key_values")]
     pub attributes: Vec<(String, Value)>,
     /// `threadlocal.schema_version`, if present and a string.
     pub schema_version: Option<String>,
@@ -296,13 +296,13 @@ pub enum ContextStatus {
     Absent,
     Invalid {
         mapping: String,
-        #[serde(rename = "address", serialize_with = "json::address")]
+        #[serde(rename = "address", serialize_with = "ser::address")]
         addr: u64,
         error: String,
     },
     Present {
         mapping: String,
-        #[serde(rename = "address", serialize_with = "json::address")]
+        #[serde(rename = "address", serialize_with = "ser::address")]
         addr: u64,
         #[serde(flatten)]
         header: Header,

@@ -1,14 +1,13 @@
 //! Reading a live process: the modules exporting the slot ([`modules`]), each stopped thread's
-//! record ([`dtv`]) and what /proc says of threads ([`threads`]).
+//! record ([`dtv`]) and what /proc says of threads ([`crate::threads`]).
 
 pub mod dtv;
 pub mod modules;
-pub mod threads;
 
 pub use crate::process_context::{read_process_context, ContextStatus};
+pub use crate::threads::{comm, status_field, task_stat, thread_ids, thread_state, tracer_of, TaskStat, ThreadProblem};
 pub use dtv::{read_record, read_slot, SlotRead};
 pub use modules::{resolve, Module, Resolution};
-pub use threads::{comm, status_field, task_stat, thread_ids, thread_state, tracer_of, TaskStat, ThreadProblem};
 
 use crate::maps::{self, Mapping, Memory, ProcessMemory};
 use crate::platform::{CLibrary, Platform};
