@@ -4,6 +4,7 @@ use otel_ctx_dump::cli::{self, Options};
 use otel_ctx_dump::inspect::{ContextStatus, InspectError, Inspector, Module, Row, Snapshot, ThreadProblem};
 use otel_ctx_dump::output::{self, exit, printable};
 use otel_ctx_dump::ptrace::TERMINATION_SIGNALS;
+use otel_ctx_dump::threads::ProcessHandle;
 use otel_ctx_dump::{escape, json};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -13,8 +14,13 @@ use std::time::{Duration, Instant};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// The first signal asks for a clean end; a second one ends the process at once (the kernel
+/// detaches whatever the tracer thread still holds), should anything ever block.
 extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // Safety: _exit is async-signal-safe.
+        unsafe { libc::_exit(exit::INTERRUPTED) };
+    }
 }
 
 fn interrupted() -> bool {
@@ -168,6 +174,11 @@ fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
 }
 
 fn watch(o: &Options, interval: Duration) -> i32 {
+    // Held from the start: a pid reused by another process is not this one's "change".
+    let handle = match ProcessHandle::open(o.pid) {
+        Ok(h) => h,
+        Err(_) => return report_error(o.pid, &InspectError::NoSuchProcess),
+    };
     let mut inspector = Inspector::new(o.pid);
     inspector.cancel_on(&INTERRUPTED);
     let start = Instant::now();
@@ -199,6 +210,11 @@ fn watch(o: &Options, interval: Duration) -> i32 {
             break;
         }
         let now = match inspector.snapshot(o.thread) {
+            // A sample taken after the process exited may be another process's.
+            _ if handle.exited() => Err(InspectError::NoSuchProcess),
+            now => now,
+        };
+        let now = match now {
             Ok(s) => s,
             Err(InspectError::NoSuchProcess | InspectError::Zombie(_)) if previous.is_some() => {
                 emit("gone", previous.as_ref().unwrap(), &Item::Process { state: "exited" });
