@@ -1,6 +1,7 @@
 //! The JSON rendering: what the snapshot types' derived `Serialize` does not give. Field names and
 //! order are the output's contract (scripts and tests read them); fields may be added, never removed.
 
+use crate::check::{self, Finding};
 use crate::elf::SYMBOL;
 use crate::escape::is_terminal_control;
 use crate::inspect::{Module, Resolution, Row, RowBody, SlotRead, Snapshot, ThreadProblem};
@@ -120,6 +121,32 @@ impl Serialize for Row<'_> {
         }
         m.end()
     }
+}
+
+/// A check as one JSON object: the process, every finding, the counts and the exit code.
+pub fn check_report(s: &Snapshot, findings: &[Finding]) -> String {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        pid: i32,
+        command: &'a str,
+        checks: &'a [Finding],
+        passed: usize,
+        warned: usize,
+        failed: usize,
+        skipped: usize,
+        exit_code: i32,
+    }
+    let [passed, skipped, warned, failed] = check::counts(findings);
+    to_string(&Report {
+        pid: s.pid,
+        command: &s.command,
+        checks: findings,
+        passed,
+        warned,
+        failed,
+        skipped,
+        exit_code: check::exit_code(findings),
+    })
 }
 
 #[cfg(test)]

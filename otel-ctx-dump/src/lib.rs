@@ -16,6 +16,7 @@
 #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_os = "linux")))]
 compile_error!("otel-ctx-dump reads x86-64 and AArch64 Linux processes only.");
 
+pub mod check;
 pub mod cli;
 pub mod elf;
 pub mod escape;

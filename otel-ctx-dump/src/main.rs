@@ -1,7 +1,9 @@
 //! `otel-ctx-dump PID`: see `otel-ctx-dump --help` and the README.
 
-use otel_ctx_dump::cli::{self, Options};
+use otel_ctx_dump::check::{self, Clock, Inputs};
+use otel_ctx_dump::cli::{self, CheckOptions, Command, Options};
 use otel_ctx_dump::inspect::{ContextStatus, InspectError, Inspector, Module, Row, Snapshot, ThreadProblem};
+use otel_ctx_dump::maps::{self, ProcessMemory};
 use otel_ctx_dump::output::{self, exit, printable};
 use otel_ctx_dump::ptrace::TERMINATION_SIGNALS;
 use otel_ctx_dump::threads::ProcessHandle;
@@ -257,9 +259,56 @@ fn watch(o: &Options, interval: Duration) -> i32 {
     exit::INTERRUPTED
 }
 
+/// `otel-ctx-dump check`: one snapshot judged by every rule, then `--duration` of updates.
+fn check(o: &CheckOptions) -> i32 {
+    let handle = match ProcessHandle::open(o.pid) {
+        Ok(h) => h,
+        Err(_) => return report_error(o.pid, &InspectError::NoSuchProcess),
+    };
+    let mut inspector = Inspector::new(o.pid);
+    inspector.cancel_on(&INTERRUPTED);
+    let clock = Clock::of_process(o.pid);
+    let snapshot = match inspector.snapshot(None) {
+        Ok(s) => s,
+        Err(e) => return report_error(o.pid, &e),
+    };
+    let (maps, view) = match inspector.address_space() {
+        Ok(a) => a,
+        Err(e) => return report_error(o.pid, &e),
+    };
+    let mem = ProcessMemory { pid: view };
+    let mut findings = check::run(&Inputs {
+        snapshot: &snapshot,
+        maps: &maps,
+        mem: &mem,
+        clock,
+    });
+    if let Some(duration) = o.duration {
+        let read_maps = || maps::read(view);
+        let seen = check::sample_updates(&read_maps, &mem, duration, &interrupted);
+        findings.extend(check::update_findings(&seen, duration));
+    }
+    if interrupted() {
+        return exit::INTERRUPTED;
+    }
+    if handle.exited() {
+        return report_error(o.pid, &InspectError::NoSuchProcess);
+    }
+    put(&if o.json {
+        json::check_report(&snapshot, &findings) + "\n"
+    } else {
+        output::check_text(&snapshot, &findings)
+    });
+    check::exit_code(&findings)
+}
+
 fn main() {
-    let code = match cli::parse(std::env::args().skip(1)) {
-        Ok(o) => {
+    let code = match cli::parse_command(std::env::args().skip(1)) {
+        Ok(Command::Check(o)) => {
+            install_signal_flag();
+            check(&o)
+        }
+        Ok(Command::Dump(o)) => {
             install_signal_flag();
             match o.watch {
                 Some(interval) => watch(&o, interval),

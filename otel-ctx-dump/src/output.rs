@@ -1,5 +1,6 @@
 //! The text rendering of a snapshot (the JSON one builds on its exit codes and state words).
 
+use crate::check::{self, Finding};
 use crate::elf::SYMBOL;
 pub use crate::escape::printable;
 use crate::inspect::{ContextStatus, Module, Row, RowBody, SlotRead, Snapshot, ThreadProblem, ThreadReport};
@@ -223,5 +224,20 @@ pub fn text(s: &Snapshot) -> String {
     for row in s.threads.iter().flat_map(|t| t.rows()) {
         let _ = writeln!(out, "  {}", row_text(s, &row));
     }
+    out
+}
+
+/// The text of a check: a heading, one line per rule (result, rule, clause, evidence), a summary.
+pub fn check_text(s: &Snapshot, findings: &[Finding]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "check of process {} ({})\n", s.pid, printable(&s.command));
+    let _ = writeln!(out, "{:<4}  {:<18} {:<58}  EVIDENCE", "", "CHECK", "CLAUSE");
+    for f in findings {
+        let result = format!("{:?}", f.result).to_uppercase();
+        let (id, clause, evidence) = (f.rule.id, f.clause, printable(&f.evidence));
+        let _ = writeln!(out, "{result:<4}  {id:<18} {clause:<58}  {evidence}");
+    }
+    let [pass, skip, warn, fail] = check::counts(findings);
+    let _ = writeln!(out, "\n{pass} passed, {warn} warned, {fail} failed, {skip} skipped");
     out
 }

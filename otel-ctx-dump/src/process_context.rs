@@ -97,19 +97,25 @@ pub struct Header {
 }
 
 impl Header {
-    /// Checks a header as readers do, saying what is wrong.
-    pub fn parse(b: &[u8]) -> Result<Header, String> {
-        let b = b
-            .get(..HEADER_SIZE)
-            .ok_or_else(|| format!("header is {} bytes, needs {HEADER_SIZE}", b.len()))?;
+    /// The fields after the signature, unchecked.
+    pub fn fields(b: &[u8; HEADER_SIZE]) -> Header {
         let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        let h = Header {
+        Header {
             version: u32_at(8),
             payload_size: u32_at(12),
             published_at_ns: u64_at(16),
             payload_ptr: u64_at(24),
-        };
+        }
+    }
+
+    /// Checks a header as readers do, saying what is wrong.
+    pub fn parse(b: &[u8]) -> Result<Header, String> {
+        let b: &[u8; HEADER_SIZE] = b
+            .get(..HEADER_SIZE)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| format!("header is {} bytes, needs {HEADER_SIZE}", b.len()))?;
+        let h = Header::fields(b);
         let n = h.payload_size;
         Err(match h {
             _ if &b[..8] != SIGNATURE => format!("bad signature {:?}", String::from_utf8_lossy(&b[..8])),
@@ -240,7 +246,7 @@ pub fn decode_payload(bytes: &[u8]) -> Result<ProcessContext, String> {
             }
             (SCHEMA_VERSION_KEY, other) => problems.push(format!("{SCHEMA_VERSION_KEY} is not a string: {other}")),
             (KEY_MAP_KEY, Value::Array(items)) => {
-                let map = items.iter().take(MAX_KEYS).enumerate().map(|(i, item)| match item {
+                let map = items.iter().enumerate().map(|(i, item)| match item {
                     Value::Str(s) => Some(s.clone()),
                     other => {
                         problems.push(format!("{KEY_MAP_KEY}[{i}] is not a string: {other}"));
@@ -287,7 +293,12 @@ pub const CONTEXT_MAPPING_NAMES: [&str; 4] = [
 
 /// Does a `/proc/PID/maps` line describe a process-context mapping?
 pub fn is_context_mapping(path: &str, perms: &str) -> bool {
-    CONTEXT_MAPPING_NAMES.contains(&path) && !perms.contains('x')
+    is_context_name(path) && !perms.contains('x')
+}
+
+/// Is this a process-context mapping's name (whatever its permissions)?
+pub fn is_context_name(path: &str) -> bool {
+    CONTEXT_MAPPING_NAMES.contains(&path)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

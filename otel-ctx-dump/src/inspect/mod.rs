@@ -122,7 +122,7 @@ impl Inspector {
     /// task to read memory through. A main thread that called `pthread_exit` stays a zombie
     /// whose maps read empty (and its memory unreadable) while the other threads run on: then
     /// the first live thread's view is used.
-    fn address_space(&self) -> Result<(Vec<Mapping>, i32), InspectError> {
+    pub fn address_space(&self) -> Result<(Vec<Mapping>, i32), InspectError> {
         let pid = self.pid;
         let maps = maps::read(pid).map_err(|e| io_error(pid, "reading /proc/PID/maps", e))?;
         if !maps.is_empty() {
