@@ -433,11 +433,11 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
     let has = |key| c.attributes.iter().any(|(k, _)| k == key);
     out.push(match c.schema_version.as_deref() {
         Some(v) => match SCHEMAS.iter().find(|(name, ..)| *name == v) {
-            Some((_, verdict, why)) => finding(&SCHEMA, *verdict, format!("{v:?}: {why}")),
+            Some((_, verdict, why)) => finding(&SCHEMA, *verdict, format!("\"{v}\": {why}")),
             None => finding(
                 &SCHEMA,
                 Verdict::Fail,
-                format!("{v:?}: unknown; readers accept only {:?}", pc::SCHEMA_VERSION),
+                format!("\"{v}\": unknown; readers accept only {:?}", pc::SCHEMA_VERSION),
             ),
         },
         None if has(pc::SCHEMA_VERSION_KEY) => finding(&SCHEMA, Verdict::Fail, "not a string"),
@@ -497,7 +497,7 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
     for (i, k) in map.iter().enumerate() {
         if let Some(k) = k {
             if let Some(first) = seen.insert(k.as_str(), i) {
-                duplicates.push(format!("{k:?} at [{first}] and [{i}]"));
+                duplicates.push(format!("\"{k}\" at [{first}] and [{i}]"));
             }
         }
     }
@@ -634,29 +634,46 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
     out
 }
 
-/// One look at the process context during `--duration`: the named mappings and the timestamp of
-/// the one first seen.
+/// One look at the process context during `--duration`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
     pub at: Duration,
     /// Start addresses of the mappings named like a process context.
     pub named: Vec<u64>,
-    /// What the maps show at the first mapping's address now ("" if nothing).
+    /// What the maps show at the watched mapping's address now ("" if nothing).
     pub name_at_first: String,
-    /// The timestamp of a named mapping's header, if one could be read.
+    /// The timestamp of the first named mapping's header, if one could be read.
     pub published_at_ns: Option<u64>,
+    /// A digest of the rest of that header and of the payload: what an update changes.
+    pub content: Option<u64>,
 }
 
-/// Watches the process context for `duration`: maps every 10 ms, the header every millisecond.
+/// The timestamp and a digest of the rest of the context at `addr`.
+fn look(mem: &dyn Memory, addr: u64) -> Option<(u64, u64)> {
+    use std::hash::{Hash, Hasher};
+    let mut head = [0u8; pc::HEADER_SIZE];
+    mem.read(addr, &mut head).ok()?;
+    let h = Header::fields(&head);
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    (h.version, h.payload_size, h.payload_ptr).hash(&mut digest);
+    if (1..=pc::MAX_PAYLOAD_SIZE).contains(&h.payload_size) {
+        mem.read_prefix(h.payload_ptr, h.payload_size as usize)
+            .hash(&mut digest);
+    }
+    Some((h.published_at_ns, digest.finish()))
+}
+
+/// Watches the process context for `duration`, from the mapping at `first` (the one the snapshot
+/// read): the maps every 10 ms, the header and payload every millisecond.
 pub fn sample_updates(
     read_maps: &dyn Fn() -> std::io::Result<Vec<Mapping>>,
     mem: &dyn Memory,
+    first: Option<u64>,
     duration: Duration,
     cancelled: &dyn Fn() -> bool,
 ) -> Vec<Observation> {
     let start = Instant::now();
     let mut out: Vec<Observation> = Vec::new();
-    let mut first = None;
     let mut maps = Vec::new();
     let mut maps_read = None;
     while start.elapsed() < duration && !cancelled() {
@@ -670,23 +687,19 @@ pub fn sample_updates(
             .filter(|m| pc::is_context_name(&m.path))
             .map(|m| m.start)
             .collect();
-        let first_at = *first.get_or_insert_with(|| named.first().copied());
-        let name_at_first = first_at
+        let name_at_first = first
             .and_then(|a| maps.iter().find(|m| m.start <= a && a < m.end))
             .map_or(String::new(), |m| m.path.clone());
-        let published_at_ns = named.first().and_then(|&a| {
-            let mut ts = [0u8; 8];
-            mem.read(a + 16, &mut ts).ok().map(|()| u64::from_ne_bytes(ts))
-        });
+        let seen = named.first().and_then(|&a| look(mem, a));
         let o = Observation {
             at: start.elapsed(),
             named,
             name_at_first,
-            published_at_ns,
+            published_at_ns: seen.map(|s| s.0),
+            content: seen.map(|s| s.1),
         };
-        if out.last().is_none_or(|l| {
-            (&l.named, &l.name_at_first, l.published_at_ns) != (&o.named, &o.name_at_first, o.published_at_ns)
-        }) {
+        let key = |o: &Observation| (o.named.clone(), o.name_at_first.clone(), o.published_at_ns, o.content);
+        if out.last().is_none_or(|l| key(l) != key(&o)) {
             out.push(o);
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -694,19 +707,19 @@ pub fn sample_updates(
     out
 }
 
-/// The `--duration` rules over what was seen: each update ends in a larger timestamp, and the
-/// mapping keeps a name readers look for.
+/// The `--duration` rules over what was seen: each update (a new timestamp, or new contents)
+/// ends in a larger timestamp, and the mapping keeps a name readers look for.
 pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut last: Option<u64> = None;
+    let mut last: Option<(u64, Option<u64>)> = None;
     let (mut updates, mut zero_since_last) = (0, false);
     let mut bad = Vec::new();
     for o in seen {
         match o.published_at_ns {
             Some(0) => zero_since_last = true,
             Some(ts) => {
-                if let Some(prev) = last {
-                    if ts != prev || zero_since_last {
+                if let Some((prev, content)) = last {
+                    if ts != prev || o.content != content || zero_since_last {
                         updates += 1;
                         if ts <= prev {
                             let ms = o.at.as_millis();
@@ -714,7 +727,7 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
                         }
                     }
                 }
-                last = Some(ts);
+                last = Some((ts, o.content));
                 zero_since_last = false;
             }
             None => {}
@@ -739,7 +752,10 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
         .iter()
         .find(|o| o.named.is_empty() || !pc::is_context_name(&o.name_at_first));
     out.push(match lost {
-        _ if first_name.is_empty() => finding(&UPDATE_NAME, Verdict::Skip, "no OTEL_CTX mapping when the watch began"),
+        _ if seen.is_empty() => finding(&UPDATE_NAME, Verdict::Skip, "nothing watched"),
+        _ if first_name.is_empty() && seen.iter().all(|o| o.named.is_empty()) => {
+            finding(&UPDATE_NAME, Verdict::Skip, "no OTEL_CTX mapping to watch")
+        }
         Some(o) => {
             let now = if o.name_at_first.is_empty() {
                 "nothing"
@@ -750,7 +766,7 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
             finding(
                 &UPDATE_NAME,
                 Verdict::Fail,
-                format!("at {ms} ms no mapping is named OTEL_CTX ({first_name} became {now})"),
+                format!("at {ms} ms no mapping is named OTEL_CTX (the context's address shows {now})"),
             )
         }
         None => finding(&UPDATE_NAME, Verdict::Pass, format!("{first_name} throughout")),
@@ -777,4 +793,76 @@ pub fn counts(findings: &[Finding]) -> [usize; 4] {
         c[f.result as usize] += 1;
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(items: &[(u64, u64)]) -> Vec<Observation> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, &(ts, content))| Observation {
+                at: Duration::from_millis(i as u64),
+                named: vec![0x1000],
+                name_at_first: "/memfd:OTEL_CTX (deleted)".into(),
+                published_at_ns: Some(ts),
+                content: Some(content),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_update_needs_a_larger_timestamp() {
+        let d = Duration::from_secs(1);
+        let ok = update_findings(&seen(&[(5, 1), (0, 1), (9, 2), (12, 3)]), d);
+        assert_eq!(
+            (ok[0].result, ok[0].evidence.as_str()),
+            (Verdict::Pass, "2 update(s) in 1 s, each with a larger timestamp")
+        );
+        // New contents under the same timestamp, or a zero between two equal ones.
+        assert_eq!(update_findings(&seen(&[(5, 1), (5, 2)]), d)[0].result, Verdict::Fail);
+        assert_eq!(
+            update_findings(&seen(&[(5, 1), (0, 1), (5, 1)]), d)[0].result,
+            Verdict::Fail
+        );
+        assert_eq!(update_findings(&seen(&[(5, 1), (4, 2)]), d)[0].result, Verdict::Fail);
+        // No update at all is no failure.
+        assert_eq!(update_findings(&seen(&[(5, 1)]), d)[0].result, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_context_that_loses_its_name_fails() {
+        let mut s = seen(&[(5, 1), (6, 2)]);
+        assert_eq!(update_findings(&s, Duration::from_secs(1))[1].result, Verdict::Pass);
+        s[1].named.clear();
+        s[1].name_at_first.clear();
+        let f = update_findings(&s, Duration::from_secs(1));
+        assert_eq!(f[1].result, Verdict::Fail, "{f:?}");
+    }
+
+    #[test]
+    fn timestamps_must_be_boot_time() {
+        let clock = Clock {
+            now_ns: 5_000_000_000_000,
+            process_start_ns: Some(4_000_000_000_000),
+        };
+        assert_eq!(timestamp_finding(4_500_000_000_000, clock).result, Verdict::Pass);
+        // CLOCK_REALTIME: decades after boot.
+        assert_eq!(
+            timestamp_finding(1_765_000_000_000_000_000, clock).result,
+            Verdict::Fail
+        );
+        assert_eq!(timestamp_finding(3_000_000_000_000, clock).result, Verdict::Fail);
+        assert_eq!(timestamp_finding(0, clock).result, Verdict::Fail);
+    }
+
+    #[test]
+    fn exit_codes_by_the_worst_result() {
+        let f = |r| finding(&SCHEMA, r, "");
+        assert_eq!(exit_code(&[f(Verdict::Pass), f(Verdict::Skip)]), 0);
+        assert_eq!(exit_code(&[f(Verdict::Pass), f(Verdict::Warn)]), EXIT_WARNINGS);
+        assert_eq!(exit_code(&[f(Verdict::Fail), f(Verdict::Warn)]), EXIT_FAILS);
+    }
 }

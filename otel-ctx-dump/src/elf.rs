@@ -329,9 +329,9 @@ pub fn examine<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Result
             let r_type = rela.r_type(endian, false);
             let r_sym = rela.r_sym(endian, false) as usize;
             // The local-dynamic sequence asks for the module's own block (no symbol) and adds a
-            // link-time offset: a module id in a GOT entry, or a TLSDESC for the module's base.
-            let module_base = r_sym == 0 && (r_type == arch.general_dynamic || r_type == arch.tlsdesc);
-            module_id_relocs |= module_base && rela.r_addend(endian) as u64 != st_value;
+            // link-time offset: a module id in a GOT entry, or a TLSDESC for the module's base
+            // (one whose addend is the slot's offset is also the slot's own, below).
+            module_id_relocs |= r_sym == 0 && (r_type == arch.general_dynamic || r_type == arch.tlsdesc);
             let model = match r_type {
                 t if t == arch.tlsdesc => AccessModel::TlsDesc,
                 t if t == arch.initial_exec => AccessModel::InitialExec,

@@ -285,7 +285,11 @@ fn check(o: &CheckOptions) -> i32 {
     });
     if let Some(duration) = o.duration {
         let read_maps = || maps::read(view);
-        let seen = check::sample_updates(&read_maps, &mem, duration, &interrupted);
+        let first = match &snapshot.process_context {
+            ContextStatus::Present { addr, .. } | ContextStatus::Invalid { addr, .. } => Some(*addr),
+            ContextStatus::Absent => None,
+        };
+        let seen = check::sample_updates(&read_maps, &mem, first, duration, &interrupted);
         findings.extend(check::update_findings(&seen, duration));
     }
     if interrupted() {
