@@ -250,7 +250,8 @@ impl<'a, R: Read + Seek> ReadRef<'a> for Bounded<'a, R> {
 
     /// A string: the cache reads up to 4 KiB for it, in 256-byte steps.
     fn read_bytes_at_until(self, range: std::ops::Range<u64>, delimiter: u8) -> Result<&'a [u8], ()> {
-        if self.budget.get() < 4096 {
+        // object's cache subtracts the range's ends: a reversed range would overflow there.
+        if self.budget.get() < 4096 || range.start > range.end || range.end > self.range.len()? {
             return Err(());
         }
         let s = self.range.read_bytes_at_until(range, delimiter)?;
@@ -380,6 +381,21 @@ mod tests {
         fake[..4].copy_from_slice(b"\x7fELF");
         fake[4] = elf::ELFCLASS64;
         assert!(find_export(&fake[..], None).is_err());
+    }
+
+    /// Found by tests/decoders_property.rs: a string table whose end lies before its start made
+    /// object's cache subtract with overflow (a panic in a debug build).
+    #[test]
+    fn string_ranges_outside_the_file_are_refused() {
+        let data = FileData::new(std::io::Cursor::new(vec![b'x', 0, 0, 0]), 4);
+        let bytes = data.bytes();
+        let (start, end) = (3, 1);
+        assert!(bytes.read_bytes_at_until(start..end, 0).is_err());
+        assert!(bytes.read_bytes_at_until(0..5, 0).is_err());
+        assert!(bytes.read_bytes_at(2, 3).is_err());
+        // Control: in range.
+        assert_eq!(bytes.read_bytes_at_until(0..4, 0), Ok(&b"x"[..]));
+        assert_eq!(bytes.read_bytes_at(1, 3), Ok(&[0u8, 0, 0][..]));
     }
 
     #[test]
