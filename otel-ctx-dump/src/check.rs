@@ -5,7 +5,7 @@
 //! so they are tested on fakes; [`sample_updates`] watches a live process for `--duration`.
 
 use crate::elf::{AccessModel, SymbolEntry, SYMBOL};
-use crate::inspect::{ContextStatus, Resolution, SlotRead, Snapshot};
+use crate::inspect::{ContextStatus, Resolution, SlotRead, Snapshot, ThreadProblem};
 use crate::maps::{Mapping, Memory};
 use crate::process_context::{self as pc, Header, ProcessContext};
 use serde::Serialize;
@@ -539,10 +539,13 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
         verdict: Verdict::Warn,
         ..tally(&THREADS_READ)
     };
-    let (mut records, mut empty, mut no_span) = (0, 0, 0);
+    let (mut records, mut empty, mut no_span, mut exited) = (0, 0, 0, 0);
     for t in &s.threads {
-        if let Some(p) = &t.error {
-            unread.bad.push(format!("tid {}: {}", t.tid, p.describe().1));
+        match &t.error {
+            // A thread that ended between the listing and its read has nothing to check.
+            Some(ThreadProblem::Exited) => exited += 1,
+            Some(p) => unread.bad.push(format!("tid {}: {}", t.tid, p.describe().1)),
+            None => {}
         }
         for (_, read) in &t.reads {
             let tid = t.tid;
@@ -607,7 +610,8 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
             finding(t.rule, t.verdict, list(&t.bad))
         });
     };
-    push(unread, &format!("{} thread(s)", s.threads.len()));
+    let read = s.threads.len() - exited;
+    push(unread, &format!("{read} thread(s); {exited} exited before their turn"));
     push(pointer, &seen);
     let no_records = records == 0;
     for t in [align, valid, ids, size, entries, utf8] {
