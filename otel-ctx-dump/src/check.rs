@@ -251,15 +251,18 @@ fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
     for m in &s.modules {
         out.push(match &m.resolution {
             Ok(r @ Resolution::StaticOffset(_)) => finding(&PLACEMENT, Verdict::Pass, format!("{}: {r}", m.path)),
-            Ok(r @ Resolution::Dynamic { .. }) => finding(
-                &PLACEMENT,
-                Verdict::Warn,
-                format!(
-                    "{}: {r}: readers' DTV paths are fragile (layouts per C library, threads without a block \
-                     yet, glibc < 2.40 bug 31372); load the library at start-up or keep PT_TLS small",
-                    m.path
-                ),
-            ),
+            Ok(r @ Resolution::Dynamic { .. }) => {
+                // A general-dynamic module is reached through the DTV wherever its block is.
+                let how = match (m.model, r) {
+                    (AccessModel::GeneralDynamic, Resolution::Dynamic { module_id, offset, .. }) => format!(
+                        "general-dynamic, slot at DTV[{module_id}]+{offset:#x}: reached through the DTV wherever the block is"
+                    ),
+                    _ => r.to_string(),
+                };
+                let why = "readers' DTV paths are fragile (layouts per C library, threads without a block \
+                           yet, glibc < 2.40 bug 31372); load the library at start-up or keep PT_TLS small";
+                finding(&PLACEMENT, Verdict::Warn, format!("{}: {how}: {why}", m.path))
+            }
             Err(e) => finding(
                 &PLACEMENT,
                 Verdict::Fail,
@@ -611,7 +614,12 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
         });
     };
     let read = s.threads.len() - exited;
-    push(unread, &format!("{read} thread(s); {exited} exited before their turn"));
+    let gone = if exited > 0 {
+        format!(" ({exited} exited before their turn)")
+    } else {
+        String::new()
+    };
+    push(unread, &format!("{read} thread(s){gone}"));
     push(pointer, &seen);
     let no_records = records == 0;
     for t in [align, valid, ids, size, entries, utf8] {
