@@ -272,3 +272,56 @@ fn a_hostile_schema_version_is_inert_in_every_text_output() {
         );
     }
 }
+
+/// Issue 20 B4: thousands of OTEL_CTX mappings "being updated" stalled one read for minutes.
+#[test]
+fn a_flood_of_contexts_being_updated_is_read_in_bounded_time() {
+    let d = built();
+    let target = Target::spawn(Command::new(d.join("writer")).args(["--context", "flood"]));
+    assert_eq!(target.line(Duration::from_secs(60)), "ready");
+    let pid = target.pid().to_string();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(maps.matches("OTEL_CTX").count() > 3000, "control: the flood is there");
+    let start = std::time::Instant::now();
+    let (code, json) = check_with("writer", &["--context", "flood"], &[], &[]);
+    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    let f = findings(&json, "context mapping");
+    assert!(f[0].0 == "fail" && f[0].2.contains("3001 mappings"), "{f:?}");
+    assert_eq!(code, EXIT_FAILS);
+    let start = std::time::Instant::now();
+    let (_, out, _) = dump(&["--json", &pid]);
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    let json = Json::parse(out.trim()).unwrap();
+    assert_eq!(
+        json.get("process_context").get("status").str(),
+        Some("invalid"),
+        "{out}"
+    );
+}
+
+/// Ctrl-C ends a check promptly, even in the middle of --duration.
+#[test]
+fn a_check_ends_on_sigint() {
+    let d = built();
+    let target = Target::spawn(&mut Command::new(d.join("writer")));
+    assert_eq!(target.line(Duration::from_secs(30)), "ready");
+    let mut checker = support::dump_binary();
+    let checker = Command::new(std::mem::take(&mut checker))
+        .args(["check", "--duration", "60", &target.pid().to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // Safety: sends SIGINT to our own child.
+    assert_eq!(unsafe { libc::kill(checker.id() as i32, libc::SIGINT) }, 0);
+    let start = std::time::Instant::now();
+    let mut checker = checker;
+    let status = loop {
+        if let Some(s) = checker.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the check ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130));
+}

@@ -4,7 +4,8 @@
  * (the module linked at start-up, or the executable itself), or in the module --dlopen loads.
  * Prints "ready" once published; with --update, updates the context every 50 ms from 1 s
  * after that (so a checker has read it first) until stdin closes; exits 0 on EOF.
- *   --context ok|none|two|exec|signature|version|size0|size-big|ts0|realtime|garbage
+ *   --context ok|none|two|exec|signature|version|size0|size-big|ts0|realtime|garbage|flood
+ *             (flood: 3000 more OTEL_CTX mappings, each forever "being updated")
  *   --schema VALUE | --no-schema      threadlocal.schema_version (default tlsdesc_v1_dev)
  *   --keys a,b,c | --keys-257         the key map (default http_method,http_route)
  *   --record ok|none|dangling|odd|valid2|size700|overrun|key-outside|bad-utf8|one-id|idle1|idle0
@@ -267,6 +268,20 @@ int main(int argc, char **argv) {
     context = publish(strcmp(context_mode, "exec") == 0 ? PROT_READ | PROT_EXEC : PROT_READ | PROT_WRITE);
   }
   if (strcmp(context_mode, "two") == 0) publish(PROT_READ | PROT_WRITE);
+  /* After the real one: mmap places them below it, so readers meet them first. */
+  if (strcmp(context_mode, "flood") == 0) {
+    for (int i = 0; i < 3000; i++) {
+      int fd = memfd_create("OTEL_CTX", MFD_CLOEXEC);
+      if (fd < 0 || ftruncate(fd, 4096) != 0) exit(3);
+      uint8_t *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (p == MAP_FAILED) exit(3);
+      close(fd);
+      uint32_t version = 2, size = 10;
+      memcpy(p, "OTEL_CTX", 8);
+      memcpy(p + 8, &version, 4);
+      memcpy(p + 12, &size, 4); /* published_at stays 0 */
+    }
+  }
 
   pthread_barrier_init(&published, NULL, 2);
   pthread_t t;
