@@ -273,13 +273,16 @@ fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
     out
 }
 
-/// Header rules, on the fields read (skipped from the first that fails: the rest is garbage).
+/// Header rules, on the fields read (all skipped after a bad signature: the rest is garbage).
 fn header_findings(head: &[u8; pc::HEADER_SIZE], clock: Clock, out: &mut Vec<Finding>) -> bool {
     let h = Header::fields(head);
     let signature = &head[..8];
     if signature != pc::SIGNATURE {
         let shown = String::from_utf8_lossy(signature).into_owned();
-        out.push(finding(&SIGNATURE, Verdict::Fail, format!("{shown:?}")));
+        out.push(finding(&SIGNATURE, Verdict::Fail, format!("\"{shown}\"")));
+        for rule in [&VERSION, &PAYLOAD_SIZE, &TIMESTAMP] {
+            out.push(finding(rule, Verdict::Skip, "no process-context header here"));
+        }
         return false;
     }
     out.push(finding(&SIGNATURE, Verdict::Pass, "OTEL_CTX"));
@@ -873,6 +876,49 @@ mod tests {
         );
         assert_eq!(timestamp_finding(3_000_000_000_000, clock).result, Verdict::Fail);
         assert_eq!(timestamp_finding(0, clock).result, Verdict::Fail);
+    }
+
+    /// One line per rule, whatever failed first: nothing found, or a mapping with a bad signature.
+    #[test]
+    fn every_rule_has_one_line() {
+        let snapshot = Snapshot {
+            pid: 1,
+            command: "x".into(),
+            process_context: ContextStatus::Absent,
+            modules: vec![],
+            module_errors: vec![],
+            threads: vec![],
+            threads_skipped: 0,
+            libc: crate::platform::CLibrary::Glibc,
+            symbol_entries: vec![],
+        };
+        let mapping = Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            perms: "rw-p".into(),
+            offset: 0,
+            dev: "00:01".into(),
+            inode: 1,
+            path: "[anon:OTEL_CTX]".into(),
+        };
+        let mem: Vec<(u64, Vec<u8>)> = vec![(0x1000, b"NOT_OTEL".repeat(4))];
+        let clock = Clock {
+            now_ns: 1,
+            process_start_ns: None,
+        };
+        for maps in [vec![], vec![mapping]] {
+            let mut f = run(&Inputs {
+                snapshot: &snapshot,
+                maps: &maps,
+                mem: &mem,
+                clock,
+            });
+            f.extend(update_findings(&[], Duration::from_secs(1)));
+            for rule in RULES {
+                let n = f.iter().filter(|x| x.rule == *rule).count();
+                assert_eq!(n, 1, "{} with {} mapping(s): {f:#?}", rule.id, maps.len());
+            }
+        }
     }
 
     #[test]
