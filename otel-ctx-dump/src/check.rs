@@ -522,7 +522,24 @@ struct Tally {
     verdict: Verdict,
 }
 
+/// The rules about each thread's record, in report order.
+const THREAD_RULES: [&Rule; 9] = [
+    &THREADS_READ,
+    &SLOT_POINTER,
+    &ALIGNMENT,
+    &VALID,
+    &IDS,
+    &ATTRS_SIZE,
+    &ENTRIES,
+    &UTF8,
+    &KEY_INDEXES,
+];
+
 fn thread_findings(s: &Snapshot) -> Vec<Finding> {
+    if s.modules.iter().all(|m| m.resolution.is_err()) {
+        let why = "no slot a reader can locate";
+        return THREAD_RULES.iter().map(|r| finding(r, Verdict::Skip, why)).collect();
+    }
     let key_map_len = s
         .process_context
         .context()
