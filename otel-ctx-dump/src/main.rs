@@ -16,28 +16,41 @@ use std::time::{Duration, Instant};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// The first signal asks for a clean end; a second one ends the process at once (the kernel
-/// detaches whatever the tracer thread still holds), should anything ever block.
+/// The first signal asks for a clean end, which takes well under a second (every wait is
+/// bounded and checks the flag); should anything ever block, SIGALRM ends the process 2 s later,
+/// and a second signal at once. The kernel detaches whatever the tracer thread still holds.
 extern "C" fn on_signal(_: libc::c_int) {
     if INTERRUPTED.swap(true, Ordering::SeqCst) {
         // Safety: _exit is async-signal-safe.
         unsafe { libc::_exit(exit::INTERRUPTED) };
     }
+    // Safety: alarm is async-signal-safe.
+    unsafe { libc::alarm(2) };
+}
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    // Safety: _exit is async-signal-safe.
+    unsafe { libc::_exit(exit::INTERRUPTED) };
 }
 
 fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Ctrl-C and friends only set a flag (handled here: the tracer thread blocks them): the reader
-/// finishes the read in progress, skips the threads not read yet, releases every thread and exits 130.
+/// Ctrl-C and friends set a flag (handled here: the tracer thread blocks them): the reader
+/// finishes the read in progress, skips the threads not read yet, releases every thread and exits
+/// 130 (see `on_signal` for what happens if that does not come soon).
 fn install_signal_flag() {
-    for sig in TERMINATION_SIGNALS {
-        // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, which is
-        // async-signal-safe.
+    let handlers = TERMINATION_SIGNALS.map(|sig| (sig, on_signal as extern "C" fn(libc::c_int)));
+    for (sig, handler) in handlers
+        .into_iter()
+        .chain([(libc::SIGALRM, on_alarm as extern "C" fn(_))])
+    {
+        // Safety: a zeroed sigaction is valid; the handlers only store to an atomic, call alarm
+        // or _exit, all async-signal-safe.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            sa.sa_sigaction = handler as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
