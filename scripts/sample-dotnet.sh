@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the .NET sample service (samples/dotnet) under load for LOAD_SECONDS (default 8), reads it
-# from outside with otel-ctx-dump READS times (default 5), then checks every span a thread showed
-# against the spans the service exported (scripts/check-sample-spans.py), and that the check can
-# fail. Needs `cargo build --workspace` first. The service is killed on every exit path.
+# from outside with otel-ctx-dump check (every rule must pass) and READS times (default 5), then
+# checks every span a thread showed against the spans the service exported
+# (scripts/check-sample-spans.py), and that the check can fail. Needs `cargo build --workspace`
+# first. The service is killed on every exit path.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 lib="${OTEL_NATIVE_LIBRARY:-$root/target/debug/libotel_thread_ctx.so}"
@@ -43,6 +44,11 @@ if [ "${SHOW_TABLE:-1}" = 1 ]; then
   echo "--- otel-ctx-dump $pid (one read as text; threads that never had a record left out):"
   "$dump" "$pid" | grep -v -e '(no context)' || true
 fi
+echo "--- otel-ctx-dump check --duration 1 $pid: every rule of the OTEPs a writer can break"
+rc=0
+"$dump" check --duration 1 "$pid" >"$run/check.txt" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$run/check.txt"; die "otel-ctx-dump check exited with $rc (7: warnings, 8: failures)"; }
+tail -1 "$run/check.txt"
 echo "--- otel-ctx-dump --json $pid, ${READS:-5} more reads while requests hop threads"
 for i in $(seq "${READS:-5}"); do
   t0=$(date +%s.%N)

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 pub const USAGE: &str = "\
 usage: otel-ctx-dump [--json] [--thread TID] [--watch SECONDS [--samples N]] PID
+       otel-ctx-dump check [--json] [--duration SECONDS] PID
 
 Reads process PID's OpenTelemetry process context and each thread's span context
 (the otel_thread_ctx_v1 TLS slot), the way the OpenTelemetry eBPF profiler does.
@@ -29,6 +30,12 @@ exit codes:
   5    no module exports otel_thread_ctx_v1 (the process context, if any, is still shown)
   6    process context absent or invalid (threads are still shown)
   130  interrupted (every thread was released first)
+
+otel-ctx-dump check PID: one line per rule of OTEP 4947 and OTEP 4719 a writer can break,
+with the clause, the result (pass, warn, fail; skip when a rule it needs failed) and the
+evidence. --duration SECONDS also watches that long for updates of the process context.
+It exits 0 when every rule passes, 7 with warnings only, 8 with failures (or 1-4, 130 as
+above when the process cannot be read).
 ";
 
 #[derive(clap::Parser, Clone, Debug, PartialEq)]
@@ -44,6 +51,24 @@ pub struct Options {
     pub samples: Option<u64>,
     #[arg(value_name = "PID", value_parser = positive_id)]
     pub pid: i32,
+}
+
+#[derive(clap::Parser, Clone, Debug, PartialEq)]
+#[command(name = "otel-ctx-dump check", override_help = USAGE)]
+pub struct CheckOptions {
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_name = "SECONDS", value_parser = interval)]
+    pub duration: Option<Duration>,
+    #[arg(value_name = "PID", value_parser = positive_id)]
+    pub pid: i32,
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Dump(Options),
+    Check(CheckOptions),
 }
 
 fn positive_id(s: &str) -> Result<i32, String> {
@@ -63,11 +88,25 @@ fn sample_count(s: &str) -> Result<u64, String> {
     n.ok_or_else(|| format!("takes a positive integer, got {s:?}"))
 }
 
-/// Parses the arguments after the program name: `--help` and `--version` print and exit here,
-/// the error is clap's message, one line.
+/// Parses the arguments after the program name: `check ...` or the dump's options.
+pub fn parse_command<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("check") {
+        args.next();
+        return parse_as::<CheckOptions>(args).map(Command::Check);
+    }
+    parse(args).map(Command::Dump)
+}
+
+/// Parses the dump's arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String> {
-    use clap::{error::ErrorKind, Parser};
-    let e = match Options::try_parse_from(std::iter::once("otel-ctx-dump".to_owned()).chain(args)) {
+    parse_as(args)
+}
+
+/// `--help` and `--version` print and exit here; the error is clap's message, one line.
+fn parse_as<T: clap::Parser>(args: impl IntoIterator<Item = String>) -> Result<T, String> {
+    use clap::error::ErrorKind;
+    let e = match T::try_parse_from(std::iter::once("otel-ctx-dump".to_owned()).chain(args)) {
         Ok(o) => return Ok(o),
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
         Err(e) => e.to_string(),
@@ -104,6 +143,22 @@ mod tests {
         let o = p(&["--watch", "0.5", "--samples", "3", "9"]).unwrap();
         assert_eq!(o.watch, Some(Duration::from_millis(500)));
         assert_eq!(o.samples, Some(3));
+    }
+
+    #[test]
+    fn parses_check() {
+        let c = |args: &[&str]| parse_command(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            c(&["check", "--json", "--duration", "2", "7"]),
+            Ok(Command::Check(CheckOptions {
+                json: true,
+                duration: Some(Duration::from_secs(2)),
+                pid: 7
+            }))
+        );
+        assert!(matches!(c(&["7"]), Ok(Command::Dump(_))));
+        assert!(c(&["check", "--watch", "1", "7"]).is_err());
+        assert!(c(&["check"]).is_err());
     }
 
     #[test]

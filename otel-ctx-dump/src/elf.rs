@@ -3,9 +3,11 @@
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
-use object::read::ReadRef;
+use object::read::{ReadCache, ReadCacheRange, ReadRef};
 use object::Endianness;
+use std::cell::Cell;
 use std::fmt;
+use std::io::{Read, Seek};
 
 use crate::platform::{Arch, TlsLayout};
 
@@ -19,6 +21,9 @@ pub enum AccessModel {
     InitialExec,
     /// No dynamic relocation: the executable's own code uses a fixed thread-pointer offset.
     LocalExec,
+    /// No relocation names the slot, but the module asks for its own TLS block and adds a
+    /// link-time offset: readers do not support it (OTEP 4947).
+    LocalDynamic,
 }
 
 impl fmt::Display for AccessModel {
@@ -28,6 +33,7 @@ impl fmt::Display for AccessModel {
             AccessModel::GeneralDynamic => "general-dynamic",
             AccessModel::InitialExec => "initial-exec",
             AccessModel::LocalExec => "local-exec",
+            AccessModel::LocalDynamic => "local-dynamic",
         })
     }
 }
@@ -68,18 +74,22 @@ pub struct TlsExport {
     pub tls: Option<TlsSegment>,
     pub loads: Vec<LoadSegment>,
     pub relocs: Vec<TlsReloc>,
+    /// The module has relocations for its own TLS block without a symbol (local-dynamic).
+    pub module_id_relocs: bool,
 }
 
 impl TlsExport {
     /// The access model readers should follow: TLSDESC first, then initial-exec, then
-    /// general-dynamic; local-exec when the module has no relocation for the slot.
+    /// general-dynamic; without a relocation for the slot, local-dynamic if the module reaches
+    /// its own TLS block, else local-exec.
     pub fn access_model(&self) -> AccessModel {
         use AccessModel::*;
         let has = |m: &AccessModel| self.relocs.iter().any(|r| r.model == *m);
+        let none = if self.module_id_relocs { LocalDynamic } else { LocalExec };
         [TlsDesc, InitialExec, GeneralDynamic]
             .into_iter()
             .find(has)
-            .unwrap_or(LocalExec)
+            .unwrap_or(none)
     }
 
     /// The relocation of an access model: one naming the symbol first, else one matched by addend.
@@ -126,30 +136,167 @@ impl TlsExport {
     }
 }
 
+/// One `.dynsym` entry named `otel_thread_ctx_v1`, whatever it is: the checker names every
+/// module that defines or references the slot, not only the one a reader would pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SymbolEntry {
+    /// False for a reference (`SHN_UNDEF`), e.g. an executable's `extern __thread`.
+    pub defined: bool,
+    pub st_type: u8,
+    pub st_bind: u8,
+    pub st_size: u64,
+}
+
+impl fmt::Display for SymbolEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.defined { "defines" } else { "references" };
+        let kind = match self.st_type {
+            elf::STT_TLS => "STT_TLS".to_owned(),
+            elf::STT_OBJECT => "STT_OBJECT".to_owned(),
+            elf::STT_NOTYPE => "STT_NOTYPE".to_owned(),
+            elf::STT_FUNC => "STT_FUNC".to_owned(),
+            t => format!("type {t}"),
+        };
+        let bind = match self.st_bind {
+            elf::STB_GLOBAL => "GLOBAL".to_owned(),
+            elf::STB_WEAK => "WEAK".to_owned(),
+            elf::STB_LOCAL => "LOCAL".to_owned(),
+            b => format!("binding {b}"),
+        };
+        write!(f, "{what} it: {kind}, {bind}, size {}", self.st_size)
+    }
+}
+
+/// What one ELF file says about the slot: the definition a reader would use, and every entry of
+/// that name in `.dynsym`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Examined {
+    pub export: Option<TlsExport>,
+    pub entries: Vec<SymbolEntry>,
+}
+
 /// The defined `otel_thread_ctx_v1` TLS symbol in `.dynsym` of a 64-bit ELF file of a known
-/// architecture (of `only`, if given); `Ok(None)` if not such a file or symbol. `data` may be a
-/// [`object::read::ReadCache`] over the open file: only the headers and sections needed are read.
+/// architecture (of `only`, if given); `Ok(None)` if not such a file or symbol.
 pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Result<Option<TlsExport>, String> {
+    examine(data, only).map(|e| e.export)
+}
+
+/// Most bytes one file's examination reads, in all: `.dynsym`, `.dynstr` and the relocations of a
+/// large library fit many times over; a file whose headers claim more is refused.
+pub const READ_BUDGET: u64 = 256 << 20;
+
+/// An ELF file read on demand through a cache, never past its real size (a section header may
+/// claim a terabyte) and never more than [`READ_BUDGET`] bytes in all.
+pub struct FileData<R: Read + Seek> {
+    cache: ReadCache<R>,
+    len: u64,
+    budget: Cell<u64>,
+}
+
+impl<R: Read + Seek> FileData<R> {
+    /// `len` is the file's real size (`fstat`).
+    pub fn new(read: R, len: u64) -> FileData<R> {
+        FileData {
+            cache: ReadCache::new(read),
+            len,
+            budget: Cell::new(READ_BUDGET),
+        }
+    }
+
+    pub fn bytes(&self) -> Bounded<'_, R> {
+        Bounded {
+            range: self.cache.range(0, self.len),
+            budget: &self.budget,
+        }
+    }
+}
+
+/// The [`ReadRef`] of a [`FileData`].
+pub struct Bounded<'a, R: Read + Seek> {
+    range: ReadCacheRange<'a, R>,
+    budget: &'a Cell<u64>,
+}
+
+impl<R: Read + Seek> Clone for Bounded<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R: Read + Seek> Copy for Bounded<'_, R> {}
+
+impl<'a, R: Read + Seek> Bounded<'a, R> {
+    fn charge(self, n: u64) -> Result<(), ()> {
+        let left = self.budget.get().checked_sub(n).ok_or(())?;
+        self.budget.set(left);
+        Ok(())
+    }
+}
+
+impl<'a, R: Read + Seek> ReadRef<'a> for Bounded<'a, R> {
+    fn len(self) -> Result<u64, ()> {
+        self.range.len()
+    }
+
+    /// The range checks `offset + size` against the file's size before anything is allocated.
+    fn read_bytes_at(self, offset: u64, size: u64) -> Result<&'a [u8], ()> {
+        let len = self.range.len()?;
+        if offset.checked_add(size).is_none_or(|end| end > len) {
+            return Err(());
+        }
+        self.charge(size)?;
+        self.range.read_bytes_at(offset, size)
+    }
+
+    /// A string: the cache reads up to 4 KiB for it, in 256-byte steps.
+    fn read_bytes_at_until(self, range: std::ops::Range<u64>, delimiter: u8) -> Result<&'a [u8], ()> {
+        // object's cache subtracts the range's ends: a reversed range would overflow there.
+        if self.budget.get() < 4096 || range.start > range.end || range.end > self.range.len()? {
+            return Err(());
+        }
+        let s = self.range.read_bytes_at_until(range, delimiter)?;
+        self.charge((s.len() as u64 + 1).next_multiple_of(256))?;
+        Ok(s)
+    }
+}
+
+/// Examines a 64-bit ELF file of a known architecture (of `only`, if given) for the slot; an
+/// empty answer if it is not such a file. `data` may be a [`FileData`]'s bytes: only the headers
+/// and sections needed are read.
+pub fn examine<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Result<Examined, String> {
     if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
-        return Ok(None);
+        return Ok(Examined::default());
     }
     let err = |what: &'static str| move |e: object::read::Error| format!("{what}: {e}");
     let header = elf::FileHeader64::<Endianness>::parse(data).map_err(err("ELF header"))?;
     let endian = header.endian().map_err(err("ELF endianness"))?;
     let arch = match Arch::for_machine(header.e_machine(endian)) {
         Some(arch) if only.is_none_or(|a| a == arch) => arch,
-        _ => return Ok(None),
+        _ => return Ok(Examined::default()),
     };
     let sections = header.sections(endian, data).map_err(err("section headers"))?;
     let dynsym = sections
         .symbols(endian, data, elf::SHT_DYNSYM)
         .map_err(err(".dynsym"))?;
-    let Some((sym_index, sym)) = dynsym.iter().enumerate().find(|(_, sym)| {
-        sym.st_type() == elf::STT_TLS
-            && sym.st_shndx(endian) != elf::SHN_UNDEF
-            && sym.name(endian, dynsym.strings()).ok() == Some(SYMBOL.as_bytes())
-    }) else {
-        return Ok(None);
+    let mut entries = Vec::new();
+    let mut found = None;
+    for (i, sym) in dynsym.iter().enumerate() {
+        if sym.name(endian, dynsym.strings()).ok() != Some(SYMBOL.as_bytes()) {
+            continue;
+        }
+        let entry = SymbolEntry {
+            defined: sym.st_shndx(endian) != elf::SHN_UNDEF,
+            st_type: sym.st_type(),
+            st_bind: sym.st_bind(),
+            st_size: sym.st_size(endian),
+        };
+        if found.is_none() && entry.defined && entry.st_type == elf::STT_TLS {
+            found = Some((i, sym));
+        }
+        entries.push(entry);
+    }
+    let Some((sym_index, sym)) = found else {
+        return Ok(Examined { export: None, entries });
     };
     let st_value = sym.st_value(endian);
 
@@ -171,6 +318,7 @@ pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Re
     }
 
     let mut relocs = Vec::new();
+    let mut module_id_relocs = false;
     for section in sections.iter() {
         if section.sh_type(endian) != elf::SHT_RELA || section.sh_link(endian) as usize != dynsym.section().0 {
             continue;
@@ -180,13 +328,17 @@ pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Re
         };
         for rela in relas {
             let r_type = rela.r_type(endian, false);
+            let r_sym = rela.r_sym(endian, false) as usize;
+            // The local-dynamic sequence asks for the module's own block (no symbol) and adds a
+            // link-time offset: a module id in a GOT entry, or a TLSDESC for the module's base
+            // (one whose addend is the slot's offset is also the slot's own, below).
+            module_id_relocs |= r_sym == 0 && (r_type == arch.general_dynamic || r_type == arch.tlsdesc);
             let model = match r_type {
                 t if t == arch.tlsdesc => AccessModel::TlsDesc,
                 t if t == arch.initial_exec => AccessModel::InitialExec,
                 t if t == arch.general_dynamic => AccessModel::GeneralDynamic,
                 _ => continue,
             };
-            let r_sym = rela.r_sym(endian, false) as usize;
             let by_symbol = r_sym == sym_index;
             // Without a symbol, TLSDESC and TPOFF64 carry the TLS offset in the addend.
             let by_addend =
@@ -201,7 +353,7 @@ pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Re
             }
         }
     }
-    Ok(Some(TlsExport {
+    let export = TlsExport {
         arch,
         st_value,
         st_size: sym.st_size(endian),
@@ -209,7 +361,12 @@ pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Re
         tls,
         loads,
         relocs,
-    }))
+        module_id_relocs,
+    };
+    Ok(Examined {
+        export: Some(export),
+        entries,
+    })
 }
 
 #[cfg(test)]
@@ -226,6 +383,21 @@ mod tests {
         assert!(find_export(&fake[..], None).is_err());
     }
 
+    /// Found by tests/decoders_property.rs: a string table whose end lies before its start made
+    /// object's cache subtract with overflow (a panic in a debug build).
+    #[test]
+    fn string_ranges_outside_the_file_are_refused() {
+        let data = FileData::new(std::io::Cursor::new(vec![b'x', 0, 0, 0]), 4);
+        let bytes = data.bytes();
+        let (start, end) = (3, 1);
+        assert!(bytes.read_bytes_at_until(start..end, 0).is_err());
+        assert!(bytes.read_bytes_at_until(0..5, 0).is_err());
+        assert!(bytes.read_bytes_at(2, 3).is_err());
+        // Control: in range.
+        assert_eq!(bytes.read_bytes_at_until(0..4, 0), Ok(&b"x"[..]));
+        assert_eq!(bytes.read_bytes_at(1, 3), Ok(&[0u8, 0, 0][..]));
+    }
+
     #[test]
     fn local_exec_offset_follows_glibc_layout() {
         let e = TlsExport {
@@ -240,6 +412,7 @@ mod tests {
             }),
             loads: vec![],
             relocs: vec![],
+            module_id_relocs: false,
         };
         // Block of 20 bytes rounded to 32, slot 8 bytes in: tp - 32 + 8.
         assert_eq!(e.local_exec_tp_offset(), Some(-24));
@@ -259,6 +432,7 @@ mod tests {
             }),
             loads: vec![],
             relocs: vec![],
+            module_id_relocs: false,
         };
         // After the 16-byte TCB, 8 bytes into the block.
         assert_eq!(e.local_exec_tp_offset(), Some(16 + 8));
@@ -294,6 +468,7 @@ mod tests {
                 },
             ],
             relocs: vec![],
+            module_id_relocs: false,
         };
         assert_eq!(e.load_bias(0x7f0000001000, 0x1000), Some(0x7f0000001000 - 0x2000));
         assert_eq!(e.load_bias(0x7f0000000000, 0), Some(0x7f0000000000));

@@ -1,24 +1,25 @@
 //! The JSON rendering: what the snapshot types' derived `Serialize` does not give. Field names and
 //! order are the output's contract (scripts and tests read them); fields may be added, never removed.
 
+use crate::check::{self, Finding};
 use crate::elf::SYMBOL;
+use crate::escape::is_terminal_control;
 use crate::inspect::{Module, Resolution, Row, RowBody, SlotRead, Snapshot, ThreadProblem};
 use crate::output;
-use crate::process_context::Value;
 use crate::record::hex;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::io::{self, Write};
 
 /// serde_json's formatter, also escaping what acts on a terminal but is valid raw in JSON: DEL,
-/// C1 controls, bidirectional overrides, U+2028/U+2029.
+/// C1 controls, bidirectional overrides, U+2028/U+2029 (see [`crate::escape`]).
 struct TerminalSafe;
 
 impl serde_json::ser::Formatter for TerminalSafe {
     fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
-            if output::is_terminal_control(c) || matches!(c, '\u{2028}' | '\u{2029}') {
+            if is_terminal_control(c) {
                 w.write_all(&fragment.as_bytes()[start..i])?;
                 write!(w, "\\u{:04x}", c as u32)?;
                 start = i + c.len_utf8();
@@ -34,29 +35,6 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> String {
     let mut ser = serde_json::Serializer::with_formatter(&mut out, TerminalSafe);
     value.serialize(&mut ser).expect("serialising to memory cannot fail");
     String::from_utf8(out).expect("serde_json writes UTF-8")
-}
-
-/// An address, as a `0x…` string (JSON numbers lose precision past 2^53).
-pub(crate) fn address<S: Serializer>(addr: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&format_args!("{addr:#x}"))
-}
-
-/// Key/value pairs as one JSON object, in their order (a repeated key is repeated).
-pub(crate) fn key_values<S: Serializer>(items: &[(String, Value)], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(items.iter().map(|(k, v)| (k, v)))
-}
-
-/// JSON has no NaN or infinity: those are said in a string.
-pub(crate) fn double<S: Serializer>(d: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if d.is_finite() {
-        s.serialize_f64(*d)
-    } else {
-        s.collect_str(d)
-    }
-}
-
-pub(crate) fn bytes<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex(b))
 }
 
 impl Serialize for Snapshot {
@@ -145,9 +123,36 @@ impl Serialize for Row<'_> {
     }
 }
 
+/// A check as one JSON object: the process, every finding, the counts and the exit code.
+pub fn check_report(s: &Snapshot, findings: &[Finding]) -> String {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        pid: i32,
+        command: &'a str,
+        checks: &'a [Finding],
+        passed: usize,
+        warned: usize,
+        failed: usize,
+        skipped: usize,
+        exit_code: i32,
+    }
+    let [passed, skipped, warned, failed] = check::counts(findings);
+    to_string(&Report {
+        pid: s.pid,
+        command: &s.command,
+        checks: findings,
+        passed,
+        warned,
+        failed,
+        skipped,
+        exit_code: check::exit_code(findings),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process_context::Value;
 
     #[test]
     fn strings_are_escaped_for_terminals_too() {

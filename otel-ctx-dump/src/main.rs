@@ -1,10 +1,13 @@
 //! `otel-ctx-dump PID`: see `otel-ctx-dump --help` and the README.
 
-use otel_ctx_dump::cli::{self, Options};
+use otel_ctx_dump::check::{self, Clock, Inputs};
+use otel_ctx_dump::cli::{self, CheckOptions, Command, Options};
 use otel_ctx_dump::inspect::{ContextStatus, InspectError, Inspector, Module, Row, Snapshot, ThreadProblem};
-use otel_ctx_dump::json;
+use otel_ctx_dump::maps::{self, ProcessMemory};
 use otel_ctx_dump::output::{self, exit, printable};
 use otel_ctx_dump::ptrace::TERMINATION_SIGNALS;
+use otel_ctx_dump::threads::ProcessHandle;
+use otel_ctx_dump::{escape, json};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,23 +16,41 @@ use std::time::{Duration, Instant};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// The first signal asks for a clean end, which takes well under a second (every wait is
+/// bounded and checks the flag); should anything ever block, SIGALRM ends the process 2 s later,
+/// and a second signal at once. The kernel detaches whatever the tracer thread still holds.
 extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // Safety: _exit is async-signal-safe.
+        unsafe { libc::_exit(exit::INTERRUPTED) };
+    }
+    // Safety: alarm is async-signal-safe.
+    unsafe { libc::alarm(2) };
+}
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    // Safety: _exit is async-signal-safe.
+    unsafe { libc::_exit(exit::INTERRUPTED) };
 }
 
 fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Ctrl-C and friends only set a flag (handled here: the tracer thread blocks them): the reader
-/// finishes the read in progress, skips the threads not read yet, releases every thread and exits 130.
+/// Ctrl-C and friends set a flag (handled here: the tracer thread blocks them): the reader
+/// finishes the read in progress, skips the threads not read yet, releases every thread and exits
+/// 130 (see `on_signal` for what happens if that does not come soon).
 fn install_signal_flag() {
-    for sig in TERMINATION_SIGNALS {
-        // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, which is
-        // async-signal-safe.
+    let handlers = TERMINATION_SIGNALS.map(|sig| (sig, on_signal as extern "C" fn(libc::c_int)));
+    for (sig, handler) in handlers
+        .into_iter()
+        .chain([(libc::SIGALRM, on_alarm as extern "C" fn(_))])
+    {
+        // Safety: a zeroed sigaction is valid; the handlers only store to an atomic, call alarm
+        // or _exit, all async-signal-safe.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            sa.sa_sigaction = handler as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
@@ -86,8 +107,9 @@ fn report_error(pid: i32, e: &InspectError) -> i32 {
 }
 
 /// Every output ends in a newline, which flushes stdout; a closed pipe is not an error here.
+/// The text is made inert on the way (JSON already is).
 fn put(out: &str) {
-    let _ = std::io::stdout().write_all(out.as_bytes());
+    let _ = std::io::stdout().write_all(escape::inert(out).as_bytes());
 }
 
 fn once(o: &Options) -> i32 {
@@ -167,6 +189,11 @@ fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
 }
 
 fn watch(o: &Options, interval: Duration) -> i32 {
+    // Held from the start: a pid reused by another process is not this one's "change".
+    let handle = match ProcessHandle::open(o.pid) {
+        Ok(h) => h,
+        Err(_) => return report_error(o.pid, &InspectError::NoSuchProcess),
+    };
     let mut inspector = Inspector::new(o.pid);
     inspector.cancel_on(&INTERRUPTED);
     let start = Instant::now();
@@ -198,6 +225,11 @@ fn watch(o: &Options, interval: Duration) -> i32 {
             break;
         }
         let now = match inspector.snapshot(o.thread) {
+            // A sample taken after the process exited may be another process's.
+            _ if handle.exited() => Err(InspectError::NoSuchProcess),
+            now => now,
+        };
+        let now = match now {
             Ok(s) => s,
             Err(InspectError::NoSuchProcess | InspectError::Zombie(_)) if previous.is_some() => {
                 emit("gone", previous.as_ref().unwrap(), &Item::Process { state: "exited" });
@@ -240,9 +272,60 @@ fn watch(o: &Options, interval: Duration) -> i32 {
     exit::INTERRUPTED
 }
 
+/// `otel-ctx-dump check`: one snapshot judged by every rule, then `--duration` of updates.
+fn check(o: &CheckOptions) -> i32 {
+    let handle = match ProcessHandle::open(o.pid) {
+        Ok(h) => h,
+        Err(_) => return report_error(o.pid, &InspectError::NoSuchProcess),
+    };
+    let mut inspector = Inspector::new(o.pid);
+    inspector.cancel_on(&INTERRUPTED);
+    let clock = Clock::of_process(o.pid);
+    let snapshot = match inspector.snapshot(None) {
+        Ok(s) => s,
+        Err(e) => return report_error(o.pid, &e),
+    };
+    let (maps, view) = match inspector.address_space() {
+        Ok(a) => a,
+        Err(e) => return report_error(o.pid, &e),
+    };
+    let mem = ProcessMemory { pid: view };
+    let mut findings = check::run(&Inputs {
+        snapshot: &snapshot,
+        maps: &maps,
+        mem: &mem,
+        clock,
+    });
+    if let Some(duration) = o.duration {
+        let read_maps = || maps::read(view);
+        let first = match &snapshot.process_context {
+            ContextStatus::Present { addr, .. } | ContextStatus::Invalid { addr, .. } => Some(*addr),
+            ContextStatus::Absent => None,
+        };
+        let seen = check::sample_updates(&read_maps, &mem, first, duration, &interrupted);
+        findings.extend(check::update_findings(&seen, duration));
+    }
+    if interrupted() {
+        return exit::INTERRUPTED;
+    }
+    if handle.exited() {
+        return report_error(o.pid, &InspectError::NoSuchProcess);
+    }
+    put(&if o.json {
+        json::check_report(&snapshot, &findings) + "\n"
+    } else {
+        output::check_text(&snapshot, &findings)
+    });
+    check::exit_code(&findings)
+}
+
 fn main() {
-    let code = match cli::parse(std::env::args().skip(1)) {
-        Ok(o) => {
+    let code = match cli::parse_command(std::env::args().skip(1)) {
+        Ok(Command::Check(o)) => {
+            install_signal_flag();
+            check(&o)
+        }
+        Ok(Command::Dump(o)) => {
             install_signal_flag();
             match o.watch {
                 Some(interval) => watch(&o, interval),

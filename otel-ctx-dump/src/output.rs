@@ -1,10 +1,11 @@
-//! The text rendering of a snapshot (JSON is [`crate::json`]'s), and the exit codes.
+//! The text rendering of a snapshot (the JSON one builds on its exit codes and state words).
 
+use crate::check::{self, Finding};
 use crate::elf::SYMBOL;
+pub use crate::escape::printable;
 use crate::inspect::{ContextStatus, Module, Row, RowBody, SlotRead, Snapshot, ThreadProblem, ThreadReport};
 use crate::process_context::{Header, ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
 use crate::record::hex;
-use std::borrow::Cow;
 use std::fmt::Write;
 
 /// Exit codes of `otel-ctx-dump`, as `--help` documents them.
@@ -30,29 +31,6 @@ pub fn exit_code(s: &Snapshot) -> i32 {
     } else {
         exit::OK
     }
-}
-
-/// Does this character act on a terminal (C0 and C1 controls, DEL) or reorder the text around it
-/// (bidirectional overrides and isolates)?
-pub(crate) fn is_terminal_control(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// A string from the target as the text report prints it: controls become Rust-style escapes
-/// (`\u{1b}`, `\r`, `\n`) and a backslash is doubled, so it is inert and unambiguous.
-pub fn printable(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| c == '\\' || is_terminal_control(c)) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            c if is_terminal_control(c) => out.extend(c.escape_debug()),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// The state word of a slot read, shared by both renderings.
@@ -135,7 +113,10 @@ pub fn context_line(status: &ContextStatus) -> String {
         .iter()
         .map(|(k, v)| format!("{}={v}", printable(k)))
         .collect();
-    parts.push(format!("schema {}", c.schema_version.as_deref().unwrap_or("(absent)")));
+    parts.push(format!(
+        "schema {}",
+        c.schema_version.as_deref().map_or("(absent)".into(), printable)
+    ));
     if let Some(m) = &c.key_map {
         parts.push(format!("key map [{}]", key_map_text(m, "?")));
     }
@@ -172,7 +153,7 @@ fn context_body(out: &mut String, c: &ProcessContext) {
         let _ = writeln!(out, "    (none)");
     }
     value_list(out, &c.resource);
-    let schema = c.schema_version.as_deref().unwrap_or("(absent)");
+    let schema = c.schema_version.as_deref().map_or("(absent)".into(), printable);
     let _ = writeln!(out, "  schema version: {schema}");
     let keys = match &c.key_map {
         Some(m) if m.is_empty() => "(empty)".into(),
@@ -246,15 +227,17 @@ pub fn text(s: &Snapshot) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn printable_escapes_what_acts_on_a_terminal() {
-        assert!(matches!(printable("plain name"), Cow::Borrowed(_)));
-        assert_eq!(printable("\u{1b}[31mred\r\n"), "\\u{1b}[31mred\\r\\n");
-        assert_eq!(printable("a\\b\u{7f}\u{9b}\u{202e}"), "a\\\\b\\u{7f}\\u{9b}\\u{202e}");
-        assert_eq!(printable("é ok"), "é ok");
+/// The text of a check: a heading, one line per rule (result, rule, clause, evidence), a summary.
+pub fn check_text(s: &Snapshot, findings: &[Finding]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "check of process {} ({})\n", s.pid, printable(&s.command));
+    let _ = writeln!(out, "{:<4}  {:<18} {:<58}  EVIDENCE", "", "CHECK", "CLAUSE");
+    for f in findings {
+        let result = format!("{:?}", f.result).to_uppercase();
+        let (id, clause, evidence) = (f.rule.id, f.clause, printable(&f.evidence));
+        let _ = writeln!(out, "{result:<4}  {id:<18} {clause:<58}  {evidence}");
     }
+    let [pass, skip, warn, fail] = check::counts(findings);
+    let _ = writeln!(out, "\n{pass} passed, {warn} warned, {fail} failed, {skip} skipped");
+    out
 }

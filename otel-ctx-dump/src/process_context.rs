@@ -3,8 +3,8 @@
 //! `opentelemetry.proto.processcontext.v1development.ProcessContext`; [`proto`] is written from
 //! the field numbers of that schema and of OTLP's common messages.
 
-use crate::json;
 use crate::maps::{Mapping, Memory};
+use crate::ser;
 use serde::Serialize;
 use std::fmt;
 
@@ -97,19 +97,25 @@ pub struct Header {
 }
 
 impl Header {
-    /// Checks a header as readers do, saying what is wrong.
-    pub fn parse(b: &[u8]) -> Result<Header, String> {
-        let b = b
-            .get(..HEADER_SIZE)
-            .ok_or_else(|| format!("header is {} bytes, needs {HEADER_SIZE}", b.len()))?;
+    /// The fields after the signature, unchecked.
+    pub fn fields(b: &[u8; HEADER_SIZE]) -> Header {
         let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        let h = Header {
+        Header {
             version: u32_at(8),
             payload_size: u32_at(12),
             published_at_ns: u64_at(16),
             payload_ptr: u64_at(24),
-        };
+        }
+    }
+
+    /// Checks a header as readers do, saying what is wrong.
+    pub fn parse(b: &[u8]) -> Result<Header, String> {
+        let b: &[u8; HEADER_SIZE] = b
+            .get(..HEADER_SIZE)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| format!("header is {} bytes, needs {HEADER_SIZE}", b.len()))?;
+        let h = Header::fields(b);
         let n = h.payload_size;
         Err(match h {
             _ if &b[..8] != SIGNATURE => format!("bad signature {:?}", String::from_utf8_lossy(&b[..8])),
@@ -133,12 +139,12 @@ pub enum Value {
     Str(String),
     Bool(bool),
     Int(i64),
-    #[serde(serialize_with = "json::double")]
+    #[serde(serialize_with = "ser::double")]
     Double(f64),
     Array(Vec<Value>),
-    #[serde(serialize_with = "json::key_values")]
+    #[serde(serialize_with = "ser::key_values")]
     KvList(Vec<(String, Value)>),
-    #[serde(serialize_with = "json::bytes")]
+    #[serde(serialize_with = "ser::bytes")]
     Bytes(Vec<u8>),
 }
 
@@ -187,10 +193,10 @@ fn convert(kvs: Vec<proto::KeyValue>) -> Vec<(String, Value)> {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProcessContext {
-    #[serde(serialize_with = "json::key_values")]
+    #[serde(serialize_with = "ser::key_values")]
     pub resource: Vec<(String, Value)>,
     /// Every entry of `ProcessContext.attributes`, the two threadlocal ones included.
-    #[serde(serialize_with = "json::key_values")]
+    #[serde(serialize_with = "ser::key_values")]
     pub attributes: Vec<(String, Value)>,
     /// `threadlocal.schema_version`, if present and a string.
     pub schema_version: Option<String>,
@@ -240,7 +246,7 @@ pub fn decode_payload(bytes: &[u8]) -> Result<ProcessContext, String> {
             }
             (SCHEMA_VERSION_KEY, other) => problems.push(format!("{SCHEMA_VERSION_KEY} is not a string: {other}")),
             (KEY_MAP_KEY, Value::Array(items)) => {
-                let map = items.iter().take(MAX_KEYS).enumerate().map(|(i, item)| match item {
+                let map = items.iter().enumerate().map(|(i, item)| match item {
                     Value::Str(s) => Some(s.clone()),
                     other => {
                         problems.push(format!("{KEY_MAP_KEY}[{i}] is not a string: {other}"));
@@ -287,7 +293,12 @@ pub const CONTEXT_MAPPING_NAMES: [&str; 4] = [
 
 /// Does a `/proc/PID/maps` line describe a process-context mapping?
 pub fn is_context_mapping(path: &str, perms: &str) -> bool {
-    CONTEXT_MAPPING_NAMES.contains(&path) && !perms.contains('x')
+    is_context_name(path) && !perms.contains('x')
+}
+
+/// Is this a process-context mapping's name (whatever its permissions)?
+pub fn is_context_name(path: &str) -> bool {
+    CONTEXT_MAPPING_NAMES.contains(&path)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -296,13 +307,13 @@ pub enum ContextStatus {
     Absent,
     Invalid {
         mapping: String,
-        #[serde(rename = "address", serialize_with = "json::address")]
+        #[serde(rename = "address", serialize_with = "ser::address")]
         addr: u64,
         error: String,
     },
     Present {
         mapping: String,
-        #[serde(rename = "address", serialize_with = "json::address")]
+        #[serde(rename = "address", serialize_with = "ser::address")]
         addr: u64,
         #[serde(flatten)]
         header: Header,
@@ -320,11 +331,21 @@ impl ContextStatus {
     }
 }
 
-pub fn read_process_context(maps: &[Mapping], mem: &dyn Memory) -> ContextStatus {
+/// At most this many mappings named like a process context are read: a process has one (more
+/// is a writer's bug the checker reports), and a hostile process may have thousands.
+pub const MAX_CANDIDATES: usize = 8;
+/// Times a read waits 2 ms for a writer to finish an update, for the whole read (all candidates).
+pub const RETRIES: u32 = 5;
+
+/// Finds and reads the process context: bounded work (see [`MAX_CANDIDATES`], [`RETRIES`]), and
+/// it gives up as soon as `cancelled()` says so.
+pub fn read_process_context(maps: &[Mapping], mem: &dyn Memory, cancelled: &dyn Fn() -> bool) -> ContextStatus {
     let mut status = ContextStatus::Absent;
-    for m in maps.iter().filter(|m| is_context_mapping(&m.path, &m.perms)) {
+    let mut retries = RETRIES;
+    let candidates = maps.iter().filter(|m| is_context_mapping(&m.path, &m.perms));
+    for m in candidates.take(MAX_CANDIDATES) {
         let (mapping, addr) = (m.path.clone(), m.start);
-        status = match read_context_at(mem, m) {
+        status = match read_context_at(mem, m, &mut retries, cancelled) {
             Ok((header, context)) => {
                 return ContextStatus::Present {
                     mapping,
@@ -335,11 +356,19 @@ pub fn read_process_context(maps: &[Mapping], mem: &dyn Memory) -> ContextStatus
             }
             Err(error) => ContextStatus::Invalid { mapping, addr, error },
         };
+        if cancelled() {
+            break;
+        }
     }
     status
 }
 
-fn read_context_at(mem: &dyn Memory, m: &Mapping) -> Result<(Header, ProcessContext), String> {
+fn read_context_at(
+    mem: &dyn Memory,
+    m: &Mapping,
+    retries: &mut u32,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<(Header, ProcessContext), String> {
     if m.end - m.start < HEADER_SIZE as u64 {
         return Err("mapping is smaller than the header".into());
     }
@@ -347,14 +376,21 @@ fn read_context_at(mem: &dyn Memory, m: &Mapping) -> Result<(Header, ProcessCont
         let mut head = [0u8; HEADER_SIZE];
         mem.read(m.start, &mut head).map(|()| head)
     };
-    // A writer may update it while we read: retry while it is unpublished or changes under us.
-    let mut last = String::new();
-    for _ in 0..5 {
+    // A writer may update it while we read: retry while it is unpublished or changes under us,
+    // as long as the read's retries last.
+    loop {
         let head = read_head().map_err(|e| format!("reading the header: {e}"))?;
+        let again = |why: &str, retries: &mut u32| {
+            if *retries == 0 || cancelled() {
+                return Err(why.to_owned());
+            }
+            *retries -= 1;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            Ok(())
+        };
         let header = match Header::parse(&head) {
             Err(e) if e == BEING_UPDATED => {
-                last = e;
-                std::thread::sleep(std::time::Duration::from_millis(2));
+                again(&e, retries)?;
                 continue;
             }
             header => header?,
@@ -364,12 +400,11 @@ fn read_context_at(mem: &dyn Memory, m: &Mapping) -> Result<(Header, ProcessCont
         let e = |e| format!("reading the {size}-byte payload at {at:#x}: {e}");
         mem.read(at, &mut payload).map_err(e)?;
         if read_head().ok() != Some(head) {
-            last = "changed while being read".into();
+            again("changed while being read", retries)?;
             continue;
         }
         return Ok((header, decode_payload(&payload)?));
     }
-    Err(last)
 }
 
 #[cfg(test)]
@@ -538,7 +573,7 @@ mod tests {
             path: path.into(),
         };
         let mem = vec![(0x10000, head.clone()), (0x20000, payload)];
-        match read_process_context(&[map("/memfd:OTEL_CTX (deleted)")], &mem) {
+        match read_process_context(&[map("/memfd:OTEL_CTX (deleted)")], &mem, &|| false) {
             ContextStatus::Present { header, context, .. } => {
                 assert_eq!(header.published_at_ns, 77);
                 assert_eq!(context.resource[0].1, Value::Str("svc".into()));
@@ -546,7 +581,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            read_process_context(&[map("[anon:OTHER]")], &mem),
+            read_process_context(&[map("[anon:OTHER]")], &mem, &|| false),
             ContextStatus::Absent
         ));
         // A payload pointer into nothing is reported, not trusted.
@@ -554,8 +589,92 @@ mod tests {
         bad[24..32].copy_from_slice(&0x30000u64.to_ne_bytes());
         let mem = vec![(0x10000, bad)];
         assert!(matches!(
-            read_process_context(&[map("[anon:OTEL_CTX]")], &mem),
+            read_process_context(&[map("[anon:OTEL_CTX]")], &mem, &|| false),
             ContextStatus::Invalid { .. }
         ));
+    }
+
+    fn context_mappings(n: u64) -> Vec<Mapping> {
+        (0..n)
+            .map(|i| Mapping {
+                start: 0x10000 + i * 0x1000,
+                end: 0x11000 + i * 0x1000,
+                perms: "rw-p".into(),
+                offset: 0,
+                dev: "00:01".into(),
+                inode: i,
+                path: "/memfd:OTEL_CTX (deleted)".into(),
+            })
+            .collect()
+    }
+
+    /// Memory where every page holds a header "being updated" (timestamp 0); counts reads.
+    struct AlwaysUpdating(std::cell::Cell<u32>);
+
+    impl Memory for AlwaysUpdating {
+        fn read(&self, _: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            self.0.set(self.0.get() + 1);
+            let h = header(2, 10, 0, 0x1000);
+            buf.copy_from_slice(&h[..buf.len()]);
+            Ok(())
+        }
+    }
+
+    /// Issue 20 B4: thousands of mappings "being updated" cost one retry budget, not 10 ms each.
+    #[test]
+    fn thousands_of_mappings_being_updated_cost_one_retry_budget() {
+        let mem = AlwaysUpdating(Default::default());
+        let start = std::time::Instant::now();
+        let status = read_process_context(&context_mappings(5000), &mem, &|| false);
+        assert!(
+            start.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            matches!(status, ContextStatus::Invalid { ref error, .. } if error == BEING_UPDATED),
+            "{status:?}"
+        );
+        // Each candidate is read at least once, the retries are shared: bounded reads.
+        let reads = mem.0.get() as usize;
+        assert_eq!(reads, MAX_CANDIDATES + RETRIES as usize);
+    }
+
+    #[test]
+    fn a_cancelled_read_stops_at_once() {
+        let mem = AlwaysUpdating(Default::default());
+        let status = read_process_context(&context_mappings(5000), &mem, &|| true);
+        assert!(matches!(status, ContextStatus::Invalid { .. }), "{status:?}");
+        assert_eq!(mem.0.get(), 1, "one header read, no retry, no other mapping");
+    }
+
+    /// Control: one mapping whose writer finishes its update is read after a retry.
+    #[test]
+    fn a_retry_sees_a_finished_update() {
+        struct Finishing(std::cell::Cell<u32>, Vec<u8>);
+        impl Memory for Finishing {
+            fn read(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
+                let n = self.0.get();
+                self.0.set(n + 1);
+                if addr == 0x20000 {
+                    buf.copy_from_slice(&self.1[..buf.len()]);
+                } else {
+                    let h = header(2, self.1.len() as u32, if n == 0 { 0 } else { 9 }, 0x20000);
+                    buf.copy_from_slice(&h[..buf.len()]);
+                }
+                Ok(())
+            }
+        }
+        let payload = super::proto::ProcessContext {
+            resource: None,
+            attributes: vec![kv(
+                SCHEMA_VERSION_KEY,
+                any_value::Value::StringValue(SCHEMA_VERSION.into()),
+            )],
+        }
+        .encode_to_vec();
+        let mem = Finishing(Default::default(), payload);
+        let status = read_process_context(&context_mappings(1), &mem, &|| false);
+        assert!(matches!(status, ContextStatus::Present { .. }), "{status:?}");
     }
 }

@@ -6,7 +6,7 @@
 //! the kernel detaches (dropping the interrupt) what it left seized when it exits. That thread
 //! blocks [`TERMINATION_SIGNALS`], so the program's handlers run on another one.
 
-use crate::inspect::{status_field, ThreadProblem};
+use crate::threads::{status_field, ThreadProblem};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::time::{Duration, Instant};

@@ -59,3 +59,37 @@ fn sample_loaded_with_dlopen() {
 fn sample_loaded_with_dlopen_forced_to_dynamic_tls() {
     check_sample("sample-dlopen", false, true);
 }
+
+/// `otel-ctx-dump check` on the sample: every rule passes, except (until samples/c stops
+/// reading the slot itself) the warning that the sample executable references the slot.
+#[test]
+fn sample_passes_the_checker() {
+    let mut cmd = Command::new(samples_dir().join("sample"));
+    cmd.args(["--threads", "2", "--hold", "120"]);
+    let target = support::Target::spawn(&mut cmd);
+    let mut published = 0;
+    while published < 2 {
+        let line = target.line(std::time::Duration::from_secs(30));
+        published += usize::from(line.contains("\"tid\""));
+    }
+    let (code, out, err) = support::dump(&["check", "--json", &target.pid().to_string()]);
+    let json = support::Json::parse(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let not_passing: Vec<(&str, &str, &str)> = json
+        .get("checks")
+        .arr()
+        .iter()
+        .filter(|c| c.get("result").str() != Some("pass"))
+        .map(|c| {
+            let s = |k| c.get(k).str().unwrap_or("");
+            (s("check"), s("result"), s("evidence"))
+        })
+        .collect();
+    match not_passing.as_slice() {
+        [] => assert_eq!(code, 0),
+        [("other modules", "warn", evidence)] => {
+            assert!(evidence.contains("/sample references it"), "{evidence}");
+            assert_eq!(code, 7);
+        }
+        other => panic!("{other:?}"),
+    }
+}

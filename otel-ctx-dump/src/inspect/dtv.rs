@@ -1,7 +1,7 @@
 //! Following one stopped thread's pointer to its slot (a fixed thread-pointer offset, or the
 //! thread's DTV entry for the module) and copying the record it points to.
 
-use super::Resolution;
+use super::modules::Resolution;
 use crate::maps::Memory;
 use crate::platform::Platform;
 use crate::record::{self, Record, RecordHeader};

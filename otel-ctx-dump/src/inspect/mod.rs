@@ -1,14 +1,14 @@
 //! Reading a live process: the modules exporting the slot ([`modules`]), each stopped thread's
-//! record ([`dtv`]) and what /proc says of threads ([`threads`]).
+//! record ([`dtv`]) and what /proc says of threads ([`crate::threads`]).
 
 pub mod dtv;
 pub mod modules;
-pub mod threads;
 
+pub use crate::elf::SymbolEntry;
 pub use crate::process_context::{read_process_context, ContextStatus};
+pub use crate::threads::{comm, status_field, task_stat, thread_ids, thread_state, tracer_of, TaskStat, ThreadProblem};
 pub use dtv::{read_record, read_slot, SlotRead};
 pub use modules::{resolve, Module, Resolution};
-pub use threads::{comm, status_field, task_stat, thread_ids, thread_state, tracer_of, TaskStat, ThreadProblem};
 
 use crate::maps::{self, Mapping, Memory, ProcessMemory};
 use crate::platform::{CLibrary, Platform};
@@ -92,6 +92,8 @@ pub struct Snapshot {
     /// Threads not read because `--thread` asked for another one.
     pub threads_skipped: usize,
     pub libc: CLibrary,
+    /// Every `.dynsym` entry named like the slot, by module path: definitions and references.
+    pub symbol_entries: Vec<(String, SymbolEntry)>,
 }
 
 /// Reads one process, repeatedly if asked (it caches what it learned from ELF files).
@@ -120,7 +122,7 @@ impl Inspector {
     /// task to read memory through. A main thread that called `pthread_exit` stays a zombie
     /// whose maps read empty (and its memory unreadable) while the other threads run on: then
     /// the first live thread's view is used.
-    fn address_space(&self) -> Result<(Vec<Mapping>, i32), InspectError> {
+    pub fn address_space(&self) -> Result<(Vec<Mapping>, i32), InspectError> {
         let pid = self.pid;
         let maps = maps::read(pid).map_err(|e| io_error(pid, "reading /proc/PID/maps", e))?;
         if !maps.is_empty() {
@@ -165,10 +167,13 @@ impl Inspector {
             }
         }
         let command = comm(pid).unwrap_or_default();
-        let process_context = read_process_context(&maps, &mem);
+        let cancel = self.cancel;
+        let cancelled = || cancel.is_some_and(|c| c.load(Ordering::SeqCst));
+        let process_context = read_process_context(&maps, &mem, &cancelled);
         let libc = CLibrary::from_mapped_paths(maps.iter().map(|m| m.path.as_str()));
         let platform = Platform::for_process(libc);
-        let (modules, module_errors) = self.elf_cache.find_modules(&platform, &maps, view);
+        let found = self.elf_cache.find_modules(&platform, &maps, view);
+        let (modules, module_errors) = (found.modules, found.errors);
         let usable: Vec<(usize, Resolution)> = modules
             .iter()
             .enumerate()
@@ -181,9 +186,8 @@ impl Inspector {
         if let (Some(t), true) = (only_tid, tids.is_empty()) {
             return Err(InspectError::Io(format!("process {pid} has no thread {t}")));
         }
-        let cancel = self.cancel;
         let read_slots = |tracer: &Tracer, tid: i32| {
-            if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+            if cancelled() {
                 return Err(ThreadProblem::Interrupted);
             }
             if matches!(thread_state(pid, tid), Some('Z' | 'X')) {
@@ -242,6 +246,7 @@ impl Inspector {
             threads,
             threads_skipped: all - tids.len(),
             libc,
+            symbol_entries: found.entries,
         })
     }
 }

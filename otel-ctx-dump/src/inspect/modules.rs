@@ -1,12 +1,14 @@
 //! The modules exporting the slot: found from the mappings, examined once per file (cached), and
 //! resolved from their live GOT to where the slot is for every thread.
 
-use crate::elf::{self, AccessModel, TlsExport, TlsSegment};
+use crate::elf::{self, AccessModel, Examined, FileData, SymbolEntry, TlsExport, TlsSegment};
 use crate::maps::{Mapping, Memory, ProcessMemory};
 use crate::platform::{Arch, Platform};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::Read;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
 /// Where a module's slot is, for every thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,22 +67,36 @@ impl Module {
 /// What was learned from each mapped file (by device, inode and path), kept across snapshots:
 /// files do not change under a mapping, and a replaced file has another device/inode.
 #[derive(Default)]
-pub struct ElfCache(HashMap<(String, u64, String), Result<Option<TlsExport>, String>>);
+pub struct ElfCache(HashMap<(String, u64, String), Result<Examined, String>>);
+
+/// What [`ElfCache::find_modules`] found.
+#[derive(Default)]
+pub struct Found {
+    /// The modules exporting the slot, resolved.
+    pub modules: Vec<Module>,
+    /// The files that could not be examined, and why.
+    pub errors: Vec<String>,
+    /// Every `.dynsym` entry named like the slot, by file path (definitions and references).
+    pub entries: Vec<(String, SymbolEntry)>,
+}
 
 impl ElfCache {
-    /// The modules exporting the slot among `maps`, resolved, and the files that could not be
-    /// examined. `view` is a live task of the process (see `Inspector::address_space`).
-    pub fn find_modules(&mut self, platform: &Platform, maps: &[Mapping], view: i32) -> (Vec<Module>, Vec<String>) {
+    /// The modules among `maps`. `view` is a live task of the process (see
+    /// `Inspector::address_space`).
+    pub fn find_modules(&mut self, platform: &Platform, maps: &[Mapping], view: i32) -> Found {
         let mem = ProcessMemory { pid: view };
         let exe = std::fs::read_link(format!("/proc/{view}/exe")).ok();
         let exe = exe.map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_owned());
+        let mut entries = Vec::new();
         let mut module = |m: &Mapping| -> Result<Option<Module>, String> {
             let key = (m.dev.clone(), m.inode, m.path.clone());
             let cached = self
                 .0
                 .entry(key)
                 .or_insert_with(|| examine_file(platform.arch, view, m));
-            let Some(export) = cached.clone()? else {
+            let examined = cached.clone()?;
+            entries.extend(examined.entries.iter().map(|e| (m.path.clone(), *e)));
+            let Some(export) = examined.export else {
                 return Ok(None);
             };
             // The bias comes from the file's first mapping of a loadable segment.
@@ -111,24 +127,49 @@ impl ElfCache {
                 }
             }
         }
-        (modules, errors)
+        Found {
+            modules,
+            errors,
+            entries,
+        }
     }
 }
 
-/// Looks for the export in one mapped file, through /proc/PID/map_files if it can (deleted files,
-/// other mount namespaces), reading only the parts needed (runtimes map many large files).
-fn examine_file(arch: &Arch, pid: i32, m: &Mapping) -> Result<Option<TlsExport>, String> {
-    let open = std::fs::File::open;
-    let file = open(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end))
-        .or_else(|_| open(format!("/proc/{pid}/root{}", m.path)))
-        .or_else(|_| open(m.path.clone()));
+/// Opens a regular file for reading, and nothing else: the target chooses what its mappings'
+/// paths lead to, and a FIFO there would block `open` (a device could do worse). The open itself
+/// never waits (`O_NONBLOCK`), and the type is checked again on what was opened.
+pub fn open_regular(path: &str) -> io::Result<File> {
+    let not_regular = |what: &str| io::Error::other(format!("not a regular file ({what})"));
+    let kind = std::fs::metadata(path)?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() { "a FIFO" } else { "a special file" };
+        return Err(not_regular(what));
+    }
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(not_regular("replaced while being opened"));
+    }
+    Ok(file)
+}
+
+/// Examines one mapped file, through /proc/PID/map_files if it can (deleted files, other mount
+/// namespaces), reading only the parts needed (runtimes map many large files) and never past the
+/// file's real size.
+fn examine_file(arch: &Arch, pid: i32, m: &Mapping) -> Result<Examined, String> {
+    let file = open_regular(&format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end))
+        .or_else(|_| open_regular(&format!("/proc/{pid}/root{}", m.path)))
+        .or_else(|_| open_regular(&m.path));
     // A file that cannot be opened is reported: it may be why a module is missing.
     let mut file = file.map_err(|e| format!("cannot open: {e}"))?;
+    let len = file.metadata().map_err(|e| format!("cannot stat: {e}"))?.len();
     let mut magic = [0u8; 4];
     if file.read_exact(&mut magic).is_err() || magic != *b"\x7fELF" {
-        return Ok(None);
+        return Ok(Examined::default());
     }
-    elf::find_export(&object::read::ReadCache::new(file), Some(arch))
+    elf::examine(FileData::new(file, len).bytes(), Some(arch))
 }
 
 /// Works out where the module's slot is, from its live GOT (the static TLS layout is the
@@ -163,6 +204,7 @@ pub fn resolve(platform: &Platform, mem: &dyn Memory, m: &Module) -> Result<Reso
             }
             dynamic(m, module_id, offset, None)
         }
+        AccessModel::LocalDynamic => Err("local-dynamic access: readers do not support it".into()),
         AccessModel::LocalExec if !m.is_main_executable => {
             Err("no relocation reaches the slot and this is not the main executable".into())
         }

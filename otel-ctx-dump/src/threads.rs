@@ -83,6 +83,8 @@ pub struct TaskStat {
     pub ppid: i32,
     /// `PF_*` flags.
     pub flags: u64,
+    /// When it started, in clock ticks after boot: with the pid, names one process for good.
+    pub start_time: u64,
 }
 
 impl TaskStat {
@@ -93,7 +95,13 @@ impl TaskStat {
         let state = f.next()?.chars().next()?;
         let ppid = f.next()?.parse().ok()?;
         let flags = f.nth(4)?.parse().ok()?;
-        Some(TaskStat { state, ppid, flags })
+        let start_time = f.nth(12)?.parse().ok()?;
+        Some(TaskStat {
+            state,
+            ppid,
+            flags,
+            start_time,
+        })
     }
 
     pub fn is_kernel_thread(&self) -> bool {
@@ -120,6 +128,50 @@ pub fn tracer_of(pid: i32, tid: i32) -> Option<ThreadProblem> {
     Some(ThreadProblem::TracedBy { tid, pid, name })
 }
 
+/// One process, held so that a later pid reuse is not taken for it: a pidfd (Linux 5.3+), or
+/// else the pid and its start time.
+#[derive(Debug)]
+pub struct ProcessHandle {
+    pub pid: i32,
+    pidfd: Option<std::os::fd::OwnedFd>,
+    start_time: Option<u64>,
+}
+
+impl ProcessHandle {
+    pub fn open(pid: i32) -> io::Result<ProcessHandle> {
+        use std::os::fd::FromRawFd;
+        let start_time = task_stat(pid, pid).map(|s| s.start_time);
+        // Safety: pidfd_open takes a pid and flags; a returned descriptor is ours to own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let pidfd = if fd >= 0 {
+            Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+        } else {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                return Err(e);
+            }
+            None
+        };
+        Ok(ProcessHandle { pid, pidfd, start_time })
+    }
+
+    /// Has the process exited (or been reaped, its pid perhaps reused)? A zombie has exited.
+    pub fn exited(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        if let Some(fd) = &self.pidfd {
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // Safety: one valid pollfd, no wait. A pidfd polls readable once the process exits.
+            let r = unsafe { libc::poll(&mut p, 1, 0) };
+            return r != 0;
+        }
+        task_stat(self.pid, self.pid).map(|s| s.start_time) != self.start_time || self.start_time.is_none()
+    }
+}
+
 /// The process's thread ids, sorted.
 pub fn thread_ids(pid: i32) -> io::Result<Vec<i32>> {
     let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
@@ -137,12 +189,29 @@ mod tests {
     fn stat_lines_with_hostile_names() {
         let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 25";
         let s = TaskStat::parse(kthreadd).unwrap();
-        assert_eq!((s.state, s.ppid), ('S', 0));
+        assert_eq!((s.state, s.ppid, s.start_time), ('S', 0, 25));
         assert!(s.is_kernel_thread());
-        let user = "77 (a) Z 1 (x) Z 12 77 77 0 -1 4194560 0 0";
+        let user = "77 (a) Z 1 (x) Z 12 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 31337 0";
         let s = TaskStat::parse(user).unwrap();
-        assert_eq!((s.state, s.ppid), ('Z', 12));
+        assert_eq!((s.state, s.ppid, s.start_time), ('Z', 12, 31337));
         assert!(!s.is_kernel_thread());
         assert_eq!(TaskStat::parse("1 (x"), None);
+    }
+
+    #[test]
+    fn a_process_handle_sees_its_process_exit_not_a_successor() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let handle = ProcessHandle::open(child.id() as i32).unwrap();
+        assert!(!handle.exited(), "control: a live process");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(handle.exited());
+        // Without a pidfd, the start time tells a successor with the same pid.
+        let by_start = ProcessHandle {
+            pid: std::process::id() as i32,
+            pidfd: None,
+            start_time: task_stat(std::process::id() as i32, std::process::id() as i32).map(|s| s.start_time + 1),
+        };
+        assert!(by_start.exited());
     }
 }

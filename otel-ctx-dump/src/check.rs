@@ -1,0 +1,948 @@
+//! `otel-ctx-dump check`: is this process readable, and if not, why? Each rule of OTEP 4947
+//! (thread context) and OTEP 4719 (process context) that a writer can break is one [`Rule`]; a run
+//! gives one [`Finding`] per rule: pass, warn (readers cope, some refuse), fail (readers lose data),
+//! or skip (a rule it depends on failed). The rules judge a snapshot, the maps and the memory,
+//! so they are tested on fakes; [`sample_updates`] watches a live process for `--duration`.
+
+use crate::elf::{AccessModel, SymbolEntry, SYMBOL};
+use crate::inspect::{ContextStatus, Resolution, SlotRead, Snapshot, ThreadProblem};
+use crate::maps::{Mapping, Memory};
+use crate::process_context::{self as pc, Header, ProcessContext};
+use serde::Serialize;
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Skip,
+    Warn,
+    Fail,
+}
+
+/// A rule a writer must follow, and where it comes from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// A short stable name (JSON `check`).
+    pub id: &'static str,
+    /// The OTEP and the part of it the rule comes from.
+    pub clause: &'static str,
+}
+
+macro_rules! rules {
+    ($($name:ident = $id:literal, $clause:literal;)*) => {
+        $(pub const $name: Rule = Rule { id: $id, clause: $clause };)*
+        /// Every rule, in report order.
+        pub const RULES: &[&Rule] = &[$(&$name),*];
+    };
+}
+
+rules! {
+    SYMBOL_DEFINED = "slot symbol", "OTEP 4947 TLS symbol: in .dynsym, STT_TLS, GLOBAL, size 8";
+    SYMBOL_OTHERS = "other modules", "OTEP 4947 TLS symbol: one slot per process";
+    ACCESS_MODEL = "access model", "OTEP 4947 access model: TLSDESC; no local-dynamic";
+    PLACEMENT = "placement", "OTEP 4947 TLS placement: keep PT_TLS small (static TLS)";
+    CONTEXT_MAPPING = "context mapping", "OTEP 4719 discovery: one OTEL_CTX mapping, not executable";
+    SIGNATURE = "signature", "OTEP 4719 header: signature OTEL_CTX";
+    VERSION = "version", "OTEP 4719 header: version 2";
+    PAYLOAD_SIZE = "payload size", "OTEP 4719 header: 0 < payload_size <= 65536";
+    TIMESTAMP = "timestamp", "OTEP 4719 publishing: CLOCK_BOOTTIME, non-zero";
+    PAYLOAD = "payload", "OTEP 4719 payload: a ProcessContext message";
+    SCHEMA = "schema version", "OTEP 4947 key map: threadlocal.schema_version";
+    KEY_MAP = "key map", "OTEP 4947 key map: array of at most 256 strings";
+    KEY_MAP_EMPTY = "no empty key", "OTEP 4947 key map: names are keys";
+    KEY_MAP_DUPLICATES = "no duplicate key", "OTEP 4947 key map: one index per name";
+    THREADS_READ = "threads read", "(the checker) every thread stopped and read";
+    SLOT_POINTER = "slot pointer", "OTEP 4947 TLS symbol: NULL or a record";
+    ALIGNMENT = "record alignment", "OTEP 4947 record: start aligned to 2 bytes";
+    VALID = "valid flag", "OTEP 4947 record: valid is 0 or 1";
+    IDS = "ids", "OTEP 4947 record: trace_id and span_id set together";
+    ATTRS_SIZE = "attrs_data_size", "OTEP 4947 record: attrs_data_size <= 612";
+    ENTRIES = "attribute entries", "OTEP 4947 record: entries fit attrs_data_size";
+    KEY_INDEXES = "key indexes", "OTEP 4947 record: key index in the key map";
+    UTF8 = "values UTF-8", "OTEP 4947 record: values are UTF-8";
+    UPDATE_TIMESTAMPS = "update timestamps", "OTEP 4719 update: a strictly larger timestamp";
+    UPDATE_NAME = "update keeps name", "OTEP 4719 update: mapping stays named OTEL_CTX";
+}
+
+/// The recommended record size less the header: what a reader plans for.
+pub const MAX_ATTRS_DATA: u16 = 612;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    #[serde(rename = "check", serialize_with = "rule_id")]
+    pub rule: &'static Rule,
+    pub clause: &'static str,
+    pub result: Verdict,
+    pub evidence: String,
+}
+
+fn rule_id<S: serde::Serializer>(r: &&'static Rule, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.id)
+}
+
+fn finding(rule: &'static Rule, result: Verdict, evidence: impl Into<String>) -> Finding {
+    Finding {
+        rule,
+        clause: rule.clause,
+        result,
+        evidence: evidence.into(),
+    }
+}
+
+/// Clock readings a timestamp is judged against, in CLOCK_BOOTTIME nanoseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    pub now_ns: u64,
+    /// When the target started (from /proc/PID/stat), if known.
+    pub process_start_ns: Option<u64>,
+}
+
+impl Clock {
+    pub fn of_process(pid: i32) -> Clock {
+        // Safety: a zeroed timespec is valid, and clock_gettime fills it.
+        let now_ns = unsafe {
+            let mut ts: libc::timespec = std::mem::zeroed();
+            libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts);
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        // Safety: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let start = crate::threads::task_stat(pid, pid).map(|s| s.start_time * (1_000_000_000 / ticks));
+        Clock {
+            now_ns,
+            process_start_ns: start,
+        }
+    }
+}
+
+/// What the schema versions a writer may publish mean to readers.
+const SCHEMAS: &[(&str, Verdict, &str)] = &[
+    (pc::SCHEMA_VERSION, Verdict::Pass, "the schema readers accept"),
+    (
+        "tls_v1",
+        Verdict::Warn,
+        "the pending rename in the OTEP text; readers accept only tlsdesc_v1_dev today",
+    ),
+    (
+        "tlsdesc_v1",
+        Verdict::Warn,
+        "the rename suggested in review; readers accept only tlsdesc_v1_dev today",
+    ),
+    (
+        "go_pprof_labels_v1",
+        Verdict::Warn,
+        "Go's pprof-labels schema, another runtime's: readers of this slot do not use it",
+    ),
+    (
+        "nodejs_v1",
+        Verdict::Warn,
+        "Node.js's schema (its own symbol otel_thread_ctx_nodejs_v1): readers of this slot do not use it",
+    ),
+];
+
+/// What the access models mean to readers.
+const ACCESS_MODELS: &[(AccessModel, Verdict, &str)] = &[
+    (AccessModel::TlsDesc, Verdict::Pass, "the recommended model"),
+    (
+        AccessModel::GeneralDynamic,
+        Verdict::Warn,
+        "readers must handle it; strict readers refuse anything but TLSDESC (clang < 19 falls back to it)",
+    ),
+    (
+        AccessModel::InitialExec,
+        Verdict::Warn,
+        "readers must handle it; strict readers refuse anything but TLSDESC",
+    ),
+    (
+        AccessModel::LocalExec,
+        Verdict::Warn,
+        "readers compute the offset from PT_TLS; strict readers refuse anything but TLSDESC",
+    ),
+    (
+        AccessModel::LocalDynamic,
+        Verdict::Fail,
+        "not supported by readers: no relocation names the slot",
+    ),
+];
+
+/// Everything the rules judge. `maps` and `mem` are the target's (or fakes).
+pub struct Inputs<'a> {
+    pub snapshot: &'a Snapshot,
+    pub maps: &'a [Mapping],
+    pub mem: &'a dyn Memory,
+    pub clock: Clock,
+}
+
+/// Runs every rule but the `--duration` ones.
+pub fn run(i: &Inputs) -> Vec<Finding> {
+    let mut out = symbol_findings(i.snapshot);
+    out.extend(context_findings(i));
+    out.extend(thread_findings(i.snapshot));
+    out
+}
+
+/// Lists at most a few items, and how many more.
+fn list(items: &[String]) -> String {
+    const SHOWN: usize = 4;
+    let mut s = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
+    if items.len() > SHOWN {
+        let _ = write!(s, "; and {} more", items.len() - SHOWN);
+    }
+    s
+}
+
+fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
+    let defining: Vec<&(String, SymbolEntry)> = s.symbol_entries.iter().filter(|(_, e)| e.defined).collect();
+    let referencing: Vec<String> = s
+        .symbol_entries
+        .iter()
+        .filter(|(_, e)| !e.defined)
+        .map(|(path, e)| format!("{path} {e}"))
+        .collect();
+    let mut paths: Vec<&str> = defining.iter().map(|(p, _)| p.as_str()).collect();
+    paths.dedup();
+    let described: Vec<String> = defining.iter().map(|(p, e)| format!("{p} {e}")).collect();
+    let symbol = match defining.as_slice() {
+        [] => finding(
+            &SYMBOL_DEFINED,
+            Verdict::Fail,
+            format!("no mapped module defines {SYMBOL} in .dynsym"),
+        ),
+        _ if paths.len() > 1 => finding(
+            &SYMBOL_DEFINED,
+            Verdict::Fail,
+            format!(
+                "{} modules define it, each a separate slot, and a reader picks one: {}",
+                paths.len(),
+                list(&described)
+            ),
+        ),
+        [(_, e)] if e.st_type == object::elf::STT_TLS && e.st_bind == object::elf::STB_GLOBAL && e.st_size == 8 => {
+            finding(&SYMBOL_DEFINED, Verdict::Pass, described[0].clone())
+        }
+        _ => finding(&SYMBOL_DEFINED, Verdict::Fail, list(&described)),
+    };
+    let others = if referencing.is_empty() {
+        finding(&SYMBOL_OTHERS, Verdict::Pass, "no other module names it")
+    } else {
+        let why = "readers that do not skip undefined entries misread the slot there";
+        finding(&SYMBOL_OTHERS, Verdict::Warn, format!("{}; {why}", list(&referencing)))
+    };
+    let mut out = vec![symbol, others];
+    if s.modules.is_empty() {
+        let why = "no module exports a TLS slot";
+        out.push(finding(&ACCESS_MODEL, Verdict::Skip, why));
+        out.push(finding(&PLACEMENT, Verdict::Skip, why));
+        return out;
+    }
+    for m in &s.modules {
+        let (_, verdict, why) = ACCESS_MODELS
+            .iter()
+            .find(|(model, ..)| *model == m.model)
+            .expect("every model");
+        out.push(finding(
+            &ACCESS_MODEL,
+            *verdict,
+            format!("{}: {}: {why}", m.path, m.model),
+        ));
+    }
+    for m in &s.modules {
+        out.push(match &m.resolution {
+            Ok(r @ Resolution::StaticOffset(_)) => finding(&PLACEMENT, Verdict::Pass, format!("{}: {r}", m.path)),
+            Ok(r @ Resolution::Dynamic { .. }) => {
+                // A general-dynamic module is reached through the DTV wherever its block is.
+                let how = match (m.model, r) {
+                    (AccessModel::GeneralDynamic, Resolution::Dynamic { module_id, offset, .. }) => format!(
+                        "general-dynamic, slot at DTV[{module_id}]+{offset:#x}: reached through the DTV wherever the block is"
+                    ),
+                    _ => r.to_string(),
+                };
+                let why = "readers' DTV paths are fragile (layouts per C library, threads without a block \
+                           yet, glibc < 2.40 bug 31372); load the library at start-up or keep PT_TLS small";
+                finding(&PLACEMENT, Verdict::Warn, format!("{}: {how}: {why}", m.path))
+            }
+            Err(e) => finding(
+                &PLACEMENT,
+                Verdict::Fail,
+                format!("{}: the slot cannot be located: {e}", m.path),
+            ),
+        });
+    }
+    out
+}
+
+/// Header rules, on the fields read (all skipped after a bad signature: the rest is garbage).
+fn header_findings(head: &[u8; pc::HEADER_SIZE], clock: Clock, out: &mut Vec<Finding>) -> bool {
+    let h = Header::fields(head);
+    let signature = &head[..8];
+    if signature != pc::SIGNATURE {
+        let shown = String::from_utf8_lossy(signature).into_owned();
+        out.push(finding(&SIGNATURE, Verdict::Fail, format!("\"{shown}\"")));
+        for rule in [&VERSION, &PAYLOAD_SIZE, &TIMESTAMP] {
+            out.push(finding(rule, Verdict::Skip, "no process-context header here"));
+        }
+        return false;
+    }
+    out.push(finding(&SIGNATURE, Verdict::Pass, "OTEL_CTX"));
+    let version_ok = h.version == pc::VERSION;
+    out.push(finding(
+        &VERSION,
+        if version_ok { Verdict::Pass } else { Verdict::Fail },
+        h.version.to_string(),
+    ));
+    let size_ok = (1..=pc::MAX_PAYLOAD_SIZE).contains(&h.payload_size);
+    let size = format!("{} bytes", h.payload_size);
+    out.push(finding(
+        &PAYLOAD_SIZE,
+        if size_ok { Verdict::Pass } else { Verdict::Fail },
+        size,
+    ));
+    out.push(timestamp_finding(h.published_at_ns, clock));
+    version_ok && size_ok && h.published_at_ns != 0
+}
+
+fn timestamp_finding(ns: u64, clock: Clock) -> Finding {
+    let secs = |ns: u64| format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000);
+    let at = secs(ns);
+    if ns == 0 {
+        return finding(&TIMESTAMP, Verdict::Fail, "0: unpublished, or an update never finished");
+    }
+    // A second of slack for the clocks' granularity; a start time is known to a clock tick.
+    if ns > clock.now_ns + 1_000_000_000 {
+        let now = secs(clock.now_ns);
+        let why = format!("{at} is after now ({now} since boot): not CLOCK_BOOTTIME (CLOCK_REALTIME?)");
+        return finding(&TIMESTAMP, Verdict::Fail, why);
+    }
+    if let Some(start) = clock.process_start_ns.filter(|&s| ns + 20_000_000 < s) {
+        let why = format!(
+            "{at} is before the process started ({}): not CLOCK_BOOTTIME",
+            secs(start)
+        );
+        return finding(&TIMESTAMP, Verdict::Fail, why);
+    }
+    finding(
+        &TIMESTAMP,
+        Verdict::Pass,
+        format!("{at} since boot, after the process started"),
+    )
+}
+
+fn context_findings(i: &Inputs) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let named: Vec<&Mapping> = i.maps.iter().filter(|m| pc::is_context_name(&m.path)).collect();
+    let exec: Vec<String> = named
+        .iter()
+        .filter(|m| m.perms.contains('x'))
+        .map(|m| format!("{:#x} {}", m.start, m.perms))
+        .collect();
+    let readable: Vec<&&Mapping> = named.iter().filter(|m| !m.perms.contains('x')).collect();
+    let skip_all = |out: &mut Vec<Finding>, why: &str| {
+        for rule in [
+            &SIGNATURE,
+            &VERSION,
+            &PAYLOAD_SIZE,
+            &TIMESTAMP,
+            &PAYLOAD,
+            &SCHEMA,
+            &KEY_MAP,
+            &KEY_MAP_EMPTY,
+            &KEY_MAP_DUPLICATES,
+        ] {
+            out.push(finding(rule, Verdict::Skip, why));
+        }
+    };
+    out.push(match (named.len(), exec.len()) {
+        (0, _) => finding(
+            &CONTEXT_MAPPING,
+            Verdict::Fail,
+            "no OTEL_CTX mapping: attribute names are unknown to readers",
+        ),
+        (_, 1..) => finding(&CONTEXT_MAPPING, Verdict::Fail, format!("executable: {}", list(&exec))),
+        (1, _) => {
+            let m = named[0];
+            finding(
+                &CONTEXT_MAPPING,
+                Verdict::Pass,
+                format!("{} at {:#x} ({})", m.path, m.start, m.perms),
+            )
+        }
+        (n, _) => {
+            let at: Vec<String> = named.iter().map(|m| format!("{:#x}", m.start)).collect();
+            finding(
+                &CONTEXT_MAPPING,
+                Verdict::Fail,
+                format!("{n} mappings (at {}): a process has one context", list(&at)),
+            )
+        }
+    });
+    // The mapping the reader took (a consistent read), else the first one it could have.
+    let chosen = match &i.snapshot.process_context {
+        ContextStatus::Present { addr, .. } | ContextStatus::Invalid { addr, .. } => Some(*addr),
+        ContextStatus::Absent => None,
+    };
+    let Some(m) = chosen
+        .and_then(|a| readable.iter().find(|m| m.start == a))
+        .or(readable.first())
+    else {
+        skip_all(&mut out, "no readable OTEL_CTX mapping");
+        return out;
+    };
+    let mut head = [0u8; pc::HEADER_SIZE];
+    if let ContextStatus::Present { header, .. } = &i.snapshot.process_context {
+        // The header of the consistent read, not of a later instant.
+        head[..8].copy_from_slice(pc::SIGNATURE);
+        head[8..12].copy_from_slice(&header.version.to_ne_bytes());
+        head[12..16].copy_from_slice(&header.payload_size.to_ne_bytes());
+        head[16..24].copy_from_slice(&header.published_at_ns.to_ne_bytes());
+        head[24..32].copy_from_slice(&header.payload_ptr.to_ne_bytes());
+    } else if let Err(e) = i.mem.read(m.start, &mut head) {
+        skip_all(&mut out, &format!("the header at {:#x} is unreadable: {e}", m.start));
+        return out;
+    }
+    if !header_findings(&head, i.clock, &mut out) {
+        for rule in [&PAYLOAD, &SCHEMA, &KEY_MAP, &KEY_MAP_EMPTY, &KEY_MAP_DUPLICATES] {
+            out.push(finding(rule, Verdict::Skip, "the header is invalid"));
+        }
+        return out;
+    }
+    let context = match &i.snapshot.process_context {
+        ContextStatus::Present { context, header, .. } => {
+            let evidence = format!(
+                "{} resource attribute(s), {} attribute(s)",
+                context.resource.len(),
+                context.attributes.len()
+            );
+            out.push(finding(
+                &PAYLOAD,
+                Verdict::Pass,
+                format!("{} bytes: {evidence}", header.payload_size),
+            ));
+            context
+        }
+        ContextStatus::Invalid { error, .. } => {
+            out.push(finding(&PAYLOAD, Verdict::Fail, error.clone()));
+            for rule in [&SCHEMA, &KEY_MAP, &KEY_MAP_EMPTY, &KEY_MAP_DUPLICATES] {
+                out.push(finding(rule, Verdict::Skip, "the payload is unreadable"));
+            }
+            return out;
+        }
+        ContextStatus::Absent => unreachable!("a readable mapping was found"),
+    };
+    out.extend(key_map_findings(context));
+    out
+}
+
+fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let has = |key| c.attributes.iter().any(|(k, _)| k == key);
+    out.push(match c.schema_version.as_deref() {
+        Some(v) => match SCHEMAS.iter().find(|(name, ..)| *name == v) {
+            Some((_, verdict, why)) => finding(&SCHEMA, *verdict, format!("\"{v}\": {why}")),
+            None => finding(
+                &SCHEMA,
+                Verdict::Fail,
+                format!("\"{v}\": unknown; readers accept only {:?}", pc::SCHEMA_VERSION),
+            ),
+        },
+        None if has(pc::SCHEMA_VERSION_KEY) => finding(&SCHEMA, Verdict::Fail, "not a string"),
+        None => finding(&SCHEMA, Verdict::Fail, "absent: readers do not name thread attributes"),
+    });
+    let Some(map) = &c.key_map else {
+        let why = if has(pc::KEY_MAP_KEY) {
+            "not an array"
+        } else {
+            "absent: readers do not name thread attributes"
+        };
+        out.push(finding(&KEY_MAP, Verdict::Fail, why));
+        out.push(finding(&KEY_MAP_EMPTY, Verdict::Skip, "no key map"));
+        out.push(finding(&KEY_MAP_DUPLICATES, Verdict::Skip, "no key map"));
+        return out;
+    };
+    let not_strings: Vec<String> = map
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.is_none())
+        .map(|(i, _)| format!("[{i}]"))
+        .collect();
+    out.push(if map.len() > pc::MAX_KEYS {
+        let why = format!(
+            "{} entries: key indexes are one byte, at most {}",
+            map.len(),
+            pc::MAX_KEYS
+        );
+        finding(&KEY_MAP, Verdict::Fail, why)
+    } else if !not_strings.is_empty() {
+        finding(
+            &KEY_MAP,
+            Verdict::Fail,
+            format!("entries that are not strings: {}", list(&not_strings)),
+        )
+    } else {
+        finding(&KEY_MAP, Verdict::Pass, format!("{} entries", map.len()))
+    });
+    let empty: Vec<String> = map
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.as_deref() == Some(""))
+        .map(|(i, _)| format!("[{i}]"))
+        .collect();
+    out.push(if empty.is_empty() {
+        finding(&KEY_MAP_EMPTY, Verdict::Pass, "every key named")
+    } else {
+        let why = "the eBPF profiler drops every thread label of a process with one empty key";
+        finding(
+            &KEY_MAP_EMPTY,
+            Verdict::Fail,
+            format!("empty at {}: {why}", list(&empty)),
+        )
+    });
+    let mut seen = std::collections::HashMap::new();
+    let mut duplicates = Vec::new();
+    for (i, k) in map.iter().enumerate() {
+        if let Some(k) = k {
+            if let Some(first) = seen.insert(k.as_str(), i) {
+                duplicates.push(format!("\"{k}\" at [{first}] and [{i}]"));
+            }
+        }
+    }
+    out.push(if duplicates.is_empty() {
+        finding(&KEY_MAP_DUPLICATES, Verdict::Pass, "every key once")
+    } else {
+        finding(&KEY_MAP_DUPLICATES, Verdict::Fail, list(&duplicates))
+    });
+    out
+}
+
+/// One rule over every record read: failures by thread, else a pass with what was seen.
+struct Tally {
+    rule: &'static Rule,
+    bad: Vec<String>,
+    verdict: Verdict,
+}
+
+/// The rules about each thread's record, in report order.
+const THREAD_RULES: [&Rule; 9] = [
+    &THREADS_READ,
+    &SLOT_POINTER,
+    &ALIGNMENT,
+    &VALID,
+    &IDS,
+    &ATTRS_SIZE,
+    &ENTRIES,
+    &UTF8,
+    &KEY_INDEXES,
+];
+
+fn thread_findings(s: &Snapshot) -> Vec<Finding> {
+    if s.modules.iter().all(|m| m.resolution.is_err()) {
+        let why = "no slot a reader can locate";
+        return THREAD_RULES.iter().map(|r| finding(r, Verdict::Skip, why)).collect();
+    }
+    let key_map_len = s
+        .process_context
+        .context()
+        .and_then(|c| c.key_map.as_ref())
+        .map(Vec::len);
+    let tally = |rule| Tally {
+        rule,
+        bad: Vec::new(),
+        verdict: Verdict::Fail,
+    };
+    let mut pointer = tally(&SLOT_POINTER);
+    let mut align = tally(&ALIGNMENT);
+    let mut valid = tally(&VALID);
+    let mut ids = tally(&IDS);
+    let mut size = tally(&ATTRS_SIZE);
+    let mut entries = tally(&ENTRIES);
+    let mut keys = tally(&KEY_INDEXES);
+    let mut utf8 = tally(&UTF8);
+    let mut unread = Tally {
+        verdict: Verdict::Warn,
+        ..tally(&THREADS_READ)
+    };
+    let (mut records, mut empty, mut no_span, mut exited) = (0, 0, 0, 0);
+    for t in &s.threads {
+        match &t.error {
+            // A thread that ended between the listing and its read has nothing to check.
+            Some(ThreadProblem::Exited) => exited += 1,
+            Some(p) => unread.bad.push(format!("tid {}: {}", t.tid, p.describe().1)),
+            None => {}
+        }
+        for (_, read) in &t.reads {
+            let tid = t.tid;
+            let (addr, record) = match read {
+                SlotRead::NoContext | SlotRead::NoSlot(_) => {
+                    empty += 1;
+                    continue;
+                }
+                SlotRead::Error(e) => {
+                    pointer.bad.push(format!("tid {tid}: {e}"));
+                    continue;
+                }
+                SlotRead::Record { addr, record } => (*addr, record),
+            };
+            records += 1;
+            let h = &record.header;
+            if addr % 2 != 0 {
+                align.bad.push(format!("tid {tid}: record at {addr:#x}"));
+            }
+            if h.valid > 1 {
+                valid.bad.push(format!("tid {tid}: valid = {}", h.valid));
+            }
+            let (trace_zero, span_zero) = (h.trace_id == [0; 16], h.span_id == [0; 8]);
+            if trace_zero != span_zero && h.valid == 1 {
+                let which = if trace_zero {
+                    "span_id without trace_id"
+                } else {
+                    "trace_id without span_id"
+                };
+                ids.bad.push(format!("tid {tid}: {which}"));
+            }
+            no_span += usize::from(trace_zero && span_zero && h.valid <= 1);
+            if h.attrs_data_size > MAX_ATTRS_DATA {
+                size.bad.push(format!("tid {tid}: {}", h.attrs_data_size));
+            }
+            // A size past what readers copy is the size rule's finding, not the entries'.
+            if let Some(why) = record
+                .truncated
+                .as_ref()
+                .filter(|_| h.attrs_data_size <= MAX_ATTRS_DATA)
+            {
+                entries.bad.push(format!("tid {tid}: {why}"));
+            }
+            for a in &record.attributes {
+                if key_map_len.is_some_and(|n| usize::from(a.key_index) >= n) {
+                    keys.bad.push(format!(
+                        "tid {tid}: index {} (key map has {})",
+                        a.key_index,
+                        key_map_len.unwrap_or(0)
+                    ));
+                }
+                if a.invalid_utf8 {
+                    utf8.bad.push(format!("tid {tid}: index {}", a.key_index));
+                }
+            }
+        }
+    }
+    let seen = format!(
+        "{records} record(s) ({no_span} without a span), {empty} slot(s) empty, {} thread(s)",
+        s.threads.len()
+    );
+    let mut out = Vec::new();
+    let mut push = |t: Tally, pass: &str| {
+        out.push(if t.bad.is_empty() {
+            finding(t.rule, Verdict::Pass, pass.to_owned())
+        } else {
+            finding(t.rule, t.verdict, list(&t.bad))
+        });
+    };
+    let read = s.threads.len() - exited;
+    let gone = if exited > 0 {
+        format!(" ({exited} exited before their turn)")
+    } else {
+        String::new()
+    };
+    push(unread, &format!("{read} thread(s){gone}"));
+    push(pointer, &seen);
+    let no_records = records == 0;
+    for t in [align, valid, ids, size, entries, utf8] {
+        push(
+            t,
+            if no_records {
+                "no record to check"
+            } else {
+                "every record"
+            },
+        );
+    }
+    match key_map_len {
+        Some(_) => push(
+            keys,
+            if no_records {
+                "no record to check"
+            } else {
+                "every record"
+            },
+        ),
+        None => out.push(finding(&KEY_INDEXES, Verdict::Skip, "no key map")),
+    }
+    out
+}
+
+/// One look at the process context during `--duration`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub at: Duration,
+    /// Start addresses of the mappings named like a process context.
+    pub named: Vec<u64>,
+    /// What the maps show at the watched mapping's address now ("" if nothing).
+    pub name_at_first: String,
+    /// The timestamp of the first named mapping's header, if one could be read.
+    pub published_at_ns: Option<u64>,
+    /// A digest of the rest of that header and of the payload: what an update changes.
+    pub content: Option<u64>,
+}
+
+/// The timestamp and a digest of the rest of the context at `addr`.
+fn look(mem: &dyn Memory, addr: u64) -> Option<(u64, u64)> {
+    use std::hash::{Hash, Hasher};
+    let mut head = [0u8; pc::HEADER_SIZE];
+    mem.read(addr, &mut head).ok()?;
+    let h = Header::fields(&head);
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    (h.version, h.payload_size, h.payload_ptr).hash(&mut digest);
+    if (1..=pc::MAX_PAYLOAD_SIZE).contains(&h.payload_size) {
+        mem.read_prefix(h.payload_ptr, h.payload_size as usize)
+            .hash(&mut digest);
+    }
+    Some((h.published_at_ns, digest.finish()))
+}
+
+/// Watches the process context for `duration`, from the mapping at `first` (the one the snapshot
+/// read): the maps every 10 ms, the header and payload every millisecond.
+pub fn sample_updates(
+    read_maps: &dyn Fn() -> std::io::Result<Vec<Mapping>>,
+    mem: &dyn Memory,
+    first: Option<u64>,
+    duration: Duration,
+    cancelled: &dyn Fn() -> bool,
+) -> Vec<Observation> {
+    let start = Instant::now();
+    let mut out: Vec<Observation> = Vec::new();
+    let mut maps = Vec::new();
+    let mut maps_read = None;
+    while start.elapsed() < duration && !cancelled() {
+        if maps_read.is_none_or(|t: Instant| t.elapsed() >= Duration::from_millis(10)) {
+            let Ok(m) = read_maps() else { break };
+            maps = m;
+            maps_read = Some(Instant::now());
+        }
+        let named: Vec<u64> = maps
+            .iter()
+            .filter(|m| pc::is_context_name(&m.path))
+            .map(|m| m.start)
+            .collect();
+        let name_at_first = first
+            .and_then(|a| maps.iter().find(|m| m.start <= a && a < m.end))
+            .map_or(String::new(), |m| m.path.clone());
+        let seen = named.first().and_then(|&a| look(mem, a));
+        let o = Observation {
+            at: start.elapsed(),
+            named,
+            name_at_first,
+            published_at_ns: seen.map(|s| s.0),
+            content: seen.map(|s| s.1),
+        };
+        let key = |o: &Observation| (o.named.clone(), o.name_at_first.clone(), o.published_at_ns, o.content);
+        if out.last().is_none_or(|l| key(l) != key(&o)) {
+            out.push(o);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    out
+}
+
+/// The `--duration` rules over what was seen: each update (a new timestamp, or new contents)
+/// ends in a larger timestamp, and the mapping keeps a name readers look for.
+pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut last: Option<(u64, Option<u64>)> = None;
+    let (mut updates, mut zero_since_last) = (0, false);
+    let mut bad = Vec::new();
+    for o in seen {
+        match o.published_at_ns {
+            Some(0) => zero_since_last = true,
+            Some(ts) => {
+                if let Some((prev, content)) = last {
+                    if ts != prev || o.content != content || zero_since_last {
+                        updates += 1;
+                        if ts <= prev {
+                            let ms = o.at.as_millis();
+                            bad.push(format!("at {ms} ms: {ts} after {prev}"));
+                        }
+                    }
+                }
+                last = Some((ts, o.content));
+                zero_since_last = false;
+            }
+            None => {}
+        }
+    }
+    let secs = duration.as_secs_f64();
+    out.push(if !bad.is_empty() {
+        finding(
+            &UPDATE_TIMESTAMPS,
+            Verdict::Fail,
+            format!("{updates} update(s) in {secs} s; not larger: {}", list(&bad)),
+        )
+    } else {
+        finding(
+            &UPDATE_TIMESTAMPS,
+            Verdict::Pass,
+            format!("{updates} update(s) in {secs} s, each with a larger timestamp"),
+        )
+    });
+    let first_name = seen.first().map(|o| o.name_at_first.clone()).unwrap_or_default();
+    let lost = seen
+        .iter()
+        .find(|o| o.named.is_empty() || !pc::is_context_name(&o.name_at_first));
+    out.push(match lost {
+        _ if seen.is_empty() => finding(&UPDATE_NAME, Verdict::Skip, "nothing watched"),
+        _ if first_name.is_empty() && seen.iter().all(|o| o.named.is_empty()) => {
+            finding(&UPDATE_NAME, Verdict::Skip, "no OTEL_CTX mapping to watch")
+        }
+        Some(o) => {
+            let now = if o.name_at_first.is_empty() {
+                "nothing"
+            } else {
+                &o.name_at_first
+            };
+            let ms = o.at.as_millis();
+            finding(
+                &UPDATE_NAME,
+                Verdict::Fail,
+                format!("at {ms} ms no mapping is named OTEL_CTX (the context's address shows {now})"),
+            )
+        }
+        None => finding(&UPDATE_NAME, Verdict::Pass, format!("{first_name} throughout")),
+    });
+    out
+}
+
+/// The exit status of a check: every rule passed (or was skipped), warnings only, or failures.
+pub fn exit_code(findings: &[Finding]) -> i32 {
+    match findings.iter().map(|f| f.result).max() {
+        Some(Verdict::Fail) => EXIT_FAILS,
+        Some(Verdict::Warn) => EXIT_WARNINGS,
+        _ => 0,
+    }
+}
+
+pub const EXIT_WARNINGS: i32 = 7;
+pub const EXIT_FAILS: i32 = 8;
+
+/// The counts of each verdict: pass, skip, warn, fail.
+pub fn counts(findings: &[Finding]) -> [usize; 4] {
+    let mut c = [0; 4];
+    for f in findings {
+        c[f.result as usize] += 1;
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(items: &[(u64, u64)]) -> Vec<Observation> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, &(ts, content))| Observation {
+                at: Duration::from_millis(i as u64),
+                named: vec![0x1000],
+                name_at_first: "/memfd:OTEL_CTX (deleted)".into(),
+                published_at_ns: Some(ts),
+                content: Some(content),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_update_needs_a_larger_timestamp() {
+        let d = Duration::from_secs(1);
+        let ok = update_findings(&seen(&[(5, 1), (0, 1), (9, 2), (12, 3)]), d);
+        assert_eq!(
+            (ok[0].result, ok[0].evidence.as_str()),
+            (Verdict::Pass, "2 update(s) in 1 s, each with a larger timestamp")
+        );
+        // New contents under the same timestamp, or a zero between two equal ones.
+        assert_eq!(update_findings(&seen(&[(5, 1), (5, 2)]), d)[0].result, Verdict::Fail);
+        assert_eq!(
+            update_findings(&seen(&[(5, 1), (0, 1), (5, 1)]), d)[0].result,
+            Verdict::Fail
+        );
+        assert_eq!(update_findings(&seen(&[(5, 1), (4, 2)]), d)[0].result, Verdict::Fail);
+        // No update at all is no failure.
+        assert_eq!(update_findings(&seen(&[(5, 1)]), d)[0].result, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_context_that_loses_its_name_fails() {
+        let mut s = seen(&[(5, 1), (6, 2)]);
+        assert_eq!(update_findings(&s, Duration::from_secs(1))[1].result, Verdict::Pass);
+        s[1].named.clear();
+        s[1].name_at_first.clear();
+        let f = update_findings(&s, Duration::from_secs(1));
+        assert_eq!(f[1].result, Verdict::Fail, "{f:?}");
+    }
+
+    #[test]
+    fn timestamps_must_be_boot_time() {
+        let clock = Clock {
+            now_ns: 5_000_000_000_000,
+            process_start_ns: Some(4_000_000_000_000),
+        };
+        assert_eq!(timestamp_finding(4_500_000_000_000, clock).result, Verdict::Pass);
+        // CLOCK_REALTIME: decades after boot.
+        assert_eq!(
+            timestamp_finding(1_765_000_000_000_000_000, clock).result,
+            Verdict::Fail
+        );
+        assert_eq!(timestamp_finding(3_000_000_000_000, clock).result, Verdict::Fail);
+        assert_eq!(timestamp_finding(0, clock).result, Verdict::Fail);
+    }
+
+    /// One line per rule, whatever failed first: nothing found, or a mapping with a bad signature.
+    #[test]
+    fn every_rule_has_one_line() {
+        let snapshot = Snapshot {
+            pid: 1,
+            command: "x".into(),
+            process_context: ContextStatus::Absent,
+            modules: vec![],
+            module_errors: vec![],
+            threads: vec![],
+            threads_skipped: 0,
+            libc: crate::platform::CLibrary::Glibc,
+            symbol_entries: vec![],
+        };
+        let mapping = Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            perms: "rw-p".into(),
+            offset: 0,
+            dev: "00:01".into(),
+            inode: 1,
+            path: "[anon:OTEL_CTX]".into(),
+        };
+        let mem: Vec<(u64, Vec<u8>)> = vec![(0x1000, b"NOT_OTEL".repeat(4))];
+        let clock = Clock {
+            now_ns: 1,
+            process_start_ns: None,
+        };
+        for maps in [vec![], vec![mapping]] {
+            let mut f = run(&Inputs {
+                snapshot: &snapshot,
+                maps: &maps,
+                mem: &mem,
+                clock,
+            });
+            f.extend(update_findings(&[], Duration::from_secs(1)));
+            for rule in RULES {
+                let n = f.iter().filter(|x| x.rule == *rule).count();
+                assert_eq!(n, 1, "{} with {} mapping(s): {f:#?}", rule.id, maps.len());
+            }
+        }
+    }
+
+    #[test]
+    fn exit_codes_by_the_worst_result() {
+        let f = |r| finding(&SCHEMA, r, "");
+        assert_eq!(exit_code(&[f(Verdict::Pass), f(Verdict::Skip)]), 0);
+        assert_eq!(exit_code(&[f(Verdict::Pass), f(Verdict::Warn)]), EXIT_WARNINGS);
+        assert_eq!(exit_code(&[f(Verdict::Fail), f(Verdict::Warn)]), EXIT_FAILS);
+    }
+}
