@@ -290,7 +290,8 @@ OtelThreadCtxStatus otel_thread_ctx_update(const uint8_t (*trace_id)[16],
                                            const uint8_t (*span_id)[8],
                                            uint8_t trace_flags);
 
-// Clears the calling thread's record in place: zero ids and flags, no attributes, valid.
+// Clears the calling thread's record in place: zero ids and flags, no attributes, and
+// `valid = 0`, OTEP 4947's "no active span" for a record that stays attached.
 // `NO_CONTEXT` (nothing done) if no record is attached. Async-signal-safe.
 OtelThreadCtxStatus otel_thread_ctx_clear(void);
 

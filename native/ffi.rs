@@ -165,7 +165,8 @@ pub unsafe extern "C" fn otel_thread_ctx_update(
     })
 }
 
-/// Clears the calling thread's record in place: zero ids and flags, no attributes, valid.
+/// Clears the calling thread's record in place: zero ids and flags, no attributes, and
+/// `valid = 0`, OTEP 4947's "no active span" for a record that stays attached.
 /// `NO_CONTEXT` (nothing done) if no record is attached. Async-signal-safe.
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_clear() -> OtelThreadCtxStatus {

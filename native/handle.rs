@@ -190,8 +190,8 @@ impl OtelThreadCtx {
         Self::attach_fresh()
     }
 
-    /// Attaches the thread's own record, made on first use; emptied first when attached again
-    /// (it may hold the span of before its detach).
+    /// Attaches the thread's own record, made on first use, always empty ("no span": `valid = 0`)
+    /// when attached (it may hold the span of before its detach).
     #[cold]
     fn attach_fresh() -> Result<*mut OtelThreadCtxRecord, Status> {
         // Refused before allocating anything when the record could not be freed at thread exit.
@@ -206,6 +206,8 @@ impl OtelThreadCtx {
             None => {
                 let h = Self::allocate_for(&[0; 16], &[0; 8], 0, Self::this_thread())?;
                 thread_exit::set_own_record(h).inspect_err(|_| _ = Self::release(h, true))?;
+                // Safety: freshly allocated, attached nowhere yet.
+                unsafe { OtelThreadCtxRecord::clear(h.cast()) };
                 h
             }
         };

@@ -84,11 +84,16 @@ impl OtelThreadCtxRecord {
         }
     }
 
-    /// Empties the record: no span, no attributes, still valid.
+    /// Empties the record: no span, no attributes, and `valid = 0`, the OTEP's "no active span"
+    /// for a writer that keeps its record attached (the other way, an empty slot, is for swaps).
     pub(crate) unsafe fn clear(rec: *mut Self) {
-        // Safety: forwarded from the caller. Zeroes the header: ids, flags, attribute size (and
-        // `valid`, which `update` sets again).
-        unsafe { Self::update(rec, || rec.cast::<u8>().write_bytes(0, OTEL_THREAD_CTX_HEADER_SIZE)) };
+        // Safety: forwarded from the caller. The first half of the protocol: `valid = 0`, a
+        // compiler barrier, then the rest of the header (ids, flags, attribute size) zeroed.
+        unsafe {
+            addr_of_mut!((*rec).valid).write_volatile(0);
+            compiler_fence(Ordering::SeqCst);
+            rec.cast::<u8>().write_bytes(0, OTEL_THREAD_CTX_HEADER_SIZE);
+        }
     }
 
     /// Drops every attribute entry, in place under the protocol.
@@ -283,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn clear_removes_ids_flags_and_attributes() {
+    fn clear_zeroes_the_record_and_leaves_valid_0() {
         let mut rec = empty();
         unsafe {
             OtelThreadCtxRecord::write_ids(&mut *rec, &[1; 16], &[2; 8], 1);
@@ -298,7 +303,8 @@ mod tests {
                 rec.attrs_data_size,
                 rec.valid
             ),
-            ([0; 16], [0; 8], 0, 0, 1)
+            ([0; 16], [0; 8], 0, 0, 0),
+            "no span: valid 0, the rest zeroed"
         );
     }
 }

@@ -390,7 +390,7 @@ fn oversized_attribute_is_reported_truncated_and_unfitting_one_refused() {
 }
 
 #[test]
-fn clear_empties_ids_flags_and_attributes_but_keeps_the_record_published() {
+fn clear_leaves_the_record_attached_with_valid_0_and_nothing_else() {
     on_new_thread(|| {
         assert_eq!(otel_thread_ctx_clear(), OtelThreadCtxStatus::NoContext);
         unsafe { otel_thread_ctx_update(&TRACE, &SPAN, 1) };
@@ -405,7 +405,8 @@ fn clear_empties_ids_flags_and_attributes_but_keeps_the_record_published() {
                 rec.attrs_data_size,
                 rec.valid
             ),
-            ([0; 16], [0; 8], 0, 0, 1)
+            ([0; 16], [0; 8], 0, 0, 0),
+            "no span: valid 0, the rest zeroed"
         );
     });
 }
@@ -440,4 +441,23 @@ fn a_detached_handle_outlives_its_thread_until_freed() {
     let rec = unsafe { &*record(h).unwrap() };
     assert_eq!(rec.trace_id, [3; 16]);
     assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
+}
+
+#[test]
+fn the_whole_w3c_trace_flags_byte_passes_through() {
+    on_new_thread(|| {
+        // Sampled (bit 0) and random trace id (bit 1), as W3C Trace Context level 2 writes them.
+        assert_eq!(
+            unsafe { otel_thread_ctx_update(&TRACE, &SPAN, 0x03) },
+            OtelThreadCtxStatus::Ok
+        );
+        assert_eq!(read_current().unwrap().trace_flags, 0x03);
+        let mut h = null_mut();
+        assert_eq!(
+            unsafe { otel_thread_ctx_new(&TRACE, &SPAN, 0xff, &mut h) },
+            OtelThreadCtxStatus::Ok
+        );
+        assert_eq!(unsafe { (*record(h).unwrap()).trace_flags }, 0xff);
+        assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
+    });
 }

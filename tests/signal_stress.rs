@@ -185,6 +185,7 @@ fn sampler_catches_a_writer_that_skips_the_protocol() {
             // time so the compiler keeps the torn intermediate states a sampler can observe.
             unsafe {
                 let bytes = rec.cast::<u8>();
+                bytes.add(24).write_volatile(1); // claims the record is consistent throughout
                 for (i, b) in t.iter().chain(s.iter()).enumerate() {
                     bytes.add(i).write_volatile(*b);
                 }

@@ -172,7 +172,7 @@ public sealed class ActivityThreadContextTests : IDisposable
 
     /// <summary>
     /// Empties the records of the pool threads the flows of <paramref name="c"/> ran on (no span,
-    /// no attributes, valid), so tests that run later start from pool threads showing no span.
+    /// no attributes, valid 0), so tests that run later start from pool threads showing no span.
     /// The flows are complete and nothing writes those records meanwhile; threads never retire
     /// here, so the addresses stay theirs.
     /// </summary>

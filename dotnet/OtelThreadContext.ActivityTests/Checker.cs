@@ -112,7 +112,8 @@ internal sealed class Checker
                     break;
                 }
 
-                bool holds = seen.Valid != 1 || (seen.Ids != Ids.None && Spans.ContainsKey(seen.Ids.Span));
+                // Zero ids are "no span" (written with valid = 0); other ids with valid != 1 are mid-write.
+                bool holds = seen.Ids != Ids.None && (seen.Valid != 1 || Spans.ContainsKey(seen.Ids.Span));
                 if (!holds)
                 {
                     read++;

@@ -53,7 +53,7 @@ internal readonly record struct Seen(bool Attached, byte Valid, Ids Ids)
     /// when it is null).</summary>
     public bool Shows(Activity? activity) =>
         activity is null
-            ? !Attached || (Valid == 1 && Ids == Ids.None)
+            ? !Attached || Ids == Ids.None
             : Attached && Valid == 1 && Ids == Ids.Of(activity);
 
     public override string ToString() => Attached ? $"valid={Valid} {Ids}" : "(no record attached)";

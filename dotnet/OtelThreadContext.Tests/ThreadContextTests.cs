@@ -32,6 +32,20 @@ public sealed unsafe class ThreadContextTests
     public void IsSupportedOnThisMachine() => Assert.True(ThreadContext.IsSupported);
 
     [Fact]
+    public void TheWholeW3cTraceFlagsBytePassesThrough() => Native.OnNewThread(() =>
+    {
+        // Sampled (bit 0) and random trace id (bit 1), as W3C Trace Context level 2 writes them.
+        ThreadContext.Set(W3cTrace, W3cSpan, (ActivityTraceFlags)0x03);
+        Assert.Equal(0x03, Native.ReadCurrent().TraceFlags);
+        ThreadContext.Set(Bytes(W3cTrace), Bytes(W3cSpan), 0x03);
+        Assert.Equal(0x03, Native.ReadCurrent().TraceFlags);
+        ThreadContext.Clear();
+        Assert.Equal(0, Native.ReadCurrent().Valid);
+        ThreadContext.Set(1UL, 2UL, 3UL, 0x03);
+        Assert.Equal((1, 0x03), (Native.ReadCurrent().Valid, Native.ReadCurrent().TraceFlags));
+    });
+
+    [Fact]
     public void SetWithActivityIdsIsWhatReadCurrentSees() => Native.OnNewThread(() =>
     {
         ActivityTraceId trace = ActivityTraceId.CreateRandom();
@@ -80,8 +94,9 @@ public sealed unsafe class ThreadContextTests
         Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(0, "GET"));
         ThreadContext.Clear();
 
+        // OTEP 4947's "no active span" for a record that stays attached: valid = 0.
         ThreadContextRecord r = Native.ReadCurrent();
-        Assert.Equal(1, r.Valid);
+        Assert.Equal(0, r.Valid);
         Assert.Equal(new byte[16], Native.TraceId(r));
         Assert.Equal(new byte[8], Native.SpanId(r));
         Assert.Equal(0, r.TraceFlags);

@@ -19,9 +19,10 @@ namespace OtelThreadContext;
 internal static unsafe class RecordWriter
 {
     /// <summary>Writes ids and flags; also empties the attributes when
-    /// <paramref name="clearAttributes"/> (a constant at every call site, so the JIT drops the test).</summary>
+    /// <paramref name="clearAttributes"/> (a constant at every call site, so the JIT drops the test); leaves
+    /// <paramref name="valid"/> last (0 only for "no span").</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void WriteIds(ThreadContextRecord* rec, ulong trace0, ulong trace1, ulong span, byte flags, bool clearAttributes = false)
+    internal static void WriteIds(ThreadContextRecord* rec, ulong trace0, ulong trace1, ulong span, byte flags, bool clearAttributes = false, byte valid = 1)
     {
         // Safety: `rec` is a live 640-byte record only this thread writes (caller's contract).
         // Records start 64-byte aligned, so the 8-byte stores are aligned.
@@ -35,11 +36,12 @@ internal static unsafe class RecordWriter
             Volatile.Write(ref rec->AttrsDataSize, 0);
         }
 
-        Volatile.Write(ref rec->Valid, 1);
+        Volatile.Write(ref rec->Valid, valid);
     }
 
-    /// <summary>No span: zero ids and flags, no attributes, still valid.</summary>
-    internal static void Clear(ThreadContextRecord* rec) => WriteIds(rec, 0, 0, 0, 0, clearAttributes: true);
+    /// <summary>No span, OTEP 4947's way for a record that stays attached: <c>valid = 0</c>, zero ids and
+    /// flags, no attributes.</summary>
+    internal static void Clear(ThreadContextRecord* rec) => WriteIds(rec, 0, 0, 0, 0, clearAttributes: true, valid: 0);
 
     /// <summary>Drops every attribute entry; the ids are kept.</summary>
     internal static void ClearAttributes(ThreadContextRecord* rec)

@@ -38,8 +38,8 @@ pub fn state_word(read: &SlotRead) -> &'static str {
     match read {
         SlotRead::NoSlot(_) => "no_slot",
         SlotRead::NoContext => "no_context",
-        SlotRead::Record { record, .. } if !record.is_valid() => "being_updated",
         SlotRead::Record { record, .. } if record.header.is_idle() => "idle",
+        SlotRead::Record { record, .. } if !record.is_valid() => "being_updated",
         SlotRead::Record { .. } => "active",
         SlotRead::Error(_) => "error",
     }
@@ -50,7 +50,7 @@ fn read_text(read: &SlotRead) -> String {
         SlotRead::NoSlot(d) => return format!("(no TLS slot yet: {d})"),
         SlotRead::NoContext => return "(no context)".into(),
         SlotRead::Error(e) => return format!("(error: {})", printable(e)),
-        SlotRead::Record { record, .. } if !record.is_valid() => {
+        SlotRead::Record { record, .. } if !record.is_valid() && !record.header.is_idle() => {
             return format!("(being updated: valid={}, record not trusted)", record.header.valid)
         }
         SlotRead::Record { record, .. } => record,

@@ -41,7 +41,8 @@ impl RecordHeader {
         usize::from(self.attrs_data_size).min(MAX_ATTRS_READ)
     }
 
-    /// All-zero ids: a record is attached but no span is active.
+    /// All-zero ids: a record is attached but no span is active (with `valid` 0, OTEP 4947's
+    /// "no active span" for an in-place writer, or 1, as older writers leave it).
     pub fn is_idle(&self) -> bool {
         self.trace_id == [0; 16] && self.span_id == [0; 8]
     }

@@ -173,12 +173,12 @@ static void *api_thread(void *unused) {
     static const uint8_t bad_utf8[] = {0xc3, 0x28};
     CHECK(otel_thread_ctx_set_attribute(h, 3, bad_utf8, 2) == OTEL_THREAD_CTX_STATUS_INVALID_UTF8);
 
-    /* clear keeps the record published, empty */
+    /* clear keeps the record published, empty, with valid 0 ("no active span") */
     CHECK(otel_thread_ctx_clear() == OTEL_THREAD_CTX_STATUS_OK);
     CHECK(read_current(&rec) == OTEL_THREAD_CTX_STATUS_OK);
     static const uint8_t zeros[16];
     CHECK(memcmp(rec.trace_id, zeros, 16) == 0 && memcmp(rec.span_id, zeros, 8) == 0);
-    CHECK(rec.valid == 1 && rec.trace_flags == 0 && rec.attrs_data_size == 0);
+    CHECK(rec.valid == 0 && rec.trace_flags == 0 && rec.attrs_data_size == 0);
 
     /* owned handles: attach hands back what it displaced (not the thread's own). Out-parameters start as a non-NULL
      * sentinel, so each check also sees the call write them. */
