@@ -38,7 +38,7 @@ public sealed unsafe class HandleTests
             ThreadContext.Set(Trace(1), Span(1), 1);
 
             using ThreadContextHandle mine = ThreadContextHandle.Create(Trace(2), Span(2), 1);
-            ThreadContextRecord* own = Native.CurrentRecord();
+            OtelThreadCtxRecord* own = Native.CurrentRecord();
 
             // The thread's own record (ThreadContext's) stays the thread's: nothing comes back.
             Assert.Null(mine.Attach());
@@ -55,7 +55,7 @@ public sealed unsafe class HandleTests
             ThreadContextHandle? detached = ThreadContextHandle.Detach();
             Assert.Same(mine, detached);
             Assert.False(mine.IsAttachedToCurrentThread);
-            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
 
             // ThreadContext's next write attaches the thread's own record again.
             ThreadContext.Set(Trace(4), Span(4), 1);
@@ -76,7 +76,7 @@ public sealed unsafe class HandleTests
         h.Update(trace, span, ActivityTraceFlags.Recorded);
         Assert.Equal(SetAttributeResult.Stored, h.SetAttribute(4, "task-17"));
         Assert.Null(h.Attach());
-        ThreadContextRecord r = Native.ReadCurrent();
+        OtelThreadCtxRecord r = Native.ReadCurrent();
         byte[] expected = new byte[16];
         trace.CopyTo(expected);
         Assert.Equal(expected, Native.TraceId(r));
@@ -125,7 +125,7 @@ public sealed unsafe class HandleTests
 
         Assert.Equal(SetAttributeResult.Stored, h.SetAttribute(3, "a\ud800b"));
 
-        ThreadContextRecord* r = Native.RecordOf(h.Native);
+        OtelThreadCtxRecord* r = Native.RecordOf(h.Native);
         Assert.Equal(new byte[] { 3, 5, (byte)'a', 0xEF, 0xBF, 0xBD, (byte)'b' }, new ReadOnlySpan<byte>(r->AttrsData, r->AttrsDataSize).ToArray());
     }
 
@@ -172,7 +172,7 @@ public sealed unsafe class HandleTests
                 Assert.Throws<InvalidOperationException>(() => h.Update(default, default, ActivityTraceFlags.None));
                 Assert.Throws<InvalidOperationException>(() => h.SetAttribute(0, "x"));
                 Assert.Throws<InvalidOperationException>(() => h.ClearAttributes());
-                Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
+                Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
             });
         }
         finally
@@ -194,7 +194,7 @@ public sealed unsafe class HandleTests
             Assert.Null(h.Attach());
             Assert.Equal(baseline + 1, Native.LiveRecords());
             h.Dispose();
-            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
             Assert.Equal(baseline, Native.LiveRecords());
             Assert.Throws<ObjectDisposedException>(() => h.Attach());
         });
@@ -307,7 +307,7 @@ public sealed unsafe class HandleTests
         AssertRefusesEveryCall(h);
         foreach (var o in others)
         {
-            ThreadContextRecord* r = Native.RecordOf(o.Native);
+            OtelThreadCtxRecord* r = Native.RecordOf(o.Native);
             Assert.Equal(Trace(8), Native.TraceId(*r));
             Assert.Equal(0, r->AttrsDataSize);
         }
@@ -329,7 +329,7 @@ public sealed unsafe class HandleTests
             Assert.Throws<InvalidOperationException>(() => h.SetAttribute(0, "x"));
             Assert.Throws<InvalidOperationException>(() => h.ClearAttributes());
             Assert.Throws<InvalidOperationException>(() => h.Attach());
-            Assert.Equal(0, TestNativeMethods.otel_thread_ctx_current());
+            Assert.Equal(0, NativeMethods.otel_thread_ctx_current());
         }
     }
 }

@@ -62,13 +62,9 @@ public sealed unsafe class ProcessContextTests : IDisposable
         nint tenant = Marshal.StringToCoTaskMemUTF8("tenant.id");
         try
         {
-            byte*[] resource = [(byte*)service, (byte*)name];
-            byte*[] keys = [(byte*)tenant];
-            fixed (byte** r = resource)
-            fixed (byte** k = keys)
-            {
-                Assert.Equal(NativeProcessStatus.Ok, TestNativeMethods.otel_process_ctx_publish(r, 1, k, 1));
-            }
+            OtelProcessCtxAttribute resource = new() { Key = (byte*)service, Value = (byte*)name };
+            byte* key = (byte*)tenant;
+            Assert.Equal(OtelProcessCtxStatus.Ok, NativeMethods.otel_process_ctx_publish(&resource, 1, &key, 1));
 
             // Index 1, after the native publisher's key: never its index 0.
             ThreadAttributeKey route = ProcessContext.DeclareKey("http.route");
@@ -82,7 +78,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
         }
         finally
         {
-            Assert.Equal(NativeProcessStatus.Ok, NativeMethods.otel_process_ctx_unpublish());
+            Assert.Equal(OtelProcessCtxStatus.Ok, NativeMethods.otel_process_ctx_unpublish());
             Marshal.FreeCoTaskMem(service);
             Marshal.FreeCoTaskMem(name);
             Marshal.FreeCoTaskMem(tenant);
@@ -414,12 +410,13 @@ public sealed unsafe class ProcessContextTests : IDisposable
     [Fact]
     public void EveryNativeRefusalMapsToAnExceptionNamingItsStatus()
     {
-        var header = new CHeader(System.IO.File.ReadAllText(TestSupport.HeaderPath));
-        foreach (NativeProcessStatus status in Enum.GetValues<NativeProcessStatus>().Where(s => s != NativeProcessStatus.Ok))
+        string header = System.IO.File.ReadAllText(TestSupport.HeaderPath);
+        foreach (OtelProcessCtxStatus status in Enum.GetValues<OtelProcessCtxStatus>().Where(s => s != OtelProcessCtxStatus.Ok))
         {
             Exception e = ProcessContext.ToException(status, 12, "Testing");
-            string name = header.ProcessStatusValues.Single(kv => kv.Value == (long)status).Key;
-            if (status == NativeProcessStatus.MappingFailed)
+            string name = System.Text.RegularExpressions.Regex.Match(header, $@"\b(OTEL_PROCESS_CTX_STATUS_\w+) = {(int)status},").Groups[1].Value;
+            Assert.NotEqual(string.Empty, name);
+            if (status == OtelProcessCtxStatus.MappingFailed)
             {
                 var io = Assert.IsType<System.IO.IOException>(e);
                 var inner = Assert.IsType<System.ComponentModel.Win32Exception>(io.InnerException);
@@ -430,11 +427,11 @@ public sealed unsafe class ProcessContextTests : IDisposable
             }
 
             Assert.Contains(name, e.Message, StringComparison.Ordinal);
-            bool badInput = status is NativeProcessStatus.InvalidUtf8 or NativeProcessStatus.EmptyResourceKey
-                or NativeProcessStatus.DuplicateResourceKey or NativeProcessStatus.EmptyAttributeKey
-                or NativeProcessStatus.DuplicateAttributeKey or NativeProcessStatus.TooManyAttributeKeys
-                or NativeProcessStatus.PayloadTooLarge or NativeProcessStatus.InvalidValue
-                or NativeProcessStatus.InvalidContextAttribute or NativeProcessStatus.InvalidSchemaVersion;
+            bool badInput = status is OtelProcessCtxStatus.InvalidUtf8 or OtelProcessCtxStatus.EmptyResourceKey
+                or OtelProcessCtxStatus.DuplicateResourceKey or OtelProcessCtxStatus.EmptyAttributeKey
+                or OtelProcessCtxStatus.DuplicateAttributeKey or OtelProcessCtxStatus.TooManyAttributeKeys
+                or OtelProcessCtxStatus.PayloadTooLarge or OtelProcessCtxStatus.InvalidValue
+                or OtelProcessCtxStatus.InvalidContextAttribute or OtelProcessCtxStatus.InvalidSchemaVersion;
             Assert.IsType(badInput ? typeof(ArgumentException) : typeof(InvalidOperationException), e);
         }
     }

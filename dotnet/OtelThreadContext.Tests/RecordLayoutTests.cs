@@ -10,13 +10,12 @@ namespace OtelThreadContext.Tests;
 /// <summary>The C# mirror of the record has the native size and offsets.</summary>
 public sealed class RecordLayoutTests
 {
-    private static readonly CHeader Header = new(File.ReadAllText(TestSupport.HeaderPath));
-
     [Fact]
     public void SizeMatchesTheNativeConstant()
     {
-        Assert.Equal(Header.Defines["OTEL_THREAD_CTX_RECORD_SIZE"], Unsafe.SizeOf<ThreadContextRecord>());
-        Assert.Equal(Header.Defines["OTEL_THREAD_CTX_RECORD_SIZE"], Marshal.SizeOf<ThreadContextRecord>());
+        Assert.Equal(640, NativeMethods.OTEL_THREAD_CTX_RECORD_SIZE);
+        Assert.Equal(NativeMethods.OTEL_THREAD_CTX_RECORD_SIZE, Unsafe.SizeOf<OtelThreadCtxRecord>());
+        Assert.Equal(NativeMethods.OTEL_THREAD_CTX_RECORD_SIZE, Marshal.SizeOf<OtelThreadCtxRecord>());
     }
 
     [Fact]
@@ -50,25 +49,25 @@ public sealed class RecordLayoutTests
         foreach (string field in new[] { "TraceId", "SpanId", "Valid", "TraceFlags", "AttrsDataSize", "AttrsData" })
         {
             Assert.True(
-                native[field] == (int)Marshal.OffsetOf<ThreadContextRecord>(field),
-                $"{field}: C offset {native[field]}, C# offset {Marshal.OffsetOf<ThreadContextRecord>(field)}");
+                native[field] == (int)Marshal.OffsetOf<OtelThreadCtxRecord>(field),
+                $"{field}: C offset {native[field]}, C# offset {Marshal.OffsetOf<OtelThreadCtxRecord>(field)}");
         }
 
-        Assert.Equal(native["size"], Unsafe.SizeOf<ThreadContextRecord>());
-        Assert.Equal(native["header"], (int)Marshal.OffsetOf<ThreadContextRecord>("AttrsData"));
-        Assert.Equal(NativeMethods.AttrsCapacity, native["size"] - native["AttrsData"]);
+        Assert.Equal(native["size"], Unsafe.SizeOf<OtelThreadCtxRecord>());
+        Assert.Equal(native["header"], (int)Marshal.OffsetOf<OtelThreadCtxRecord>("AttrsData"));
+        Assert.Equal(NativeMethods.OTEL_THREAD_CTX_ATTRS_CAPACITY, native["size"] - native["AttrsData"]);
     }
 
     [Fact]
     public void OffsetsMatchTheSpecTable()
     {
         // OTEP 4947's table, as the header's comment restates it.
-        Assert.Equal(0, (int)Marshal.OffsetOf<ThreadContextRecord>(nameof(ThreadContextRecord.TraceId)));
-        Assert.Equal(16, (int)Marshal.OffsetOf<ThreadContextRecord>(nameof(ThreadContextRecord.SpanId)));
-        Assert.Equal(24, (int)Marshal.OffsetOf<ThreadContextRecord>(nameof(ThreadContextRecord.Valid)));
-        Assert.Equal(25, (int)Marshal.OffsetOf<ThreadContextRecord>(nameof(ThreadContextRecord.TraceFlags)));
-        Assert.Equal(26, (int)Marshal.OffsetOf<ThreadContextRecord>(nameof(ThreadContextRecord.AttrsDataSize)));
-        Assert.Equal(28, (int)Marshal.OffsetOf<ThreadContextRecord>(nameof(ThreadContextRecord.AttrsData)));
+        Assert.Equal(0, (int)Marshal.OffsetOf<OtelThreadCtxRecord>(nameof(OtelThreadCtxRecord.TraceId)));
+        Assert.Equal(16, (int)Marshal.OffsetOf<OtelThreadCtxRecord>(nameof(OtelThreadCtxRecord.SpanId)));
+        Assert.Equal(24, (int)Marshal.OffsetOf<OtelThreadCtxRecord>(nameof(OtelThreadCtxRecord.Valid)));
+        Assert.Equal(25, (int)Marshal.OffsetOf<OtelThreadCtxRecord>(nameof(OtelThreadCtxRecord.TraceFlags)));
+        Assert.Equal(26, (int)Marshal.OffsetOf<OtelThreadCtxRecord>(nameof(OtelThreadCtxRecord.AttrsDataSize)));
+        Assert.Equal(28, (int)Marshal.OffsetOf<OtelThreadCtxRecord>(nameof(OtelThreadCtxRecord.AttrsData)));
         Assert.Contains("Offsets: trace_id 0, span_id 16, valid 24, trace_flags 25, attrs_data_size 26,", File.ReadAllText(TestSupport.HeaderPath));
     }
 }

@@ -15,7 +15,7 @@ public sealed unsafe class SharedProcessTests
     /// <summary>The size of the native allocation behind a record; malloc reuses a freed one's memory for it.</summary>
     private const int HandleBytes = 704;
 
-    private static string Ids(ThreadContextRecord r) => Convert.ToHexStringLower(Native.TraceId(r)) + "-" + Convert.ToHexStringLower(Native.SpanId(r));
+    private static string Ids(OtelThreadCtxRecord r) => Convert.ToHexStringLower(Native.TraceId(r)) + "-" + Convert.ToHexStringLower(Native.SpanId(r));
 
     private static string Ids(ActivityTraceId trace, ActivitySpanId span) => trace.ToHexString() + "-" + span.ToHexString();
 
@@ -64,7 +64,7 @@ public sealed unsafe class SharedProcessTests
             ActivitySpanId spanC = ActivitySpanId.CreateRandom();
             ThreadContext.Set(traceC, spanC, ActivityTraceFlags.Recorded);
             Assert.Equal(Ids(traceC, spanC), Ids(Native.ReadCurrent()));
-            Assert.NotEqual(0, TestNativeMethods.otel_thread_ctx_current());
+            Assert.NotEqual(0, NativeMethods.otel_thread_ctx_current());
         }
         finally
         {
@@ -76,14 +76,14 @@ public sealed unsafe class SharedProcessTests
     public void NativeCodeDetachingTheThreadsRecordDoesNotStopThisCopyPublishing() => Native.OnNewThread(() =>
     {
         ThreadContext.Set(ActivityTraceId.CreateRandom(), ActivitySpanId.CreateRandom(), ActivityTraceFlags.Recorded);
-        nint own = TestNativeMethods.otel_thread_ctx_current();
+        nint own = NativeMethods.otel_thread_ctx_current();
         Assert.Equal(0, NativeMethods.otel_thread_ctx_detach());
-        Assert.Equal(NativeStatus.OwnedByThread, NativeMethods.otel_thread_ctx_free(own));
+        Assert.Equal(OtelThreadCtxStatus.OwnedByThread, NativeMethods.otel_thread_ctx_free(own));
 
         ActivityTraceId trace = ActivityTraceId.CreateRandom();
         ActivitySpanId span = ActivitySpanId.CreateRandom();
         ThreadContext.Set(trace, span, ActivityTraceFlags.Recorded);
-        Assert.Equal(own, TestNativeMethods.otel_thread_ctx_current());
+        Assert.Equal(own, NativeMethods.otel_thread_ctx_current());
         Assert.Equal(Ids(trace, span), Ids(Native.ReadCurrent()));
     });
 }

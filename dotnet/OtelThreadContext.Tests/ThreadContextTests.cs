@@ -52,7 +52,7 @@ public sealed unsafe class ThreadContextTests
         ActivitySpanId span = ActivitySpanId.CreateRandom();
         ThreadContext.Set(trace, span, ActivityTraceFlags.Recorded);
 
-        ThreadContextRecord r = Native.ReadCurrent();
+        OtelThreadCtxRecord r = Native.ReadCurrent();
         Assert.Equal(1, r.Valid);
         Assert.Equal(Bytes(trace), Native.TraceId(r));
         Assert.Equal(Bytes(span), Native.SpanId(r));
@@ -72,7 +72,7 @@ public sealed unsafe class ThreadContextTests
         byte[] trace = Convert.FromHexString("4bf92f3577b34da6a3ce929d0e0e4736");
         byte[] span = Convert.FromHexString("00f067aa0ba902b7");
         ThreadContext.Set(trace, span, 3);
-        ThreadContextRecord r = Native.ReadCurrent();
+        OtelThreadCtxRecord r = Native.ReadCurrent();
         Assert.Equal(trace, Native.TraceId(r));
         Assert.Equal(span, Native.SpanId(r));
         Assert.Equal(3, r.TraceFlags);
@@ -95,7 +95,7 @@ public sealed unsafe class ThreadContextTests
         ThreadContext.Clear();
 
         // OTEP 4947's "no active span" for a record that stays attached: valid = 0.
-        ThreadContextRecord r = Native.ReadCurrent();
+        OtelThreadCtxRecord r = Native.ReadCurrent();
         Assert.Equal(0, r.Valid);
         Assert.Equal(new byte[16], Native.TraceId(r));
         Assert.Equal(new byte[8], Native.SpanId(r));
@@ -114,7 +114,7 @@ public sealed unsafe class ThreadContextTests
 
         ThreadContext.SetActivityIds(trace, span, ActivityTraceFlags.Recorded, clearAttributes: true);
 
-        ThreadContextRecord r = Native.ReadCurrent();
+        OtelThreadCtxRecord r = Native.ReadCurrent();
         Assert.Equal(1, r.Valid);
         Assert.Equal(Bytes(trace), Native.TraceId(r));
         Assert.Equal(Bytes(span), Native.SpanId(r));
@@ -127,7 +127,7 @@ public sealed unsafe class ThreadContextTests
     {
         Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(3, "a\ud800b"));
 
-        ThreadContextRecord r = Native.ReadCurrent();
+        OtelThreadCtxRecord r = Native.ReadCurrent();
         Assert.Equal(new byte[] { 3, 5, (byte)'a', 0xEF, 0xBF, 0xBD, (byte)'b' }, new ReadOnlySpan<byte>(r.AttrsData, r.AttrsDataSize).ToArray());
     });
 
@@ -138,7 +138,7 @@ public sealed unsafe class ThreadContextTests
         Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(0, "GET"));
         Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(1, "/users/{id}".AsSpan()));
         Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(2, "ünïcødé ✓"));
-        ThreadContextRecord r = Native.ReadCurrent();
+        OtelThreadCtxRecord r = Native.ReadCurrent();
         Assert.Equal(new[] { ((byte)0, "GET"), ((byte)1, "/users/{id}"), ((byte)2, "ünïcødé ✓") }, Native.Attributes(r));
         Assert.Equal(2 + 3 + 2 + 11 + 2 + System.Text.Encoding.UTF8.GetByteCount("ünïcødé ✓"), r.AttrsDataSize);
 
@@ -196,10 +196,10 @@ public sealed unsafe class ThreadContextTests
             Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(k, value));
         }
 
-        ThreadContextRecord before = Native.ReadCurrent();
+        OtelThreadCtxRecord before = Native.ReadCurrent();
         Assert.Equal(606, before.AttrsDataSize);
         Assert.Equal(SetAttributeResult.NoSpace, ThreadContext.SetAttribute(3, "12345"));
-        ThreadContextRecord after = Native.ReadCurrent();
+        OtelThreadCtxRecord after = Native.ReadCurrent();
         Assert.Equal(Native.Attributes(before), Native.Attributes(after));
         Assert.Equal(1, after.Valid);
 
@@ -229,17 +229,17 @@ public sealed unsafe class ThreadContextTests
             SetAttributeResult managed = ThreadContext.SetAttribute(key, value);
             results.Add(managed);
             byte[] utf8 = Encoding.UTF8.GetBytes(value);
-            NativeStatus status;
+            OtelThreadCtxStatus status;
             fixed (byte* p = utf8)
             {
-                status = TestNativeMethods.otel_thread_ctx_set_attribute(ctx, key, p, (nuint)utf8.Length);
+                status = NativeMethods.otel_thread_ctx_set_attribute(ctx, key, p, (nuint)utf8.Length);
             }
 
             SetAttributeResult native = status switch
             {
-                NativeStatus.Ok => SetAttributeResult.Stored,
-                NativeStatus.Truncated => SetAttributeResult.Truncated,
-                NativeStatus.NoSpace => SetAttributeResult.NoSpace,
+                OtelThreadCtxStatus.Ok => SetAttributeResult.Stored,
+                OtelThreadCtxStatus.Truncated => SetAttributeResult.Truncated,
+                OtelThreadCtxStatus.NoSpace => SetAttributeResult.NoSpace,
                 _ => throw new InvalidOperationException(status.ToString()),
             };
             Assert.Equal(native, managed);
@@ -247,8 +247,8 @@ public sealed unsafe class ThreadContextTests
 
         Assert.Contains(SetAttributeResult.Truncated, results);
         Assert.Contains(SetAttributeResult.NoSpace, results);
-        ThreadContextRecord* nativeRecord = Native.RecordOf(detached.Native);
-        ThreadContextRecord mine = Native.ReadCurrent();
+        OtelThreadCtxRecord* nativeRecord = Native.RecordOf(detached.Native);
+        OtelThreadCtxRecord mine = Native.ReadCurrent();
         Assert.Equal(nativeRecord->AttrsDataSize, mine.AttrsDataSize);
         Assert.Equal(
             new ReadOnlySpan<byte>(nativeRecord->AttrsData, nativeRecord->AttrsDataSize).ToArray(),
@@ -259,9 +259,9 @@ public sealed unsafe class ThreadContextTests
     public void WritesAfterNativeCodeDetachedTheThreadsRecordPublishItAgain() => Native.OnNewThread(() =>
     {
         ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);
-        nint own = TestNativeMethods.otel_thread_ctx_current();
+        nint own = NativeMethods.otel_thread_ctx_current();
         Assert.NotEqual(0, own);
-        ThreadContextRecord* record = Native.RecordOf(own);
+        OtelThreadCtxRecord* record = Native.RecordOf(own);
 
         // Unpublish the record behind ThreadContext's back: it stays the thread's (not handed over), and the
         // next write attaches it again instead of writing an unpublished copy.
@@ -274,7 +274,7 @@ public sealed unsafe class ThreadContextTests
             ThreadContext.Set((ulong)i, (ulong)i, (ulong)i, 1);
         }
 
-        Assert.Equal(own, TestNativeMethods.otel_thread_ctx_current());
+        Assert.Equal(own, NativeMethods.otel_thread_ctx_current());
         Assert.Equal(999, (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(new ReadOnlySpan<byte>(record->SpanId, 8)));
     });
 
@@ -333,7 +333,7 @@ public sealed unsafe class ThreadContextTests
                 ready.SignalAndWait();
 
                 // Everyone has written; each still reads its own.
-                ThreadContextRecord r = Native.ReadCurrent();
+                OtelThreadCtxRecord r = Native.ReadCurrent();
                 byte[] expectedTrace = new byte[16];
                 System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(expectedTrace, (ulong)i + 1);
                 System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(expectedTrace.AsSpan(8), 0xabcdUL * (ulong)(i + 1));

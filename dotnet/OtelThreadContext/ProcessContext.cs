@@ -82,7 +82,7 @@ public static unsafe class ProcessContext
         byte[] key = new byte[Encoding.UTF8.GetByteCount(name) + 1];
         Encoding.UTF8.GetBytes(name, key);
         byte index;
-        NativeProcessStatus status;
+        OtelProcessCtxStatus status;
         try
         {
             fixed (byte* k = key)
@@ -97,8 +97,8 @@ public static unsafe class ProcessContext
 
         return status switch
         {
-            NativeProcessStatus.Ok => index,
-            NativeProcessStatus.TooManyAttributeKeys => throw KeyMapFull(name),
+            OtelProcessCtxStatus.Ok => index,
+            OtelProcessCtxStatus.TooManyAttributeKeys => throw KeyMapFull(name),
             _ => throw ToException(status, 0, $"Declaring attribute key \"{name}\""),
         };
     }
@@ -118,7 +118,7 @@ public static unsafe class ProcessContext
 
         byte[] text = new byte[Encoding.UTF8.GetByteCount(version) + 1];
         Encoding.UTF8.GetBytes(version, text);
-        NativeProcessStatus status;
+        OtelProcessCtxStatus status;
         lock (s_lock)
         {
             try
@@ -134,7 +134,7 @@ public static unsafe class ProcessContext
             }
         }
 
-        if (status != NativeProcessStatus.Ok)
+        if (status != OtelProcessCtxStatus.Ok)
         {
             throw ToException(status, 0, $"Choosing schema version \"{version}\"");
         }
@@ -216,9 +216,9 @@ public static unsafe class ProcessContext
                 return;
             }
 
-            NativeProcessStatus status = NativeMethods.otel_process_ctx_unpublish();
+            OtelProcessCtxStatus status = NativeMethods.otel_process_ctx_unpublish();
             s_resource = null;
-            if (status != NativeProcessStatus.Ok && status != NativeProcessStatus.NotPublished)
+            if (status != OtelProcessCtxStatus.Ok && status != OtelProcessCtxStatus.NotPublished)
             {
                 throw ToException(status, 0, "Unpublishing the process context");
             }
@@ -227,28 +227,28 @@ public static unsafe class ProcessContext
 
     /// <summary>The exception for a refused native call: bad input is an
     /// <see cref="ArgumentException"/>, a failed mapping an <see cref="IOException"/>.</summary>
-    internal static Exception ToException(NativeProcessStatus status, int errno, string operation)
+    internal static Exception ToException(OtelProcessCtxStatus status, int errno, string operation)
     {
         string message = $"{operation} failed ({status.CName()})";
         return status switch
         {
-            NativeProcessStatus.MappingFailed => new IOException(
+            OtelProcessCtxStatus.MappingFailed => new IOException(
                 $"{message}: the OTEL_CTX mapping could not be made or named: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).",
                 new Win32Exception(errno)),
-            NativeProcessStatus.PayloadTooLarge => new ArgumentException(message + ": the context is larger than the 64 KiB readers accept."),
-            NativeProcessStatus.OtherContextPublished => new InvalidOperationException(
+            OtelProcessCtxStatus.PayloadTooLarge => new ArgumentException(message + ": the context is larger than the 64 KiB readers accept."),
+            OtelProcessCtxStatus.OtherContextPublished => new InvalidOperationException(
                 $"{message}: another OTEL_CTX mapping is already in this process (another library published a process " +
                 "context). There is one process context per process, so this one was not published."),
-            NativeProcessStatus.InvalidUtf8 or NativeProcessStatus.EmptyResourceKey or NativeProcessStatus.DuplicateResourceKey
-                or NativeProcessStatus.EmptyAttributeKey or NativeProcessStatus.DuplicateAttributeKey
-                or NativeProcessStatus.TooManyAttributeKeys or NativeProcessStatus.InvalidValue
-                or NativeProcessStatus.InvalidContextAttribute or NativeProcessStatus.InvalidSchemaVersion => new ArgumentException(message + "."),
+            OtelProcessCtxStatus.InvalidUtf8 or OtelProcessCtxStatus.EmptyResourceKey or OtelProcessCtxStatus.DuplicateResourceKey
+                or OtelProcessCtxStatus.EmptyAttributeKey or OtelProcessCtxStatus.DuplicateAttributeKey
+                or OtelProcessCtxStatus.TooManyAttributeKeys or OtelProcessCtxStatus.InvalidValue
+                or OtelProcessCtxStatus.InvalidContextAttribute or OtelProcessCtxStatus.InvalidSchemaVersion => new ArgumentException(message + "."),
             _ => new InvalidOperationException(message + "."),
         };
     }
 
     /// <summary>The header's name for <paramref name="status"/>, e.g. <c>OTEL_PROCESS_CTX_STATUS_INVALID_UTF8</c>.</summary>
-    internal static string CName(this NativeProcessStatus status) => Enum.IsDefined(status)
+    internal static string CName(this OtelProcessCtxStatus status) => Enum.IsDefined(status)
         ? "OTEL_PROCESS_CTX_STATUS_" + Regex.Replace(status.ToString(), "(?<=.)(?=[A-Z])", "_").ToUpperInvariant()
         : $"process status {(int)status}";
 
@@ -320,7 +320,7 @@ public static unsafe class ProcessContext
     /// (the declared keys are in it); caller holds the lock.</summary>
     private static void CallNative(bool update, Content content, string operation)
     {
-        NativeProcessStatus status;
+        OtelProcessCtxStatus status;
         int errno;
         try
         {
@@ -339,13 +339,13 @@ public static unsafe class ProcessContext
             throw NativeLibraryErrors.Missing(e);
         }
 
-        if (status == NativeProcessStatus.NotPublished)
+        if (status == OtelProcessCtxStatus.NotPublished)
         {
             // Native code unpublished behind this class's back.
             s_resource = null;
         }
 
-        if (status != NativeProcessStatus.Ok)
+        if (status != OtelProcessCtxStatus.Ok)
         {
             throw ToException(status, errno, operation);
         }

@@ -106,7 +106,7 @@ internal static unsafe class ProcessContextValues
 
     /// <summary>Calls <c>otel_process_ctx_publish_typed</c> (or <c>_update_typed</c>) with the native structs,
     /// pinned for the call only (the library copies what it keeps); <paramref name="errno"/> is the OS error.</summary>
-    internal static NativeProcessStatus Call(
+    internal static OtelProcessCtxStatus Call(
         bool update,
         List<KeyValuePair<string, object>> resource,
         List<KeyValuePair<string, object>> attributes,
@@ -130,29 +130,29 @@ internal static unsafe class ProcessContextValues
                 return (byte*)Pin(bytes);
             }
 
-            NativeProcessValue Value(object? v) => v switch
+            OtelProcessCtxValue Value(object? v) => v switch
             {
-                null => new() { Kind = NativeValueKind.Empty },
-                string s => new() { Kind = NativeValueKind.String, Pointer = Text(s, nul: false), Length = (nuint)s_strictUtf8.GetByteCount(s) },
-                bool b => new() { Kind = NativeValueKind.Bool, IntValue = b ? 1 : 0 },
-                long l => new() { Kind = NativeValueKind.Int, IntValue = l },
-                double d => new() { Kind = NativeValueKind.Double, DoubleValue = d },
+                null => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_EMPTY },
+                string s => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_STRING, Pointer = Text(s, nul: false), Length = (nuint)s_strictUtf8.GetByteCount(s) },
+                bool b => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_BOOL, IntValue = b ? 1 : 0 },
+                long l => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_INT, IntValue = l },
+                double d => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_DOUBLE, DoubleValue = d },
                 object?[] items => new()
                 {
-                    Kind = NativeValueKind.Array,
+                    Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_ARRAY,
                     Pointer = items.Length == 0 ? null : Pin(Array.ConvertAll(items, Value)),
                     Length = (nuint)items.Length,
                 },
                 _ => throw new InvalidOperationException($"unnormalized value {v.GetType()}"),
             };
 
-            NativeProcessKeyValue* Pairs(List<KeyValuePair<string, object>> list) => (NativeProcessKeyValue*)Pin(
-                list.ConvertAll(kv => new NativeProcessKeyValue { Key = Text(kv.Key, nul: true), Value = Value(kv.Value) }).ToArray());
+            OtelProcessCtxKeyValue* Pairs(List<KeyValuePair<string, object>> list) => (OtelProcessCtxKeyValue*)Pin(
+                list.ConvertAll(kv => new OtelProcessCtxKeyValue { Key = Text(kv.Key, nul: true), Value = Value(kv.Value) }).ToArray());
 
-            NativeProcessKeyValue* r = Pairs(resource);
-            NativeProcessKeyValue* a = Pairs(attributes);
+            OtelProcessCtxKeyValue* r = Pairs(resource);
+            OtelProcessCtxKeyValue* a = Pairs(attributes);
             byte** k = (byte**)Pin(keys.ConvertAll(key => (nint)Text(key, nul: true)).ToArray());
-            NativeProcessStatus status = update
+            OtelProcessCtxStatus status = update
                 ? NativeMethods.otel_process_ctx_update_typed(r, (nuint)resource.Count, a, (nuint)attributes.Count, k, (nuint)keys.Count)
                 : NativeMethods.otel_process_ctx_publish_typed(r, (nuint)resource.Count, a, (nuint)attributes.Count, k, (nuint)keys.Count);
             errno = Marshal.GetLastPInvokeError();

@@ -29,6 +29,6 @@ internal sealed class RecordHandle : SafeHandle
             return true;
         }
 
-        return NativeMethods.otel_thread_ctx_free(handle) == NativeStatus.Ok;
+        return NativeMethods.otel_thread_ctx_free(handle) == OtelThreadCtxStatus.Ok;
     }
 }

@@ -22,7 +22,7 @@ internal static unsafe class RecordWriter
     /// <paramref name="clearAttributes"/> (a constant at every call site, so the JIT drops the test); leaves
     /// <paramref name="valid"/> last (0 only for "no span").</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void WriteIds(ThreadContextRecord* rec, ulong trace0, ulong trace1, ulong span, byte flags, bool clearAttributes = false, byte valid = 1)
+    internal static void WriteIds(OtelThreadCtxRecord* rec, ulong trace0, ulong trace1, ulong span, byte flags, bool clearAttributes = false, byte valid = 1)
     {
         // Safety: `rec` is a live 640-byte record only this thread writes (caller's contract).
         // Records start 64-byte aligned, so the 8-byte stores are aligned.
@@ -41,10 +41,10 @@ internal static unsafe class RecordWriter
 
     /// <summary>No span, OTEP 4947's way for a record that stays attached: <c>valid = 0</c>, zero ids and
     /// flags, no attributes.</summary>
-    internal static void Clear(ThreadContextRecord* rec) => WriteIds(rec, 0, 0, 0, 0, clearAttributes: true, valid: 0);
+    internal static void Clear(OtelThreadCtxRecord* rec) => WriteIds(rec, 0, 0, 0, 0, clearAttributes: true, valid: 0);
 
     /// <summary>Drops every attribute entry; the ids are kept.</summary>
-    internal static void ClearAttributes(ThreadContextRecord* rec)
+    internal static void ClearAttributes(OtelThreadCtxRecord* rec)
     {
         // Safety: as in WriteIds.
         Volatile.Write(ref rec->Valid, 0);
@@ -54,17 +54,17 @@ internal static unsafe class RecordWriter
 
     /// <summary>Sets attribute <paramref name="keyIndex"/> as UTF-8 (cut to 255 bytes at a character
     /// boundary), replacing every earlier entry for that key; NoSpace changes nothing.</summary>
-    internal static SetAttributeResult SetAttribute(ThreadContextRecord* rec, byte keyIndex, ReadOnlySpan<char> value)
+    internal static SetAttributeResult SetAttribute(OtelThreadCtxRecord* rec, byte keyIndex, ReadOnlySpan<char> value)
     {
-        Span<byte> buffer = stackalloc byte[NativeMethods.MaxValueLen];
+        Span<byte> buffer = stackalloc byte[NativeMethods.OTEL_THREAD_CTX_MAX_VALUE_LEN];
         bool truncated = Utf8.FromUtf16(value, buffer, out _, out int length) == OperationStatus.DestinationTooSmall;
         ReadOnlySpan<byte> utf8 = buffer.Slice(0, length);
 
         // Safety: `rec` is a live record only this thread writes, so reading it needs no care.
         // The attribute area is 612 bytes from rec->AttrsData; indexes below stay inside `used`,
         // which is clamped to that capacity.
-        var data = new Span<byte>(rec->AttrsData, NativeMethods.AttrsCapacity);
-        int used = Math.Min((int)rec->AttrsDataSize, NativeMethods.AttrsCapacity);
+        var data = new Span<byte>(rec->AttrsData, NativeMethods.OTEL_THREAD_CTX_ATTRS_CAPACITY);
+        int used = Math.Min((int)rec->AttrsDataSize, NativeMethods.OTEL_THREAD_CTX_ATTRS_CAPACITY);
 
         // Size after removing entries for this key (readers keep the last of duplicates; we keep
         // none) and dropping any tail that is not a whole entry.
@@ -78,7 +78,7 @@ internal static unsafe class RecordWriter
         }
 
         int newSize = kept + 2 + utf8.Length;
-        if (newSize > NativeMethods.AttrsCapacity)
+        if (newSize > NativeMethods.OTEL_THREAD_CTX_ATTRS_CAPACITY)
         {
             return SetAttributeResult.NoSpace;
         }

@@ -22,7 +22,7 @@ public static unsafe class ThreadContext
     /// only at this thread's exit, whoever detaches it, and only this thread writes it, as <see cref="RecordWriter"/>
     /// requires. Every copy of this assembly in the process finds the same one.</summary>
     [ThreadStatic]
-    private static ThreadContextRecord* t_record;
+    private static OtelThreadCtxRecord* t_record;
 
     /// <summary>True on Linux x64 (glibc or musl) and Linux arm64 (glibc), the platforms the
     /// native library is built for.</summary>
@@ -38,7 +38,7 @@ public static unsafe class ThreadContext
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void SetActivityIds(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags, bool clearAttributes)
     {
-        ThreadContextRecord* rec = Record();
+        OtelThreadCtxRecord* rec = Record();
         if (rec != null)
         {
             IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
@@ -52,7 +52,7 @@ public static unsafe class ThreadContext
     public static void Set(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId, byte traceFlags)
     {
         IdDecoding.CheckLengths(traceId, spanId);
-        ThreadContextRecord* rec = Record();
+        OtelThreadCtxRecord* rec = Record();
         if (rec != null)
         {
             IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
@@ -64,7 +64,7 @@ public static unsafe class ThreadContext
     /// <c>0af7...319c</c> is high <c>0x0af7...</c>, low <c>...319c</c>); attributes are kept.</summary>
     public static void Set(ulong traceIdHigh, ulong traceIdLow, ulong spanId, byte traceFlags)
     {
-        ThreadContextRecord* rec = Record();
+        OtelThreadCtxRecord* rec = Record();
         if (rec != null)
         {
             RecordWriter.WriteIds(
@@ -75,7 +75,7 @@ public static unsafe class ThreadContext
     /// <summary>Publishes "no active span": zero ids and flags, no attributes, record still valid.</summary>
     public static void Clear()
     {
-        ThreadContextRecord* rec = Record();
+        OtelThreadCtxRecord* rec = Record();
         if (rec != null)
         {
             RecordWriter.Clear(rec);
@@ -88,7 +88,7 @@ public static unsafe class ThreadContext
     /// 255 bytes), <see cref="SetAttributeResult.NoSpace"/> (nothing changed) or <see cref="SetAttributeResult.NotSupported"/>.</returns>
     public static SetAttributeResult SetAttribute(byte keyIndex, ReadOnlySpan<char> value)
     {
-        ThreadContextRecord* rec = Record();
+        OtelThreadCtxRecord* rec = Record();
         return rec == null ? SetAttributeResult.NotSupported : RecordWriter.SetAttribute(rec, keyIndex, value);
     }
 
@@ -109,7 +109,7 @@ public static unsafe class ThreadContext
     /// <summary>Removes every attribute from the current thread's record; the ids are kept.</summary>
     public static void ClearAttributes()
     {
-        ThreadContextRecord* rec = Record();
+        OtelThreadCtxRecord* rec = Record();
         if (rec != null)
         {
             RecordWriter.ClearAttributes(rec);
@@ -133,7 +133,7 @@ public static unsafe class ThreadContext
 
         const int Capacity = 4096;
         byte* buffer = stackalloc byte[Capacity];
-        NativeStatus status;
+        OtelThreadCtxStatus status;
         try
         {
             status = NativeMethods.otel_thread_ctx_self_check(buffer, Capacity);
@@ -144,15 +144,15 @@ public static unsafe class ThreadContext
         }
 
         message = Marshal.PtrToStringUTF8((nint)buffer) ?? string.Empty;
-        return status == NativeStatus.Ok;
+        return status == OtelThreadCtxStatus.Ok;
     }
 
     /// <summary>The record this thread's slot publishes: the cached own record while it is still attached,
     /// else <see cref="EnsureRecord"/> (after code elsewhere, C or another copy of this assembly, swapped it out).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ThreadContextRecord* Record()
+    private static OtelThreadCtxRecord* Record()
     {
-        ThreadContextRecord* rec = t_record;
+        OtelThreadCtxRecord* rec = t_record;
         return rec != null && ((byte*)rec)[AttachedOffset] != 0 ? rec : EnsureRecord();
     }
 
@@ -160,15 +160,15 @@ public static unsafe class ThreadContext
     /// if none is. Only the own record is cached: another attached one may be freed once detached. Null when
     /// unsupported.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static ThreadContextRecord* EnsureRecord()
+    private static OtelThreadCtxRecord* EnsureRecord()
     {
         if (!s_supported)
         {
             return null;
         }
 
-        ThreadContextRecord* rec;
-        NativeStatus status;
+        OtelThreadCtxRecord* rec;
+        OtelThreadCtxStatus status;
         try
         {
             status = NativeMethods.otel_thread_ctx_ensure_record(&rec);
@@ -178,9 +178,9 @@ public static unsafe class ThreadContext
             throw NativeLibraryErrors.Missing(e);
         }
 
-        if (status != NativeStatus.Ok)
+        if (status != OtelThreadCtxStatus.Ok)
         {
-            throw status == NativeStatus.OutOfMemory
+            throw status == OtelThreadCtxStatus.OutOfMemory
                 ? new OutOfMemoryException("otel_thread_ctx_ensure_record could not allocate a record.")
                 : new InvalidOperationException($"otel_thread_ctx_ensure_record could not attach a record ({status}).");
         }

@@ -31,14 +31,14 @@ public sealed unsafe class ThreadContextHandle : IDisposable
     internal RecordHandle Native { get; }
 
     /// <summary>The record's stable address (valid until the native handle is freed).</summary>
-    private readonly ThreadContextRecord* _record;
+    private readonly OtelThreadCtxRecord* _record;
 
     private ThreadContextHandle(nint ctx)
     {
         Native = new RecordHandle(ctx);
-        ThreadContextRecord* record;
-        NativeStatus status = NativeMethods.otel_thread_ctx_record(Native, &record);
-        Debug.Assert(status == NativeStatus.Ok, "a live handle has a record");
+        OtelThreadCtxRecord* record;
+        OtelThreadCtxStatus status = NativeMethods.otel_thread_ctx_record(Native, &record);
+        Debug.Assert(status == OtelThreadCtxStatus.Ok, "a live handle has a record");
         _record = record;
     }
 
@@ -92,7 +92,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         }
 
         nint previous;
-        NativeStatus status;
+        OtelThreadCtxStatus status;
         try
         {
             status = NativeMethods.otel_thread_ctx_attach(Native, &previous);
@@ -103,10 +103,10 @@ public sealed unsafe class ThreadContextHandle : IDisposable
             throw;
         }
 
-        if (status != NativeStatus.Ok)
+        if (status != OtelThreadCtxStatus.Ok)
         {
             Volatile.Write(ref Native.Owner, null);
-            throw status == NativeStatus.AttachedElsewhere
+            throw status == OtelThreadCtxStatus.AttachedElsewhere
                 ? new InvalidOperationException("The record is attached to another thread; detach it there first.")
                 : new InvalidOperationException($"otel_thread_ctx_attach refused the handle ({status}).");
         }
@@ -215,7 +215,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         }
 
         nint ctx;
-        NativeStatus status;
+        OtelThreadCtxStatus status;
         try
         {
             fixed (byte* t = traceId)
@@ -230,7 +230,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
         }
 
         // The ids are never null (16 and 8 bytes), so allocation is what can fail.
-        if (status != NativeStatus.Ok)
+        if (status != OtelThreadCtxStatus.Ok)
         {
             throw new OutOfMemoryException($"otel_thread_ctx_new failed ({status}).");
         }
@@ -268,7 +268,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
 
         /// <summary>Safety: live until <see cref="Dispose"/> (the reference count holds the native
         /// handle) and written only by this thread (checked above), as <see cref="RecordWriter"/> requires.</summary>
-        internal ThreadContextRecord* Record { get; }
+        internal OtelThreadCtxRecord* Record { get; }
 
         public void Dispose() => _native.DangerousRelease();
     }
