@@ -12,6 +12,12 @@
 //! in a module behind it) form a second, test-only set, rendered into a file of their own. Other
 //! `cfg`s (architectures) are read as one; two definitions of a function must then agree.
 //!
+//! Mapping: integers to their C# keyword types (`usize` to `nuint`, `c_char` to `byte`), pointers
+//! to pointers (`*const [u8; 16]` to `byte*`), a pointer to a struct with private fields (an
+//! opaque handle) to `nint`, struct fields `snake_case` to `PascalCase`, array fields to `fixed`
+//! buffers. A function returning an enum that documents a value with `errno` gets
+//! `SetLastError = true`.
+//!
 //! Nothing here names a function of this project: the API is whatever the source declares.
 
 use std::collections::{BTreeSet, HashMap};
