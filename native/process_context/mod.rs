@@ -180,8 +180,10 @@ pub(crate) fn store<S: AsRef<str>>(
         }
         None => {
             // Nothing published, or only by a parent (abandoned here): a fresh mapping, unless
-            // someone else's is there (a parent's is not: MADV_DONTFORK).
-            if let Some(line) = mapping::other_context(None) {
+            // someone else's is there. A parent's is not someone else's: MADV_DONTFORK keeps it
+            // out of the child, and where that is ignored (qemu-user) it is at its known address.
+            let parents = state.published.as_ref().map(|p| p.mapping.address());
+            if let Some(line) = mapping::other_context(parents) {
                 return Err(ProcessCtxError::OtherContextPublished(line));
             }
             take_own(&mut state.published);
