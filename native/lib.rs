@@ -10,11 +10,11 @@
     target_os = "linux",
     any(
         all(target_arch = "x86_64", any(target_env = "gnu", target_env = "musl")),
-        all(target_arch = "aarch64", target_env = "gnu")
+        all(target_arch = "aarch64", any(target_env = "gnu", target_env = "musl"))
     )
 )))]
 compile_error!(
-    "otel-thread-ctx supports Linux on x86_64 (glibc or musl) and aarch64 (glibc) only: the TLS \
+    "otel-thread-ctx supports Linux on x86_64 and aarch64, each with glibc or musl, only: the TLS \
      slot is defined with TLSDESC assembly for those."
 );
 

@@ -1,46 +1,108 @@
 #!/usr/bin/env bash
-# Builds libotel_thread_ctx.so for x86_64-unknown-linux-musl and prints its path on the last line:
-#   target/x86_64-unknown-linux-musl/<profile>/libotel_thread_ctx.so
-# Usage: scripts/build-musl.sh [--release] [--test-hooks] (debug by default, like cargo).
-# --test-hooks builds with the `test-hooks` feature, in a target directory of its own:
-#   target/x86_64-unknown-linux-musl/test-hooks/x86_64-unknown-linux-musl/<profile>/libotel_thread_ctx.so
+# Builds libotel_thread_ctx.so for musl and prints its path on the last line:
+#   target/<triple>/<profile>/libotel_thread_ctx.so
+# Usage: scripts/build-musl.sh [--target TRIPLE] [--release] [--test-hooks|--otel-ctx-dump] [--print-cc]
+#   --target      x86_64-unknown-linux-musl (the default) or aarch64-unknown-linux-musl
+#   --release     the release profile (debug by default, like cargo)
+#   --test-hooks  with the `test-hooks` feature, in a target directory of its own:
+#                 target/<triple>/test-hooks/<triple>/<profile>/libotel_thread_ctx.so
+#   --otel-ctx-dump  instead of the library, the inspector as a static executable (no PT_INTERP,
+#                 no NEEDED: it runs on glibc and musl hosts alike), in a target directory of
+#                 its own: target/<triple>/static-exe/<triple>/<profile>/otel-ctx-dump
+#   --print-cc    builds nothing; prints the musl C compiler, the folder of the linking helpers
+#                 (dl_find_object.o, the empty libgcc_s.so) and gcc's libgcc_eh.a, one a line
+#                 (tests/musl/Makefile links its programs with them)
 # With rustup's musl target a plain cross build; otherwise Debian's rustc rebuilds std for musl
-# (-Zbuild-std) from rust-web-src. musl-gcc links with LLD (README, musl): gcc's static unwinder
-# (libgcc_eh.a) with native/musl/dl_find_object.c stands in for libgcc_s, which Rust's std asks
-# for and Debian ships for glibc only; an empty libgcc_s.so satisfies the request.
+# (-Zbuild-std) from rust-web-src. The C compiler is musl-gcc on x86-64; for AArch64 the cross
+# gcc with the specs file of musl-dev:arm64, through a two-line wrapper written under target/.
+# It links with LLD (README, musl): gcc's static unwinder (libgcc_eh.a) with
+# native/musl/dl_find_object.c stands in for libgcc_s, which Rust's std asks for and Debian
+# ships for glibc only; an empty libgcc_s.so satisfies the request.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
+usage() { echo "usage: $0 [--target x86_64-unknown-linux-musl|aarch64-unknown-linux-musl] [--release] [--test-hooks] [--print-cc]" >&2; exit 2; }
 triple=x86_64-unknown-linux-musl
 profile=debug
-cargo_args=(--target "$triple" -p otel-thread-ctx --lib)
-target_dir="$root/target"
-for arg in "$@"; do
-  case "$arg" in
-    --release) profile=release && cargo_args+=(--release) ;;
-    --test-hooks)
-      target_dir="$root/target/$triple/test-hooks"
-      cargo_args+=(--features test-hooks --target-dir "$target_dir")
-      ;;
-    *) echo "usage: $0 [--release] [--test-hooks]" >&2; exit 2 ;;
+hooks=0 print_cc=0 release=0 exe=0
+while (($#)); do
+  case "$1" in
+    --target) (($# >= 2)) || usage; triple="$2"; shift ;;
+    --target=*) triple="${1#--target=}" ;;
+    --release) release=1 ;;
+    --test-hooks) hooks=1 ;;
+    --otel-ctx-dump) exe=1 ;;
+    --print-cc) print_cc=1 ;;
+    *) usage ;;
   esac
+  shift
 done
 
-command -v musl-gcc >/dev/null || die "musl-gcc not found (Debian package musl-tools; scripts/setup.sh installs it)"
-command -v ld.lld >/dev/null || die "ld.lld not found (Debian package lld; scripts/setup.sh installs it)"
-libgcc_eh="$(gcc -print-file-name=libgcc_eh.a)"
-[ -f "$libgcc_eh" ] || die "gcc's libgcc_eh.a not found"
-
 lib="$root/target/$triple/musl-build/lib"
+case "$triple" in
+  x86_64-unknown-linux-musl)
+    gcc=gcc cc=musl-gcc
+    command -v musl-gcc >/dev/null || die "musl-gcc not found (Debian package musl-tools; scripts/setup.sh installs it)"
+    ;;
+  aarch64-unknown-linux-musl)
+    gcc=aarch64-linux-gnu-gcc cc="$root/target/$triple/musl-build/bin/aarch64-linux-musl-gcc"
+    specs=/usr/lib/aarch64-linux-musl/musl-gcc.specs
+    command -v "$gcc" >/dev/null || die "$gcc not found (Debian package gcc-aarch64-linux-gnu; scripts/setup.sh installs it)"
+    [ -f "$specs" ] || die "$specs not found (Debian package musl-dev:arm64; scripts/setup.sh installs it)"
+    # A cross gcc finds `ld.lld` (for -fuse-ld=lld) only in its -B folders: one holding just that.
+    lld_dir="$root/target/$triple/musl-build/lld"
+    mkdir -p "$(dirname "$cc")" "$lld_dir"
+    command -v ld.lld >/dev/null && ln -sfn "$(command -v ld.lld)" "$lld_dir/ld.lld"
+    printf '#!/bin/sh\n# musl-gcc for AArch64, written by scripts/build-musl.sh.\nexec %s -B%s "$@" -specs %s\n' \
+      "$gcc" "$lld_dir" "$specs" >"$cc.tmp"
+    chmod +x "$cc.tmp" && mv "$cc.tmp" "$cc"
+    ;;
+  *) echo "build-musl: no musl build for '$triple'" >&2; usage ;;
+esac
+command -v ld.lld >/dev/null || die "ld.lld not found (Debian package lld; scripts/setup.sh installs it)"
+libgcc_eh="$("$gcc" -print-file-name=libgcc_eh.a)"
+[ -f "$libgcc_eh" ] || die "$gcc's libgcc_eh.a not found"
 mkdir -p "$lib"
-[ -f "$lib/libgcc_s.so" ] || musl-gcc -shared -fPIC -nostdlib -x c /dev/null -o "$lib/libgcc_s.so"
-musl-gcc -O2 -fPIC -Wall -Wextra -Werror -c native/musl/dl_find_object.c -o "$lib/dl_find_object.o"
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=musl-gcc
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=-crt-static -C link-arg=-fuse-ld=lld \
+[ -f "$lib/libgcc_s.so" ] || "$cc" -shared -fPIC -nostdlib -x c /dev/null -o "$lib/libgcc_s.so"
+"$cc" -O2 -fPIC -Wall -Wextra -Werror -c native/musl/dl_find_object.c -o "$lib/dl_find_object.o"
+if ((print_cc)); then
+  printf '%s\n' "$cc" "$lib" "$libgcc_eh"
+  exit
+fi
+
+((hooks && exe)) && usage
+cargo_args=(--target "$triple" -p otel-thread-ctx --lib)
+target_dir="$root/target"
+((release)) && profile=release && cargo_args+=(--release)
+if ((hooks)); then
+  target_dir="$root/target/$triple/test-hooks"
+  cargo_args+=(--features test-hooks --target-dir "$target_dir")
+fi
+env_triple="$(tr 'a-z-' 'A-Z_' <<<"$triple")"
+export "CARGO_TARGET_${env_triple}_LINKER=$cc"
+if ((exe)); then
+  target_dir="$root/target/$triple/static-exe"
+  cargo_args=(--target "$triple" -p otel-ctx-dump --bin otel-ctx-dump --target-dir "$target_dir")
+  ((release)) && cargo_args+=(--release)
+  # Static and not position-independent (`-static`, which the specs file passes on: it has no
+  # rule for -static-pie), the C start files from the specs file rather than Rust's own, and
+  # gcc's unwinder under the name std asks a static musl program for (libunwind.a).
+  mkdir -p "$lib/static"
+  ln -sfn "$libgcc_eh" "$lib/static/libunwind.a"
+  export "CARGO_TARGET_${env_triple}_RUSTFLAGS=-C target-feature=+crt-static -C relocation-model=static \
+-C link-self-contained=no -C link-arg=$lib/dl_find_object.o -L native=$lib/static"
+else
+  export "CARGO_TARGET_${env_triple}_RUSTFLAGS=-C target-feature=-crt-static -C link-arg=-fuse-ld=lld \
 -C link-arg=$lib/dl_find_object.o -C link-arg=$libgcc_eh -L native=$lib"
+fi
 
 if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
   echo "build-musl: rustup's $triple target" >&2
+  if ((exe)); then
+    # rustup's musl target links statically with its own start files and unwinder.
+    unset "CARGO_TARGET_${env_triple}_RUSTFLAGS"
+    export "CARGO_TARGET_${env_triple}_LINKER=$gcc"
+  fi
   nice cargo build -q "${cargo_args[@]}"
 else
   rustc=/usr/bin/rustc
@@ -67,5 +129,6 @@ else
 fi
 
 so="$target_dir/$triple/$profile/libotel_thread_ctx.so"
+((exe)) && so="$target_dir/$triple/$profile/otel-ctx-dump"
 [ -f "$so" ] || die "cargo did not produce $so"
 echo "$so"

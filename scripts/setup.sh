@@ -14,7 +14,10 @@ debs=(gcc make cbindgen python3 unzip
       musl-tools lld rustc-web cargo-web rust-web-src
       # linux-arm64: cross compiler, qemu-user, and the AArch64 runtime libraries qemu runs
       # programs and the published .NET tests with.
-      gcc-aarch64-linux-gnu qemu-user-static libc6:arm64 libstdc++6:arm64 libssl3:arm64 libicu72:arm64)
+      gcc-aarch64-linux-gnu qemu-user-static libc6:arm64 libstdc++6:arm64 libssl3:arm64 libicu72:arm64
+      # linux-musl-arm64: musl's AArch64 loader and libc, headers and gcc specs file, which the cross
+      # compiler builds with (not musl-tools:arm64: it would replace the x86-64 musl-gcc).
+      musl:arm64 musl-dev:arm64)
 # Where rustup has no aarch64 target, rustc-web's AArch64 std builds the library.
 rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu || debs+=(libstd-rust-web-dev:arm64)
 sudo=""

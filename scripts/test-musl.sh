@@ -1,55 +1,59 @@
 #!/usr/bin/env bash
-# The musl suite (README, musl): builds the library for x86_64-unknown-linux-musl, shipped and with
-# the test hooks, checks their ELF, then builds the C sample and tests/musl with musl-gcc
-# (tests/musl/Makefile) and runs them under musl's loader, linked at start-up (static TLS) and
-# loaded with dlopen (dynamic TLS). A missing toolchain fails. Ends "musl: N passed, N failed".
+# The musl suite (README, musl), for each musl architecture: builds the library for
+# x86_64-unknown-linux-musl and aarch64-unknown-linux-musl (scripts/build-musl.sh), shipped and
+# with the test hooks, checks their ELF, then builds the C sample and tests/musl with the musl C
+# compiler (tests/musl/Makefile) and runs them under musl's loader, linked at start-up (static
+# TLS) and loaded with dlopen (dynamic TLS). AArch64 runs under qemu-aarch64-static on another
+# machine. A missing toolchain fails. Ends "musl: N passed, N failed".
+# Usage: scripts/test-musl.sh [x86_64|aarch64]   (both by default)
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
 
-for tool in musl-gcc ld.lld readelf python3 /lib/ld-musl-x86_64.so.1; do
-  command -v "$tool" >/dev/null || { fail "$tool is missing (scripts/setup.sh installs it)"; tally musl; }
+arches=("$@")
+((${#arches[@]})) || arches=(x86_64 aarch64)
+for arch in "${arches[@]}"; do
+  [[ "$arch" == x86_64 || "$arch" == aarch64 ]] || { echo "usage: $0 [x86_64|aarch64]" >&2; exit 2; }
 done
-so="$(./scripts/build-musl.sh --release | tail -n 1)"
-hooks_so="$(./scripts/build-musl.sh --release --test-hooks | tail -n 1)"
-if [ -f "$so" ] && [ -f "$hooks_so" ] && [ "$so" != "$hooks_so" ]; then
-  pass "build: $so, and with the test hooks $hooks_so"
-else
-  fail "build: scripts/build-musl.sh --release [--test-hooks] printed '$so' and '$hooks_so'"
-  tally musl
-fi
 
-# The ELF properties readers and musl's loader need. Prints what is wrong; silent when right. Each
-# listing is read whole first: `readelf | grep -q` under pipefail fails when grep stops early.
+# The ELF properties readers and musl's loader need, for ARCH (x86_64 or aarch64). Prints what
+# is wrong; silent when right. Each listing is read whole first: `readelf | grep -q` under
+# pipefail fails when grep stops early.
 elf_problems() {
-  local dynsyms relocs versions segments needed tls
-  dynsyms="$(readelf --dyn-syms -W "$1")"
-  relocs="$(readelf -rW "$1")"
-  versions="$(readelf -VW "$1")"
-  segments="$(readelf -lW "$1")"
-  needed="$(readelf -dW "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+  local file="$1" arch="$2" header dynsyms relocs versions segments needed tls machine reloc
+  case "$arch" in
+    x86_64) machine="Advanced Micro Devices X86-64" reloc=R_X86_64_TLSDESC ;;
+    aarch64) machine="AArch64" reloc=R_AARCH64_TLSDESC ;;
+  esac
+  header="$(readelf -hW "$file")"
+  dynsyms="$(readelf --dyn-syms -W "$file")"
+  relocs="$(readelf -rW "$file")"
+  versions="$(readelf -VW "$file")"
+  segments="$(readelf -lW "$file")"
+  needed="$(readelf -dW "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+  grep -q "Machine: *$machine\$" <<<"$header" || echo "not an $arch ELF: $(grep Machine: <<<"$header" | tr -s ' ')"
   [ "$needed" = "libc.so " ] || echo "NEEDED is '$needed', not musl's libc.so alone"
   if grep -q GLIBC_ <<<"$versions" || grep -q '@GLIBC' <<<"$dynsyms"; then
     echo "glibc symbol versions: $(grep -o 'GLIBC_[0-9.]*' <<<"$versions" | sort -u | tr '\n' ' ')"
   fi
   awk '$8 == "otel_thread_ctx_v1" && $3 == 8 && $4 == "TLS" && $5 == "GLOBAL" && $6 == "DEFAULT" && $7 != "UND" {
     found = 1 } END { exit !found }' <<<"$dynsyms" || echo "otel_thread_ctx_v1 is not a defined 8-byte TLS GLOBAL DEFAULT"
-  grep -q 'R_X86_64_TLSDESC .* otel_thread_ctx_v1' <<<"$relocs" || echo "no R_X86_64_TLSDESC for otel_thread_ctx_v1"
+  grep -q "$reloc .* otel_thread_ctx_v1" <<<"$relocs" || echo "no $reloc for otel_thread_ctx_v1"
   ! grep -qw _dl_find_object <<<"$dynsyms" || echo "_dl_find_object is in .dynsym (it must stay hidden)"
   grep -q GNU_EH_FRAME <<<"$segments" || echo "no PT_GNU_EH_FRAME: the unwinder cannot find the library's frames"
   tls="$(awk '$1 == "TLS" { print $6 }' <<<"$segments")"
   { [ -n "$tls" ] && [ $((tls)) -le 128 ]; } || echo "PT_TLS is '$tls' bytes, not at most 128"
 }
-for f in "$so" "$hooks_so"; do
-  problems="$(elf_problems "$f")"
-  [ -z "$problems" ] && pass "ELF of $f: NEEDED libc.so only, no GLIBC_ versions, otel_thread_ctx_v1" \
-    "TLS GLOBAL 8 bytes via TLSDESC, PT_TLS <= 128, PT_GNU_EH_FRAME" || fail "ELF of $f: $problems"
-done
-# Control: the glibc build fails the same checks, so they can fail.
+
+# Control: the glibc build of the machine (x86-64) fails the same checks, so they can fail.
 nice cargo build -q --release --lib 2>/dev/null
-problems="$(elf_problems target/release/libotel_thread_ctx.so)"
+problems="$(elf_problems target/release/libotel_thread_ctx.so x86_64)"
 grep -q "NEEDED is" <<<"$problems" && grep -q "glibc symbol versions" <<<"$problems" &&
   pass "ELF control: the glibc build is caught (NEEDED libc.so.6, GLIBC_ versions)" ||
   fail "ELF control: the checks did not flag the glibc build"
+problems="$(elf_problems target/release/libotel_thread_ctx.so aarch64)"
+grep -q "not an aarch64 ELF" <<<"$problems" && grep -q "no R_AARCH64_TLSDESC" <<<"$problems" &&
+  pass "ELF control: an x86-64 library is caught by the aarch64 checks (machine, relocation)" ||
+  fail "ELF control: the aarch64 checks did not flag an x86-64 library"
 
 # The functions only tests call (native/test_hooks.rs): the shipped library exports none, the
 # test-hooks build (the control) every one.
@@ -59,24 +63,11 @@ exported_hooks() {
   readelf --dyn-syms -W "$1" | awk '$7 != "UND" && NF >= 8 { sub(/@.*/, "", $8); print $8 }' |
     grep -xF -f <(tr ' ' '\n' <<<"$hooks") | sort -u | tr '\n' ' '
 }
-got="$(exported_hooks "$so")"
-[ -z "$got" ] && pass "the shipped musl library exports no test hook" || fail "$so exports test hooks: $got"
-got="$(exported_hooks "$hooks_so")"
-[ "$got" = "$hooks" ] && pass "the test-hooks build exports every hook: $got" ||
-  fail "$hooks_so exports '$got', not '$hooks'"
-
-out="$root/target/x86_64-unknown-linux-musl/tests"
-check "C sample and tests built with musl-gcc" make -B -s -C tests/musl OUT="$out" LIB="$(dirname "$so")" \
-  HOOKS_LIB="$(dirname "$hooks_so")" || tally musl
-for exe in samples/sample samples/sample-dlopen suite-exe suite-dlopen; do
-  [[ "$(readelf -lW "$out/$exe")" == *"interpreter: /lib/ld-musl-x86_64.so.1]"* ]] &&
-    pass "$exe is run by musl's loader" || fail "$exe is not run by /lib/ld-musl-x86_64.so.1"
-done
 
 # samples/c: each worker thread's record as the sample reads it back, and its self-check.
 check_sample() {
-  "$out/samples/$1" --threads 6 >"$out/$1.out" 2>"$out/$1.err" &&
-    grep -q "^ok: .*x86_64-unknown-linux-musl.*$2" "$out/$1.err" || { cat "$out/$1.err"; return 1; }
+  ${runner:+"$runner"} "$out/samples/$1" --threads 6 >"$out/$1.out" 2>"$out/$1.err" &&
+    grep -q "^ok: .*$triple.*$2" "$out/$1.err" || { cat "$out/$1.err"; return 1; }
   python3 - "$out/$1.out" <<'PY'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if '"tid"' in l]
@@ -91,15 +82,13 @@ for l in lines:
 assert sorted(int(l["attributes"]["worker_id"][1:]) for l in lines) == list(range(6)), lines
 PY
 }
-check "samples/c sample (linked at start-up, static TLS): 6 threads' records" check_sample sample "static TLS"
-check "samples/c sample-dlopen (dlopen, dynamic TLS): 6 threads' records" check_sample sample-dlopen "dynamic TLS"
-check "libgcc_eh.a unwinds through native/musl/dl_find_object.c" "$out/unwind"
 
 # The static library in a musl executable (README, Linking the static library): GNU ld relaxes
-# the TLSDESC access to initial-exec, LLD to local-exec; the slot is found by dlsym.
+# the TLSDESC access to initial-exec on x86-64, LLD to local-exec; the slot is found by dlsym.
 static_link() {
   local exe="$out/static-link-$1" result
-  result="$("$exe" 2>&1)" && grep -q "^self_check 0 ok: $exe (the main executable.* reached by $2" <<<"$result" &&
+  result="$(${runner:+"$runner"} "$exe" 2>&1)" &&
+    grep -q "^self_check 0 ok: $exe (the main executable.* reached by $2" <<<"$result" &&
     python3 -c '
 import json, sys
 w = json.loads(sys.argv[1].splitlines()[1])
@@ -108,11 +97,73 @@ assert w["slot_address"] == w["dlsym_address"], w
 assert (w["trace_id"], w["flags"], w["http_route"]) == ("404142434445464748494a4b4c4d4e4f", 1, "/static"), w
 ' "$result" || { echo "$result"; return 1; }
 }
-check "static library in a musl executable (GNU ld): initial-exec" static_link bfd initial-exec
-check "static library in a musl executable (LLD): local-exec" static_link lld local-exec
 
-for test in api signal-stress signal-stress-control thread-exit; do
-  check "$test, static TLS" "$out/suite-exe" "$test" static
-  check "$test, dynamic TLS" "$out/suite-dlopen" "$test" dynamic
+# The whole suite for one architecture; its checks are named "[TRIPLE] ...".
+musl_suite() {
+  local arch="$1" loader="/lib/ld-musl-$1.so.1" cc musl_build libgcc_eh exe f problems got test
+  triple="$arch-unknown-linux-musl" runner="" out="$root/target/$arch-unknown-linux-musl/tests"
+  local t="[$triple]"
+  echo "--- $triple"
+  local tools=(ld.lld readelf python3 "$loader")
+  if [ "$arch" = x86_64 ]; then
+    tools+=(musl-gcc)
+  else
+    tools+=(aarch64-linux-gnu-gcc /usr/lib/aarch64-linux-musl/musl-gcc.specs)
+    if [ "$(uname -m)" != aarch64 ]; then
+      tools+=(qemu-aarch64-static)
+      # Signals cost far more under qemu-user: the sampler's 20 us period would starve the writer.
+      runner=qemu-aarch64-static
+      export SUITE_SAMPLER_PERIOD_NS=200000
+    fi
+  fi
+  for tool in "${tools[@]}"; do
+    [ -e "$tool" ] || command -v "$tool" >/dev/null || { fail "$t $tool is missing (scripts/setup.sh installs it)"; return 1; }
+  done
+  so="$(./scripts/build-musl.sh --target "$triple" --release | tail -n 1)"
+  hooks_so="$(./scripts/build-musl.sh --target "$triple" --release --test-hooks | tail -n 1)"
+  if [ -f "$so" ] && [ -f "$hooks_so" ] && [ "$so" != "$hooks_so" ]; then
+    pass "$t build: $so, and with the test hooks $hooks_so"
+  else
+    fail "$t build: scripts/build-musl.sh --target $triple --release [--test-hooks] printed '$so' and '$hooks_so'"
+    return 1
+  fi
+  for f in "$so" "$hooks_so"; do
+    problems="$(elf_problems "$f" "$arch")"
+    [ -z "$problems" ] && pass "$t ELF of $f: $arch, NEEDED libc.so only, no GLIBC_ versions," \
+      "otel_thread_ctx_v1 TLS GLOBAL 8 bytes via TLSDESC, PT_TLS <= 128, PT_GNU_EH_FRAME" || fail "$t ELF of $f: $problems"
+  done
+  got="$(exported_hooks "$so")"
+  [ -z "$got" ] && pass "$t the shipped musl library exports no test hook" || fail "$t $so exports test hooks: $got"
+  got="$(exported_hooks "$hooks_so")"
+  [ "$got" = "$hooks" ] && pass "$t the test-hooks build exports every hook: $got" ||
+    fail "$t $hooks_so exports '$got', not '$hooks'"
+
+  { read -r cc && read -r musl_build && read -r libgcc_eh; } < <(./scripts/build-musl.sh --target "$triple" --print-cc)
+  check "$t C sample and tests built with $(basename "$cc")" make -B -s -C tests/musl OUT="$out" CC="$cc" \
+    MUSL_BUILD="$musl_build" LIBGCC_EH="$libgcc_eh" LIB="$(dirname "$so")" HOOKS_LIB="$(dirname "$hooks_so")" ||
+    return 1
+  for exe in samples/sample samples/sample-dlopen suite-exe suite-dlopen unwind static-link-bfd static-link-lld; do
+    [[ "$(readelf -lW "$out/$exe")" == *"interpreter: $loader]"* ]] &&
+      pass "$t $exe is run by musl's loader" || fail "$t $exe is not run by $loader"
+  done
+
+  check "$t samples/c sample (linked at start-up, static TLS): 6 threads' records" check_sample sample "static TLS"
+  check "$t samples/c sample-dlopen (dlopen, dynamic TLS): 6 threads' records" check_sample sample-dlopen "dynamic TLS"
+  check "$t libgcc_eh.a unwinds through native/musl/dl_find_object.c" ${runner:+"$runner"} "$out/unwind"
+  # GNU ld for AArch64 relaxes it to local-exec too (as with glibc, tests/static_link.rs).
+  local bfd_model=initial-exec
+  [ "$arch" = aarch64 ] && bfd_model=local-exec
+  check "$t static library in a musl executable (GNU ld): $bfd_model" static_link bfd "$bfd_model"
+  check "$t static library in a musl executable (LLD): local-exec" static_link lld local-exec
+
+  for test in api signal-stress signal-stress-control thread-exit; do
+    check "$t $test, static TLS" ${runner:+"$runner"} "$out/suite-exe" "$test" static
+    check "$t $test, dynamic TLS" ${runner:+"$runner"} "$out/suite-dlopen" "$test" dynamic
+  done
+  unset SUITE_SAMPLER_PERIOD_NS
+}
+
+for arch in "${arches[@]}"; do
+  musl_suite "$arch"
 done
 tally musl

@@ -12,7 +12,8 @@ suite() {
 suite "format and lints" ./scripts/lint.sh
 suite "native build" cargo build --workspace -q
 suite "rust tests (API, ELF, header, C sample, signal stress)" cargo test --workspace -q
-suite "musl build and tests (x86_64-unknown-linux-musl)" ./scripts/test-musl.sh
+suite "musl build and tests (x86_64- and aarch64-unknown-linux-musl, the latter under qemu-user)" ./scripts/test-musl.sh
+suite "static otel-ctx-dump for any host (x86-64 reads a live process, AArch64 under qemu-user)" ./scripts/test-dist.sh
 suite "native benchmark smoke run" env CALLS=200000 ROUNDS=1 ./scripts/bench-native.sh
 suite ".NET tests (and the package, scripts/pack.sh)" ./scripts/test-dotnet.sh
 # linux-arm64 under qemu-user (natively on an AArch64 machine); a missing cross toolchain fails.

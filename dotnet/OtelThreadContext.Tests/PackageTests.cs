@@ -102,8 +102,21 @@ public sealed class PackageTests(ITestOutputHelper output)
 
             Assert.Equal(new FileInfo(TestSupport.ShippedLibraryPath).Length, zip.GetEntry("runtimes/linux-x64/native/libotel_thread_ctx.so")!.Length);
             // Each runtime folder holds a 64-bit ELF shared object for its machine (e_machine).
-            Assert.Equal(62, ElfMachine(zip, "runtimes/linux-x64/native/libotel_thread_ctx.so"));
-            Assert.Equal(183, ElfMachine(zip, "runtimes/linux-arm64/native/libotel_thread_ctx.so"));
+            // The four runtimes and no other: glibc and musl, x86-64 (62) and AArch64 (183).
+            var runtimes = new Dictionary<string, int>
+            {
+                ["linux-x64"] = 62,
+                ["linux-arm64"] = 183,
+                ["linux-musl-x64"] = 62,
+                ["linux-musl-arm64"] = 183,
+            };
+            Assert.Equal(
+                runtimes.Keys.Order(),
+                names.Where(n => n.StartsWith("runtimes/", StringComparison.Ordinal)).Select(n => n.Split('/')[1]).Distinct().Order());
+            foreach ((string rid, int machine) in runtimes)
+            {
+                Assert.Equal(machine, ElfMachine(zip, $"runtimes/{rid}/native/libotel_thread_ctx.so"));
+            }
             using Stream nuspecStream = zip.GetEntry("OtelThreadContext.nuspec")!.Open();
             XDocument nuspec = XDocument.Load(nuspecStream);
             XNamespace ns = nuspec.Root!.Name.Namespace;

@@ -6,10 +6,10 @@ namespace OtelThreadContext;
 /// <summary>Turns a loader failure into a message that says what is missing and how to get it.</summary>
 internal static class NativeLibraryErrors
 {
-    /// <summary>The package's runtime folder for this process: linux-x64, linux-arm64 or linux-musl-x64.</summary>
+    /// <summary>The package's runtime folder for this process: linux-[musl-]x64 or linux-[musl-]arm64.</summary>
     private static string Rid =>
-        RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "linux-arm64"
-        : ThreadContext.IsMusl(RuntimeInformation.RuntimeIdentifier) ? "linux-musl-x64" : "linux-x64";
+        (ThreadContext.IsMusl(RuntimeInformation.RuntimeIdentifier) ? "linux-musl-" : "linux-") +
+        (RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "arm64" : "x64");
 
     internal static DllNotFoundException Missing(DllNotFoundException inner) => new(
         $"OtelThreadContext could not load its native library {NativeMethods.LibraryFileName} " +

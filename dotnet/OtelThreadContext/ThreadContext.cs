@@ -24,7 +24,7 @@ public static unsafe class ThreadContext
     [ThreadStatic]
     private static OtelThreadCtxRecord* t_record;
 
-    /// <summary>True on Linux x64 (glibc or musl) and Linux arm64 (glibc), the platforms the
+    /// <summary>True on Linux x64 and arm64, each with glibc or musl, the platforms the
     /// native library is built for.</summary>
     public static bool IsSupported => s_supported;
 
@@ -193,14 +193,13 @@ public static unsafe class ThreadContext
         return rec;
     }
 
-    /// <summary>The decision behind <see cref="IsSupported"/>, for any platform: Linux on x64 with glibc or
-    /// musl, or on arm64 with glibc; not Android's bionic.</summary>
+    /// <summary>The decision behind <see cref="IsSupported"/>, for any platform: Linux on x64 or arm64, with
+    /// glibc or musl (the package's four runtimes); not Android's bionic.</summary>
     internal static bool IsSupportedPlatform(bool isLinux, Architecture processArchitecture, string runtimeIdentifier) =>
         isLinux &&
         !runtimeIdentifier.Contains("bionic", StringComparison.OrdinalIgnoreCase) &&
         !runtimeIdentifier.StartsWith("android", StringComparison.OrdinalIgnoreCase) &&
-        (processArchitecture == Architecture.X64 ||
-         (processArchitecture == Architecture.Arm64 && !IsMusl(runtimeIdentifier)));
+        processArchitecture is Architecture.X64 or Architecture.Arm64;
 
     /// <summary>Whether <paramref name="runtimeIdentifier"/> names a musl runtime (<c>linux-musl-*</c>, <c>alpine*</c>).</summary>
     internal static bool IsMusl(string runtimeIdentifier) =>

@@ -211,7 +211,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
     {
         if (!ThreadContext.IsSupported)
         {
-            throw new PlatformNotSupportedException("Thread context records are supported on Linux x64 (glibc or musl) and arm64 (glibc) only.");
+            throw new PlatformNotSupportedException("Thread context records are supported on Linux x64 and arm64 (glibc or musl) only.");
         }
 
         nint ctx;

@@ -94,6 +94,10 @@ pub const LINUX_AARCH64_GLIBC: Platform = platform(&AARCH64, 0, 16, -16, true);
 /// musl x86-64: the thread pointer points at `struct pthread`, whose second word (after `self`)
 /// is `uintptr_t *dtv`, one word per entry (DTP_OFFSET is 0 on x86-64); word 0 counts the modules.
 pub const LINUX_X86_64_MUSL: Platform = platform(&X86_64, 8, 8, 0, false);
+/// musl AArch64 (TLS above the thread pointer): `struct pthread` ends just below the thread
+/// pointer and its last word is `dtv` (its `__tlsdesc_dynamic` loads `[tp, #-8]`); entries and
+/// word 0 as on x86-64 (DTP_OFFSET is 0 on AArch64 too).
+pub const LINUX_AARCH64_MUSL: Platform = platform(&AARCH64, -8, 8, 0, false);
 
 /// The C library a process runs on, from the files it maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,18 +127,17 @@ impl CLibrary {
 
 impl Platform {
     /// The platform of a process this build reads: its own architecture (see lib.rs) and the
-    /// C library the process maps. musl's DTV is implemented on x86-64 only.
+    /// C library the process maps.
     pub fn for_process(libc: CLibrary) -> Platform {
-        let x86_64 = cfg!(target_arch = "x86_64");
-        let glibc = if x86_64 {
-            LINUX_X86_64_GLIBC
-        } else {
-            LINUX_AARCH64_GLIBC
-        };
-        match libc {
-            CLibrary::Glibc => glibc,
-            CLibrary::Musl if x86_64 => LINUX_X86_64_MUSL,
-            CLibrary::Musl => Platform { dtv: None, ..glibc },
+        Platform::for_arch(cfg!(target_arch = "x86_64"), libc)
+    }
+
+    fn for_arch(x86_64: bool, libc: CLibrary) -> Platform {
+        match (x86_64, libc) {
+            (true, CLibrary::Glibc) => LINUX_X86_64_GLIBC,
+            (true, CLibrary::Musl) => LINUX_X86_64_MUSL,
+            (false, CLibrary::Glibc) => LINUX_AARCH64_GLIBC,
+            (false, CLibrary::Musl) => LINUX_AARCH64_MUSL,
         }
     }
 }
@@ -152,6 +155,26 @@ mod tests {
         assert_eq!((AARCH64.tlsdesc, AARCH64.initial_exec), (1031, 1030));
         assert_eq!(AARCH64.general_dynamic, 1028);
         assert_eq!((X86_64.tlsdesc, X86_64.initial_exec), (36, 18));
+    }
+
+    #[test]
+    fn every_architecture_and_c_library_has_a_dtv_layout() {
+        use CLibrary::*;
+        for (x86_64, libc, want) in [
+            (true, Glibc, LINUX_X86_64_GLIBC),
+            (true, Musl, LINUX_X86_64_MUSL),
+            (false, Glibc, LINUX_AARCH64_GLIBC),
+            (false, Musl, LINUX_AARCH64_MUSL),
+        ] {
+            let p = Platform::for_arch(x86_64, libc);
+            assert_eq!(p, want, "{x86_64} {libc:?}");
+            assert!(p.dtv.is_some(), "{want:?}");
+        }
+        // musl AArch64: the DTV pointer below the thread pointer, word entries, no generation.
+        let dtv = LINUX_AARCH64_MUSL.dtv.unwrap();
+        assert_eq!((dtv.pointer_offset, dtv.entry_size, dtv.count_offset), (-8, 8, 0));
+        assert!(!dtv.generation);
+        assert_eq!(LINUX_AARCH64_MUSL.arch, &AARCH64);
     }
 
     #[test]

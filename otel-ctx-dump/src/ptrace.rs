@@ -13,7 +13,13 @@ use std::time::{Duration, Instant};
 
 pub const TERMINATION_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
+/// The type of `ptrace`'s request: glibc declares an enum (unsigned), musl an `int`.
+#[cfg(target_env = "gnu")]
+type Request = libc::c_uint;
+#[cfg(not(target_env = "gnu"))]
+type Request = libc::c_int;
+
+fn ptrace(req: Request, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
     // Safety: the requests used here take a tid and no pointer, or (GETREGS, GETREGSET) a pointer
     // to a user_regs_struct or an iovec describing a buffer that the caller owns.
     let r = unsafe { libc::ptrace(req, tid, addr as *mut libc::c_void, data as *mut libc::c_void) };

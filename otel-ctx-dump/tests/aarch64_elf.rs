@@ -1,86 +1,122 @@
 //! AArch64 modules, examined on this (x86-64) machine: shared objects and executables compiled
-//! here with `aarch64-linux-gnu-gcc` from tests/c/tls_slot.c, classified from their bytes
-//! (`R_AARCH64_TLSDESC`, `R_AARCH64_TLS_TPREL64`, `R_AARCH64_TLS_DTPMOD64`, local-exec), then
-//! resolved the way the inspector resolves a live module: from GOT words, here printed by
-//! tests/c/tls_probe.c running under qemu-aarch64-static (qemu-user guests cannot be ptraced, so
-//! the probe prints what a reader would read, and the test reads it through the same `resolve`
-//! and `read_slot` with the glibc AArch64 DTV layout). The slot the reader lands on must be the
-//! address the probe's own thread sees, and the record there must decode.
+//! here with `aarch64-linux-gnu-gcc` from tests/c/tls_slot.c, for glibc and for musl (the same
+//! compiler with musl-dev:arm64's specs file), classified from their bytes (`R_AARCH64_TLSDESC`,
+//! `R_AARCH64_TLS_TPREL64`, `R_AARCH64_TLS_DTPMOD64`, local-exec), then resolved the way the
+//! inspector resolves a live module: from GOT words, here printed by tests/c/tls_probe.c running
+//! under qemu-aarch64-static (qemu-user guests cannot be ptraced, so the probe prints what a
+//! reader would read, and the test reads it through the same `resolve` and `read_slot` with that
+//! C library's AArch64 DTV layout). The slot the reader lands on must be the address the probe's
+//! own thread sees, and the record there must decode. A control reads the musl probe's DTV with
+//! the glibc layout and must not land on the record.
 //!
-//! Fails (never skips) when the cross compiler or qemu-aarch64-static is missing.
+//! Fails (never skips) when the cross compiler, musl:arm64 or qemu-aarch64-static is missing.
 
 mod support;
 
 use otel_ctx_dump::elf::{self, AccessModel};
 use otel_ctx_dump::inspect::{read_slot, resolve, Module, Resolution, SlotRead};
 use otel_ctx_dump::maps::Memory;
-use otel_ctx_dump::platform;
+use otel_ctx_dump::platform::{self, Platform};
 use std::io;
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use support::{c_source, run};
 
-fn cross_gcc(dir: &Path, args: &[&str]) {
-    run(Command::new("aarch64-linux-gnu-gcc").current_dir(dir).args(args));
+/// The C library the modules and probes are built for and run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Libc {
+    Glibc,
+    Musl,
+}
+use Libc::*;
+
+/// musl's specs file for gcc (Debian's musl-dev:arm64): musl's headers, start files and loader.
+const MUSL_SPECS: &str = "/usr/lib/aarch64-linux-musl/musl-gcc.specs";
+const MUSL_LOADER: &str = "/lib/ld-musl-aarch64.so.1";
+
+impl Libc {
+    fn platform(self) -> &'static Platform {
+        match self {
+            Glibc => &platform::LINUX_AARCH64_GLIBC,
+            Musl => &platform::LINUX_AARCH64_MUSL,
+        }
+    }
 }
 
-/// Compiles the AArch64 modules and probes once.
-fn built() -> &'static Path {
-    static BUILT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let d = dir.path();
-            let slot = c_source("tls_slot.c");
-            let probe = c_source("tls_probe.c");
-            for (name, flags) in [
-                ("desc", &["-mtls-dialect=desc"][..]),
-                ("ie", &["-ftls-model=initial-exec"][..]),
-                ("trad", &["-mtls-dialect=trad"][..]),
-            ] {
-                let lib = format!("libslot_{name}.so");
-                let mut args = vec!["-O2", "-fPIC", "-shared", "-o", &lib, &slot];
-                args.extend_from_slice(flags);
-                cross_gcc(d, &args);
-                // Linked at startup: the module's block is in static TLS.
-                let exe = format!("probe_{name}");
-                let rpath = format!("-Wl,-rpath,{}", d.display());
-                let link = format!("-l:{lib}");
-                cross_gcc(
-                    d,
-                    &[
-                        "-O2",
-                        "-o",
-                        &exe,
-                        &probe,
-                        "-ldl",
-                        "-L.",
-                        "-Wl,--no-as-needed",
-                        &link,
-                        &rpath,
-                    ],
+/// Compiles the AArch64 modules and probes once per C library.
+fn built(libc: Libc) -> &'static Path {
+    static GLIBC: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static MUSL: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let cell = if libc == Glibc { &GLIBC } else { &MUSL };
+    cell.get_or_init(|| {
+        if libc == Musl {
+            for f in [MUSL_SPECS, MUSL_LOADER] {
+                assert!(
+                    Path::new(f).exists(),
+                    "{f} is missing (musl-dev:arm64; scripts/setup.sh installs it)"
                 );
             }
-            cross_gcc(d, &["-O2", "-o", "probe_dlopen", &probe, "-ldl"]);
-            // The slot in the executable: local-exec, and initial-exec code the linker relaxes.
-            cross_gcc(d, &["-O2", "-rdynamic", "-o", "probe_le", &probe, &slot, "-ldl"]);
+        }
+        let cross_gcc = |dir: &Path, args: &[&str]| {
+            let mut cmd = Command::new("aarch64-linux-gnu-gcc");
+            cmd.current_dir(dir).args(args);
+            if libc == Musl {
+                cmd.args(["-specs", MUSL_SPECS]);
+            }
+            run(&mut cmd);
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let slot = c_source("tls_slot.c");
+        let probe = c_source("tls_probe.c");
+        for (name, flags) in [
+            ("desc", &["-mtls-dialect=desc"][..]),
+            ("ie", &["-ftls-model=initial-exec"][..]),
+            ("trad", &["-mtls-dialect=trad"][..]),
+        ] {
+            let lib = format!("libslot_{name}.so");
+            let mut args = vec!["-O2", "-fPIC", "-shared", "-o", &lib, &slot];
+            args.extend_from_slice(flags);
+            cross_gcc(d, &args);
+            // Linked at startup: the module's block is in static TLS.
+            let exe = format!("probe_{name}");
+            let rpath = format!("-Wl,-rpath,{}", d.display());
+            let link = format!("-l:{lib}");
             cross_gcc(
                 d,
                 &[
                     "-O2",
-                    "-rdynamic",
-                    "-ftls-model=initial-exec",
                     "-o",
-                    "probe_le_ie",
+                    &exe,
                     &probe,
-                    &slot,
                     "-ldl",
+                    "-L.",
+                    "-Wl,--no-as-needed",
+                    &link,
+                    &rpath,
                 ],
             );
-            dir
-        })
-        .path()
+        }
+        cross_gcc(d, &["-O2", "-o", "probe_dlopen", &probe, "-ldl"]);
+        // The slot in the executable: local-exec, and initial-exec code the linker relaxes.
+        cross_gcc(d, &["-O2", "-rdynamic", "-o", "probe_le", &probe, &slot, "-ldl"]);
+        cross_gcc(
+            d,
+            &[
+                "-O2",
+                "-rdynamic",
+                "-ftls-model=initial-exec",
+                "-o",
+                "probe_le_ie",
+                &probe,
+                &slot,
+                "-ldl",
+            ],
+        );
+        dir
+    })
+    .path()
 }
 
 /// What the probe printed: its thread pointer, slot address, the module's load bias, and the
@@ -105,14 +141,18 @@ impl Memory for Probe {
     }
 }
 
-fn run_probe(exe: &str, module: &str, got_offset: Option<u64>, no_static_surplus: bool) -> Probe {
-    let d = built();
+fn run_probe(libc: Libc, exe: &str, module: &str, got_offset: Option<u64>, no_static_surplus: bool) -> Probe {
+    let d = built(libc);
     let mut cmd = Command::new("qemu-aarch64-static");
-    // The loader and libc of the cross toolchain (gcc-aarch64-linux-gnu), not an arm64
-    // multiarch libc of another version (their mix crashes): qemu's prefix for the loader,
-    // the guest's library path for libc.
-    cmd.args(["-L", "/usr/aarch64-linux-gnu"]).arg(d.join(exe)).arg(module);
-    cmd.env("LD_LIBRARY_PATH", "/usr/aarch64-linux-gnu/lib");
+    if libc == Glibc {
+        // The loader and libc of the cross toolchain (gcc-aarch64-linux-gnu), not an arm64
+        // multiarch libc of another version (their mix crashes): qemu's prefix for the loader,
+        // the guest's library path for libc.
+        cmd.args(["-L", "/usr/aarch64-linux-gnu"]);
+        cmd.env("LD_LIBRARY_PATH", "/usr/aarch64-linux-gnu/lib");
+    }
+    // musl's loader is the multiarch /lib/ld-musl-aarch64.so.1 the executable names.
+    cmd.arg(d.join(exe)).arg(module);
     if let Some(o) = got_offset {
         cmd.arg(format!("{o:x}"));
     }
@@ -154,6 +194,7 @@ fn run_probe(exe: &str, module: &str, got_offset: Option<u64>, no_static_surplus
 /// Classifies `file`, checks the relocation, resolves the slot from what the probe read and
 /// follows it to the record. Returns the resolution.
 fn check(
+    libc: Libc,
     file: &str,
     model: AccessModel,
     r_type: Option<u32>,
@@ -161,7 +202,7 @@ fn check(
     module: &str,
     no_static_surplus: bool,
 ) -> Resolution {
-    let d = built();
+    let d = built(libc);
     let bytes = std::fs::read(d.join(file)).unwrap();
     let export = elf::find_export(&bytes[..], None).unwrap().expect("symbol found");
     assert_eq!(export.arch, &platform::AARCH64, "{file}");
@@ -180,7 +221,7 @@ fn check(
         None => assert_eq!(export.relocs, vec![], "{file}"),
     }
 
-    let probe = run_probe(exe, module, reloc.map(|r| r.r_offset), no_static_surplus);
+    let probe = run_probe(libc, exe, module, reloc.map(|r| r.r_offset), no_static_surplus);
     let m = Module {
         path: file.into(),
         load_bias: probe.bias,
@@ -189,25 +230,50 @@ fn check(
         is_main_executable: module == "-",
         resolution: Err(String::new()),
     };
-    let resolution = resolve(&platform::LINUX_AARCH64_GLIBC, &probe, &m).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let resolution = resolve(libc.platform(), &probe, &m).unwrap_or_else(|e| panic!("{file}: {e}"));
     if let Resolution::StaticOffset(o) = resolution {
-        assert!(o >= 16, "{file}: variant I static TLS lies past the 16-byte TCB: {o}");
+        // Variant I: glibc's thread pointer points at its 16-byte TCB, and an executable's
+        // local-exec offsets skip those 16 bytes on both. musl's points just past its `struct
+        // pthread`: when the executable has no TLS, musl places a start-up library's at tp + 0.
+        let least = if libc == Glibc || module == "-" { 16 } else { 0 };
+        assert!(
+            o >= least,
+            "{file}: variant I static TLS lies at or above tp + {least}: {o}"
+        );
         assert_eq!(probe.tp.wrapping_add(o as u64), probe.slot, "{file}: {resolution}");
     }
-    match read_slot(&probe, &platform::LINUX_AARCH64_GLIBC, probe.tp, resolution) {
-        SlotRead::Record { record, .. } => {
+    match read_slot(&probe, libc.platform(), probe.tp, resolution) {
+        SlotRead::Record { addr, record } => {
+            assert_eq!(
+                probe.read_u64(probe.slot).unwrap(),
+                addr,
+                "{file}: the probe's own slot"
+            );
             assert_eq!(record.header.trace_id, [0x11; 16], "{file}");
             assert_eq!(record.header.span_id, [0x22; 8], "{file}");
         }
         other => panic!("{file} ({resolution}): {other:?}"),
     }
+    // Control: the other C library's DTV layout does not find a DTV-placed record.
+    if let (Musl, Resolution::Dynamic { module_id, offset, .. }) = (libc, resolution) {
+        let glibc = Resolution::Dynamic {
+            module_id,
+            offset,
+            generation: None,
+        };
+        let read = read_slot(&probe, &platform::LINUX_AARCH64_GLIBC, probe.tp, glibc);
+        assert!(
+            !matches!(read, SlotRead::Record { .. }),
+            "{file}: glibc's layout read {read:?}"
+        );
+    }
     resolution
 }
 
-#[test]
-fn tlsdesc_in_static_tls() {
-    let d = built().join("libslot_desc.so");
+fn tlsdesc_in_static_tls(libc: Libc) {
+    let d = built(libc).join("libslot_desc.so");
     let r = check(
+        libc,
         "libslot_desc.so",
         AccessModel::TlsDesc,
         Some(1031),
@@ -218,10 +284,11 @@ fn tlsdesc_in_static_tls() {
     assert!(matches!(r, Resolution::StaticOffset(_)), "{r}");
 }
 
-#[test]
-fn tlsdesc_dlopened_in_the_dtv() {
-    let d = built().join("libslot_desc.so");
+/// glibc: dlopen'ed with no static-TLS surplus; musl puts every dlopen'ed module in the DTV.
+fn tlsdesc_dlopened_in_the_dtv(libc: Libc) {
+    let d = built(libc).join("libslot_desc.so");
     let r = check(
+        libc,
         "libslot_desc.so",
         AccessModel::TlsDesc,
         Some(1031),
@@ -229,16 +296,19 @@ fn tlsdesc_dlopened_in_the_dtv() {
         d.to_str().unwrap(),
         true,
     );
-    assert!(
-        matches!(r, Resolution::Dynamic { generation: Some(g), .. } if g >= 1),
-        "{r}"
-    );
+    match libc {
+        Glibc => assert!(
+            matches!(r, Resolution::Dynamic { generation: Some(g), .. } if g >= 1),
+            "{r}"
+        ),
+        Musl => assert!(matches!(r, Resolution::Dynamic { generation: None, .. }), "{r}"),
+    }
 }
 
-#[test]
-fn initial_exec_tprel64() {
-    let d = built().join("libslot_ie.so");
+fn initial_exec_tprel64(libc: Libc) {
+    let d = built(libc).join("libslot_ie.so");
     let r = check(
+        libc,
         "libslot_ie.so",
         AccessModel::InitialExec,
         Some(1030),
@@ -249,10 +319,10 @@ fn initial_exec_tprel64() {
     assert!(matches!(r, Resolution::StaticOffset(_)), "{r}");
 }
 
-#[test]
-fn traditional_general_dynamic_through_the_dtv() {
-    let d = built().join("libslot_trad.so");
+fn traditional_general_dynamic_through_the_dtv(libc: Libc) {
+    let d = built(libc).join("libslot_trad.so");
     let r = check(
+        libc,
         "libslot_trad.so",
         AccessModel::GeneralDynamic,
         Some(1028),
@@ -263,10 +333,34 @@ fn traditional_general_dynamic_through_the_dtv() {
     assert!(matches!(r, Resolution::Dynamic { generation: None, .. }), "{r}");
 }
 
-#[test]
-fn local_exec_in_the_executable() {
+fn local_exec_in_the_executable(libc: Libc) {
     for exe in ["probe_le", "probe_le_ie"] {
-        let r = check(exe, AccessModel::LocalExec, None, exe, "-", false);
+        let r = check(libc, exe, AccessModel::LocalExec, None, exe, "-", false);
         assert!(matches!(r, Resolution::StaticOffset(_)), "{exe}: {r}");
     }
 }
+
+/// Each case for glibc and for musl: `glibc_NAME` and `musl_NAME`.
+macro_rules! both_c_libraries {
+    ($($name:ident),*) => {
+        mod glibc {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Glibc)
+            })*
+        }
+        mod musl {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Musl)
+            })*
+        }
+    };
+}
+both_c_libraries!(
+    tlsdesc_in_static_tls,
+    tlsdesc_dlopened_in_the_dtv,
+    initial_exec_tprel64,
+    traditional_general_dynamic_through_the_dtv,
+    local_exec_in_the_executable
+);

@@ -8,6 +8,7 @@
  *   mem ADDR HEX..  64-bit words at ADDR (the GOT entries at the offsets given on the command
  *                   line, the TLSDESC argument they point to, the TCB and the DTV, the
  *                   slot, the record)
+ * Built for glibc or musl (the DTV words it prints are that C library's).
  * Usage: tls_probe MODULE|- GOT_OFFSET_HEX...   ("-": the slot is in the executable). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -53,12 +54,18 @@ int main(int argc, char **argv) {
         uint64_t arg = ((const uint64_t *)got)[1];
         if (arg > 0xffffffffu) dump(arg, 3); /* a dynamic TLSDESC argument: module, offset, gen */
     }
-#if defined(__aarch64__)
+#if defined(__aarch64__) && defined(__GLIBC__)
     /* glibc AArch64: tcbhead_t.dtv at tp+0; 16-byte entries, entry -1 counts them. */
     dump(tp, 2);
     const uint64_t *dtv = *(const uint64_t *const *)tp;
     uint64_t len = dtv[-2];
     if (len < 64) dump((uintptr_t)(dtv - 2), (int)(2 * (len + 2)));
+#elif defined(__aarch64__)
+    /* musl AArch64: struct pthread's last word, just below tp, is dtv; word entries, dtv[0]
+     * counts the modules. */
+    dump(tp - 8, 1);
+    const uint64_t *dtv = *(const uint64_t *const *)(tp - 8);
+    if (dtv[0] < 64) dump((uintptr_t)dtv, (int)(dtv[0] + 1));
 #endif
     dump((uintptr_t)slot, 1);
     dump((uintptr_t)record, 4);

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The static otel-ctx-dump binaries scripts/pack.sh puts in target/dist/ (README, Inspecting a live
+# process): built for x86-64 and AArch64 with musl (scripts/build-musl.sh --otel-ctx-dump), each
+# must be a static executable of its machine (no PT_INTERP, no NEEDED) and run: the x86-64 one
+# natively, with --version and reading a live process (samples/c built against the glibc
+# library: a static musl binary reads a glibc process), the AArch64 one under qemu-aarch64-static
+# (natively on AArch64) with --version. Control: the glibc build of otel-ctx-dump fails the
+# static check. Ends "dist: N passed, N failed".
+set -uo pipefail
+. "$(dirname "$0")/common.sh"
+
+version="$(sed -n '/^\[workspace\.package\]/,/^\[/{s/^version *= *"\([^"]*\)".*/\1/p}' Cargo.toml | head -1)"
+
+# What keeps FILE from being a static ARCH executable; silent when it is one.
+static_exe_problems() {
+  local header segments dynamic machine
+  case "$2" in
+    x86_64) machine="Advanced Micro Devices X86-64" ;;
+    aarch64) machine="AArch64" ;;
+  esac
+  header="$(readelf -hW "$1")" || { echo "not an ELF file"; return; }
+  segments="$(readelf -lW "$1")"
+  dynamic="$(readelf -dW "$1")"
+  grep -q "Machine: *$machine\$" <<<"$header" || echo "not an $2 ELF: $(grep Machine: <<<"$header" | tr -s ' ')"
+  grep -q "Type: *EXEC" <<<"$header" || echo "not a non-PIE executable: $(grep Type: <<<"$header" | tr -s ' ')"
+  ! grep -q "INTERP" <<<"$segments" || echo "has PT_INTERP ($(grep -o 'interpreter: [^]]*' <<<"$segments"))"
+  ! grep -q "(NEEDED)" <<<"$dynamic" || echo "has NEEDED: $(sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' <<<"$dynamic" | tr '\n' ' ')"
+}
+
+# The glibc build, as the control and for the live target's library.
+nice cargo build -q --release
+problems="$(static_exe_problems target/release/otel-ctx-dump x86_64)"
+grep -q "has PT_INTERP" <<<"$problems" && grep -q "has NEEDED" <<<"$problems" &&
+  pass "control: the glibc otel-ctx-dump is caught (PT_INTERP, NEEDED)" ||
+  fail "control: the static check did not flag target/release/otel-ctx-dump: '$problems'"
+
+declare -A exe
+for arch in x86_64 aarch64; do
+  exe[$arch]="$(./scripts/build-musl.sh --target "$arch-unknown-linux-musl" --release --otel-ctx-dump | tail -n1)"
+  problems="$(static_exe_problems "${exe[$arch]}" "$arch")"
+  [ -z "$problems" ] && pass "static $arch otel-ctx-dump: ${exe[$arch]} (no PT_INTERP, no NEEDED)" ||
+    fail "static $arch otel-ctx-dump ${exe[$arch]}: $problems"
+done
+
+runner=""
+[ "$(uname -m)" = aarch64 ] || runner=qemu-aarch64-static
+for arch in x86_64 aarch64; do
+  run=("${exe[$arch]}") how=""
+  if [ "$arch" = aarch64 ] && [ -n "$runner" ]; then
+    run=("$runner" "${exe[$arch]}") how=" (under $runner)"
+  fi
+  # env -i: no environment, as on a bare host.
+  got="$(env -i "${run[@]}" --version 2>&1)"
+  [ "$got" = "otel-ctx-dump $version" ] && pass "$arch: --version prints '$got'$how" ||
+    fail "$arch: --version printed '$got', not 'otel-ctx-dump $version'"
+done
+
+# The x86-64 binary reads a live glibc process: the C sample's four workers, each holding a span.
+live() {
+  local out="$root/target/dist-test" pid i
+  make -s -C samples/c PROFILE=release OUT="$out" "$out/sample" || return 1
+  "$out/sample" --threads 4 --hold 30 >"$out/sample.out" 2>"$out/sample.err" &
+  pid=$!
+  for i in $(seq 100); do
+    [ "$(grep -c '"tid"' "$out/sample.out")" = 4 ] && break
+    sleep 0.1
+  done
+  env -i "${exe[x86_64]}" --json "$pid" >"$out/dump.json"
+  local rc=$?
+  kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  ((rc == 0)) || { cat "$out/dump.json"; return 1; }
+  python3 - "$out/sample.out" "$out/dump.json" <<'PY'
+import json, sys
+written = {l["tid"]: l for l in map(json.loads, open(sys.argv[1])) if "tid" in l}
+dump = json.load(open(sys.argv[2]))
+read = {t["tid"]: t for t in dump["threads"] if t.get("trace_id")}
+assert len(written) == 4, written
+for tid, w in written.items():
+    assert tid in read, f"thread {tid} not read: {dump}"
+    assert (read[tid]["trace_id"], read[tid]["span_id"]) == (w["trace_id"], w["span_id"]), (read[tid], w)
+print(f"read the 4 workers' spans of process {dump.get('pid')}")
+PY
+}
+check "x86_64: reads a live glibc process (samples/c, 4 threads)" live
+tally dist
