@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the .NET sample service (samples/dotnet) under load for LOAD_SECONDS (default 8), reads it
-# from outside with otel-ctx-dump check (every rule must pass) and READS times (default 5), then
+# Runs the .NET sample service (samples/dotnet) under load for LOAD_SECONDS (default 12: the check
+# and the reads below must end before it does), reads it from outside with otel-ctx-dump check
+# (every rule must pass) and READS times (default 5), then
 # checks every span a thread showed against the spans the service exported
 # (scripts/check-sample-spans.py), and that the check can fail. Needs `cargo build --workspace`
 # first. The service is killed on every exit path.
@@ -8,7 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 lib="${OTEL_NATIVE_LIBRARY:-$root/target/debug/libotel_thread_ctx.so}"
 dump="$root/target/debug/otel-ctx-dump"
-load_seconds="${LOAD_SECONDS:-8}"
+load_seconds="${LOAD_SECONDS:-12}"
 out="$root/target/dotnet-sample"
 run="$out/run"
 for f in "$lib" "$dump"; do [ -f "$f" ] || die "$f not found: run cargo build --workspace first"; done
