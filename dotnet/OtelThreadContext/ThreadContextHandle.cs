@@ -72,7 +72,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
 
     /// <summary>Publishes this handle's record as the calling thread's context.</summary>
     /// <returns>The handle attached here before, now owned by the caller, or null if there was
-    /// none or it was this one.</returns>
+    /// none, it was this one, or it was the thread's own record (<see cref="ThreadContext"/>'s, which stays the thread's).</returns>
     /// <exception cref="ObjectDisposedException">The handle was disposed.</exception>
     /// <exception cref="InvalidOperationException">Attached to another thread, or its thread exited.</exception>
     public ThreadContextHandle? Attach()
@@ -117,7 +117,7 @@ public sealed unsafe class ThreadContextHandle : IDisposable
     }
 
     /// <summary>Empties the calling thread's slot: the thread then publishes no context.</summary>
-    /// <returns>The handle that was attached, now owned by the caller, or null.</returns>
+    /// <returns>The handle that was attached, now owned by the caller, or null (also for the thread's own record).</returns>
     public static ThreadContextHandle? Detach()
     {
         if (!ThreadContext.IsSupported)
