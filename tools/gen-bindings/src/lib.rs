@@ -104,10 +104,9 @@ fn docs(attrs: &[Attribute]) -> Vec<String> {
         if let Ok(Meta::NameValue(syn::MetaNameValue { lit: Lit::Str(s), .. })) = attr.parse_meta() {
             let text = s.value();
             let text = if text.is_empty() { " " } else { &text };
-            lines.extend(
-                text.lines()
-                    .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end().to_owned()),
-            );
+            for l in text.lines() {
+                lines.push(l.strip_prefix(' ').unwrap_or(l).trim_end().to_owned());
+            }
         }
     }
     lines
@@ -115,37 +114,35 @@ fn docs(attrs: &[Attribute]) -> Vec<String> {
 
 /// What is inside `#[name(...)]`, e.g. `C` and `align(64)` in `#[repr(C, align(64))]`.
 fn nested(attrs: &[Attribute], name: &str) -> Vec<Meta> {
-    let lists = attrs
-        .iter()
-        .filter(|a| a.path.is_ident(name))
-        .filter_map(|a| a.parse_meta().ok());
-    let nested = lists.flat_map(|m| {
-        if let Meta::List(l) = m {
-            l.nested.into_iter().collect()
-        } else {
-            vec![]
-        }
-    });
-    nested
-        .filter_map(|n| if let NestedMeta::Meta(m) = n { Some(m) } else { None })
-        .collect()
+    let mut metas = Vec::new();
+    for attr in attrs.iter().filter(|a| a.path.is_ident(name)) {
+        let Ok(Meta::List(list)) = attr.parse_meta() else {
+            continue;
+        };
+        metas.extend(list.nested.into_iter().filter_map(|n| match n {
+            NestedMeta::Meta(m) => Some(m),
+            NestedMeta::Lit(_) => None,
+        }));
+    }
+    metas
 }
 
 /// The words inside `#[repr(...)]`, e.g. `C` and `align`.
 fn repr(attrs: &[Attribute]) -> Vec<String> {
-    nested(attrs, "repr")
-        .iter()
-        .filter_map(|m| Some(m.path().get_ident()?.to_string()))
-        .collect()
+    let words = nested(attrs, "repr")
+        .into_iter()
+        .map(|m| m.path().get_ident().map(ToString::to_string));
+    words.flatten().collect()
 }
 
 /// Whether `f` is callable from C by name.
 fn exported(f: &ItemFn) -> bool {
-    let c_abi = f
+    let abi = f
         .sig
         .abi
         .as_ref()
-        .is_some_and(|abi| abi.name.as_ref().is_none_or(|n| n.value() == "C"));
+        .map(|abi| abi.name.as_ref().map_or("C".into(), |n| n.value()));
+    let c_abi = abi.as_deref() == Some("C");
     let no_mangle = f.attrs.iter().any(|a| a.path.is_ident("no_mangle"));
     no_mangle && c_abi && matches!(f.vis, syn::Visibility::Public(_))
 }
@@ -228,8 +225,8 @@ impl Api {
                     self.read_file(&path, &sub, gate)?;
                 }
                 Item::Const(c) if matches!(c.vis, syn::Visibility::Public(_)) && integer(&c.ty).is_none() => {
-                    self.notes
-                        .push(format!("pub const {} skipped: not of an integer type", c.ident));
+                    let note = format!("pub const {} skipped: not of an integer type", c.ident);
+                    self.notes.push(note);
                     self.items.push((gate, Item::Const(c)));
                 }
                 item => self.items.push((gate, item)),
@@ -330,17 +327,22 @@ impl Api {
     fn field(&self, s: &ItemStruct, field: &Field, named: &mut BTreeSet<String>) -> Result<String, String> {
         let name = field.ident.as_ref().map(ToString::to_string).unwrap_or_default();
         let what = |e: String| format!("{}.{name}: {e}", s.ident);
-        Ok(match &field.ty {
-            Type::Array(a) => match path(&a.elem).and_then(|s| primitive(&s.ident.to_string())) {
-                Some(elem) => format!("fixed {elem} {}[{}]", pascal(&name), self.eval(&a.len).map_err(what)?),
-                None => {
-                    return Err(what(
-                        "an array of non-primitive elements (C# has no such fixed buffer)".into(),
-                    ))
-                }
-            },
-            ty => format!("{} {}", self.cs(ty, named).map_err(what)?, pascal(&name)),
-        })
+        let Type::Array(a) = &field.ty else {
+            return Ok(format!(
+                "{} {}",
+                self.cs(&field.ty, named).map_err(what)?,
+                pascal(&name)
+            ));
+        };
+        let why = "an array of non-primitive elements (C# has no such fixed buffer)";
+        let elem = path(&a.elem)
+            .and_then(|s| primitive(&s.ident.to_string()))
+            .ok_or(what(why.into()))?;
+        Ok(format!(
+            "fixed {elem} {}[{}]",
+            pascal(&name),
+            self.eval(&a.len).map_err(what)?
+        ))
     }
 
     /// The functions of `gate`, one per name, in source order, as C# declares them with their
@@ -365,11 +367,8 @@ impl Api {
                     FnArg::Receiver(_) => None,
                 };
                 let (param, ty) = param.ok_or(format!("{name}: a parameter that is not a plain name"))?;
-                params.push(format!(
-                    "{} {}",
-                    cs(&format!("parameter {param}"), ty)?,
-                    identifier(&param)
-                ));
+                let ty = cs(&format!("parameter {param}"), ty)?;
+                params.push(format!("{ty} {}", identifier(&param)));
             }
             let decl = format!("internal static partial {ret} {name}({});", params.join(", "));
             match out.iter().find(|(same, ..)| same.sig.ident == *name) {
@@ -392,20 +391,15 @@ impl Api {
         let mut o = String::from("// <auto-generated/>\n");
         o.push_str("// Generated by tools/gen-bindings from the C API under native/; do not edit.\n");
         o.push_str("// Regenerate with scripts/gen-header.sh, which CI runs with --check.\n\n");
-        let _ = writeln!(
-            o,
-            "using System.Runtime.InteropServices;\n\nnamespace {};\n",
-            target.namespace
-        );
+        let namespace = target.namespace;
+        let _ = writeln!(o, "using System.Runtime.InteropServices;\n\nnamespace {namespace};\n");
         // A call returning an enum with a value documented as saying why through `errno` sets
         // SetLastError, so that callers read the error with Marshal.GetLastPInvokeError.
         let mut errno = BTreeSet::new();
         for (_, item) in &self.items {
             let Item::Enum(e) = item else { continue };
-            if e.variants
-                .iter()
-                .any(|v| docs(&v.attrs).iter().any(|l| l.contains("`errno`")))
-            {
+            let says = |v: &syn::Variant| docs(&v.attrs).iter().any(|l| l.contains("`errno`"));
+            if e.variants.iter().any(says) {
                 errno.insert(e.ident.to_string());
             }
             if types.contains(&e.ident.to_string()) {
@@ -417,10 +411,10 @@ impl Api {
             match item {
                 Item::Struct(s) if types.contains(&s.ident.to_string()) => {
                     doc(&mut o, "", &docs(&s.attrs));
+                    let name = &s.ident;
                     let _ = writeln!(
                         o,
-                        "[StructLayout(LayoutKind.Sequential)]\ninternal unsafe struct {}\n{{",
-                        s.ident
+                        "[StructLayout(LayoutKind.Sequential)]\ninternal unsafe struct {name}\n{{"
                     );
                     for (i, field) in s.fields.iter().enumerate() {
                         o.push_str(if i > 0 { "\n" } else { "" });
@@ -433,11 +427,8 @@ impl Api {
                     let Some(ty) = integer(&c.ty) else { continue };
                     let value = self.eval(&c.expr).map_err(|e| format!("constant {}: {e}", c.ident))?;
                     // C# sizes (arrays, fixed buffers, spans, stackalloc) are int: a size that fits is one.
-                    let ty = if ty == "nuint" && i32::try_from(value).is_ok() {
-                        "int"
-                    } else {
-                        ty
-                    };
+                    let int = ty == "nuint" && i32::try_from(value).is_ok();
+                    let ty = if int { "int" } else { ty };
                     members.push((&c.attrs, format!("internal const {ty} {} = {value};", c.ident)));
                 }
                 _ => {}
@@ -449,10 +440,8 @@ impl Api {
             } else {
                 ""
             };
-            members.push((
-                &f.attrs,
-                format!("[LibraryImport({}{errno})]\n    {decl}", target.library),
-            ));
+            let import = format!("[LibraryImport({}{errno})]\n    {decl}", target.library);
+            members.push((&f.attrs, import));
         }
         let _ = writeln!(o, "internal static unsafe partial class {}\n{{", target.class);
         for (i, (attrs, text)) in members.iter().enumerate() {
@@ -466,8 +455,8 @@ impl Api {
 
     fn write_enum(&self, o: &mut String, e: &syn::ItemEnum) -> Result<(), String> {
         let repr = repr(&e.attrs)
-            .iter()
-            .find_map(|w| if w == "C" { Some("int") } else { primitive(w) });
+            .into_iter()
+            .find_map(|w| if w == "C" { Some("int") } else { primitive(&w) });
         let repr = repr.ok_or(format!("enum {}: no #[repr(<integer>)] to give it a C size", e.ident))?;
         if e.variants.is_empty() || e.variants.iter().any(|v| !v.fields.is_empty()) {
             return Err(format!("enum {}: only enums of plain values cross a C API", e.ident));
@@ -477,9 +466,8 @@ impl Api {
         let mut next = 0i128;
         for v in &e.variants {
             if let Some((_, value)) = &v.discriminant {
-                next = self
-                    .eval(value)
-                    .map_err(|err| format!("{}::{}: {err}", e.ident, v.ident))?;
+                let what = |err| format!("{}::{}: {err}", e.ident, v.ident);
+                next = self.eval(value).map_err(what)?;
             }
             doc(o, "    ", &docs(&v.attrs));
             let _ = writeln!(o, "    {} = {next},", v.ident);

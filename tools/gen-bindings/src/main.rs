@@ -3,6 +3,7 @@
 
 use gen_bindings::{first_difference, Api, Gate, Target};
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: gen-bindings --root <lib.rs> --namespace <ns> --class <class> --library <C# expression> \
@@ -14,35 +15,23 @@ const OPTIONS: &str = "root namespace class library out test-feature test-namesp
 
 /// Writes or checks the files `options` name; `Ok(false)` when one is stale.
 fn run(options: &HashMap<&str, String>, check: bool) -> Result<bool, String> {
-    let get = |key: &str| {
-        options
-            .get(key)
-            .map(String::as_str)
-            .ok_or(format!("--{key} is missing\n{USAGE}"))
-    };
+    let get = |key: &str| options.get(key).ok_or(format!("--{key} is missing\n{USAGE}"));
     let test_feature = options.get("test-feature").map(String::as_str);
-    let api = Api::read(get("root")?.as_ref(), test_feature)?;
+    let api = Api::read(Path::new(get("root")?), test_feature)?;
     for note in &api.notes {
         eprintln!("gen-bindings: {note}");
     }
+    let files = if test_feature.is_some() { 2 } else { 1 };
     let mut current = true;
-    for (prefix, gate) in [("", Gate::Shipped), ("test-", Gate::Test)] {
-        if gate == Gate::Test && test_feature.is_none() {
-            continue;
-        }
+    for (prefix, gate) in [("", Gate::Shipped), ("test-", Gate::Test)].into_iter().take(files) {
         let get = |key: &str| get(&format!("{prefix}{key}"));
         let (namespace, class, library) = (get("namespace")?, get("class")?, get("library")?);
-        let (path, text) = (
-            get("out")?,
-            api.render(
-                gate,
-                &Target {
-                    namespace,
-                    class,
-                    library,
-                },
-            )?,
-        );
+        let target = Target {
+            namespace,
+            class,
+            library,
+        };
+        let (path, text) = (get("out")?, api.render(gate, &target)?);
         if !check {
             std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
         } else if let Some(line) = first_difference(&std::fs::read_to_string(path).unwrap_or_default(), &text) {
