@@ -143,55 +143,37 @@ impl Clock {
     }
 }
 
-/// What the schema versions a writer may publish mean to readers.
-const SCHEMAS: &[(&str, Verdict, &str)] = &[
-    (pc::SCHEMA_VERSION, Verdict::Pass, "the schema readers accept"),
-    (
-        "tls_v1",
-        Verdict::Warn,
-        "the pending rename in the OTEP text; readers accept only tlsdesc_v1_dev today",
-    ),
-    (
-        "tlsdesc_v1",
-        Verdict::Warn,
-        "the rename suggested in review; readers accept only tlsdesc_v1_dev today",
-    ),
-    (
-        "go_pprof_labels_v1",
-        Verdict::Warn,
-        "Go's pprof-labels schema, another runtime's: readers of this slot do not use it",
-    ),
-    (
-        "nodejs_v1",
-        Verdict::Warn,
-        "Node.js's schema (its own symbol otel_thread_ctx_nodejs_v1): readers of this slot do not use it",
-    ),
-];
+/// Why readers do not use a schema version a writer may publish, other than the one they accept.
+fn schema_warning(version: &str) -> Option<&'static str> {
+    Some(match version {
+        "tls_v1" => "the pending rename in the OTEP text; readers accept only tlsdesc_v1_dev today",
+        "tlsdesc_v1" => "the rename suggested in review; readers accept only tlsdesc_v1_dev today",
+        "go_pprof_labels_v1" => "Go's pprof-labels schema, another runtime's: readers of this slot do not use it",
+        "nodejs_v1" => {
+            "Node.js's schema (its own symbol otel_thread_ctx_nodejs_v1): readers of this slot do not use it"
+        }
+        _ => return None,
+    })
+}
 
-/// What the access models mean to readers.
-const ACCESS_MODELS: &[(AccessModel, Verdict, &str)] = &[
-    (AccessModel::TlsDesc, Verdict::Pass, "the recommended model"),
-    (
-        AccessModel::GeneralDynamic,
-        Verdict::Warn,
-        "readers must handle it; strict readers refuse anything but TLSDESC (clang < 19 falls back to it)",
-    ),
-    (
-        AccessModel::InitialExec,
-        Verdict::Warn,
-        "readers must handle it; strict readers refuse anything but TLSDESC",
-    ),
-    (
-        AccessModel::LocalExec,
-        Verdict::Warn,
-        "readers compute the offset from PT_TLS; strict readers refuse anything but TLSDESC",
-    ),
-    (
-        AccessModel::LocalDynamic,
-        Verdict::Fail,
-        "not supported by readers: no relocation names the slot",
-    ),
-];
+/// What an access model means to readers: all but TLSDESC are warned of, local-dynamic fails.
+fn access_model(model: AccessModel) -> (Verdict, String) {
+    use AccessModel::*;
+    let strict = "strict readers refuse anything but TLSDESC";
+    let why = match model {
+        TlsDesc => "the recommended model".into(),
+        GeneralDynamic => format!("readers must handle it; {strict} (clang < 19 falls back to it)"),
+        InitialExec => format!("readers must handle it; {strict}"),
+        LocalExec => format!("readers compute the offset from PT_TLS; {strict}"),
+        LocalDynamic => "not supported by readers: no relocation names the slot".into(),
+    };
+    let verdict = match model {
+        TlsDesc => Verdict::Pass,
+        LocalDynamic => Verdict::Fail,
+        _ => Verdict::Warn,
+    };
+    (verdict, why)
+}
 
 /// Everything the rules judge. `maps` and `mem` are the target's (or fakes).
 pub struct Inputs<'a> {
@@ -252,11 +234,8 @@ fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
         return out;
     }
     for m in &s.modules {
-        let (_, verdict, why) = ACCESS_MODELS
-            .iter()
-            .find(|(model, ..)| *model == m.model)
-            .expect("every model");
-        out.push(ACCESS_MODEL.says(*verdict, format!("{}: {}: {why}", m.path, m.model)));
+        let (verdict, why) = access_model(m.model);
+        out.push(ACCESS_MODEL.says(verdict, format!("{}: {}: {why}", m.path, m.model)));
     }
     for m in &s.modules {
         out.push(match &m.resolution {
@@ -279,11 +258,11 @@ fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
     out
 }
 
-/// Header rules, on the fields read (all skipped after a bad signature: the rest is garbage).
-fn header_findings(head: &[u8; pc::HEADER_SIZE], clock: Clock, out: &mut Vec<Finding>) -> bool {
-    let h = Header::fields(head);
-    if &head[..8] != pc::SIGNATURE {
-        out.push(SIGNATURE.fail(format!("\"{}\"", String::from_utf8_lossy(&head[..8]))));
+/// Header rules, on the signature and fields read (all skipped after a bad signature: the rest is
+/// garbage).
+fn header_findings((signature, h): ([u8; 8], Header), clock: Clock, out: &mut Vec<Finding>) -> bool {
+    if &signature != pc::SIGNATURE {
+        out.push(SIGNATURE.fail(format!("\"{}\"", String::from_utf8_lossy(&signature))));
         skip(out, &VERSION, &TIMESTAMP, "no process-context header here");
         return false;
     }
@@ -304,15 +283,16 @@ fn timestamp_finding(ns: u64, clock: Clock) -> Finding {
     }
     // A second of slack for the clocks' granularity; a start time is known to a clock tick.
     if ns > clock.now_ns + 1_000_000_000 {
-        let now = secs(clock.now_ns);
-        return TIMESTAMP.fail(format!(
-            "{at} is after now ({now} since boot): not CLOCK_BOOTTIME (CLOCK_REALTIME?)"
-        ));
+        let why = format!(
+            "{at} is after now ({} since boot): not CLOCK_BOOTTIME (CLOCK_REALTIME?)",
+            secs(clock.now_ns)
+        );
+        return TIMESTAMP.fail(why);
     }
     if let Some(start) = clock.process_start_ns.filter(|&s| ns + 20_000_000 < s) {
+        let start = secs(start);
         return TIMESTAMP.fail(format!(
-            "{at} is before the process started ({}): not CLOCK_BOOTTIME",
-            secs(start)
+            "{at} is before the process started ({start}): not CLOCK_BOOTTIME"
         ));
     }
     TIMESTAMP.pass(format!("{at} since boot, after the process started"))
@@ -321,15 +301,15 @@ fn timestamp_finding(ns: u64, clock: Clock) -> Finding {
 fn context_findings(i: &Inputs) -> Vec<Finding> {
     let mut out = Vec::new();
     let named: Vec<&Mapping> = i.maps.iter().filter(|m| pc::is_context_name(&m.path)).collect();
-    let (exec, readable): (Vec<&Mapping>, Vec<&Mapping>) = named.iter().copied().partition(|m| m.perms.contains('x'));
+    let (exec, readable): (Vec<&Mapping>, _) = named.iter().partition(|m| m.perms.contains('x'));
     let exec: Vec<String> = exec.iter().map(|m| format!("{:#x} {}", m.start, m.perms)).collect();
     out.push(match (named.len(), exec.len()) {
         (0, _) => CONTEXT_MAPPING.fail("no OTEL_CTX mapping: attribute names are unknown to readers"),
         (_, 1..) => CONTEXT_MAPPING.fail(format!("executable: {}", list(&exec))),
-        (1, _) => CONTEXT_MAPPING.pass(format!(
-            "{} at {:#x} ({})",
-            named[0].path, named[0].start, named[0].perms
-        )),
+        (1, _) => {
+            let m = named[0];
+            CONTEXT_MAPPING.pass(format!("{} at {:#x} ({})", m.path, m.start, m.perms))
+        }
         (n, _) => {
             let at: Vec<String> = named.iter().map(|m| format!("{:#x}", m.start)).collect();
             CONTEXT_MAPPING.fail(format!("{n} mappings (at {}): a process has one context", list(&at)))
@@ -340,41 +320,34 @@ fn context_findings(i: &Inputs) -> Vec<Finding> {
         ContextStatus::Present { addr, .. } | ContextStatus::Invalid { addr, .. } => Some(*addr),
         ContextStatus::Absent => None,
     };
-    let Some(m) = chosen
-        .and_then(|a| readable.iter().find(|m| m.start == a))
-        .or(readable.first())
-    else {
-        skip(
-            &mut out,
-            &SIGNATURE,
-            &KEY_MAP_DUPLICATES,
-            "no readable OTEL_CTX mapping",
-        );
+    let chosen = chosen.and_then(|a| readable.iter().find(|m| m.start == a));
+    let Some(m) = chosen.or(readable.first()) else {
+        let why = "no readable OTEL_CTX mapping";
+        skip(&mut out, &SIGNATURE, &KEY_MAP_DUPLICATES, why);
         return out;
     };
     let mut head = [0u8; pc::HEADER_SIZE];
-    if let ContextStatus::Present { header, .. } = &i.snapshot.process_context {
+    let header = match &i.snapshot.process_context {
         // The header of the consistent read, not of a later instant.
-        head[..8].copy_from_slice(pc::SIGNATURE);
-        head[8..12].copy_from_slice(&header.version.to_ne_bytes());
-        head[12..16].copy_from_slice(&header.payload_size.to_ne_bytes());
-        head[16..24].copy_from_slice(&header.published_at_ns.to_ne_bytes());
-        head[24..32].copy_from_slice(&header.payload_ptr.to_ne_bytes());
-    } else if let Err(e) = i.mem.read(m.start, &mut head) {
-        let why = format!("the header at {:#x} is unreadable: {e}", m.start);
-        skip(&mut out, &SIGNATURE, &KEY_MAP_DUPLICATES, &why);
-        return out;
-    }
-    if !header_findings(&head, i.clock, &mut out) {
+        ContextStatus::Present { header, .. } => (*pc::SIGNATURE, *header),
+        _ => match i.mem.read(m.start, &mut head) {
+            Ok(()) => (head[..8].try_into().expect("8 bytes"), Header::fields(&head)),
+            Err(e) => {
+                let why = format!("the header at {:#x} is unreadable: {e}", m.start);
+                skip(&mut out, &SIGNATURE, &KEY_MAP_DUPLICATES, &why);
+                return out;
+            }
+        },
+    };
+    if !header_findings(header, i.clock, &mut out) {
         skip(&mut out, &PAYLOAD, &KEY_MAP_DUPLICATES, "the header is invalid");
         return out;
     }
     match &i.snapshot.process_context {
         ContextStatus::Present { context: c, header, .. } => {
             let (size, resource, attributes) = (header.payload_size, c.resource.len(), c.attributes.len());
-            out.push(PAYLOAD.pass(format!(
-                "{size} bytes: {resource} resource attribute(s), {attributes} attribute(s)"
-            )));
+            let counts = format!("{resource} resource attribute(s), {attributes} attribute(s)");
+            out.push(PAYLOAD.pass(format!("{size} bytes: {counts}")));
             out.extend(key_map_findings(c));
         }
         ContextStatus::Invalid { error, .. } => {
@@ -390,18 +363,16 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
     let has = |key| c.attributes.iter().any(|(k, _)| k == key);
     let absent = "absent: readers do not name thread attributes";
     let mut out = vec![match c.schema_version.as_deref() {
-        Some(v) => match SCHEMAS.iter().find(|(name, ..)| *name == v) {
-            Some((_, verdict, why)) => SCHEMA.says(*verdict, format!("\"{v}\": {why}")),
+        Some(v) if v == pc::SCHEMA_VERSION => SCHEMA.pass(format!("\"{v}\": the schema readers accept")),
+        Some(v) => match schema_warning(v) {
+            Some(why) => SCHEMA.says(Verdict::Warn, format!("\"{v}\": {why}")),
             None => SCHEMA.fail(format!(
                 "\"{v}\": unknown; readers accept only {:?}",
                 pc::SCHEMA_VERSION
             )),
         },
-        None => SCHEMA.fail(if has(pc::SCHEMA_VERSION_KEY) {
-            "not a string"
-        } else {
-            absent
-        }),
+        None if has(pc::SCHEMA_VERSION_KEY) => SCHEMA.fail("not a string"),
+        None => SCHEMA.fail(absent),
     }];
     let Some(map) = &c.key_map else {
         out.push(KEY_MAP.fail(if has(pc::KEY_MAP_KEY) { "not an array" } else { absent }));
@@ -460,16 +431,11 @@ static THREAD_RULES: [&Rule; 9] = [
 
 fn thread_findings(s: &Snapshot) -> Vec<Finding> {
     if s.modules.iter().all(|m| m.resolution.is_err()) {
-        return THREAD_RULES
-            .iter()
-            .map(|r| r.skip("no slot a reader can locate"))
-            .collect();
+        let why = "no slot a reader can locate";
+        return THREAD_RULES.iter().map(|r| r.skip(why)).collect();
     }
-    let key_map_len = s
-        .process_context
-        .context()
-        .and_then(|c| c.key_map.as_ref())
-        .map(Vec::len);
+    let key_map = s.process_context.context().and_then(|c| c.key_map.as_ref());
+    let key_map_len = key_map.map(Vec::len);
     // Per rule, what breaks it, by thread.
     let mut bad: Vec<Vec<String>> = vec![Vec::new(); THREAD_RULES.len()];
     let mut note = |rule: &Rule, tid: i32, what: String| {
@@ -507,11 +473,7 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
             }
             let (trace_zero, span_zero) = (h.trace_id == [0; 16], h.span_id == [0; 8]);
             if trace_zero != span_zero && h.valid == 1 {
-                let which = if trace_zero {
-                    "span_id without trace_id"
-                } else {
-                    "trace_id without span_id"
-                };
+                let which = ["trace_id without span_id", "span_id without trace_id"][usize::from(trace_zero)];
                 note(&IDS, tid, which.into());
             }
             no_span += usize::from(trace_zero && span_zero && h.valid <= 1);
@@ -531,20 +493,14 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
             }
         }
     }
-    let gone = if exited > 0 {
-        format!(" ({exited} exited before their turn)")
+    let gone = (exited > 0).then(|| format!(" ({exited} exited before their turn)"));
+    let read = format!("{} thread(s){}", s.threads.len() - exited, gone.unwrap_or_default());
+    let every = if records == 0 {
+        "no record to check"
     } else {
-        String::new()
+        "every record"
     };
-    let read = format!("{} thread(s){gone}", s.threads.len() - exited);
-    let (threads, every) = (
-        s.threads.len(),
-        if records == 0 {
-            "no record to check"
-        } else {
-            "every record"
-        },
-    );
+    let threads = s.threads.len();
     let seen = format!("{records} record(s) ({no_span} without a span), {empty} slot(s) empty, {threads} thread(s)");
     let judged = THREAD_RULES.iter().zip(bad).map(|(&rule, bad)| match rule {
         _ if !bad.is_empty() && *rule == THREADS_READ => rule.says(Verdict::Warn, list(&bad)),
@@ -580,8 +536,8 @@ fn look(mem: &dyn Memory, addr: u64) -> Option<(u64, u64)> {
     let mut digest = std::collections::hash_map::DefaultHasher::new();
     (h.version, h.payload_size, h.payload_ptr).hash(&mut digest);
     if (1..=pc::MAX_PAYLOAD_SIZE).contains(&h.payload_size) {
-        mem.read_prefix(h.payload_ptr, h.payload_size as usize)
-            .hash(&mut digest);
+        let payload = mem.read_prefix(h.payload_ptr, h.payload_size as usize);
+        payload.hash(&mut digest);
     }
     Some((h.published_at_ns, digest.finish()))
 }
@@ -610,9 +566,8 @@ pub fn sample_updates(
             .filter(|m| pc::is_context_name(&m.path))
             .map(|m| m.start)
             .collect();
-        let name_at_first = first
-            .and_then(|a| maps.iter().find(|m| m.start <= a && a < m.end))
-            .map_or(String::new(), |m| m.path.clone());
+        let at_first = first.and_then(|a| maps.iter().find(|m| m.start <= a && a < m.end));
+        let name_at_first = at_first.map_or(String::new(), |m| m.path.clone());
         let seen = named.first().and_then(|&a| look(mem, a));
         let o = Observation {
             at: start.elapsed(),
@@ -672,12 +627,8 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
             UPDATE_NAME.skip("no OTEL_CTX mapping to watch")
         }
         Some(o) => {
-            let now = if o.name_at_first.is_empty() {
-                "nothing"
-            } else {
-                &o.name_at_first
-            };
-            let ms = o.at.as_millis();
+            let (ms, now) = (o.at.as_millis(), &o.name_at_first);
+            let now = if now.is_empty() { "nothing" } else { now };
             UPDATE_NAME.fail(format!(
                 "at {ms} ms no mapping is named OTEL_CTX (the context's address shows {now})"
             ))
