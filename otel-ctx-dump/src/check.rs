@@ -67,10 +67,15 @@ impl Rule {
     }
 }
 
-/// Skips the rules from `first` to `last` in report order.
-fn skip(out: &mut Vec<Finding>, first: &Rule, last: &Rule, why: &str) {
+/// The rules from `first` to `last`, in report order.
+fn between(first: &Rule, last: &Rule) -> &'static [&'static Rule] {
     let at = |r: &Rule| RULES.iter().position(|x| *x == r).expect("a rule");
-    out.extend(RULES[at(first)..=at(last)].iter().map(|r| r.skip(why)));
+    &RULES[at(first)..=at(last)]
+}
+
+/// Skips the rules from `first` to `last`.
+fn skip(out: &mut Vec<Finding>, first: &Rule, last: &Rule, why: &str) {
+    out.extend(between(first, last).iter().map(|r| r.skip(why)));
 }
 
 rules! {
@@ -95,8 +100,8 @@ rules! {
     IDS = "ids", "OTEP 4947 record: trace_id and span_id set together";
     ATTRS_SIZE = "attrs_data_size", "OTEP 4947 record: attrs_data_size <= 612";
     ENTRIES = "attribute entries", "OTEP 4947 record: entries fit attrs_data_size";
-    KEY_INDEXES = "key indexes", "OTEP 4947 record: key index in the key map";
     UTF8 = "values UTF-8", "OTEP 4947 record: values are UTF-8";
+    KEY_INDEXES = "key indexes", "OTEP 4947 record: key index in the key map";
     UPDATE_TIMESTAMPS = "update timestamps", "OTEP 4719 update: a strictly larger timestamp";
     UPDATE_NAME = "update keeps name", "OTEP 4719 update: mapping stays named OTEL_CTX";
 }
@@ -416,30 +421,18 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
     out
 }
 
-/// The rules about each thread's record, in report order.
-static THREAD_RULES: [&Rule; 9] = [
-    &THREADS_READ,
-    &SLOT_POINTER,
-    &ALIGNMENT,
-    &VALID,
-    &IDS,
-    &ATTRS_SIZE,
-    &ENTRIES,
-    &UTF8,
-    &KEY_INDEXES,
-];
-
+/// The rules about each thread's record, judged over every record read.
 fn thread_findings(s: &Snapshot) -> Vec<Finding> {
+    let rules = between(&THREADS_READ, &KEY_INDEXES);
     if s.modules.iter().all(|m| m.resolution.is_err()) {
-        let why = "no slot a reader can locate";
-        return THREAD_RULES.iter().map(|r| r.skip(why)).collect();
+        return rules.iter().map(|r| r.skip("no slot a reader can locate")).collect();
     }
     let key_map = s.process_context.context().and_then(|c| c.key_map.as_ref());
     let key_map_len = key_map.map(Vec::len);
     // Per rule, what breaks it, by thread.
-    let mut bad: Vec<Vec<String>> = vec![Vec::new(); THREAD_RULES.len()];
+    let mut bad: Vec<Vec<String>> = vec![Vec::new(); rules.len()];
     let mut note = |rule: &Rule, tid: i32, what: String| {
-        let at = THREAD_RULES.iter().position(|r| *r == rule).expect("a thread rule");
+        let at = rules.iter().position(|r| *r == rule).expect("a thread rule");
         bad[at].push(format!("tid {tid}: {what}"));
     };
     let (mut records, mut empty, mut no_span, mut exited) = (0, 0, 0, 0);
@@ -502,7 +495,7 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
     };
     let threads = s.threads.len();
     let seen = format!("{records} record(s) ({no_span} without a span), {empty} slot(s) empty, {threads} thread(s)");
-    let judged = THREAD_RULES.iter().zip(bad).map(|(&rule, bad)| match rule {
+    let judged = rules.iter().zip(bad).map(|(&rule, bad)| match rule {
         _ if !bad.is_empty() && *rule == THREADS_READ => rule.says(Verdict::Warn, list(&bad)),
         _ if !bad.is_empty() => rule.fail(list(&bad)),
         r if *r == THREADS_READ => rule.pass(read.clone()),
