@@ -4,7 +4,7 @@
 //! or skip (a rule it depends on failed). The rules judge a snapshot, the maps and the memory,
 //! so they are tested on fakes; [`sample_updates`] watches a live process for `--duration`.
 
-use crate::elf::{AccessModel, SymbolEntry, SYMBOL};
+use crate::elf::{AccessModel, SYMBOL};
 use crate::inspect::{ContextStatus, Resolution, SlotRead, Snapshot, ThreadProblem};
 use crate::maps::{Mapping, Memory};
 use crate::process_context::{self as pc, Header, ProcessContext};
@@ -32,10 +32,50 @@ pub struct Rule {
 
 macro_rules! rules {
     ($($name:ident = $id:literal, $clause:literal;)*) => {
-        $(pub const $name: Rule = Rule { id: $id, clause: $clause };)*
+        $(pub static $name: Rule = Rule { id: $id, clause: $clause };)*
         /// Every rule, in report order.
-        pub const RULES: &[&Rule] = &[$(&$name),*];
+        pub static RULES: &[&Rule] = &[$(&$name),*];
     };
+}
+
+impl Rule {
+    fn says(&'static self, result: Verdict, evidence: impl Into<String>) -> Finding {
+        let (rule, clause, evidence) = (self, self.clause, evidence.into());
+        Finding {
+            rule,
+            clause,
+            result,
+            evidence,
+        }
+    }
+
+    fn pass(&'static self, evidence: impl Into<String>) -> Finding {
+        self.says(Verdict::Pass, evidence)
+    }
+
+    fn fail(&'static self, evidence: impl Into<String>) -> Finding {
+        self.says(Verdict::Fail, evidence)
+    }
+
+    fn skip(&'static self, why: impl Into<String>) -> Finding {
+        self.says(Verdict::Skip, why)
+    }
+
+    /// Pass if `ok`, else fail.
+    fn check(&'static self, ok: bool, evidence: impl Into<String>) -> Finding {
+        self.says(if ok { Verdict::Pass } else { Verdict::Fail }, evidence)
+    }
+}
+
+/// The rules from `first` to `last`, in report order.
+fn between(first: &Rule, last: &Rule) -> &'static [&'static Rule] {
+    let at = |r: &Rule| RULES.iter().position(|x| *x == r).expect("a rule");
+    &RULES[at(first)..=at(last)]
+}
+
+/// Skips the rules from `first` to `last`.
+fn skip(out: &mut Vec<Finding>, first: &Rule, last: &Rule, why: &str) {
+    out.extend(between(first, last).iter().map(|r| r.skip(why)));
 }
 
 rules! {
@@ -60,8 +100,8 @@ rules! {
     IDS = "ids", "OTEP 4947 record: trace_id and span_id set together";
     ATTRS_SIZE = "attrs_data_size", "OTEP 4947 record: attrs_data_size <= 612";
     ENTRIES = "attribute entries", "OTEP 4947 record: entries fit attrs_data_size";
-    KEY_INDEXES = "key indexes", "OTEP 4947 record: key index in the key map";
     UTF8 = "values UTF-8", "OTEP 4947 record: values are UTF-8";
+    KEY_INDEXES = "key indexes", "OTEP 4947 record: key index in the key map";
     UPDATE_TIMESTAMPS = "update timestamps", "OTEP 4719 update: a strictly larger timestamp";
     UPDATE_NAME = "update keeps name", "OTEP 4719 update: mapping stays named OTEL_CTX";
 }
@@ -80,15 +120,6 @@ pub struct Finding {
 
 fn rule_id<S: serde::Serializer>(r: &&'static Rule, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(r.id)
-}
-
-fn finding(rule: &'static Rule, result: Verdict, evidence: impl Into<String>) -> Finding {
-    Finding {
-        rule,
-        clause: rule.clause,
-        result,
-        evidence: evidence.into(),
-    }
 }
 
 /// Clock readings a timestamp is judged against, in CLOCK_BOOTTIME nanoseconds.
@@ -117,55 +148,37 @@ impl Clock {
     }
 }
 
-/// What the schema versions a writer may publish mean to readers.
-const SCHEMAS: &[(&str, Verdict, &str)] = &[
-    (pc::SCHEMA_VERSION, Verdict::Pass, "the schema readers accept"),
-    (
-        "tls_v1",
-        Verdict::Warn,
-        "the pending rename in the OTEP text; readers accept only tlsdesc_v1_dev today",
-    ),
-    (
-        "tlsdesc_v1",
-        Verdict::Warn,
-        "the rename suggested in review; readers accept only tlsdesc_v1_dev today",
-    ),
-    (
-        "go_pprof_labels_v1",
-        Verdict::Warn,
-        "Go's pprof-labels schema, another runtime's: readers of this slot do not use it",
-    ),
-    (
-        "nodejs_v1",
-        Verdict::Warn,
-        "Node.js's schema (its own symbol otel_thread_ctx_nodejs_v1): readers of this slot do not use it",
-    ),
-];
+/// Why readers do not use a schema version a writer may publish, other than the one they accept.
+fn schema_warning(version: &str) -> Option<&'static str> {
+    Some(match version {
+        "tls_v1" => "the pending rename in the OTEP text; readers accept only tlsdesc_v1_dev today",
+        "tlsdesc_v1" => "the rename suggested in review; readers accept only tlsdesc_v1_dev today",
+        "go_pprof_labels_v1" => "Go's pprof-labels schema, another runtime's: readers of this slot do not use it",
+        "nodejs_v1" => {
+            "Node.js's schema (its own symbol otel_thread_ctx_nodejs_v1): readers of this slot do not use it"
+        }
+        _ => return None,
+    })
+}
 
-/// What the access models mean to readers.
-const ACCESS_MODELS: &[(AccessModel, Verdict, &str)] = &[
-    (AccessModel::TlsDesc, Verdict::Pass, "the recommended model"),
-    (
-        AccessModel::GeneralDynamic,
-        Verdict::Warn,
-        "readers must handle it; strict readers refuse anything but TLSDESC (clang < 19 falls back to it)",
-    ),
-    (
-        AccessModel::InitialExec,
-        Verdict::Warn,
-        "readers must handle it; strict readers refuse anything but TLSDESC",
-    ),
-    (
-        AccessModel::LocalExec,
-        Verdict::Warn,
-        "readers compute the offset from PT_TLS; strict readers refuse anything but TLSDESC",
-    ),
-    (
-        AccessModel::LocalDynamic,
-        Verdict::Fail,
-        "not supported by readers: no relocation names the slot",
-    ),
-];
+/// What an access model means to readers: all but TLSDESC are warned of, local-dynamic fails.
+fn access_model(model: AccessModel) -> (Verdict, String) {
+    use AccessModel::*;
+    let strict = "strict readers refuse anything but TLSDESC";
+    let why = match model {
+        TlsDesc => "the recommended model".into(),
+        GeneralDynamic => format!("readers must handle it; {strict} (clang < 19 falls back to it)"),
+        InitialExec => format!("readers must handle it; {strict}"),
+        LocalExec => format!("readers compute the offset from PT_TLS; {strict}"),
+        LocalDynamic => "not supported by readers: no relocation names the slot".into(),
+    };
+    let verdict = match model {
+        TlsDesc => Verdict::Pass,
+        LocalDynamic => Verdict::Fail,
+        _ => Verdict::Warn,
+    };
+    (verdict, why)
+}
 
 /// Everything the rules judge. `maps` and `mem` are the target's (or fakes).
 pub struct Inputs<'a> {
@@ -194,111 +207,75 @@ fn list(items: &[String]) -> String {
 }
 
 fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
-    let defining: Vec<&(String, SymbolEntry)> = s.symbol_entries.iter().filter(|(_, e)| e.defined).collect();
-    let referencing: Vec<String> = s
-        .symbol_entries
-        .iter()
-        .filter(|(_, e)| !e.defined)
-        .map(|(path, e)| format!("{path} {e}"))
-        .collect();
+    let (defining, referencing): (Vec<_>, Vec<_>) = s.symbol_entries.iter().partition(|(_, e)| e.defined);
+    let described: Vec<String> = defining.iter().map(|(p, e)| format!("{p} {e}")).collect();
     let mut paths: Vec<&str> = defining.iter().map(|(p, _)| p.as_str()).collect();
     paths.dedup();
-    let described: Vec<String> = defining.iter().map(|(p, e)| format!("{p} {e}")).collect();
     let symbol = match defining.as_slice() {
-        [] => finding(
-            &SYMBOL_DEFINED,
-            Verdict::Fail,
-            format!("no mapped module defines {SYMBOL} in .dynsym"),
-        ),
-        _ if paths.len() > 1 => finding(
-            &SYMBOL_DEFINED,
-            Verdict::Fail,
-            format!(
-                "{} modules define it, each a separate slot, and a reader picks one: {}",
-                paths.len(),
+        [] => SYMBOL_DEFINED.fail(format!("no mapped module defines {SYMBOL} in .dynsym")),
+        _ if paths.len() > 1 => {
+            let n = paths.len();
+            SYMBOL_DEFINED.fail(format!(
+                "{n} modules define it, each a separate slot, and a reader picks one: {}",
                 list(&described)
-            ),
-        ),
-        [(_, e)] if e.st_type == object::elf::STT_TLS && e.st_bind == object::elf::STB_GLOBAL && e.st_size == 8 => {
-            finding(&SYMBOL_DEFINED, Verdict::Pass, described[0].clone())
+            ))
         }
-        _ => finding(&SYMBOL_DEFINED, Verdict::Fail, list(&described)),
+        [(_, e)] => {
+            let ok = e.st_type == object::elf::STT_TLS && e.st_bind == object::elf::STB_GLOBAL && e.st_size == 8;
+            SYMBOL_DEFINED.check(ok, described[0].clone())
+        }
+        _ => SYMBOL_DEFINED.fail(list(&described)),
     };
+    let referencing: Vec<String> = referencing.iter().map(|(path, e)| format!("{path} {e}")).collect();
     let others = if referencing.is_empty() {
-        finding(&SYMBOL_OTHERS, Verdict::Pass, "no other module names it")
+        SYMBOL_OTHERS.pass("no other module names it")
     } else {
         let why = "readers that do not skip undefined entries misread the slot there";
-        finding(&SYMBOL_OTHERS, Verdict::Warn, format!("{}; {why}", list(&referencing)))
+        SYMBOL_OTHERS.says(Verdict::Warn, format!("{}; {why}", list(&referencing)))
     };
     let mut out = vec![symbol, others];
     if s.modules.is_empty() {
-        let why = "no module exports a TLS slot";
-        out.push(finding(&ACCESS_MODEL, Verdict::Skip, why));
-        out.push(finding(&PLACEMENT, Verdict::Skip, why));
+        skip(&mut out, &ACCESS_MODEL, &PLACEMENT, "no module exports a TLS slot");
         return out;
     }
     for m in &s.modules {
-        let (_, verdict, why) = ACCESS_MODELS
-            .iter()
-            .find(|(model, ..)| *model == m.model)
-            .expect("every model");
-        out.push(finding(
-            &ACCESS_MODEL,
-            *verdict,
-            format!("{}: {}: {why}", m.path, m.model),
-        ));
+        let (verdict, why) = access_model(m.model);
+        out.push(ACCESS_MODEL.says(verdict, format!("{}: {}: {why}", m.path, m.model)));
     }
     for m in &s.modules {
         out.push(match &m.resolution {
-            Ok(r @ Resolution::StaticOffset(_)) => finding(&PLACEMENT, Verdict::Pass, format!("{}: {r}", m.path)),
-            Ok(r @ Resolution::Dynamic { .. }) => {
+            Ok(r @ Resolution::StaticOffset(_)) => PLACEMENT.pass(format!("{}: {r}", m.path)),
+            Ok(r @ Resolution::Dynamic { module_id, offset, .. }) => {
                 // A general-dynamic module is reached through the DTV wherever its block is.
-                let how = match (m.model, r) {
-                    (AccessModel::GeneralDynamic, Resolution::Dynamic { module_id, offset, .. }) => format!(
+                let how = match m.model {
+                    AccessModel::GeneralDynamic => format!(
                         "general-dynamic, slot at DTV[{module_id}]+{offset:#x}: reached through the DTV wherever the block is"
                     ),
                     _ => r.to_string(),
                 };
                 let why = "readers' DTV paths are fragile (layouts per C library, threads without a block \
                            yet, glibc < 2.40 bug 31372); load the library at start-up or keep PT_TLS small";
-                finding(&PLACEMENT, Verdict::Warn, format!("{}: {how}: {why}", m.path))
+                PLACEMENT.says(Verdict::Warn, format!("{}: {how}: {why}", m.path))
             }
-            Err(e) => finding(
-                &PLACEMENT,
-                Verdict::Fail,
-                format!("{}: the slot cannot be located: {e}", m.path),
-            ),
+            Err(e) => PLACEMENT.fail(format!("{}: the slot cannot be located: {e}", m.path)),
         });
     }
     out
 }
 
-/// Header rules, on the fields read (all skipped after a bad signature: the rest is garbage).
-fn header_findings(head: &[u8; pc::HEADER_SIZE], clock: Clock, out: &mut Vec<Finding>) -> bool {
-    let h = Header::fields(head);
-    let signature = &head[..8];
-    if signature != pc::SIGNATURE {
-        let shown = String::from_utf8_lossy(signature).into_owned();
-        out.push(finding(&SIGNATURE, Verdict::Fail, format!("\"{shown}\"")));
-        for rule in [&VERSION, &PAYLOAD_SIZE, &TIMESTAMP] {
-            out.push(finding(rule, Verdict::Skip, "no process-context header here"));
-        }
+/// Header rules, on the signature and fields read (all skipped after a bad signature: the rest is
+/// garbage).
+fn header_findings((signature, h): ([u8; 8], Header), clock: Clock, out: &mut Vec<Finding>) -> bool {
+    if &signature != pc::SIGNATURE {
+        out.push(SIGNATURE.fail(format!("\"{}\"", String::from_utf8_lossy(&signature))));
+        skip(out, &VERSION, &TIMESTAMP, "no process-context header here");
         return false;
     }
-    out.push(finding(&SIGNATURE, Verdict::Pass, "OTEL_CTX"));
+    out.push(SIGNATURE.pass("OTEL_CTX"));
     let version_ok = h.version == pc::VERSION;
-    out.push(finding(
-        &VERSION,
-        if version_ok { Verdict::Pass } else { Verdict::Fail },
-        h.version.to_string(),
-    ));
+    out.push(VERSION.check(version_ok, h.version.to_string()));
     let size_ok = (1..=pc::MAX_PAYLOAD_SIZE).contains(&h.payload_size);
-    let size = format!("{} bytes", h.payload_size);
-    out.push(finding(
-        &PAYLOAD_SIZE,
-        if size_ok { Verdict::Pass } else { Verdict::Fail },
-        size,
-    ));
+    out.push(PAYLOAD_SIZE.check(size_ok, format!("{} bytes", h.payload_size)));
     out.push(timestamp_finding(h.published_at_ns, clock));
     version_ok && size_ok && h.published_at_ns != 0
 }
@@ -307,74 +284,40 @@ fn timestamp_finding(ns: u64, clock: Clock) -> Finding {
     let secs = |ns: u64| format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000);
     let at = secs(ns);
     if ns == 0 {
-        return finding(&TIMESTAMP, Verdict::Fail, "0: unpublished, or an update never finished");
+        return TIMESTAMP.fail("0: unpublished, or an update never finished");
     }
     // A second of slack for the clocks' granularity; a start time is known to a clock tick.
     if ns > clock.now_ns + 1_000_000_000 {
-        let now = secs(clock.now_ns);
-        let why = format!("{at} is after now ({now} since boot): not CLOCK_BOOTTIME (CLOCK_REALTIME?)");
-        return finding(&TIMESTAMP, Verdict::Fail, why);
+        let why = format!(
+            "{at} is after now ({} since boot): not CLOCK_BOOTTIME (CLOCK_REALTIME?)",
+            secs(clock.now_ns)
+        );
+        return TIMESTAMP.fail(why);
     }
     if let Some(start) = clock.process_start_ns.filter(|&s| ns + 20_000_000 < s) {
-        let why = format!(
-            "{at} is before the process started ({}): not CLOCK_BOOTTIME",
-            secs(start)
-        );
-        return finding(&TIMESTAMP, Verdict::Fail, why);
+        let start = secs(start);
+        return TIMESTAMP.fail(format!(
+            "{at} is before the process started ({start}): not CLOCK_BOOTTIME"
+        ));
     }
-    finding(
-        &TIMESTAMP,
-        Verdict::Pass,
-        format!("{at} since boot, after the process started"),
-    )
+    TIMESTAMP.pass(format!("{at} since boot, after the process started"))
 }
 
 fn context_findings(i: &Inputs) -> Vec<Finding> {
     let mut out = Vec::new();
     let named: Vec<&Mapping> = i.maps.iter().filter(|m| pc::is_context_name(&m.path)).collect();
-    let exec: Vec<String> = named
-        .iter()
-        .filter(|m| m.perms.contains('x'))
-        .map(|m| format!("{:#x} {}", m.start, m.perms))
-        .collect();
-    let readable: Vec<&&Mapping> = named.iter().filter(|m| !m.perms.contains('x')).collect();
-    let skip_all = |out: &mut Vec<Finding>, why: &str| {
-        for rule in [
-            &SIGNATURE,
-            &VERSION,
-            &PAYLOAD_SIZE,
-            &TIMESTAMP,
-            &PAYLOAD,
-            &SCHEMA,
-            &KEY_MAP,
-            &KEY_MAP_EMPTY,
-            &KEY_MAP_DUPLICATES,
-        ] {
-            out.push(finding(rule, Verdict::Skip, why));
-        }
-    };
+    let (exec, readable): (Vec<&Mapping>, _) = named.iter().partition(|m| m.perms.contains('x'));
+    let exec: Vec<String> = exec.iter().map(|m| format!("{:#x} {}", m.start, m.perms)).collect();
     out.push(match (named.len(), exec.len()) {
-        (0, _) => finding(
-            &CONTEXT_MAPPING,
-            Verdict::Fail,
-            "no OTEL_CTX mapping: attribute names are unknown to readers",
-        ),
-        (_, 1..) => finding(&CONTEXT_MAPPING, Verdict::Fail, format!("executable: {}", list(&exec))),
+        (0, _) => CONTEXT_MAPPING.fail("no OTEL_CTX mapping: attribute names are unknown to readers"),
+        (_, 1..) => CONTEXT_MAPPING.fail(format!("executable: {}", list(&exec))),
         (1, _) => {
             let m = named[0];
-            finding(
-                &CONTEXT_MAPPING,
-                Verdict::Pass,
-                format!("{} at {:#x} ({})", m.path, m.start, m.perms),
-            )
+            CONTEXT_MAPPING.pass(format!("{} at {:#x} ({})", m.path, m.start, m.perms))
         }
         (n, _) => {
             let at: Vec<String> = named.iter().map(|m| format!("{:#x}", m.start)).collect();
-            finding(
-                &CONTEXT_MAPPING,
-                Verdict::Fail,
-                format!("{n} mappings (at {}): a process has one context", list(&at)),
-            )
+            CONTEXT_MAPPING.fail(format!("{n} mappings (at {}): a process has one context", list(&at)))
         }
     });
     // The mapping the reader took (a consistent read), else the first one it could have.
@@ -382,203 +325,133 @@ fn context_findings(i: &Inputs) -> Vec<Finding> {
         ContextStatus::Present { addr, .. } | ContextStatus::Invalid { addr, .. } => Some(*addr),
         ContextStatus::Absent => None,
     };
-    let Some(m) = chosen
-        .and_then(|a| readable.iter().find(|m| m.start == a))
-        .or(readable.first())
-    else {
-        skip_all(&mut out, "no readable OTEL_CTX mapping");
+    let chosen = chosen.and_then(|a| readable.iter().find(|m| m.start == a));
+    let Some(m) = chosen.or(readable.first()) else {
+        let why = "no readable OTEL_CTX mapping";
+        skip(&mut out, &SIGNATURE, &KEY_MAP_DUPLICATES, why);
         return out;
     };
     let mut head = [0u8; pc::HEADER_SIZE];
-    if let ContextStatus::Present { header, .. } = &i.snapshot.process_context {
+    let header = match &i.snapshot.process_context {
         // The header of the consistent read, not of a later instant.
-        head[..8].copy_from_slice(pc::SIGNATURE);
-        head[8..12].copy_from_slice(&header.version.to_ne_bytes());
-        head[12..16].copy_from_slice(&header.payload_size.to_ne_bytes());
-        head[16..24].copy_from_slice(&header.published_at_ns.to_ne_bytes());
-        head[24..32].copy_from_slice(&header.payload_ptr.to_ne_bytes());
-    } else if let Err(e) = i.mem.read(m.start, &mut head) {
-        skip_all(&mut out, &format!("the header at {:#x} is unreadable: {e}", m.start));
+        ContextStatus::Present { header, .. } => (*pc::SIGNATURE, *header),
+        _ => match i.mem.read(m.start, &mut head) {
+            Ok(()) => (head[..8].try_into().expect("8 bytes"), Header::fields(&head)),
+            Err(e) => {
+                let why = format!("the header at {:#x} is unreadable: {e}", m.start);
+                skip(&mut out, &SIGNATURE, &KEY_MAP_DUPLICATES, &why);
+                return out;
+            }
+        },
+    };
+    if !header_findings(header, i.clock, &mut out) {
+        skip(&mut out, &PAYLOAD, &KEY_MAP_DUPLICATES, "the header is invalid");
         return out;
     }
-    if !header_findings(&head, i.clock, &mut out) {
-        for rule in [&PAYLOAD, &SCHEMA, &KEY_MAP, &KEY_MAP_EMPTY, &KEY_MAP_DUPLICATES] {
-            out.push(finding(rule, Verdict::Skip, "the header is invalid"));
-        }
-        return out;
-    }
-    let context = match &i.snapshot.process_context {
-        ContextStatus::Present { context, header, .. } => {
-            let evidence = format!(
-                "{} resource attribute(s), {} attribute(s)",
-                context.resource.len(),
-                context.attributes.len()
-            );
-            out.push(finding(
-                &PAYLOAD,
-                Verdict::Pass,
-                format!("{} bytes: {evidence}", header.payload_size),
-            ));
-            context
+    match &i.snapshot.process_context {
+        ContextStatus::Present { context: c, header, .. } => {
+            let (size, resource, attributes) = (header.payload_size, c.resource.len(), c.attributes.len());
+            let counts = format!("{resource} resource attribute(s), {attributes} attribute(s)");
+            out.push(PAYLOAD.pass(format!("{size} bytes: {counts}")));
+            out.extend(key_map_findings(c));
         }
         ContextStatus::Invalid { error, .. } => {
-            out.push(finding(&PAYLOAD, Verdict::Fail, error.clone()));
-            for rule in [&SCHEMA, &KEY_MAP, &KEY_MAP_EMPTY, &KEY_MAP_DUPLICATES] {
-                out.push(finding(rule, Verdict::Skip, "the payload is unreadable"));
-            }
-            return out;
+            out.push(PAYLOAD.fail(error.clone()));
+            skip(&mut out, &SCHEMA, &KEY_MAP_DUPLICATES, "the payload is unreadable");
         }
         ContextStatus::Absent => unreachable!("a readable mapping was found"),
-    };
-    out.extend(key_map_findings(context));
+    }
     out
 }
 
 fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
-    let mut out = Vec::new();
     let has = |key| c.attributes.iter().any(|(k, _)| k == key);
-    out.push(match c.schema_version.as_deref() {
-        Some(v) => match SCHEMAS.iter().find(|(name, ..)| *name == v) {
-            Some((_, verdict, why)) => finding(&SCHEMA, *verdict, format!("\"{v}\": {why}")),
-            None => finding(
-                &SCHEMA,
-                Verdict::Fail,
-                format!("\"{v}\": unknown; readers accept only {:?}", pc::SCHEMA_VERSION),
-            ),
+    let absent = "absent: readers do not name thread attributes";
+    let mut out = vec![match c.schema_version.as_deref() {
+        Some(v) if v == pc::SCHEMA_VERSION => SCHEMA.pass(format!("\"{v}\": the schema readers accept")),
+        Some(v) => match schema_warning(v) {
+            Some(why) => SCHEMA.says(Verdict::Warn, format!("\"{v}\": {why}")),
+            None => SCHEMA.fail(format!(
+                "\"{v}\": unknown; readers accept only {:?}",
+                pc::SCHEMA_VERSION
+            )),
         },
-        None if has(pc::SCHEMA_VERSION_KEY) => finding(&SCHEMA, Verdict::Fail, "not a string"),
-        None => finding(&SCHEMA, Verdict::Fail, "absent: readers do not name thread attributes"),
-    });
+        None if has(pc::SCHEMA_VERSION_KEY) => SCHEMA.fail("not a string"),
+        None => SCHEMA.fail(absent),
+    }];
     let Some(map) = &c.key_map else {
-        let why = if has(pc::KEY_MAP_KEY) {
-            "not an array"
-        } else {
-            "absent: readers do not name thread attributes"
-        };
-        out.push(finding(&KEY_MAP, Verdict::Fail, why));
-        out.push(finding(&KEY_MAP_EMPTY, Verdict::Skip, "no key map"));
-        out.push(finding(&KEY_MAP_DUPLICATES, Verdict::Skip, "no key map"));
+        out.push(KEY_MAP.fail(if has(pc::KEY_MAP_KEY) { "not an array" } else { absent }));
+        skip(&mut out, &KEY_MAP_EMPTY, &KEY_MAP_DUPLICATES, "no key map");
         return out;
     };
-    let not_strings: Vec<String> = map
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| k.is_none())
-        .map(|(i, _)| format!("[{i}]"))
-        .collect();
+    let at = |bad: fn(&Option<String>) -> bool| -> Vec<String> {
+        let positions = map.iter().enumerate().filter(|(_, k)| bad(k));
+        positions.map(|(i, _)| format!("[{i}]")).collect()
+    };
+    let (not_strings, empty) = (at(Option::is_none), at(|k| k.as_deref() == Some("")));
     out.push(if map.len() > pc::MAX_KEYS {
-        let why = format!(
+        KEY_MAP.fail(format!(
             "{} entries: key indexes are one byte, at most {}",
             map.len(),
             pc::MAX_KEYS
-        );
-        finding(&KEY_MAP, Verdict::Fail, why)
+        ))
     } else if !not_strings.is_empty() {
-        finding(
-            &KEY_MAP,
-            Verdict::Fail,
-            format!("entries that are not strings: {}", list(&not_strings)),
-        )
+        KEY_MAP.fail(format!("entries that are not strings: {}", list(&not_strings)))
     } else {
-        finding(&KEY_MAP, Verdict::Pass, format!("{} entries", map.len()))
+        KEY_MAP.pass(format!("{} entries", map.len()))
     });
-    let empty: Vec<String> = map
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| k.as_deref() == Some(""))
-        .map(|(i, _)| format!("[{i}]"))
-        .collect();
     out.push(if empty.is_empty() {
-        finding(&KEY_MAP_EMPTY, Verdict::Pass, "every key named")
+        KEY_MAP_EMPTY.pass("every key named")
     } else {
         let why = "the eBPF profiler drops every thread label of a process with one empty key";
-        finding(
-            &KEY_MAP_EMPTY,
-            Verdict::Fail,
-            format!("empty at {}: {why}", list(&empty)),
-        )
+        KEY_MAP_EMPTY.fail(format!("empty at {}: {why}", list(&empty)))
     });
     let mut seen = std::collections::HashMap::new();
     let mut duplicates = Vec::new();
-    for (i, k) in map.iter().enumerate() {
-        if let Some(k) = k {
-            if let Some(first) = seen.insert(k.as_str(), i) {
-                duplicates.push(format!("\"{k}\" at [{first}] and [{i}]"));
-            }
+    for (i, k) in map.iter().enumerate().filter_map(|(i, k)| Some((i, k.as_deref()?))) {
+        if let Some(first) = seen.insert(k, i) {
+            duplicates.push(format!("\"{k}\" at [{first}] and [{i}]"));
         }
     }
     out.push(if duplicates.is_empty() {
-        finding(&KEY_MAP_DUPLICATES, Verdict::Pass, "every key once")
+        KEY_MAP_DUPLICATES.pass("every key once")
     } else {
-        finding(&KEY_MAP_DUPLICATES, Verdict::Fail, list(&duplicates))
+        KEY_MAP_DUPLICATES.fail(list(&duplicates))
     });
     out
 }
 
-/// One rule over every record read: failures by thread, else a pass with what was seen.
-struct Tally {
-    rule: &'static Rule,
-    bad: Vec<String>,
-    verdict: Verdict,
-}
-
-/// The rules about each thread's record, in report order.
-const THREAD_RULES: [&Rule; 9] = [
-    &THREADS_READ,
-    &SLOT_POINTER,
-    &ALIGNMENT,
-    &VALID,
-    &IDS,
-    &ATTRS_SIZE,
-    &ENTRIES,
-    &UTF8,
-    &KEY_INDEXES,
-];
-
+/// The rules about each thread's record, judged over every record read.
 fn thread_findings(s: &Snapshot) -> Vec<Finding> {
+    let rules = between(&THREADS_READ, &KEY_INDEXES);
     if s.modules.iter().all(|m| m.resolution.is_err()) {
-        let why = "no slot a reader can locate";
-        return THREAD_RULES.iter().map(|r| finding(r, Verdict::Skip, why)).collect();
+        return rules.iter().map(|r| r.skip("no slot a reader can locate")).collect();
     }
-    let key_map_len = s
-        .process_context
-        .context()
-        .and_then(|c| c.key_map.as_ref())
-        .map(Vec::len);
-    let tally = |rule| Tally {
-        rule,
-        bad: Vec::new(),
-        verdict: Verdict::Fail,
-    };
-    let mut pointer = tally(&SLOT_POINTER);
-    let mut align = tally(&ALIGNMENT);
-    let mut valid = tally(&VALID);
-    let mut ids = tally(&IDS);
-    let mut size = tally(&ATTRS_SIZE);
-    let mut entries = tally(&ENTRIES);
-    let mut keys = tally(&KEY_INDEXES);
-    let mut utf8 = tally(&UTF8);
-    let mut unread = Tally {
-        verdict: Verdict::Warn,
-        ..tally(&THREADS_READ)
+    let key_map = s.process_context.context().and_then(|c| c.key_map.as_ref());
+    let key_map_len = key_map.map(Vec::len);
+    // Per rule, what breaks it, by thread.
+    let mut bad: Vec<Vec<String>> = vec![Vec::new(); rules.len()];
+    let mut note = |rule: &Rule, tid: i32, what: String| {
+        let at = rules.iter().position(|r| *r == rule).expect("a thread rule");
+        bad[at].push(format!("tid {tid}: {what}"));
     };
     let (mut records, mut empty, mut no_span, mut exited) = (0, 0, 0, 0);
     for t in &s.threads {
+        let tid = t.tid;
         match &t.error {
             // A thread that ended between the listing and its read has nothing to check.
             Some(ThreadProblem::Exited) => exited += 1,
-            Some(p) => unread.bad.push(format!("tid {}: {}", t.tid, p.describe().1)),
+            Some(p) => note(&THREADS_READ, tid, p.describe().1),
             None => {}
         }
         for (_, read) in &t.reads {
-            let tid = t.tid;
             let (addr, record) = match read {
                 SlotRead::NoContext | SlotRead::NoSlot(_) => {
                     empty += 1;
                     continue;
                 }
                 SlotRead::Error(e) => {
-                    pointer.bad.push(format!("tid {tid}: {e}"));
+                    note(&SLOT_POINTER, tid, e.clone());
                     continue;
                 }
                 SlotRead::Record { addr, record } => (*addr, record),
@@ -586,89 +459,51 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
             records += 1;
             let h = &record.header;
             if addr % 2 != 0 {
-                align.bad.push(format!("tid {tid}: record at {addr:#x}"));
+                note(&ALIGNMENT, tid, format!("record at {addr:#x}"));
             }
             if h.valid > 1 {
-                valid.bad.push(format!("tid {tid}: valid = {}", h.valid));
+                note(&VALID, tid, format!("valid = {}", h.valid));
             }
             let (trace_zero, span_zero) = (h.trace_id == [0; 16], h.span_id == [0; 8]);
             if trace_zero != span_zero && h.valid == 1 {
-                let which = if trace_zero {
-                    "span_id without trace_id"
-                } else {
-                    "trace_id without span_id"
-                };
-                ids.bad.push(format!("tid {tid}: {which}"));
+                let which = ["trace_id without span_id", "span_id without trace_id"][usize::from(trace_zero)];
+                note(&IDS, tid, which.into());
             }
             no_span += usize::from(trace_zero && span_zero && h.valid <= 1);
             if h.attrs_data_size > MAX_ATTRS_DATA {
-                size.bad.push(format!("tid {tid}: {}", h.attrs_data_size));
-            }
-            // A size past what readers copy is the size rule's finding, not the entries'.
-            if let Some(why) = record
-                .truncated
-                .as_ref()
-                .filter(|_| h.attrs_data_size <= MAX_ATTRS_DATA)
-            {
-                entries.bad.push(format!("tid {tid}: {why}"));
+                note(&ATTRS_SIZE, tid, h.attrs_data_size.to_string());
+            } else if let Some(why) = &record.truncated {
+                // A size past what readers copy is the size rule's finding, not the entries'.
+                note(&ENTRIES, tid, why.clone());
             }
             for a in &record.attributes {
-                if key_map_len.is_some_and(|n| usize::from(a.key_index) >= n) {
-                    keys.bad.push(format!(
-                        "tid {tid}: index {} (key map has {})",
-                        a.key_index,
-                        key_map_len.unwrap_or(0)
-                    ));
+                if let Some(n) = key_map_len.filter(|&n| usize::from(a.key_index) >= n) {
+                    note(&KEY_INDEXES, tid, format!("index {} (key map has {n})", a.key_index));
                 }
                 if a.invalid_utf8 {
-                    utf8.bad.push(format!("tid {tid}: index {}", a.key_index));
+                    note(&UTF8, tid, format!("index {}", a.key_index));
                 }
             }
         }
     }
-    let seen = format!(
-        "{records} record(s) ({no_span} without a span), {empty} slot(s) empty, {} thread(s)",
-        s.threads.len()
-    );
-    let mut out = Vec::new();
-    let mut push = |t: Tally, pass: &str| {
-        out.push(if t.bad.is_empty() {
-            finding(t.rule, Verdict::Pass, pass.to_owned())
-        } else {
-            finding(t.rule, t.verdict, list(&t.bad))
-        });
-    };
-    let read = s.threads.len() - exited;
-    let gone = if exited > 0 {
-        format!(" ({exited} exited before their turn)")
+    let gone = (exited > 0).then(|| format!(" ({exited} exited before their turn)"));
+    let read = format!("{} thread(s){}", s.threads.len() - exited, gone.unwrap_or_default());
+    let every = if records == 0 {
+        "no record to check"
     } else {
-        String::new()
+        "every record"
     };
-    push(unread, &format!("{read} thread(s){gone}"));
-    push(pointer, &seen);
-    let no_records = records == 0;
-    for t in [align, valid, ids, size, entries, utf8] {
-        push(
-            t,
-            if no_records {
-                "no record to check"
-            } else {
-                "every record"
-            },
-        );
-    }
-    match key_map_len {
-        Some(_) => push(
-            keys,
-            if no_records {
-                "no record to check"
-            } else {
-                "every record"
-            },
-        ),
-        None => out.push(finding(&KEY_INDEXES, Verdict::Skip, "no key map")),
-    }
-    out
+    let threads = s.threads.len();
+    let seen = format!("{records} record(s) ({no_span} without a span), {empty} slot(s) empty, {threads} thread(s)");
+    let judged = rules.iter().zip(bad).map(|(&rule, bad)| match rule {
+        _ if !bad.is_empty() && *rule == THREADS_READ => rule.says(Verdict::Warn, list(&bad)),
+        _ if !bad.is_empty() => rule.fail(list(&bad)),
+        r if *r == THREADS_READ => rule.pass(read.clone()),
+        r if *r == SLOT_POINTER => rule.pass(seen.clone()),
+        r if *r == KEY_INDEXES && key_map_len.is_none() => rule.skip("no key map"),
+        _ => rule.pass(every),
+    });
+    judged.collect()
 }
 
 /// One look at the process context during `--duration`.
@@ -694,8 +529,8 @@ fn look(mem: &dyn Memory, addr: u64) -> Option<(u64, u64)> {
     let mut digest = std::collections::hash_map::DefaultHasher::new();
     (h.version, h.payload_size, h.payload_ptr).hash(&mut digest);
     if (1..=pc::MAX_PAYLOAD_SIZE).contains(&h.payload_size) {
-        mem.read_prefix(h.payload_ptr, h.payload_size as usize)
-            .hash(&mut digest);
+        let payload = mem.read_prefix(h.payload_ptr, h.payload_size as usize);
+        payload.hash(&mut digest);
     }
     Some((h.published_at_ns, digest.finish()))
 }
@@ -724,9 +559,8 @@ pub fn sample_updates(
             .filter(|m| pc::is_context_name(&m.path))
             .map(|m| m.start)
             .collect();
-        let name_at_first = first
-            .and_then(|a| maps.iter().find(|m| m.start <= a && a < m.end))
-            .map_or(String::new(), |m| m.path.clone());
+        let at_first = first.and_then(|a| maps.iter().find(|m| m.start <= a && a < m.end));
+        let name_at_first = at_first.map_or(String::new(), |m| m.path.clone());
         let seen = named.first().and_then(|&a| look(mem, a));
         let o = Observation {
             at: start.elapsed(),
@@ -772,41 +606,27 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
     }
     let secs = duration.as_secs_f64();
     out.push(if !bad.is_empty() {
-        finding(
-            &UPDATE_TIMESTAMPS,
-            Verdict::Fail,
-            format!("{updates} update(s) in {secs} s; not larger: {}", list(&bad)),
-        )
+        UPDATE_TIMESTAMPS.fail(format!("{updates} update(s) in {secs} s; not larger: {}", list(&bad)))
     } else {
-        finding(
-            &UPDATE_TIMESTAMPS,
-            Verdict::Pass,
-            format!("{updates} update(s) in {secs} s, each with a larger timestamp"),
-        )
+        UPDATE_TIMESTAMPS.pass(format!("{updates} update(s) in {secs} s, each with a larger timestamp"))
     });
     let first_name = seen.first().map(|o| o.name_at_first.clone()).unwrap_or_default();
     let lost = seen
         .iter()
         .find(|o| o.named.is_empty() || !pc::is_context_name(&o.name_at_first));
     out.push(match lost {
-        _ if seen.is_empty() => finding(&UPDATE_NAME, Verdict::Skip, "nothing watched"),
+        _ if seen.is_empty() => UPDATE_NAME.skip("nothing watched"),
         _ if first_name.is_empty() && seen.iter().all(|o| o.named.is_empty()) => {
-            finding(&UPDATE_NAME, Verdict::Skip, "no OTEL_CTX mapping to watch")
+            UPDATE_NAME.skip("no OTEL_CTX mapping to watch")
         }
         Some(o) => {
-            let now = if o.name_at_first.is_empty() {
-                "nothing"
-            } else {
-                &o.name_at_first
-            };
-            let ms = o.at.as_millis();
-            finding(
-                &UPDATE_NAME,
-                Verdict::Fail,
-                format!("at {ms} ms no mapping is named OTEL_CTX (the context's address shows {now})"),
-            )
+            let (ms, now) = (o.at.as_millis(), &o.name_at_first);
+            let now = if now.is_empty() { "nothing" } else { now };
+            UPDATE_NAME.fail(format!(
+                "at {ms} ms no mapping is named OTEL_CTX (the context's address shows {now})"
+            ))
         }
-        None => finding(&UPDATE_NAME, Verdict::Pass, format!("{first_name} throughout")),
+        None => UPDATE_NAME.pass(format!("{first_name} throughout")),
     });
     out
 }
@@ -940,7 +760,7 @@ mod tests {
 
     #[test]
     fn exit_codes_by_the_worst_result() {
-        let f = |r| finding(&SCHEMA, r, "");
+        let f = |r| SCHEMA.says(r, "");
         assert_eq!(exit_code(&[f(Verdict::Pass), f(Verdict::Skip)]), 0);
         assert_eq!(exit_code(&[f(Verdict::Pass), f(Verdict::Warn)]), EXIT_WARNINGS);
         assert_eq!(exit_code(&[f(Verdict::Fail), f(Verdict::Warn)]), EXIT_FAILS);

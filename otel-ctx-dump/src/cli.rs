@@ -95,12 +95,7 @@ pub fn parse_command<I: IntoIterator<Item = String>>(args: I) -> Result<Command,
         args.next();
         return parse_as::<CheckOptions>(args).map(Command::Check);
     }
-    parse(args).map(Command::Dump)
-}
-
-/// Parses the dump's arguments after the program name.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String> {
-    parse_as(args)
+    parse_as(args).map(Command::Dump)
 }
 
 /// `--help` and `--version` print and exit here; the error is clap's message, one line.
@@ -125,7 +120,7 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Options, String> {
-        parse(args.iter().map(|s| s.to_string()))
+        parse_as(args.iter().map(|s| s.to_string()))
     }
 
     #[test]

@@ -108,15 +108,10 @@ pub fn context_line(status: &ContextStatus) -> String {
         }
         ContextStatus::Present { header, context, .. } => (header, context),
     };
-    let mut parts: Vec<String> = c
-        .resource
-        .iter()
-        .map(|(k, v)| format!("{}={v}", printable(k)))
-        .collect();
-    parts.push(format!(
-        "schema {}",
-        c.schema_version.as_deref().map_or("(absent)".into(), printable)
-    ));
+    let resource = c.resource.iter().map(|(k, v)| format!("{}={v}", printable(k)));
+    let mut parts: Vec<String> = resource.collect();
+    let schema = c.schema_version.as_deref().map_or("(absent)".into(), printable);
+    parts.push(format!("schema {schema}"));
     if let Some(m) = &c.key_map {
         parts.push(format!("key map [{}]", key_map_text(m, "?")));
     }
@@ -202,11 +197,8 @@ pub fn text(s: &Snapshot) -> String {
             let _ = writeln!(out, "  [{i}] {}", module_text(m));
         }
         if s.modules.len() > 1 {
-            let n = s.modules.len();
-            let _ = writeln!(
-                out,
-                "  warning: {n} copies of the slot: each thread is shown once per module"
-            );
+            let warning = "copies of the slot: each thread is shown once per module";
+            let _ = writeln!(out, "  warning: {} {warning}", s.modules.len());
         }
     }
     for e in &s.module_errors {

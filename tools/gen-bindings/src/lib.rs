@@ -1,29 +1,23 @@
-//! Reads a Rust crate's C API from its source (with `syn`) and writes it as C# P/Invoke
-//! declarations: `[LibraryImport]` methods with blittable signatures, the status enums, the
-//! `#[repr(C)]` structs passed by pointer and the integer constants, as csbindgen would, but with
-//! `LibraryImport` (source-generated stubs, no runtime marshalling).
+//! Reads a Rust crate's C API from its source (with `syn`) and writes it as C# `[LibraryImport]`
+//! declarations with blittable signatures, as csbindgen would.
 //!
-//! What is read, walking the module tree from the crate root (`mod x;` to `x.rs` or `x/mod.rs`):
-//! - every `#[no_mangle] pub extern "C" fn`;
-//! - the enums and structs those functions name, transitively through struct fields;
-//! - every `pub const` of an integer type.
+//! Read, walking the module tree from the crate root: every `#[no_mangle] pub extern "C" fn`, the
+//! enums and `#[repr(C)]` structs they name (transitively through fields), and every integer
+//! `pub const`. `#[cfg(test)]` items are skipped; items behind `#[cfg(feature = "<test feature>")]`
+//! are test hooks, written to a file of their own; other `cfg`s are read as one (a function defined
+//! for two architectures must have one signature).
 //!
-//! Items behind `#[cfg(test)]` are skipped; items behind `#[cfg(feature = "<test feature>")]` (or
-//! in a module behind it) form a second, test-only set, rendered into a file of their own. Other
-//! `cfg`s (architectures) are read as one; two definitions of a function must then agree.
-//!
-//! Mapping: integers to their C# keyword types (`usize` to `nuint`, `c_char` to `byte`), pointers
-//! to pointers (`*const [u8; 16]` to `byte*`), a pointer to a struct with private fields (an
-//! opaque handle) to `nint`, struct fields `snake_case` to `PascalCase`, array fields to `fixed`
-//! buffers. A function returning an enum that documents a value with `errno` gets
-//! `SetLastError = true`.
-//!
-//! Nothing here names a function of this project: the API is whatever the source declares.
+//! Mapping: integers to C# keyword types (`usize` to `nuint`, `c_char` to `byte`), a pointer to an
+//! array to a pointer to its element, a pointer to a struct with private fields (a handle) to
+//! `nint`, field names to `PascalCase`, array fields to `fixed` buffers. A function returning an
+//! enum one of whose values is documented with `errno` gets `SetLastError = true`. Nothing here
+//! names an item of this project: the API is whatever the source declares.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use syn::{Attribute, Expr, FnArg, Item, Lit, Meta, NestedMeta, Pat, ReturnType, Type, UseTree, Visibility};
+use std::path::Path;
+use syn::visit_mut::VisitMut;
+use syn::{Attribute, Expr, Field, FnArg, Item, ItemFn, ItemStruct, Lit, Meta, NestedMeta, Pat, ReturnType, Type};
 
 /// Which declarations an item belongs to: the shipped API or the test hooks.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -32,31 +26,15 @@ pub enum Gate {
     Test,
 }
 
-/// Where and how one output file declares its part of the API.
+/// Where and how one output file declares its part of the API: its namespace, the class of its
+/// methods and constants, the C# expression naming the library in `[LibraryImport(...)]`.
 pub struct Target<'a> {
-    /// File-scoped namespace, e.g. `OtelThreadContext`.
     pub namespace: &'a str,
-    /// The `static unsafe partial class` holding the methods and constants.
     pub class: &'a str,
-    /// The C# expression naming the library in `[LibraryImport(...)]`.
     pub library: &'a str,
 }
 
-/// A C type as C# sees it.
-#[derive(Clone, PartialEq, Eq, Debug)]
-enum Ty {
-    Void,
-    /// A C# keyword type: `byte`, `nuint`, ...
-    Prim(&'static str),
-    /// A generated enum or struct.
-    Named(String),
-    /// A struct whose layout callers cannot see: only ever behind a pointer, as `nint`.
-    Opaque,
-    Ptr(Box<Ty>),
-    Array(Box<Ty>, i128),
-}
-
-/// The Rust names of the C types the C# side spells as a keyword type.
+/// The C# keyword type of a Rust or C integer or float type.
 fn primitive(name: &str) -> Option<&'static str> {
     Some(match name {
         "u8" | "c_uchar" | "c_char" => "byte",
@@ -75,754 +53,458 @@ fn primitive(name: &str) -> Option<&'static str> {
     })
 }
 
-/// What a file's `use ... as Alias` statements rename: alias to original name.
-type Aliases = HashMap<String, String>;
-
-struct Function {
-    name: String,
-    docs: Vec<String>,
-    params: Vec<(String, Type)>,
-    ret: Option<Type>,
-    gate: Gate,
-    aliases: std::rc::Rc<Aliases>,
+/// The name `ty` ends with, when it is a path (`Status` in `crate::ffi::Status`).
+fn path(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+        _ => None,
+    }
 }
 
-struct Enum {
-    name: String,
-    docs: Vec<String>,
-    /// The `#[repr(...)]` integer type, as C#'s underlying type.
-    repr: Option<&'static str>,
-    variants: Vec<(String, Vec<String>, Option<Expr>)>,
+/// The C# type of a constant of type `ty`, when it is an integer.
+fn integer(ty: &Type) -> Option<&'static str> {
+    primitive(&path(ty)?.ident.to_string()).filter(|p| !matches!(*p, "float" | "double"))
 }
 
-struct Struct {
-    name: String,
-    docs: Vec<String>,
-    /// `#[repr(C)]` without `packed`/`align`, every field `pub`: callers may see the layout.
-    visible: bool,
-    fields: Vec<(String, Vec<String>, Type)>,
-    aliases: std::rc::Rc<Aliases>,
+/// What a file's `use ... as Alias` statements rename (alias to original name): types are looked
+/// up as defined.
+struct Aliases(HashMap<String, String>);
+
+impl VisitMut for Aliases {
+    fn visit_use_rename_mut(&mut self, r: &mut syn::UseRename) {
+        self.0.insert(r.rename.to_string(), r.ident.to_string());
+    }
+
+    fn visit_type_path_mut(&mut self, p: &mut syn::TypePath) {
+        if let Some(last) = p.path.segments.last_mut() {
+            if let Some(original) = self.0.get(&last.ident.to_string()) {
+                last.ident = syn::Ident::new(original, last.ident.span());
+            }
+        }
+    }
 }
 
-struct Const {
-    name: String,
-    docs: Vec<String>,
-    ty: Option<&'static str>,
-    public: bool,
-    expr: Expr,
-}
+/// A function with its C# return type and declaration.
+type Declared<'a> = (&'a ItemFn, String, String);
 
 /// The C API of one crate, as read from its source.
 #[derive(Default)]
 pub struct Api {
-    functions: Vec<Function>,
-    enums: Vec<Enum>,
-    structs: Vec<Struct>,
-    consts: Vec<Const>,
-    /// Files read, in order (for messages and tests).
-    pub files: Vec<PathBuf>,
+    /// The exported functions, enums, structs and constants, in source order, with their gates.
+    items: Vec<(Gate, Item)>,
+    test_feature: Option<String>,
     /// Things skipped that a reader of the output may want to know about.
     pub notes: Vec<String>,
 }
 
-/// How a `#[cfg]` on an item or module affects it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cfg {
-    Normal,
-    Test,
-    Skip,
+/// The doc comment lines; `///` alone (a paragraph break) as an empty line.
+fn docs(attrs: &[Attribute]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for attr in attrs.iter().filter(|a| a.path.is_ident("doc")) {
+        if let Ok(Meta::NameValue(syn::MetaNameValue { lit: Lit::Str(s), .. })) = attr.parse_meta() {
+            let text = s.value();
+            let text = if text.is_empty() { " " } else { &text };
+            for l in text.lines() {
+                lines.push(l.strip_prefix(' ').unwrap_or(l).trim_end().to_owned());
+            }
+        }
+    }
+    lines
 }
 
-fn cfg_of(attrs: &[Attribute], test_feature: Option<&str>) -> Cfg {
-    let mut cfg = Cfg::Normal;
-    for attr in attrs.iter().filter(|a| a.path.is_ident("cfg")) {
+/// What is inside `#[name(...)]`, e.g. `C` and `align(64)` in `#[repr(C, align(64))]`.
+fn nested(attrs: &[Attribute], name: &str) -> Vec<Meta> {
+    let mut metas = Vec::new();
+    for attr in attrs.iter().filter(|a| a.path.is_ident(name)) {
         let Ok(Meta::List(list)) = attr.parse_meta() else {
             continue;
         };
-        for nested in &list.nested {
-            match nested {
-                NestedMeta::Meta(Meta::Path(p)) if p.is_ident("test") => return Cfg::Skip,
-                NestedMeta::Meta(Meta::NameValue(nv)) if nv.path.is_ident("feature") => {
-                    if let (Lit::Str(s), Some(f)) = (&nv.lit, test_feature) {
-                        if s.value() == f {
-                            cfg = Cfg::Test;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
+        metas.extend(list.nested.into_iter().filter_map(|n| match n {
+            NestedMeta::Meta(m) => Some(m),
+            NestedMeta::Lit(_) => None,
+        }));
     }
-    cfg
+    metas
 }
 
-fn docs(attrs: &[Attribute]) -> Vec<String> {
-    attrs
-        .iter()
-        .filter(|a| a.path.is_ident("doc"))
-        .filter_map(|a| match a.parse_meta() {
-            Ok(Meta::NameValue(nv)) => match nv.lit {
-                Lit::Str(s) => Some(s.value()),
-                _ => None,
-            },
-            _ => None,
-        })
-        // `///` alone is an empty string: a paragraph break, kept as an empty line.
-        .flat_map(|s| {
-            let lines: Vec<String> = s
-                .lines()
-                .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end().to_owned())
-                .collect();
-            if lines.is_empty() {
-                vec![String::new()]
-            } else {
-                lines
-            }
-        })
-        .collect()
-}
-
-/// The words inside `#[repr(...)]`; `align(N)` as `align`.
+/// The words inside `#[repr(...)]`, e.g. `C` and `align`.
 fn repr(attrs: &[Attribute]) -> Vec<String> {
-    let mut words = Vec::new();
-    for attr in attrs.iter().filter(|a| a.path.is_ident("repr")) {
-        if let Ok(Meta::List(list)) = attr.parse_meta() {
-            for nested in &list.nested {
-                if let NestedMeta::Meta(m) = nested {
-                    if let Some(id) = m.path().get_ident() {
-                        words.push(id.to_string());
-                    }
-                }
-            }
-        }
-    }
-    words
+    let words = nested(attrs, "repr")
+        .into_iter()
+        .map(|m| m.path().get_ident().map(ToString::to_string));
+    words.flatten().collect()
 }
 
-fn collect_aliases(tree: &UseTree, aliases: &mut Aliases) {
-    match tree {
-        UseTree::Path(p) => collect_aliases(&p.tree, aliases),
-        UseTree::Rename(r) => {
-            aliases.insert(r.rename.to_string(), r.ident.to_string());
-        }
-        UseTree::Group(g) => g.items.iter().for_each(|t| collect_aliases(t, aliases)),
-        UseTree::Name(_) | UseTree::Glob(_) => {}
-    }
+/// Whether `f` is callable from C by name.
+fn exported(f: &ItemFn) -> bool {
+    let abi = f
+        .sig
+        .abi
+        .as_ref()
+        .map(|abi| abi.name.as_ref().map_or("C".into(), |n| n.value()));
+    let c_abi = abi.as_deref() == Some("C");
+    let no_mangle = f.attrs.iter().any(|a| a.path.is_ident("no_mangle"));
+    no_mangle && c_abi && matches!(f.vis, syn::Visibility::Public(_))
+}
+
+/// Whether callers may see the layout of `s`: `#[repr(C)]` without `packed`/`align`, named
+/// fields, all `pub`.
+fn visible(s: &ItemStruct) -> bool {
+    let repr = repr(&s.attrs);
+    let layout = repr.iter().any(|w| w == "C") && !repr.iter().any(|w| w == "packed" || w == "align");
+    let public = s.fields.iter().all(|f| matches!(f.vis, syn::Visibility::Public(_)));
+    layout && public && matches!(s.fields, syn::Fields::Named(_))
 }
 
 impl Api {
     /// Reads the crate whose root file (`lib.rs`) is `root`. Items behind
     /// `#[cfg(feature = "<test_feature>")]` become test hooks.
     pub fn read(root: &Path, test_feature: Option<&str>) -> Result<Api, String> {
-        let mut api = Api::default();
-        api.read_file(
-            root,
-            root.parent().unwrap_or(Path::new(".")),
-            Gate::Shipped,
+        let test_feature = test_feature.map(str::to_owned);
+        let mut api = Api {
             test_feature,
-        )?;
+            ..Api::default()
+        };
+        api.read_file(root, root.parent().unwrap_or(Path::new(".")), Gate::Shipped)?;
         Ok(api)
     }
 
     /// Reads one module file; `dir` is where its `mod x;` children live.
-    fn read_file(&mut self, file: &Path, dir: &Path, gate: Gate, test_feature: Option<&str>) -> Result<(), String> {
+    fn read_file(&mut self, file: &Path, dir: &Path, gate: Gate) -> Result<(), String> {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let parsed = syn::parse_file(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        self.files.push(file.to_owned());
-        let mut aliases = Aliases::new();
-        for item in &parsed.items {
-            if let Item::Use(u) = item {
-                collect_aliases(&u.tree, &mut aliases);
-            }
-        }
-        let ctx = Ctx {
-            file,
-            dir,
-            test_feature,
-            aliases: std::rc::Rc::new(aliases),
-        };
-        self.read_items(&parsed.items, &ctx, gate)
+        let mut parsed = syn::parse_file(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        // Once to learn the renames, once to undo them wherever they are used.
+        let mut aliases = Aliases(HashMap::new());
+        (0..2).for_each(|_| aliases.visit_file_mut(&mut parsed));
+        self.read_items(parsed.items, file, dir, gate)
     }
 
-    fn read_items(&mut self, items: &[Item], ctx: &Ctx, gate: Gate) -> Result<(), String> {
+    /// The gate of an item with `attrs` in a scope of `gate`, or `None` for a `#[cfg(test)]` item.
+    fn gate_of(&self, attrs: &[Attribute], gate: Gate) -> Option<Gate> {
+        let mut gate = Some(gate);
+        for cfg in nested(attrs, "cfg") {
+            match cfg {
+                Meta::Path(p) if p.is_ident("test") => return None,
+                Meta::NameValue(nv) if nv.path.is_ident("feature") => {
+                    if matches!(&nv.lit, Lit::Str(s) if Some(s.value()) == self.test_feature) {
+                        gate = Some(Gate::Test);
+                    }
+                }
+                _ => {}
+            }
+        }
+        gate
+    }
+
+    fn read_items(&mut self, items: Vec<Item>, file: &Path, dir: &Path, gate: Gate) -> Result<(), String> {
         for item in items {
-            let attrs: &[Attribute] = match item {
-                Item::Fn(i) => &i.attrs,
+            let attrs = match &item {
+                Item::Fn(i) if exported(i) => &i.attrs,
                 Item::Mod(i) => &i.attrs,
                 Item::Enum(i) => &i.attrs,
                 Item::Struct(i) => &i.attrs,
                 Item::Const(i) => &i.attrs,
                 _ => continue,
             };
-            let gate = match cfg_of(attrs, ctx.test_feature) {
-                Cfg::Skip => continue,
-                Cfg::Test => Gate::Test,
-                Cfg::Normal => gate,
+            let Some(gate) = self.gate_of(attrs, gate) else {
+                continue;
             };
             match item {
                 Item::Mod(m) => {
-                    let name = m.ident.to_string();
-                    if let Some((_, inner)) = &m.content {
-                        let sub = Ctx {
-                            file: ctx.file,
-                            dir: &ctx.dir.join(&name),
-                            test_feature: ctx.test_feature,
-                            aliases: ctx.aliases.clone(),
-                        };
-                        self.read_items(inner, &sub, gate)?;
+                    let sub = dir.join(m.ident.to_string());
+                    if let Some((_, inner)) = m.content {
+                        self.read_items(inner, file, &sub, gate)?;
                         continue;
                     }
-                    let path_attr =
-                        m.attrs
-                            .iter()
-                            .find(|a| a.path.is_ident("path"))
-                            .and_then(|a| match a.parse_meta() {
-                                Ok(Meta::NameValue(nv)) => match nv.lit {
-                                    Lit::Str(s) => Some(s.value()),
-                                    _ => None,
-                                },
-                                _ => None,
-                            });
-                    let (file, dir) = match path_attr {
-                        Some(p) => {
-                            let file = ctx.file.parent().unwrap_or(Path::new(".")).join(p);
-                            let dir = file.with_extension("");
-                            (file, dir)
-                        }
-                        None => {
-                            let flat = ctx.dir.join(format!("{name}.rs"));
-                            let nested = ctx.dir.join(&name).join("mod.rs");
-                            match (flat.exists(), nested.exists()) {
-                                (true, _) => (flat, ctx.dir.join(&name)),
-                                (false, true) => (nested, ctx.dir.join(&name)),
-                                (false, false) => {
-                                    return Err(format!(
-                                        "{}: module {name}: no {} nor {}",
-                                        ctx.file.display(),
-                                        flat.display(),
-                                        nested.display()
-                                    ))
-                                }
-                            }
-                        }
-                    };
-                    self.read_file(&file, &dir, gate, ctx.test_feature)?;
+                    let flat = dir.join(format!("{}.rs", m.ident));
+                    let path = if flat.exists() { flat } else { sub.join("mod.rs") };
+                    if !path.exists() {
+                        let (file, name) = (file.display(), &m.ident);
+                        return Err(format!("{file}: module {name}: no {name}.rs nor {name}/mod.rs"));
+                    }
+                    self.read_file(&path, &sub, gate)?;
                 }
-                Item::Fn(f) => {
-                    let exported = f.attrs.iter().any(|a| a.path.is_ident("no_mangle"));
-                    let c_abi = f
-                        .sig
-                        .abi
-                        .as_ref()
-                        .is_some_and(|abi| abi.name.as_ref().is_none_or(|n| n.value() == "C"));
-                    if !(exported && c_abi && matches!(f.vis, Visibility::Public(_))) {
-                        continue;
-                    }
-                    let name = f.sig.ident.to_string();
-                    let mut params = Vec::new();
-                    for input in &f.sig.inputs {
-                        let FnArg::Typed(pt) = input else {
-                            return Err(format!("{name}: a method receiver in a C function"));
-                        };
-                        let Pat::Ident(id) = &*pt.pat else {
-                            return Err(format!("{name}: a parameter that is not a plain name"));
-                        };
-                        params.push((id.ident.to_string(), (*pt.ty).clone()));
-                    }
-                    let ret = match &f.sig.output {
-                        ReturnType::Default => None,
-                        ReturnType::Type(_, t) => Some((**t).clone()),
-                    };
-                    self.functions.push(Function {
-                        name,
-                        docs: docs(&f.attrs),
-                        params,
-                        ret,
-                        gate,
-                        aliases: ctx.aliases.clone(),
-                    });
+                Item::Const(c) if matches!(c.vis, syn::Visibility::Public(_)) && integer(&c.ty).is_none() => {
+                    let note = format!("pub const {} skipped: not of an integer type", c.ident);
+                    self.notes.push(note);
+                    self.items.push((gate, Item::Const(c)));
                 }
-                Item::Enum(e) => {
-                    let words = repr(&e.attrs);
-                    let repr = words
-                        .iter()
-                        .find_map(|w| if w == "C" { Some("int") } else { primitive(w) });
-                    let mut variants = Vec::new();
-                    for v in &e.variants {
-                        if !matches!(v.fields, syn::Fields::Unit) {
-                            variants.clear();
-                            break;
-                        }
-                        variants.push((
-                            v.ident.to_string(),
-                            docs(&v.attrs),
-                            v.discriminant.as_ref().map(|(_, e)| e.clone()),
-                        ));
-                    }
-                    self.enums.push(Enum {
-                        name: e.ident.to_string(),
-                        docs: docs(&e.attrs),
-                        repr,
-                        variants,
-                    });
-                }
-                Item::Struct(s) => {
-                    let words = repr(&s.attrs);
-                    let mut visible =
-                        words.iter().any(|w| w == "C") && !words.iter().any(|w| w == "packed" || w == "align");
-                    let mut fields = Vec::new();
-                    match &s.fields {
-                        syn::Fields::Named(named) => {
-                            for f in &named.named {
-                                visible &= matches!(f.vis, Visibility::Public(_));
-                                let name = f.ident.as_ref().map(ToString::to_string).unwrap_or_default();
-                                fields.push((name, docs(&f.attrs), f.ty.clone()));
-                            }
-                        }
-                        _ => visible = false,
-                    }
-                    self.structs.push(Struct {
-                        name: s.ident.to_string(),
-                        docs: docs(&s.attrs),
-                        visible,
-                        fields,
-                        aliases: ctx.aliases.clone(),
-                    });
-                }
-                Item::Const(c) => {
-                    let ty = match &*c.ty {
-                        Type::Path(p) => p.path.get_ident().and_then(|id| primitive(&id.to_string())),
-                        _ => None,
-                    }
-                    .filter(|t| !matches!(*t, "float" | "double"));
-                    let public = matches!(c.vis, Visibility::Public(_));
-                    if public && ty.is_none() {
-                        self.notes
-                            .push(format!("pub const {} skipped: not of an integer type", c.ident));
-                    }
-                    self.consts.push(Const {
-                        name: c.ident.to_string(),
-                        docs: docs(&c.attrs),
-                        ty,
-                        public,
-                        expr: (*c.expr).clone(),
-                    });
-                }
-                _ => {}
+                item => self.items.push((gate, item)),
             }
         }
         Ok(())
     }
 
+    /// The enum or struct named `name`.
+    fn find(&self, name: &str) -> Option<&Item> {
+        self.items.iter().map(|(_, item)| item).find(|item| match item {
+            Item::Enum(e) => e.ident == name,
+            Item::Struct(s) => s.ident == name,
+            _ => false,
+        })
+    }
+
     /// The value of a constant integer expression: literals, other constants of the crate,
     /// arithmetic, shifts, bit operations and casts.
-    fn eval(&self, expr: &Expr, depth: u32) -> Result<i128, String> {
-        if depth > 32 {
-            return Err("constant expression nests too deep (a cycle?)".into());
-        }
-        let sub = |e: &Expr| self.eval(e, depth + 1);
+    fn eval(&self, expr: &Expr) -> Result<i128, String> {
         Ok(match expr {
-            Expr::Lit(l) => match &l.lit {
-                Lit::Int(i) => i.base10_parse::<i128>().map_err(|e| e.to_string())?,
-                _ => return Err("a constant that is not an integer".into()),
-            },
-            Expr::Paren(p) => sub(&p.expr)?,
-            Expr::Group(g) => sub(&g.expr)?,
-            Expr::Cast(c) => sub(&c.expr)?,
-            Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => -sub(&u.expr)?,
+            Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse().map_err(|e| e.to_string())?,
+            Expr::Paren(p) => self.eval(&p.expr)?,
+            Expr::Cast(c) => self.eval(&c.expr)?,
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => -self.eval(&u.expr)?,
             Expr::Binary(b) => {
-                let (l, r) = (sub(&b.left)?, sub(&b.right)?);
+                let (l, r) = (self.eval(&b.left)?, self.eval(&b.right)?);
                 use syn::BinOp::*;
                 let v = match b.op {
                     Add(_) => l.checked_add(r),
                     Sub(_) => l.checked_sub(r),
                     Mul(_) => l.checked_mul(r),
                     Div(_) => l.checked_div(r),
-                    Rem(_) => l.checked_rem(r),
                     Shl(_) => u32::try_from(r).ok().and_then(|r| l.checked_shl(r)),
                     Shr(_) => u32::try_from(r).ok().and_then(|r| l.checked_shr(r)),
                     BitAnd(_) => Some(l & r),
                     BitOr(_) => Some(l | r),
-                    BitXor(_) => Some(l ^ r),
                     _ => return Err("an operator a constant cannot use".into()),
                 };
                 v.ok_or("a constant expression that overflows")?
             }
             Expr::Path(p) => {
                 let name = p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
-                let mut found = self.consts.iter().filter(|c| c.name == name);
-                match (found.next(), found.next()) {
-                    (Some(c), None) => sub(&c.expr)?,
-                    (Some(_), Some(_)) => return Err(format!("constant {name} is defined twice")),
-                    (None, _) => return Err(format!("unknown constant {name}")),
+                let consts = self.items.iter().filter_map(|(_, item)| match item {
+                    Item::Const(c) if c.ident == name => Some(c),
+                    _ => None,
+                });
+                match consts.collect::<Vec<_>>()[..] {
+                    [c] => self.eval(&c.expr)?,
+                    [] => return Err(format!("unknown constant {name}")),
+                    _ => return Err(format!("constant {name} is defined twice")),
                 }
             }
             _ => return Err("an expression the generator cannot evaluate".into()),
         })
     }
 
-    /// The C# view of `ty`, written in a file with `aliases`.
-    fn ty(&self, ty: &Type, aliases: &Aliases) -> Result<Ty, String> {
+    /// The C# spelling of `ty` as a parameter, return or field type; adds the enums and structs
+    /// it names, directly or through struct fields, to `named`.
+    fn cs(&self, ty: &Type, named: &mut BTreeSet<String>) -> Result<String, String> {
+        let found = |t: &Type| path(t).and_then(|s| self.find(&s.ident.to_string()));
+        let hidden = |t: &Type| matches!(found(t), Some(Item::Struct(s)) if !visible(s));
         Ok(match ty {
-            Type::Ptr(p) => match self.ty(&p.elem, aliases)? {
-                // A pointer to an array is a pointer to its first element.
-                Ty::Array(elem, _) => Ty::Ptr(elem),
-                elem => Ty::Ptr(Box::new(elem)),
+            // A pointer to an array is a pointer to its first element.
+            Type::Ptr(p) => match &*p.elem {
+                Type::Array(a) => format!("{}*", self.cs(&a.elem, named)?),
+                elem if hidden(elem) => "nint".into(),
+                elem => format!("{}*", self.cs(elem, named)?),
             },
-            Type::Array(a) => Ty::Array(Box::new(self.ty(&a.elem, aliases)?), self.eval(&a.len, 0)?),
-            Type::Paren(p) => self.ty(&p.elem, aliases)?,
-            Type::Group(g) => self.ty(&g.elem, aliases)?,
-            Type::Tuple(t) if t.elems.is_empty() => Ty::Void,
-            Type::Path(p) if p.qself.is_none() => {
-                let last = p.path.segments.last().ok_or("an empty type path")?;
-                if !matches!(last.arguments, syn::PathArguments::None) {
-                    return Err(format!("generic type {} (not a C type)", last.ident));
+            Type::Tuple(t) if t.elems.is_empty() => "void".into(),
+            Type::Array(_) => return Err("an array passed by value".into()),
+            _ if hidden(ty) => return Err("a struct of hidden layout passed by value".into()),
+            _ => {
+                let segment = path(ty).ok_or("a type with no C equivalent")?;
+                let name = segment.ident.to_string();
+                if !segment.arguments.is_empty() {
+                    return Err(format!("generic type {name} (not a C type)"));
                 }
-                let written = last.ident.to_string();
-                let name = aliases.get(&written).cloned().unwrap_or(written);
-                if name == "c_void" {
-                    Ty::Void
-                } else if let Some(prim) = primitive(&name) {
-                    Ty::Prim(prim)
-                } else if name == "bool" {
-                    return Err("bool (not blittable for LibraryImport: use u8)".into());
-                } else if self.enums.iter().any(|e| e.name == name) {
-                    Ty::Named(name)
-                } else if let Some(s) = self.structs.iter().find(|s| s.name == name) {
-                    if s.visible {
-                        Ty::Named(name)
-                    } else {
-                        Ty::Opaque
+                match (name.as_str(), primitive(&name), self.find(&name)) {
+                    ("c_void", ..) => "void".into(),
+                    ("bool", ..) => return Err("bool (not blittable for LibraryImport: use u8)".into()),
+                    (_, Some(prim), _) => prim.into(),
+                    (.., Some(item)) => {
+                        if let (true, Item::Struct(s)) = (named.insert(name.clone()), item) {
+                            for field in &s.fields {
+                                self.field(s, field, named)?;
+                            }
+                        }
+                        name
                     }
-                } else {
-                    return Err(format!("type {name} is not defined in the crate nor a C type"));
+                    _ => return Err(format!("type {name} is not defined in the crate nor a C type")),
                 }
             }
-            _ => return Err("a type with no C equivalent".into()),
         })
     }
 
-    /// A parameter, return or field type in C#.
-    fn cs(ty: &Ty) -> Result<String, String> {
-        Ok(match ty {
-            Ty::Void => "void".into(),
-            Ty::Prim(p) => (*p).into(),
-            Ty::Named(n) => n.clone(),
-            Ty::Ptr(inner) if **inner == Ty::Opaque => "nint".into(),
-            Ty::Ptr(inner) => format!("{}*", Self::cs(inner)?),
-            Ty::Opaque => return Err("a struct of hidden layout passed by value".into()),
-            Ty::Array(..) => return Err("an array passed by value".into()),
-        })
+    /// A struct field as C# declares it: an array as a `fixed` buffer.
+    fn field(&self, s: &ItemStruct, field: &Field, named: &mut BTreeSet<String>) -> Result<String, String> {
+        let name = field.ident.as_ref().map(ToString::to_string).unwrap_or_default();
+        let what = |e: String| format!("{}.{name}: {e}", s.ident);
+        let Type::Array(a) = &field.ty else {
+            return Ok(format!(
+                "{} {}",
+                self.cs(&field.ty, named).map_err(what)?,
+                pascal(&name)
+            ));
+        };
+        let why = "an array of non-primitive elements (C# has no such fixed buffer)";
+        let elem = path(&a.elem)
+            .and_then(|s| primitive(&s.ident.to_string()))
+            .ok_or(what(why.into()))?;
+        Ok(format!(
+            "fixed {elem} {}[{}]",
+            pascal(&name),
+            self.eval(&a.len).map_err(what)?
+        ))
     }
 
-    /// The generated types `ty` names, directly or through struct fields.
-    fn reach(&self, ty: &Ty, into: &mut BTreeSet<String>) -> Result<(), String> {
-        match ty {
-            Ty::Ptr(inner) | Ty::Array(inner, _) => self.reach(inner, into),
-            Ty::Named(n) if into.insert(n.clone()) => {
-                if let Some(s) = self.structs.iter().find(|s| &s.name == n) {
-                    for (field, _, fty) in &s.fields {
-                        let t = self
-                            .ty(fty, &s.aliases)
-                            .map_err(|e| format!("{}.{field}: {e}", s.name))?;
-                        self.reach(&t, into)?;
-                    }
-                }
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The functions of `gate`, one per name (cfg variants must agree), in source order, with
-    /// their C# signature parts.
-    fn functions(&self, gate: Gate) -> Result<Vec<Signature<'_>>, String> {
-        let mut out: Vec<Signature> = Vec::new();
-        for f in self.functions.iter().filter(|f| f.gate == gate) {
-            let ret = match &f.ret {
-                Some(t) => self
-                    .ty(t, &f.aliases)
-                    .map_err(|e| format!("{}: return type: {e}", f.name))?,
-                None => Ty::Void,
+    /// The functions of `gate`, one per name, in source order, as C# declares them with their
+    /// return types; and the enums and structs they name.
+    fn functions(&self, gate: Gate) -> Result<(Vec<Declared<'_>>, BTreeSet<String>), String> {
+        let (mut out, mut named) = (Vec::<Declared>::new(), BTreeSet::new());
+        for (_, item) in self.items.iter().filter(|(g, _)| *g == gate) {
+            let Item::Fn(f) = item else { continue };
+            let name = &f.sig.ident;
+            let mut cs = |what: &str, t: &Type| self.cs(t, &mut named).map_err(|e| format!("{name}: {what}: {e}"));
+            let ret = match &f.sig.output {
+                ReturnType::Default => "void".into(),
+                ReturnType::Type(_, t) => cs("return type", t)?,
             };
-            let mut tys = vec![ret.clone()];
             let mut params = Vec::new();
-            for (name, t) in &f.params {
-                let ty = self
-                    .ty(t, &f.aliases)
-                    .map_err(|e| format!("{}: parameter {name}: {e}", f.name))?;
-                let cs = Self::cs(&ty).map_err(|e| format!("{}: parameter {name}: {e}", f.name))?;
-                params.push(format!("{cs} {}", identifier(name)));
-                tys.push(ty);
+            for input in &f.sig.inputs {
+                let param = match input {
+                    FnArg::Typed(pt) => match &*pt.pat {
+                        Pat::Ident(id) => Some((id.ident.to_string(), &pt.ty)),
+                        _ => None,
+                    },
+                    FnArg::Receiver(_) => None,
+                };
+                let (param, ty) = param.ok_or(format!("{name}: a parameter that is not a plain name"))?;
+                let ty = cs(&format!("parameter {param}"), ty)?;
+                params.push(format!("{ty} {}", identifier(&param)));
             }
-            let ret = Self::cs(&ret).map_err(|e| format!("{}: return type: {e}", f.name))?;
-            if let Some(same) = out.iter().find(|s| s.f.name == f.name) {
-                if same.ret != ret || same.params != params {
-                    return Err(format!("{}: defined twice with different signatures", f.name));
-                }
-                continue;
+            let decl = format!("internal static partial {ret} {name}({});", params.join(", "));
+            match out.iter().find(|(same, ..)| same.sig.ident == *name) {
+                Some((.., d)) if *d != decl => return Err(format!("{name}: defined twice with different signatures")),
+                Some(_) => {}
+                None => out.push((f, ret, decl)),
             }
-            out.push(Signature { f, ret, params, tys });
         }
-        Ok(out)
-    }
-
-    /// Whether a call returning `ty` may leave the OS error in `errno`: it returns an enum one of
-    /// whose values is documented as saying why through `errno`. Its P/Invoke then sets
-    /// `SetLastError`, so the caller reads the error with `Marshal.GetLastPInvokeError`.
-    fn reports_errno(&self, ty: &Ty) -> bool {
-        let Ty::Named(name) = ty else { return false };
-        self.enums.iter().find(|e| &e.name == name).is_some_and(|e| {
-            e.variants
-                .iter()
-                .any(|(_, d, _)| d.iter().any(|l| l.contains("`errno`")))
-        })
+        Ok((out, named))
     }
 
     /// The C# file declaring the `gate` part of the API.
     pub fn render(&self, gate: Gate, target: &Target) -> Result<String, String> {
-        let functions = self.functions(gate)?;
-        let mut types = BTreeSet::new();
-        for Signature { tys, .. } in &functions {
-            for t in tys {
-                self.reach(t, &mut types)?;
-            }
-        }
+        let (functions, mut types) = self.functions(gate)?;
         if gate == Gate::Test {
             // Types the shipped file declares already.
-            let mut shipped = BTreeSet::new();
-            for Signature { tys, .. } in self.functions(Gate::Shipped)? {
-                for t in &tys {
-                    self.reach(t, &mut shipped)?;
-                }
-            }
+            let (_, shipped) = self.functions(Gate::Shipped)?;
             types.retain(|t| !shipped.contains(t));
         }
-
-        let mut o = String::new();
-        o.push_str("// <auto-generated/>\n");
+        let mut o = String::from("// <auto-generated/>\n");
         o.push_str("// Generated by tools/gen-bindings from the C API under native/; do not edit.\n");
         o.push_str("// Regenerate with scripts/gen-header.sh, which CI runs with --check.\n\n");
-        o.push_str("using System.Runtime.InteropServices;\n\n");
-        let _ = writeln!(o, "namespace {};\n", target.namespace);
-
-        for e in self.enums.iter().filter(|e| types.contains(&e.name)) {
-            let repr = e
-                .repr
-                .ok_or(format!("enum {}: no #[repr(<integer>)] to give it a C size", e.name))?;
-            if e.variants.is_empty() {
-                return Err(format!("enum {}: only enums of plain values cross a C API", e.name));
+        let namespace = target.namespace;
+        let _ = writeln!(o, "using System.Runtime.InteropServices;\n\nnamespace {namespace};\n");
+        // A call returning an enum with a value documented as saying why through `errno` sets
+        // SetLastError, so that callers read the error with Marshal.GetLastPInvokeError.
+        let mut errno = BTreeSet::new();
+        for (_, item) in &self.items {
+            let Item::Enum(e) = item else { continue };
+            let says = |v: &syn::Variant| docs(&v.attrs).iter().any(|l| l.contains("`errno`"));
+            if e.variants.iter().any(says) {
+                errno.insert(e.ident.to_string());
             }
-            doc(&mut o, "", &e.docs);
-            let _ = writeln!(o, "internal enum {} : {repr}\n{{", e.name);
-            let mut next = 0i128;
-            for (name, docs, value) in &e.variants {
-                if let Some(v) = value {
-                    next = self.eval(v, 0).map_err(|err| format!("{}::{name}: {err}", e.name))?;
+            if types.contains(&e.ident.to_string()) {
+                self.write_enum(&mut o, e)?;
+            }
+        }
+        let mut members = Vec::new();
+        for (g, item) in &self.items {
+            match item {
+                Item::Struct(s) if types.contains(&s.ident.to_string()) => {
+                    doc(&mut o, "", &docs(&s.attrs));
+                    let name = &s.ident;
+                    let _ = writeln!(
+                        o,
+                        "[StructLayout(LayoutKind.Sequential)]\ninternal unsafe struct {name}\n{{"
+                    );
+                    for (i, field) in s.fields.iter().enumerate() {
+                        o.push_str(if i > 0 { "\n" } else { "" });
+                        doc(&mut o, "    ", &docs(&field.attrs));
+                        let _ = writeln!(o, "    public {};", self.field(s, field, &mut BTreeSet::new())?);
+                    }
+                    o.push_str("}\n\n");
                 }
-                doc(&mut o, "    ", docs);
-                let _ = writeln!(o, "    {name} = {next},");
-                next += 1;
-            }
-            o.push_str("}\n\n");
-        }
-
-        for s in self.structs.iter().filter(|s| types.contains(&s.name)) {
-            doc(&mut o, "", &s.docs);
-            let _ = writeln!(
-                o,
-                "[StructLayout(LayoutKind.Sequential)]\ninternal unsafe struct {}\n{{",
-                s.name
-            );
-            for (i, (name, docs, ty)) in s.fields.iter().enumerate() {
-                let what = |e: String| format!("{}.{name}: {e}", s.name);
-                let field = match self.ty(ty, &s.aliases).map_err(what)? {
-                    Ty::Array(elem, n) => match *elem {
-                        Ty::Prim(p) => format!("fixed {p} {}[{n}]", pascal(name)),
-                        _ => {
-                            return Err(what(
-                                "an array of non-primitive elements (C# has no such fixed buffer)".into(),
-                            ))
-                        }
-                    },
-                    t => format!("{} {}", Self::cs(&t).map_err(what)?, pascal(name)),
-                };
-                if i > 0 {
-                    o.push('\n');
+                Item::Const(c) if *g == gate && matches!(c.vis, syn::Visibility::Public(_)) => {
+                    let Some(ty) = integer(&c.ty) else { continue };
+                    let value = self.eval(&c.expr).map_err(|e| format!("constant {}: {e}", c.ident))?;
+                    // C# sizes (arrays, fixed buffers, spans, stackalloc) are int: a size that fits is one.
+                    let int = ty == "nuint" && i32::try_from(value).is_ok();
+                    let ty = if int { "int" } else { ty };
+                    members.push((&c.attrs, format!("internal const {ty} {} = {value};", c.ident)));
                 }
-                doc(&mut o, "    ", docs);
-                let _ = writeln!(o, "    public {field};");
-            }
-            o.push_str("}\n\n");
-        }
-
-        let _ = writeln!(o, "internal static unsafe partial class {}\n{{", target.class);
-        let mut first = true;
-        let mut gap = |o: &mut String| {
-            if !std::mem::take(&mut first) {
-                o.push('\n');
-            }
-        };
-        if gate == Gate::Shipped {
-            for c in self.consts.iter().filter(|c| c.public) {
-                let Some(ty) = c.ty else { continue };
-                let value = self.eval(&c.expr, 0).map_err(|e| format!("constant {}: {e}", c.name))?;
-                // C# sizes (arrays, fixed buffers, spans, stackalloc) are int: a size constant
-                // that fits is declared as one.
-                let ty = if ty == "nuint" && i32::try_from(value).is_ok() {
-                    "int"
-                } else {
-                    ty
-                };
-                gap(&mut o);
-                doc(&mut o, "    ", &c.docs);
-                let _ = writeln!(o, "    internal const {ty} {} = {value};", c.name);
+                _ => {}
             }
         }
-        for Signature { f, ret, params, tys } in &functions {
-            gap(&mut o);
-            doc(&mut o, "    ", &f.docs);
-            let errno = if self.reports_errno(&tys[0]) {
+        for (f, ret, decl) in functions {
+            let errno = if errno.contains(&ret) {
                 ", SetLastError = true"
             } else {
                 ""
             };
-            let _ = writeln!(o, "    [LibraryImport({}{errno})]", target.library);
-            let _ = writeln!(
-                o,
-                "    internal static partial {ret} {}({});",
-                f.name,
-                params.join(", ")
-            );
+            let import = format!("[LibraryImport({}{errno})]\n    {decl}", target.library);
+            members.push((&f.attrs, import));
+        }
+        let _ = writeln!(o, "internal static unsafe partial class {}\n{{", target.class);
+        for (i, (attrs, text)) in members.iter().enumerate() {
+            o.push_str(if i > 0 { "\n" } else { "" });
+            doc(&mut o, "    ", &docs(attrs));
+            let _ = writeln!(o, "    {text}");
         }
         o.push_str("}\n");
         Ok(o)
+    }
+
+    fn write_enum(&self, o: &mut String, e: &syn::ItemEnum) -> Result<(), String> {
+        let repr = repr(&e.attrs)
+            .into_iter()
+            .find_map(|w| if w == "C" { Some("int") } else { primitive(&w) });
+        let repr = repr.ok_or(format!("enum {}: no #[repr(<integer>)] to give it a C size", e.ident))?;
+        if e.variants.is_empty() || e.variants.iter().any(|v| !v.fields.is_empty()) {
+            return Err(format!("enum {}: only enums of plain values cross a C API", e.ident));
+        }
+        doc(o, "", &docs(&e.attrs));
+        let _ = writeln!(o, "internal enum {} : {repr}\n{{", e.ident);
+        let mut next = 0i128;
+        for v in &e.variants {
+            if let Some((_, value)) = &v.discriminant {
+                let what = |err| format!("{}::{}: {err}", e.ident, v.ident);
+                next = self.eval(value).map_err(what)?;
+            }
+            doc(o, "    ", &docs(&v.attrs));
+            let _ = writeln!(o, "    {} = {next},", v.ident);
+            next += 1;
+        }
+        o.push_str("}\n\n");
+        Ok(())
     }
 }
 
 /// The first line (1-based) where `a` and `b` differ, or `None` when they are equal.
 pub fn first_difference(a: &str, b: &str) -> Option<usize> {
-    if a == b {
-        return None;
-    }
-    let mut lines = a.lines().zip(b.lines()).enumerate();
     let common = a.lines().count().min(b.lines().count());
-    Some(lines.find(|(_, (x, y))| x != y).map_or(common, |(i, _)| i) + 1)
-}
-
-/// A function as C# declares it: return type, parameters, and the types they name (return first).
-struct Signature<'a> {
-    f: &'a Function,
-    ret: String,
-    params: Vec<String>,
-    tys: Vec<Ty>,
-}
-
-struct Ctx<'a> {
-    file: &'a Path,
-    dir: &'a Path,
-    test_feature: Option<&'a str>,
-    aliases: std::rc::Rc<Aliases>,
+    (a != b).then(|| a.lines().zip(b.lines()).position(|(x, y)| x != y).unwrap_or(common) + 1)
 }
 
 /// `snake_case` as `PascalCase`, the C# spelling of a field.
 fn pascal(name: &str) -> String {
-    name.split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
+    let words = name
+        .split('_')
+        .map(|w| w.split_at(w.chars().next().map_or(0, char::len_utf8)));
+    words.map(|(first, rest)| first.to_ascii_uppercase() + rest).collect()
 }
 
 /// A Rust parameter name as a C# identifier (`out` becomes `@out`).
 fn identifier(name: &str) -> String {
-    const KEYWORDS: &[&str] = &[
-        "abstract",
-        "as",
-        "base",
-        "bool",
-        "break",
-        "byte",
-        "case",
-        "catch",
-        "char",
-        "checked",
-        "class",
-        "const",
-        "continue",
-        "decimal",
-        "default",
-        "delegate",
-        "do",
-        "double",
-        "else",
-        "enum",
-        "event",
-        "explicit",
-        "extern",
-        "false",
-        "finally",
-        "fixed",
-        "float",
-        "for",
-        "foreach",
-        "goto",
-        "if",
-        "implicit",
-        "in",
-        "int",
-        "interface",
-        "internal",
-        "is",
-        "lock",
-        "long",
-        "namespace",
-        "new",
-        "null",
-        "object",
-        "operator",
-        "out",
-        "override",
-        "params",
-        "private",
-        "protected",
-        "public",
-        "readonly",
-        "ref",
-        "return",
-        "sbyte",
-        "sealed",
-        "short",
-        "sizeof",
-        "stackalloc",
-        "static",
-        "string",
-        "struct",
-        "switch",
-        "this",
-        "throw",
-        "true",
-        "try",
-        "typeof",
-        "uint",
-        "ulong",
-        "unchecked",
-        "unsafe",
-        "ushort",
-        "using",
-        "virtual",
-        "void",
-        "volatile",
-        "while",
-    ];
-    if KEYWORDS.contains(&name) {
-        format!("@{name}")
+    const KEYWORDS: &str = "abstract as base bool break byte case catch char checked class const continue decimal \
+        default delegate do double else enum event explicit extern false finally fixed float for foreach goto if \
+        implicit in int interface internal is lock long namespace new null object operator out override params \
+        private protected public readonly ref return sbyte sealed short sizeof stackalloc static string struct \
+        switch this throw true try typeof uint ulong unchecked unsafe ushort using virtual void volatile while";
+    let at = if KEYWORDS.split_whitespace().any(|k| k == name) {
+        "@"
     } else {
-        name.to_owned()
-    }
+        ""
+    };
+    format!("{at}{name}")
 }
 
 /// Rust doc text as XML doc text: escaped, `code` as `<c>code</c>`, links as their text.
@@ -846,41 +528,31 @@ fn xml(line: &str) -> String {
 }
 
 /// Writes Rust doc lines as an XML doc comment: the text before the first `# Heading` as the
-/// summary, the sections after it as remarks.
+/// summary, the sections from it on as remarks.
 fn doc(o: &mut String, indent: &str, lines: &[String]) {
-    let mut lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    while lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    if lines.is_empty() {
-        return;
-    }
     let split = lines.iter().position(|l| l.starts_with("# ")).unwrap_or(lines.len());
-    let (summary, remarks) = lines.split_at(split);
-    let mut summary: Vec<&str> = summary.to_vec();
-    while summary.last().is_some_and(|l| l.is_empty()) {
-        summary.pop();
-    }
-    fn block(o: &mut String, indent: &str, tag: &str, body: &[&str]) {
+    let trim = |part: &[String]| part.len() - part.iter().rev().take_while(|l| l.is_empty()).count();
+    let (summary, remarks) = (
+        &lines[..trim(&lines[..split])],
+        &lines[split..split + trim(&lines[split..])],
+    );
+    let block = |o: &mut String, tag: &str, body: &[String]| {
         let _ = writeln!(o, "{indent}/// <{tag}>");
         for l in body {
-            let text = match l.strip_prefix("# ") {
-                Some(heading) => format!("{heading}:"),
-                None => xml(l),
-            };
+            let text = l
+                .strip_prefix("# ")
+                .map_or_else(|| xml(l), |heading| format!("{heading}:"));
             let _ = writeln!(o, "{indent}///{}{text}", if text.is_empty() { "" } else { " " });
         }
         let _ = writeln!(o, "{indent}/// </{tag}>");
-    }
-    match summary.len() {
-        0 => {}
-        1 => {
-            let _ = writeln!(o, "{indent}/// <summary>{}</summary>", xml(summary[0]));
-        }
-        _ => block(o, indent, "summary", &summary),
+    };
+    match summary {
+        [] => {}
+        [one] => drop(writeln!(o, "{indent}/// <summary>{}</summary>", xml(one))),
+        _ => block(o, "summary", summary),
     }
     if !remarks.is_empty() {
-        block(o, indent, "remarks", remarks);
+        block(o, "remarks", remarks);
     }
 }
 

@@ -1,83 +1,41 @@
-//! `gen-bindings`: writes the C# P/Invoke declarations of a crate's C API (see the library's
-//! documentation for what is read), or with `--check` fails when a committed file differs from
-//! what it would write. scripts/gen-header.sh runs it.
+//! `gen-bindings`: writes the C# P/Invoke declarations of a crate's C API (see the library), or with
+//! `--check` fails when a committed file differs from what it would write. scripts/gen-header.sh runs it.
 
-use clap::Parser;
-use gen_bindings::{Api, Gate, Target};
-use std::path::PathBuf;
+use gen_bindings::{first_difference, Api, Gate, Target};
+use std::collections::HashMap;
+use std::path::Path;
 use std::process::ExitCode;
 
-#[derive(Parser)]
-#[command(about = "Generates C# LibraryImport declarations from a Rust crate's C API")]
-struct Args {
-    /// The crate's root file, e.g. native/lib.rs.
-    #[arg(long)]
-    root: PathBuf,
-    /// Namespace of the shipped declarations.
-    #[arg(long)]
-    namespace: String,
-    /// Class holding the shipped methods and constants.
-    #[arg(long)]
-    class: String,
-    /// C# expression naming the native library in [LibraryImport].
-    #[arg(long)]
-    library: String,
-    /// Where the shipped declarations go.
-    #[arg(long)]
-    out: PathBuf,
-    /// Cargo feature whose items are test hooks, declared in a file of their own.
-    #[arg(long, requires_all = ["test_namespace", "test_class", "test_library", "test_out"])]
-    test_feature: Option<String>,
-    #[arg(long)]
-    test_namespace: Option<String>,
-    #[arg(long)]
-    test_class: Option<String>,
-    #[arg(long)]
-    test_library: Option<String>,
-    #[arg(long)]
-    test_out: Option<PathBuf>,
-    /// Write nothing; fail if a file differs from what would be written.
-    #[arg(long)]
-    check: bool,
-}
+const USAGE: &str = "usage: gen-bindings --root <lib.rs> --namespace <ns> --class <class> --library <C# expression> \
+    --out <file> [--test-feature <cargo feature> --test-namespace <ns> --test-class <class> --test-library <C# expression> \
+    --test-out <file>] [--check]\n\
+    Writes the crate's C API as C# LibraryImport declarations, the items behind the test feature to the --test-* file;\n\
+    with --check, writes nothing and fails when a file differs from what would be written.";
+const OPTIONS: &str = "root namespace class library out test-feature test-namespace test-class test-library test-out";
 
-fn run(args: &Args) -> Result<bool, String> {
-    let api = Api::read(&args.root, args.test_feature.as_deref())?;
+/// Writes or checks the files `options` name; `Ok(false)` when one is stale.
+fn run(options: &HashMap<&str, String>, check: bool) -> Result<bool, String> {
+    let get = |key: &str| options.get(key).ok_or(format!("--{key} is missing\n{USAGE}"));
+    let test_feature = options.get("test-feature").map(String::as_str);
+    let api = Api::read(Path::new(get("root")?), test_feature)?;
     for note in &api.notes {
         eprintln!("gen-bindings: {note}");
     }
-    let shipped = Target {
-        namespace: &args.namespace,
-        class: &args.class,
-        library: &args.library,
-    };
-    let mut outputs = vec![(args.out.clone(), api.render(Gate::Shipped, &shipped)?)];
-    if let (Some(_), Some(namespace), Some(class), Some(library), Some(out)) = (
-        &args.test_feature,
-        &args.test_namespace,
-        &args.test_class,
-        &args.test_library,
-        &args.test_out,
-    ) {
-        let test = Target {
+    let files = if test_feature.is_some() { 2 } else { 1 };
+    let mut current = true;
+    for (prefix, gate) in [("", Gate::Shipped), ("test-", Gate::Test)].into_iter().take(files) {
+        let get = |key: &str| get(&format!("{prefix}{key}"));
+        let (namespace, class, library) = (get("namespace")?, get("class")?, get("library")?);
+        let target = Target {
             namespace,
             class,
             library,
         };
-        outputs.push((out.clone(), api.render(Gate::Test, &test)?));
-    }
-    let mut current = true;
-    for (path, text) in outputs {
-        if !args.check {
-            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-            continue;
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        if let Some(line) = gen_bindings::first_difference(&committed, &text) {
-            eprintln!(
-                "gen-bindings: {} is stale (first difference at line {line}): run scripts/gen-header.sh and commit the result",
-                path.display()
-            );
+        let (path, text) = (get("out")?, api.render(gate, &target)?);
+        if !check {
+            std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
+        } else if let Some(line) = first_difference(&std::fs::read_to_string(path).unwrap_or_default(), &text) {
+            eprintln!("gen-bindings: {path} is stale (first difference at line {line}): run scripts/gen-header.sh and commit the result");
             current = false;
         }
     }
@@ -85,7 +43,20 @@ fn run(args: &Args) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    match run(&Args::parse()) {
+    let (mut options, mut check, mut args) = (HashMap::new(), false, std::env::args().skip(1));
+    while let Some(arg) = args.next() {
+        if arg == "--check" {
+            check = true;
+            continue;
+        }
+        let key = OPTIONS.split(' ').find(|o| arg.strip_prefix("--") == Some(o));
+        let Some((key, value)) = key.zip(args.next()) else {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        };
+        options.insert(key, value);
+    }
+    match run(&options, check) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

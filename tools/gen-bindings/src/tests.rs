@@ -123,16 +123,20 @@ fn sample() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn reads_the_module_tree_and_skips_cfg_test() {
-    let api = read(&sample()).unwrap();
-    let names: Vec<_> = api
-        .files
-        .iter()
-        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, ["lib.rs", "ffi.rs", "hooks.rs", "mod.rs", "deeper.rs"]);
-    let out = api.render(Gate::Shipped, &TARGET).unwrap();
+    let out = render(&sample(), Gate::Shipped);
+    // nested/mod.rs names nested/deeper.rs; tests.rs is behind #[cfg(test)].
     assert!(out.contains("internal static partial double deep(long x);"), "{out}");
     assert!(!out.contains("test_only"));
+}
+
+#[test]
+fn each_file_resolves_its_own_renames() {
+    // Both files call their status enum `S`: each function returns its own file's enum.
+    let a = "use crate::a::A as S; #[repr(i32)] pub enum A { X } #[no_mangle] pub extern \"C\" fn fa() -> S { S::X }";
+    let b = "use crate::b::B as S; #[repr(i32)] pub enum B { Y } #[no_mangle] pub extern \"C\" fn fb() -> S { S::Y }";
+    let out = render(&[("lib.rs", "mod a; mod b;"), ("a.rs", a), ("b.rs", b)], Gate::Shipped);
+    assert!(out.contains("internal static partial A fa();"), "{out}");
+    assert!(out.contains("internal static partial B fb();"), "{out}");
 }
 
 #[test]
