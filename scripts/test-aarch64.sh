@@ -24,6 +24,9 @@ dotnet_tests() {
   nice cargo build --release --quiet --lib --target "$triple"
   nice cargo build --release --quiet --lib --target "$triple" --features test-hooks \
     --target-dir "$root/target/test-hooks"
+  # The process-context tests run the inspector on the test process: this machine's build (under
+  # qemu-user the guest's memory is the emulator's, at the same addresses).
+  nice cargo build --quiet -p otel-ctx-dump
   local project out="$root/target/$triple/dotnet"
   for project in OtelThreadContext.Tests OtelThreadContext.ActivityTests; do
     rm -rf "${out:?}/$project"

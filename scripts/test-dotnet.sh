@@ -12,6 +12,8 @@ test_lib="${OTEL_TEST_NATIVE_LIBRARY:-$root/target/test-hooks/release/libotel_th
 [ -n "${OTEL_TEST_NATIVE_LIBRARY:-}" ] ||
   cargo build --release --quiet --lib --features test-hooks --target-dir "$root/target/test-hooks"
 for f in "$lib" "$test_lib"; do [ -f "$f" ] || die "native library $f not found"; done
+# The tests read the process context with the inspector: target/debug/otel-ctx-dump, or OTEL_CTX_DUMP.
+[ -n "${OTEL_CTX_DUMP:-}" ] || cargo build --quiet -p otel-ctx-dump
 
 # Detailed console output shows each test's own report (stress counts, package layout).
 dotnet test dotnet/OtelThreadContext.sln -p:OtelNativeLibrary="$lib" -p:OtelTestNativeLibrary="$test_lib" \

@@ -43,15 +43,24 @@ internal static unsafe class Native
         }
     }
 
-    /// <summary>The record of a native handle this code does not own (the raw address of one), or
-    /// null when it is no live handle.</summary>
-    public static OtelThreadCtxRecord* RecordOf(nint ctx) => RecordOf(new RecordHandle(ctx, ownsHandle: false));
-
-    /// <summary>The record of a native handle, or null when it is no live handle.</summary>
-    public static OtelThreadCtxRecord* RecordOf(RecordHandle ctx)
+    /// <summary>The record of a native handle (its address), or null when it is no live handle.</summary>
+    public static OtelThreadCtxRecord* RecordOf(nint ctx)
     {
         OtelThreadCtxRecord* rec;
         return NativeMethods.otel_thread_ctx_record(ctx, &rec) == OtelThreadCtxStatus.Ok ? rec : null;
+    }
+
+    /// <summary>A new detached native record holding the given ids, owned by the caller (who frees it).</summary>
+    public static nint NewRecord(byte[] traceId, byte[] spanId, byte flags)
+    {
+        nint ctx;
+        fixed (byte* t = traceId)
+        fixed (byte* s = spanId)
+        {
+            Assert.Equal(OtelThreadCtxStatus.Ok, NativeMethods.otel_thread_ctx_new(t, s, flags, &ctx));
+        }
+
+        return ctx;
     }
 
     /// <summary>The record attached to the calling thread, or null.</summary>

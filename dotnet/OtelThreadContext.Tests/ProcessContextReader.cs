@@ -1,150 +1,156 @@
 using System;
-using System.Buffers.Binary;
 using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
 using System.IO;
 using System.Linq;
-using System.Text;
-using Microsoft.Win32.SafeHandles;
-using OtelThreadContext.Tests.Proto;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text.Json;
 using Xunit;
-using ProtoContext = OtelThreadContext.Tests.Proto.ProcessContext;
 
 namespace OtelThreadContext.Tests;
 
 /// <summary>
-/// Reads this process's context the way an out-of-process profiler does (OTEP 4719): find the
-/// <c>OTEL_CTX</c> mapping in <c>/proc/self/maps</c>, read its 32-byte header through
-/// <c>/proc/self/mem</c>, follow the payload pointer, and decode the payload with the classes
-/// protoc generated from <c>Protos/process_context.proto</c>. Shares no code with the library.
+/// Reads this process's context the way an out-of-process profiler does, with the repository's
+/// inspector: <c>otel-ctx-dump --json</c> on this process, which finds the mapping in
+/// <c>/proc/PID/maps</c> and reads it through process_vm_readv. Shares no code with the library.
 /// </summary>
-internal static unsafe class ProcessContextReader
+/// <remarks>The inspector is <c>target/debug/otel-ctx-dump</c> (<c>cargo build -p otel-ctx-dump</c>;
+/// scripts/test-dotnet.sh builds it), or the path in <c>OTEL_CTX_DUMP</c>. It also reads thread records:
+/// <c>--thread</c> limits that to the calling thread, which only waits for it.</remarks>
+internal static partial class ProcessContextReader
 {
-    /// <summary>The names the spec lets the mapping have in <c>/proc/PID/maps</c>.</summary>
-    public static readonly string[] MappingNames = ["/memfd:OTEL_CTX (deleted)", "[anon:OTEL_CTX]", "[anon_shmem:OTEL_CTX]"];
+    public sealed record Mapping(ulong Start, string Name);
 
-    public sealed record Mapping(ulong Start, ulong End, string Permissions, string Name);
+    public sealed record Header(ulong PublishedAtNs, uint PayloadSize);
 
-    public sealed record Header(string Signature, uint Version, uint PayloadSize, ulong PublishedAtNs, ulong PayloadAddress);
+    public sealed record ResourceMessage(List<KeyValuePair<string, JsonElement>> Attributes);
 
-    public sealed record Snapshot(Mapping Mapping, Header Header, byte[] Payload, ProtoContext Decoded);
+    public sealed record Context(ResourceMessage Resource, List<KeyValuePair<string, JsonElement>> Attributes);
 
-    /// <summary>Every mapping of this process named as the spec names the context's.</summary>
+    /// <summary>A read of the context; <paramref name="Payload"/> is the decoded payload as JSON text, to
+    /// compare two reads.</summary>
+    public sealed record Snapshot(Mapping Mapping, Header Header, string Payload, Context Decoded);
+
+    static ProcessContextReader()
+    {
+        // Where Yama allows only ancestors to trace (ptrace_scope 1), let the inspector, a child, read this process.
+        const int PrSetPtracer = 0x59616d61;
+        _ = prctl(PrSetPtracer, unchecked((nuint)(-1)));
+    }
+
+    /// <summary>The context mapping the inspector finds (valid or not), if any.</summary>
     public static List<Mapping> FindMappings()
     {
-        var found = new List<Mapping>();
-        foreach (string line in File.ReadAllLines("/proc/self/maps"))
-        {
-            // start-end perms offset dev inode [pathname, which may contain spaces]
-            string[] f = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
-            if (f.Length < 6)
-            {
-                continue;
-            }
-
-            string name = f[5].Trim();
-            if (!MappingNames.Contains(name))
-            {
-                continue;
-            }
-
-            string[] range = f[0].Split('-');
-            found.Add(new Mapping(Convert.ToUInt64(range[0], 16), Convert.ToUInt64(range[1], 16), f[1], name));
-        }
-
-        return found;
+        JsonElement pc = Inspect();
+        return pc.GetProperty("status").GetString() == "absent" ? [] : [MappingOf(pc)];
     }
 
-    /// <summary>Reads <paramref name="length"/> bytes at <paramref name="address"/> through
-    /// <c>/proc/self/mem</c>, as a profiler reads another process.</summary>
-    public static byte[] ReadMemory(ulong address, int length)
-    {
-        using SafeFileHandle mem = File.OpenHandle("/proc/self/mem", FileMode.Open, FileAccess.Read);
-        byte[] buffer = new byte[length];
-        int total = 0;
-        while (total < length)
-        {
-            int n = RandomAccess.Read(mem, buffer.AsSpan(total), checked((long)address + total));
-            Assert.True(n > 0, $"/proc/self/mem: short read at 0x{address + (ulong)total:x}");
-            total += n;
-        }
-
-        return buffer;
-    }
-
-    public static Header ParseHeader(ReadOnlySpan<byte> h) => new(
-        Encoding.ASCII.GetString(h.Slice(0, 8)),
-        BinaryPrimitives.ReadUInt32LittleEndian(h.Slice(8)),
-        BinaryPrimitives.ReadUInt32LittleEndian(h.Slice(12)),
-        BinaryPrimitives.ReadUInt64LittleEndian(h.Slice(16)),
-        BinaryPrimitives.ReadUInt64LittleEndian(h.Slice(24)));
-
-    /// <summary>The published context as a reader finds it; fails the test unless there is
-    /// exactly one well-formed, published context.</summary>
+    /// <summary>The published context as a reader finds it; fails the test unless the inspector finds a
+    /// well-formed, published one.</summary>
     public static Snapshot Read()
     {
-        List<Mapping> mappings = FindMappings();
-        Mapping m = Assert.Single(mappings);
-        Assert.True(m.End - m.Start >= 32, $"mapping {m} is smaller than the header");
-        Assert.DoesNotContain('x', m.Permissions);
-        Assert.StartsWith("r", m.Permissions, StringComparison.Ordinal);
-
-        Header header = ParseHeader(ReadMemory(m.Start, 32));
-        Assert.Equal("OTEL_CTX", header.Signature);
-        Assert.Equal(2u, header.Version);
+        JsonElement pc = Inspect();
+        Assert.True(pc.GetProperty("status").GetString() == "present", $"the inspector found no valid process context: {pc}");
+        var header = new Header(pc.GetProperty("published_at_ns").GetUInt64(), pc.GetProperty("payload_size").GetUInt32());
         Assert.NotEqual(0ul, header.PublishedAtNs);
         Assert.InRange(header.PayloadSize, 1u, 64u * 1024);
-        Assert.NotEqual(0ul, header.PayloadAddress);
 
-        byte[] payload = ReadMemory(header.PayloadAddress, (int)header.PayloadSize);
-        return new Snapshot(m, header, payload, ProtoContext.Parser.ParseFrom(payload));
+        JsonElement resource = pc.GetProperty("resource"), attributes = pc.GetProperty("attributes");
+        return new Snapshot(
+            MappingOf(pc),
+            header,
+            resource.GetRawText() + attributes.GetRawText(),
+            new Context(new ResourceMessage(Entries(resource)), Entries(attributes)));
     }
 
     /// <summary>Resource attributes by key; each must be a string and appear once.</summary>
-    public static Dictionary<string, string> Resource(ProtoContext ctx)
+    public static Dictionary<string, string> Resource(Context ctx)
     {
-        Assert.NotNull(ctx.Resource);
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (KeyValue kv in ctx.Resource.Attributes)
+        foreach ((string key, JsonElement value) in ctx.Resource.Attributes)
         {
-            Assert.Equal(AnyValue.ValueOneofCase.StringValue, kv.Value.ValueCase);
-            Assert.True(map.TryAdd(kv.Key, kv.Value.StringValue), $"resource attribute {kv.Key} appears twice");
+            Assert.Equal(JsonValueKind.String, value.ValueKind);
+            Assert.True(map.TryAdd(key, value.GetString()!), $"resource attribute {key} appears twice");
         }
 
         return map;
     }
 
     /// <summary>The <c>ProcessContext.attributes</c> entry named <paramref name="key"/>.</summary>
-    public static AnyValue Attribute(ProtoContext ctx, string key) =>
-        Assert.Single(ctx.Attributes, kv => kv.Key == key).Value;
+    public static JsonElement Attribute(Context ctx, string key) => Assert.Single(ctx.Attributes, kv => kv.Key == key).Value;
 
     /// <summary><c>threadlocal.attribute_key_map</c> as the list of names it is.</summary>
-    public static List<string> KeyMap(ProtoContext ctx)
+    public static List<string> KeyMap(Context ctx)
     {
-        AnyValue map = Attribute(ctx, "threadlocal.attribute_key_map");
-        Assert.Equal(AnyValue.ValueOneofCase.ArrayValue, map.ValueCase);
-        return map.ArrayValue.Values.Select(v =>
+        JsonElement map = Attribute(ctx, "threadlocal.attribute_key_map");
+        Assert.Equal(JsonValueKind.Array, map.ValueKind);
+        return map.EnumerateArray().Select(v =>
         {
-            Assert.Equal(AnyValue.ValueOneofCase.StringValue, v.ValueCase);
-            return v.StringValue;
+            Assert.Equal(JsonValueKind.String, v.ValueKind);
+            return v.GetString()!;
         }).ToList();
     }
 
     /// <summary>
-    /// Resource attributes (or <c>ProcessContext.attributes</c> entries) in order, each value
-    /// turned back into the CLR value it stands for: string, bool, long, double, null (an empty
-    /// AnyValue), or <c>object?[]</c> for an array. Fails on kinds the library never writes.
+    /// Attributes in order, each value turned back into the CLR value it stands for: string, bool, long,
+    /// double, null (an empty AnyValue), or <c>object?[]</c> for an array. Fails on kinds the library never writes.
     /// </summary>
-    public static List<KeyValuePair<string, object?>> Typed(IEnumerable<KeyValue> attributes) =>
+    public static List<KeyValuePair<string, object?>> Typed(IEnumerable<KeyValuePair<string, JsonElement>> attributes) =>
         attributes.Select(kv => new KeyValuePair<string, object?>(kv.Key, FromAny(kv.Value))).ToList();
 
-    public static object? FromAny(AnyValue? v) => v?.ValueCase switch
+    /// <summary>A value as the inspector writes it: an int without a fraction or exponent, a double with one.</summary>
+    public static object? FromAny(JsonElement v) => v.ValueKind switch
     {
-        null or AnyValue.ValueOneofCase.None => null,
-        AnyValue.ValueOneofCase.StringValue => v.StringValue,
-        AnyValue.ValueOneofCase.BoolValue => v.BoolValue,
-        AnyValue.ValueOneofCase.IntValue => v.IntValue,
-        AnyValue.ValueOneofCase.DoubleValue => v.DoubleValue,
-        AnyValue.ValueOneofCase.ArrayValue => v.ArrayValue.Values.Select(FromAny).ToArray(),
-        _ => throw new Xunit.Sdk.XunitException($"unexpected AnyValue kind {v.ValueCase}"),
+        JsonValueKind.Null => null,
+        JsonValueKind.String => v.GetString(),
+        JsonValueKind.True or JsonValueKind.False => v.GetBoolean(),
+        JsonValueKind.Number when v.GetRawText().AsSpan().IndexOfAny(".eE") < 0 => v.GetInt64(),
+        JsonValueKind.Number => v.GetDouble(),
+        JsonValueKind.Array => v.EnumerateArray().Select(FromAny).ToArray(),
+        _ => throw new Xunit.Sdk.XunitException($"unexpected value {v}"),
     };
+
+    private static List<KeyValuePair<string, JsonElement>> Entries(JsonElement map) =>
+        map.EnumerateObject().Select(p => new KeyValuePair<string, JsonElement>(p.Name, p.Value)).ToList();
+
+    private static Mapping MappingOf(JsonElement pc) => new(
+        ulong.Parse(pc.GetProperty("address").GetString()!.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture),
+        pc.GetProperty("mapping").GetString()!);
+
+    /// <summary>The inspector's <c>process_context</c> object for this process.</summary>
+    private static JsonElement Inspect()
+    {
+        string? path = Environment.GetEnvironmentVariable("OTEL_CTX_DUMP");
+        if (string.IsNullOrEmpty(path))
+        {
+            path = typeof(ProcessContextReader).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+                .Single(a => a.Key == "OtelCtxDump").Value;
+        }
+
+        Assert.True(
+            File.Exists(path),
+            $"The inspector {path} is missing: build it with `cargo build -p otel-ctx-dump` (scripts/test-dotnet.sh does), " +
+            "or set OTEL_CTX_DUMP to its path.");
+        var psi = new ProcessStartInfo(path!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string arg in new[] { "--json", "--thread", gettid().ToString(CultureInfo.InvariantCulture), Environment.ProcessId.ToString(CultureInfo.InvariantCulture) })
+        {
+            psi.ArgumentList.Add(arg);
+        }
+
+        using Process dump = Process.Start(psi)!;
+        var stderr = dump.StandardError.ReadToEndAsync();
+        string stdout = dump.StandardOutput.ReadToEnd();
+        Assert.True(dump.WaitForExit(60_000), "the inspector did not finish in 60 s");
+        Assert.True(stdout.Length > 0, $"{path} exited {dump.ExitCode} with no report: {stderr.Result}");
+        using JsonDocument report = JsonDocument.Parse(stdout);
+        return report.RootElement.GetProperty("process_context").Clone();
+    }
+
+    [LibraryImport("libc")]
+    private static partial int prctl(int option, nuint arg2);
+
+    [LibraryImport("libc")]
+    private static partial int gettid();
 }

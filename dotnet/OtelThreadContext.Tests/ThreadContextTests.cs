@@ -132,6 +132,30 @@ public sealed unsafe class ThreadContextTests
     });
 
     [Fact]
+    public void TheDefaultKeyIsRefusedAndNothingIsWritten() => Native.OnNewThread(() =>
+    {
+        ThreadContext.ClearAttributes();
+
+        ArgumentException fromString = Assert.Throws<ArgumentException>(() => ThreadContext.SetAttribute(default(ThreadAttributeKey), "v"));
+        ArgumentException fromSpan = Assert.Throws<ArgumentException>(() => ThreadContext.SetAttribute(default(ThreadAttributeKey), "v".AsSpan()));
+
+        Assert.Equal("key", fromString.ParamName);
+        Assert.Equal("key", fromSpan.ParamName);
+        Assert.Equal(0, Native.ReadCurrent().AttrsDataSize);
+    });
+
+    [Fact]
+    public void ANullStringValueIsRefusedAndNothingIsWritten() => Native.OnNewThread(() =>
+    {
+        ThreadAttributeKey task = ProcessContext.DeclareKey("thread.task_id");
+        ThreadContext.ClearAttributes();
+
+        Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => ThreadContext.SetAttribute(4, (string)null!)).ParamName);
+        Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => ThreadContext.SetAttribute(task, (string)null!)).ParamName);
+        Assert.Equal(0, Native.ReadCurrent().AttrsDataSize);
+    });
+
+    [Fact]
     public void AttributesAreStoredReplacedAndCleared() => Native.OnNewThread(() =>
     {
         ThreadContext.Set(W3cTrace, W3cSpan, ActivityTraceFlags.Recorded);
@@ -220,8 +244,7 @@ public sealed unsafe class ThreadContextTests
             (0, "GET"), (1, "/a"), (0, "POST"), (2, new string('z', 260)), (1, "é"), (3, new string('é', 200)),
             (4, new string('q', 255)), (5, new string('r', 100)), (5, "s"),
         };
-        using ThreadContextHandle detached = ThreadContextHandle.Create(new byte[16], new byte[8], 0);
-        nint ctx = detached.Native.DangerousGetHandle();
+        nint ctx = Native.NewRecord(new byte[16], new byte[8], 0);
         ThreadContext.ClearAttributes();
         var results = new List<SetAttributeResult>();
         foreach (var (key, value) in steps)
@@ -247,12 +270,13 @@ public sealed unsafe class ThreadContextTests
 
         Assert.Contains(SetAttributeResult.Truncated, results);
         Assert.Contains(SetAttributeResult.NoSpace, results);
-        OtelThreadCtxRecord* nativeRecord = Native.RecordOf(detached.Native);
+        OtelThreadCtxRecord* nativeRecord = Native.RecordOf(ctx);
         OtelThreadCtxRecord mine = Native.ReadCurrent();
         Assert.Equal(nativeRecord->AttrsDataSize, mine.AttrsDataSize);
         Assert.Equal(
             new ReadOnlySpan<byte>(nativeRecord->AttrsData, nativeRecord->AttrsDataSize).ToArray(),
             new ReadOnlySpan<byte>(mine.AttrsData, mine.AttrsDataSize).ToArray());
+        Assert.Equal(OtelThreadCtxStatus.Ok, NativeMethods.otel_thread_ctx_free(ctx));
     });
 
     [Fact]

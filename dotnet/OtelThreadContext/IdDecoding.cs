@@ -31,17 +31,6 @@ internal static class IdDecoding
     /// <summary>An id word given as a big-endian number, as it lies in the record.</summary>
     internal static ulong FromBigEndian(ulong value) => BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value;
 
-    /// <summary>Throws unless the raw ids have the W3C lengths (16 and 8 bytes).</summary>
-    internal static void CheckLengths(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId)
-    {
-        if (traceId.Length != 16 || spanId.Length != 8)
-        {
-            throw new ArgumentException(
-                $"A trace id is 16 bytes and a span id 8, not {traceId.Length} and {spanId.Length}.",
-                traceId.Length != 16 ? nameof(traceId) : nameof(spanId));
-        }
-    }
-
     /// <summary>The CopyTo fallback, out of line: its stackalloc would stop the JIT inlining callers.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void CopyIds(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)

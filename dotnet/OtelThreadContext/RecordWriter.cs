@@ -7,8 +7,8 @@ using System.Threading;
 namespace OtelThreadContext;
 
 /// <summary>
-/// The one writer of records, for <see cref="ThreadContext"/> and <see cref="ThreadContextHandle"/>:
-/// each takes a record that is live and written only by the calling thread (callers check that).
+/// The writer of records for <see cref="ThreadContext"/>: each takes a record that is live and written
+/// only by the calling thread (the caller checks that).
 /// </summary>
 /// <remarks>
 /// A reader interrupts the writer at any instruction, so program order is what it sees. Each update

@@ -51,7 +51,13 @@ public static unsafe class ThreadContext
     /// <exception cref="ArgumentException">An id has the wrong length.</exception>
     public static void Set(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId, byte traceFlags)
     {
-        IdDecoding.CheckLengths(traceId, spanId);
+        if (traceId.Length != 16 || spanId.Length != 8)
+        {
+            throw new ArgumentException(
+                $"A trace id is 16 bytes and a span id 8, not {traceId.Length} and {spanId.Length}.",
+                traceId.Length != 16 ? nameof(traceId) : nameof(spanId));
+        }
+
         OtelThreadCtxRecord* rec = Record();
         if (rec != null)
         {
@@ -148,7 +154,7 @@ public static unsafe class ThreadContext
     }
 
     /// <summary>The record this thread's slot publishes: the cached own record while it is still attached,
-    /// else <see cref="EnsureRecord"/> (after code elsewhere, C or another copy of this assembly, swapped it out).</summary>
+    /// else <see cref="EnsureRecord"/> (after native code attached another record or detached it).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static OtelThreadCtxRecord* Record()
     {
@@ -157,7 +163,7 @@ public static unsafe class ThreadContext
     }
 
     /// <summary>One P/Invoke that returns the record attached to this thread, attaching the thread's own record
-    /// if none is. Only the own record is cached: another attached one may be freed once detached. Null when
+    /// if none is. Only the own record is cached: one native code attached may be freed once detached. Null when
     /// unsupported.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static OtelThreadCtxRecord* EnsureRecord()
