@@ -310,7 +310,7 @@ fn this_module() -> Result<Module, String> {
         // one call at a time, on this thread.
         let (info, found) = unsafe { (&*info, &mut *found.cast::<Option<Module>>()) };
         let bias = info.dlpi_addr as usize;
-        let here = crate::ffi::otel_thread_ctx_version as *const () as usize;
+        let here = this_module as *const () as usize;
         // Safety: `dlpi_phdr` points at the module's `dlpi_phnum` mapped program headers.
         let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
         let holds = phdrs.iter().any(|ph| {

@@ -15,8 +15,7 @@
 //! Mapping: integers to their C# keyword types (`usize` to `nuint`, `c_char` to `byte`), pointers
 //! to pointers (`*const [u8; 16]` to `byte*`), a pointer to a struct with private fields (an
 //! opaque handle) to `nint`, struct fields `snake_case` to `PascalCase`, array fields to `fixed`
-//! buffers. A function returning an enum that documents a value with `errno` gets
-//! `SetLastError = true`.
+//! buffers. A function whose documentation names `errno` gets `SetLastError = true`.
 //!
 //! Nothing here names a function of this project: the API is whatever the source declares.
 
@@ -567,16 +566,11 @@ impl Api {
         Ok(out)
     }
 
-    /// Whether a call returning `ty` may leave the OS error in `errno`: it returns an enum one of
-    /// whose values is documented as saying why through `errno`. Its P/Invoke then sets
-    /// `SetLastError`, so the caller reads the error with `Marshal.GetLastPInvokeError`.
-    fn reports_errno(&self, ty: &Ty) -> bool {
-        let Ty::Named(name) = ty else { return false };
-        self.enums.iter().find(|e| &e.name == name).is_some_and(|e| {
-            e.variants
-                .iter()
-                .any(|(_, d, _)| d.iter().any(|l| l.contains("`errno`")))
-        })
+    /// Whether a call may leave the OS error in `errno`: its documentation names `errno`. Its
+    /// P/Invoke then sets `SetLastError`, so the caller reads the error with
+    /// `Marshal.GetLastPInvokeError`.
+    fn reports_errno(f: &Function) -> bool {
+        f.docs.iter().any(|l| l.contains("`errno`"))
     }
 
     /// The C# file declaring the `gate` part of the API.
@@ -679,10 +673,10 @@ impl Api {
                 let _ = writeln!(o, "    internal const {ty} {} = {value};", c.name);
             }
         }
-        for Signature { f, ret, params, tys } in &functions {
+        for Signature { f, ret, params, .. } in &functions {
             gap(&mut o);
             doc(&mut o, "    ", &f.docs);
-            let errno = if self.reports_errno(&tys[0]) {
+            let errno = if Self::reports_errno(f) {
                 ", SetLastError = true"
             } else {
                 ""
