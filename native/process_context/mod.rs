@@ -68,13 +68,13 @@ impl State {
         self.schema_version.get_or_insert_with(payload::schema_version_from_env)
     }
 
-    /// Encodes the published payload again with `key_map` and `schema` and publishes it, if
-    /// this process has published one; the state changes only if that succeeds.
-    fn republish(&mut self, key_map: &[String], schema: &str) -> Result<(), Status> {
+    /// Takes `key_map` and `schema`, and publishes the context again with them if this process
+    /// has published one; nothing changes on error.
+    fn republish(&mut self, key_map: Vec<String>, schema: String) -> Result<(), Status> {
         if let Some(p) = self.published.as_mut().filter(|p| p.own()) {
-            let bytes = payload::encode(&p.resource, &p.attributes, key_map, schema)?;
-            let _ = p.set(bytes);
+            let _ = p.set(payload::encode(&p.resource, &p.attributes, &key_map, &schema)?);
         }
+        (self.key_map, self.schema_version) = (key_map, Some(schema));
         Ok(())
     }
 }
@@ -175,17 +175,14 @@ pub fn publish<S: AsRef<str>>(
 /// `TOO_MANY_ATTRIBUTE_KEYS` (a 257th key), `PAYLOAD_TOO_LARGE`; nothing changes then.
 pub fn declare_key(name: &str) -> Result<u8, Status> {
     let mut state = STATE.lock();
-    let index = match state.key_map.iter().position(|k| k == name) {
-        Some(i) => return Ok(i as u8),
-        None => state.key_map.len(),
-    };
-    let mut key_map = state.key_map.clone();
-    key_map.push(name.to_owned());
+    if let Some(i) = state.key_map.iter().position(|k| k == name) {
+        return Ok(i as u8);
+    }
+    let key_map = [&state.key_map[..], &[name.to_owned()]].concat();
     payload::check_key_map(&key_map)?;
     let schema = state.schema().to_owned();
-    state.republish(&key_map, &schema)?;
-    state.key_map = key_map;
-    Ok(index as u8)
+    state.republish(key_map, schema)?;
+    Ok((state.key_map.len() - 1) as u8)
 }
 
 /// Chooses the `threadlocal.schema_version` name the process writes (by default
@@ -195,9 +192,7 @@ pub fn set_schema_version(name: &str) -> Result<(), Status> {
     payload::check_schema_version(name)?;
     let mut state = STATE.lock();
     let key_map = state.key_map.clone();
-    state.republish(&key_map, name)?;
-    state.schema_version = Some(name.to_owned());
-    Ok(())
+    state.republish(key_map, name.to_owned())
 }
 
 /// Unpublishes, and forgets the key map and the schema version choice, so tests in one binary
