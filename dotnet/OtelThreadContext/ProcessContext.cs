@@ -227,42 +227,30 @@ public static unsafe class ProcessContext
         }
 
         var list = new List<KeyValuePair<string, object>>();
-        var origin = new Dictionary<string, string>(StringComparer.Ordinal);
-        void Add(string key, string? value, string source)
+        void Add(string key, string? value)
         {
-            if (value is null)
-            {
-                return;
-            }
-
-            ProcessContextValues.CheckText(value, source, nameof(options));
-            if (origin.TryAdd(key, source))
+            // A key given twice with one value is published once; with two, the native library refuses it.
+            if (value is not null && !list.Contains(new(key, value)))
             {
                 list.Add(new(key, value));
             }
-            else if (list.Find(kv => kv.Key == key).Value is var first && !value.Equals(first))
-            {
-                throw new ArgumentException($"{source} = \"{value}\" conflicts with {origin[key]} = \"{first}\".", nameof(options));
-            }
         }
 
-        Add("service.name", options.ServiceName, "ProcessContextOptions.ServiceName");
-        Add("service.instance.id", options.ServiceInstanceId, "ProcessContextOptions.ServiceInstanceId");
-        Add("deployment.environment.name", options.DeploymentEnvironmentName, "ProcessContextOptions.DeploymentEnvironmentName");
-        Add("service.version", options.ServiceVersion, "ProcessContextOptions.ServiceVersion");
-        Add("telemetry.sdk.language", "dotnet", "the OtelThreadContext package");
+        Add("service.name", options.ServiceName);
+        Add("service.instance.id", options.ServiceInstanceId);
+        Add("deployment.environment.name", options.DeploymentEnvironmentName);
+        Add("service.version", options.ServiceVersion);
+        Add("telemetry.sdk.language", "dotnet");
         foreach ((string key, string value) in options.ResourceAttributes ?? new Dictionary<string, string>())
         {
-            string source = $"ProcessContextOptions.ResourceAttributes[\"{key}\"]";
-            ProcessContextValues.CheckText(key, source + " (the key)", nameof(options));
-            Add(key, value, source);
+            Add(key, value);
         }
 
-        if (!origin.ContainsKey("service.instance.id"))
+        if (!list.Exists(kv => kv.Key == "service.instance.id"))
         {
             list.Insert(1, new("service.instance.id", s_defaultInstanceId));
         }
 
-        return (list, contextAttributes);
+        return (ProcessContextValues.CheckAttributes(list, "The resource", nameof(options)), contextAttributes);
     }
 }
