@@ -2,8 +2,8 @@
  * Test support (tests/lifecycle.rs): fork in a multi-threaded process must not hang the child.
  *
  * Two threads loop otel_thread_ctx_new / set_attribute / free (the handle registry's lock) and
- * a third loops otel_process_ctx_update (the process context's lock), while the main thread
- * forks FORKS times. Each child calls otel_thread_ctx_new and otel_process_ctx_update once and
+ * a third loops otel_process_ctx_publish (the process context's lock), while the main thread
+ * forks FORKS times. Each child calls otel_thread_ctx_new and otel_process_ctx_publish once and
  * exits 0; a child still running after TIMEOUT_MS is killed and counted as hung.
  * Prints "forks N ok N hung N failed N" and exits 0 only when every child exited 0.
  */
