@@ -83,59 +83,9 @@ typedef struct OtelThreadCtx OtelThreadCtx;
 // Longest attribute value one entry can hold, in bytes.
 #define OTEL_THREAD_CTX_MAX_VALUE_LEN 255
 
-// Result of a process context call. Negative values are errors; nothing published was changed
-// when one is returned.
-enum OtelProcessCtxStatus
-#ifdef __cplusplus
-  : int32_t
-#endif // __cplusplus
- {
-  // Done.
-  OTEL_PROCESS_CTX_STATUS_OK = 0,
-  // A required pointer was NULL: an array with a non-zero count, a key or value, or an output.
-  OTEL_PROCESS_CTX_STATUS_NULL_ARGUMENT = -1,
-  // A key or value is not valid UTF-8.
-  OTEL_PROCESS_CTX_STATUS_INVALID_UTF8 = -2,
-  // A resource attribute has an empty key.
-  OTEL_PROCESS_CTX_STATUS_EMPTY_RESOURCE_KEY = -3,
-  // Two resource attributes have the same key.
-  OTEL_PROCESS_CTX_STATUS_DUPLICATE_RESOURCE_KEY = -4,
-  // An attribute key map entry is empty.
-  OTEL_PROCESS_CTX_STATUS_EMPTY_ATTRIBUTE_KEY = -5,
-  // The attribute key map names the same key twice.
-  OTEL_PROCESS_CTX_STATUS_DUPLICATE_ATTRIBUTE_KEY = -6,
-  // The attribute key map has more than 256 entries (a record's key index is one byte).
-  OTEL_PROCESS_CTX_STATUS_TOO_MANY_ATTRIBUTE_KEYS = -7,
-  // The key map names an index differently from the process's key map, which only grows
-  // (records name attributes by index).
-  OTEL_PROCESS_CTX_STATUS_KEY_MAP_CHANGED = -8,
-  // The encoded payload is larger than the 64 KiB readers accept.
-  OTEL_PROCESS_CTX_STATUS_PAYLOAD_TOO_LARGE = -9,
-  // This process already published a context (one per process): use `otel_process_ctx_update`.
-  OTEL_PROCESS_CTX_STATUS_ALREADY_PUBLISHED = -10,
-  // This process has no published context (a forked child has none until it publishes).
-  OTEL_PROCESS_CTX_STATUS_NOT_PUBLISHED = -11,
-  // The OTEL_CTX mapping could not be made, or named (readers need the name); `errno` says why.
-  OTEL_PROCESS_CTX_STATUS_MAPPING_FAILED = -12,
-  // The buffer is smaller than the payload; the needed size was stored.
-  OTEL_PROCESS_CTX_STATUS_BUFFER_TOO_SMALL = -13,
-  // An internal error was caught before it could cross the API (a bug: please report it).
-  OTEL_PROCESS_CTX_STATUS_INTERNAL = -14,
-  // A typed value the payload cannot carry: an unknown kind, or an array inside an array.
-  OTEL_PROCESS_CTX_STATUS_INVALID_VALUE = -15,
-  // A context attribute's key is empty, repeated, or has the reserved `threadlocal.` prefix.
-  OTEL_PROCESS_CTX_STATUS_INVALID_CONTEXT_ATTRIBUTE = -16,
-  // Another OTEL_CTX mapping is in this process (another library published a process context):
-  // there must be one per process, so nothing was published.
-  OTEL_PROCESS_CTX_STATUS_OTHER_CONTEXT_PUBLISHED = -17,
-  // A schema version name is empty, longer than 64 bytes, or not printable ASCII.
-  OTEL_PROCESS_CTX_STATUS_INVALID_SCHEMA_VERSION = -18,
-};
-#ifndef __cplusplus
-typedef int32_t OtelProcessCtxStatus;
-#endif // __cplusplus
-
-// Result of an API call. Negative values are errors; nothing was changed when one is returned.
+// Result of an API call, thread or process context. Negative values are errors; nothing was
+// changed when one is returned. The numbers are stable: a meaning keeps its number, new ones
+// take the next.
 enum OtelThreadCtxStatus
 #ifdef __cplusplus
   : int32_t
@@ -147,7 +97,8 @@ enum OtelThreadCtxStatus
   OTEL_THREAD_CTX_STATUS_TRUNCATED = 1,
   // The calling thread has no attached record.
   OTEL_THREAD_CTX_STATUS_NO_CONTEXT = 2,
-  // A required pointer argument was NULL.
+  // A required pointer was NULL: an argument, an out-parameter, a key or value, or an array
+  // with a non-zero count.
   OTEL_THREAD_CTX_STATUS_NULL_ARGUMENT = -1,
   // The handle is not a live handle of this library (never created, or already freed).
   OTEL_THREAD_CTX_STATUS_INVALID_HANDLE = -2,
@@ -157,7 +108,7 @@ enum OtelThreadCtxStatus
   OTEL_THREAD_CTX_STATUS_ATTACHED_ELSEWHERE = -4,
   // The attribute entry does not fit in the record's remaining attribute bytes.
   OTEL_THREAD_CTX_STATUS_NO_SPACE = -5,
-  // The attribute value is not valid UTF-8.
+  // A value, key or name is not valid UTF-8.
   OTEL_THREAD_CTX_STATUS_INVALID_UTF8 = -6,
   // Memory could not be allocated.
   OTEL_THREAD_CTX_STATUS_OUT_OF_MEMORY = -7,
@@ -172,6 +123,37 @@ enum OtelThreadCtxStatus
   // The handle is a thread's own record (attached by `update` or `ensure_record`): only that
   // thread may attach or write it, and the library frees it when the thread exits.
   OTEL_THREAD_CTX_STATUS_OWNED_BY_THREAD = -12,
+  // A resource attribute has an empty key.
+  OTEL_THREAD_CTX_STATUS_EMPTY_RESOURCE_KEY = -13,
+  // Two resource attributes have the same key.
+  OTEL_THREAD_CTX_STATUS_DUPLICATE_RESOURCE_KEY = -14,
+  // An attribute key map entry (or a declared key) is empty.
+  OTEL_THREAD_CTX_STATUS_EMPTY_ATTRIBUTE_KEY = -15,
+  // The attribute key map names the same key twice.
+  OTEL_THREAD_CTX_STATUS_DUPLICATE_ATTRIBUTE_KEY = -16,
+  // The attribute key map would have more than 256 keys (a record's key index is one byte).
+  OTEL_THREAD_CTX_STATUS_TOO_MANY_ATTRIBUTE_KEYS = -17,
+  // The key map names an index differently from the process's key map, which only grows
+  // (records name attributes by index).
+  OTEL_THREAD_CTX_STATUS_KEY_MAP_CHANGED = -18,
+  // The encoded process context is larger than the 64 KiB readers accept.
+  OTEL_THREAD_CTX_STATUS_PAYLOAD_TOO_LARGE = -19,
+  // This process has no published context (a forked child has none until it publishes).
+  OTEL_THREAD_CTX_STATUS_NOT_PUBLISHED = -20,
+  // The OTEL_CTX mapping could not be made, or named (readers need the name); errno says why.
+  OTEL_THREAD_CTX_STATUS_MAPPING_FAILED = -21,
+  // The buffer is smaller than the payload; the needed size was stored.
+  OTEL_THREAD_CTX_STATUS_BUFFER_TOO_SMALL = -22,
+  // A typed value the process context cannot carry: an unknown kind, or an array in an array.
+  OTEL_THREAD_CTX_STATUS_INVALID_VALUE = -23,
+  // A process context attribute's key is empty, repeated, or has the reserved `threadlocal.`
+  // prefix.
+  OTEL_THREAD_CTX_STATUS_INVALID_CONTEXT_ATTRIBUTE = -24,
+  // Another OTEL_CTX mapping is in this process (another library published a process context):
+  // there must be one per process, so nothing was published.
+  OTEL_THREAD_CTX_STATUS_OTHER_CONTEXT_PUBLISHED = -25,
+  // A schema version name is empty, longer than 64 bytes, or not printable ASCII.
+  OTEL_THREAD_CTX_STATUS_INVALID_SCHEMA_VERSION = -26,
 };
 #ifndef __cplusplus
 typedef int32_t OtelThreadCtxStatus;
@@ -205,14 +187,6 @@ typedef struct OtelThreadCtxRecord {
   // Attribute entries: `[key_index u8][value_len u8][value_len bytes of UTF-8]`.
   uint8_t attrs_data[OTEL_THREAD_CTX_ATTRS_CAPACITY];
 } OtelThreadCtxRecord;
-
-// One resource attribute: NUL-terminated UTF-8 key and value.
-typedef struct OtelProcessCtxAttribute {
-  // For example "service.name".
-  const char *key;
-  // For example "checkout".
-  const char *value;
-} OtelProcessCtxAttribute;
 
 // One typed attribute value (an OTLP AnyValue). Which fields count depends on `kind`.
 typedef struct OtelProcessCtxValue {
@@ -350,33 +324,36 @@ OtelThreadCtxStatus otel_thread_ctx_self_check(char *msg, size_t msg_len);
 // The library's version, e.g. "0.1.0" (a static NUL-terminated string).
 const char *otel_thread_ctx_version(void);
 
-// Publishes this process's context (OTEP 4719; a mapping named OTEL_CTX, where profilers find
-// it): string `resource_attributes` (`service.name`, ...; `telemetry.sdk.name`/`version`
-// default to this library's) and the key map, `attribute_keys[i]` naming key index `i` of
-// `otel_thread_ctx_set_attribute` (at most 256, non-empty, distinct). There is one key map per
-// process, which only grows: `attribute_keys` must agree with it wherever both name an index
-// (`KEY_MAP_CHANGED`), and may be shorter, or empty, to keep it as it is (keys declared with
-// `otel_process_ctx_declare_key` included). Everything is copied. `ALREADY_PUBLISHED` if this
-// process has one (a forked child inherits none); `OTHER_CONTEXT_PUBLISHED` if another
-// OTEL_CTX mapping is in the process (one per process).
+// Publishes this process's context (OTEP 4719: a mapping named OTEL_CTX, where profilers find
+// it), or replaces the one it published; readers see the old or the new one, never a mix. It
+// holds the typed `resource` attributes (strings, booleans, int64s, doubles, flat arrays:
+// `service.name`, ...), the caller's own context `attributes` (OTEP 4719
+// `ProcessContext.attributes`; distinct, non-empty keys, none `threadlocal.*`) and the key map:
+// `attribute_keys[i]` names key index `i` of `otel_thread_ctx_set_attribute` (at most 256,
+// non-empty, distinct). Everything is copied.
+//
+// Defaults: `telemetry.sdk.name` and `telemetry.sdk.version` are this library's where the
+// resource has no such key; nothing else is added (a caller names `telemetry.sdk.language`).
+//
+// There is one key map per process, which only grows: `attribute_keys` must agree with it
+// wherever both name an index (`KEY_MAP_CHANGED`), and may be shorter, or empty, to keep it as
+// it is (keys declared with `otel_process_ctx_declare_key` included).
+//
+// On error nothing changes: `NULL_ARGUMENT`, `INVALID_UTF8`, `INVALID_VALUE` (unknown kind,
+// nested array), `EMPTY_RESOURCE_KEY`, `DUPLICATE_RESOURCE_KEY`, `INVALID_CONTEXT_ATTRIBUTE`,
+// `EMPTY_ATTRIBUTE_KEY`, `DUPLICATE_ATTRIBUTE_KEY`, `TOO_MANY_ATTRIBUTE_KEYS`,
+// `KEY_MAP_CHANGED`, `PAYLOAD_TOO_LARGE`; `OTHER_CONTEXT_PUBLISHED` if another OTEL_CTX
+// mapping is in the process (one per process); `MAPPING_FAILED`, with `errno` saying why. A
+// forked child inherits no context: its first publish maps one of its own.
 //
 // # Safety
-// Each array is NULL with count 0 or has `count` readable elements; every key and value is
-// NULL or NUL-terminated.
-OtelProcessCtxStatus otel_process_ctx_publish(const struct OtelProcessCtxAttribute *resource_attributes,
-                                              size_t resource_attribute_count,
-                                              const char *const *attribute_keys,
-                                              size_t attribute_key_count);
-
-// Replaces the published context; readers see the old or the new one, never a mix. The key map
-// merges as for `otel_process_ctx_publish`; on error nothing changes. `NOT_PUBLISHED` if this
-// process has none (a forked child whose parent published gets a fresh mapping of its own, or
-// `OTHER_CONTEXT_PUBLISHED` as a publish does).
-//
-// # Safety
-// As for `otel_process_ctx_publish`.
-OtelProcessCtxStatus otel_process_ctx_update(const struct OtelProcessCtxAttribute *resource_attributes,
-                                             size_t resource_attribute_count,
+// Each array is NULL with count 0 or has `count` readable elements; every key is NULL or
+// NUL-terminated; a STRING value's `pointer` is NULL with `length` 0 or has `length` readable
+// bytes, an ARRAY's `length` readable `OtelProcessCtxValue`s.
+OtelThreadCtxStatus otel_process_ctx_publish(const struct OtelProcessCtxKeyValue *resource,
+                                             size_t resource_count,
+                                             const struct OtelProcessCtxKeyValue *attributes,
+                                             size_t attribute_count,
                                              const char *const *attribute_keys,
                                              size_t attribute_key_count);
 
@@ -388,7 +365,7 @@ OtelProcessCtxStatus otel_process_ctx_update(const struct OtelProcessCtxAttribut
 //
 // # Safety
 // `key` is NULL or NUL-terminated; `index` is NULL or writable.
-OtelProcessCtxStatus otel_process_ctx_declare_key(const char *key, uint8_t *index);
+OtelThreadCtxStatus otel_process_ctx_declare_key(const char *key, uint8_t *index);
 
 // Chooses the `threadlocal.schema_version` the process writes: `tlsdesc_v1_dev` by default (the
 // only name readers accept today), or the `OTEL_THREAD_CTX_SCHEMA_VERSION` environment variable;
@@ -398,40 +375,11 @@ OtelProcessCtxStatus otel_process_ctx_declare_key(const char *key, uint8_t *inde
 //
 // # Safety
 // `version` is NULL or NUL-terminated.
-OtelProcessCtxStatus otel_process_ctx_set_schema_version(const char *version);
+OtelThreadCtxStatus otel_process_ctx_set_schema_version(const char *version);
 
 // Removes the published context (its mapping is unmapped). `NOT_PUBLISHED` if this process
 // has none.
-OtelProcessCtxStatus otel_process_ctx_unpublish(void);
-
-// Publishes this process's context with typed `resource` attributes (strings, booleans,
-// int64s, doubles, flat arrays) exactly as given (no SDK defaults: an SDK can publish the
-// Resource its exporters send), the caller's own context `attributes` (OTEP 4719
-// `ProcessContext.attributes`; distinct, non-empty keys, none `threadlocal.*`) and the key map.
-// Errors as `otel_process_ctx_publish`, plus `INVALID_VALUE` (unknown kind, nested array) and
-// `INVALID_CONTEXT_ATTRIBUTE`.
-//
-// # Safety
-// As for `otel_process_ctx_publish`; a STRING value's `pointer` is NULL with `length` 0 or has
-// `length` readable bytes, an ARRAY's `length` readable `OtelProcessCtxValue`s.
-OtelProcessCtxStatus otel_process_ctx_publish_typed(const struct OtelProcessCtxKeyValue *resource,
-                                                    size_t resource_count,
-                                                    const struct OtelProcessCtxKeyValue *attributes,
-                                                    size_t attribute_count,
-                                                    const char *const *attribute_keys,
-                                                    size_t attribute_key_count);
-
-// Replaces the published context with typed values: the rules of `otel_process_ctx_update`,
-// the payload of `otel_process_ctx_publish_typed`.
-//
-// # Safety
-// As for `otel_process_ctx_publish_typed`.
-OtelProcessCtxStatus otel_process_ctx_update_typed(const struct OtelProcessCtxKeyValue *resource,
-                                                   size_t resource_count,
-                                                   const struct OtelProcessCtxKeyValue *attributes,
-                                                   size_t attribute_count,
-                                                   const char *const *attribute_keys,
-                                                   size_t attribute_key_count);
+OtelThreadCtxStatus otel_process_ctx_unpublish(void);
 
 #ifdef __cplusplus
 } // extern "C"

@@ -3,74 +3,11 @@
 
 pub use crate::handle::OtelThreadCtx;
 use crate::record::OtelThreadCtxRecord;
+pub use crate::status::OtelThreadCtxStatus;
+use crate::status::{c_array, give, guard};
 use std::os::raw::c_char;
-use std::panic::{catch_unwind, AssertUnwindSafe, UnwindSafe};
+use std::panic::catch_unwind;
 use OtelThreadCtxStatus as Status;
-
-/// Result of an API call. Negative values are errors; nothing was changed when one is returned.
-#[repr(i32)]
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub enum OtelThreadCtxStatus {
-    /// Done.
-    Ok = 0,
-    /// Done, but the attribute value was cut to 255 bytes at a UTF-8 character boundary.
-    Truncated = 1,
-    /// The calling thread has no attached record.
-    NoContext = 2,
-    /// A required pointer argument was NULL.
-    NullArgument = -1,
-    /// The handle is not a live handle of this library (never created, or already freed).
-    InvalidHandle = -2,
-    /// The handle is attached to a thread; detach it before freeing it.
-    HandleAttached = -3,
-    /// The handle is attached to another thread; only that thread may write or attach it.
-    AttachedElsewhere = -4,
-    /// The attribute entry does not fit in the record's remaining attribute bytes.
-    NoSpace = -5,
-    /// The attribute value is not valid UTF-8.
-    InvalidUtf8 = -6,
-    /// Memory could not be allocated.
-    OutOfMemory = -7,
-    /// The loaded library does not publish the TLS slot as readers need; see the message.
-    SelfCheckFailed = -8,
-    /// An internal error was caught before it could cross the API (a bug: please report it).
-    Internal = -9,
-    /// The calling thread is exiting, past the library's clean-up: a record attached now would leak.
-    ThreadExiting = -10,
-    /// No pthread key is left (PTHREAD_KEYS_MAX) for freeing records at thread exit.
-    NoThreadKey = -11,
-    /// The handle is a thread's own record (attached by `update` or `ensure_record`): only that
-    /// thread may attach or write it, and the library frees it when the thread exits.
-    OwnedByThread = -12,
-}
-
-/// Runs `f` (whose errors are statuses too), turning a panic into `internal`.
-pub(crate) fn guard<S>(internal: S, f: impl FnOnce() -> Result<S, S> + UnwindSafe) -> S {
-    catch_unwind(f).unwrap_or(Err(internal)).unwrap_or_else(|status| status)
-}
-
-/// Runs `f` like [`guard`] and stores its result in the out-parameter, NULL on any failure;
-/// `NULL_ARGUMENT` without one.
-fn give<T>(out: Option<&mut *mut T>, f: impl FnOnce() -> Result<*mut T, Status> + UnwindSafe) -> Status {
-    let Some(out) = out else {
-        return Status::NullArgument;
-    };
-    *out = core::ptr::null_mut();
-    // Only a result `f` returned is stored: the write of a plain pointer cannot panic.
-    let store = AssertUnwindSafe(|| f().map(|ptr| *out = ptr).map(|()| Status::Ok));
-    guard(Status::Internal, store)
-}
-
-/// Borrows a C array; NULL only with `len` 0. Safety: `ptr` is NULL or has `len` readable
-/// elements outliving 'a.
-pub(crate) unsafe fn c_array<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> {
-    match (ptr.is_null(), len) {
-        (_, 0) => Some(&[]),
-        (true, _) => None,
-        // Safety: non-null and `len` readable elements per the caller's contract.
-        (false, _) => Some(unsafe { std::slice::from_raw_parts(ptr, len) }),
-    }
-}
 
 /// Borrows the ids; `NULL_ARGUMENT` if either is NULL. Safety: each is NULL or readable.
 unsafe fn ids<'a>(trace: *const [u8; 16], span: *const [u8; 8]) -> Result<(&'a [u8; 16], &'a [u8; 8]), Status> {
@@ -106,7 +43,7 @@ pub unsafe extern "C" fn otel_thread_ctx_new(
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelThreadCtxStatus {
-    guard(Status::Internal, || OtelThreadCtx::free(ctx).map(|()| Status::Ok))
+    guard(|| OtelThreadCtx::free(ctx).map(|()| Status::Ok))
 }
 
 /// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot and stores in
@@ -155,7 +92,7 @@ pub unsafe extern "C" fn otel_thread_ctx_update(
     span_id: *const [u8; 8],
     trace_flags: u8,
 ) -> OtelThreadCtxStatus {
-    guard(Status::Internal, || {
+    guard(|| {
         // Safety: each is NULL or readable (caller).
         let (trace_id, span_id) = unsafe { ids(trace_id, span_id)? };
         let rec = OtelThreadCtx::current_or_attach()?;
@@ -170,7 +107,7 @@ pub unsafe extern "C" fn otel_thread_ctx_update(
 /// `NO_CONTEXT` (nothing done) if no record is attached. Async-signal-safe.
 #[no_mangle]
 pub extern "C" fn otel_thread_ctx_clear() -> OtelThreadCtxStatus {
-    guard(Status::Internal, || {
+    guard(|| {
         let h = OtelThreadCtx::current();
         if h.is_null() {
             return Ok(Status::NoContext);
@@ -227,9 +164,9 @@ pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
     value: *const u8,
     value_len: usize,
 ) -> OtelThreadCtxStatus {
-    guard(Status::Internal, || {
+    guard(|| {
         // Safety: NULL or `value_len` readable bytes (caller).
-        let value = unsafe { c_array(value, value_len) }.ok_or(Status::NullArgument)?;
+        let value = unsafe { c_array(value, value_len)? };
         OtelThreadCtx::writable_here(ctx)?;
         // Safety: a live handle, detached or attached to this thread, so only we write it.
         unsafe { OtelThreadCtxRecord::set_attribute(ctx.cast(), key_index, value) }
@@ -243,7 +180,7 @@ pub unsafe extern "C" fn otel_thread_ctx_set_attribute(
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn otel_thread_ctx_clear_attributes(ctx: *mut OtelThreadCtx) -> OtelThreadCtxStatus {
-    guard(Status::Internal, || {
+    guard(|| {
         OtelThreadCtx::writable_here(ctx)?;
         // Safety: a live handle, detached or attached to this thread.
         unsafe { OtelThreadCtxRecord::clear_attributes(ctx.cast()) };

@@ -1,6 +1,6 @@
 //! Locks that a `fork` never leaves held in the child (whose copy of a lock another thread held
-//! would stay held forever): a `pthread_atfork` handler takes every [`ForkSafeMutex`] before the
-//! fork and releases them afterwards, in the parent and in the child.
+//! would stay held forever): `pthread_atfork` handlers take each [`ForkSafeMutex`] before the
+//! fork and release it afterwards, in the parent and in the child.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicI32;
@@ -20,79 +20,72 @@ pub(crate) fn once(control: &AtomicI32, init: extern "C" fn()) {
     unsafe { pthread_once(control.as_ptr(), init) };
 }
 
-/// A mutex that the library's fork handlers hold across every `fork`.
+/// A lock's value type names its one lock (each lock holds a type of its own), so that the fork
+/// handlers, plain C functions, can reach it: the owning module implements this.
+pub(crate) trait Locked: Sized + 'static {
+    fn mutex() -> &'static ForkSafeMutex<Self>;
+
+    /// In a forked child, with the lock held, before it is released.
+    fn in_child(&mut self) {}
+}
+
+/// A mutex that fork handlers of its own hold across every `fork`.
 pub(crate) struct ForkSafeMutex<T: 'static> {
     mutex: Mutex<T>,
-    /// The guard taken by [`prepare`], released by [`release`], only by the forking thread.
+    /// The guard taken before a fork, released after it, only by the forking thread.
     held: UnsafeCell<Option<MutexGuard<'static, T>>>,
+    /// Whether the fork handlers are installed (`pthread_once` control).
+    installed: AtomicI32,
 }
 
 // Safety: `held` is accessed only by the thread that owns `mutex` (see the field), so sharing
 // the struct is as safe as sharing the Mutex itself.
 unsafe impl<T: Send> Sync for ForkSafeMutex<T> {}
 
-impl<T: 'static> ForkSafeMutex<T> {
+impl<T: Locked> ForkSafeMutex<T> {
     pub(crate) const fn new(value: T) -> Self {
         Self {
             mutex: Mutex::new(value),
             held: UnsafeCell::new(None),
+            installed: AtomicI32::new(0),
         }
     }
 
     /// Locks it, ignoring poison: no critical section leaves its data inconsistent on a panic.
     pub(crate) fn lock(&'static self) -> MutexGuard<'static, T> {
-        once(&INSTALLED, install);
+        once(&self.installed, install::<T>);
         self.mutex.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Before a fork: takes the lock and keeps it.
-    fn hold(&'static self) {
-        let guard = self.mutex.lock().unwrap_or_else(|e| e.into_inner());
-        // Safety: we own the mutex now, so no other thread touches `held`.
-        unsafe { *self.held.get() = Some(guard) };
-    }
-
-    /// In the child of a fork, before [`Self::release`]: runs `f` on the value the lock holds.
-    fn with_held(&'static self, f: impl FnOnce(&mut T)) {
-        // Safety: as for `release`; the guard gives the only access to the value.
-        if let Some(guard) = unsafe { (*self.held.get()).as_mut() } {
-            f(guard);
-        }
-    }
-
-    /// After a fork, in the parent or the child (whose only thread is the forking one, owning
-    /// the lock): releases what [`Self::hold`] took.
-    fn release(&'static self) {
-        // Safety: only the thread that ran `hold` (or its copy in the child) gets here, and it
-        // owns the mutex.
-        drop(unsafe { (*self.held.get()).take() });
-    }
 }
 
-/// Whether the fork handlers are installed (`pthread_once` control).
-static INSTALLED: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn install() {
-    // Safety: the handlers are extern "C" fns of this module, which stays loaded (the cdylib is
-    // linked with -z nodelete). glibc runs prepare handlers before taking its own locks.
+extern "C" fn install<T: Locked>() {
+    // Safety: the handlers are extern "C" fns of this library, which stays loaded (the cdylib is
+    // linked with -z nodelete). glibc runs prepare handlers before taking its own locks. No code
+    // path holds two locks, so the order among the locks' handlers does not matter.
     // On failure (out of memory) a fork can still copy a held lock; nothing else to do.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release_in_child)) };
+    unsafe { libc::pthread_atfork(Some(prepare::<T>), Some(release::<T>), Some(release_in_child::<T>)) };
 }
 
-/// Takes every lock of the library. No code path holds two of them, so any order is safe.
-extern "C" fn prepare() {
-    crate::handle::LIVE.hold();
-    crate::process_context::STATE.hold();
+/// Before a fork: takes the lock and keeps it.
+extern "C" fn prepare<T: Locked>() {
+    let guard = T::mutex().mutex.lock().unwrap_or_else(|e| e.into_inner());
+    // Safety: we own the mutex now, so no other thread touches `held`.
+    unsafe { *T::mutex().held.get() = Some(guard) };
 }
 
-/// In the child: what the parent published is the parent's (decided here, not by comparing
-/// pids, which a child in a new PID namespace can share with its parent).
-extern "C" fn release_in_child() {
-    crate::process_context::STATE.with_held(crate::process_context::forked);
-    release();
+/// In the child, whose only thread is the forking one, owning the lock: runs [`Locked::in_child`]
+/// on the value, then releases the lock.
+extern "C" fn release_in_child<T: Locked>() {
+    // Safety: as for `release`; the guard gives the only access to the value.
+    if let Some(guard) = unsafe { (*T::mutex().held.get()).as_mut() } {
+        guard.in_child();
+    }
+    release::<T>();
 }
 
-extern "C" fn release() {
-    crate::process_context::STATE.release();
-    crate::handle::LIVE.release();
+/// After a fork, in the parent or the child: releases what [`prepare`] took.
+extern "C" fn release<T: Locked>() {
+    // Safety: only the thread that ran `prepare` (or its copy in the child) gets here, and it
+    // owns the mutex.
+    drop(unsafe { (*T::mutex().held.get()).take() });
 }

@@ -8,9 +8,9 @@
 //! `free`, written and attached only by that thread, and freed only at the thread's exit. So the
 //! address `ensure_record` returns stays valid until then, whoever detaches it.
 
-use crate::ffi::OtelThreadCtxStatus as Status;
-use crate::fork_safe::ForkSafeMutex;
+use crate::fork_safe::{ForkSafeMutex, Locked};
 use crate::record::OtelThreadCtxRecord;
+use crate::status::OtelThreadCtxStatus as Status;
 use crate::tls;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::BTreeSet;
@@ -34,6 +34,12 @@ pub struct OtelThreadCtx {
 
 /// Addresses of handles allocated and not yet freed. Held across `fork` (see fork_safe).
 pub(crate) static LIVE: ForkSafeMutex<BTreeSet<usize>> = ForkSafeMutex::new(BTreeSet::new());
+
+impl Locked for BTreeSet<usize> {
+    fn mutex() -> &'static ForkSafeMutex<Self> {
+        &LIVE
+    }
+}
 
 impl OtelThreadCtx {
     /// Allocates a valid record holding the given ids, owned by the caller.

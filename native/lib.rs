@@ -5,6 +5,9 @@
 //! Data flow: a writer (C through [`ffi`], or .NET writing in place at the address
 //! [`ffi::otel_thread_ctx_record`] returns) fills a [`record::OtelThreadCtxRecord`]; the
 //! thread's TLS slot ([`tls`]) points at it; a reader stops the thread and follows the slot.
+//!
+//! Layers (a module imports only from those below it): `status`; `record`, `tls`; `fork_safe`,
+//! `handle`; `process_context`; `self_check`; the C API files (`ffi`, `process_context::ffi`).
 
 #[cfg(not(all(
     target_os = "linux",
@@ -24,6 +27,7 @@ mod handle;
 pub mod process_context;
 pub mod record;
 mod self_check;
+mod status;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 mod tls;

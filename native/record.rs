@@ -1,7 +1,7 @@
 //! The thread-context record: the bytes an out-of-process reader copies, laid out exactly as
 //! OTEP 4947's table, and the in-place update protocol that keeps them consistent.
 
-use crate::ffi::OtelThreadCtxStatus as Status;
+use crate::status::OtelThreadCtxStatus as Status;
 use core::mem::{offset_of, size_of};
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{compiler_fence, Ordering};

@@ -27,7 +27,11 @@ pub(crate) fn run() -> Result<String, String> {
                    at its exit: it refuses to attach records (status NO_THREAD_KEY)";
         return Err(why.into());
     }
-    let module = this_module()?;
+    let modules = loaded_modules();
+    let module = modules
+        .iter()
+        .find(|m| m.ours && !m.path.is_empty())
+        .ok_or("the dynamic linker does not list the module holding this library under a path")?;
     let (path, exe) = (&module.path, module.executable);
     let data = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let data = &*data;
@@ -105,7 +109,7 @@ pub(crate) fn run() -> Result<String, String> {
         ));
     }
 
-    let resolved = resolve_slot(&module)?;
+    let resolved = resolve_slot(module)?;
     let ours = crate::tls::slot() as *const _ as usize;
     if resolved != ours {
         return Err(format!(
@@ -115,7 +119,7 @@ pub(crate) fn run() -> Result<String, String> {
     }
     let placement = match descriptor {
         Some(descriptor) => placement(module.bias + descriptor),
-        None => executable_placement(&module, &relocations, ours)?,
+        None => executable_placement(module, &relocations, ours)?,
     };
     let access = match (count(TLSDESC), count(TPREL)) {
         (0, 0) => "local-exec (no relocation)".to_string(),
@@ -131,7 +135,7 @@ pub(crate) fn run() -> Result<String, String> {
         "{path}{module_kind} exports {SYMBOL} (TLS, GLOBAL, 8 bytes) reached by {access}; PT_TLS \
          {tls_size} bytes; {placement}; this thread's slot is at {ours:#x}"
     );
-    match other_modules(&module).as_slice() {
+    match other_modules(&modules).as_slice() {
         [] => Ok(format!("ok: {summary}")),
         others => Err(format!(
             "{}. Readers keep one slot per process: no other module may define or reference {SYMBOL}. \
@@ -146,10 +150,14 @@ pub(crate) fn run() -> Result<String, String> {
 /// references it (an undefined entry, which readers matching the name in each module without
 /// skipping undefined entries take for the slot). Modules without a readable ELF file (the vDSO,
 /// a deleted file) are skipped: readers cannot see their symbols either.
-fn other_modules(ours: &Module) -> Vec<String> {
+fn other_modules(modules: &[Module]) -> Vec<String> {
     let mut found = Vec::new();
-    for path in loaded_modules(ours.phdr) {
-        let Ok(file) = std::fs::File::open(&path) else { continue };
+    for path in modules
+        .iter()
+        .filter(|m| !m.ours && !m.path.is_empty())
+        .map(|m| &m.path)
+    {
+        let Ok(file) = std::fs::File::open(path) else { continue };
         let file = object::read::ReadCache::new(file);
         let entry = match slot_entry(&file) {
             Ok(Some(defined)) => defined,
@@ -177,38 +185,6 @@ fn slot_entry<'a, R: object::ReadRef<'a>>(data: R) -> object::Result<Option<bool
         .iter()
         .find(|s| dynsym.symbol_name(endian, *s) == Ok(SYMBOL.as_bytes()));
     Ok(named.map(|s| s.st_shndx(endian) != elf::SHN_UNDEF))
-}
-
-/// The file paths of every module the dynamic linker lists but the one whose program headers
-/// are at `except` (the main executable through /proc/self/exe).
-fn loaded_modules(except: usize) -> Vec<String> {
-    extern "C" fn visit(info: *mut libc::dl_phdr_info, _: libc::size_t, out: *mut libc::c_void) -> libc::c_int {
-        // Safety: the loader passes a valid module description and our `out` for each call,
-        // one call at a time, on this thread.
-        let (info, out) = unsafe { (&*info, &mut *out.cast::<(usize, Vec<String>)>()) };
-        let phdr = info.dlpi_phdr as usize;
-        if phdr == out.0 {
-            return 0;
-        }
-        // Safety: getauxval has no preconditions.
-        let path = if unsafe { libc::getauxval(libc::AT_PHDR) } as usize == phdr {
-            // glibc names the main executable "", musl by argv[0]: take the kernel's path.
-            std::fs::read_link("/proc/self/exe").map_or_else(|_| String::new(), |p| p.to_string_lossy().into_owned())
-        } else if info.dlpi_name.is_null() {
-            String::new()
-        } else {
-            // Safety: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
-            unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
-        };
-        if !path.is_empty() {
-            out.1.push(path);
-        }
-        0
-    }
-    let mut out = (except, Vec::new());
-    // Safety: `visit` matches the callback type and only uses `out` during this call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut out).cast()) };
-    out.1
 }
 
 /// Where glibc placed the module's TLS, read from the live TLSDESC descriptor at `descriptor`
@@ -291,35 +267,32 @@ mod arch {
     }
 }
 
-/// The module holding this code, as the dynamic linker knows it.
+/// A loaded module, as the dynamic linker knows it.
 struct Module {
+    /// Its file ("" when unknown); the main executable's through /proc/self/exe.
     path: String,
     /// Run-time address minus the file's virtual address.
     bias: usize,
-    /// The main executable: the library was linked statically (staticlib or rlib).
+    /// The main executable: holding this code, the library was linked statically (staticlib or rlib).
     executable: bool,
-    /// Address of its program headers, which tells it apart from every other module.
-    phdr: usize,
+    /// It holds this code (a `PT_LOAD` segment around it): the module of this library.
+    ours: bool,
 }
 
-/// Finds the module with `dl_iterate_phdr` (glibc and musl): the one with a `PT_LOAD` segment
-/// around this code; the main executable when its program headers are those of `AT_PHDR`.
-fn this_module() -> Result<Module, String> {
-    extern "C" fn visit(info: *mut libc::dl_phdr_info, _: libc::size_t, found: *mut libc::c_void) -> libc::c_int {
-        // Safety: the loader passes a valid module description and our `found` for each call,
+/// Every module `dl_iterate_phdr` (glibc and musl) lists; the main executable is the one whose
+/// program headers are those of `AT_PHDR`.
+fn loaded_modules() -> Vec<Module> {
+    extern "C" fn visit(info: *mut libc::dl_phdr_info, _: libc::size_t, out: *mut libc::c_void) -> libc::c_int {
+        // Safety: the loader passes a valid module description and our `out` for each call,
         // one call at a time, on this thread.
-        let (info, found) = unsafe { (&*info, &mut *found.cast::<Option<Module>>()) };
-        let bias = info.dlpi_addr as usize;
-        let here = crate::ffi::otel_thread_ctx_version as *const () as usize;
+        let (info, out) = unsafe { (&*info, &mut *out.cast::<Vec<Module>>()) };
+        let (bias, here) = (info.dlpi_addr as usize, loaded_modules as *const () as usize);
         // Safety: `dlpi_phdr` points at the module's `dlpi_phnum` mapped program headers.
         let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
-        let holds = phdrs.iter().any(|ph| {
+        let ours = phdrs.iter().any(|ph| {
             let start = bias.wrapping_add(ph.p_vaddr as usize);
             ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&here)
         });
-        if !holds {
-            return 0;
-        }
         // Safety: getauxval has no preconditions.
         let executable = unsafe { libc::getauxval(libc::AT_PHDR) } as usize == info.dlpi_phdr as usize;
         let path = match info.dlpi_name.is_null() {
@@ -327,25 +300,23 @@ fn this_module() -> Result<Module, String> {
             // Safety: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
             false => unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned(),
         };
-        let phdr = info.dlpi_phdr as usize;
-        *found = Some(Module {
+        // glibc names the main executable "", musl by argv[0]: take the kernel's path.
+        let path = match executable || (ours && path.is_empty()) {
+            true => std::fs::read_link("/proc/self/exe").map_or(String::new(), |p| p.to_string_lossy().into_owned()),
+            false => path,
+        };
+        out.push(Module {
             path,
             bias,
             executable,
-            phdr,
+            ours,
         });
-        1
+        0
     }
-    let mut found: Option<Module> = None;
-    // Safety: `visit` matches the callback type and only uses `found` during this call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut found).cast()) };
-    let mut module = found.ok_or("the dynamic linker does not list the module holding this library")?;
-    if module.executable || module.path.is_empty() {
-        // The loader names the main executable "": read it through its real path.
-        let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot resolve /proc/self/exe: {e}"))?;
-        module.path = exe.to_string_lossy().into_owned();
-    }
-    Ok(module)
+    let mut out = Vec::new();
+    // Safety: `visit` matches the callback type and only uses `out` during this call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut out).cast()) };
+    out
 }
 
 /// Address the dynamic linker gives `otel_thread_ctx_v1` for the calling thread, looked up in

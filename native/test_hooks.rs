@@ -3,9 +3,8 @@
 //! the library from inside, as no user needs to: a profiler reads records and the process
 //! context from outside.
 
-use crate::ffi::OtelThreadCtxStatus;
-use crate::process_context::ffi::OtelProcessCtxStatus;
 use crate::record::{OtelThreadCtxRecord, OTEL_THREAD_CTX_RECORD_SIZE};
+use crate::status::OtelThreadCtxStatus;
 use crate::tls;
 use std::panic::catch_unwind;
 
@@ -48,26 +47,26 @@ pub unsafe extern "C" fn otel_process_ctx_read_payload(
     buffer: *mut u8,
     capacity: usize,
     payload_size: *mut usize,
-) -> OtelProcessCtxStatus {
+) -> OtelThreadCtxStatus {
     if payload_size.is_null() || (buffer.is_null() && capacity != 0) {
-        return OtelProcessCtxStatus::NullArgument;
+        return OtelThreadCtxStatus::NullArgument;
     }
     catch_unwind(|| {
         let Some(bytes) = crate::process_context::published_payload() else {
             // Safety: checked non-null; writable per the caller's contract.
             unsafe { *payload_size = 0 };
-            return OtelProcessCtxStatus::NotPublished;
+            return OtelThreadCtxStatus::NotPublished;
         };
         // Safety: as above.
         unsafe { *payload_size = bytes.len() };
         if bytes.len() > capacity {
-            return OtelProcessCtxStatus::BufferTooSmall;
+            return OtelThreadCtxStatus::BufferTooSmall;
         }
         // Safety: `buffer` has `capacity` ≥ len writable bytes and cannot overlap our copy.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer, bytes.len()) };
-        OtelProcessCtxStatus::Ok
+        OtelThreadCtxStatus::Ok
     })
-    .unwrap_or(OtelProcessCtxStatus::Internal)
+    .unwrap_or(OtelThreadCtxStatus::Internal)
 }
 
 /// Whether sixteen 128-bit values held in registers across the calling thread's first access to
@@ -131,13 +130,10 @@ pub extern "C" fn otel_thread_ctx_test_vector_probe(seed: u64) -> u32 {
     changed
 }
 
-/// Forgets the process's attribute key map, which outlives a publication, and its schema version
-/// choice, so that tests in one binary start afresh: `OK`, or `ALREADY_PUBLISHED` (nothing done) while a context is published.
+/// Unpublishes the process context, if published, and forgets the process's attribute key map,
+/// which outlives a publication, and its schema version choice, so that tests in one binary
+/// start afresh.
 #[no_mangle]
-pub extern "C" fn otel_process_ctx_forget_key_map() -> OtelProcessCtxStatus {
-    match catch_unwind(crate::process_context::forget_key_map) {
-        Ok(true) => OtelProcessCtxStatus::Ok,
-        Ok(false) => OtelProcessCtxStatus::AlreadyPublished,
-        Err(_) => OtelProcessCtxStatus::Internal,
-    }
+pub extern "C" fn otel_process_ctx_forget_key_map() {
+    let _ = catch_unwind(crate::process_context::forget_key_map);
 }

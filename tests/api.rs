@@ -152,6 +152,34 @@ fn new_record_is_valid_and_holds_the_given_ids() {
     assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
 }
 
+/// One status per meaning across the C API: the thread and the process calls say "a NULL
+/// argument" and "not valid UTF-8" with one number each (once they used two).
+#[test]
+fn thread_and_process_calls_share_one_status_per_meaning() {
+    use otel_thread_ctx::process_context::ffi::{otel_process_ctx_declare_key, otel_process_ctx_publish};
+    use std::ptr::null as none;
+    let h = new(&TRACE, &SPAN, 0);
+    let mut index = 0;
+    // Safety: the NULL pointers are refused before any use; the rest are live for the calls.
+    let (null, utf8) = unsafe {
+        (
+            [
+                otel_thread_ctx_update(none(), &SPAN, 0),
+                otel_process_ctx_publish(none(), 1, none(), 0, none(), 0),
+                otel_process_ctx_declare_key(none(), &mut index),
+            ],
+            [
+                otel_thread_ctx_set_attribute(h, 0, [0xff].as_ptr(), 1),
+                otel_process_ctx_declare_key(c"\xff".as_ptr(), &mut index),
+            ],
+        )
+    };
+    assert_eq!(null, [OtelThreadCtxStatus::NullArgument; 3]);
+    assert_eq!(OtelThreadCtxStatus::NullArgument as i32, -1);
+    assert_eq!(utf8, [OtelThreadCtxStatus::InvalidUtf8; 2]);
+    assert_eq!(unsafe { otel_thread_ctx_free(h) }, OtelThreadCtxStatus::Ok);
+}
+
 #[test]
 fn attach_then_detach_round_trips_the_handle() {
     on_new_thread(|| {

@@ -1,5 +1,5 @@
 //! The process context through its C API, checked by an independent reader (otel-ctx-dump's
-//! library, through tests/process_context_reader): publish, find, decode, update, refuse,
+//! library, through tests/process_context_reader): publish, find, decode, replace, refuse,
 //! unpublish.
 // These read the process context through otel-ctx-dump's library with process_vm_readv, which
 // qemu-user does not implement (so it is a dev-dependency for x86-64 only, Cargo.toml). On
@@ -8,9 +8,10 @@
 
 mod process_context_reader;
 
+use otel_thread_ctx::ffi::OtelThreadCtxStatus as S;
 use otel_thread_ctx::process_context::ffi::{
-    otel_process_ctx_declare_key, otel_process_ctx_publish, otel_process_ctx_unpublish, otel_process_ctx_update,
-    OtelProcessCtxAttribute, OtelProcessCtxStatus as S,
+    otel_process_ctx_declare_key, otel_process_ctx_publish, otel_process_ctx_unpublish, OtelProcessCtxKeyValue,
+    OtelProcessCtxValue, OTEL_PROCESS_CTX_VALUE_STRING,
 };
 use otel_thread_ctx::test_hooks::{otel_process_ctx_forget_key_map, otel_process_ctx_read_payload};
 use process_context_reader as reader;
@@ -25,14 +26,19 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// publication) empty.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    assert_eq!(otel_process_ctx_forget_key_map(), S::Ok, "a context is left published");
+    assert_eq!(
+        otel_process_ctx_unpublish(),
+        S::NotPublished,
+        "a context is left published"
+    );
+    otel_process_ctx_forget_key_map();
     guard
 }
 
 /// C-shaped arguments with the strings they point into.
 struct Args {
     _strings: Vec<CString>,
-    attrs: Vec<OtelProcessCtxAttribute>,
+    attrs: Vec<OtelProcessCtxKeyValue>,
     keys: Vec<*const c_char>,
 }
 
@@ -44,13 +50,7 @@ fn args(resource: &[(&str, &str)], keys: &[&str]) -> Args {
         strings.push(c);
         p
     };
-    let attrs = resource
-        .iter()
-        .map(|(k, v)| OtelProcessCtxAttribute {
-            key: cstr(k),
-            value: cstr(v),
-        })
-        .collect();
+    let attrs = resource.iter().map(|(k, v)| text(cstr(k), v.as_bytes())).collect();
     let keys = keys.iter().map(|k| cstr(k)).collect();
     Args {
         _strings: strings,
@@ -59,16 +59,34 @@ fn args(resource: &[(&str, &str)], keys: &[&str]) -> Args {
     }
 }
 
-fn publish(resource: &[(&str, &str)], keys: &[&str]) -> S {
-    let a = args(resource, keys);
-    // Safety: the arrays and strings live in `a` for the call.
-    unsafe { otel_process_ctx_publish(a.attrs.as_ptr(), a.attrs.len(), a.keys.as_ptr(), a.keys.len()) }
+/// A STRING attribute: `key` and the bytes of `value` as given (they must outlive the call).
+fn text(key: *const c_char, value: &[u8]) -> OtelProcessCtxKeyValue {
+    OtelProcessCtxKeyValue {
+        key,
+        value: OtelProcessCtxValue {
+            kind: OTEL_PROCESS_CTX_VALUE_STRING,
+            int_value: 0,
+            double_value: 0.0,
+            pointer: value.as_ptr().cast(),
+            length: value.len(),
+        },
+    }
 }
 
-fn update(resource: &[(&str, &str)], keys: &[&str]) -> S {
+/// Publishes (or replaces) string resource attributes and a key map.
+fn publish(resource: &[(&str, &str)], keys: &[&str]) -> S {
     let a = args(resource, keys);
-    // Safety: as in `publish`.
-    unsafe { otel_process_ctx_update(a.attrs.as_ptr(), a.attrs.len(), a.keys.as_ptr(), a.keys.len()) }
+    // Safety: the arrays and strings live in `a` (and `resource`) for the call.
+    unsafe {
+        otel_process_ctx_publish(
+            a.attrs.as_ptr(),
+            a.attrs.len(),
+            std::ptr::null(),
+            0,
+            a.keys.as_ptr(),
+            a.keys.len(),
+        )
+    }
 }
 
 fn read_payload() -> Result<Vec<u8>, S> {
@@ -98,7 +116,7 @@ fn strings(v: &[&str]) -> Vec<String> {
 }
 
 #[test]
-fn publish_find_decode_update_unpublish() {
+fn publish_find_decode_replace_unpublish() {
     let _g = serial();
     assert!(
         reader::find_mappings().is_empty(),
@@ -130,12 +148,13 @@ fn publish_find_decode_update_unpublish() {
     assert_eq!(d.schema_version.as_deref(), Some("tlsdesc_v1_dev"));
     assert_eq!(d.key_map, Some(strings(&["http_route", "http_method"])));
 
-    // Update: appended key, changed resource; same mapping and name, strictly later timestamp.
+    // Publishing again replaces: appended key, changed resource; same mapping and name, strictly
+    // later timestamp.
     let mut resource2 = RESOURCE;
     resource2[2] = ("deployment.environment.name", "production");
-    assert_eq!(update(&resource2, &["http_route", "http_method", "user_id"]), S::Ok);
+    assert_eq!(publish(&resource2, &["http_route", "http_method", "user_id"]), S::Ok);
     let m2 = reader::the_mapping();
-    assert_eq!(m2, m, "update must keep the mapping and its name");
+    assert_eq!(m2, m, "a replacement keeps the mapping and its name");
     let (h2, payload2) = reader::read_context(m.start);
     assert!(h2.published_at_ns > h1.published_at_ns, "{h2:?} !> {h1:?}");
     let d2 = reader::decode(&payload2);
@@ -146,16 +165,15 @@ fn publish_find_decode_update_unpublish() {
     assert_eq!(d2.key_map, Some(strings(&["http_route", "http_method", "user_id"])));
     assert_eq!(read_payload().unwrap(), payload2);
 
-    // Back-to-back updates inside one clock tick still get strictly larger timestamps.
+    // Back-to-back replacements inside one clock tick still get strictly larger timestamps.
     let mut last = h2.published_at_ns;
     for _ in 0..200 {
-        assert_eq!(update(&resource2, &["http_route", "http_method", "user_id"]), S::Ok);
+        assert_eq!(publish(&resource2, &["http_route", "http_method", "user_id"]), S::Ok);
         let t = reader::read_header(m.start).published_at_ns;
         assert!(t > last, "{t} !> {last}");
         last = t;
     }
 
-    assert_eq!(publish(&RESOURCE, &[]), S::AlreadyPublished);
     assert_eq!(otel_process_ctx_unpublish(), S::Ok);
     assert!(
         reader::find_mappings().is_empty(),
@@ -163,20 +181,38 @@ fn publish_find_decode_update_unpublish() {
         reader::find_mappings()
     );
     assert_eq!(read_payload(), Err(S::NotPublished));
-    assert_eq!(update(&RESOURCE, &[]), S::NotPublished);
     assert_eq!(otel_process_ctx_unpublish(), S::NotPublished);
+}
 
-    // And it can be published again afterwards, with the process's key map: records written
-    // before still name attributes by its indexes.
-    assert_eq!(publish(&[("service.name", "again")], &[]), S::Ok);
-    let d3 = reader::decode(&reader::read_context(reader::the_mapping().start).1);
-    assert_eq!(reader::resource_value(&d3, "service.name"), Some("again"));
-    assert_eq!(d3.key_map, Some(strings(&["http_route", "http_method", "user_id"])));
+#[test]
+fn publishing_twice_replaces_the_first_context() {
+    let _g = serial();
+    assert_eq!(publish(&[("service.name", "first")], &["a"]), S::Ok);
+    let m = reader::the_mapping();
+    assert_eq!(publish(&[("service.name", "second")], &[]), S::Ok);
+    assert_eq!(reader::the_mapping(), m, "one mapping, replaced in place");
+    let d = reader::decode(&reader::read_context(m.start).1);
+    assert_eq!(reader::resource_value(&d, "service.name"), Some("second"));
+    assert_eq!(d.key_map, Some(strings(&["a"])), "an empty key map keeps the process's");
     assert_eq!(otel_process_ctx_unpublish(), S::Ok);
 }
 
 #[test]
-fn refused_updates_leave_the_published_context_intact() {
+fn publishing_after_unpublish_publishes_anew_with_the_key_map() {
+    let _g = serial();
+    assert_eq!(publish(&[("service.name", "before")], &["http_route"]), S::Ok);
+    assert_eq!(otel_process_ctx_unpublish(), S::Ok);
+    assert!(reader::find_mappings().is_empty());
+    // Records written before still name attributes by the process's key map's indexes.
+    assert_eq!(publish(&[("service.name", "again")], &[]), S::Ok);
+    let d = reader::decode(&reader::read_context(reader::the_mapping().start).1);
+    assert_eq!(reader::resource_value(&d, "service.name"), Some("again"));
+    assert_eq!(d.key_map, Some(strings(&["http_route"])));
+    assert_eq!(otel_process_ctx_unpublish(), S::Ok);
+}
+
+#[test]
+fn refused_replacements_leave_the_published_context_intact() {
     let _g = serial();
     let keys = ["datadog.local_root_span_id", "http_route", "http_method"];
     assert_eq!(publish(&[("service.name", "svc")], &keys), S::Ok);
@@ -230,7 +266,7 @@ fn refused_updates_leave_the_published_context_intact() {
         ),
     ];
     for (what, want, resource, key_map) in &cases {
-        assert_eq!(update(resource, key_map), *want, "{what}");
+        assert_eq!(publish(resource, key_map), *want, "{what}");
         assert_eq!(reader::the_mapping(), m, "{what}");
         assert_eq!(
             reader::read_context(m.start),
@@ -241,40 +277,44 @@ fn refused_updates_leave_the_published_context_intact() {
 
     // Pointer and encoding errors are reported, not crashed on.
     let bad_utf8 = [b'a', 0xff, 0];
-    let attr = [OtelProcessCtxAttribute {
-        key: c"service.name".as_ptr(),
-        value: bad_utf8.as_ptr().cast(),
-    }];
-    let null_value = [OtelProcessCtxAttribute {
-        key: c"service.name".as_ptr(),
-        value: std::ptr::null(),
-    }];
+    let attr = [text(c"service.name".as_ptr(), &bad_utf8[..2])];
+    let bad_attr_key = [text(bad_utf8.as_ptr().cast(), b"v")];
+    let null_attr_key = [text(std::ptr::null(), b"v")];
     let null_key: [*const c_char; 1] = [std::ptr::null()];
     let bad_key: [*const c_char; 1] = [bad_utf8.as_ptr().cast()];
+    use std::ptr::null as none;
     // Safety: every pointer is NULL or points to a NUL-terminated string or an array of the count.
     unsafe {
         assert_eq!(
-            otel_process_ctx_update(attr.as_ptr(), 1, std::ptr::null(), 0),
+            otel_process_ctx_publish(attr.as_ptr(), 1, none(), 0, none(), 0),
             S::InvalidUtf8
         );
         assert_eq!(
-            otel_process_ctx_update(null_value.as_ptr(), 1, std::ptr::null(), 0),
-            S::NullArgument
-        );
-        assert_eq!(
-            otel_process_ctx_update(std::ptr::null(), 0, null_key.as_ptr(), 1),
-            S::NullArgument
-        );
-        assert_eq!(
-            otel_process_ctx_update(std::ptr::null(), 0, bad_key.as_ptr(), 1),
+            otel_process_ctx_publish(bad_attr_key.as_ptr(), 1, none(), 0, none(), 0),
             S::InvalidUtf8
         );
         assert_eq!(
-            otel_process_ctx_update(std::ptr::null(), 2, std::ptr::null(), 0),
+            otel_process_ctx_publish(none(), 0, null_attr_key.as_ptr(), 1, none(), 0),
             S::NullArgument
         );
         assert_eq!(
-            otel_process_ctx_publish(std::ptr::null(), 0, std::ptr::null(), 3),
+            otel_process_ctx_publish(none(), 0, none(), 0, null_key.as_ptr(), 1),
+            S::NullArgument
+        );
+        assert_eq!(
+            otel_process_ctx_publish(none(), 0, none(), 0, bad_key.as_ptr(), 1),
+            S::InvalidUtf8
+        );
+        assert_eq!(
+            otel_process_ctx_publish(none(), 2, none(), 0, none(), 0),
+            S::NullArgument
+        );
+        assert_eq!(
+            otel_process_ctx_publish(none(), 0, none(), 1, none(), 0),
+            S::NullArgument
+        );
+        assert_eq!(
+            otel_process_ctx_publish(none(), 0, none(), 0, none(), 3),
             S::NullArgument
         );
         assert_eq!(
@@ -297,7 +337,7 @@ fn refused_updates_leave_the_published_context_intact() {
     assert_eq!(reader::read_context(m.start), snapshot);
 
     // A shorter (or empty) key map keeps the process's as it is.
-    assert_eq!(update(&[("service.name", "svc")], &keys[..1]), S::Ok);
+    assert_eq!(publish(&[("service.name", "svc")], &keys[..1]), S::Ok);
     let d = reader::decode(&reader::read_context(m.start).1);
     assert_eq!(d.key_map, Some(strings(&keys)));
 
@@ -305,7 +345,7 @@ fn refused_updates_leave_the_published_context_intact() {
     let mut full: Vec<String> = strings(&keys);
     full.extend((3..256).map(|i| format!("k{i}")));
     let full: Vec<&str> = full.iter().map(String::as_str).collect();
-    assert_eq!(update(&[("service.name", "svc")], &full), S::Ok);
+    assert_eq!(publish(&[("service.name", "svc")], &full), S::Ok);
     let d = reader::decode(&reader::read_context(m.start).1);
     assert_eq!(d.key_map.as_ref().map(Vec::len), Some(256));
     assert_eq!(d.key_map.unwrap()[..3], strings(&keys)[..]);
@@ -313,7 +353,7 @@ fn refused_updates_leave_the_published_context_intact() {
 }
 
 #[test]
-fn concurrent_updates_keep_the_context_readable() {
+fn concurrent_replacements_keep_the_context_readable() {
     let _g = serial();
     assert_eq!(publish(&[("service.name", "svc")], &["a"]), S::Ok);
     let m = reader::the_mapping();
@@ -322,7 +362,7 @@ fn concurrent_updates_keep_the_context_readable() {
             s.spawn(move || {
                 for i in 0..200 {
                     let v = format!("{t}-{i}");
-                    assert_eq!(update(&[("service.name", v.as_str())], &["a", "b"]), S::Ok);
+                    assert_eq!(publish(&[("service.name", v.as_str())], &["a", "b"]), S::Ok);
                 }
             });
         }
@@ -360,10 +400,10 @@ fn declared_keys_join_the_one_key_map_whoever_published_it() {
         Some(strings(&["tenant.id", "http.route"]))
     );
 
-    // The first writer's next update keeps the declared key; it cannot rename its index.
-    assert_eq!(update(&[("service.name", "svc2")], &["tenant.id"]), S::Ok);
+    // The first writer's next publish keeps the declared key; it cannot rename its index.
+    assert_eq!(publish(&[("service.name", "svc2")], &["tenant.id"]), S::Ok);
     assert_eq!(
-        update(&[("service.name", "svc2")], &["tenant.id", "user.id"]),
+        publish(&[("service.name", "svc2")], &["tenant.id", "user.id"]),
         S::KeyMapChanged
     );
     let d = reader::decode(&reader::read_context(m.start).1);

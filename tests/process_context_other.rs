@@ -7,11 +7,9 @@
 //! One test in its own binary: the process context is one per process, so nothing else here may
 //! publish concurrently.
 
-use otel_thread_ctx::process_context::ffi::{
-    otel_process_ctx_publish, otel_process_ctx_unpublish, otel_process_ctx_update, OtelProcessCtxAttribute,
-    OtelProcessCtxStatus as S,
-};
-use otel_thread_ctx::process_context::{self as pc, ProcessCtxError};
+use otel_thread_ctx::ffi::OtelThreadCtxStatus as S;
+use otel_thread_ctx::process_context::ffi::{otel_process_ctx_publish, otel_process_ctx_unpublish};
+use otel_thread_ctx::process_context::{self as pc, payload};
 use std::ptr::null_mut;
 
 const LEN: usize = 4096;
@@ -88,18 +86,8 @@ fn unmap(addr: usize) {
 
 fn publish_c() -> S {
     let keys = [c"http_route".as_ptr()];
-    let resource = [OtelProcessCtxAttribute {
-        key: c"service.name".as_ptr(),
-        value: c"other".as_ptr(),
-    }];
-    // Safety: both arrays and their strings are live for the call.
-    unsafe { otel_process_ctx_publish(resource.as_ptr(), resource.len(), keys.as_ptr(), keys.len()) }
-}
-
-fn update_c() -> S {
-    let keys = [c"http_route".as_ptr()];
-    // Safety: as in `publish_c`.
-    unsafe { otel_process_ctx_update(std::ptr::null(), 0, keys.as_ptr(), keys.len()) }
+    // Safety: the key array and its string are live for the call.
+    unsafe { otel_process_ctx_publish(std::ptr::null(), 0, std::ptr::null(), 0, keys.as_ptr(), keys.len()) }
 }
 
 /// While `addr` (another writer's mapping) is there, neither API publishes and nothing is mapped.
@@ -109,11 +97,14 @@ fn refused_while_there(addr: usize) {
     assert!(before[0].starts_with(&format!("{addr:x}-")), "{before:?}");
 
     assert_eq!(publish_c(), S::OtherContextPublished);
-    match pc::publish(&[("service.name", "other")], &["http_route"]) {
-        Err(ProcessCtxError::OtherContextPublished(line)) => assert_eq!(line, before[0]),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(update_c(), S::NotPublished);
+    let resource = vec![payload::kv(
+        "service.name",
+        payload::any_value::Value::StringValue("other".into()),
+    )];
+    assert_eq!(
+        pc::publish(resource, Vec::new(), &["http_route"]),
+        Err(S::OtherContextPublished)
+    );
     assert_eq!(contexts(), before, "nothing new is mapped");
     assert_eq!(pc::published_address(), None);
     assert_eq!(otel_process_ctx_unpublish(), S::NotPublished);
@@ -127,8 +118,8 @@ fn publishes_when_alone() {
     let found = contexts();
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].starts_with(&format!("{ours:x}-")), "{found:?}");
-    // Our own mapping is no obstacle to updating it.
-    assert_eq!(update_c(), S::Ok);
+    // Our own mapping is no obstacle to replacing it.
+    assert_eq!(publish_c(), S::Ok);
     assert_eq!(otel_process_ctx_unpublish(), S::Ok);
     assert!(contexts().is_empty());
 }
@@ -151,11 +142,10 @@ fn another_context_mapping_refuses_publishing_until_it_is_gone() {
         None => eprintln!("this kernel cannot name anonymous mappings: only the memfd case ran"),
     }
 
-    // Published first, then another writer appears: ours stays, and updates keep working.
+    // Published first, then another writer appears: ours stays, and replacing it keeps working.
     assert_eq!(publish_c(), S::Ok);
     let memfd = foreign_memfd();
-    assert_eq!(update_c(), S::Ok);
-    assert_eq!(publish_c(), S::AlreadyPublished);
+    assert_eq!(publish_c(), S::Ok);
     assert_eq!(otel_process_ctx_unpublish(), S::Ok);
     unmap(memfd);
 }

@@ -1,5 +1,5 @@
 //! A forked child that has the same pid as its parent (each PID 1 of its own PID namespace)
-//! still knows the parent's process context is not its own: updating it makes a mapping of the
+//! still knows the parent's process context is not its own: publishing makes a mapping of the
 //! child's, instead of writing at the parent's address, which the child does not have.
 //!
 //! Alone in its binary: the children fork from a single-threaded process. Each process reports
@@ -8,7 +8,14 @@
 // MADV_DONTFORK, which keeps the parent's mapping out of the child, is ignored by qemu-user.
 #![cfg(target_arch = "x86_64")]
 
-use otel_thread_ctx::process_context as pc;
+use otel_thread_ctx::ffi::OtelThreadCtxStatus as S;
+use otel_thread_ctx::process_context::{self as pc, payload};
+
+/// Publishes (or replaces) string resource attributes and a key map through the Rust API.
+fn publish(resource: &[(&str, &str)], keys: &[&str]) -> Result<(), S> {
+    let text = |&(k, v): &(&str, &str)| payload::kv(k, payload::any_value::Value::StringValue(v.into()));
+    pc::publish(resource.iter().map(text).collect(), Vec::new(), keys)
+}
 
 /// Forks into a new PID namespace, runs `child` there as its PID 1, and returns its exit status.
 /// Call it from a single-threaded process (a user namespace needs one).
@@ -59,13 +66,13 @@ fn parent_as_pid_1() -> i32 {
     if std::process::id() != 1 {
         return 1;
     }
-    if pc::publish(&[("service.name", "parent")], &["http_route"]).is_err() {
+    if publish(&[("service.name", "parent")], &["http_route"]).is_err() {
         return 2;
     }
     in_new_pid_namespace(child_as_pid_1)
 }
 
-/// The grandchild, PID 1 as its parent was: its update must not touch the parent's address.
+/// The grandchild, PID 1 as its parent was: its publish must not touch the parent's address.
 fn child_as_pid_1() -> i32 {
     if std::process::id() != 1 {
         return 11;
@@ -73,7 +80,7 @@ fn child_as_pid_1() -> i32 {
     if !otel_ctx_mappings().is_empty() {
         return 12;
     }
-    if pc::update(&[("service.name", "child")], &["http_route", "child_key"]).is_err() {
+    if publish(&[("service.name", "child")], &["http_route", "child_key"]).is_err() {
         return 13;
     }
     let mine = otel_ctx_mappings();

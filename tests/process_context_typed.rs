@@ -1,18 +1,18 @@
-//! The typed process-context C API (`otel_process_ctx_publish_typed` / `_update_typed`), read
-//! back from the mapping by the independent reader (tests/process_context_reader): every value
-//! kind arrives as the OTLP AnyValue it names, the resource exactly as given, the caller's own
-//! context attributes after the library's `threadlocal.*` ones; bad input is refused.
+//! The process context's typed values (`otel_process_ctx_publish`), read back from the mapping by
+//! the independent reader (tests/process_context_reader): every value kind arrives as the OTLP
+//! AnyValue it names, the resource as given (plus the SDK name and version where not given), the
+//! caller's own context attributes after the library's `threadlocal.*` ones; bad input is refused.
 // Read through otel-ctx-dump's library with process_vm_readv, which qemu-user does not
 // implement: x86-64 only, as the other process-context tests.
 #![cfg(target_arch = "x86_64")]
 
 mod process_context_reader;
 
+use otel_thread_ctx::ffi::OtelThreadCtxStatus as S;
 use otel_thread_ctx::process_context::ffi::{
-    otel_process_ctx_publish_typed, otel_process_ctx_unpublish, otel_process_ctx_update_typed, OtelProcessCtxKeyValue,
-    OtelProcessCtxStatus as S, OtelProcessCtxValue, OTEL_PROCESS_CTX_VALUE_ARRAY, OTEL_PROCESS_CTX_VALUE_BOOL,
-    OTEL_PROCESS_CTX_VALUE_DOUBLE, OTEL_PROCESS_CTX_VALUE_EMPTY, OTEL_PROCESS_CTX_VALUE_INT,
-    OTEL_PROCESS_CTX_VALUE_STRING,
+    otel_process_ctx_publish, otel_process_ctx_unpublish, OtelProcessCtxKeyValue, OtelProcessCtxValue,
+    OTEL_PROCESS_CTX_VALUE_ARRAY, OTEL_PROCESS_CTX_VALUE_BOOL, OTEL_PROCESS_CTX_VALUE_DOUBLE,
+    OTEL_PROCESS_CTX_VALUE_EMPTY, OTEL_PROCESS_CTX_VALUE_INT, OTEL_PROCESS_CTX_VALUE_STRING,
 };
 use process_context_reader::{self as reader, Value};
 use std::ffi::CString;
@@ -105,7 +105,7 @@ fn typed_values_are_published_exactly_and_bad_ones_refused() {
     let keys = [key("http_route")];
     // Safety: every array and string lives until the end of the test.
     let s = unsafe {
-        otel_process_ctx_publish_typed(
+        otel_process_ctx_publish(
             resource.as_ptr(),
             resource.len(),
             extra.as_ptr(),
@@ -126,8 +126,10 @@ fn typed_values_are_published_exactly_and_bad_ones_refused() {
         rkv("tags", strs(&["a", "b"])),
         rkv("ints", Value::Array(vec![Value::Int(1), Value::Empty, Value::Int(-3)])),
         rkv("nothing", Value::Str(String::new())),
+        rkv("telemetry.sdk.name", Value::Str("otel-thread-ctx".into())),
+        rkv("telemetry.sdk.version", Value::Str(env!("CARGO_PKG_VERSION").into())),
     ];
-    assert_eq!(ctx.resource, expected, "exactly as given: no SDK name added");
+    assert_eq!(ctx.resource, expected, "as given, then the SDK defaults");
     let keys_of = |c: &otel_ctx_dump::process_context::ProcessContext| {
         c.attributes.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
     };
@@ -142,7 +144,7 @@ fn typed_values_are_published_exactly_and_bad_ones_refused() {
     assert_eq!(published().attributes[2].1, strs(&["aspnetcore"]));
     assert_eq!(published().key_map, Some(vec![Some("http_route".to_string())]));
 
-    // Refused updates leave the context as it was.
+    // Refused replacements leave the context as it was.
     let before = reader::read_context(reader::the_mapping().start).1;
     let nested_inner = [int(1)];
     let nested = [array(&nested_inner)];
@@ -184,7 +186,7 @@ fn typed_values_are_published_exactly_and_bad_ones_refused() {
     ];
     for (i, (r, a, want)) in cases.iter().enumerate() {
         // Safety: the arrays live in `cases`; the NULL-pointer case is refused before any read.
-        let got = unsafe { otel_process_ctx_update_typed(r.as_ptr(), r.len(), a.as_ptr(), a.len(), keys.as_ptr(), 1) };
+        let got = unsafe { otel_process_ctx_publish(r.as_ptr(), r.len(), a.as_ptr(), a.len(), keys.as_ptr(), 1) };
         assert_eq!(got, *want, "case {i}");
         assert_eq!(
             reader::read_context(reader::the_mapping().start).1,
@@ -193,14 +195,26 @@ fn typed_values_are_published_exactly_and_bad_ones_refused() {
         );
     }
 
-    // A good update replaces everything, keys appended.
+    // A good publish replaces everything, keys appended; given SDK keys are kept as they are.
     let keys2 = [keys[0], key("user_id")];
-    let r2 = [kv("service.name", string("checkout-2"))];
+    let r2 = [
+        kv("service.name", string("checkout-2")),
+        kv("telemetry.sdk.name", string("opentelemetry")),
+        kv("telemetry.sdk.version", string("1.20.1")),
+    ];
     // Safety: as above.
-    let s = unsafe { otel_process_ctx_update_typed(r2.as_ptr(), 1, std::ptr::null(), 0, keys2.as_ptr(), 2) };
+    let s = unsafe { otel_process_ctx_publish(r2.as_ptr(), 3, std::ptr::null(), 0, keys2.as_ptr(), 2) };
     assert_eq!(s, S::Ok);
     let ctx = published();
-    assert_eq!(ctx.resource, vec![rkv("service.name", Value::Str("checkout-2".into()))]);
+    let given = |k: &str, v: &str| rkv(k, Value::Str(v.into()));
+    assert_eq!(
+        ctx.resource,
+        vec![
+            given("service.name", "checkout-2"),
+            given("telemetry.sdk.name", "opentelemetry"),
+            given("telemetry.sdk.version", "1.20.1")
+        ]
+    );
     assert_eq!(keys_of(&published()).len(), 2, "the old extra attribute is gone");
     assert_eq!(otel_process_ctx_unpublish(), S::Ok);
 }

@@ -172,15 +172,17 @@ public sealed unsafe partial class AddThreadContextTests : IDisposable
         WaitFor(() => _log.Events.Any(e => e.EventId == 3), "the second provider's AlreadyPublished warning");
         Assert.Equal("first", Service());
 
-        // A manual publish next to a provider's is refused, not an overwrite.
-        Assert.Throws<InvalidOperationException>(() => ProcessContext.Publish(new ProcessContextOptions { ServiceName = "manual" }));
-
         second.Dispose();
         Assert.Equal("first", Service());
         Assert.True(ActivityThreadContext.IsEnabled, "the first provider still tracks");
+
+        // A manual publish replaces the provider's context, which the provider then leaves alone.
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "manual" });
+        Assert.Equal("manual", Service());
         first.Dispose();
-        Assert.False(ProcessContext.IsPublished);
+        Assert.Equal("manual", Service());
         Assert.False(ActivityThreadContext.IsEnabled);
+        ProcessContext.Unpublish();
     }
 
     [Fact]
@@ -210,7 +212,7 @@ public sealed unsafe partial class AddThreadContextTests : IDisposable
         {
             WaitFor(() => _log.Events.Any(e => e.EventId == 4), "the PublishFailed error");
             string reason = _log.Events.First(e => e.EventId == 4).Payload![0]!.ToString()!;
-            Assert.Contains("OTEL_PROCESS_CTX_STATUS_OTHER_CONTEXT_PUBLISHED", reason, StringComparison.Ordinal);
+            Assert.Contains("OTEL_THREAD_CTX_STATUS_OTHER_CONTEXT_PUBLISHED", reason, StringComparison.Ordinal);
             Assert.Contains("one process context per process", reason, StringComparison.Ordinal);
             Assert.False(ProcessContext.IsPublished);
             Assert.Equal(other.Address, Assert.Single(ProcessContextReader.FindMappings()).Start);

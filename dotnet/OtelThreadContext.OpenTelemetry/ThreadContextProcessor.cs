@@ -171,10 +171,6 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
             _publication = ProcessContext.PublishScoped(options);
             ThreadContextEventSource.Log.Published(options.ServiceName, attributes.Count);
         }
-        catch (InvalidOperationException) when (ProcessContext.IsPublished)
-        {
-            ThreadContextEventSource.Log.AlreadyPublished();
-        }
         catch (Exception e)
         {
             // Bad input or no mapping: logged; the app goes on without a process context.

@@ -62,10 +62,10 @@ public sealed unsafe class BindingTests
     }
 
     [Fact]
-    public void ProcessStatusNamesInMessagesAreTheHeaders()
+    public void StatusNamesInMessagesAreTheHeaders()
     {
         string header = File.ReadAllText(TestSupport.HeaderPath);
-        foreach (OtelProcessCtxStatus status in Enum.GetValues<OtelProcessCtxStatus>())
+        foreach (OtelThreadCtxStatus status in Enum.GetValues<OtelThreadCtxStatus>())
         {
             Assert.Contains($"  {status.CName()} = {(int)status},", header, StringComparison.Ordinal);
         }

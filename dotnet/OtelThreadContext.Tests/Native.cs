@@ -71,19 +71,19 @@ internal static unsafe class Native
     public static byte[]? ReadPayload()
     {
         nuint size = 0;
-        OtelProcessCtxStatus status = TestNativeMethods.otel_process_ctx_read_payload(null, 0, &size);
-        if (status == OtelProcessCtxStatus.NotPublished)
+        OtelThreadCtxStatus status = TestNativeMethods.otel_process_ctx_read_payload(null, 0, &size);
+        if (status == OtelThreadCtxStatus.NotPublished)
         {
             Assert.Equal(0u, (uint)size);
             return null;
         }
 
-        Assert.Equal(OtelProcessCtxStatus.BufferTooSmall, status);
+        Assert.Equal(OtelThreadCtxStatus.BufferTooSmall, status);
         byte[] buffer = new byte[(int)size];
         fixed (byte* p = buffer)
         {
             nuint copied = 0;
-            Assert.Equal(OtelProcessCtxStatus.Ok, TestNativeMethods.otel_process_ctx_read_payload(p, size, &copied));
+            Assert.Equal(OtelThreadCtxStatus.Ok, TestNativeMethods.otel_process_ctx_read_payload(p, size, &copied));
             Assert.Equal(size, copied);
         }
 

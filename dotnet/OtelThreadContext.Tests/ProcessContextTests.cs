@@ -61,9 +61,13 @@ public sealed unsafe class ProcessContextTests : IDisposable
         nint tenant = Marshal.StringToCoTaskMemUTF8("tenant.id");
         try
         {
-            OtelProcessCtxAttribute resource = new() { Key = (byte*)service, Value = (byte*)name };
+            OtelProcessCtxKeyValue resource = new()
+            {
+                Key = (byte*)service,
+                Value = new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_STRING, Pointer = (void*)name, Length = 6 },
+            };
             byte* key = (byte*)tenant;
-            Assert.Equal(OtelProcessCtxStatus.Ok, NativeMethods.otel_process_ctx_publish(&resource, 1, &key, 1));
+            Assert.Equal(OtelThreadCtxStatus.Ok, NativeMethods.otel_process_ctx_publish(&resource, 1, null, 0, &key, 1));
 
             // Index 1, after the native publisher's key: never its index 0.
             ThreadAttributeKey route = ProcessContext.DeclareKey("http.route");
@@ -77,7 +81,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
         }
         finally
         {
-            Assert.Equal(OtelProcessCtxStatus.Ok, NativeMethods.otel_process_ctx_unpublish());
+            Assert.Equal(OtelThreadCtxStatus.Ok, NativeMethods.otel_process_ctx_unpublish());
             KeyMap.Forget(); // tenant.id is no key of this copy's: later tests compare the map with Keys
             Marshal.FreeCoTaskMem(service);
             Marshal.FreeCoTaskMem(name);
@@ -199,13 +203,13 @@ public sealed unsafe class ProcessContextTests : IDisposable
     }
 
     [Fact]
-    public void UpdateReplacesTheResourceKeepsTheKeysAndBumpsTheTimestamp()
+    public void PublishingAgainReplacesTheResourceKeepsTheKeysAndBumpsTheTimestamp()
     {
         ProcessContext.DeclareKey("update.key");
         ProcessContext.Publish(new ProcessContextOptions { ServiceName = "svc", ServiceVersion = "1" });
         ProcessContextReader.Snapshot before = ProcessContextReader.Read();
 
-        ProcessContext.Update(new ProcessContextOptions { ServiceName = "svc", ServiceVersion = "2", DeploymentEnvironmentName = "staging" });
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "svc", ServiceVersion = "2", DeploymentEnvironmentName = "staging" });
         ProcessContextReader.Snapshot after = ProcessContextReader.Read();
 
         Dictionary<string, string> resource = ProcessContextReader.Resource(after.Decoded);
@@ -219,7 +223,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
     }
 
     [Fact]
-    public void RefusedUpdatesAndDeclarationsLeaveThePublishedContextIntact()
+    public void RefusedPublishesAndDeclarationsLeaveThePublishedContextIntact()
     {
         ProcessContext.DeclareKey("refused.key");
         ProcessContext.Publish(new ProcessContextOptions
@@ -236,9 +240,9 @@ public sealed unsafe class ProcessContextTests : IDisposable
             ServiceName = "big",
             ResourceAttributes = new Dictionary<string, string> { ["filler"] = new string('f', 65 * 1024) },
         };
-        ArgumentException e = Assert.Throws<ArgumentException>(() => ProcessContext.Update(tooLarge));
+        ArgumentException e = Assert.Throws<ArgumentException>(() => ProcessContext.Publish(tooLarge));
         Assert.Contains("64 KiB", e.Message, StringComparison.Ordinal);
-        Assert.Contains("OTEL_PROCESS_CTX_STATUS_PAYLOAD_TOO_LARGE", e.Message, StringComparison.Ordinal);
+        Assert.Contains("OTEL_THREAD_CTX_STATUS_PAYLOAD_TOO_LARGE", e.Message, StringComparison.Ordinal);
 
         // A key that would push the payload past 64 KiB is not declared at all.
         string longName = "refused." + new string('k', 2048);
@@ -247,8 +251,8 @@ public sealed unsafe class ProcessContextTests : IDisposable
         Assert.Equal(keyCount, ProcessContext.Keys.Count);
         Assert.DoesNotContain(ProcessContext.Keys, k => k.Name == longName);
 
-        // Refused before the native call: conflicting values.
-        Assert.Throws<ArgumentException>(() => ProcessContext.Update(new ProcessContextOptions
+        // Refused by the native library too: a key given twice with two values.
+        Assert.Throws<ArgumentException>(() => ProcessContext.Publish(new ProcessContextOptions
         {
             ServiceName = "big",
             ResourceAttributes = new Dictionary<string, string> { ["service.name"] = "other" },
@@ -262,18 +266,17 @@ public sealed unsafe class ProcessContextTests : IDisposable
     }
 
     [Fact]
-    public void PublishingTwiceThrowsAndKeepsTheFirstContext()
+    public void PublishingTwiceReplacesTheFirstContextInItsMapping()
     {
         ProcessContext.Publish(new ProcessContextOptions { ServiceName = "first" });
         ProcessContextReader.Snapshot before = ProcessContextReader.Read();
 
-        InvalidOperationException e = Assert.Throws<InvalidOperationException>(
-            () => ProcessContext.Publish(new ProcessContextOptions { ServiceName = "second" }));
-        Assert.Contains("Update", e.Message, StringComparison.Ordinal);
+        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "second" });
 
         ProcessContextReader.Snapshot after = ProcessContextReader.Read();
-        Assert.Equal(before.Payload, after.Payload);
-        Assert.Equal("first", ProcessContextReader.Resource(after.Decoded)["service.name"]);
+        Assert.Equal(before.Mapping.Start, after.Mapping.Start);
+        Assert.Equal("second", ProcessContextReader.Resource(after.Decoded)["service.name"]);
+        Assert.True(ProcessContext.IsPublished);
     }
 
     [Fact]
@@ -286,7 +289,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
 
             InvalidOperationException e = Assert.Throws<InvalidOperationException>(
                 () => ProcessContext.Publish(new ProcessContextOptions { ServiceName = "second" }));
-            Assert.Contains("OTEL_PROCESS_CTX_STATUS_OTHER_CONTEXT_PUBLISHED", e.Message, StringComparison.Ordinal);
+            Assert.Contains("OTEL_THREAD_CTX_STATUS_OTHER_CONTEXT_PUBLISHED", e.Message, StringComparison.Ordinal);
             Assert.Contains("another OTEL_CTX mapping", e.Message, StringComparison.Ordinal);
             Assert.Contains("one process context per process", e.Message, StringComparison.Ordinal);
             Assert.False(ProcessContext.IsPublished);
@@ -312,7 +315,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
         Assert.Null(Native.ReadPayload());
 
         ProcessContext.Unpublish(); // nothing published: nothing to do
-        Assert.Throws<InvalidOperationException>(() => ProcessContext.Update(new ProcessContextOptions { ServiceName = "gone" }));
 
         // Declared keys survive and are published again with their indexes.
         ThreadAttributeKey k = ProcessContext.DeclareKey("unpublish.key");
@@ -332,7 +334,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
         Assert.Equal(id, ProcessContextReader.Resource(ProcessContextReader.Read().Decoded)["service.instance.id"]);
 
         // Given in ResourceAttributes instead of the property: that one is published.
-        ProcessContext.Update(new ProcessContextOptions
+        ProcessContext.Publish(new ProcessContextOptions
         {
             ServiceName = "ids",
             ResourceAttributes = new Dictionary<string, string> { ["service.instance.id"] = "explicit" },
@@ -359,12 +361,12 @@ public sealed unsafe class ProcessContextTests : IDisposable
         Assert.Equal("1.14.0", resource["telemetry.sdk.version"]);
         Assert.Equal("dotnet", resource["telemetry.sdk.language"]);
 
-        ArgumentException e = Assert.Throws<ArgumentException>(() => ProcessContext.Update(new ProcessContextOptions
+        ArgumentException e = Assert.Throws<ArgumentException>(() => ProcessContext.Publish(new ProcessContextOptions
         {
             ServiceName = "sdk",
             ResourceAttributes = new Dictionary<string, string> { ["telemetry.sdk.language"] = "java" },
         }));
-        Assert.Contains("telemetry.sdk.language", e.Message, StringComparison.Ordinal);
+        Assert.Contains("DUPLICATE_RESOURCE_KEY", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -410,12 +412,12 @@ public sealed unsafe class ProcessContextTests : IDisposable
     public void EveryNativeRefusalMapsToAnExceptionNamingItsStatus()
     {
         string header = System.IO.File.ReadAllText(TestSupport.HeaderPath);
-        foreach (OtelProcessCtxStatus status in Enum.GetValues<OtelProcessCtxStatus>().Where(s => s != OtelProcessCtxStatus.Ok))
+        foreach (OtelThreadCtxStatus status in Enum.GetValues<OtelThreadCtxStatus>().Where(s => s != OtelThreadCtxStatus.Ok))
         {
             Exception e = ProcessContext.ToException(status, 12, "Testing");
-            string name = System.Text.RegularExpressions.Regex.Match(header, $@"\b(OTEL_PROCESS_CTX_STATUS_\w+) = {(int)status},").Groups[1].Value;
+            string name = System.Text.RegularExpressions.Regex.Match(header, $@"\b(OTEL_THREAD_CTX_STATUS_\w+) = {(int)status},").Groups[1].Value;
             Assert.NotEqual(string.Empty, name);
-            if (status == OtelProcessCtxStatus.MappingFailed)
+            if (status == OtelThreadCtxStatus.MappingFailed)
             {
                 var io = Assert.IsType<System.IO.IOException>(e);
                 var inner = Assert.IsType<System.ComponentModel.Win32Exception>(io.InnerException);
@@ -426,11 +428,11 @@ public sealed unsafe class ProcessContextTests : IDisposable
             }
 
             Assert.Contains(name, e.Message, StringComparison.Ordinal);
-            bool badInput = status is OtelProcessCtxStatus.InvalidUtf8 or OtelProcessCtxStatus.EmptyResourceKey
-                or OtelProcessCtxStatus.DuplicateResourceKey or OtelProcessCtxStatus.EmptyAttributeKey
-                or OtelProcessCtxStatus.DuplicateAttributeKey or OtelProcessCtxStatus.TooManyAttributeKeys
-                or OtelProcessCtxStatus.PayloadTooLarge or OtelProcessCtxStatus.InvalidValue
-                or OtelProcessCtxStatus.InvalidContextAttribute or OtelProcessCtxStatus.InvalidSchemaVersion;
+            bool badInput = status is OtelThreadCtxStatus.InvalidUtf8 or OtelThreadCtxStatus.EmptyResourceKey
+                or OtelThreadCtxStatus.DuplicateResourceKey or OtelThreadCtxStatus.EmptyAttributeKey
+                or OtelThreadCtxStatus.DuplicateAttributeKey or OtelThreadCtxStatus.PayloadTooLarge
+                or OtelThreadCtxStatus.InvalidValue or OtelThreadCtxStatus.InvalidContextAttribute
+                or OtelThreadCtxStatus.InvalidSchemaVersion;
             Assert.IsType(badInput ? typeof(ArgumentException) : typeof(InvalidOperationException), e);
         }
     }

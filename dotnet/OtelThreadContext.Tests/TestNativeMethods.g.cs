@@ -35,8 +35,8 @@ internal static unsafe partial class TestNativeMethods
     /// <c>buffer</c> is NULL with <c>capacity</c> 0 or points to <c>capacity</c> writable bytes; <c>payload_size</c>
     /// is NULL or points to a writable size_t.
     /// </remarks>
-    [LibraryImport(NativeMethods.LibraryName, SetLastError = true)]
-    internal static partial OtelProcessCtxStatus otel_process_ctx_read_payload(byte* buffer, nuint capacity, nuint* payload_size);
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial OtelThreadCtxStatus otel_process_ctx_read_payload(byte* buffer, nuint capacity, nuint* payload_size);
 
     /// <summary>
     /// Whether sixteen 128-bit values held in registers across the calling thread's first access to
@@ -53,9 +53,10 @@ internal static unsafe partial class TestNativeMethods
     internal static partial uint otel_thread_ctx_test_vector_probe(ulong seed);
 
     /// <summary>
-    /// Forgets the process's attribute key map, which outlives a publication, and its schema version
-    /// choice, so that tests in one binary start afresh: <c>OK</c>, or <c>ALREADY_PUBLISHED</c> (nothing done) while a context is published.
+    /// Unpublishes the process context, if published, and forgets the process's attribute key map,
+    /// which outlives a publication, and its schema version choice, so that tests in one binary
+    /// start afresh.
     /// </summary>
-    [LibraryImport(NativeMethods.LibraryName, SetLastError = true)]
-    internal static partial OtelProcessCtxStatus otel_process_ctx_forget_key_map();
+    [LibraryImport(NativeMethods.LibraryName)]
+    internal static partial void otel_process_ctx_forget_key_map();
 }

@@ -6,7 +6,11 @@ using System.Runtime.InteropServices;
 
 namespace OtelThreadContext;
 
-/// <summary>Result of an API call. Negative values are errors; nothing was changed when one is returned.</summary>
+/// <summary>
+/// Result of an API call, thread or process context. Negative values are errors; nothing was
+/// changed when one is returned. The numbers are stable: a meaning keeps its number, new ones
+/// take the next.
+/// </summary>
 internal enum OtelThreadCtxStatus : int
 {
     /// <summary>Done.</summary>
@@ -15,7 +19,10 @@ internal enum OtelThreadCtxStatus : int
     Truncated = 1,
     /// <summary>The calling thread has no attached record.</summary>
     NoContext = 2,
-    /// <summary>A required pointer argument was NULL.</summary>
+    /// <summary>
+    /// A required pointer was NULL: an argument, an out-parameter, a key or value, or an array
+    /// with a non-zero count.
+    /// </summary>
     NullArgument = -1,
     /// <summary>The handle is not a live handle of this library (never created, or already freed).</summary>
     InvalidHandle = -2,
@@ -25,7 +32,7 @@ internal enum OtelThreadCtxStatus : int
     AttachedElsewhere = -4,
     /// <summary>The attribute entry does not fit in the record's remaining attribute bytes.</summary>
     NoSpace = -5,
-    /// <summary>The attribute value is not valid UTF-8.</summary>
+    /// <summary>A value, key or name is not valid UTF-8.</summary>
     InvalidUtf8 = -6,
     /// <summary>Memory could not be allocated.</summary>
     OutOfMemory = -7,
@@ -42,69 +49,43 @@ internal enum OtelThreadCtxStatus : int
     /// thread may attach or write it, and the library frees it when the thread exits.
     /// </summary>
     OwnedByThread = -12,
-}
-
-/// <summary>
-/// Result of a process context call. Negative values are errors; nothing published was changed
-/// when one is returned.
-/// </summary>
-internal enum OtelProcessCtxStatus : int
-{
-    /// <summary>Done.</summary>
-    Ok = 0,
-    /// <summary>A required pointer was NULL: an array with a non-zero count, a key or value, or an output.</summary>
-    NullArgument = -1,
-    /// <summary>A key or value is not valid UTF-8.</summary>
-    InvalidUtf8 = -2,
     /// <summary>A resource attribute has an empty key.</summary>
-    EmptyResourceKey = -3,
+    EmptyResourceKey = -13,
     /// <summary>Two resource attributes have the same key.</summary>
-    DuplicateResourceKey = -4,
-    /// <summary>An attribute key map entry is empty.</summary>
-    EmptyAttributeKey = -5,
+    DuplicateResourceKey = -14,
+    /// <summary>An attribute key map entry (or a declared key) is empty.</summary>
+    EmptyAttributeKey = -15,
     /// <summary>The attribute key map names the same key twice.</summary>
-    DuplicateAttributeKey = -6,
-    /// <summary>The attribute key map has more than 256 entries (a record's key index is one byte).</summary>
-    TooManyAttributeKeys = -7,
+    DuplicateAttributeKey = -16,
+    /// <summary>The attribute key map would have more than 256 keys (a record's key index is one byte).</summary>
+    TooManyAttributeKeys = -17,
     /// <summary>
     /// The key map names an index differently from the process's key map, which only grows
     /// (records name attributes by index).
     /// </summary>
-    KeyMapChanged = -8,
-    /// <summary>The encoded payload is larger than the 64 KiB readers accept.</summary>
-    PayloadTooLarge = -9,
-    /// <summary>This process already published a context (one per process): use <c>otel_process_ctx_update</c>.</summary>
-    AlreadyPublished = -10,
+    KeyMapChanged = -18,
+    /// <summary>The encoded process context is larger than the 64 KiB readers accept.</summary>
+    PayloadTooLarge = -19,
     /// <summary>This process has no published context (a forked child has none until it publishes).</summary>
-    NotPublished = -11,
-    /// <summary>The OTEL_CTX mapping could not be made, or named (readers need the name); <c>errno</c> says why.</summary>
-    MappingFailed = -12,
+    NotPublished = -20,
+    /// <summary>The OTEL_CTX mapping could not be made, or named (readers need the name); errno says why.</summary>
+    MappingFailed = -21,
     /// <summary>The buffer is smaller than the payload; the needed size was stored.</summary>
-    BufferTooSmall = -13,
-    /// <summary>An internal error was caught before it could cross the API (a bug: please report it).</summary>
-    Internal = -14,
-    /// <summary>A typed value the payload cannot carry: an unknown kind, or an array inside an array.</summary>
-    InvalidValue = -15,
-    /// <summary>A context attribute's key is empty, repeated, or has the reserved <c>threadlocal.</c> prefix.</summary>
-    InvalidContextAttribute = -16,
+    BufferTooSmall = -22,
+    /// <summary>A typed value the process context cannot carry: an unknown kind, or an array in an array.</summary>
+    InvalidValue = -23,
+    /// <summary>
+    /// A process context attribute's key is empty, repeated, or has the reserved <c>threadlocal.</c>
+    /// prefix.
+    /// </summary>
+    InvalidContextAttribute = -24,
     /// <summary>
     /// Another OTEL_CTX mapping is in this process (another library published a process context):
     /// there must be one per process, so nothing was published.
     /// </summary>
-    OtherContextPublished = -17,
+    OtherContextPublished = -25,
     /// <summary>A schema version name is empty, longer than 64 bytes, or not printable ASCII.</summary>
-    InvalidSchemaVersion = -18,
-}
-
-/// <summary>One resource attribute: NUL-terminated UTF-8 key and value.</summary>
-[StructLayout(LayoutKind.Sequential)]
-internal unsafe struct OtelProcessCtxAttribute
-{
-    /// <summary>For example "service.name".</summary>
-    public byte* Key;
-
-    /// <summary>For example "checkout".</summary>
-    public byte* Value;
+    InvalidSchemaVersion = -26,
 }
 
 /// <summary>One typed attribute value (an OTLP AnyValue). Which fields count depends on <c>kind</c>.</summary>
@@ -365,36 +346,36 @@ internal static unsafe partial class NativeMethods
     internal static partial byte* otel_thread_ctx_version();
 
     /// <summary>
-    /// Publishes this process's context (OTEP 4719; a mapping named OTEL_CTX, where profilers find
-    /// it): string <c>resource_attributes</c> (<c>service.name</c>, ...; <c>telemetry.sdk.name</c>/<c>version</c>
-    /// default to this library's) and the key map, <c>attribute_keys[i]</c> naming key index <c>i</c> of
-    /// <c>otel_thread_ctx_set_attribute</c> (at most 256, non-empty, distinct). There is one key map per
-    /// process, which only grows: <c>attribute_keys</c> must agree with it wherever both name an index
-    /// (<c>KEY_MAP_CHANGED</c>), and may be shorter, or empty, to keep it as it is (keys declared with
-    /// <c>otel_process_ctx_declare_key</c> included). Everything is copied. <c>ALREADY_PUBLISHED</c> if this
-    /// process has one (a forked child inherits none); <c>OTHER_CONTEXT_PUBLISHED</c> if another
-    /// OTEL_CTX mapping is in the process (one per process).
+    /// Publishes this process's context (OTEP 4719: a mapping named OTEL_CTX, where profilers find
+    /// it), or replaces the one it published; readers see the old or the new one, never a mix. It
+    /// holds the typed <c>resource</c> attributes (strings, booleans, int64s, doubles, flat arrays:
+    /// <c>service.name</c>, ...), the caller's own context <c>attributes</c> (OTEP 4719
+    /// <c>ProcessContext.attributes</c>; distinct, non-empty keys, none <c>threadlocal.*</c>) and the key map:
+    /// <c>attribute_keys[i]</c> names key index <c>i</c> of <c>otel_thread_ctx_set_attribute</c> (at most 256,
+    /// non-empty, distinct). Everything is copied.
+    ///
+    /// Defaults: <c>telemetry.sdk.name</c> and <c>telemetry.sdk.version</c> are this library's where the
+    /// resource has no such key; nothing else is added (a caller names <c>telemetry.sdk.language</c>).
+    ///
+    /// There is one key map per process, which only grows: <c>attribute_keys</c> must agree with it
+    /// wherever both name an index (<c>KEY_MAP_CHANGED</c>), and may be shorter, or empty, to keep it as
+    /// it is (keys declared with <c>otel_process_ctx_declare_key</c> included).
+    ///
+    /// On error nothing changes: <c>NULL_ARGUMENT</c>, <c>INVALID_UTF8</c>, <c>INVALID_VALUE</c> (unknown kind,
+    /// nested array), <c>EMPTY_RESOURCE_KEY</c>, <c>DUPLICATE_RESOURCE_KEY</c>, <c>INVALID_CONTEXT_ATTRIBUTE</c>,
+    /// <c>EMPTY_ATTRIBUTE_KEY</c>, <c>DUPLICATE_ATTRIBUTE_KEY</c>, <c>TOO_MANY_ATTRIBUTE_KEYS</c>,
+    /// <c>KEY_MAP_CHANGED</c>, <c>PAYLOAD_TOO_LARGE</c>; <c>OTHER_CONTEXT_PUBLISHED</c> if another OTEL_CTX
+    /// mapping is in the process (one per process); <c>MAPPING_FAILED</c>, with <c>errno</c> saying why. A
+    /// forked child inherits no context: its first publish maps one of its own.
     /// </summary>
     /// <remarks>
     /// Safety:
-    /// Each array is NULL with count 0 or has <c>count</c> readable elements; every key and value is
-    /// NULL or NUL-terminated.
+    /// Each array is NULL with count 0 or has <c>count</c> readable elements; every key is NULL or
+    /// NUL-terminated; a STRING value's <c>pointer</c> is NULL with <c>length</c> 0 or has <c>length</c> readable
+    /// bytes, an ARRAY's <c>length</c> readable <c>OtelProcessCtxValue</c>s.
     /// </remarks>
     [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial OtelProcessCtxStatus otel_process_ctx_publish(OtelProcessCtxAttribute* resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
-
-    /// <summary>
-    /// Replaces the published context; readers see the old or the new one, never a mix. The key map
-    /// merges as for <c>otel_process_ctx_publish</c>; on error nothing changes. <c>NOT_PUBLISHED</c> if this
-    /// process has none (a forked child whose parent published gets a fresh mapping of its own, or
-    /// <c>OTHER_CONTEXT_PUBLISHED</c> as a publish does).
-    /// </summary>
-    /// <remarks>
-    /// Safety:
-    /// As for <c>otel_process_ctx_publish</c>.
-    /// </remarks>
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial OtelProcessCtxStatus otel_process_ctx_update(OtelProcessCtxAttribute* resource_attributes, nuint resource_attribute_count, byte** attribute_keys, nuint attribute_key_count);
+    internal static partial OtelThreadCtxStatus otel_process_ctx_publish(OtelProcessCtxKeyValue* resource, nuint resource_count, OtelProcessCtxKeyValue* attributes, nuint attribute_count, byte** attribute_keys, nuint attribute_key_count);
 
     /// <summary>
     /// Stores in <c>*index</c> the key index of <c>key</c> (NUL-terminated UTF-8) in the process's one
@@ -407,8 +388,8 @@ internal static unsafe partial class NativeMethods
     /// Safety:
     /// <c>key</c> is NULL or NUL-terminated; <c>index</c> is NULL or writable.
     /// </remarks>
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial OtelProcessCtxStatus otel_process_ctx_declare_key(byte* key, byte* index);
+    [LibraryImport(LibraryName)]
+    internal static partial OtelThreadCtxStatus otel_process_ctx_declare_key(byte* key, byte* index);
 
     /// <summary>
     /// Chooses the <c>threadlocal.schema_version</c> the process writes: <c>tlsdesc_v1_dev</c> by default (the
@@ -421,40 +402,13 @@ internal static unsafe partial class NativeMethods
     /// Safety:
     /// <c>version</c> is NULL or NUL-terminated.
     /// </remarks>
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial OtelProcessCtxStatus otel_process_ctx_set_schema_version(byte* version);
+    [LibraryImport(LibraryName)]
+    internal static partial OtelThreadCtxStatus otel_process_ctx_set_schema_version(byte* version);
 
     /// <summary>
     /// Removes the published context (its mapping is unmapped). <c>NOT_PUBLISHED</c> if this process
     /// has none.
     /// </summary>
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial OtelProcessCtxStatus otel_process_ctx_unpublish();
-
-    /// <summary>
-    /// Publishes this process's context with typed <c>resource</c> attributes (strings, booleans,
-    /// int64s, doubles, flat arrays) exactly as given (no SDK defaults: an SDK can publish the
-    /// Resource its exporters send), the caller's own context <c>attributes</c> (OTEP 4719
-    /// <c>ProcessContext.attributes</c>; distinct, non-empty keys, none <c>threadlocal.*</c>) and the key map.
-    /// Errors as <c>otel_process_ctx_publish</c>, plus <c>INVALID_VALUE</c> (unknown kind, nested array) and
-    /// <c>INVALID_CONTEXT_ATTRIBUTE</c>.
-    /// </summary>
-    /// <remarks>
-    /// Safety:
-    /// As for <c>otel_process_ctx_publish</c>; a STRING value's <c>pointer</c> is NULL with <c>length</c> 0 or has
-    /// <c>length</c> readable bytes, an ARRAY's <c>length</c> readable <c>OtelProcessCtxValue</c>s.
-    /// </remarks>
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial OtelProcessCtxStatus otel_process_ctx_publish_typed(OtelProcessCtxKeyValue* resource, nuint resource_count, OtelProcessCtxKeyValue* attributes, nuint attribute_count, byte** attribute_keys, nuint attribute_key_count);
-
-    /// <summary>
-    /// Replaces the published context with typed values: the rules of <c>otel_process_ctx_update</c>,
-    /// the payload of <c>otel_process_ctx_publish_typed</c>.
-    /// </summary>
-    /// <remarks>
-    /// Safety:
-    /// As for <c>otel_process_ctx_publish_typed</c>.
-    /// </remarks>
-    [LibraryImport(LibraryName, SetLastError = true)]
-    internal static partial OtelProcessCtxStatus otel_process_ctx_update_typed(OtelProcessCtxKeyValue* resource, nuint resource_count, OtelProcessCtxKeyValue* attributes, nuint attribute_count, byte** attribute_keys, nuint attribute_key_count);
+    [LibraryImport(LibraryName)]
+    internal static partial OtelThreadCtxStatus otel_process_ctx_unpublish();
 }

@@ -21,7 +21,7 @@ public sealed class ProcessContextOptions
     public string? ServiceVersion { get; init; }
 
     /// <summary>Further resource attributes, after the ones above; a key they also set must carry
-    /// the same value. Text must be well-formed UTF-16 without NUL characters.</summary>
+    /// the same value. Text must be well-formed UTF-16, keys without NUL characters.</summary>
     public IReadOnlyDictionary<string, string>? ResourceAttributes { get; init; }
 
     /// <summary>Process-context attributes beside the resource (for example <c>otel.instrumentations</c>):
@@ -32,12 +32,13 @@ public sealed class ProcessContextOptions
     internal List<KeyValuePair<string, object>>? ExactResource { get; private init; }
 
     /// <summary>
-    /// Options that publish exactly <paramref name="resourceAttributes"/> (checked and copied here;
-    /// with a <c>service.name</c> string), in order and typed, adding nothing: the very resource an
-    /// OpenTelemetry SDK exports; <paramref name="contextAttributes"/> as <see cref="ContextAttributes"/>.
+    /// Options that publish <paramref name="resourceAttributes"/> (copied here; with a <c>service.name</c>
+    /// string), in order and typed: the very resource an OpenTelemetry SDK exports, to which the native
+    /// library adds only a missing <c>telemetry.sdk.name</c> or <c>version</c>; <paramref name="contextAttributes"/>
+    /// as <see cref="ContextAttributes"/>.
     /// </summary>
-    /// <exception cref="ArgumentException">An attribute is invalid (the message names it) or there
-    /// is no <c>service.name</c> string.</exception>
+    /// <exception cref="ArgumentException">A value has a type the process context cannot carry (the message
+    /// names it) or there is no <c>service.name</c> string; the keys are checked when published.</exception>
     public static ProcessContextOptions FromResource(
         IEnumerable<KeyValuePair<string, object>> resourceAttributes,
         IReadOnlyDictionary<string, object>? contextAttributes = null)

@@ -34,38 +34,15 @@ internal static unsafe class ProcessContextValues
         }
     }
 
-    /// <summary>Typed attributes, checked and copied: keys not empty, given once, valid text, not starting
-    /// with <paramref name="reservedPrefix"/>; values as <see cref="Normalize"/> makes them.</summary>
+    /// <summary>Typed attributes, copied, their text checked and their values as <see cref="Normalize"/> makes
+    /// them; the keys' rules (not empty, given once, ...) are the native library's.</summary>
     internal static List<KeyValuePair<string, object>> CheckAttributes(
-        IEnumerable<KeyValuePair<string, object>> given, string what, string paramName, string? reservedPrefix = null)
-    {
-        var list = new List<KeyValuePair<string, object>>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (KeyValuePair<string, object> kv in given)
+        IEnumerable<KeyValuePair<string, object>> given, string what, string paramName) => given.Select(kv =>
         {
-            if (string.IsNullOrEmpty(kv.Key))
-            {
-                throw new ArgumentException($"{what} has an empty key.", paramName);
-            }
-
             string item = $"{what}[\"{kv.Key}\"]";
-            if (reservedPrefix is not null && kv.Key.StartsWith(reservedPrefix, StringComparison.Ordinal))
-            {
-                throw new ArgumentException(
-                    $"{item}: keys starting with \"{reservedPrefix}\" are written by the library itself.", paramName);
-            }
-
-            CheckText(kv.Key, item + " (the key)", paramName);
-            if (!seen.Add(kv.Key))
-            {
-                throw new ArgumentException($"{item} is given twice.", paramName);
-            }
-
-            list.Add(new(kv.Key, Normalize(kv.Value, item, paramName)));
-        }
-
-        return list;
-    }
+            CheckText(kv.Key ?? throw new ArgumentException($"{what} has a null key.", paramName), item + " (the key)", paramName);
+            return new KeyValuePair<string, object>(kv.Key, Normalize(kv.Value, item, paramName));
+        }).ToList();
 
     /// <summary>The value as the payload carries it: string, bool, long (every integer type that fits),
     /// double (and float), or an <c>object?[]</c> of those (null elements become empty values).</summary>
@@ -104,14 +81,39 @@ internal static unsafe class ProcessContextValues
         }
     }
 
-    /// <summary>Calls <c>otel_process_ctx_publish_typed</c> (or <c>_update_typed</c>) with the native structs,
-    /// pinned for the call only (the library copies what it keeps); <paramref name="errno"/> is the OS error.</summary>
-    internal static OtelProcessCtxStatus Call(
-        bool update,
-        List<KeyValuePair<string, object>> resource,
-        List<KeyValuePair<string, object>> attributes,
-        List<string> keys,
-        out int errno)
+    /// <summary><paramref name="text"/> as NUL-terminated UTF-8.</summary>
+    private static byte[] Utf8z(string text)
+    {
+        byte[] bytes = new byte[s_strictUtf8.GetByteCount(text) + 1];
+        s_strictUtf8.GetBytes(text, bytes);
+        return bytes;
+    }
+
+    /// <summary>Calls <c>otel_process_ctx_declare_key</c>.</summary>
+    internal static OtelThreadCtxStatus DeclareKey(string name, out byte index)
+    {
+        index = 0;
+        fixed (byte* k = Utf8z(name))
+        fixed (byte* i = &index)
+        {
+            return NativeMethods.otel_process_ctx_declare_key(k, i);
+        }
+    }
+
+    /// <summary>Calls <c>otel_process_ctx_set_schema_version</c>.</summary>
+    internal static OtelThreadCtxStatus SetSchemaVersion(string version)
+    {
+        fixed (byte* v = Utf8z(version))
+        {
+            return NativeMethods.otel_process_ctx_set_schema_version(v);
+        }
+    }
+
+    /// <summary>Calls <c>otel_process_ctx_publish</c> with the native structs and an empty key map (which keeps
+    /// the process's, holding the declared keys), pinned for the call only (the library copies what it keeps);
+    /// <paramref name="errno"/> is the OS error.</summary>
+    internal static OtelThreadCtxStatus Publish(
+        List<KeyValuePair<string, object>> resource, List<KeyValuePair<string, object>> attributes, out int errno)
     {
         var pins = new List<GCHandle>();
         try
@@ -123,17 +125,10 @@ internal static unsafe class ProcessContextValues
                 return (void*)pin.AddrOfPinnedObject();
             }
 
-            byte* Text(string s, bool nul)
-            {
-                byte[] bytes = new byte[s_strictUtf8.GetByteCount(s) + (nul ? 1 : 0)];
-                s_strictUtf8.GetBytes(s, bytes);
-                return (byte*)Pin(bytes);
-            }
-
             OtelProcessCtxValue Value(object? v) => v switch
             {
                 null => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_EMPTY },
-                string s => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_STRING, Pointer = Text(s, nul: false), Length = (nuint)s_strictUtf8.GetByteCount(s) },
+                string s => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_STRING, Pointer = Pin(Utf8z(s)), Length = (nuint)s_strictUtf8.GetByteCount(s) },
                 bool b => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_BOOL, IntValue = b ? 1 : 0 },
                 long l => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_INT, IntValue = l },
                 double d => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_DOUBLE, DoubleValue = d },
@@ -147,14 +142,10 @@ internal static unsafe class ProcessContextValues
             };
 
             OtelProcessCtxKeyValue* Pairs(List<KeyValuePair<string, object>> list) => (OtelProcessCtxKeyValue*)Pin(
-                list.ConvertAll(kv => new OtelProcessCtxKeyValue { Key = Text(kv.Key, nul: true), Value = Value(kv.Value) }).ToArray());
+                list.ConvertAll(kv => new OtelProcessCtxKeyValue { Key = (byte*)Pin(Utf8z(kv.Key)), Value = Value(kv.Value) }).ToArray());
 
-            OtelProcessCtxKeyValue* r = Pairs(resource);
-            OtelProcessCtxKeyValue* a = Pairs(attributes);
-            byte** k = (byte**)Pin(keys.ConvertAll(key => (nint)Text(key, nul: true)).ToArray());
-            OtelProcessCtxStatus status = update
-                ? NativeMethods.otel_process_ctx_update_typed(r, (nuint)resource.Count, a, (nuint)attributes.Count, k, (nuint)keys.Count)
-                : NativeMethods.otel_process_ctx_publish_typed(r, (nuint)resource.Count, a, (nuint)attributes.Count, k, (nuint)keys.Count);
+            OtelThreadCtxStatus status = NativeMethods.otel_process_ctx_publish(
+                Pairs(resource), (nuint)resource.Count, Pairs(attributes), (nuint)attributes.Count, null, 0);
             errno = Marshal.GetLastPInvokeError();
             return status;
         }

@@ -21,12 +21,12 @@ const MAPS_NAMES: [&str; 4] = [
     "[anon:OTEL_CTX]",
 ];
 
-/// The line of `/proc/self/maps` of a process context readers would find (a non-executable
-/// mapping under one of [`MAPS_NAMES`]) that does not start at `own`; None when there is none
-/// or the file cannot be read (then nothing can be checked).
-pub fn other_context(own: Option<usize>) -> Option<String> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    find_context(&maps, own).map(str::to_owned)
+/// Whether `/proc/self/maps` lists a process context readers would find (a non-executable
+/// mapping under one of [`MAPS_NAMES`]) that does not start at `own`; false when the file
+/// cannot be read (then nothing can be checked).
+pub fn other_context(own: Option<usize>) -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    find_context(&maps, own).is_some()
 }
 
 /// [`other_context`] over the text of a maps file. A line that does not parse, whatever its

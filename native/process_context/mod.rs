@@ -2,38 +2,16 @@
 //! header points at a protobuf payload describing the service and naming the thread attribute
 //! key indexes that thread records use. The C API is in [`ffi`].
 //!
-//! Fork: the mapping is not inherited (MADV_DONTFORK); a child that publishes or updates gets a
-//! fresh mapping of its own. The module's lock is held across every fork (see `fork_safe`).
+//! Fork: the mapping is not inherited (MADV_DONTFORK); a child that publishes gets a fresh
+//! mapping of its own. The module's lock is held across every fork (see `fork_safe`).
 
 pub mod ffi;
 mod mapping;
 pub mod payload;
 
-use crate::fork_safe::ForkSafeMutex;
+use crate::fork_safe::{ForkSafeMutex, Locked};
+use crate::status::OtelThreadCtxStatus as Status;
 use mapping::{boottime_ns, Mapping};
-pub use payload::PayloadError;
-
-/// Why a publish, update or unpublish did nothing.
-#[derive(Debug)]
-pub enum ProcessCtxError {
-    /// The payload or key map breaks a rule; see [`PayloadError`].
-    Payload(PayloadError),
-    /// This process already published a context: there is one per process; use [`update`].
-    AlreadyPublished,
-    /// This process has no published context (a forked child has none of its own yet).
-    NotPublished,
-    /// The mapping could not be made, or named (readers need the name): the OS error.
-    Mapping(std::io::Error),
-    /// Another OTEL_CTX mapping is in this process (another library published a context, and
-    /// there is one per process): its line of `/proc/self/maps`. Nothing was mapped.
-    OtherContextPublished(String),
-}
-
-impl From<PayloadError> for ProcessCtxError {
-    fn from(e: PayloadError) -> Self {
-        Self::Payload(e)
-    }
-}
 
 /// What this process has published.
 pub(crate) struct Published {
@@ -70,19 +48,33 @@ pub(crate) static STATE: ForkSafeMutex<State> = ForkSafeMutex::new(State {
     schema_version: None,
 });
 
+impl Locked for State {
+    fn mutex() -> &'static ForkSafeMutex<Self> {
+        &STATE
+    }
+
+    /// What the parent published is the parent's (decided here, not by comparing pids, which a
+    /// child in a new PID namespace can share with its parent).
+    fn in_child(&mut self) {
+        if let Some(p) = &mut self.published {
+            p.inherited = true;
+        }
+    }
+}
+
 impl State {
     /// The schema version name to write.
     fn schema(&mut self) -> &str {
         self.schema_version.get_or_insert_with(payload::schema_version_from_env)
     }
 
-    /// Encodes the published payload again with `key_map` and `schema` and publishes it, if
-    /// this process has published one; the state changes only if that succeeds.
-    fn republish(&mut self, key_map: &[String], schema: &str) -> Result<(), ProcessCtxError> {
+    /// Takes `key_map` and `schema`, and publishes the context again with them if this process
+    /// has published one; nothing changes on error.
+    fn republish(&mut self, key_map: Vec<String>, schema: String) -> Result<(), Status> {
         if let Some(p) = self.published.as_mut().filter(|p| p.own()) {
-            let bytes = payload::encode(&p.resource, &p.attributes, key_map, schema)?;
-            let _ = p.set(bytes);
+            let _ = p.set(payload::encode(&p.resource, &p.attributes, &key_map, &schema)?);
         }
+        (self.key_map, self.schema_version) = (key_map, Some(schema));
         Ok(())
     }
 }
@@ -108,10 +100,16 @@ impl Published {
     }
 }
 
-fn publish_fresh(payload: Vec<u8>, prefer_memfd: bool) -> Result<Published, ProcessCtxError> {
-    let mapping = Mapping::create(prefer_memfd).map_err(ProcessCtxError::Mapping)?;
+/// A fresh mapping publishing `payload`; `MAPPING_FAILED`, with `errno` set, if it cannot be made
+/// or found by readers.
+fn publish_fresh(payload: Vec<u8>, prefer_memfd: bool) -> Result<Published, Status> {
+    let failed = |e: std::io::Error| {
+        // Safety: the C library's errno location is valid for the calling thread.
+        unsafe { *libc::__errno_location() = e.raw_os_error().unwrap_or(libc::EIO) };
+        Status::MappingFailed
+    };
     let mut p = Published {
-        mapping,
+        mapping: Mapping::create(prefer_memfd).map_err(failed)?,
         payload: Box::default(),
         resource: Vec::new(),
         attributes: Vec::new(),
@@ -121,7 +119,7 @@ fn publish_fresh(payload: Vec<u8>, prefer_memfd: bool) -> Result<Published, Proc
     };
     match p.set(payload) {
         // Neither a memfd name nor a VMA name: no reader could find it.
-        Err(e) if !p.mapping.memfd => Err(ProcessCtxError::Mapping(e)),
+        Err(e) if !p.mapping.memfd => Err(failed(e)),
         _ => Ok(p),
     }
 }
@@ -132,47 +130,24 @@ fn next_timestamp(last: u64) -> u64 {
     boottime_ns().max(last.saturating_add(1))
 }
 
-/// Publishes this process's context: string `resource` attributes (`service.name`, ...; SDK name
-/// and version default to this library's) and the thread attribute `key_map` (position = key
-/// index), merged into the process's key map as [`payload::merge_key_maps`] says. Refused with
-/// [`ProcessCtxError::AlreadyPublished`] if this process already has one, and with
-/// [`ProcessCtxError::OtherContextPublished`] if another library's OTEL_CTX mapping is in the
-/// process (one process context per process).
-pub fn publish<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
-    resource: &[(K, V)],
-    key_map: &[S],
-) -> Result<(), ProcessCtxError> {
-    store(payload::string_resource(resource), Vec::new(), key_map, false)
-}
-
-/// Replaces the published payload; the key map merges as for [`publish`]. On any error the
-/// published context is untouched. In a forked child this publishes a fresh mapping of the
+/// Publishes this process's context, or replaces the one it published (readers see the old or
+/// the new one, never a mix): the `resource` attributes (`telemetry.sdk.name` and `version`
+/// default to this library's, see [`payload::with_sdk_defaults`]), the caller's own context
+/// `attributes`, and the thread attribute `key_map` (position = key index), merged into the
+/// process's key map as [`payload::merge_key_maps`] says. On error nothing changes.
+/// `OTHER_CONTEXT_PUBLISHED` if another library's OTEL_CTX mapping is in the process (one
+/// process context per process). In a forked child this publishes a fresh mapping of the
 /// child's own, the key map still the parent's (the child's thread records came from it).
-pub fn update<K: AsRef<str>, V: AsRef<str>, S: AsRef<str>>(
-    resource: &[(K, V)],
-    key_map: &[S],
-) -> Result<(), ProcessCtxError> {
-    store(payload::string_resource(resource), Vec::new(), key_map, true)
-}
-
-/// Publishes (or, with `update`, replaces under the rules of [`update`]) a payload of `resource`
-/// and context `attributes`.
-pub(crate) fn store<S: AsRef<str>>(
-    resource: Vec<payload::KeyValue>,
+pub fn publish<S: AsRef<str>>(
+    mut resource: Vec<payload::KeyValue>,
     attributes: Vec<payload::KeyValue>,
     key_map: &[S],
-    update: bool,
-) -> Result<(), ProcessCtxError> {
+) -> Result<(), Status> {
+    payload::with_sdk_defaults(&mut resource);
     let mut state = STATE.lock();
-    let own = state.published.as_ref().is_some_and(Published::own);
-    match state.published {
-        None if update => return Err(ProcessCtxError::NotPublished),
-        Some(_) if own && !update => return Err(ProcessCtxError::AlreadyPublished),
-        _ => {}
-    }
     let key_map = payload::merge_key_maps(&state.key_map, key_map)?;
     let bytes = payload::encode(&resource, &attributes, &key_map, state.schema())?;
-    let current = match state.published.as_mut().filter(|_| own) {
+    let current = match state.published.as_mut().filter(|p| p.own()) {
         Some(current) => {
             // Where the kernel cannot name the mapping, the memfd name already lets readers find it.
             let _ = current.set(bytes);
@@ -183,8 +158,8 @@ pub(crate) fn store<S: AsRef<str>>(
             // someone else's is there. A parent's is not someone else's: MADV_DONTFORK keeps it
             // out of the child, and where that is ignored (qemu-user) it is at its known address.
             let parents = state.published.as_ref().map(|p| p.mapping.address());
-            if let Some(line) = mapping::other_context(parents) {
-                return Err(ProcessCtxError::OtherContextPublished(line));
+            if mapping::other_context(parents) {
+                return Err(Status::OtherContextPublished);
             }
             take_own(&mut state.published);
             state.published.insert(publish_fresh(bytes, true)?)
@@ -196,46 +171,38 @@ pub(crate) fn store<S: AsRef<str>>(
 }
 
 /// The key index of `name` in the process's key map, appended if it is not there yet (and the
-/// published context, if any, published again with it). [`PayloadError`]s: an empty name, a
-/// 257th key, a payload grown too large; nothing changes then.
-pub fn declare_key(name: &str) -> Result<u8, ProcessCtxError> {
+/// published context, if any, published again with it). `EMPTY_ATTRIBUTE_KEY`,
+/// `TOO_MANY_ATTRIBUTE_KEYS` (a 257th key), `PAYLOAD_TOO_LARGE`; nothing changes then.
+pub fn declare_key(name: &str) -> Result<u8, Status> {
     let mut state = STATE.lock();
-    let index = match state.key_map.iter().position(|k| k == name) {
-        Some(i) => return Ok(i as u8),
-        None => state.key_map.len(),
-    };
-    let mut key_map = state.key_map.clone();
-    key_map.push(name.to_owned());
+    if let Some(i) = state.key_map.iter().position(|k| k == name) {
+        return Ok(i as u8);
+    }
+    let key_map = [&state.key_map[..], &[name.to_owned()]].concat();
     payload::check_key_map(&key_map)?;
     let schema = state.schema().to_owned();
-    state.republish(&key_map, &schema)?;
-    state.key_map = key_map;
-    Ok(index as u8)
+    state.republish(key_map, schema)?;
+    Ok((state.key_map.len() - 1) as u8)
 }
 
 /// Chooses the `threadlocal.schema_version` name the process writes (by default
 /// `tlsdesc_v1_dev`, or the [`payload::SCHEMA_VERSION_ENV`] environment variable), and publishes
 /// the context again with it if one is published. For readers that know the pending rename.
-pub fn set_schema_version(name: &str) -> Result<(), ProcessCtxError> {
+pub fn set_schema_version(name: &str) -> Result<(), Status> {
     payload::check_schema_version(name)?;
     let mut state = STATE.lock();
     let key_map = state.key_map.clone();
-    state.republish(&key_map, name)?;
-    state.schema_version = Some(name.to_owned());
-    Ok(())
+    state.republish(key_map, name.to_owned())
 }
 
-/// Forgets the key map and the schema version choice while nothing is published, so tests in
-/// one binary start afresh.
+/// Unpublishes, and forgets the key map and the schema version choice, so tests in one binary
+/// start afresh.
 #[cfg(feature = "test-hooks")]
-pub(crate) fn forget_key_map() -> bool {
+pub(crate) fn forget_key_map() {
     let mut state = STATE.lock();
-    let idle = state.published.as_ref().is_none_or(|p| !p.own());
-    if idle {
-        state.key_map.clear();
-        state.schema_version = None;
-    }
-    idle
+    take_own(&mut state.published);
+    state.key_map.clear();
+    state.schema_version = None;
 }
 
 /// Takes what this process published, abandoning (not unmapping) what a parent published.
@@ -251,19 +218,11 @@ fn take_own(slot: &mut Option<Published>) -> Option<Published> {
 }
 
 /// Removes the context: marks it unpublished for a reader mid-copy, then unmaps it. The key
-/// map stays. [`ProcessCtxError::NotPublished`] if this process has none.
-pub fn unpublish() -> Result<(), ProcessCtxError> {
+/// map stays. `NOT_PUBLISHED` if this process has none.
+pub fn unpublish() -> Result<(), Status> {
     take_own(&mut STATE.lock().published)
         .map(drop)
-        .ok_or(ProcessCtxError::NotPublished)
-}
-
-/// Marks what the parent published as inherited, in a forked child (fork_safe's child handler,
-/// with the lock held).
-pub(crate) fn forked(state: &mut State) {
-    if let Some(p) = &mut state.published {
-        p.inherited = true;
-    }
+        .ok_or(Status::NotPublished)
 }
 
 /// Looks at what this process published, if anything (for diagnostics and tests).
@@ -303,7 +262,8 @@ mod tests {
         let published = publish_fresh(payload.clone(), false);
         let p = match published {
             Ok(p) => p,
-            Err(ProcessCtxError::Mapping(e)) => {
+            Err(Status::MappingFailed) => {
+                let e = std::io::Error::last_os_error();
                 assert!(!naming_works, "naming works, yet publishing failed: {e}");
                 return;
             }

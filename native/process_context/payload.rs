@@ -2,6 +2,7 @@
 //! common and resource messages, declared with prost's derive from the spec's field numbers, so
 //! the build needs no protoc), and the rules a publisher keeps for the thread attribute key map.
 
+use crate::status::OtelThreadCtxStatus as Status;
 use prost::Message;
 use std::collections::BTreeSet;
 
@@ -20,7 +21,7 @@ pub const SCHEMA_VERSION_ENV: &str = "OTEL_THREAD_CTX_SCHEMA_VERSION";
 const MAX_SCHEMA_VERSION_LEN: usize = 64;
 /// `ProcessContext.attributes` key whose array value names each thread attribute key index.
 const KEY_MAP_KEY: &str = "threadlocal.attribute_key_map";
-/// Resource attributes this library fills in when a string-only caller gives none.
+/// Resource attributes this library fills in where the caller gives none.
 const SDK_DEFAULTS: [(&str, &str); 2] = [
     ("telemetry.sdk.name", "otel-thread-ctx"),
     ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
@@ -83,30 +84,6 @@ pub struct ArrayValue {
     pub values: Vec<AnyValue>,
 }
 
-/// Why a payload was refused. Nothing published is changed when one is returned.
-#[derive(Debug, PartialEq, Eq, Clone)]
-pub enum PayloadError {
-    /// A resource attribute has an empty key.
-    EmptyResourceKey,
-    /// Two resource attributes have the same key.
-    DuplicateResourceKey(String),
-    /// An entry of the attribute key map is empty (index given).
-    EmptyAttributeKey(usize),
-    /// The attribute key map names the same key at two indexes (the later index given).
-    DuplicateAttributeKey(usize),
-    /// The attribute key map has more than 256 entries.
-    TooManyAttributeKeys(usize),
-    /// A key map names an index differently from the process's key map (the index given).
-    KeyMapChanged(usize),
-    /// The encoded payload is larger than readers accept (its size given).
-    TooLarge(usize),
-    /// A process-context attribute has an empty key, repeats a key, or uses the `threadlocal.`
-    /// prefix this library writes itself.
-    InvalidContextAttribute(String),
-    /// A schema version name is empty, longer than 64 bytes, or not printable ASCII.
-    InvalidSchemaVersion,
-}
-
 /// An attribute.
 pub fn kv(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
@@ -119,46 +96,45 @@ fn string(s: &str) -> any_value::Value {
     any_value::Value::StringValue(s.to_owned())
 }
 
-/// String resource attributes, plus this library's SDK name and version where not given.
-pub fn string_resource<K: AsRef<str>, V: AsRef<str>>(resource: &[(K, V)]) -> Vec<KeyValue> {
-    let mut attrs: Vec<KeyValue> = resource
-        .iter()
-        .map(|(k, v)| kv(k.as_ref(), string(v.as_ref())))
-        .collect();
+/// Appends this library's `telemetry.sdk.name` and `telemetry.sdk.version` where `resource` has
+/// no such key (the one place these defaults live; a caller names its language itself).
+pub fn with_sdk_defaults(resource: &mut Vec<KeyValue>) {
     for (key, default) in SDK_DEFAULTS {
-        if !resource.iter().any(|(k, _)| k.as_ref() == key) {
-            attrs.push(kv(key, string(default)));
+        if !resource.iter().any(|kv| kv.key == key) {
+            resource.push(kv(key, string(default)));
         }
     }
-    attrs
 }
 
 /// Checks the rules that hold for any key map on its own: count, empty and duplicate keys.
-pub fn check_key_map<S: AsRef<str>>(keys: &[S]) -> Result<(), PayloadError> {
+pub fn check_key_map<S: AsRef<str>>(keys: &[S]) -> Result<(), Status> {
     if keys.len() > OTEL_PROCESS_CTX_MAX_ATTRIBUTE_KEYS {
-        return Err(PayloadError::TooManyAttributeKeys(keys.len()));
+        return Err(Status::TooManyAttributeKeys);
     }
-    match first_bad_key(keys.iter().map(AsRef::as_ref)) {
-        Some((i, true)) => Err(PayloadError::EmptyAttributeKey(i)),
-        Some((i, false)) => Err(PayloadError::DuplicateAttributeKey(i)),
-        None => Ok(()),
-    }
+    bad_key(
+        keys.iter().map(AsRef::as_ref),
+        Status::EmptyAttributeKey,
+        Status::DuplicateAttributeKey,
+    )
 }
 
-/// The first key that is empty (`true`) or repeated (`false`), by index.
-fn first_bad_key<'a>(keys: impl Iterator<Item = &'a str>) -> Option<(usize, bool)> {
+/// `empty` if a key is empty, `repeated` if one is given twice (whichever comes first).
+fn bad_key<'a>(mut keys: impl Iterator<Item = &'a str>, empty: Status, repeated: Status) -> Result<(), Status> {
     let mut seen = BTreeSet::new();
-    let mut bad = keys.enumerate().filter(|&(_, k)| k.is_empty() || !seen.insert(k));
-    bad.next().map(|(i, k)| (i, k.is_empty()))
+    match keys.find(|k| k.is_empty() || !seen.insert(*k)) {
+        Some("") => Err(empty),
+        Some(_) => Err(repeated),
+        None => Ok(()),
+    }
 }
 
 /// The process's one key map after `given` is published over `held`: the longer of the two,
 /// which must agree wherever both name an index (records already written name attributes by
 /// index, so an index never changes meaning; appending is allowed, and so is giving fewer keys).
-pub fn merge_key_maps<S: AsRef<str>>(held: &[String], given: &[S]) -> Result<Vec<String>, PayloadError> {
+pub fn merge_key_maps<S: AsRef<str>>(held: &[String], given: &[S]) -> Result<Vec<String>, Status> {
     check_key_map(given)?;
-    if let Some(i) = held.iter().zip(given).position(|(h, g)| h != g.as_ref()) {
-        return Err(PayloadError::KeyMapChanged(i));
+    if held.iter().zip(given).any(|(h, g)| h != g.as_ref()) {
+        return Err(Status::KeyMapChanged);
     }
     Ok(match given.len() > held.len() {
         true => given.iter().map(|k| k.as_ref().to_owned()).collect(),
@@ -168,11 +144,11 @@ pub fn merge_key_maps<S: AsRef<str>>(held: &[String], given: &[S]) -> Result<Vec
 
 /// Checks a schema version name: 1 to 64 printable ASCII characters (readers compare it with
 /// names they know; anything else could only be a mistake, or an attack on a terminal).
-pub fn check_schema_version(name: &str) -> Result<(), PayloadError> {
+pub fn check_schema_version(name: &str) -> Result<(), Status> {
     let printable = name.bytes().all(|b| b.is_ascii_graphic());
     match (1..=MAX_SCHEMA_VERSION_LEN).contains(&name.len()) && printable {
         true => Ok(()),
-        false => Err(PayloadError::InvalidSchemaVersion),
+        false => Err(Status::InvalidSchemaVersion),
     }
 }
 
@@ -188,26 +164,19 @@ pub fn schema_version_from_env() -> String {
 /// `threadlocal.*` entries (`schema` names the record layout) then the caller's own context
 /// `attributes`, and the key map. Checks every rule that does not depend on what is already
 /// published.
-pub fn encode<S: AsRef<str>>(
-    resource: &[KeyValue],
-    attributes: &[KeyValue],
+pub fn encode<'a, S: AsRef<str>>(
+    resource: &'a [KeyValue],
+    attributes: &'a [KeyValue],
     key_map: &[S],
     schema: &str,
-) -> Result<Vec<u8>, PayloadError> {
+) -> Result<Vec<u8>, Status> {
     check_key_map(key_map)?;
-    match first_bad_key(resource.iter().map(|kv| kv.key.as_str())) {
-        Some((_, true)) => return Err(PayloadError::EmptyResourceKey),
-        Some((i, false)) => return Err(PayloadError::DuplicateResourceKey(resource[i].key.clone())),
-        None => {}
-    }
-    let bad = |kv: &KeyValue, why: &str| PayloadError::InvalidContextAttribute(format!("{:?}: {why}", kv.key));
-    if let Some(kv) = attributes.iter().find(|kv| kv.key.starts_with("threadlocal.")) {
-        return Err(bad(kv, "the threadlocal. prefix is reserved for the library"));
-    }
-    match first_bad_key(attributes.iter().map(|kv| kv.key.as_str())) {
-        Some((i, true)) => return Err(bad(&attributes[i], "empty key")),
-        Some((i, false)) => return Err(bad(&attributes[i], "given twice")),
-        None => {}
+    let keys = |list: &'a [KeyValue]| list.iter().map(|kv| kv.key.as_str());
+    bad_key(keys(resource), Status::EmptyResourceKey, Status::DuplicateResourceKey)?;
+    let invalid = Status::InvalidContextAttribute;
+    bad_key(keys(attributes), invalid, invalid)?;
+    if keys(attributes).any(|k| k.starts_with("threadlocal.")) {
+        return Err(invalid);
     }
     let key_map = key_map.iter().map(|k| AnyValue {
         value: Some(string(k.as_ref())),
@@ -225,7 +194,7 @@ pub fn encode<S: AsRef<str>>(
     };
     let len = msg.encoded_len();
     if len > OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE {
-        return Err(PayloadError::TooLarge(len));
+        return Err(Status::PayloadTooLarge);
     }
     Ok(msg.encode_to_vec())
 }
@@ -234,8 +203,10 @@ pub fn encode<S: AsRef<str>>(
 mod tests {
     use super::*;
 
-    fn encode_strings<S: AsRef<str>>(resource: &[(&str, &str)], key_map: &[S]) -> Result<Vec<u8>, PayloadError> {
-        encode(&string_resource(resource), &[], key_map, DEFAULT_SCHEMA_VERSION)
+    fn encode_strings<S: AsRef<str>>(resource: &[(&str, &str)], key_map: &[S]) -> Result<Vec<u8>, Status> {
+        let mut resource: Vec<KeyValue> = resource.iter().map(|(k, v)| kv(k, string(v))).collect();
+        with_sdk_defaults(&mut resource);
+        encode(&resource, &[], key_map, DEFAULT_SCHEMA_VERSION)
     }
 
     fn string_of(v: &Option<AnyValue>) -> Option<&str> {
@@ -302,12 +273,9 @@ mod tests {
     fn key_map_rules() {
         let many: Vec<String> = (0..257).map(|i| format!("k{i}")).collect();
         assert_eq!(check_key_map(&many[..256]), Ok(()));
-        assert_eq!(check_key_map(&many), Err(PayloadError::TooManyAttributeKeys(257)));
-        assert_eq!(check_key_map(&["a", ""]), Err(PayloadError::EmptyAttributeKey(1)));
-        assert_eq!(
-            check_key_map(&["a", "b", "a"]),
-            Err(PayloadError::DuplicateAttributeKey(2))
-        );
+        assert_eq!(check_key_map(&many), Err(Status::TooManyAttributeKeys));
+        assert_eq!(check_key_map(&["a", ""]), Err(Status::EmptyAttributeKey));
+        assert_eq!(check_key_map(&["a", "b", "a"]), Err(Status::DuplicateAttributeKey));
         let held = ["a".to_owned(), "b".to_owned()];
         assert_eq!(
             merge_key_maps(&held, &["a", "b", "c"]),
@@ -315,31 +283,29 @@ mod tests {
         );
         assert_eq!(merge_key_maps(&held, &["a"]), Ok(held.to_vec()));
         assert_eq!(merge_key_maps(&held, &[] as &[&str]), Ok(held.to_vec()));
-        assert_eq!(
-            merge_key_maps(&held, &["a", "x", "c"]),
-            Err(PayloadError::KeyMapChanged(1))
-        );
-        assert_eq!(merge_key_maps(&held, &["b"]), Err(PayloadError::KeyMapChanged(0)));
+        assert_eq!(merge_key_maps(&held, &["a", "x", "c"]), Err(Status::KeyMapChanged));
+        assert_eq!(merge_key_maps(&held, &["b"]), Err(Status::KeyMapChanged));
     }
 
     #[test]
     fn resource_rules_and_size_limit() {
         assert_eq!(
             encode_strings(&[("", "v")], &[] as &[&str]),
-            Err(PayloadError::EmptyResourceKey)
+            Err(Status::EmptyResourceKey)
         );
         assert_eq!(
             encode_strings(&[("k", "1"), ("k", "2")], &[] as &[&str]),
-            Err(PayloadError::DuplicateResourceKey("k".into()))
+            Err(Status::DuplicateResourceKey)
         );
         let big = "x".repeat(OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE);
-        assert!(
-            matches!(encode_strings(&[("k", big.as_str())], &[] as &[&str]), Err(PayloadError::TooLarge(n)) if n > OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE)
+        assert_eq!(
+            encode_strings(&[("k", big.as_str())], &[] as &[&str]),
+            Err(Status::PayloadTooLarge)
         );
     }
 
     #[test]
-    fn typed_values_round_trip_exactly_without_defaults() {
+    fn typed_values_round_trip_exactly() {
         use any_value::Value as V;
         let arr = |vals: Vec<V>| {
             V::ArrayValue(ArrayValue {
@@ -367,11 +333,7 @@ mod tests {
         )];
         let bytes = encode(&resource, &extra, &["k"], DEFAULT_SCHEMA_VERSION).unwrap();
         let msg = ProcessContext::decode(bytes.as_slice()).unwrap();
-        assert_eq!(
-            msg.resource.unwrap().attributes,
-            resource,
-            "exactly as given, no SDK defaults"
-        );
+        assert_eq!(msg.resource.unwrap().attributes, resource, "exactly as given");
         assert_eq!(msg.attributes.len(), 3);
         assert_eq!(msg.attributes[0].key, SCHEMA_VERSION_KEY);
         assert_eq!(msg.attributes[1].key, KEY_MAP_KEY);
@@ -389,8 +351,9 @@ mod tests {
                 "given twice",
             ),
         ] {
-            assert!(
-                matches!(encode(&[], &attrs, &[] as &[&str], DEFAULT_SCHEMA_VERSION), Err(PayloadError::InvalidContextAttribute(m)) if m.contains(why)),
+            assert_eq!(
+                encode(&[], &attrs, &[] as &[&str], DEFAULT_SCHEMA_VERSION),
+                Err(Status::InvalidContextAttribute),
                 "{why}"
             );
         }
@@ -401,17 +364,17 @@ mod tests {
                 &[] as &[&str],
                 DEFAULT_SCHEMA_VERSION
             ),
-            Err(PayloadError::DuplicateResourceKey("d".into()))
+            Err(Status::DuplicateResourceKey)
         );
         let big = "x".repeat(OTEL_PROCESS_CTX_MAX_PAYLOAD_SIZE);
-        assert!(matches!(
+        assert_eq!(
             encode(
                 &[],
                 &[kv("big", V::StringValue(big))],
                 &[] as &[&str],
                 DEFAULT_SCHEMA_VERSION
             ),
-            Err(PayloadError::TooLarge(_))
-        ));
+            Err(Status::PayloadTooLarge)
+        );
     }
 }

@@ -91,6 +91,18 @@ fn nothing_imports_the_binary() {
     }
 }
 
+/// The library's modules (native/) too: layered, with `status` at the bottom importing nothing.
+#[test]
+fn library_modules_import_without_circles() {
+    let graph = module_graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../native"));
+    assert!(
+        graph.contains_key("ffi") && graph.contains_key("process_context"),
+        "{graph:?}"
+    );
+    assert_eq!(graph["status"], BTreeSet::new(), "status is the bottom layer");
+    assert_eq!(find_cycle(&graph), None, "{graph:#?}");
+}
+
 /// Control: the finder sees the two circles issue 21 named, as they were.
 #[test]
 fn the_cycle_finder_sees_a_circle() {
@@ -108,6 +120,15 @@ fn the_cycle_finder_sees_a_circle() {
     ]);
     assert!(find_cycle(&old).is_some());
     assert!(find_cycle(&g(&[("inspect", "ptrace"), ("ptrace", "inspect")])).is_some());
+    // The library's old circle: the lock module called into the modules that use its locks.
+    let library = g(&[
+        ("handle", "fork_safe"),
+        ("fork_safe", "process_context"),
+        ("process_context", "self_check"),
+        ("self_check", "ffi"),
+        ("ffi", "handle"),
+    ]);
+    assert!(find_cycle(&library).is_some());
     assert_eq!(
         find_cycle(&g(&[("json", "output"), ("output", "process_context")])),
         None

@@ -93,19 +93,26 @@ static void find_mapping(char *name, size_t size, uintptr_t *start) {
   fclose(maps);
 }
 
+/* A string attribute for the process context: the key, and the value's text (no NUL needed). */
+static OtelProcessCtxKeyValue text(const char *key, const char *value) {
+  OtelProcessCtxKeyValue kv = {key, {OTEL_PROCESS_CTX_VALUE_STRING, 0, 0.0, value, strlen(value)}};
+  return kv;
+}
+
 /* Publishes the process context: who this process is, and the names of the attribute key
  * indexes the threads write (KEY_NAMES[i] names index i), then prints what was published. */
 static int publish_process_context(void) {
   char instance_id[32];
   snprintf(instance_id, sizeof instance_id, "sample-%d", (int)getpid());
-  const OtelProcessCtxAttribute resource[] = {
-      {"service.name", SERVICE_NAME},
-      {"service.instance.id", instance_id},
-      {"deployment.environment.name", "example"},
+  const OtelProcessCtxKeyValue resource[] = {
+      text("service.name", SERVICE_NAME),
+      text("service.instance.id", instance_id),
+      text("deployment.environment.name", "example"),
+      text("telemetry.sdk.language", "cpp"),
   };
-  OtelProcessCtxStatus status =
-      otel_process_ctx_publish(resource, sizeof resource / sizeof resource[0], KEY_NAMES, KEY_COUNT);
-  if (status != OTEL_PROCESS_CTX_STATUS_OK) {
+  OtelThreadCtxStatus status =
+      otel_process_ctx_publish(resource, sizeof resource / sizeof resource[0], NULL, 0, KEY_NAMES, KEY_COUNT);
+  if (status != OTEL_THREAD_CTX_STATUS_OK) {
     fprintf(stderr, "otel_process_ctx_publish failed: %d\n", (int)status);
     return -1;
   }
@@ -204,7 +211,7 @@ int otel_sample_main(int argc, char **argv) {
   free(ids);
   pthread_barrier_destroy(&published);
 
-  if (otel_process_ctx_unpublish() != OTEL_PROCESS_CTX_STATUS_OK) failures++;
+  if (otel_process_ctx_unpublish() != OTEL_THREAD_CTX_STATUS_OK) failures++;
   if (failures) {
     fprintf(stderr, "%d thread(s) failed\n", failures);
     return 1;

@@ -38,7 +38,7 @@ uint64_t sampler_samples(void);
  * feature (scripts/build-musl.sh --test-hooks), which this suite links; not in the header. */
 OtelThreadCtxStatus otel_thread_ctx_read_current(struct OtelThreadCtxRecord *out);
 size_t otel_thread_ctx_live_records(void);
-OtelProcessCtxStatus otel_process_ctx_read_payload(uint8_t *buffer, size_t capacity, size_t *payload_size);
+OtelThreadCtxStatus otel_process_ctx_read_payload(uint8_t *buffer, size_t capacity, size_t *payload_size);
 
 static const char *test_name = "?";
 static const char *placement = "?";
@@ -284,14 +284,15 @@ static int test_api(void) {
 
     /* the process context, read back through the library */
     static const char *const keys[] = {"http_route", "http_method"};
-    const OtelProcessCtxAttribute resource[] = {{"service.name", "musl-suite"}};
-    CHECK(otel_process_ctx_publish(resource, 1, keys, 2) == OTEL_PROCESS_CTX_STATUS_OK);
-    CHECK(otel_process_ctx_publish(resource, 1, keys, 2) == OTEL_PROCESS_CTX_STATUS_ALREADY_PUBLISHED);
+    const OtelProcessCtxKeyValue resource[] = {
+        {"service.name", {OTEL_PROCESS_CTX_VALUE_STRING, 0, 0.0, "musl-suite", 10}}};
+    CHECK(otel_process_ctx_publish(resource, 1, NULL, 0, keys, 2) == OTEL_THREAD_CTX_STATUS_OK);
+    CHECK(otel_process_ctx_publish(resource, 1, NULL, 0, keys, 2) == OTEL_THREAD_CTX_STATUS_OK);
     static const char *const renamed[] = {"http_method"};
-    CHECK(otel_process_ctx_update(resource, 1, renamed, 1) == OTEL_PROCESS_CTX_STATUS_KEY_MAP_CHANGED);
+    CHECK(otel_process_ctx_publish(resource, 1, NULL, 0, renamed, 1) == OTEL_THREAD_CTX_STATUS_KEY_MAP_CHANGED);
     uint8_t payload[4096];
     size_t size = 0;
-    CHECK(otel_process_ctx_read_payload(payload, sizeof payload, &size) == OTEL_PROCESS_CTX_STATUS_OK);
+    CHECK(otel_process_ctx_read_payload(payload, sizeof payload, &size) == OTEL_THREAD_CTX_STATUS_OK);
     CHECK(size > 0 && memmem(payload, size, "musl-suite", 10) != NULL);
     CHECK(memmem(payload, size, "http_method", 11) != NULL);
     FILE *maps = fopen("/proc/self/maps", "r");
@@ -300,7 +301,7 @@ static int test_api(void) {
     while (maps && fgets(line, sizeof line, maps)) mapped |= strstr(line, "OTEL_CTX") != NULL;
     if (maps) fclose(maps);
     CHECK(mapped);
-    CHECK(otel_process_ctx_unpublish() == OTEL_PROCESS_CTX_STATUS_OK);
+    CHECK(otel_process_ctx_unpublish() == OTEL_THREAD_CTX_STATUS_OK);
     CHECK(strcmp(otel_thread_ctx_version(), "0.0.0") != 0 && otel_thread_ctx_version()[0] != '\0');
     printf("%s api checks, 8 threads isolated, process context published and read back\n",
            failures ? "some" : "all");

@@ -2,8 +2,8 @@
  * Test support (tests/lifecycle.rs): fork in a multi-threaded process must not hang the child.
  *
  * Two threads loop otel_thread_ctx_new / set_attribute / free (the handle registry's lock) and
- * a third loops otel_process_ctx_update (the process context's lock), while the main thread
- * forks FORKS times. Each child calls otel_thread_ctx_new and otel_process_ctx_update once and
+ * a third loops otel_process_ctx_publish (the process context's lock), while the main thread
+ * forks FORKS times. Each child calls otel_thread_ctx_new and otel_process_ctx_publish once and
  * exits 0; a child still running after TIMEOUT_MS is killed and counted as hung.
  * Prints "forks N ok N hung N failed N" and exits 0 only when every child exited 0.
  */
@@ -25,7 +25,8 @@ static atomic_int stop;
 static const uint8_t TRACE[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 static const uint8_t SPAN[8] = {1, 2, 3, 4, 5, 6, 7, 8};
 static const char *const KEYS[] = {"k0", "k1"};
-static const OtelProcessCtxAttribute RESOURCE[] = {{"service.name", "fork-stress"}};
+static const OtelProcessCtxKeyValue RESOURCE[] = {
+    {"service.name", {OTEL_PROCESS_CTX_VALUE_STRING, 0, 0.0, "fork-stress", 11}}};
 
 static void *handles(void *arg) {
   (void)arg;
@@ -41,7 +42,7 @@ static void *handles(void *arg) {
 
 static void *context(void *arg) {
   (void)arg;
-  while (!atomic_load(&stop)) otel_process_ctx_update(RESOURCE, 1, KEYS, 2);
+  while (!atomic_load(&stop)) otel_process_ctx_publish(RESOURCE, 1, NULL, 0, KEYS, 2);
   return NULL;
 }
 
@@ -52,7 +53,7 @@ static long now_ms(void) {
 }
 
 int main(void) {
-  if (otel_process_ctx_publish(RESOURCE, 1, KEYS, 2) != OTEL_PROCESS_CTX_STATUS_OK) {
+  if (otel_process_ctx_publish(RESOURCE, 1, NULL, 0, KEYS, 2) != OTEL_THREAD_CTX_STATUS_OK) {
     fprintf(stderr, "publish failed\n");
     return 2;
   }
@@ -69,7 +70,7 @@ int main(void) {
       if (otel_thread_ctx_new(&TRACE, &SPAN, 1, &h) != OTEL_THREAD_CTX_STATUS_OK ||
           otel_thread_ctx_free(h) != OTEL_THREAD_CTX_STATUS_OK)
         _exit(3);
-      if (otel_process_ctx_update(RESOURCE, 1, KEYS, 2) != OTEL_PROCESS_CTX_STATUS_OK) _exit(4);
+      if (otel_process_ctx_publish(RESOURCE, 1, NULL, 0, KEYS, 2) != OTEL_THREAD_CTX_STATUS_OK) _exit(4);
       _exit(0);
     }
     if (pid < 0) {

@@ -88,12 +88,13 @@ int main(int argc, char **argv) {
   printf("self_check %d %s\n", (int)checked, msg);
   fflush(stdout);
 
-  const OtelProcessCtxAttribute resource[] = {{"service.name", "otel-thread-ctx-static-link"}};
-  if (otel_process_ctx_publish(resource, 1, KEY_NAMES, 1) != OTEL_PROCESS_CTX_STATUS_OK) return 1;
+  const OtelProcessCtxKeyValue resource[] = {
+      {"service.name", {OTEL_PROCESS_CTX_VALUE_STRING, 0, 0.0, "otel-thread-ctx-static-link", 27}}};
+  if (otel_process_ctx_publish(resource, 1, NULL, 0, KEY_NAMES, 1) != OTEL_THREAD_CTX_STATUS_OK) return 1;
 
   pthread_t thread;
   void *failed = (void *)1;
   if (pthread_create(&thread, NULL, worker, NULL) != 0 || pthread_join(thread, &failed) != 0) return 1;
-  if (otel_process_ctx_unpublish() != OTEL_PROCESS_CTX_STATUS_OK) return 1;
+  if (otel_process_ctx_unpublish() != OTEL_THREAD_CTX_STATUS_OK) return 1;
   return failed == NULL ? 0 : 1;
 }

@@ -12,7 +12,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 
-typedef OtelProcessCtxStatus (*publish_fn)(const OtelProcessCtxAttribute *, size_t, const char *const *, size_t);
+typedef OtelThreadCtxStatus (*publish_fn)(const OtelProcessCtxKeyValue *, size_t, const OtelProcessCtxKeyValue *,
+                                          size_t, const char *const *, size_t);
 typedef OtelThreadCtxStatus (*update_fn)(const uint8_t (*)[16], const uint8_t (*)[8], uint8_t);
 typedef OtelThreadCtx *(*current_fn)(void);
 typedef OtelThreadCtxStatus (*set_attr_fn)(OtelThreadCtx *, uint8_t, const uint8_t *, size_t);
@@ -49,10 +50,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   prctl(PR_SET_NAME, "\x1b]0;T\x07M", 0, 0, 0);
-  const OtelProcessCtxAttribute resource[] = {{"service.name\x1b[5m", "svc\x1b[0m"}};
+  const OtelProcessCtxKeyValue resource[] = {
+      {"service.name\x1b[5m", {OTEL_PROCESS_CTX_VALUE_STRING, 0, 0.0, "svc\x1b[0m", 7}}};
   const char *const keys[] = {"route\x1b[2J", "line\nbreak\r", "c1\xc2\x9bx"};
   publish_fn publish = (publish_fn)dlsym(lib, "otel_process_ctx_publish");
-  if (publish(resource, 1, keys, 3) != OTEL_PROCESS_CTX_STATUS_OK) return 1;
+  if (publish(resource, 1, NULL, 0, keys, 3) != OTEL_THREAD_CTX_STATUS_OK) return 1;
   pthread_t t;
   pthread_create(&t, NULL, worker, NULL);
   pthread_mutex_lock(&lock);

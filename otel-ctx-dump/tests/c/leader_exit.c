@@ -26,9 +26,10 @@ static void *worker(void *arg) {
 }
 
 int main(void) {
-  const OtelProcessCtxAttribute resource[] = {{"service.name", "leader-exit"}};
+  const OtelProcessCtxKeyValue resource[] = {
+      {"service.name", {OTEL_PROCESS_CTX_VALUE_STRING, 0, 0.0, "leader-exit", 11}}};
   const char *const keys[] = {"k"};
-  if (otel_process_ctx_publish(resource, 1, keys, 1) != OTEL_PROCESS_CTX_STATUS_OK) return 1;
+  if (otel_process_ctx_publish(resource, 1, NULL, 0, keys, 1) != OTEL_THREAD_CTX_STATUS_OK) return 1;
   pthread_t t;
   pthread_create(&t, NULL, worker, NULL);
   pthread_exit(NULL);

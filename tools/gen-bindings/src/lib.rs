@@ -9,8 +9,8 @@
 //!
 //! Mapping: integers to C# keyword types (`usize` to `nuint`, `c_char` to `byte`), a pointer to an
 //! array to a pointer to its element, a pointer to a struct with private fields (a handle) to
-//! `nint`, field names to `PascalCase`, array fields to `fixed` buffers. A function returning an
-//! enum one of whose values is documented with `errno` gets `SetLastError = true`. Nothing here
+//! `nint`, field names to `PascalCase`, array fields to `fixed` buffers. A function whose
+//! documentation names `errno` gets `SetLastError = true`. Nothing here
 //! names an item of this project: the API is whatever the source declares.
 
 use std::collections::{BTreeSet, HashMap};
@@ -84,8 +84,8 @@ impl VisitMut for Aliases {
     }
 }
 
-/// A function with its C# return type and declaration.
-type Declared<'a> = (&'a ItemFn, String, String);
+/// A function with its C# declaration.
+type Declared<'a> = (&'a ItemFn, String);
 
 /// The C API of one crate, as read from its source.
 #[derive(Default)]
@@ -345,8 +345,8 @@ impl Api {
         ))
     }
 
-    /// The functions of `gate`, one per name, in source order, as C# declares them with their
-    /// return types; and the enums and structs they name.
+    /// The functions of `gate`, one per name, in source order, as C# declares them; and the enums
+    /// and structs they name.
     fn functions(&self, gate: Gate) -> Result<(Vec<Declared<'_>>, BTreeSet<String>), String> {
         let (mut out, mut named) = (Vec::<Declared>::new(), BTreeSet::new());
         for (_, item) in self.items.iter().filter(|(g, _)| *g == gate) {
@@ -371,10 +371,10 @@ impl Api {
                 params.push(format!("{ty} {}", identifier(&param)));
             }
             let decl = format!("internal static partial {ret} {name}({});", params.join(", "));
-            match out.iter().find(|(same, ..)| same.sig.ident == *name) {
-                Some((.., d)) if *d != decl => return Err(format!("{name}: defined twice with different signatures")),
+            match out.iter().find(|(same, _)| same.sig.ident == *name) {
+                Some((_, d)) if *d != decl => return Err(format!("{name}: defined twice with different signatures")),
                 Some(_) => {}
-                None => out.push((f, ret, decl)),
+                None => out.push((f, decl)),
             }
         }
         Ok((out, named))
@@ -393,15 +393,8 @@ impl Api {
         o.push_str("// Regenerate with scripts/gen-header.sh, which CI runs with --check.\n\n");
         let namespace = target.namespace;
         let _ = writeln!(o, "using System.Runtime.InteropServices;\n\nnamespace {namespace};\n");
-        // A call returning an enum with a value documented as saying why through `errno` sets
-        // SetLastError, so that callers read the error with Marshal.GetLastPInvokeError.
-        let mut errno = BTreeSet::new();
         for (_, item) in &self.items {
             let Item::Enum(e) = item else { continue };
-            let says = |v: &syn::Variant| docs(&v.attrs).iter().any(|l| l.contains("`errno`"));
-            if e.variants.iter().any(says) {
-                errno.insert(e.ident.to_string());
-            }
             if types.contains(&e.ident.to_string()) {
                 self.write_enum(&mut o, e)?;
             }
@@ -434,12 +427,11 @@ impl Api {
                 _ => {}
             }
         }
-        for (f, ret, decl) in functions {
-            let errno = if errno.contains(&ret) {
-                ", SetLastError = true"
-            } else {
-                ""
-            };
+        for (f, decl) in functions {
+            // A call whose documentation says it reports through `errno` sets SetLastError, so that
+            // callers read the error with Marshal.GetLastPInvokeError.
+            let reports = docs(&f.attrs).iter().any(|l| l.contains("`errno`"));
+            let errno = if reports { ", SetLastError = true" } else { "" };
             let import = format!("[LibraryImport({}{errno})]\n    {decl}", target.library);
             members.push((&f.attrs, import));
         }

@@ -70,7 +70,7 @@ pub struct Unused {
     pub x: u8,
 }
 
-/// Makes a pair.
+/// Makes a pair; `errno` says why it failed.
 ///
 /// # Safety
 /// `out` is writable.
@@ -207,7 +207,7 @@ fn test_hooks_go_to_their_own_file_once() {
 #[test]
 fn safety_sections_become_remarks() {
     let out = render(&sample(), Gate::Shipped);
-    let expected = "    /// <summary>Makes a pair.</summary>\n    /// <remarks>\n    /// Safety:\n    \
+    let expected = "    /// <summary>Makes a pair; <c>errno</c> says why it failed.</summary>\n    /// <remarks>\n    /// Safety:\n    \
                     /// <c>out</c> is writable.\n    /// </remarks>\n";
     assert!(out.contains(expected), "{out}");
 }
