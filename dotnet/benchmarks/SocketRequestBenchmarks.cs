@@ -6,6 +6,7 @@ using System.IO;
 using System.Linq;
 using System.Net;
 using System.Net.Http;
+using System.Runtime.InteropServices;
 using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.AspNetCore.Builder;
@@ -111,8 +112,14 @@ public static class SocketRequestBenchmarks
     {
         const string Name = "OtelThreadContext.Benchmarks.SocketRequestBenchmarks";
         var csv = new List<string> { "Method,Rounds,Requests,Mean [ns],StdDev [ns],Median [ns],Ratio,Ratio min,Ratio max,Allocated [B],Alloc Ratio" };
+        // BenchmarkDotNet's GitHub export: the environment in a code block, then the table.
         var md = new List<string>
         {
+            "```",
+            $"{RuntimeInformation.FrameworkDescription}, {RuntimeInformation.OSDescription}, {Environment.ProcessorCount} CPUs",
+            $"Kestrel on 127.0.0.1, {Clients} keep-alive HttpClient connections; {rounds} rounds, services in rotating order; Ratio: median of per-round ratios to Off",
+            "```",
+            "",
             "| Method | Rounds | Requests | Mean | StdDev | Median | Ratio | Ratio min | Ratio max | Allocated | Alloc Ratio |",
             "|------- |-------:|---------:|-----:|-------:|-------:|------:|----------:|----------:|----------:|------------:|",
         };
