@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark in one go (README, Performance), BenchmarkDotNet (dotnet/benchmarks) and the
 # native harness (bench/), and writes docs/benchmarks.md from the results (scripts/bench-report.py).
-#   ./scripts/bench.sh            full run (about 9 minutes); rewrites docs/benchmarks.md
+#   ./scripts/bench.sh            full run (about 8 minutes); rewrites docs/benchmarks.md
 #   ./scripts/bench.sh --smoke    every benchmark once; the report, rendered to prove it can be,
 #                                 goes to results/ only
 # Builds and results go to target/bench-dotnet/<full|smoke>/ (a private folder: this never races a

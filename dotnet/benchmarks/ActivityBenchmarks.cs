@@ -1,7 +1,5 @@
 using System;
-using System.Collections.Generic;
 using System.Diagnostics;
-using System.Globalization;
 using System.Threading;
 using System.Threading.Tasks;
 using BenchmarkDotNet.Attributes;
@@ -29,21 +27,13 @@ public class ActivityBenchmarks
 
     private static readonly ActivitySource Source = new(SourceName);
 
-    /// <summary>What ASP.NET Core instrumentation puts on a server span, the route last.</summary>
-    private static readonly KeyValuePair<string, object?>[] ServerTags =
-    [
-        new("server.address", "localhost"), new("server.port", 5000), new("http.request.method", "GET"),
-        new("url.scheme", "http"), new("url.path", "/orders/7"), new("network.protocol.version", "1.1"),
-        new("user_agent.original", "bench"), new("http.route", "/orders/{id:int}"),
-    ];
-
     private readonly Task[] _flows = new Task[ConcurrentFlows];
     private ActivityListener? _listener;
     private IDisposable? _tracking;
     private EventHandler<ActivityChangedEventArgs>? _keepLocalInStep;
 
     /// <summary>Listens to the benchmark's source (so spans are created), tracking off.</summary>
-    [GlobalSetup(Targets = [nameof(ActivityStartStop), nameof(ActivityStartStopTags), nameof(AsyncFlow)])]
+    [GlobalSetup(Targets = [nameof(ActivityStartStop), nameof(AsyncFlow)])]
     public void SetupUntracked() => Listen();
 
     /// <summary>Listens to the benchmark's source and turns tracking on.</summary>
@@ -54,16 +44,6 @@ public class ActivityBenchmarks
 
         // Also the first write on this thread: the record is attached here, not in a measurement.
         _tracking = ActivityThreadContext.Enable();
-    }
-
-    /// <summary>Listens and turns tracking on with one attribute, the <c>http.route</c> tag, as
-    /// <c>AddThreadContext(o =&gt; o.ActivityTags.Add("http.route"))</c> configures it.</summary>
-    [GlobalSetup(Target = nameof(ActivityStartStopTrackedAttribute))]
-    public void SetupTrackedAttribute()
-    {
-        Listen();
-        _tracking = ActivityThreadContext.Enable(new ActivityThreadContextOptions().AddAttribute(
-            3, a => a.GetTagItem("http.route") is { } v ? Convert.ToString(v, CultureInfo.InvariantCulture) : null));
     }
 
     /// <summary>
@@ -116,20 +96,6 @@ public class ActivityBenchmarks
     [BenchmarkCategory(StartStop)]
     public void ActivityStartStopTracked() => StartAndStop();
 
-    /// <summary>Starts and stops one Activity with a server span's tags, tracking off: the
-    /// baseline of <see cref="ActivityStartStopTrackedAttribute"/>.</summary>
-    [Benchmark]
-    [BenchmarkCategory(StartStop)]
-    public void ActivityStartStopTags() => StartAndStopServer();
-
-    /// <summary>
-    /// Starts and stops one Activity with a server span's tags, tracking on with the
-    /// <c>http.route</c> attribute: two record writes, the first with the attribute.
-    /// </summary>
-    [Benchmark]
-    [BenchmarkCategory(StartStop)]
-    public void ActivityStartStopTrackedAttribute() => StartAndStopServer();
-
     /// <summary>
     /// Starts and stops one Activity while a notifying AsyncLocal follows Activity.Current (the
     /// tracker's mechanism, no record writes): separates that cost from the writes'.
@@ -154,11 +120,6 @@ public class ActivityBenchmarks
     private static void StartAndStop()
     {
         using Activity? activity = Source.StartActivity("operation");
-    }
-
-    private static void StartAndStopServer()
-    {
-        using Activity? activity = Source.StartActivity(ActivityKind.Server, tags: ServerTags, name: "GET /orders/{id}");
     }
 
     private Task Flows()
