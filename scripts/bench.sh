@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark in one go (README, Performance), BenchmarkDotNet (dotnet/benchmarks) and the
 # native harness (bench/), and writes docs/benchmarks.md from the results (scripts/bench-report.py).
-#   ./scripts/bench.sh            full run (about 5 minutes); rewrites docs/benchmarks.md
+#   ./scripts/bench.sh            full run (about 8 minutes); rewrites docs/benchmarks.md
 #   ./scripts/bench.sh --smoke    every benchmark once; the report, rendered to prove it can be,
 #                                 goes to results/ only
 # Builds and results go to target/bench-dotnet/<full|smoke>/ (a private folder: this never races a
@@ -36,11 +36,13 @@ cpu_before="$(cpu_jiffies)"
 times >"$results/times.before"
 
 echo "=== BenchmarkDotNet ($mode)"
-# --request-rounds: first the interleaved request comparison. The JIT's final code for the
-# writers goes to jit.txt (the report quotes DirectWrite's).
+# --request-rounds: first the interleaved request comparison (TestServer); --socket-rounds: then
+# the same over Kestrel and loopback sockets. The JIT's final code for the writers goes to jit.txt
+# (the report quotes DirectWrite's).
 DOTNET_JitDisasm="DirectWrite RawStoresThreadStatic" DOTNET_JitStdOutFile="$results/jit.txt" \
   dotnet "$work/build/bin/OtelThreadContext.Benchmarks/release/OtelThreadContext.Benchmarks.dll" \
-  --artifacts "$results/bdn" --request-rounds 12 20480 "${smoke[@]}" | tee "$results/bdn.log"
+  --artifacts "$results/bdn" --request-rounds 12 20480 \
+  --socket-rounds 12 8192 "${smoke[@]}" | tee "$results/bdn.log"
 cpu_after="$(cpu_jiffies)"
 times >"$results/times.after"
 own_seconds="$(echo "$(child_seconds "$results/times.before") $(child_seconds "$results/times.after")" |

@@ -19,6 +19,9 @@ public static class ActivityThreadContext
 
     /// <summary>Kept equal to <see cref="Activity.Current"/>; never replaced, as the runtime keeps
     /// calling its handler (which checks <see cref="s_enabled"/>).</summary>
+    /// <remarks>Assigned at every change, a span's start and its stop: two contexts whose spans differ
+    /// must hold different values, or a switch between them is not reported (assigning at starts only
+    /// misses work that outlives its span: FloorDesignTests in the Activity tests).</remarks>
     private static readonly AsyncLocal<Activity?> s_flow = new(OnFlowChanged);
 
     private static volatile bool s_enabled;

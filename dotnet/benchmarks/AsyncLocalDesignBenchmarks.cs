@@ -57,11 +57,30 @@ public class AsyncLocalDesignBenchmarks
     }
 
     /// <summary>
+    /// The notifying local assigned when a span starts, not when it stops (the stop would write the
+    /// parent directly): half today's assignments. Not correct: the flow after the stop and work
+    /// captured inside the span hold the same value, so a switch between them goes unnoticed
+    /// (FloorDesignTests in the Activity tests: work that outlives its span).
+    /// </summary>
+    [GlobalSetup(Target = nameof(NotifyingLocalPerStart))]
+    public void SetupPerStart()
+    {
+        AsyncLocal<Activity?> local = new(static _ => { });
+        Follow((_, e) =>
+        {
+            if (e.Previous is not { IsStopped: true } && !ReferenceEquals(local.Value, e.Current))
+            {
+                local.Value = e.Current;
+            }
+        });
+    }
+
+    /// <summary>
     /// A notifying local assigned only when a span starts on a flow with none (a root span),
     /// holding a mutable box the handler updates for child spans and stops: no ExecutionContext
-    /// copy per nested change. Not correct in general (flows forked from the same context share
-    /// the box, so one flow's span change shows on the other's thread); measured to see what
-    /// avoiding the copies would save.
+    /// copy per nested change. Not correct: flows forked from one context share the box, so a
+    /// switch between them goes unnoticed, even with a handler that reads Activity.Current
+    /// (FloorDesignTests: sibling flows of one request, and work that outlives its span).
     /// </summary>
     [GlobalSetup(Target = nameof(BoxPerRootSpan))]
     public void SetupBox()
@@ -110,6 +129,10 @@ public class AsyncLocalDesignBenchmarks
     /// <summary>Start/stop with a non-notifying local, assigned at each change.</summary>
     [Benchmark]
     public void PlainLocalPerChange() => StartAndStop();
+
+    /// <summary>Start/stop with the notifying local assigned at the start only.</summary>
+    [Benchmark]
+    public void NotifyingLocalPerStart() => StartAndStop();
 
     /// <summary>Start/stop with a boxed notifying local set once per flow.</summary>
     [Benchmark]

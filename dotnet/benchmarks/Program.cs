@@ -18,8 +18,10 @@ namespace OtelThreadContext.Benchmarks;
 
 /// <summary>
 /// Entry point. Options of its own: <c>--smoke</c> (one invocation per benchmark: proves they
-/// run, measures nothing), <c>--artifacts DIR</c>, and <c>--request-rounds ROUNDS REQUESTS</c>
-/// (first the interleaved request comparison of <see cref="AspNetCoreRequestBenchmarks"/>). Other arguments go to BenchmarkDotNet
+/// run, measures nothing), <c>--artifacts DIR</c>, <c>--request-rounds ROUNDS REQUESTS</c>
+/// (first the interleaved request comparison of <see cref="AspNetCoreRequestBenchmarks"/>) and
+/// <c>--socket-rounds ROUNDS REQUESTS</c> (then the one over sockets, <see cref="SocketRequestBenchmarks"/>).
+/// Other arguments go to BenchmarkDotNet
 /// (e.g. <c>--filter *Write*</c>); without <c>--filter</c> every benchmark runs.
 /// </summary>
 public static class Program
@@ -49,6 +51,16 @@ public static class Program
             rest.RemoveRange(roundsAt, 3);
             AspNetCoreRequestBenchmarks.RunInterleaved(
                 smoke ? 1 : rounds, smoke ? AspNetCoreRequestBenchmarks.Requests : perRound, System.IO.Path.Combine(artifacts, "requests-interleaved.csv"));
+        }
+
+        // The same over Kestrel and loopback sockets: rounds and requests per mode and round.
+        int socketAt = rest.IndexOf("--socket-rounds");
+        if (socketAt >= 0 && socketAt + 2 < rest.Count)
+        {
+            int rounds = int.Parse(rest[socketAt + 1], CultureInfo.InvariantCulture);
+            int perRound = int.Parse(rest[socketAt + 2], CultureInfo.InvariantCulture);
+            rest.RemoveRange(socketAt, 3);
+            SocketRequestBenchmarks.Run(smoke ? 1 : rounds, smoke ? 4 * SocketRequestBenchmarks.Clients : perRound, artifacts);
         }
 
         if (!rest.Contains("--filter"))
