@@ -31,7 +31,7 @@ pub unsafe extern "C" fn otel_thread_ctx_new(
     give(unsafe { out.as_mut() }, || {
         // Safety: each is NULL or readable (caller).
         let (trace_id, span_id) = unsafe { ids(trace_id, span_id)? };
-        OtelThreadCtx::allocate(trace_id, span_id, trace_flags)
+        OtelThreadCtx::allocate(trace_id, span_id, trace_flags, 0)
     })
 }
 
@@ -43,7 +43,7 @@ pub unsafe extern "C" fn otel_thread_ctx_new(
 /// `ctx` may be any pointer value; it is only dereferenced if it is a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn otel_thread_ctx_free(ctx: *mut OtelThreadCtx) -> OtelThreadCtxStatus {
-    guard(|| OtelThreadCtx::free(ctx).map(|()| Status::Ok))
+    guard(|| OtelThreadCtx::release(ctx, false).map(|()| Status::Ok))
 }
 
 /// Publishes `ctx` in the calling thread's `otel_thread_ctx_v1` slot and stores in

@@ -42,13 +42,8 @@ impl Locked for BTreeSet<usize> {
 }
 
 impl OtelThreadCtx {
-    /// Allocates a valid record holding the given ids, owned by the caller.
-    pub(crate) fn allocate(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) -> Result<*mut OtelThreadCtx, Status> {
-        Self::allocate_for(trace_id, span_id, flags, 0)
-    }
-
-    /// Allocates a valid record; `owner` as the field says.
-    fn allocate_for(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8, owner: usize) -> Result<*mut Self, Status> {
+    /// Allocates a valid record holding the given ids; `owner` as the field says (0: the caller's).
+    pub(crate) fn allocate(trace: &[u8; 16], span: &[u8; 8], flags: u8, owner: usize) -> Result<*mut Self, Status> {
         let layout = Layout::new::<OtelThreadCtx>();
         // Safety: the layout has non-zero size. All-zero bytes are a valid OtelThreadCtx
         // (plain bytes and a false AtomicBool).
@@ -58,7 +53,7 @@ impl OtelThreadCtx {
         }
         // Safety: `ptr` is freshly allocated, so only this thread writes it.
         unsafe {
-            OtelThreadCtxRecord::write_ids(ptr.cast(), trace_id, span_id, flags);
+            OtelThreadCtxRecord::write_ids(ptr.cast(), trace, span, flags);
             (*ptr).owner = owner;
         }
         LIVE.lock().insert(ptr as usize);
@@ -79,13 +74,8 @@ impl OtelThreadCtx {
         tls::slot() as *const _ as usize
     }
 
-    /// Frees `h` unless it is unknown, attached, or a thread's own record.
-    pub(crate) fn free(h: *mut OtelThreadCtx) -> Result<(), Status> {
-        Self::release(h, false)
-    }
-
     /// Frees `h` unless it is unknown or attached; a thread's own record only at its exit.
-    fn release(h: *mut OtelThreadCtx, thread_exit: bool) -> Result<(), Status> {
+    pub(crate) fn release(h: *mut OtelThreadCtx, thread_exit: bool) -> Result<(), Status> {
         let mut live = Self::live(h)?;
         // Safety: `h` is in the registry, so it is a live allocation of ours.
         let (attached, owner) = unsafe { ((*h).attached.load(Ordering::Acquire), (*h).owner) };
@@ -210,7 +200,7 @@ impl OtelThreadCtx {
                 h
             }
             None => {
-                let h = Self::allocate_for(&[0; 16], &[0; 8], 0, Self::this_thread())?;
+                let h = Self::allocate(&[0; 16], &[0; 8], 0, Self::this_thread())?;
                 thread_exit::set_own_record(h).inspect_err(|_| _ = Self::release(h, true))?;
                 // Safety: freshly allocated, attached nowhere yet.
                 unsafe { OtelThreadCtxRecord::clear(h.cast()) };

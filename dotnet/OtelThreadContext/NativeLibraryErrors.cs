@@ -11,6 +11,19 @@ internal static class NativeLibraryErrors
         (ThreadContext.IsMusl(RuntimeInformation.RuntimeIdentifier) ? "linux-musl-" : "linux-") +
         (RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "arm64" : "x64");
 
+    /// <summary>Runs a native call, explaining a missing library.</summary>
+    internal static OtelThreadCtxStatus Call(Func<OtelThreadCtxStatus> call)
+    {
+        try
+        {
+            return call();
+        }
+        catch (DllNotFoundException e)
+        {
+            throw Missing(e);
+        }
+    }
+
     internal static DllNotFoundException Missing(DllNotFoundException inner) => new(
         $"OtelThreadContext could not load its native library {NativeMethods.LibraryFileName} " +
         $"(P/Invoke name \"{NativeMethods.LibraryName}\"). The OtelThreadContext NuGet package carries it as " +

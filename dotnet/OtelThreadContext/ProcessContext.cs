@@ -59,7 +59,7 @@ public static unsafe class ProcessContext
             byte index = 0;
             OtelThreadCtxStatus status = !ThreadContext.IsSupported
                 ? (s_keys.Count < 256 ? OtelThreadCtxStatus.Ok : OtelThreadCtxStatus.TooManyAttributeKeys)
-                : Native(() => ProcessContextValues.DeclareKey(name, out index));
+                : NativeLibraryErrors.Call(() => ProcessContextValues.DeclareKey(name, out index));
             Check(status, 0, $"Declaring attribute key \"{name}\"");
             var key = new ThreadAttributeKey(name, ThreadContext.IsSupported ? index : (byte)s_keys.Count);
             s_keys.Add(key);
@@ -80,7 +80,7 @@ public static unsafe class ProcessContext
         {
             lock (s_lock)
             {
-                Check(Native(() => ProcessContextValues.SetSchemaVersion(version)), 0, $"Choosing schema version \"{version}\"");
+                Check(NativeLibraryErrors.Call(() => ProcessContextValues.SetSchemaVersion(version)), 0, $"Choosing schema version \"{version}\"");
             }
         }
     }
@@ -113,7 +113,7 @@ public static unsafe class ProcessContext
         lock (s_lock)
         {
             int errno = 0;
-            Check(Native(() => ProcessContextValues.Publish(resource, attributes, out errno)), errno, "Publishing the process context");
+            Check(NativeLibraryErrors.Call(() => ProcessContextValues.Publish(resource, attributes, out errno)), errno, "Publishing the process context");
             s_published = true;
             return ++s_generation;
         }
@@ -147,19 +147,6 @@ public static unsafe class ProcessContext
                 s_published = false;
                 Check(status == OtelThreadCtxStatus.NotPublished ? OtelThreadCtxStatus.Ok : status, 0, "Unpublishing the process context");
             }
-        }
-    }
-
-    /// <summary>Runs a native call, explaining a missing library.</summary>
-    private static OtelThreadCtxStatus Native(Func<OtelThreadCtxStatus> call)
-    {
-        try
-        {
-            return call();
-        }
-        catch (DllNotFoundException e)
-        {
-            throw NativeLibraryErrors.Missing(e);
         }
     }
 

@@ -139,16 +139,7 @@ public static unsafe class ThreadContext
 
         const int Capacity = 4096;
         byte* buffer = stackalloc byte[Capacity];
-        OtelThreadCtxStatus status;
-        try
-        {
-            status = NativeMethods.otel_thread_ctx_self_check(buffer, Capacity);
-        }
-        catch (DllNotFoundException e)
-        {
-            throw NativeLibraryErrors.Missing(e);
-        }
-
+        OtelThreadCtxStatus status = NativeLibraryErrors.Call(() => NativeMethods.otel_thread_ctx_self_check(buffer, Capacity));
         message = Marshal.PtrToStringUTF8((nint)buffer) ?? string.Empty;
         return status == OtelThreadCtxStatus.Ok;
     }

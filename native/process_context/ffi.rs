@@ -16,12 +16,6 @@ unsafe fn c_str<'a>(s: *const c_char) -> Result<&'a str, Status> {
     unsafe { CStr::from_ptr(s) }.to_str().map_err(|_| Status::InvalidUtf8)
 }
 
-/// Borrows a C array of C strings (the key map). Safety: as on `otel_process_ctx_publish`.
-unsafe fn c_strs<'a>(ptr: *const *const c_char, len: usize) -> Result<Vec<&'a str>, Status> {
-    // Safety: forwarded caller contract.
-    unsafe { c_array(ptr, len)?.iter().map(|&s| c_str(s)).collect() }
-}
-
 /// Publishes this process's context (OTEP 4719: a mapping named OTEL_CTX, where profilers find
 /// it), or replaces the one it published; readers see the old or the new one, never a mix. It
 /// holds the typed `resource` attributes (strings, booleans, int64s, doubles, flat arrays:
@@ -63,7 +57,10 @@ pub unsafe extern "C" fn otel_process_ctx_publish(
             (
                 read_key_values(resource, resource_count)?,
                 read_key_values(attributes, attribute_count)?,
-                c_strs(attribute_keys, attribute_key_count)?,
+                c_array(attribute_keys, attribute_key_count)?
+                    .iter()
+                    .map(|&k| c_str(k))
+                    .collect::<Result<Vec<_>, _>>()?,
             )
         };
         super::publish(resource, attributes, &keys).map(|()| Status::Ok)
