@@ -5,7 +5,7 @@ namespace OtelThreadContext;
 /// <summary>
 /// The native library's C API. Its declarations (every function of <c>include/otel_thread_ctx.h</c>,
 /// the status enums, the structs and constants) are generated from the Rust sources into
-/// <c>NativeMethods.g.cs</c> by <c>scripts/gen-header.sh</c>; this part names the library and adds
+/// <c>NativeMethods.g.cs</c> by <c>scripts/dev.sh gen</c>; this part names the library and adds
 /// the overloads that take a <see cref="RecordHandle"/> where the caller owns a handle.
 /// </summary>
 /// <remarks>Calls returning <see cref="OtelProcessCtxStatus"/> leave the OS error in <c>errno</c> with

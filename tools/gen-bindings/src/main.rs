@@ -1,6 +1,6 @@
 //! `gen-bindings`: writes the C# P/Invoke declarations of a crate's C API (see the library's
 //! documentation for what is read), or with `--check` fails when a committed file differs from
-//! what it would write. scripts/gen-header.sh runs it.
+//! what it would write. scripts/dev.sh gen runs it.
 
 use clap::Parser;
 use gen_bindings::{Api, Gate, Target};
@@ -75,7 +75,7 @@ fn run(args: &Args) -> Result<bool, String> {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         if let Some(line) = gen_bindings::first_difference(&committed, &text) {
             eprintln!(
-                "gen-bindings: {} is stale (first difference at line {line}): run scripts/gen-header.sh and commit the result",
+                "gen-bindings: {} is stale (first difference at line {line}): run scripts/dev.sh gen and commit the result",
                 path.display()
             );
             current = false;
