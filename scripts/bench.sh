@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs every benchmark in one go (README, Performance), BenchmarkDotNet (dotnet/benchmarks) and the
-# native harness (bench/), and writes docs/benchmarks.md from the results (scripts/bench-report.py).
+# Runs every benchmark in one go, BenchmarkDotNet (dotnet/benchmarks) and the native harness
+# (bench/), after installing what they need (scripts/setup.sh base), and writes docs/benchmarks.md
+# from the results and docs/benchmarks-about.md (scripts/bench-report.py).
 #   ./scripts/bench.sh            full run (about 5 minutes); rewrites docs/benchmarks.md
-#   ./scripts/bench.sh --smoke    every benchmark once; the report, rendered to prove it can be,
-#                                 goes to results/ only
+#   ./scripts/bench.sh --smoke    every benchmark once; the page goes to the results folder only
 # Builds and results go to target/bench-dotnet/<full|smoke>/ (a private folder: this never races a
 # build of the shared projects). OTEL_NATIVE_LIBRARY=/path/to.so benchmarks another library build.
 set -euo pipefail
@@ -14,7 +14,7 @@ case "${1:-}" in
   *) echo "usage: $0 [--smoke]" >&2; exit 2 ;;
 esac
 
-./scripts/setup.sh
+./scripts/setup.sh base
 lib="${OTEL_NATIVE_LIBRARY:-$root/target/release/libotel_thread_ctx.so}"
 [ -n "${OTEL_NATIVE_LIBRARY:-}" ] || cargo build --release --quiet --lib
 [ -f "$lib" ] || die "native library $lib not found"
@@ -36,8 +36,8 @@ cpu_before="$(cpu_jiffies)"
 times >"$results/times.before"
 
 echo "=== BenchmarkDotNet ($mode)"
-# --request-rounds: first the interleaved request comparison. The JIT's final code for the
-# writers goes to jit.txt (the report quotes DirectWrite's).
+# --request-rounds: first the interleaved request comparison. The JIT's code for two writers goes
+# to jit.txt (the page shows their final listings).
 DOTNET_JitDisasm="DirectWrite RawStoresThreadStatic" DOTNET_JitStdOutFile="$results/jit.txt" \
   dotnet "$work/build/bin/OtelThreadContext.Benchmarks/release/OtelThreadContext.Benchmarks.dll" \
   --artifacts "$results/bdn" --request-rounds 12 20480 "${smoke[@]}" | tee "$results/bdn.log"
