@@ -33,10 +33,7 @@ def read(*parts):
 
 
 def output(*cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.rstrip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
+    return subprocess.run(cmd, capture_output=True, text=True).stdout.rstrip()
 
 
 def number(text):

@@ -1,15 +1,11 @@
 #!/usr/bin/env bash
 # Developer commands, each after installing what it needs (scripts/setup.sh base):
-#   ./scripts/dev.sh lint            formatting and lints, as CI checks them
-#   ./scripts/dev.sh gen [--check]   regenerates what is generated from native/: include/otel_thread_ctx.h
-#                                    (cbindgen) and the .NET P/Invoke declarations (tools/gen-bindings:
-#                                    NativeMethods.g.cs, and TestNativeMethods.g.cs for the test hooks);
-#                                    --check fails instead when a committed file is stale (tests/header.rs)
-#   ./scripts/dev.sh test-dotnet     packs (scripts/pack.sh), then runs the .NET solution's tests against
-#                                    the release build and the release build with the test hooks
-#                                    (OTEL_NATIVE_LIBRARY, OTEL_TEST_NATIVE_LIBRARY: other builds)
-#   ./scripts/dev.sh bench-native    the native benchmark harness (bench/) alone: CALLS, ROUNDS
-#                                    (20000000 and 5); ./scripts/bench.sh runs it with the .NET ones
+#   lint            formatting and lints, as CI checks them
+#   gen [--check]   regenerates include/otel_thread_ctx.h (cbindgen) and the .NET P/Invoke files
+#                   (tools/gen-bindings) from native/; --check fails instead when one is stale
+#   test-dotnet     packs (scripts/pack.sh), then runs the .NET tests (OTEL_NATIVE_LIBRARY and
+#                   OTEL_TEST_NATIVE_LIBRARY: other library builds than the release ones)
+#   bench-native    the native benchmark harness alone (CALLS, ROUNDS: 20000000 and 5)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -60,7 +56,7 @@ bench_native() {
 
 case "${1:-}" in
   lint | gen | test-dotnet | bench-native) ;;
-  *) sed -n 's/^#   /  /p' "$0" >&2; exit 2 ;;
+  *) echo "usage: $0 COMMAND" >&2; sed -n 's/^#   /  /p' "$0" >&2; exit 2 ;;
 esac
 ./scripts/setup.sh base
 cmd="${1//-/_}"

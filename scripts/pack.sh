@@ -7,7 +7,6 @@
 # and target/dist/otel-ctx-dump-linux-aarch64. Fails unless each output is what it should be.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
-. scripts/cross-env.sh
 
 RUNTIMES=(
   "linux-x64 x86_64-unknown-linux-gnu"
