@@ -78,7 +78,7 @@ assert sorted(int(l["attributes"]["worker_id"][1:]) for l in lines) == list(rang
 PY
 }
 
-# The static library in a musl executable (README, Linking the static library): GNU ld relaxes
+# The static library in a musl executable (docs/PLATFORMS.md, Linking the static library): GNU ld relaxes
 # the TLSDESC access to initial-exec on x86-64, LLD to local-exec; the slot is found by dlsym.
 static_link() {
   local exe="$out/static-link-$1" result
