@@ -24,6 +24,8 @@ while (($#)); do
   shift
 done
 ((hooks + exe + print_cc <= 1)) || usage
+setup musl
+[[ "$triple" != aarch64-* ]] || setup cross
 
 # Each tool, or the Debian package that has it (scripts/setup.sh musl cross installs them).
 need() { [ -e "$1" ] || command -v "$1" >/dev/null || die "$1 not found (Debian package $2; scripts/setup.sh installs it)"; }

@@ -25,6 +25,17 @@ tally() {
   exit
 }
 
+# Installs PARTS (scripts/setup.sh base|musl|cross; none: all) once per run: the scripts this one
+# starts skip the parts it set up.
+setup() {
+  local part todo=()
+  for part in "${@:-base musl cross}"; do
+    for part in $part; do [[ " ${OTEL_CTX_SET_UP:-} " == *" $part "* ]] || todo+=("$part"); done
+  done
+  ((${#todo[@]} == 0)) || "$root/scripts/setup.sh" "${todo[@]}" || die "setup failed"
+  export OTEL_CTX_SET_UP="${OTEL_CTX_SET_UP:-} ${todo[*]}"
+}
+
 # The product's version: the root Cargo.toml's [workspace.package] version.
 cargo_version() { sed -n '/^\[workspace\.package\]/,/^\[/{s/^version *= *"\([^"]*\)".*/\1/p}' Cargo.toml | head -1; }
 

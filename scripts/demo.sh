@@ -5,7 +5,7 @@
 # every exit path.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
-./scripts/setup.sh base
+setup base
 echo "--- building the library and otel-ctx-dump (cargo), the C sample, the .NET sample service"
 cargo build -q --workspace
 make -s -C samples/c all

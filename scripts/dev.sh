@@ -58,7 +58,7 @@ case "${1:-}" in
   lint | gen | test-dotnet | bench-native) ;;
   *) echo "usage: $0 COMMAND" >&2; sed -n 's/^#   /  /p' "$0" >&2; exit 2 ;;
 esac
-./scripts/setup.sh base
+setup base
 cmd="${1//-/_}"
 shift
 "$cmd" "$@"

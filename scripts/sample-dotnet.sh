@@ -6,7 +6,7 @@
 # the check can fail. The service is killed on every exit path.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
-./scripts/setup.sh base
+setup base
 cargo build -q --workspace
 lib="${OTEL_NATIVE_LIBRARY:-$root/target/debug/libotel_thread_ctx.so}" dump="$root/target/debug/otel-ctx-dump"
 load_seconds="${LOAD_SECONDS:-12}" out="$root/target/dotnet-sample"

@@ -51,15 +51,7 @@ if [ ! -f .cargo/config.toml ] && { [ "${OTEL_CTX_FORCE_DEBIAN_CRATES:-}" = 1 ] 
   ! timeout 8 curl -fsS -o /dev/null https://index.crates.io/config.json 2>/dev/null; }; then
   echo "setup: crates.io unreachable; using Debian's crates in /usr/share/cargo/registry"
   mkdir -p .cargo
-  cat >.cargo/config.toml <<'TOML'
-# Written by scripts/setup.sh because crates.io was unreachable. Delete to use crates.io.
-[source.crates-io]
-replace-with = "debian"
-
-[source.debian]
-directory = "/usr/share/cargo/registry"
-
-[net]
-offline = true
-TOML
+  printf '%s\n' "# Written by scripts/setup.sh because crates.io was unreachable. Delete to use crates.io." \
+    '[source.crates-io]' 'replace-with = "debian"' '[source.debian]' 'directory = "/usr/share/cargo/registry"' \
+    '[net]' 'offline = true' >.cargo/config.toml
 fi

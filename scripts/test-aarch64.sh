@@ -4,6 +4,7 @@
 # `dotnet`: the .NET tests published self-contained for linux-arm64; no argument: both.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
+setup base cross
 triple=aarch64-unknown-linux-gnu
 cross_env "$triple"
 runner="${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER:-}"

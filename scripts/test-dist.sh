@@ -5,6 +5,7 @@
 # Control: the glibc build fails the static check. Ends "dist: N passed, N failed".
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
+setup base musl cross
 
 version="$(cargo_version)"
 

@@ -6,6 +6,7 @@
 # A missing toolchain fails. Ends "musl: N passed, N failed".
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
+setup base musl cross
 
 arches=("${@:-x86_64}")
 (($#)) || arches+=(aarch64)

@@ -3,7 +3,7 @@
 # Prints one line per suite and a closing "suites: N passed, N failed"; exits non-zero on failure.
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
-./scripts/setup.sh || die "setup failed"
+setup
 
 suite() {
   printf '\n=== %s\n' "$1"
