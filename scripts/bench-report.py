@@ -45,8 +45,9 @@ def fmt(value, digits=2):
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def table(header, rows):
-    return "\n".join([f"| {' | '.join(header)} |", "|---" + "|---:" * (len(header) - 1) + "|"]
+def table(header, rows, left=1):
+    """A Markdown table: the first `left` columns aligned left, the rest (figures) right."""
+    return "\n".join([f"| {' | '.join(header)} |", "|---" * left + "|---:" * (len(header) - left) + "|"]
                      + [f"| {' | '.join(map(str, row))} |" for row in rows])
 
 
@@ -141,8 +142,8 @@ def main(results, args):
                 f"({name}; per-launch table below): a ratio that close to its target can land on the other side "
                 "of it in another run."]
     out += ["", "## Where the time goes (A − B, medians)", "",
-            table(["A − B", "ns", "bytes", "what the difference is"],
-                  [[f"{a} − {b}", fmt(diff(a, b, "median")), fmt(diff(a, b, "alloc"), 0), what] for a, b, what in DIFFS])]
+            table(["what the difference is", "A − B", "ns", "bytes"],
+                  [[what, f"{a} − {b}", fmt(diff(a, b, "median")), fmt(diff(a, b, "alloc"), 0)] for a, b, what in DIFFS], 2)]
 
     for name, _, body in exports:
         out += ["", f"## {name}", "", body.strip()]
