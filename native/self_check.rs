@@ -54,7 +54,8 @@ pub(crate) fn run() -> Result<String, String> {
             let fix = match exe {
                 true => {
                     "The library is linked statically into this executable, which must export the slot: \
-                         link it with -Wl,--export-dynamic-symbol=otel_thread_ctx_v1 (README, Platform support)."
+                         link it with -Wl,--export-dynamic-symbol=otel_thread_ctx_v1 \
+                         (docs/PLATFORMS.md, Linking the static library)."
                 }
                 false => "The cdylib must be linked with LLD and native/otel_thread_ctx.ver (see build.rs).",
             };

@@ -1,386 +1,191 @@
 #!/usr/bin/env python3
 """Writes docs/benchmarks.md (to stdout) from the results folder of one run of scripts/bench.sh:
-docs/benchmarks-template.md with its placeholders (listed at its head) filled from the run. An
-unknown or unfilled placeholder, or a missing benchmark row, fails. The run's facts (KEY=VALUE
-from bench.sh) are saved to RESULTS/run.json; without them the report renders from that file.
-"""
-
-import argparse
-import collections
-import csv
-import glob
-import json
-import os
-import platform
-import re
-import statistics
-import subprocess
-import sys
+the run's facts, the ratios and differences below, one table per BenchmarkDotNet class found in
+the results (a new class gets its table with no change here), the interleaved rounds, the
+per-launch medians, the JIT's code, the native harness, then docs/benchmarks-about.md as it is.
+With NATIVE_LIBRARY (what bench.sh benchmarked) the run's facts are read from the snapshots
+bench.sh took and saved to RESULTS/run.json, from which the page renders again without it.
+usage: bench-report.py RESULTS [NATIVE_LIBRARY]"""
+import csv, glob, json, os, platform, re, statistics, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FACTS = ["started", "native_library", "load_before", "load_after", "cpu_before", "cpu_after", "own_cpu_seconds"]
-# BenchmarkDotNet class: its table's placeholder and the benchmarks it must report.
-CLASSES = {
-    "WriteBenchmarks": ("write_table", ["RawStores", "RawStoresThreadStatic", "DirectWrite",
-                                        "DirectWriteActivityIds", "PInvokeUpdate",
-                                        "PInvokeUpdateSuppressGCTransition", "DirectWriteFullFence"]),
-    "ActivityBenchmarks": ("activity_table", ["ActivityStartStop", "ActivityStartStopTracked",
-                                              "ActivityStartStopLocalOnly", "AsyncFlow", "AsyncFlowTracked"]),
-    "AspNetCoreRequestBenchmarks": ("request_table", ["Request", "RequestThreadContext"]),
-    "AsyncLocalDesignBenchmarks": ("design_table", ["Nothing", "EventOnly", "NotifyingLocalPerChange",
-                                                    "PlainLocalPerChange", "BoxPerRootSpan"]),
-}
-# A target: `expr` over benchmark medians (allocated bytes when `how` is B; interleaved_MODE and
-# round_ratio are the interleaved request rounds), shown as x3 (3 decimals), % or B. Met when the
-# value (its share of `share_of`, if set) <= limit; limit None: for reference.
-Target = collections.namedtuple("Target", "id label how expr limit share_of", defaults=[None])
-TARGETS = [
-    Target("DirectWrite/PInvokeUpdate", "DirectWrite / PInvokeUpdate", "x3", "DirectWrite / PInvokeUpdate", 0.25),
-    Target("DirectWrite/PInvokeUpdateSuppressGCTransition", "DirectWrite / PInvokeUpdateSuppressGCTransition",
-           "x3", "DirectWrite / PInvokeUpdateSuppressGCTransition", 0.5),
-    Target("DirectWrite/RawStores", "DirectWrite / RawStores", "x3", "DirectWrite / RawStores", 2.0),
-    Target("tracker", "ActivityStartStopTracked / ActivityStartStop − 1 (tracker overhead per start/stop pair)",
-           "%", "ActivityStartStopTracked / ActivityStartStop - 1", 0.15),
-    Target("flow", "AsyncFlowTracked / AsyncFlow − 1 (tracker overhead per async flow, for reference)",
-           "%", "AsyncFlowTracked / AsyncFlow - 1", None),
-    Target("DirectWrite/RawStoresThreadStatic", "DirectWrite / RawStoresThreadStatic (for reference: the "
-           "floor of a writer that finds its thread's record)", "x2", "DirectWrite / RawStoresThreadStatic", None),
-    Target("DirectWrite-bytes", "bytes allocated per DirectWrite", "B", "DirectWrite", 0),
-    Target("tracker-bytes", "bytes the tracker adds per Activity switch (half a start/stop pair)", "B",
-           "(ActivityStartStopTracked - ActivityStartStop) / 2", 0),
-    Target("request", "AddThreadContext's time per ASP.NET Core request (interleaved rounds: median of the "
-           "per-round ratios − 1)", "%", "round_ratio - 1", 0.02),
-    Target("request-bytes", "AddThreadContext's bytes per ASP.NET Core request (interleaved)", "B",
-           "interleaved_RequestThreadContext - interleaved_Request", 0.02, "interleaved_Request"),
-]
-# Benchmarks whose per-launch spread the report quotes (the ones the time targets divide).
-SPREAD_OF = ["DirectWrite", "PInvokeUpdate", "PInvokeUpdateSuppressGCTransition",
-             "ActivityStartStop", "ActivityStartStopTracked"]
+# Median time of A over B, with the target (None: for reference). Bytes: A's allocation minus B's.
+RATIOS = [("DirectWrite", "PInvokeUpdate", 0.25), ("DirectWrite", "PInvokeUpdateSuppressGCTransition", 0.5),
+          ("DirectWrite", "RawStores", 2.0), ("DirectWrite", "RawStoresThreadStatic", None),
+          ("ActivityStartStopTracked", "ActivityStartStop", 1.15), ("AsyncFlowTracked", "AsyncFlow", None),
+          ("RequestThreadContext", "Request", 1.02)]
+# Where the time goes: A − B in median ns and in allocated bytes, and what the difference is.
+DIFFS = [("RawStoresThreadStatic", "RawStores", "finding the thread's record through a `[ThreadStatic]`"),
+         ("DirectWrite", "RawStoresThreadStatic", "the valid-flag protocol and the call's shape"),
+         ("DirectWriteFullFence", "DirectWrite", "two full fences instead of `Volatile` ordering"),
+         ("PInvokeUpdate", "PInvokeUpdateSuppressGCTransition", "the GC transition of a normal P/Invoke"),
+         ("DirectWriteActivityIds", "DirectWrite", "Activity ids (hex strings) to bytes"),
+         ("ActivityStartStopTracked", "ActivityStartStop", "tracking, per start/stop pair (two switches)"),
+         ("ActivityStartStopLocalOnly", "ActivityStartStop", "of which the notifying `AsyncLocal` alone"),
+         ("AsyncFlowTracked", "AsyncFlow", "tracking, per async flow")]
 BUSY_SHARE = 0.05  # other processes' share of the CPU time from which the run counts as busy
-# median:EXPR, median%:EXPR, bytes:EXPR: the figures EXPR is over, a factor, decimals.
-METRICS = {"median": ("median", 1, 2), "median%": ("median", 100, 1), "bytes": ("alloc", 1, 0)}
 
 
-class TemplateError(Exception):
-    pass
+def read(*parts):
+    paths = sorted(glob.glob(os.path.join(*parts)))
+    return open(paths[-1], errors="replace").read() if paths else ""
 
 
-def fail(message):
-    sys.exit(f"bench-report: {message}")
-
-
-def read(results, pattern):
-    """The file under `results` matching `pattern` ('' when there is none)."""
-    paths = glob.glob(os.path.join(results, pattern))
-    if len(paths) > 1:
-        fail(f"more than one {pattern} under {results}")
-    return open(paths[0], errors="replace").read() if paths else ""
+def output(*cmd):
+    return subprocess.run(cmd, capture_output=True, text=True).stdout.rstrip()
 
 
 def number(text):
     """A CSV cell: '1,234.5' -> 1234.5; '-' (BenchmarkDotNet's zero) -> 0; 'NA', '?', '' -> None."""
     text = text.strip()
-    if text in ("", "NA", "?"):
-        return None
-    return 0.0 if text == "-" else float(text.replace(",", ""))
+    return None if text in ("", "NA", "?") else 0.0 if text == "-" else float(text.replace(",", ""))
 
 
-def output(*cmd):
-    try:  # rstrip only: `git status --porcelain` lines may start with a space
-        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.rstrip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
+def fmt(value, digits=2):
+    return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def machine():
-    cpu = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in output("lscpu").splitlines())}
-    get = lambda key: cpu.get(key, "?")
-    text = (f"{get('Model name')}, {get('CPU(s)')} CPUs ({get('Socket(s)')} socket(s) × "
-            f"{get('Core(s) per socket')} core(s) × {get('Thread(s) per core')} thread(s))")
-    if cpu.get("Hypervisor vendor"):
-        text += f", virtual machine ({cpu['Hypervisor vendor']})"
-    return f"{text}; {platform.system()} {platform.release()}"
+def table(header, rows, left=1):
+    """A Markdown table: the first `left` columns aligned left, the rest (figures) right."""
+    return "\n".join([f"| {' | '.join(header)} |", "|---" * left + "|---:" * (len(header) - left) + "|"]
+                     + [f"| {' | '.join(map(str, row))} |" for row in rows])
 
 
-def commit():
+def facts(results, args):
+    """The run's facts, from the snapshots bench.sh takes before and after BenchmarkDotNet (date,
+    /proc/loadavg, /proc/stat's cpu line, `times`), saved to run.json; or from run.json."""
+    path = os.path.join(results, "run.json")
+    if not args:
+        return json.load(open(path))
+    snaps = []
+    for when in ("before", "after"):
+        started, load, cpu, _, children = open(os.path.join(results, when)).read().splitlines()[:5]
+        v = [int(x) for x in cpu.split()[1:9]]  # user nice system idle iowait irq softirq steal
+        busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
+        own = sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", children))
+        snaps.append((started, " ".join(load.split()[:3]), busy, busy + (v[3] + v[4]) / os.sysconf("SC_CLK_TCK"), own))
+    (started, load0, busy0, total0, own0), (_, load1, busy1, total1, own1) = snaps
+    meta = {"native_library": args[0], "started": started, "load_before": load0, "load_after": load1,
+            "machine_seconds": total1 - total0, "own_seconds": own1 - own0,
+            "others_seconds": max(0.0, busy1 - busy0 - (own1 - own0))}
+    cpu = dict(line.split(":", 1) for line in output("lscpu").splitlines() if ":" in line)
+    cpu = {k.strip(): v.strip() for k, v in cpu.items()}
+    meta["machine"] = (f"{cpu.get('Model name', '?')}, {cpu.get('CPU(s)', '?')} CPUs"
+                       + (f", virtual machine ({cpu['Hypervisor vendor']})" if "Hypervisor vendor" in cpu else "")
+                       + f"; {platform.system()} {platform.release()}")
     git = ("git", "-C", ROOT)
-    sha, subject = output(*git, "rev-parse", "HEAD"), output(*git, "log", "-1", "--format=%s")
-    dirty = output(*git, "status", "--porcelain", "--untracked-files=all", "--", "dotnet/OtelThreadContext",
-                   "dotnet/benchmarks", "native", "bench", "Cargo.toml")
-    text = f"`{sha}` ({subject})" if sha else "unknown (not a git checkout)"
-    if dirty:
-        text += ("; the working tree differed from it in these benchmarked sources: "
-                 + ", ".join(f"`{line[3:]}`" for line in dirty.splitlines()))
-    return text
+    meta["commit"] = f"`{output(*git, 'rev-parse', 'HEAD')}` ({output(*git, 'log', '-1', '--format=%s')})"
+    if dirty := output(*git, "status", "--porcelain", "--", "dotnet", "native", "bench", "Cargo.toml"):
+        meta["commit"] += "; the working tree differed in " + ", ".join(f"`{l[3:]}`" for l in dirty.splitlines())
+    json.dump(meta, open(path, "w"), indent=1)
+    return meta
 
 
 def per_launch_medians(log):
     """{benchmark: [median ns/op of each launch]} from the WorkloadResult lines of BenchmarkDotNet's log."""
-    medians, name, launch = {}, None, None
+    runs, name, launch = {}, None, None
     for line in log.splitlines():
         if m := re.match(r"// Benchmark: \w+\.(\w+):", line):
             name = m.group(1)
         elif (m := re.match(r"// Launch: (\d+) / \d+", line)) and name:
-            launch = int(m.group(1))
-            medians.setdefault(name, {})[launch] = []
-        elif (m := re.match(r"WorkloadResult\s+\d+: .*, ([\d.]+) (ns|us|ms)/op", line)) and name and launch:
-            medians[name][launch].append(float(m.group(1)) * {"ns": 1, "us": 1e3, "ms": 1e6}[m.group(2)])
-    return {n: [statistics.median(v) if v else None for _, v in sorted(by_launch.items())]
-            for n, by_launch in medians.items()}
+            launch = runs.setdefault(name, {}).setdefault(int(m.group(1)), [])
+        elif (m := re.match(r"WorkloadResult\s+\d+: .*, ([\d.]+) (ns|us|ms)/op", line)) and launch is not None:
+            launch.append(float(m.group(1)) * {"ns": 1, "us": 1e3, "ms": 1e6}[m.group(2)])
+    return {n: [statistics.median(v) for _, v in sorted(by.items()) if v] for n, by in runs.items()}
 
 
-def disassembly(jit, method):
-    """The last listing of `method` in the JIT's output (the measured code), if final tier."""
-    mine = [text for text in jit.split("; Assembly listing for method ")
-            if text.startswith(f"OtelThreadContext.Benchmarks.{method}")]
-    if not mine or "(Tier1" not in mine[-1].splitlines()[0]:
-        return ""
-    head, *lines = mine[-1].splitlines()
-    return "\n".join(["; " + head] + [l.rstrip() for l in lines if l.strip() and not l.lstrip().startswith(";")])
+def main(results, args):
+    meta, out = facts(results, args), []
+    seconds, others = meta["machine_seconds"], meta["others_seconds"]
+    share = others / seconds if seconds > 0 else 0.0
+    out += ["# Benchmarks", "", "<!-- Generated by ./scripts/bench.sh (scripts/bench-report.py) from one run's results "
+            "and docs/benchmarks-about.md. Do not edit by hand. -->", "",
+            "`./scripts/bench.sh` runs every benchmark below in one go and writes this page; every figure on it "
+            "comes from the run described here. What each benchmark measures, and how to read the figures, "
+            "follows the tables.", "", "## The run", "",
+            f"- Started: {meta['started']}", f"- Commit: {meta['commit']}", f"- Machine: {meta['machine']}",
+            f"- Native library: release build (`{meta['native_library']}`)",
+            f"- Load average (1, 5, 15 min) before the run: {meta['load_before']}; after it (the benchmarks' own "
+            f"load included): {meta['load_after']}.",
+            f"- During the BenchmarkDotNet run, other processes used {share * 100:.0f} % of the machine's CPU time "
+            f"({others:.0f} of {seconds:.0f} CPU-seconds; the benchmarks used {meta['own_seconds']:.0f})."
+            + (" **The machine was busy**: absolute times are noisier than on an idle machine; ratios within "
+               "this run stay comparable." if share >= BUSY_SHARE else "")]
 
+    rows, exports = {}, []
+    for path in sorted(glob.glob(os.path.join(results, "bdn", "results", "*-report.csv"))):
+        for row in csv.DictReader(open(path)):
+            rows[row["Method"]] = {k: number(row[c]) for k, c in
+                                   (("mean", "Mean [ns]"), ("median", "Median [ns]"), ("alloc", "Allocated [B]"))}
+        export = read(path[: -len(".csv")] + "-github.md")
+        if m := re.match(r"```\s*\n(.*?)\n```\s*\n(.*)", export.strip(), re.S):
+            exports.append((os.path.basename(path)[: -len("-report.csv")].split(".")[-1], m.group(1), m.group(2)))
+    if not exports:
+        sys.exit(f"bench-report: no BenchmarkDotNet results under {results}/bdn/results")
+    out += ["", "BenchmarkDotNet's description of the environment:", "", "```", exports[0][1].strip(), "```"]
 
-def evaluate(expr, names):
-    """`expr` (Python: names, numbers, + - * /, comparisons) over `names`; None when a figure it
-    needs is missing or a divisor is 0."""
-    try:
-        return eval(expr, {"__builtins__": {}}, names)
-    except (TypeError, ZeroDivisionError):
-        return None
-    except (NameError, KeyError) as e:
-        raise TemplateError(f"unknown name in `{expr}`: {e}") from None
-    except SyntaxError:
-        raise TemplateError(f"not an expression over benchmark names: `{expr}`") from None
+    def ratio(a, b, key, minus=False):
+        x, y = (rows.get(n, {}).get(key) for n in (a, b))
+        return None if x is None or y is None else x - y if minus else x / y if y else None
+    diff = lambda a, b, key: ratio(a, b, key, minus=True)
 
+    out += ["", "## Ratios (this run's medians and means)", "",
+            table(["A / B", "median", "mean", "bytes A − B", "target", "verdict"],
+                  [[f"{a} / {b}", fmt(ratio(a, b, "median"), 3), fmt(ratio(a, b, "mean"), 3), fmt(diff(a, b, "alloc"), 0),
+                    "" if t is None else f"≤ {t:g}", "" if t is None or ratio(a, b, "median") is None else
+                    "met" if ratio(a, b, "median") <= t else "**missed**"] for a, b, t in RATIOS])]
+    launches = per_launch_medians(read(results, "bdn.log"))
+    spreads = {n: (max(v) - min(v)) / min(v) for n, v in launches.items() if len(v) > 1 and min(v) > 0}
+    if spreads:
+        name = max(spreads, key=spreads.get)
+        out += ["", f"The medians of single launches of one benchmark differ by up to {spreads[name] * 100:.0f} % "
+                f"({name}; per-launch table below): a ratio that close to its target can land on the other side "
+                "of it in another run."]
+    out += ["", "## Where the time goes (A − B, medians)", "",
+            table(["what the difference is", "A − B", "ns", "bytes"],
+                  [[what, f"{a} − {b}", fmt(diff(a, b, "median")), fmt(diff(a, b, "alloc"), 0)] for a, b, what in DIFFS], 2)]
 
-def fmt(value, digits=2):
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def show(value, how):
-    """x3/x2: that many decimals; %: a fraction as a percentage; B: bytes."""
-    if how == "%":
-        return fmt(None if value is None else value * 100, 1) + " %"
-    return fmt(value, 0) + " B" if how == "B" else fmt(value, int(how[1:]))
-
-
-def limit_text(t):
-    if t.share_of or t.how == "%":
-        return f"{t.limit * 100:g} %"
-    return f"{t.limit:g} B" if t.how == "B" else f"{t.limit:g}"
-
-
-def table(header, align, rows):
-    return "\n".join([f"| {' | '.join(header)} |", "|" + "".join(a + "|" for a in align)]
-                     + [f"| {' | '.join(row)} |" for row in rows])
-
-
-class Run:
-    """One run's results: the figures, and the values and flags the template names."""
-
-    def __init__(self, results, meta):
-        self.rows, self.values, env = {}, {}, None
-        for cls, (placeholder, expected) in CLASSES.items():
-            rows = {row["Method"]: {"mean": number(row["Mean [ns]"]), "median": number(row["Median [ns]"]),
-                                    "alloc": number(row["Allocated [B]"])}
-                    for row in csv.DictReader(read(results, f"bdn/results/*.{cls}-report.csv").splitlines())}
-            if missing := [m for m in expected if m not in rows or rows[m]["mean"] is None]:
-                fail(f"{cls}: no result for {', '.join(missing)} in {results}/bdn/results")
-            self.rows.update(rows)
-            export = read(results, f"bdn/results/*.{cls}-report-github.md").strip()
-            if not (match := re.match(r"```\s*\n(.*?)\n```\s*\n(.*)", export, re.S)):
-                fail(f"{cls}: no Markdown export of the expected layout in {results}/bdn/results")
-            env = env or match.group(1).strip()  # WriteBenchmarks' (the first)
-            self.values[placeholder] = match.group(2).strip()
-        if "|" not in (native := read(results, "native.md").strip()):
-            fail(f"no native harness table in {results}/native.md")
-        log = read(results, "bdn.log")
-
-        # The interleaved request rounds: per round and mode, ns and bytes per request.
-        by_round = {}
-        for row in csv.DictReader(read(results, "bdn/requests-interleaved.csv").splitlines()):
+    for name, _, body in exports:
+        out += ["", f"## {name}", "", body.strip()]
+    for path in sorted(glob.glob(os.path.join(results, "bdn", "*interleaved*.csv"))):
+        by_round, modes = {}, []
+        for row in csv.DictReader(open(path)):
+            modes += [row["mode"]] if row["mode"] not in modes else []
             by_round.setdefault(int(row["round"]), {})[row["mode"]] = (float(row["ns_per_request"]),
                                                                        float(row["bytes_per_request"]))
-        modes = CLASSES["AspNetCoreRequestBenchmarks"][1]
-        if missing := [m for m in modes if not any(m in r for r in by_round.values())]:
-            fail(f"{results}/bdn/requests-interleaved.csv: no rounds of {', '.join(missing)}")
-        self.inter = [{m: statistics.median(r[m][i] for r in by_round.values() if m in r) for m in modes}
-                      for i in (0, 1)]  # medians of ns and of bytes per request
-        ratios = [r["RequestThreadContext"][0] / r["Request"][0] for r in by_round.values() if len(r) == 2]
-        self.round_ratio = statistics.median(ratios) if ratios else None
-        rounds = []
-        for i, r in sorted(by_round.items()):
-            plain, tc = r.get("Request", (None, None)), r.get("RequestThreadContext", (None, None))
-            ratio = tc[0] / plain[0] if plain[0] and tc[0] is not None else None
-            rounds.append([str(i + 1), fmt(plain[0], 0), fmt(tc[0], 0), fmt(ratio, 3), fmt(plain[1], 0),
-                           fmt(tc[1], 0)])
-        per_mode = re.search(r"interleaved requests: \d+ rounds x (\d+) requests per mode", log)
-        (ns, alloc), added = self.inter, self.inter[1]["RequestThreadContext"] - self.inter[1]["Request"]
-
-        launches = per_launch_medians(log)
-        spreads = {n: (max(v) - min(v)) / min(v) for n, v in launches.items()
-                   if n in SPREAD_OF and len(v) > 1 and None not in v and min(v) > 0}
-        spread = max(spreads.items(), key=lambda item: item[1]) if spreads else None
-        width = max((len(v) for v in launches.values()), default=0)
-        zero = {n for block in re.findall(r"^ZeroMeasurement\n((?:  .*\n)+)", log, re.M)
-                for n in re.findall(r"^  \w+\.(\w+):", block, re.M)}
-        self.jit = disassembly(read(results, "jit.txt"), "WriteBenchmarks:DirectWrite()")
-        # Whether the listing's `call rax` goes to the address of __tls_get_addr the run logged.
-        call = re.search(r"mov\s+rax, 0x([0-9A-Fa-f]+)\s*\n\s*call\s+rax", self.jit)
-        logged = re.findall(r"__tls_get_addr is at 0x([0-9A-Fa-f]+)", log)
-        tls_call = int(call.group(1), 16) == int(logged[-1], 16) if call and logged else None
-        # CPU-seconds others used during the BenchmarkDotNet run, and the machine's.
-        (busy0, total0), (busy1, total1) = ([int(x) for x in meta[k].split()] for k in ("cpu_before", "cpu_after"))
-        machine_seconds = (total1 - total0) / meta["clock_ticks"]
-        others = max(0.0, (busy1 - busy0) / meta["clock_ticks"] - float(meta["own_cpu_seconds"]))
-        share = others / machine_seconds if machine_seconds > 0 else 0.0
-
-        self.flags = {
-            "busy": share >= BUSY_SHARE, "disassembly": bool(self.jit), "tls_get_addr": tls_call is True,
-            "tls_elsewhere": tls_call is False, "launches": bool(launches), "spread": spread is not None,
-            **{f"missed:{t.id}": self.missed(t) for t in TARGETS},
-            **{f"zero:{name}": name in zero for name in self.rows},
-        }
-        self.values.update({
-            **{fact: str(meta[fact]) for fact in ["commit", "machine"] + FACTS[:4]},
-            "others_cpu_pct": f"{share * 100:.0f}",
-            "others_cpu_seconds": f"{others:.0f}",
-            "machine_cpu_seconds": f"{machine_seconds:.0f}",
-            "own_cpu_seconds": f"{float(meta['own_cpu_seconds']):.0f}",
-            "environment": env,
-            "native_table": native,
-            "disassembly": self.jit,
-            "ratios_table": self.ratios_table(),
-            "rounds_table": table(["round", "Request ns", "RequestThreadContext ns", "ratio", "Request B",
-                                   "RequestThreadContext B"], ["---:"] * 6, rounds),
-            "launches_table": table(["benchmark"] + [f"launch {i + 1}" for i in range(width)],
-                                    ["---"] + ["---:"] * width,
-                                    [[name] + [fmt(v) for v in values] for name, values in launches.items()]),
-            "spread_benchmark": spread[0] if spread else "n/a",
-            "spread": fmt(spread[1] * 100, 0) if spread else "n/a",
-            "rounds": str(len(by_round)),
-            "requests_per_round": f"{int(per_mode.group(1)):,}" if per_mode else "n/a",
-            "request_ns": fmt(ns["Request"], 0),
-            "request_thread_context_ns": fmt(ns["RequestThreadContext"], 0),
-            "request_bytes": fmt(alloc["Request"], 0),
-            "request_thread_context_bytes": fmt(alloc["RequestThreadContext"], 0),
-            "round_ratio": fmt(self.round_ratio, 3),
-            "round_ratio_min": fmt(min(ratios, default=None), 3),
-            "round_ratio_max": fmt(max(ratios, default=None), 3),
-            "request_added_bytes": fmt(added, 0),
-            "request_added_pct": fmt(added / alloc["Request"] * 100 if alloc["Request"] else None, 1),
-            "request_added_time_pct": fmt(None if self.round_ratio is None else (self.round_ratio - 1) * 100, 1),
-            **{f"limit:{t.id}": limit_text(t) for t in TARGETS if t.limit is not None},
-        })
-
-    def names(self, metric):
-        """Each benchmark's `metric` (median, mean or alloc), the interleaved figures and the limits."""
-        names = {name: row[metric] for name, row in self.rows.items()}
-        for mode, v in self.inter[metric == "alloc"].items():
-            names["interleaved_" + mode] = None if metric == "mean" else v
-        names["round_ratio"] = None if metric == "mean" else self.round_ratio
-        names["limits"] = {t.id: t.limit for t in TARGETS}
-        return names
-
-    def target(self, t):
-        """(value, mean-based value or None, the figure held against the limit)."""
-        if t.how == "B":
-            value = evaluate(t.expr, self.names("alloc"))
-            checked = evaluate(f"({t.expr}) / {t.share_of}", self.names("alloc")) if t.share_of else value
-            return value, None, checked
-        value = evaluate(t.expr, self.names("median"))
-        return value, evaluate(t.expr, self.names("mean")), value
-
-    def missed(self, t):
-        checked = self.target(t)[2]
-        return t.limit is not None and checked is not None and checked > t.limit
-
-    def ratios_table(self):
-        rows = []
-        for t in TARGETS:
-            value, mean, checked = self.target(t)
-            shown = show(value, t.how) + (f" ({show(checked, '%')})" if t.share_of else "")
-            limit = verdict = ""
-            if t.limit is not None:
-                limit = ("" if t.how == "B" and not t.share_of else "≤ ") + limit_text(t)
-                verdict = ("not measurable (a baseline measured as 0)" if checked is None
-                           else "met" if checked <= t.limit else "**missed**")
-            rows.append([t.label, shown, "" if mean is None else show(mean, t.how), limit, verdict])
-        return table(["ratio", "median", "mean", "target", "verdict"], ["---", "---:", "---:", "---:", "---"], rows)
-
-    def condition(self, text):
-        """`A or B`, a flag, or median:EXPR / bytes:EXPR (a comparison; limit:ID is a target's limit)."""
-        if " or " in text:
-            return any(self.condition(part.strip()) for part in text.split(" or "))
-        kind, _, expr = text.partition(":")
-        if kind in ("median", "bytes"):
-            return bool(evaluate(re.sub(r"limit:(\S+)", r"limits['\1']", expr), self.names(METRICS[kind][0])))
-        if text not in self.flags:
-            raise TemplateError(f"unknown condition {{{{if {text}}}}}")
-        return self.flags[text]
-
-    def value(self, body, live):
-        """A placeholder's text (live is False in a branch not taken: checked, then dropped)."""
-        if body == "disassembly" and live and not self.jit:
-            raise TemplateError("no DirectWrite listing in this run: put {{disassembly}} under {{if disassembly}}")
-        if body in self.values:
-            return self.values[body]
-        kind, _, expr = body.partition(":")
-        if kind not in METRICS or not expr:
-            raise TemplateError(f"unknown placeholder {{{{{body}}}}}")
-        metric, factor, digits = METRICS[kind]
-        v = evaluate(expr, self.names(metric))
-        return fmt(None if v is None else v * factor, digits)
-
-
-# {{name}}, {{name:argument}}, {{if condition}}, {{else}}, {{end}}, {{# comment}}
-TAG = re.compile(r"\{\{(.*?)\}\}", re.S)
-# A line holding only control tags leaves no line behind.
-CONTROL_LINE = re.compile(r"^[ \t]*((?:\{\{(?:if [^}]*|else|end|#[^}]*)\}\}[ \t]*)+)\n", re.M)
-# An {{if}} with no {{if}} inside it.
-INNER_IF = re.compile(r"\{\{if ([^}]*)\}\}((?:(?!\{\{if ).)*?)\{\{end\}\}", re.S)
-
-
-def render(template, run):
-    """The template filled in, innermost {{if}} first. The branch not taken is filled too (and
-    dropped), so a typo fails whichever way this run went."""
-    text = re.sub(r"\{\{#.*?\}\}", "", CONTROL_LINE.sub(lambda m: m.group(1).strip(), template), flags=re.S)
-    if "{{" in TAG.sub("", text) or "}}" in TAG.sub("", text):
-        raise TemplateError("unbalanced braces")
-    fill = lambda text, live: TAG.sub(lambda m: run.value(m.group(1).strip(), live), text)
-
-    def choose(m):
-        yes, _, no = m.group(2).partition("{{else}}")
-        taken = run.condition(m.group(1).strip())
-        fill(no if taken else yes, False)
-        return yes if taken else no
-
-    while (step := INNER_IF.subn(choose, text))[1]:
-        text = step[0]
-    return fill(text, True)
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("results", help="the results folder bench.sh wrote")
-    parser.add_argument("facts", nargs="*", metavar="KEY=VALUE", help=f"the run's facts from bench.sh: {FACTS}")
-    parser.add_argument("--template", default=os.path.join(ROOT, "docs", "benchmarks-template.md"))
-    args = parser.parse_args()
-    path = os.path.join(args.results, "run.json")
-    if args.facts:
-        meta = dict(fact.split("=", 1) for fact in args.facts)
-        if missing := [fact for fact in FACTS if fact not in meta]:
-            fail(f"missing facts: {', '.join(missing)}")
-        meta.update(commit=commit(), machine=machine(), clock_ticks=os.sysconf("SC_CLK_TCK"))
-        with open(path, "w") as f:
-            json.dump(meta, f, indent=1)
-    elif not os.path.exists(path):
-        fail(f"{path} not found: render from a folder bench.sh wrote (it saves the run's facts there)")
-    run = Run(args.results, json.load(open(path)))
-    try:
-        print(render(open(args.template).read(), run).rstrip("\n"))
-    except TemplateError as e:
-        fail(f"{args.template}: {e}")
+        base, full = modes[0], [r for r in by_round.values() if len(r) == len(modes)]
+        ratios = {m: statistics.median(r[m][0] / r[base][0] for r in full) for m in modes[1:] if full}
+        out += ["", f"## Interleaved rounds ({os.path.basename(path)})", "",
+                f"Each round runs every mode ({', '.join(modes)}) in turn, the order alternating, so a change in "
+                f"the machine's load falls on all of them. Median per-round ratio against {base}: "
+                + ", ".join(f"{m} {fmt(r, 3)}" for m, r in ratios.items()) + ". Per request:", "",
+                table(["round"] + [f"{m} ns" for m in modes] + [f"{m} / {base}" for m in modes[1:]]
+                      + [f"{m} B" for m in modes],
+                      [[i + 1] + [fmt(r[m][0] if m in r else None, 0) for m in modes]
+                       + [fmt(r[m][0] / r[base][0] if m in r and base in r else None, 3) for m in modes[1:]]
+                       + [fmt(r[m][1] if m in r else None, 0) for m in modes] for i, r in sorted(by_round.items())])]
+    if launches:
+        width = max(map(len, launches.values()))
+        out += ["", "## Per-launch medians (ns)", "", "Each launch runs the benchmark afresh on a new thread; the "
+                "tables above pool the iterations of all launches.", "",
+                table(["benchmark"] + [f"launch {i + 1}" for i in range(width)],
+                      [[n] + [fmt(x) for x in v] for n, v in launches.items()])]
+    listings = {}
+    for text in read(results, "jit.txt").split("; Assembly listing for method ")[1:]:
+        head, *lines = text.splitlines()
+        listings[head.split("(")[0]] = "\n".join(["; " + head] + [l.rstrip() for l in lines
+                                                                   if l.strip() and not l.lstrip().startswith(";")])
+    tls = re.findall(r"__tls_get_addr is at (0x[0-9A-Fa-f]+)", read(results, "bdn.log"))
+    for method, listing in listings.items():
+        if "(Tier1" in listing.splitlines()[0]:
+            out += ["", f"## {method} as the JIT compiled it (final tier)"
+                    + (f"; glibc's `__tls_get_addr` was at {tls[-1]}" if tls else ""), "", "```asm", listing, "```"]
+    out += ["", "## Native harness", "", read(results, "native.md").strip(), "",
+            read(ROOT, "docs", "benchmarks-about.md").strip()]
+    print("\n".join(out))
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2:])

@@ -1,35 +1,21 @@
 #!/usr/bin/env bash
 # Builds libotel_thread_ctx.so for musl and prints its path on the last line:
-#   target/<triple>/<profile>/libotel_thread_ctx.so
-# Usage: scripts/build-musl.sh [--target TRIPLE] [--release] [--test-hooks|--otel-ctx-dump] [--print-cc]
-#   --target      x86_64-unknown-linux-musl (the default) or aarch64-unknown-linux-musl
-#   --release     the release profile (debug by default, like cargo)
-#   --test-hooks  with the `test-hooks` feature, in a target directory of its own:
-#                 target/<triple>/test-hooks/<triple>/<profile>/libotel_thread_ctx.so
-#   --otel-ctx-dump  instead of the library, the inspector as a static executable (no PT_INTERP,
-#                 no NEEDED: it runs on glibc and musl hosts alike), in a target directory of
-#                 its own: target/<triple>/static-exe/<triple>/<profile>/otel-ctx-dump
-#   --print-cc    builds nothing; prints the musl C compiler, the folder of the linking helpers
-#                 (dl_find_object.o, the empty libgcc_s.so) and gcc's libgcc_eh.a, one a line
-#                 (tests/musl/Makefile links its programs with them)
-# With rustup's musl target a plain cross build; otherwise Debian's rustc rebuilds std for musl
-# (-Zbuild-std) from rust-web-src. The C compiler is musl-gcc on x86-64; for AArch64 the cross
-# gcc with the specs file of musl-dev:arm64, through a two-line wrapper written under target/.
-# It links with LLD (README, musl): gcc's static unwinder (libgcc_eh.a) with
-# native/musl/dl_find_object.c stands in for libgcc_s, which Rust's std asks for and Debian
-# ships for glibc only; an empty libgcc_s.so satisfies the request.
+#   scripts/build-musl.sh [--target TRIPLE] [--release] [--test-hooks | --otel-ctx-dump | --print-cc]
+# TRIPLE: x86_64-unknown-linux-musl (default) or aarch64-unknown-linux-musl. --test-hooks: with the
+# `test-hooks` feature, in target/<triple>/test-hooks/. --otel-ctx-dump: the inspector instead, a
+# static executable (no PT_INTERP, no NEEDED), in target/<triple>/static-exe/. --print-cc: builds
+# nothing, prints the musl C compiler, the folder of the linking helpers and libgcc_eh.a, one a line
+# (tests/musl/Makefile links with them). How it links: docs/PLATFORMS.md, musl.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-usage() { echo "usage: $0 [--target x86_64-unknown-linux-musl|aarch64-unknown-linux-musl] [--release] [--test-hooks] [--print-cc]" >&2; exit 2; }
-triple=x86_64-unknown-linux-musl
-profile=debug
-hooks=0 print_cc=0 release=0 exe=0
+usage() { sed -n 3p "$0" >&2; exit 2; }
+triple=x86_64-unknown-linux-musl profile=debug hooks=0 print_cc=0 exe=0
 while (($#)); do
   case "$1" in
     --target) (($# >= 2)) || usage; triple="$2"; shift ;;
     --target=*) triple="${1#--target=}" ;;
-    --release) release=1 ;;
+    --release) profile=release ;;
     --test-hooks) hooks=1 ;;
     --otel-ctx-dump) exe=1 ;;
     --print-cc) print_cc=1 ;;
@@ -37,29 +23,29 @@ while (($#)); do
   esac
   shift
 done
+((hooks + exe + print_cc <= 1)) || usage
+setup musl
+[[ "$triple" != aarch64-* ]] || setup cross
 
+# Each tool, or the Debian package that has it (scripts/setup.sh musl cross installs them).
+need() { [ -e "$1" ] || command -v "$1" >/dev/null || die "$1 not found (Debian package $2; scripts/setup.sh installs it)"; }
 lib="$root/target/$triple/musl-build/lib"
 case "$triple" in
-  x86_64-unknown-linux-musl)
-    gcc=gcc cc=musl-gcc
-    command -v musl-gcc >/dev/null || die "musl-gcc not found (Debian package musl-tools; scripts/setup.sh installs it)"
-    ;;
+  x86_64-unknown-linux-musl) gcc=gcc cc=musl-gcc; need musl-gcc musl-tools ;;
   aarch64-unknown-linux-musl)
     gcc=aarch64-linux-gnu-gcc cc="$root/target/$triple/musl-build/bin/aarch64-linux-musl-gcc"
-    specs=/usr/lib/aarch64-linux-musl/musl-gcc.specs
-    command -v "$gcc" >/dev/null || die "$gcc not found (Debian package gcc-aarch64-linux-gnu; scripts/setup.sh installs it)"
-    [ -f "$specs" ] || die "$specs not found (Debian package musl-dev:arm64; scripts/setup.sh installs it)"
+    specs=/usr/lib/aarch64-linux-musl/musl-gcc.specs lld_dir="$root/target/$triple/musl-build/lld"
+    need "$gcc" gcc-aarch64-linux-gnu; need "$specs" musl-dev:arm64; need ld.lld lld
     # A cross gcc finds `ld.lld` (for -fuse-ld=lld) only in its -B folders: one holding just that.
-    lld_dir="$root/target/$triple/musl-build/lld"
     mkdir -p "$(dirname "$cc")" "$lld_dir"
-    command -v ld.lld >/dev/null && ln -sfn "$(command -v ld.lld)" "$lld_dir/ld.lld"
+    ln -sfn "$(command -v ld.lld)" "$lld_dir/ld.lld"
     printf '#!/bin/sh\n# musl-gcc for AArch64, written by scripts/build-musl.sh.\nexec %s -B%s "$@" -specs %s\n' \
       "$gcc" "$lld_dir" "$specs" >"$cc.tmp"
     chmod +x "$cc.tmp" && mv "$cc.tmp" "$cc"
     ;;
   *) echo "build-musl: no musl build for '$triple'" >&2; usage ;;
 esac
-command -v ld.lld >/dev/null || die "ld.lld not found (Debian package lld; scripts/setup.sh installs it)"
+need ld.lld lld
 libgcc_eh="$("$gcc" -print-file-name=libgcc_eh.a)"
 [ -f "$libgcc_eh" ] || die "$gcc's libgcc_eh.a not found"
 mkdir -p "$lib"
@@ -70,20 +56,14 @@ if ((print_cc)); then
   exit
 fi
 
-((hooks && exe)) && usage
-cargo_args=(--target "$triple" -p otel-thread-ctx --lib)
-target_dir="$root/target"
-((release)) && profile=release && cargo_args+=(--release)
-if ((hooks)); then
-  target_dir="$root/target/$triple/test-hooks"
-  cargo_args+=(--features test-hooks --target-dir "$target_dir")
-fi
+cargo_args=(--target "$triple" -p otel-thread-ctx --lib) target_dir="$root/target"
+[ "$profile" = debug ] || cargo_args+=(--release)
+((hooks)) && target_dir="$root/target/$triple/test-hooks" && cargo_args+=(--features test-hooks)
+((exe)) && target_dir="$root/target/$triple/static-exe" && cargo_args[3]=otel-ctx-dump cargo_args[4]="--bin=otel-ctx-dump"
+cargo_args+=(--target-dir "$target_dir")
 env_triple="$(tr 'a-z-' 'A-Z_' <<<"$triple")"
 export "CARGO_TARGET_${env_triple}_LINKER=$cc"
 if ((exe)); then
-  target_dir="$root/target/$triple/static-exe"
-  cargo_args=(--target "$triple" -p otel-ctx-dump --bin otel-ctx-dump --target-dir "$target_dir")
-  ((release)) && cargo_args+=(--release)
   # Static and not position-independent (`-static`, which the specs file passes on: it has no
   # rule for -static-pie), the C start files from the specs file rather than Rust's own, and
   # gcc's unwinder under the name std asks a static musl program for (libunwind.a).
@@ -105,12 +85,11 @@ if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | 
   fi
   nice cargo build -q "${cargo_args[@]}"
 else
-  rustc=/usr/bin/rustc
-  [ -x "$rustc" ] || die "no rustup $triple target and no Debian rustc at $rustc"
+  rustc=/usr/bin/rustc cargo=/usr/bin/cargo
+  need "$rustc" rustc-web
   library="$("$rustc" --print sysroot)/lib/rustlib/src/rust/library"
   [ -f "$library/Cargo.lock" ] && [ -d "$library/vendor" ] ||
-    die "the standard library's sources are not at $library (Debian package rust-web-src)"
-  cargo=/usr/bin/cargo
+    die "no rustup $triple target, and the standard library's sources are not at $library (Debian packages rustc-web, rust-web-src)"
   [ -x "$cargo" ] || cargo=cargo
   echo "build-musl: Debian's rustc $("$rustc" --version | cut -d' ' -f2) rebuilding std for $triple (-Zbuild-std)" >&2
   # One directory source of name-version folders: Debian's registry and std's vendored crates
@@ -128,7 +107,7 @@ else
     --config 'net.offline=true'
 fi
 
-so="$target_dir/$triple/$profile/libotel_thread_ctx.so"
-((exe)) && so="$target_dir/$triple/$profile/otel-ctx-dump"
-[ -f "$so" ] || die "cargo did not produce $so"
-echo "$so"
+out="$target_dir/$triple/$profile/libotel_thread_ctx.so"
+((exe)) && out="$target_dir/$triple/$profile/otel-ctx-dump"
+[ -f "$out" ] || die "cargo did not produce $out"
+echo "$out"

@@ -1,14 +1,11 @@
 #!/usr/bin/env python3
 """Checks what otel-ctx-dump read from the .NET sample service against the spans it exported.
-
 usage: check-sample-spans.py [--resource RESOURCE.json] SPANS_FILE DUMP.json [DUMP.json ...]
-
-SPANS_FILE: one exported span per line, TRACE_ID SPAN_ID FLAGS START END KIND NAME (seconds since
-the epoch). DUMP.json: `otel-ctx-dump --json PID` output; DUMP.time: the wall-clock seconds before
-and after that read. Every span a thread shows must be an exported span with the same trace id
-and flags, running during the read (else the record is stale), and a handler span carries its
-route. With --resource (the exported Resource as JSON), every read's process context must carry
-exactly that resource, value types included. Exits 1 if a read does not check out or none showed a span.
+SPANS_FILE: a span a line, TRACE_ID SPAN_ID FLAGS START END KIND NAME (epoch seconds); each
+DUMP.json (`otel-ctx-dump --json PID`) has a DUMP.time, the wall clock before and after the read.
+Every span a thread shows must be an exported one with its trace id and flags, running during the
+read, and a handler span carries its route; with --resource, every read's process context is that
+resource exactly, value types included. Exits 1 if a read does not check out or none showed a span.
 """
 import json
 import sys
@@ -68,9 +65,7 @@ def main(args):
               f" {count('being_updated')} being updated; service.name={published.get('service.name')!r},"
               f" key map {ctx.get('attribute_key_map')}")
         if resource is not None:
-            diffs = [f"{key}: exported as {resource[key]!r}, not published" if key not in published
-                     else f"{key}: published as {published[key]!r}, not exported" if key not in resource
-                     else f"{key}: published {published[key]!r}, exported {resource[key]!r}"
+            diffs = [f"{key}: published {published.get(key, '(nothing)')!r}, exported {resource.get(key, '(nothing)')!r}"
                      for key in sorted(set(published) | set(resource))
                      if key not in published or key not in resource or not same(published[key], resource[key])]
             bad.extend(f"read {n} process context: {d}" for d in diffs)
@@ -81,24 +76,19 @@ def main(args):
             reads += 1
             attrs = {a["key"] or f"#{a['index']}": a["value"] for a in t["attributes"]}
             span = t["span_id"]
-            wrong = problem(t, attrs, exported, read_start, read_end)
-            if wrong:
+            if wrong := problem(t, attrs, exported, read_start, read_end):
                 bad.append(f"read {n} tid {t['tid']} span {span}: {wrong}")
                 verdict = f"MISMATCH: {wrong}"
             else:
-                good += 1
+                good, verdict = good + 1, f"exported as {exported[span][2]} '{exported[span][3]}'"
                 seen.add(span)
-                verdict = f"exported as {exported[span][2]} '{exported[span][3]}'"
             shown = " ".join(f"{k}={v}" for k, v in attrs.items())
             print(f"  tid {t['tid']:<7} trace {t['trace_id']} span {span} flags {t['flags']:02x} {shown:<40} -> {verdict}")
 
     print(f"check: {reads} span reads in {len(args) - 1} dumps; {good} are spans the service exported"
           f" ({len(seen)} distinct), {len(bad)} are not")
-    for b in bad:
-        print(f"  {b}")
-    if reads == 0 and not bad:
-        print("check FAILED: no thread was read while running a span")
     if bad or reads == 0:
+        print("".join(f"  {b}\n" for b in bad) + ("check FAILED" if reads else "check FAILED: no span read"))
         return 1
     print("check passed: every span read from outside is a span the service exported, running at the time")
     return 0

@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
-# Runs the .NET sample service (samples/dotnet) under load for LOAD_SECONDS (default 12: the check
-# and the reads below must end before it does), reads it from outside with otel-ctx-dump check
-# (every rule must pass) and READS times (default 5), then
-# checks every span a thread showed against the spans the service exported
-# (scripts/check-sample-spans.py), and that the check can fail. Needs `cargo build --workspace`
-# first. The service is killed on every exit path.
+# Builds and runs the .NET sample service (samples/dotnet) under load for LOAD_SECONDS (default 12:
+# the check and the reads below must end before it does), reads it from outside with
+# `otel-ctx-dump check` (every rule must pass) and READS times (default 5), then checks every span
+# a thread showed against the spans the service exported (scripts/check-sample-spans.py), and that
+# the check can fail. The service is killed on every exit path.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
-lib="${OTEL_NATIVE_LIBRARY:-$root/target/debug/libotel_thread_ctx.so}"
-dump="$root/target/debug/otel-ctx-dump"
-load_seconds="${LOAD_SECONDS:-12}"
-out="$root/target/dotnet-sample"
+setup base
+cargo build -q --workspace
+lib="${OTEL_NATIVE_LIBRARY:-$root/target/debug/libotel_thread_ctx.so}" dump="$root/target/debug/otel-ctx-dump"
+load_seconds="${LOAD_SECONDS:-12}" out="$root/target/dotnet-sample"
 run="$out/run"
-for f in "$lib" "$dump"; do [ -f "$f" ] || die "$f not found: run cargo build --workspace first"; done
 
 # Its own artifacts folder, so this build never touches the solution's bin/obj folders.
 mkdir -p "$out"
@@ -23,8 +21,7 @@ mkdir -p "$run"
 pid=""
 stop() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
+  wait_for 5 eval '! kill -0 "$pid" 2>/dev/null' || kill -9 "$pid" 2>/dev/null || true
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
@@ -32,12 +29,8 @@ trap 'exit 130' INT TERM
 dotnet "$out/build/bin/OtelSampleService/release/OtelSampleService.dll" --spans "$run/spans.txt" \
   --resource "$run/resource.json" --load "$load_seconds" --concurrency 8 >"$run/service.out" 2>&1 &
 pid=$!
-for _ in $(seq 300); do
-  grep -q '^listening ' "$run/service.out" && break
-  kill -0 "$pid" 2>/dev/null || { cat "$run/service.out"; die "the service exited early"; }
-  sleep 0.1
-done
-grep -q '^listening ' "$run/service.out" || die "the service did not start in 30 s"
+listening() { grep -q '^listening ' "$run/service.out" || ! kill -0 "$pid" 2>/dev/null; }
+wait_for 30 listening && grep -q '^listening ' "$run/service.out" || { cat "$run/service.out"; die "the service did not start"; }
 echo "--- samples/dotnet: $(head -1 "$run/service.out"), serving its own load for ${load_seconds}s (8 clients on loopback)"
 sleep 1
 
@@ -46,25 +39,19 @@ if [ "${SHOW_TABLE:-1}" = 1 ]; then
   "$dump" "$pid" | grep -v -e '(no context)' || true
 fi
 echo "--- otel-ctx-dump check --duration 1 $pid: every rule of the OTEPs a writer can break"
-rc=0
-"$dump" check --duration 1 "$pid" >"$run/check.txt" || rc=$?
-[ "$rc" -eq 0 ] || { cat "$run/check.txt"; die "otel-ctx-dump check exited with $rc (7: warnings, 8: failures)"; }
+"$dump" check --duration 1 "$pid" >"$run/check.txt" ||
+  { rc=$?; cat "$run/check.txt"; die "otel-ctx-dump check exited with $rc (7: warnings, 8: failures)"; }
 tail -1 "$run/check.txt"
 echo "--- otel-ctx-dump --json $pid, ${READS:-5} more reads while requests hop threads"
 for i in $(seq "${READS:-5}"); do
   t0=$(date +%s.%N)
-  "$dump" --json "$pid" >"$run/dump-$i.json" || {
-    rc=$?
-    [ "$rc" -ne 4 ] || echo "  (otel-ctx-dump needs to ptrace the service: see README, Permissions)"
-    die "otel-ctx-dump exited with $rc"
-  }
+  "$dump" --json "$pid" >"$run/dump-$i.json" || die "otel-ctx-dump exited with $? (4: it needs to ptrace the service; see otel-ctx-dump/README.md)"
   echo "$t0 $(date +%s.%N)" >"$run/dump-$i.time"
   sleep 0.7
 done
 
 # The service stops after its load, flushing the exporter; the check needs every exported span.
-for _ in $(seq $((load_seconds * 10 + 300))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && die "the service did not stop"
+wait_for $((load_seconds + 30)) eval '! kill -0 "$pid" 2>/dev/null' || die "the service did not stop"
 svc_rc=0
 wait "$pid" || svc_rc=$?
 pid=""

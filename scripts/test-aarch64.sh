@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Builds for aarch64-unknown-linux-gnu and runs the tests there (README, AArch64): under qemu-user
-# on x86-64, natively on AArch64. A missing cross toolchain fails.
-#   ./scripts/test-aarch64.sh rust     the crate's unit, integration and doc tests, otel-ctx-dump's unit tests
-#   ./scripts/test-aarch64.sh dotnet   the .NET tests, published self-contained for linux-arm64
+# The tests for aarch64-unknown-linux-gnu, under qemu-user on x86-64 (natively on AArch64); a
+# missing cross toolchain fails. `rust`: the crate's tests and otel-ctx-dump's unit tests;
+# `dotnet`: the .NET tests published self-contained for linux-arm64; no argument: both.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
-. scripts/cross-env.sh
+setup base cross
 triple=aarch64-unknown-linux-gnu
 cross_env "$triple"
 runner="${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER:-}"

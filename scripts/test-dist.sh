@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# The static otel-ctx-dump binaries scripts/pack.sh puts in target/dist/ (README, Inspecting a live
-# process): built for x86-64 and AArch64 with musl (scripts/build-musl.sh --otel-ctx-dump), each
-# must be a static executable of its machine (no PT_INTERP, no NEEDED) and run: the x86-64 one
-# natively, with --version and reading a live process (samples/c built against the glibc
-# library: a static musl binary reads a glibc process), the AArch64 one under qemu-aarch64-static
-# (natively on AArch64) with --version. Control: the glibc build of otel-ctx-dump fails the
-# static check. Ends "dist: N passed, N failed".
+# The static otel-ctx-dump binaries of target/dist/ (scripts/build-musl.sh --otel-ctx-dump): each a
+# static executable of its machine that runs with no environment (--version; AArch64 under
+# qemu-aarch64-static elsewhere), the x86-64 one reading a live glibc process (samples/c).
+# Control: the glibc build fails the static check. Ends "dist: N passed, N failed".
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
+setup base musl cross
 
-version="$(sed -n '/^\[workspace\.package\]/,/^\[/{s/^version *= *"\([^"]*\)".*/\1/p}' Cargo.toml | head -1)"
+version="$(cargo_version)"
 
 # What keeps FILE from being a static ARCH executable; silent when it is one.
 static_exe_problems() {
@@ -57,14 +55,12 @@ done
 
 # The x86-64 binary reads a live glibc process: the C sample's four workers, each holding a span.
 live() {
-  local out="$root/target/dist-test" pid i
+  local out="$root/target/dist-test" pid
   make -s -C samples/c PROFILE=release OUT="$out" "$out/sample" || return 1
   "$out/sample" --threads 4 --hold 30 >"$out/sample.out" 2>"$out/sample.err" &
   pid=$!
-  for i in $(seq 100); do
-    [ "$(grep -c '"tid"' "$out/sample.out")" = 4 ] && break
-    sleep 0.1
-  done
+  four() { [ "$(grep -c '"tid"' "$out/sample.out")" = 4 ]; }
+  wait_for 10 four
   env -i "${exe[x86_64]}" --json "$pid" >"$out/dump.json"
   local rc=$?
   kill "$pid" 2>/dev/null

@@ -1,23 +1,19 @@
 #!/usr/bin/env bash
-# The musl suite (README, musl), for each musl architecture: builds the library for
-# x86_64-unknown-linux-musl and aarch64-unknown-linux-musl (scripts/build-musl.sh), shipped and
-# with the test hooks, checks their ELF, then builds the C sample and tests/musl with the musl C
-# compiler (tests/musl/Makefile) and runs them under musl's loader, linked at start-up (static
-# TLS) and loaded with dlopen (dynamic TLS). AArch64 runs under qemu-aarch64-static on another
-# machine. A missing toolchain fails. Ends "musl: N passed, N failed".
-# Usage: scripts/test-musl.sh [x86_64|aarch64]   (both by default)
+# The musl suite, for x86_64 and aarch64 (or the one named: scripts/test-musl.sh [x86_64|aarch64]):
+# the musl library's ELF (shipped and with the test hooks), then samples/c and tests/musl built with
+# the musl C compiler and run under musl's loader, linked at start-up and loaded with dlopen
+# (AArch64 under qemu-aarch64-static elsewhere). What each check covers: docs/PLATFORMS.md, musl.
+# A missing toolchain fails. Ends "musl: N passed, N failed".
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
+setup base musl cross
 
-arches=("$@")
-((${#arches[@]})) || arches=(x86_64 aarch64)
-for arch in "${arches[@]}"; do
-  [[ "$arch" == x86_64 || "$arch" == aarch64 ]] || { echo "usage: $0 [x86_64|aarch64]" >&2; exit 2; }
-done
+arches=("${@:-x86_64}")
+(($#)) || arches+=(aarch64)
+[[ " ${arches[*]} " =~ ^( (x86_64|aarch64))+\ $ ]] || { echo "usage: $0 [x86_64|aarch64]" >&2; exit 2; }
 
-# The ELF properties readers and musl's loader need, for ARCH (x86_64 or aarch64). Prints what
-# is wrong; silent when right. Each listing is read whole first: `readelf | grep -q` under
-# pipefail fails when grep stops early.
+# What keeps FILE from having the ELF properties readers and musl's loader need, on ARCH. Each
+# listing is read whole first: `readelf | grep -q` under pipefail fails when grep stops early.
 elf_problems() {
   local file="$1" arch="$2" header dynsyms relocs versions segments needed tls machine reloc
   case "$arch" in
@@ -83,7 +79,7 @@ assert sorted(int(l["attributes"]["worker_id"][1:]) for l in lines) == list(rang
 PY
 }
 
-# The static library in a musl executable (README, Linking the static library): GNU ld relaxes
+# The static library in a musl executable (docs/PLATFORMS.md, Linking the static library): GNU ld relaxes
 # the TLSDESC access to initial-exec on x86-64, LLD to local-exec; the slot is found by dlsym.
 static_link() {
   local exe="$out/static-link-$1" result
@@ -104,17 +100,12 @@ musl_suite() {
   triple="$arch-unknown-linux-musl" runner="" out="$root/target/$arch-unknown-linux-musl/tests"
   local t="[$triple]"
   echo "--- $triple"
-  local tools=(ld.lld readelf python3 "$loader")
-  if [ "$arch" = x86_64 ]; then
-    tools+=(musl-gcc)
-  else
-    tools+=(aarch64-linux-gnu-gcc /usr/lib/aarch64-linux-musl/musl-gcc.specs)
-    if [ "$(uname -m)" != aarch64 ]; then
-      tools+=(qemu-aarch64-static)
-      # Signals cost far more under qemu-user: the sampler's 20 us period would starve the writer.
-      runner=qemu-aarch64-static
-      export SUITE_SAMPLER_PERIOD_NS=200000
-    fi
+  # The compilers: scripts/build-musl.sh names what it lacks.
+  local tools=(readelf python3 "$loader")
+  if [ "$arch" = aarch64 ] && [ "$(uname -m)" != aarch64 ]; then
+    # Signals cost far more under qemu-user: the sampler's 20 us period would starve the writer.
+    runner=qemu-aarch64-static tools+=(qemu-aarch64-static)
+    export SUITE_SAMPLER_PERIOD_NS=200000
   fi
   for tool in "${tools[@]}"; do
     [ -e "$tool" ] || command -v "$tool" >/dev/null || { fail "$t $tool is missing (scripts/setup.sh installs it)"; return 1; }

@@ -8,10 +8,10 @@ use std::process::Command;
 /// control: a stale file fails the check).
 #[test]
 fn committed_header_and_bindings_match_what_is_generated() {
-    let out = Command::new(common::repo_root().join("scripts/gen-header.sh"))
-        .arg("--check")
+    let out = Command::new(common::repo_root().join("scripts/dev.sh"))
+        .args(["gen", "--check"])
         .output()
-        .expect("scripts/gen-header.sh runs (cbindgen is installed by scripts/setup.sh)");
+        .expect("scripts/dev.sh gen runs (cbindgen is installed by scripts/setup.sh)");
     assert!(
         out.status.success(),
         "{}{}",

@@ -11,7 +11,7 @@ namespace OtelThreadContext.Tests;
 
 /// <summary>
 /// The P/Invoke declarations against the built library. They are generated from the Rust sources
-/// (<c>NativeMethods.g.cs</c>, <c>TestNativeMethods.g.cs</c>), and <c>scripts/gen-header.sh --check</c>
+/// (<c>NativeMethods.g.cs</c>, <c>TestNativeMethods.g.cs</c>), and <c>scripts/dev.sh gen --check</c>
 /// fails when they are stale, so their signatures need no check here.
 /// </summary>
 public sealed unsafe class BindingTests

@@ -17,7 +17,7 @@ namespace OtelThreadContext.Tests;
 /// <c>/proc/PID/maps</c> and reads it through process_vm_readv. Shares no code with the library.
 /// </summary>
 /// <remarks>The inspector is <c>target/debug/otel-ctx-dump</c> (<c>cargo build -p otel-ctx-dump</c>;
-/// scripts/test-dotnet.sh builds it), or the path in <c>OTEL_CTX_DUMP</c>. It also reads thread records:
+/// scripts/dev.sh test-dotnet builds it), or the path in <c>OTEL_CTX_DUMP</c>. It also reads thread records:
 /// <c>--thread</c> limits that to the calling thread, which only waits for it.</remarks>
 internal static partial class ProcessContextReader
 {
@@ -131,7 +131,7 @@ internal static partial class ProcessContextReader
 
         Assert.True(
             File.Exists(path),
-            $"The inspector {path} is missing: build it with `cargo build -p otel-ctx-dump` (scripts/test-dotnet.sh does), " +
+            $"The inspector {path} is missing: build it with `cargo build -p otel-ctx-dump` (scripts/dev.sh test-dotnet does), " +
             "or set OTEL_CTX_DUMP to its path.");
         var psi = new ProcessStartInfo(path!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string arg in new[] { "--json", "--thread", gettid().ToString(CultureInfo.InvariantCulture), Environment.ProcessId.ToString(CultureInfo.InvariantCulture) })

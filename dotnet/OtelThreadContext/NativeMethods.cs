@@ -3,7 +3,7 @@ namespace OtelThreadContext;
 /// <summary>
 /// The native library's C API. Its declarations (every function of <c>include/otel_thread_ctx.h</c>,
 /// the status enum, the structs and constants) are generated from the Rust sources into
-/// <c>NativeMethods.g.cs</c> by <c>scripts/gen-header.sh</c>; this part names the library.
+/// <c>NativeMethods.g.cs</c> by <c>scripts/dev.sh gen</c>; this part names the library.
 /// </summary>
 /// <remarks><c>otel_process_ctx_publish</c> leaves the OS error in <c>errno</c> with <c>MAPPING_FAILED</c>
 /// (hence its <c>SetLastError</c>). None skips the GC transition: every call may attach, allocate or take

@@ -16,7 +16,11 @@ internal static unsafe partial class NativeBindings
     [LibraryImport(LibraryName, EntryPoint = "otel_thread_ctx_update")]
     internal static partial int UpdateWithGCTransition(byte* traceId, byte* spanId, byte traceFlags);
 
-    /// <summary>The same call without the GC-mode switch (what the package uses).</summary>
+    /// <summary>
+    /// The same call without the GC-mode switch. For comparison only: the package suppresses no
+    /// transition (its one call per thread, <c>otel_thread_ctx_ensure_record</c>, is a normal
+    /// P/Invoke; every later write is in place, with no call).
+    /// </summary>
     [LibraryImport(LibraryName, EntryPoint = "otel_thread_ctx_update")]
     [SuppressGCTransition]
     internal static partial int UpdateSuppressGCTransition(byte* traceId, byte* spanId, byte traceFlags);

@@ -1,5 +1,5 @@
 //! `gen-bindings`: writes the C# P/Invoke declarations of a crate's C API (see the library), or with
-//! `--check` fails when a committed file differs from what it would write. scripts/gen-header.sh runs it.
+//! `--check` fails when a committed file differs from what it would write. scripts/dev.sh gen runs it.
 
 use gen_bindings::{first_difference, Api, Gate, Target};
 use std::collections::HashMap;
@@ -35,7 +35,7 @@ fn run(options: &HashMap<&str, String>, check: bool) -> Result<bool, String> {
         if !check {
             std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
         } else if let Some(line) = first_difference(&std::fs::read_to_string(path).unwrap_or_default(), &text) {
-            eprintln!("gen-bindings: {path} is stale (first difference at line {line}): run scripts/gen-header.sh and commit the result");
+            eprintln!("gen-bindings: {path} is stale (first difference at line {line}): run scripts/dev.sh gen and commit the result");
             current = false;
         }
     }

@@ -1,4 +1,4 @@
-//! `gen-bindings --check` as scripts/gen-header.sh runs it: passes on the committed .NET
+//! `gen-bindings --check` as scripts/dev.sh gen runs it: passes on the committed .NET
 //! declarations, and (the control) fails on a stale copy of them.
 
 use std::path::{Path, PathBuf};
