@@ -13,7 +13,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATIOS = [("DirectWrite", "PInvokeUpdate", 0.25), ("DirectWrite", "PInvokeUpdateSuppressGCTransition", 0.5),
           ("DirectWrite", "RawStores", 2.0), ("DirectWrite", "RawStoresThreadStatic", None),
           ("ActivityStartStopTracked", "ActivityStartStop", 1.15), ("AsyncFlowTracked", "AsyncFlow", None),
-          ("RequestThreadContext", "Request", 1.02)]
+          ("RequestThreadContext", "Request", 1.02), ("ThreadContext", "Off", 1.02), ("OffControl", "Off", None),
+          ("Floor", "Off", None)]
+# Allocation goals: A's bytes minus B's, at most the limit.
+BYTES = [("ThreadContext", "Off", 140, "`AddThreadContext` per request over sockets"),
+         ("ActivityStartStopTracked", "ActivityStartStopLocalOnly", 0, "the tracker's own work per span")]
 # Where the time goes: A − B in median ns and in allocated bytes, and what the difference is.
 DIFFS = [("RawStoresThreadStatic", "RawStores", "finding the thread's record through a `[ThreadStatic]`"),
          ("DirectWrite", "RawStoresThreadStatic", "the valid-flag protocol and the call's shape"),
@@ -22,7 +26,9 @@ DIFFS = [("RawStoresThreadStatic", "RawStores", "finding the thread's record thr
          ("DirectWriteActivityIds", "DirectWrite", "Activity ids (hex strings) to bytes"),
          ("ActivityStartStopTracked", "ActivityStartStop", "tracking, per start/stop pair (two switches)"),
          ("ActivityStartStopLocalOnly", "ActivityStartStop", "of which the notifying `AsyncLocal` alone"),
-         ("AsyncFlowTracked", "AsyncFlow", "tracking, per async flow")]
+         ("AsyncFlowTracked", "AsyncFlow", "tracking, per async flow"),
+         ("ThreadContext", "Off", "`AddThreadContext`, per request over sockets"),
+         ("Floor", "Off", "of which the notifying `AsyncLocal` alone")]
 BUSY_SHARE = 0.05  # other processes' share of the CPU time from which the run counts as busy
 
 
@@ -134,6 +140,15 @@ def main(results, args):
                   [[f"{a} / {b}", fmt(ratio(a, b, "median"), 3), fmt(ratio(a, b, "mean"), 3), fmt(diff(a, b, "alloc"), 0),
                     "" if t is None else f"≤ {t:g}", "" if t is None or ratio(a, b, "median") is None else
                     "met" if ratio(a, b, "median") <= t else "**missed**"] for a, b, t in RATIOS])]
+    out += ["", table(["bytes goal", "A − B", "bytes", "limit", "verdict"],
+                      [[what, f"{a} − {b}", fmt(diff(a, b, "alloc"), 0), f"≤ {n}", "" if diff(a, b, "alloc") is None
+                        else "met" if diff(a, b, "alloc") <= n else "**missed**"] for a, b, n, what in BYTES], 2)]
+    own, floor = diff("ActivityStartStopTracked", "ActivityStartStopLocalOnly", "median"), \
+        diff("ActivityStartStopLocalOnly", "ActivityStartStop", "median")
+    if own is not None and floor:
+        out += ["", f"The tracker's own work per switch is {own / floor * 100:.1f} % of the floor's time "
+                "((ActivityStartStopTracked − ActivityStartStopLocalOnly) / (ActivityStartStopLocalOnly − "
+                f"ActivityStartStop); goal ≤ 10 %: {'met' if own / floor <= 0.10 else '**missed**'})."]
     launches = per_launch_medians(read(results, "bdn.log"))
     spreads = {n: (max(v) - min(v)) / min(v) for n, v in launches.items() if len(v) > 1 and min(v) > 0}
     if spreads:
@@ -147,7 +162,7 @@ def main(results, args):
 
     for name, _, body in exports:
         out += ["", f"## {name}", "", body.strip()]
-    for path in sorted(glob.glob(os.path.join(results, "bdn", "*interleaved*.csv"))):
+    for path in sorted(glob.glob(os.path.join(results, "bdn", "requests-*.csv"))):
         by_round, modes = {}, []
         for row in csv.DictReader(open(path)):
             modes += [row["mode"]] if row["mode"] not in modes else []
