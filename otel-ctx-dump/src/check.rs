@@ -281,8 +281,7 @@ fn header_findings((signature, h): ([u8; 8], Header), clock: Clock, out: &mut Ve
 }
 
 fn timestamp_finding(ns: u64, clock: Clock) -> Finding {
-    let secs = |ns: u64| format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000);
-    let at = secs(ns);
+    let (secs, at) = (pc::seconds, pc::seconds(ns));
     if ns == 0 {
         return TIMESTAMP.fail("0: unpublished, or an update never finished");
     }
@@ -321,11 +320,11 @@ fn context_findings(i: &Inputs) -> Vec<Finding> {
         }
     });
     // The mapping the reader took (a consistent read), else the first one it could have.
-    let chosen = match &i.snapshot.process_context {
-        ContextStatus::Present { addr, .. } | ContextStatus::Invalid { addr, .. } => Some(*addr),
-        ContextStatus::Absent => None,
-    };
-    let chosen = chosen.and_then(|a| readable.iter().find(|m| m.start == a));
+    let chosen = i
+        .snapshot
+        .process_context
+        .addr()
+        .and_then(|a| readable.iter().find(|m| m.start == a));
     let Some(m) = chosen.or(readable.first()) else {
         let why = "no readable OTEL_CTX mapping";
         skip(&mut out, &SIGNATURE, &KEY_MAP_DUPLICATES, why);
