@@ -22,9 +22,10 @@ pub enum Verdict {
 }
 
 /// A rule a writer must follow, and where it comes from.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct Rule {
     /// A short stable name (JSON `check`).
+    #[serde(rename = "check")]
     pub id: &'static str,
     /// The OTEP and the part of it the rule comes from.
     pub clause: &'static str,
@@ -40,13 +41,8 @@ macro_rules! rules {
 
 impl Rule {
     fn says(&'static self, result: Verdict, evidence: impl Into<String>) -> Finding {
-        let (rule, clause, evidence) = (self, self.clause, evidence.into());
-        Finding {
-            rule,
-            clause,
-            result,
-            evidence,
-        }
+        let (rule, evidence) = (self, evidence.into());
+        Finding { rule, result, evidence }
     }
 
     fn pass(&'static self, evidence: impl Into<String>) -> Finding {
@@ -111,15 +107,11 @@ pub const MAX_ATTRS_DATA: u16 = 612;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    #[serde(rename = "check", serialize_with = "rule_id")]
+    /// JSON: the rule's `check` and `clause`.
+    #[serde(flatten)]
     pub rule: &'static Rule,
-    pub clause: &'static str,
     pub result: Verdict,
     pub evidence: String,
-}
-
-fn rule_id<S: serde::Serializer>(r: &&'static Rule, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(r.id)
 }
 
 /// Clock readings a timestamp is judged against, in CLOCK_BOOTTIME nanoseconds.

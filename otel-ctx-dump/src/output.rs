@@ -221,7 +221,7 @@ pub fn check_text(s: &Snapshot, findings: &[Finding]) -> String {
     let _ = writeln!(out, "{:<4}  {:<18} {:<58}  EVIDENCE", "", "CHECK", "CLAUSE");
     for f in findings {
         let result = format!("{:?}", f.result).to_uppercase();
-        let (id, clause, evidence) = (f.rule.id, f.clause, printable(&f.evidence));
+        let (id, clause, evidence) = (f.rule.id, f.rule.clause, printable(&f.evidence));
         let _ = writeln!(out, "{result:<4}  {id:<18} {clause:<58}  {evidence}");
     }
     let [pass, skip, warn, fail] = check::counts(findings);
