@@ -479,11 +479,7 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
     }
     let gone = (exited > 0).then(|| format!(" ({exited} exited before their turn)"));
     let read = format!("{} thread(s){}", s.threads.len() - exited, gone.unwrap_or_default());
-    let every = if records == 0 {
-        "no record to check"
-    } else {
-        "every record"
-    };
+    let every = ["every record", "no record to check"][usize::from(records == 0)];
     let threads = s.threads.len();
     let seen = format!("{records} record(s) ({no_span} without a span), {empty} slot(s) empty, {threads} thread(s)");
     let judged = rules.iter().zip(bad).map(|(&rule, bad)| match rule {

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// The first signal asks for a clean end, which takes well under a second (every wait is
-/// bounded and checks the flag); should anything ever block, SIGALRM ends the process 2 s later,
-/// and a second signal at once. The kernel detaches whatever the tracer thread still holds.
+/// bounded and checks the flag); should anything ever block, the alarm it sets ends the process
+/// 2 s later (SIGALRM comes here too, as a second signal), and a second signal at once. The
+/// kernel detaches whatever the tracer thread still holds.
 extern "C" fn on_signal(_: libc::c_int) {
     if INTERRUPTED.swap(true, Ordering::SeqCst) {
         // Safety: _exit is async-signal-safe.
@@ -26,11 +27,6 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
     // Safety: alarm is async-signal-safe.
     unsafe { libc::alarm(2) };
-}
-
-extern "C" fn on_alarm(_: libc::c_int) {
-    // Safety: _exit is async-signal-safe.
-    unsafe { libc::_exit(exit::INTERRUPTED) };
 }
 
 fn interrupted() -> bool {
@@ -41,16 +37,12 @@ fn interrupted() -> bool {
 /// finishes the read in progress, skips the threads not read yet, releases every thread and exits
 /// 130 (see `on_signal` for what happens if that does not come soon).
 fn install_signal_flag() {
-    let handlers = TERMINATION_SIGNALS.map(|sig| (sig, on_signal as extern "C" fn(libc::c_int)));
-    for (sig, handler) in handlers
-        .into_iter()
-        .chain([(libc::SIGALRM, on_alarm as extern "C" fn(_))])
-    {
-        // Safety: a zeroed sigaction is valid; the handlers only store to an atomic, call alarm
+    for sig in TERMINATION_SIGNALS.into_iter().chain([libc::SIGALRM]) {
+        // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, calls alarm
         // or _exit, all async-signal-safe.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = handler as usize;
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
