@@ -22,9 +22,10 @@ pub enum Verdict {
 }
 
 /// A rule a writer must follow, and where it comes from.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct Rule {
     /// A short stable name (JSON `check`).
+    #[serde(rename = "check")]
     pub id: &'static str,
     /// The OTEP and the part of it the rule comes from.
     pub clause: &'static str,
@@ -40,13 +41,8 @@ macro_rules! rules {
 
 impl Rule {
     fn says(&'static self, result: Verdict, evidence: impl Into<String>) -> Finding {
-        let (rule, clause, evidence) = (self, self.clause, evidence.into());
-        Finding {
-            rule,
-            clause,
-            result,
-            evidence,
-        }
+        let (rule, evidence) = (self, evidence.into());
+        Finding { rule, result, evidence }
     }
 
     fn pass(&'static self, evidence: impl Into<String>) -> Finding {
@@ -111,15 +107,11 @@ pub const MAX_ATTRS_DATA: u16 = 612;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    #[serde(rename = "check", serialize_with = "rule_id")]
+    /// JSON: the rule's `check` and `clause`.
+    #[serde(flatten)]
     pub rule: &'static Rule,
-    pub clause: &'static str,
     pub result: Verdict,
     pub evidence: String,
-}
-
-fn rule_id<S: serde::Serializer>(r: &&'static Rule, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(r.id)
 }
 
 /// Clock readings a timestamp is judged against, in CLOCK_BOOTTIME nanoseconds.
@@ -281,8 +273,7 @@ fn header_findings((signature, h): ([u8; 8], Header), clock: Clock, out: &mut Ve
 }
 
 fn timestamp_finding(ns: u64, clock: Clock) -> Finding {
-    let secs = |ns: u64| format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000);
-    let at = secs(ns);
+    let (secs, at) = (pc::seconds, pc::seconds(ns));
     if ns == 0 {
         return TIMESTAMP.fail("0: unpublished, or an update never finished");
     }
@@ -321,11 +312,11 @@ fn context_findings(i: &Inputs) -> Vec<Finding> {
         }
     });
     // The mapping the reader took (a consistent read), else the first one it could have.
-    let chosen = match &i.snapshot.process_context {
-        ContextStatus::Present { addr, .. } | ContextStatus::Invalid { addr, .. } => Some(*addr),
-        ContextStatus::Absent => None,
-    };
-    let chosen = chosen.and_then(|a| readable.iter().find(|m| m.start == a));
+    let chosen = i
+        .snapshot
+        .process_context
+        .addr()
+        .and_then(|a| readable.iter().find(|m| m.start == a));
     let Some(m) = chosen.or(readable.first()) else {
         let why = "no readable OTEL_CTX mapping";
         skip(&mut out, &SIGNATURE, &KEY_MAP_DUPLICATES, why);
@@ -488,11 +479,7 @@ fn thread_findings(s: &Snapshot) -> Vec<Finding> {
     }
     let gone = (exited > 0).then(|| format!(" ({exited} exited before their turn)"));
     let read = format!("{} thread(s){}", s.threads.len() - exited, gone.unwrap_or_default());
-    let every = if records == 0 {
-        "no record to check"
-    } else {
-        "every record"
-    };
+    let every = ["every record", "no record to check"][usize::from(records == 0)];
     let threads = s.threads.len();
     let seen = format!("{records} record(s) ({no_span} without a span), {empty} slot(s) empty, {threads} thread(s)");
     let judged = rules.iter().zip(bad).map(|(&rule, bad)| match rule {

@@ -175,12 +175,6 @@ pub struct Examined {
     pub entries: Vec<SymbolEntry>,
 }
 
-/// The defined `otel_thread_ctx_v1` TLS symbol in `.dynsym` of a 64-bit ELF file of a known
-/// architecture (of `only`, if given); `Ok(None)` if not such a file or symbol.
-pub fn find_export<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Result<Option<TlsExport>, String> {
-    examine(data, only).map(|e| e.export)
-}
-
 /// Most bytes one file's examination reads, in all: `.dynsym`, `.dynstr` and the relocations of a
 /// large library fit many times over; a file whose headers claim more is refused.
 pub const READ_BUDGET: u64 = 256 << 20;
@@ -376,11 +370,11 @@ mod tests {
 
     #[test]
     fn non_elf_and_foreign_bytes_are_not_exports() {
-        assert!(find_export(&b""[..], None).unwrap().is_none());
+        assert!(examine(&b""[..], None).unwrap().export.is_none());
         let mut fake = [0u8; 64];
         fake[..4].copy_from_slice(b"\x7fELF");
         fake[4] = elf::ELFCLASS64;
-        assert!(find_export(&fake[..], None).is_err());
+        assert!(examine(&fake[..], None).is_err());
     }
 
     /// Found by tests/decoders_property.rs: a string table whose end lies before its start made

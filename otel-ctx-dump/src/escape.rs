@@ -14,43 +14,28 @@ pub fn is_terminal_control(c: char) -> bool {
 /// A string from the target as the text report prints it: controls become Rust-style escapes
 /// (`\u{1b}`, `\r`, `\n`) and a backslash is doubled, so it is inert and unambiguous.
 pub fn printable(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| c == '\\' || is_terminal_control(c)) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            c if is_terminal_control(c) => escape(c, &mut out),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// Rust's escape (`\r`, `\u{1b}`), or the `\u{…}` form where Rust prints the character as is.
-fn escape(c: char, out: &mut String) {
-    let debug = c.escape_debug();
-    if debug.len() > 1 {
-        out.extend(debug);
-    } else {
-        out.extend(c.escape_unicode());
-    }
+    escaped(s, |c| c == '\\' || is_terminal_control(c))
 }
 
 /// A whole rendered text, made inert once more before it is written: every control but the
 /// newlines the renderer put there is escaped. A net under [`printable`]: a string a renderer
 /// forgot to pass through it still cannot act on the terminal.
 pub fn inert(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c != '\n' && is_terminal_control(c)) {
-        return Cow::Borrowed(text);
+    escaped(text, |c| c != '\n' && is_terminal_control(c))
+}
+
+/// `s` with the characters `hit` selects as Rust escapes them (`\\`, `\r`, `\u{1b}`), or in the
+/// `\u{…}` form where Rust prints the character as is.
+fn escaped(s: &str, hit: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !s.chars().any(&hit) {
+        return Cow::Borrowed(s);
     }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c != '\n' && is_terminal_control(c) {
-            escape(c, &mut out);
-        } else {
-            out.push(c);
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c.escape_debug() {
+            _ if !hit(c) => out.push(c),
+            debug if debug.len() > 1 => out.extend(debug),
+            _ => out.extend(c.escape_unicode()),
         }
     }
     Cow::Owned(out)

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// The first signal asks for a clean end, which takes well under a second (every wait is
-/// bounded and checks the flag); should anything ever block, SIGALRM ends the process 2 s later,
-/// and a second signal at once. The kernel detaches whatever the tracer thread still holds.
+/// bounded and checks the flag); should anything ever block, the alarm it sets ends the process
+/// 2 s later (SIGALRM comes here too, as a second signal), and a second signal at once. The
+/// kernel detaches whatever the tracer thread still holds.
 extern "C" fn on_signal(_: libc::c_int) {
     if INTERRUPTED.swap(true, Ordering::SeqCst) {
         // Safety: _exit is async-signal-safe.
@@ -26,11 +27,6 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
     // Safety: alarm is async-signal-safe.
     unsafe { libc::alarm(2) };
-}
-
-extern "C" fn on_alarm(_: libc::c_int) {
-    // Safety: _exit is async-signal-safe.
-    unsafe { libc::_exit(exit::INTERRUPTED) };
 }
 
 fn interrupted() -> bool {
@@ -41,16 +37,12 @@ fn interrupted() -> bool {
 /// finishes the read in progress, skips the threads not read yet, releases every thread and exits
 /// 130 (see `on_signal` for what happens if that does not come soon).
 fn install_signal_flag() {
-    let handlers = TERMINATION_SIGNALS.map(|sig| (sig, on_signal as extern "C" fn(libc::c_int)));
-    for (sig, handler) in handlers
-        .into_iter()
-        .chain([(libc::SIGALRM, on_alarm as extern "C" fn(_))])
-    {
-        // Safety: a zeroed sigaction is valid; the handlers only store to an atomic, call alarm
+    for sig in TERMINATION_SIGNALS.into_iter().chain([libc::SIGALRM]) {
+        // Safety: a zeroed sigaction is valid; the handler only stores to an atomic, calls alarm
         // or _exit, all async-signal-safe.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = handler as usize;
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
@@ -112,13 +104,17 @@ fn put(out: &str) {
     let _ = std::io::stdout().write_all(escape::inert(out).as_bytes());
 }
 
-fn once(o: &Options) -> i32 {
-    let mut inspector = Inspector::new(o.pid);
+/// The process, held from the start (a pid reused by another process is not this one), and an
+/// inspector that stops at Ctrl-C.
+fn open(pid: i32) -> Result<(ProcessHandle, Inspector), InspectError> {
+    let handle = ProcessHandle::open(pid).map_err(|_| InspectError::NoSuchProcess)?;
+    let mut inspector = Inspector::new(pid);
     inspector.cancel_on(&INTERRUPTED);
-    let snapshot = match inspector.snapshot(o.thread) {
-        Ok(s) => s,
-        Err(e) => return report_error(o.pid, &e),
-    };
+    Ok((handle, inspector))
+}
+
+fn once(o: &Options) -> Result<i32, InspectError> {
+    let snapshot = open(o.pid)?.1.snapshot(o.thread)?;
     put(&if o.json {
         json::to_string(&snapshot) + "\n"
     } else {
@@ -137,11 +133,7 @@ fn once(o: &Options) -> i32 {
         }
         _ => {}
     }
-    if interrupted() {
-        exit::INTERRUPTED
-    } else {
-        code
-    }
+    Ok(if interrupted() { exit::INTERRUPTED } else { code })
 }
 
 /// What a `--watch` line is about; items of two samples are compared by value to tell a change.
@@ -188,14 +180,8 @@ fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
     items
 }
 
-fn watch(o: &Options, interval: Duration) -> i32 {
-    // Held from the start: a pid reused by another process is not this one's "change".
-    let handle = match ProcessHandle::open(o.pid) {
-        Ok(h) => h,
-        Err(_) => return report_error(o.pid, &InspectError::NoSuchProcess),
-    };
-    let mut inspector = Inspector::new(o.pid);
-    inspector.cancel_on(&INTERRUPTED);
+fn watch(o: &Options, interval: Duration) -> Result<i32, InspectError> {
+    let (handle, mut inspector) = open(o.pid)?;
     let start = Instant::now();
     // Prints one line about `item` of sample `s`.
     let emit = |event: &'static str, s: &Snapshot, item: &Item| {
@@ -233,9 +219,9 @@ fn watch(o: &Options, interval: Duration) -> i32 {
             Ok(s) => s,
             Err(InspectError::NoSuchProcess | InspectError::Zombie(_)) if previous.is_some() => {
                 emit("gone", previous.as_ref().unwrap(), &Item::Process { state: "exited" });
-                return exit::OK;
+                return Ok(exit::OK);
             }
-            Err(e) => return report_error(o.pid, &e),
+            Err(e) => return Err(e),
         };
         if interrupted() {
             // The sample was cut short: its skipped threads are no change to report.
@@ -262,33 +248,22 @@ fn watch(o: &Options, interval: Duration) -> i32 {
         }
         previous = Some(now);
         if o.samples.is_some_and(|n| samples >= n) {
-            return exit::OK;
+            return Ok(exit::OK);
         }
         let until = Instant::now() + interval;
         while Instant::now() < until && !interrupted() {
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
         }
     }
-    exit::INTERRUPTED
+    Ok(exit::INTERRUPTED)
 }
 
 /// `otel-ctx-dump check`: one snapshot judged by every rule, then `--duration` of updates.
-fn check(o: &CheckOptions) -> i32 {
-    let handle = match ProcessHandle::open(o.pid) {
-        Ok(h) => h,
-        Err(_) => return report_error(o.pid, &InspectError::NoSuchProcess),
-    };
-    let mut inspector = Inspector::new(o.pid);
-    inspector.cancel_on(&INTERRUPTED);
+fn check(o: &CheckOptions) -> Result<i32, InspectError> {
+    let (handle, mut inspector) = open(o.pid)?;
     let clock = Clock::of_process(o.pid);
-    let snapshot = match inspector.snapshot(None) {
-        Ok(s) => s,
-        Err(e) => return report_error(o.pid, &e),
-    };
-    let (maps, view) = match inspector.address_space() {
-        Ok(a) => a,
-        Err(e) => return report_error(o.pid, &e),
-    };
+    let snapshot = inspector.snapshot(None)?;
+    let (maps, view) = inspector.address_space()?;
     let mem = ProcessMemory { pid: view };
     let mut findings = check::run(&Inputs {
         snapshot: &snapshot,
@@ -298,46 +273,35 @@ fn check(o: &CheckOptions) -> i32 {
     });
     if let Some(duration) = o.duration {
         let read_maps = || maps::read(view);
-        let first = match &snapshot.process_context {
-            ContextStatus::Present { addr, .. } | ContextStatus::Invalid { addr, .. } => Some(*addr),
-            ContextStatus::Absent => None,
-        };
+        let first = snapshot.process_context.addr();
         let seen = check::sample_updates(&read_maps, &mem, first, duration, &interrupted);
         findings.extend(check::update_findings(&seen, duration));
     }
     if interrupted() {
-        return exit::INTERRUPTED;
+        return Ok(exit::INTERRUPTED);
     }
     if handle.exited() {
-        return report_error(o.pid, &InspectError::NoSuchProcess);
+        return Err(InspectError::NoSuchProcess);
     }
     put(&if o.json {
         json::check_report(&snapshot, &findings) + "\n"
     } else {
         output::check_text(&snapshot, &findings)
     });
-    check::exit_code(&findings)
+    Ok(check::exit_code(&findings))
 }
 
 fn main() {
-    let code = match cli::parse_command(std::env::args().skip(1)) {
-        Ok(Command::Check(o)) => {
-            install_signal_flag();
-            check(&o)
-        }
-        Ok(Command::Dump(o)) => {
-            install_signal_flag();
-            match o.watch {
-                Some(interval) => watch(&o, interval),
-                None => once(&o),
-            }
-        }
-        Err(e) => {
-            eprintln!("otel-ctx-dump: {e}\n\n{}", cli::USAGE);
-            exit::USAGE
-        }
+    let command = cli::parse_command(std::env::args().skip(1)).unwrap_or_else(|e| {
+        eprintln!("otel-ctx-dump: {e}\n\n{}", cli::USAGE);
+        std::process::exit(exit::USAGE)
+    });
+    install_signal_flag();
+    let (pid, result) = match command {
+        Command::Check(o) => (o.pid, check(&o)),
+        Command::Dump(o) => (o.pid, o.watch.map_or_else(|| once(&o), |interval| watch(&o, interval))),
     };
-    std::process::exit(code);
+    std::process::exit(result.unwrap_or_else(|e| report_error(pid, &e)));
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use crate::check::{self, Finding};
 use crate::elf::SYMBOL;
 pub use crate::escape::printable;
 use crate::inspect::{ContextStatus, Module, Row, RowBody, SlotRead, Snapshot, ThreadProblem, ThreadReport};
-use crate::process_context::{Header, ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
+use crate::process_context::{seconds, ProcessContext, Value, KEY_MAP_KEY, SCHEMA_VERSION_KEY};
 use crate::record::hex;
 use std::fmt::Write;
 
@@ -84,11 +84,6 @@ pub fn row_text(s: &Snapshot, row: &Row) -> String {
     }
 }
 
-fn published(h: &Header) -> String {
-    let ns = h.published_at_ns;
-    format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
-}
-
 /// `0=name 1=name ...`; `not_string` stands for entries that are not strings.
 fn key_map_text(map: &[Option<String>], not_string: &str) -> String {
     let keys: Vec<String> = map
@@ -119,7 +114,7 @@ pub fn context_line(status: &ContextStatus) -> String {
         let problems = printable(&c.problems.join("; ")).into_owned();
         parts.push(format!("{} warning(s): {problems}", c.problems.len()));
     }
-    let (at, parts) = (published(header), parts.join(", "));
+    let (at, parts) = (seconds(header.published_at_ns), parts.join(", "));
     format!("process context (published at {at}): {parts}")
 }
 
@@ -181,7 +176,7 @@ pub fn text(s: &Snapshot) -> String {
         ContextStatus::Present {
             mapping, addr, header, ..
         } => {
-            let (version, size, at) = (header.version, header.payload_size, published(header));
+            let (version, size, at) = (header.version, header.payload_size, seconds(header.published_at_ns));
             format!("{mapping} at {addr:#x}, version {version}, {size}-byte payload, published at {at} (boot time)")
         }
     };
@@ -226,7 +221,7 @@ pub fn check_text(s: &Snapshot, findings: &[Finding]) -> String {
     let _ = writeln!(out, "{:<4}  {:<18} {:<58}  EVIDENCE", "", "CHECK", "CLAUSE");
     for f in findings {
         let result = format!("{:?}", f.result).to_uppercase();
-        let (id, clause, evidence) = (f.rule.id, f.clause, printable(&f.evidence));
+        let (id, clause, evidence) = (f.rule.id, f.rule.clause, printable(&f.evidence));
         let _ = writeln!(out, "{result:<4}  {id:<18} {clause:<58}  {evidence}");
     }
     let [pass, skip, warn, fail] = check::counts(findings);

@@ -82,6 +82,11 @@ pub mod proto {
     }
 }
 
+/// A CLOCK_BOOTTIME reading in seconds, to the nanosecond.
+pub fn seconds(ns: u64) -> String {
+    format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
 /// The header error a retry may cure: a writer is updating the context.
 pub const BEING_UPDATED: &str = "published_at is 0: unpublished or being updated";
 
@@ -327,6 +332,14 @@ impl ContextStatus {
         match self {
             ContextStatus::Present { context, .. } => Some(context),
             _ => None,
+        }
+    }
+
+    /// Where the context read was (consistently or not).
+    pub fn addr(&self) -> Option<u64> {
+        match self {
+            ContextStatus::Present { addr, .. } | ContextStatus::Invalid { addr, .. } => Some(*addr),
+            ContextStatus::Absent => None,
         }
     }
 }

@@ -204,13 +204,13 @@ fn check(
 ) -> Resolution {
     let d = built(libc);
     let bytes = std::fs::read(d.join(file)).unwrap();
-    let export = elf::find_export(&bytes[..], None).unwrap().expect("symbol found");
+    let export = elf::examine(&bytes[..], None).unwrap().export.expect("symbol found");
     assert_eq!(export.arch, &platform::AARCH64, "{file}");
     assert_eq!(export.access_model(), model, "{file}: {:?}", export.relocs);
     assert_eq!(export.st_size, 8);
     assert!(export.global);
     // An x86-64 reader does not take this file for one of its own modules.
-    assert_eq!(elf::find_export(&bytes[..], Some(&platform::X86_64)).unwrap(), None);
+    assert_eq!(elf::examine(&bytes[..], Some(&platform::X86_64)).unwrap().export, None);
     let reloc = export.reloc(model);
     match r_type {
         Some(t) => assert!(

@@ -230,8 +230,9 @@ fn elf_classification_from_the_files_alone() {
         ),
         ("libslot_ie.so", AccessModel::InitialExec, object::elf::R_X86_64_TPOFF64),
     ] {
-        let e = elf::find_export(&std::fs::read(d.join(file)).unwrap()[..], None)
+        let e = elf::examine(&std::fs::read(d.join(file)).unwrap()[..], None)
             .unwrap()
+            .export
             .expect("symbol found");
         assert_eq!(e.access_model(), model, "{file}");
         assert_eq!(e.st_size, 8);
@@ -244,14 +245,16 @@ fn elf_classification_from_the_files_alone() {
         assert!(e.tls.is_some());
         // Reading only the needed parts of the open file gives the same answer.
         let cache = object::read::ReadCache::new(std::fs::File::open(d.join(file)).unwrap());
-        assert_eq!(elf::find_export(&cache, None).unwrap().as_ref(), Some(&e), "{file}");
+        assert_eq!(elf::examine(&cache, None).unwrap().export.as_ref(), Some(&e), "{file}");
     }
     // The host defines no slot of its own: not an export.
-    assert!(elf::find_export(&std::fs::read(d.join("host_gd")).unwrap()[..], None)
+    assert!(elf::examine(&std::fs::read(d.join("host_gd")).unwrap()[..], None)
         .unwrap()
+        .export
         .is_none());
-    let le = elf::find_export(&std::fs::read(d.join("host_le")).unwrap()[..], None)
+    let le = elf::examine(&std::fs::read(d.join("host_le")).unwrap()[..], None)
         .unwrap()
+        .export
         .expect("exported by -rdynamic");
     assert_eq!(le.access_model(), AccessModel::LocalExec);
 }

@@ -216,10 +216,7 @@ impl Inspector {
         let mut threads: Vec<ThreadReport> = ptrace::with_tracer(|tracer| {
             let report = |&tid: &i32| {
                 let name = comm(format_args!("{pid}/task/{tid}")).unwrap_or_default();
-                let (reads, error) = match read_slots(tracer, tid) {
-                    Ok(reads) => (reads, None),
-                    Err(p) => (Vec::new(), Some(p)),
-                };
+                let (reads, error) = read_slots(tracer, tid).map_or_else(|p| (Vec::new(), Some(p)), |r| (r, None));
                 ThreadReport {
                     tid,
                     name,

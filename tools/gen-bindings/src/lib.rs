@@ -491,12 +491,8 @@ fn identifier(name: &str) -> String {
         implicit in int interface internal is lock long namespace new null object operator out override params \
         private protected public readonly ref return sbyte sealed short sizeof stackalloc static string struct \
         switch this throw true try typeof uint ulong unchecked unsafe ushort using virtual void volatile while";
-    let at = if KEYWORDS.split_whitespace().any(|k| k == name) {
-        "@"
-    } else {
-        ""
-    };
-    format!("{at}{name}")
+    let at = KEYWORDS.split_whitespace().any(|k| k == name).then_some("@");
+    format!("{}{name}", at.unwrap_or_default())
 }
 
 /// Rust doc text as XML doc text: escaped, `code` as `<c>code</c>`, links as their text.
