@@ -29,21 +29,16 @@ public static class ActivityThreadContext
     /// <summary>The attributes of every undisposed handle, replaced as a whole.</summary>
     private static volatile AttributeRule[] s_attributes = Array.Empty<AttributeRule>();
 
-    /// <summary>True while a handle returned by <see cref="Enable()"/> is undisposed (never where
+    /// <summary>True while a handle returned by <see cref="Enable"/> is undisposed (never where
     /// <see cref="ThreadContext.IsSupported"/> is false).</summary>
     public static bool IsEnabled => s_enabled;
 
-    /// <summary>Turns tracking on (reference-counted); the calling thread's record is written at once.</summary>
+    /// <summary>Turns tracking on (reference-counted); the calling thread's record is written at once, and
+    /// the attributes of <paramref name="options"/> (copied) at every switch until the handle is disposed.</summary>
+    /// <param name="options">Attributes to write from each thread's current Activity; null for none.</param>
     /// <returns>A handle; disposing the last one stops every write (records keep what they held).</returns>
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
-    public static IDisposable Enable() => Enable(null);
-
-    /// <summary>As <see cref="Enable()"/>, also writing the attributes of <paramref name="options"/>
-    /// (copied) at every switch until the handle is disposed.</summary>
-    /// <param name="options">Attributes to write from each thread's current Activity; null for none.</param>
-    /// <returns>A handle, as for <see cref="Enable()"/>.</returns>
-    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
-    public static IDisposable Enable(ActivityThreadContextOptions? options)
+    public static IDisposable Enable(ActivityThreadContextOptions? options = null)
     {
         if (!ThreadContext.IsSupported)
         {
@@ -191,7 +186,7 @@ public static class ActivityThreadContext
     }
 }
 
-/// <summary>Attributes <see cref="ActivityThreadContext.Enable(ActivityThreadContextOptions)"/>
+/// <summary>Attributes <see cref="ActivityThreadContext.Enable"/>
 /// computes from each thread's current <see cref="Activity"/> at every switch.</summary>
 public sealed class ActivityThreadContextOptions
 {
