@@ -31,26 +31,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
     public void Dispose() => ProcessContext.Unpublish();
 
     [Fact]
-    public void SetSchemaVersionPublishesAgainWithTheChosenName()
-    {
-        static string Schema() => ProcessContextReader.Attribute(ProcessContextReader.Read().Decoded, "threadlocal.schema_version").GetString()!;
-        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "schema" });
-        Assert.Equal("tlsdesc_v1_dev", Schema());
-        try
-        {
-            ProcessContext.SetSchemaVersion("tls_v1");
-            Assert.Equal("tls_v1", Schema());
-            Assert.Throws<ArgumentException>(() => ProcessContext.SetSchemaVersion("tls_v1\u001b[2J"));
-            Assert.Throws<ArgumentException>(() => ProcessContext.SetSchemaVersion(string.Empty));
-            Assert.Equal("tls_v1", Schema());
-        }
-        finally
-        {
-            ProcessContext.SetSchemaVersion("tlsdesc_v1_dev");
-        }
-    }
-
-    [Fact]
     public void DeclareKeyAppendsToTheKeyMapNativeCodePublished()
     {
         KeyMap.Forget();

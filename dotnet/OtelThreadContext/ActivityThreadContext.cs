@@ -192,22 +192,16 @@ public sealed class ActivityThreadContextOptions
 {
     private readonly List<ActivityThreadContext.AttributeRule> _attributes = new();
 
-    /// <summary>Writes attribute <paramref name="keyIndex"/> with what <paramref name="value"/> returns
+    /// <summary>Writes the declared attribute <paramref name="key"/> with what <paramref name="value"/> returns
     /// (nothing for null or a throw); it runs at every switch, so keep it cheap.</summary>
-    /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
-    public ActivityThreadContextOptions AddAttribute(byte keyIndex, Func<Activity, string?> value)
-    {
-        ArgumentNullException.ThrowIfNull(value);
-        _attributes.Add(new ActivityThreadContext.AttributeRule(keyIndex, value));
-        return this;
-    }
-
-    /// <summary>Writes the declared attribute <paramref name="key"/>; see
-    /// <see cref="AddAttribute(byte, Func{Activity, string})"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="key"/> is <c>default</c>, not a declared key.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
-    public ActivityThreadContextOptions AddAttribute(ThreadAttributeKey key, Func<Activity, string?> value) =>
-        AddAttribute(key.DeclaredIndex, value);
+    public ActivityThreadContextOptions AddAttribute(ThreadAttributeKey key, Func<Activity, string?> value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        _attributes.Add(new ActivityThreadContext.AttributeRule(key.DeclaredIndex, value));
+        return this;
+    }
 
     internal ActivityThreadContext.AttributeRule[] Snapshot() => _attributes.ToArray();
 }

@@ -48,23 +48,6 @@ public static unsafe class ProcessContext
         return new ThreadAttributeKey(name, index);
     }
 
-    /// <summary>Chooses the <c>threadlocal.schema_version</c> name the process writes, for readers that know OTEP
-    /// 4947's pending rename (<c>tls_v1</c>): by default <c>tlsdesc_v1_dev</c>, the only name readers accept today,
-    /// or the <c>OTEL_THREAD_CTX_SCHEMA_VERSION</c> environment variable. A published context is published again.</summary>
-    /// <exception cref="ArgumentException">The name is empty, over 64 bytes, or not printable ASCII.</exception>
-    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
-    public static void SetSchemaVersion(string version)
-    {
-        ArgumentNullException.ThrowIfNull(version);
-        if (ThreadContext.IsSupported)
-        {
-            lock (s_lock)
-            {
-                Check(NativeLibraryErrors.Call(() => ProcessContextValues.SetSchemaVersion(version)), 0, $"Choosing schema version \"{version}\"");
-            }
-        }
-    }
-
     /// <summary>Publishes the resource attributes of <paramref name="options"/>, <c>telemetry.sdk.language =
     /// "dotnet"</c> and the declared keys, or replaces the context published before: a profiler sees the old or the
     /// new one.</summary>

@@ -84,15 +84,6 @@ internal static unsafe class ProcessContextValues
         }
     }
 
-    /// <summary>Calls <c>otel_process_ctx_set_schema_version</c>.</summary>
-    internal static OtelThreadCtxStatus SetSchemaVersion(string version)
-    {
-        fixed (byte* v = Utf8z(version))
-        {
-            return NativeMethods.otel_process_ctx_set_schema_version(v);
-        }
-    }
-
     /// <summary>Calls <c>otel_process_ctx_publish</c> with the native structs and an empty key map (which keeps
     /// the process's, holding the declared keys), pinned for the call only (the library copies what it keeps);
     /// <paramref name="errno"/> is the OS error.</summary>
