@@ -389,9 +389,10 @@ public sealed class ActivityThreadContextTests : IDisposable
     [Fact]
     public void AttributesFollowTheActivity_AndStaleOnesAreRemovedAtEachSwitch() => Records.OnNewThread(() =>
     {
+        ThreadAttributeKey route = ProcessContext.DeclareKey("follow.route");
         var options = new ActivityThreadContextOptions()
-            .AddAttribute(3, a => a.GetTagItem("http.route") as string)
-            .AddAttribute(4, a => throw new InvalidOperationException("a throwing selector is skipped"));
+            .AddAttribute(route, a => a.GetTagItem("http.route") as string)
+            .AddAttribute(ProcessContext.DeclareKey("follow.throws"), a => throw new InvalidOperationException("a throwing selector is skipped"));
         using (ActivityThreadContext.Enable(options))
         {
             ThreadContext.SetAttribute(7, "set by hand");
@@ -399,18 +400,18 @@ public sealed class ActivityThreadContextTests : IDisposable
             using (Activity? request = Source.StartActivity("request", ActivityKind.Server, default(ActivityContext), tags))
             {
                 Assert.True(Records.ReadCurrent().Shows(request));
-                Assert.Equal(new[] { ((byte)3, "/orders/{id}") }, Records.CurrentAttributes());
+                Assert.Equal(new[] { (route.Index, "/orders/{id}") }, Records.CurrentAttributes());
                 using (Activity? inner = Source.StartActivity("inner"))
                 {
                     Assert.True(Records.ReadCurrent().Shows(inner));
                     Assert.Empty(Records.CurrentAttributes());
                 }
 
-                Assert.Equal(new[] { ((byte)3, "/orders/{id}") }, Records.CurrentAttributes());
+                Assert.Equal(new[] { (route.Index, "/orders/{id}") }, Records.CurrentAttributes());
                 ExecutionContext context = ExecutionContext.Capture()!;
                 Activity.Current = null;
                 Assert.Empty(Records.CurrentAttributes());
-                ExecutionContext.Run(context, _ => Assert.Equal(new[] { ((byte)3, "/orders/{id}") }, Records.CurrentAttributes()), null);
+                ExecutionContext.Run(context, _ => Assert.Equal(new[] { (route.Index, "/orders/{id}") }, Records.CurrentAttributes()), null);
                 Activity.Current = request;
             }
 

@@ -12,9 +12,6 @@ internal sealed class ThreadContextEventSource : EventSource
     [Event(1, Level = EventLevel.Informational, Message = "Published the process context from the TracerProvider's Resource: service.name '{0}', {1} attributes.")]
     public void Published(string serviceName, int attributeCount) => WriteEvent(1, serviceName, attributeCount);
 
-    [Event(2, Level = EventLevel.Warning, Message = "Resource attribute '{0}' is not published in the process context: its value type {1} has no process-context form (strings, booleans, integers, floating-point numbers and arrays of them do).")]
-    public void AttributeSkipped(string key, string type) => WriteEvent(2, key, type);
-
     [Event(3, Level = EventLevel.Warning, Message = "The process context is already published by another component (a manual ProcessContext.Publish or another TracerProvider); this provider leaves it as it is and does not publish its Resource. Thread tracking runs.")]
     public void AlreadyPublished() => WriteEvent(3);
 

@@ -154,13 +154,9 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
     {
         try
         {
-            IEnumerable<KeyValuePair<string, object>> resource = provider.GetResource().Attributes;
-            foreach (KeyValuePair<string, object> kv in resource.Where(kv => !IsSupported(kv.Value)))
-            {
-                ThreadContextEventSource.Log.AttributeSkipped(kv.Key, kv.Value?.GetType().ToString() ?? "null");
-            }
-
-            var attributes = resource.Where(kv => IsSupported(kv.Value)).ToList();
+            // The SDK's Resource holds only values the process context carries (strings, booleans, longs,
+            // doubles and arrays of them); anything else fails the publish below, and it is logged.
+            var attributes = provider.GetResource().Attributes.ToList();
             ProcessContextOptions options = ProcessContextOptions.FromResource(attributes, _contextAttributes);
             if (ProcessContext.IsPublished)
             {
@@ -177,13 +173,4 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
             ThreadContextEventSource.Log.PublishFailed($"{e.GetType().Name}: {e.Message}");
         }
     }
-
-    /// <summary>The value kinds the process context carries; others are skipped with a warning.</summary>
-    internal static bool IsSupported(object? value) => value switch
-    {
-        string or bool or long or int or short or sbyte or byte or ushort or uint or double or float => true,
-        ulong u => u <= long.MaxValue,
-        Array a => a.Cast<object?>().All(item => item is null || (item is not Array && IsSupported(item))),
-        _ => false,
-    };
 }

@@ -18,8 +18,7 @@ public sealed class ProcessContextCollection
 /// <see cref="ProcessContext"/> publishes what a profiler reads: checked by reading the mapping
 /// with the otel-ctx-dump inspector (see <see cref="ProcessContextReader"/>).
 /// </summary>
-/// <remarks>The key map is process-wide and only grows, so tests declare names of their own and
-/// compare the published map with <see cref="ProcessContext.Keys"/>.</remarks>
+/// <remarks>The key map is process-wide and only grows, so tests declare names of their own.</remarks>
 [Collection(ProcessContextCollection.Name)]
 public sealed unsafe class ProcessContextTests : IDisposable
 {
@@ -30,28 +29,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
     }
 
     public void Dispose() => ProcessContext.Unpublish();
-
-    private static List<string> DeclaredNames() => ProcessContext.Keys.Select(k => k.Name).ToList();
-
-    [Fact]
-    public void SetSchemaVersionPublishesAgainWithTheChosenName()
-    {
-        static string Schema() => ProcessContextReader.Attribute(ProcessContextReader.Read().Decoded, "threadlocal.schema_version").GetString()!;
-        ProcessContext.Publish(new ProcessContextOptions { ServiceName = "schema" });
-        Assert.Equal("tlsdesc_v1_dev", Schema());
-        try
-        {
-            ProcessContext.SetSchemaVersion("tls_v1");
-            Assert.Equal("tls_v1", Schema());
-            Assert.Throws<ArgumentException>(() => ProcessContext.SetSchemaVersion("tls_v1\u001b[2J"));
-            Assert.Throws<ArgumentException>(() => ProcessContext.SetSchemaVersion(string.Empty));
-            Assert.Equal("tls_v1", Schema());
-        }
-        finally
-        {
-            ProcessContext.SetSchemaVersion("tlsdesc_v1_dev");
-        }
-    }
 
     [Fact]
     public void DeclareKeyAppendsToTheKeyMapNativeCodePublished()
@@ -123,7 +100,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
 
         Assert.Equal("tlsdesc_v1_dev", ProcessContextReader.Attribute(s.Decoded, "threadlocal.schema_version").GetString());
         List<string> keyMap = ProcessContextReader.KeyMap(s.Decoded);
-        Assert.Equal(DeclaredNames(), keyMap);
         Assert.Equal("http_route", keyMap[route.Index]);
         Assert.Equal("http_method", keyMap[method.Index]);
     }
@@ -157,7 +133,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
                 ["records.user_id"] = "u-42",
             },
             named);
-        Assert.Equal(DeclaredNames(), keyMap);
     });
 
     [Fact]
@@ -194,12 +169,10 @@ public sealed unsafe class ProcessContextTests : IDisposable
     {
         ThreadAttributeKey k = ProcessContext.DeclareKey("unpublished.key");
         Assert.Null(Native.ReadPayload());
-        Assert.Equal(k, ProcessContext.Keys[k.Index]);
 
         ProcessContext.Publish(new ProcessContextOptions { ServiceName = "late" });
         List<string> keyMap = ProcessContextReader.KeyMap(ProcessContextReader.Read().Decoded);
         Assert.Equal("unpublished.key", keyMap[k.Index]);
-        Assert.Equal(DeclaredNames(), keyMap);
     }
 
     [Fact]
@@ -232,7 +205,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
             ResourceAttributes = new Dictionary<string, string> { ["filler"] = new string('f', 63 * 1024) },
         });
         ProcessContextReader.Snapshot before = ProcessContextReader.Read();
-        int keyCount = ProcessContext.Keys.Count;
 
         // Refused by the native library: the payload would pass 64 KiB.
         var tooLarge = new ProcessContextOptions
@@ -248,8 +220,7 @@ public sealed unsafe class ProcessContextTests : IDisposable
         string longName = "refused." + new string('k', 2048);
         e = Assert.Throws<ArgumentException>(() => ProcessContext.DeclareKey(longName));
         Assert.Contains("PAYLOAD_TOO_LARGE", e.Message, StringComparison.Ordinal);
-        Assert.Equal(keyCount, ProcessContext.Keys.Count);
-        Assert.DoesNotContain(ProcessContext.Keys, k => k.Name == longName);
+        Assert.DoesNotContain(longName, ProcessContextReader.KeyMap(ProcessContextReader.Read().Decoded));
 
         // Refused by the native library too: a key given twice with two values.
         Assert.Throws<ArgumentException>(() => ProcessContext.Publish(new ProcessContextOptions
@@ -290,7 +261,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
             InvalidOperationException e = Assert.Throws<InvalidOperationException>(
                 () => ProcessContext.Publish(new ProcessContextOptions { ServiceName = "second" }));
             Assert.Contains("OTEL_THREAD_CTX_STATUS_OTHER_CONTEXT_PUBLISHED", e.Message, StringComparison.Ordinal);
-            Assert.Contains("another OTEL_CTX mapping", e.Message, StringComparison.Ordinal);
             Assert.Contains("one process context per process", e.Message, StringComparison.Ordinal);
             Assert.False(ProcessContext.IsPublished);
             Assert.Equal(foreign, Assert.Single(ProcessContextReader.FindMappings()));
@@ -375,7 +345,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
         Assert.Throws<ArgumentNullException>(() => ProcessContext.DeclareKey(null!));
         Assert.Throws<ArgumentException>(() => ProcessContext.DeclareKey(string.Empty));
         Assert.Contains("NUL", Assert.Throws<ArgumentException>(() => ProcessContext.DeclareKey("a\0b")).Message, StringComparison.Ordinal);
-        Assert.Contains("surrogate", Assert.Throws<ArgumentException>(() => ProcessContext.DeclareKey("bad\ud800")).Message, StringComparison.Ordinal);
 
         Assert.Throws<ArgumentNullException>(() => ProcessContext.Publish(null!));
         Assert.Throws<ArgumentException>(() => ProcessContext.Publish(new ProcessContextOptions { ServiceName = string.Empty }));
@@ -384,7 +353,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
             ServiceName = "x",
             ResourceAttributes = new Dictionary<string, string> { [string.Empty] = "v" },
         }));
-        Assert.Throws<ArgumentException>(() => ProcessContext.Publish(new ProcessContextOptions { ServiceName = "x", ServiceVersion = "\udc00" }));
         Assert.False(ProcessContext.IsPublished);
         Assert.Empty(ProcessContextReader.FindMappings());
 
@@ -402,10 +370,6 @@ public sealed unsafe class ProcessContextTests : IDisposable
         Assert.Equal(string.Empty, default(ThreadAttributeKey).Name);
         Assert.Equal($"equality.a#{a.Index}", a.ToString());
         Assert.Equal(a.GetHashCode(), ProcessContext.DeclareKey("equality.a").GetHashCode());
-        IReadOnlyList<ThreadAttributeKey> snapshot = ProcessContext.Keys;
-        ProcessContext.DeclareKey("equality.c");
-        Assert.Equal(snapshot.Count + 1, ProcessContext.Keys.Count);
-        Assert.Equal(Enumerable.Range(0, ProcessContext.Keys.Count), ProcessContext.Keys.Select(k => (int)k.Index));
     }
 
     [Fact]

@@ -99,12 +99,11 @@ public sealed class ProcessContextTypedTests : IDisposable
 
     public static TheoryData<string, object, string> BadContextAttributes => new()
     {
-        { "", 1, "empty key" },
-        { "threadlocal.mine", 1, "threadlocal." },
+        { "", 1, "INVALID_CONTEXT_ATTRIBUTE" },
+        { "threadlocal.mine", 1, "INVALID_CONTEXT_ATTRIBUTE" },
         { "nested", new object[] { new[] { 1 } }, "arrays inside arrays" },
         { "type", new Uri("http://x"), "System.Uri" },
         { "big", ulong.MaxValue, "does not fit" },
-        { "surrogate", "\ud800", "lone surrogate" },
     };
 
     [Theory]
@@ -122,11 +121,22 @@ public sealed class ProcessContextTypedTests : IDisposable
     }
 
     [Fact]
+    public void ALoneSurrogateIsPublishedAsTheReplacementCharacter()
+    {
+        ProcessContext.Publish(new ProcessContextOptions
+        {
+            ServiceName = "s",
+            ContextAttributes = new Dictionary<string, object> { ["surrogate"] = "a\ud800" },
+        });
+        Assert.Equal("a\ufffd", ProcessContextReader.Attribute(ProcessContextReader.Read().Decoded, "surrogate").GetString());
+    }
+
+    [Fact]
     public void FromResourceRefusesBadResources()
     {
         Assert.Contains("service.name", Assert.Throws<ArgumentException>(
             () => ProcessContextOptions.FromResource([new("service.name", 1L)])).Message, StringComparison.Ordinal);
-        Assert.Contains("same key", Assert.Throws<ArgumentException>(() => ProcessContext.Publish(
+        Assert.Contains("DUPLICATE_RESOURCE_KEY", Assert.Throws<ArgumentException>(() => ProcessContext.Publish(
             ProcessContextOptions.FromResource([new("service.name", "a"), new("service.name", "a")]))).Message, StringComparison.Ordinal);
         Assert.Contains("System.Object", Assert.Throws<ArgumentException>(
             () => ProcessContextOptions.FromResource([new("service.name", "a"), new("o", new object())])).Message, StringComparison.Ordinal);

@@ -145,14 +145,13 @@ public sealed unsafe class ThreadContextTests
     });
 
     [Fact]
-    public void ANullStringValueIsRefusedAndNothingIsWritten() => Native.OnNewThread(() =>
+    public void ANullStringValueIsStoredAsAnEmptyValue() => Native.OnNewThread(() =>
     {
         ThreadAttributeKey task = ProcessContext.DeclareKey("thread.task_id");
         ThreadContext.ClearAttributes();
 
-        Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => ThreadContext.SetAttribute(4, (string)null!)).ParamName);
-        Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => ThreadContext.SetAttribute(task, (string)null!)).ParamName);
-        Assert.Equal(0, Native.ReadCurrent().AttrsDataSize);
+        Assert.Equal(SetAttributeResult.Stored, ThreadContext.SetAttribute(task, (string)null!));
+        Assert.Equal(new List<(byte, string)> { (task.Index, "") }, Native.Attributes(Native.ReadCurrent()));
     });
 
     [Fact]

@@ -29,21 +29,16 @@ public static class ActivityThreadContext
     /// <summary>The attributes of every undisposed handle, replaced as a whole.</summary>
     private static volatile AttributeRule[] s_attributes = Array.Empty<AttributeRule>();
 
-    /// <summary>True while a handle returned by <see cref="Enable()"/> is undisposed (never where
+    /// <summary>True while a handle returned by <see cref="Enable"/> is undisposed (never where
     /// <see cref="ThreadContext.IsSupported"/> is false).</summary>
     public static bool IsEnabled => s_enabled;
 
-    /// <summary>Turns tracking on (reference-counted); the calling thread's record is written at once.</summary>
+    /// <summary>Turns tracking on (reference-counted); the calling thread's record is written at once, and
+    /// the attributes of <paramref name="options"/> (copied) at every switch until the handle is disposed.</summary>
+    /// <param name="options">Attributes to write from each thread's current Activity; null for none.</param>
     /// <returns>A handle; disposing the last one stops every write (records keep what they held).</returns>
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
-    public static IDisposable Enable() => Enable(null);
-
-    /// <summary>As <see cref="Enable()"/>, also writing the attributes of <paramref name="options"/>
-    /// (copied) at every switch until the handle is disposed.</summary>
-    /// <param name="options">Attributes to write from each thread's current Activity; null for none.</param>
-    /// <returns>A handle, as for <see cref="Enable()"/>.</returns>
-    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
-    public static IDisposable Enable(ActivityThreadContextOptions? options)
+    public static IDisposable Enable(ActivityThreadContextOptions? options = null)
     {
         if (!ThreadContext.IsSupported)
         {
@@ -191,28 +186,22 @@ public static class ActivityThreadContext
     }
 }
 
-/// <summary>Attributes <see cref="ActivityThreadContext.Enable(ActivityThreadContextOptions)"/>
+/// <summary>Attributes <see cref="ActivityThreadContext.Enable"/>
 /// computes from each thread's current <see cref="Activity"/> at every switch.</summary>
 public sealed class ActivityThreadContextOptions
 {
     private readonly List<ActivityThreadContext.AttributeRule> _attributes = new();
 
-    /// <summary>Writes attribute <paramref name="keyIndex"/> with what <paramref name="value"/> returns
+    /// <summary>Writes the declared attribute <paramref name="key"/> with what <paramref name="value"/> returns
     /// (nothing for null or a throw); it runs at every switch, so keep it cheap.</summary>
-    /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
-    public ActivityThreadContextOptions AddAttribute(byte keyIndex, Func<Activity, string?> value)
-    {
-        ArgumentNullException.ThrowIfNull(value);
-        _attributes.Add(new ActivityThreadContext.AttributeRule(keyIndex, value));
-        return this;
-    }
-
-    /// <summary>Writes the declared attribute <paramref name="key"/>; see
-    /// <see cref="AddAttribute(byte, Func{Activity, string})"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="key"/> is <c>default</c>, not a declared key.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="value"/> is null.</exception>
-    public ActivityThreadContextOptions AddAttribute(ThreadAttributeKey key, Func<Activity, string?> value) =>
-        AddAttribute(key.DeclaredIndex, value);
+    public ActivityThreadContextOptions AddAttribute(ThreadAttributeKey key, Func<Activity, string?> value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        _attributes.Add(new ActivityThreadContext.AttributeRule(key.DeclaredIndex, value));
+        return this;
+    }
 
     internal ActivityThreadContext.AttributeRule[] Snapshot() => _attributes.ToArray();
 }

@@ -1,9 +1,7 @@
 using System;
 using System.Collections.Generic;
-using System.Collections.ObjectModel;
 using System.ComponentModel;
 using System.IO;
-using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using System.Threading;
@@ -13,8 +11,7 @@ namespace OtelThreadContext;
 /// <summary>Publishes this process's context (OTEP 4719) where an out-of-process profiler finds it: the
 /// resource attributes and the thread attribute key map (<c>threadlocal.attribute_key_map</c>).</summary>
 /// <remarks>One per process. The native library checks keys and sizes; where <see cref="ThreadContext.IsSupported"/>
-/// is false nothing is published, only the value types are checked, and <see cref="DeclareKey"/> still hands out
-/// indexes.</remarks>
+/// is false nothing is published, only the value types are checked, and <see cref="DeclareKey"/> returns index 0.</remarks>
 public static unsafe class ProcessContext
 {
     private static readonly object s_lock = new();
@@ -22,16 +19,10 @@ public static unsafe class ProcessContext
     /// <summary>The <c>service.instance.id</c> published when none is given, fixed per process.</summary>
     private static readonly string s_defaultInstanceId = Guid.NewGuid().ToString();
 
-    private static readonly List<ThreadAttributeKey> s_keys = new();
-    private static volatile ReadOnlyCollection<ThreadAttributeKey> s_keysView = new(Array.Empty<ThreadAttributeKey>());
-
     private static volatile bool s_published;
 
     /// <summary>Counts publishes, so a <see cref="PublishScoped"/> handle unpublishes only its own.</summary>
     private static long s_generation;
-
-    /// <summary>Every declared key, in index order (a snapshot).</summary>
-    public static IReadOnlyList<ThreadAttributeKey> Keys => s_keysView;
 
     /// <summary>True between a successful <see cref="Publish"/> and <see cref="Unpublish"/>.</summary>
     public static bool IsPublished => s_published;
@@ -40,7 +31,7 @@ public static unsafe class ProcessContext
     /// kept by the native library for every writer in the process (C code, other copies of this assembly),
     /// appended if new; a published context, whoever published it, is published again to show it.</summary>
     /// <returns>The key, whose <see cref="ThreadAttributeKey.Index"/> is the name's position in the map.</returns>
-    /// <exception cref="ArgumentException">The name is empty or not valid text, or the context
+    /// <exception cref="ArgumentException">The name is empty or contains a NUL character, or the context
     /// would grow past 64 KiB.</exception>
     /// <exception cref="InvalidOperationException">The process's key map already holds 256 keys.</exception>
     /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
@@ -48,41 +39,13 @@ public static unsafe class ProcessContext
     {
         ArgumentNullException.ThrowIfNull(name);
         ProcessContextValues.CheckText(name, "The attribute key name", nameof(name));
-        lock (s_lock)
-        {
-            int found = s_keys.FindIndex(k => k.Name == name);
-            if (found >= 0)
-            {
-                return s_keys[found];
-            }
-
-            byte index = 0;
-            OtelThreadCtxStatus status = !ThreadContext.IsSupported
-                ? (s_keys.Count < 256 ? OtelThreadCtxStatus.Ok : OtelThreadCtxStatus.TooManyAttributeKeys)
-                : NativeLibraryErrors.Call(() => ProcessContextValues.DeclareKey(name, out index));
-            Check(status, 0, $"Declaring attribute key \"{name}\"");
-            var key = new ThreadAttributeKey(name, ThreadContext.IsSupported ? index : (byte)s_keys.Count);
-            s_keys.Add(key);
-            s_keysView = new ReadOnlyCollection<ThreadAttributeKey>([.. s_keys.OrderBy(k => k.Index)]);
-            return key;
-        }
-    }
-
-    /// <summary>Chooses the <c>threadlocal.schema_version</c> name the process writes, for readers that know OTEP
-    /// 4947's pending rename (<c>tls_v1</c>): by default <c>tlsdesc_v1_dev</c>, the only name readers accept today,
-    /// or the <c>OTEL_THREAD_CTX_SCHEMA_VERSION</c> environment variable. A published context is published again.</summary>
-    /// <exception cref="ArgumentException">The name is empty, over 64 bytes, or not printable ASCII.</exception>
-    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
-    public static void SetSchemaVersion(string version)
-    {
-        ArgumentNullException.ThrowIfNull(version);
+        byte index = 0;
         if (ThreadContext.IsSupported)
         {
-            lock (s_lock)
-            {
-                Check(NativeLibraryErrors.Call(() => ProcessContextValues.SetSchemaVersion(version)), 0, $"Choosing schema version \"{version}\"");
-            }
+            Check(NativeLibraryErrors.Call(() => ProcessContextValues.DeclareKey(name, out index)), 0, $"Declaring attribute key \"{name}\"");
         }
+
+        return new ThreadAttributeKey(name, index);
     }
 
     /// <summary>Publishes the resource attributes of <paramref name="options"/>, <c>telemetry.sdk.language =
@@ -158,33 +121,24 @@ public static unsafe class ProcessContext
         }
     }
 
-    /// <summary>The exception for a refused native call, naming the problem and the status: bad input is an
-    /// <see cref="ArgumentException"/>, a failed mapping an <see cref="IOException"/>, anything else an
+    /// <summary>The exception for a refused native call, naming the status (the header documents each): bad input
+    /// is an <see cref="ArgumentException"/>, a failed mapping an <see cref="IOException"/>, anything else an
     /// <see cref="InvalidOperationException"/>.</summary>
     internal static Exception ToException(OtelThreadCtxStatus status, int errno, string operation)
     {
         string message = $"{operation} failed ({status.CName()})";
-        ArgumentException Bad(string problem) => new($"{message}: {problem}.");
         return status switch
         {
             OtelThreadCtxStatus.MappingFailed => new IOException(
-                $"{message}: the OTEL_CTX mapping could not be made or named: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).",
-                new Win32Exception(errno)),
+                $"{message}: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).", new Win32Exception(errno)),
             OtelThreadCtxStatus.OtherContextPublished => new InvalidOperationException(
-                $"{message}: another OTEL_CTX mapping is already in this process (another library published a process " +
-                "context). There is one process context per process, so this one was not published."),
-            OtelThreadCtxStatus.TooManyAttributeKeys => new InvalidOperationException(
-                $"{message}: the process's key map already holds 256 keys, the most a thread record's one-byte key index can name."),
-            OtelThreadCtxStatus.PayloadTooLarge => Bad("the context would be larger than the 64 KiB readers accept"),
-            OtelThreadCtxStatus.InvalidUtf8 => Bad("a key or value is not valid UTF-8"),
-            OtelThreadCtxStatus.EmptyResourceKey => Bad("a resource attribute has an empty key"),
-            OtelThreadCtxStatus.DuplicateResourceKey => Bad("two resource attributes have the same key"),
-            OtelThreadCtxStatus.EmptyAttributeKey => Bad("an attribute key name is empty"),
-            OtelThreadCtxStatus.DuplicateAttributeKey => Bad("the key map names a key twice"),
-            OtelThreadCtxStatus.InvalidValue => Bad("a value has a type the process context cannot carry"),
-            OtelThreadCtxStatus.InvalidContextAttribute => Bad(
-                "a context attribute has an empty key, a key given twice, or a key with the \"threadlocal.\" prefix the library writes itself"),
-            OtelThreadCtxStatus.InvalidSchemaVersion => Bad("the schema version name is empty, over 64 bytes, or not printable ASCII"),
+                $"{message}: another library published a process context, and there is one process context per process."),
+            OtelThreadCtxStatus.TooManyAttributeKeys => new InvalidOperationException($"{message}: the key map holds 256 keys."),
+            OtelThreadCtxStatus.PayloadTooLarge => new ArgumentException($"{message}: the context would pass 64 KiB."),
+            OtelThreadCtxStatus.InvalidUtf8 or OtelThreadCtxStatus.EmptyResourceKey or OtelThreadCtxStatus.DuplicateResourceKey
+                or OtelThreadCtxStatus.EmptyAttributeKey or OtelThreadCtxStatus.DuplicateAttributeKey
+                or OtelThreadCtxStatus.InvalidValue or OtelThreadCtxStatus.InvalidContextAttribute
+                or OtelThreadCtxStatus.InvalidSchemaVersion => new ArgumentException(message + "."),
             _ => new InvalidOperationException(message + "."),
         };
     }

@@ -21,7 +21,7 @@ public sealed class ProcessContextOptions
     public string? ServiceVersion { get; init; }
 
     /// <summary>Further resource attributes, after the ones above; a key they also set must carry
-    /// the same value. Text must be well-formed UTF-16, keys without NUL characters.</summary>
+    /// the same value. Keys must not contain NUL characters; a lone surrogate is published as U+FFFD.</summary>
     public IReadOnlyDictionary<string, string>? ResourceAttributes { get; init; }
 
     /// <summary>Process-context attributes beside the resource (for example <c>otel.instrumentations</c>):

@@ -12,29 +12,16 @@ namespace OtelThreadContext;
 /// double, flat arrays of them), and their encoding into the native structs.</summary>
 internal static unsafe class ProcessContextValues
 {
-    /// <summary>UTF-8 that throws on lone surrogates instead of replacing them.</summary>
-    private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
-    /// <summary>Refuses text with no UTF-8 form (a lone surrogate) and, unless
-    /// <paramref name="allowNul"/>, text the library cannot take NUL-terminated.</summary>
-    internal static void CheckText(string text, string what, string paramName, bool allowNul = false)
+    /// <summary>Refuses text the library cannot take NUL-terminated (keys and names).</summary>
+    internal static void CheckText(string text, string what, string paramName)
     {
-        if (!allowNul && text.Contains('\0', StringComparison.Ordinal))
+        if (text.Contains('\0', StringComparison.Ordinal))
         {
             throw new ArgumentException($"{what} contains a NUL character.", paramName);
         }
-
-        try
-        {
-            s_strictUtf8.GetByteCount(text);
-        }
-        catch (EncoderFallbackException e)
-        {
-            throw new ArgumentException($"{what} is not well-formed UTF-16 (a lone surrogate), so it has no UTF-8 form.", paramName, e);
-        }
     }
 
-    /// <summary>Typed attributes, copied, their text checked and their values as <see cref="Normalize"/> makes
+    /// <summary>Typed attributes, copied, their keys checked and their values as <see cref="Normalize"/> makes
     /// them; the keys' rules (not empty, given once, ...) are the native library's.</summary>
     internal static List<KeyValuePair<string, object>> CheckAttributes(
         IEnumerable<KeyValuePair<string, object>> given, string what, string paramName) => given.Select(kv =>
@@ -63,10 +50,7 @@ internal static unsafe class ProcessContextValues
     {
         switch (value)
         {
-            case string s:
-                CheckText(s, what, paramName, allowNul: true);
-                return s;
-            case bool or double:
+            case string or bool or double:
                 return value;
             case long or int or short or sbyte or byte or ushort or uint:
                 return Convert.ToInt64(value, CultureInfo.InvariantCulture);
@@ -81,11 +65,11 @@ internal static unsafe class ProcessContextValues
         }
     }
 
-    /// <summary><paramref name="text"/> as NUL-terminated UTF-8.</summary>
+    /// <summary><paramref name="text"/> as NUL-terminated UTF-8 (a lone surrogate becomes U+FFFD).</summary>
     private static byte[] Utf8z(string text)
     {
-        byte[] bytes = new byte[s_strictUtf8.GetByteCount(text) + 1];
-        s_strictUtf8.GetBytes(text, bytes);
+        byte[] bytes = new byte[Encoding.UTF8.GetByteCount(text) + 1];
+        Encoding.UTF8.GetBytes(text, bytes);
         return bytes;
     }
 
@@ -97,15 +81,6 @@ internal static unsafe class ProcessContextValues
         fixed (byte* i = &index)
         {
             return NativeMethods.otel_process_ctx_declare_key(k, i);
-        }
-    }
-
-    /// <summary>Calls <c>otel_process_ctx_set_schema_version</c>.</summary>
-    internal static OtelThreadCtxStatus SetSchemaVersion(string version)
-    {
-        fixed (byte* v = Utf8z(version))
-        {
-            return NativeMethods.otel_process_ctx_set_schema_version(v);
         }
     }
 
@@ -128,7 +103,7 @@ internal static unsafe class ProcessContextValues
             OtelProcessCtxValue Value(object? v) => v switch
             {
                 null => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_EMPTY },
-                string s => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_STRING, Pointer = Pin(Utf8z(s)), Length = (nuint)s_strictUtf8.GetByteCount(s) },
+                string s => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_STRING, Pointer = Pin(Utf8z(s)), Length = (nuint)Encoding.UTF8.GetByteCount(s) },
                 bool b => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_BOOL, IntValue = b ? 1 : 0 },
                 long l => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_INT, IntValue = l },
                 double d => new() { Kind = NativeMethods.OTEL_PROCESS_CTX_VALUE_DOUBLE, DoubleValue = d },

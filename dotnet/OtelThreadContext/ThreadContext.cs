@@ -98,19 +98,11 @@ public static unsafe class ThreadContext
         return rec == null ? SetAttributeResult.NotSupported : RecordWriter.SetAttribute(rec, keyIndex, value);
     }
 
-    /// <inheritdoc cref="SetAttribute(byte, ReadOnlySpan{char})"/>
-    public static SetAttributeResult SetAttribute(byte keyIndex, string value) =>
-        SetAttribute(keyIndex, (value ?? throw new ArgumentNullException(nameof(value))).AsSpan());
-
     /// <summary>Sets attribute <paramref name="key"/>: writes its index, resolved when declared, so
     /// there is no lookup by name. Otherwise as <see cref="SetAttribute(byte, ReadOnlySpan{char})"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="key"/> is not a declared key.</exception>
     public static SetAttributeResult SetAttribute(ThreadAttributeKey key, ReadOnlySpan<char> value) =>
         SetAttribute(key.DeclaredIndex, value);
-
-    /// <inheritdoc cref="SetAttribute(ThreadAttributeKey, ReadOnlySpan{char})"/>
-    public static SetAttributeResult SetAttribute(ThreadAttributeKey key, string value) =>
-        SetAttribute(key, (value ?? throw new ArgumentNullException(nameof(value))).AsSpan());
 
     /// <summary>Removes every attribute from the current thread's record; the ids are kept.</summary>
     public static void ClearAttributes()
