@@ -93,8 +93,6 @@ pub struct Api {
     /// The exported functions, enums, structs and constants, in source order, with their gates.
     items: Vec<(Gate, Item)>,
     test_feature: Option<String>,
-    /// Things skipped that a reader of the output may want to know about.
-    pub notes: Vec<String>,
 }
 
 /// The doc comment lines; `///` alone (a paragraph break) as an empty line.
@@ -137,12 +135,8 @@ fn repr(attrs: &[Attribute]) -> Vec<String> {
 
 /// Whether `f` is callable from C by name.
 fn exported(f: &ItemFn) -> bool {
-    let abi = f
-        .sig
-        .abi
-        .as_ref()
-        .map(|abi| abi.name.as_ref().map_or("C".into(), |n| n.value()));
-    let c_abi = abi.as_deref() == Some("C");
+    // `extern fn` without a name is `extern "C" fn`.
+    let c_abi = matches!(&f.sig.abi, Some(abi) if abi.name.as_ref().is_none_or(|n| n.value() == "C"));
     let no_mangle = f.attrs.iter().any(|a| a.path.is_ident("no_mangle"));
     no_mangle && c_abi && matches!(f.vis, syn::Visibility::Public(_))
 }
@@ -223,11 +217,6 @@ impl Api {
                         return Err(format!("{file}: module {name}: no {name}.rs nor {name}/mod.rs"));
                     }
                     self.read_file(&path, &sub, gate)?;
-                }
-                Item::Const(c) if matches!(c.vis, syn::Visibility::Public(_)) && integer(&c.ty).is_none() => {
-                    let note = format!("pub const {} skipped: not of an integer type", c.ident);
-                    self.notes.push(note);
-                    self.items.push((gate, Item::Const(c)));
                 }
                 item => self.items.push((gate, item)),
             }
@@ -328,21 +317,13 @@ impl Api {
         let name = field.ident.as_ref().map(ToString::to_string).unwrap_or_default();
         let what = |e: String| format!("{}.{name}: {e}", s.ident);
         let Type::Array(a) = &field.ty else {
-            return Ok(format!(
-                "{} {}",
-                self.cs(&field.ty, named).map_err(what)?,
-                pascal(&name)
-            ));
+            let ty = self.cs(&field.ty, named).map_err(what)?;
+            return Ok(format!("{ty} {}", pascal(&name)));
         };
         let why = "an array of non-primitive elements (C# has no such fixed buffer)";
-        let elem = path(&a.elem)
-            .and_then(|s| primitive(&s.ident.to_string()))
-            .ok_or(what(why.into()))?;
-        Ok(format!(
-            "fixed {elem} {}[{}]",
-            pascal(&name),
-            self.eval(&a.len).map_err(what)?
-        ))
+        let elem = path(&a.elem).and_then(|s| primitive(&s.ident.to_string()));
+        let (elem, len) = (elem.ok_or(what(why.into()))?, self.eval(&a.len).map_err(what)?);
+        Ok(format!("fixed {elem} {}[{len}]", pascal(&name)))
     }
 
     /// The functions of `gate`, one per name, in source order, as C# declares them; and the enums
@@ -503,15 +484,11 @@ fn xml(line: &str) -> String {
         // A code span continued on another line: left as written.
         return text;
     }
-    let parts = text.split('`').enumerate();
-    parts
-        .map(|(i, p)| {
-            if i % 2 == 1 {
-                format!("<c>{p}</c>")
-            } else {
-                p.to_owned()
-            }
-        })
+    // Between backticks (every second part) is code.
+    let tags = [("", ""), ("<c>", "</c>")].into_iter().cycle();
+    text.split('`')
+        .zip(tags)
+        .map(|(p, (open, close))| format!("{open}{p}{close}"))
         .collect()
 }
 
@@ -520,10 +497,8 @@ fn xml(line: &str) -> String {
 fn doc(o: &mut String, indent: &str, lines: &[String]) {
     let split = lines.iter().position(|l| l.starts_with("# ")).unwrap_or(lines.len());
     let trim = |part: &[String]| part.len() - part.iter().rev().take_while(|l| l.is_empty()).count();
-    let (summary, remarks) = (
-        &lines[..trim(&lines[..split])],
-        &lines[split..split + trim(&lines[split..])],
-    );
+    let summary = &lines[..trim(&lines[..split])];
+    let remarks = &lines[split..split + trim(&lines[split..])];
     let block = |o: &mut String, tag: &str, body: &[String]| {
         let _ = writeln!(o, "{indent}/// <{tag}>");
         for l in body {
