@@ -112,17 +112,17 @@ fn docs(attrs: &[Attribute]) -> Vec<String> {
 
 /// What is inside `#[name(...)]`, e.g. `C` and `align(64)` in `#[repr(C, align(64))]`.
 fn nested(attrs: &[Attribute], name: &str) -> Vec<Meta> {
-    let mut metas = Vec::new();
-    for attr in attrs.iter().filter(|a| a.path.is_ident(name)) {
-        let Ok(Meta::List(list)) = attr.parse_meta() else {
-            continue;
-        };
-        metas.extend(list.nested.into_iter().filter_map(|n| match n {
-            NestedMeta::Meta(m) => Some(m),
-            NestedMeta::Lit(_) => None,
-        }));
-    }
-    metas
+    let lists = attrs
+        .iter()
+        .filter(|a| a.path.is_ident(name))
+        .map(Attribute::parse_meta);
+    let nested = lists.flat_map(|list| match list {
+        Ok(Meta::List(list)) => list.nested.into_iter().collect(),
+        _ => Vec::new(),
+    });
+    nested
+        .filter_map(|n| if let NestedMeta::Meta(m) = n { Some(m) } else { None })
+        .collect()
 }
 
 /// The words inside `#[repr(...)]`, e.g. `C` and `align`.
@@ -175,15 +175,12 @@ impl Api {
 
     /// The gate of an item with `attrs` in a scope of `gate`, or `None` for a `#[cfg(test)]` item.
     fn gate_of(&self, attrs: &[Attribute], gate: Gate) -> Option<Gate> {
+        let test_feature = |lit: &Lit| matches!(lit, Lit::Str(s) if Some(s.value()) == self.test_feature);
         let mut gate = Some(gate);
         for cfg in nested(attrs, "cfg") {
             match cfg {
                 Meta::Path(p) if p.is_ident("test") => return None,
-                Meta::NameValue(nv) if nv.path.is_ident("feature") => {
-                    if matches!(&nv.lit, Lit::Str(s) if Some(s.value()) == self.test_feature) {
-                        gate = Some(Gate::Test);
-                    }
-                }
+                Meta::NameValue(nv) if nv.path.is_ident("feature") && test_feature(&nv.lit) => gate = Some(Gate::Test),
                 _ => {}
             }
         }

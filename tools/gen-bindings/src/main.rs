@@ -22,11 +22,10 @@ fn run(options: &HashMap<&str, String>, check: bool) -> Result<bool, String> {
     let mut current = true;
     for (prefix, gate) in [("", Gate::Shipped), ("test-", Gate::Test)].into_iter().take(files) {
         let get = |key: &str| get(&format!("{prefix}{key}"));
-        let (namespace, class, library) = (get("namespace")?, get("class")?, get("library")?);
         let target = Target {
-            namespace,
-            class,
-            library,
+            namespace: get("namespace")?,
+            class: get("class")?,
+            library: get("library")?,
         };
         let (path, text) = (get("out")?, api.render(gate, &target)?);
         if !check {
