@@ -170,7 +170,7 @@ impl Api {
         // Once to learn the renames, once to undo them wherever they are used.
         let mut aliases = Aliases(HashMap::new());
         (0..2).for_each(|_| aliases.visit_file_mut(&mut parsed));
-        self.read_items(parsed.items, file, dir, gate)
+        self.read_items(parsed.items, dir, gate)
     }
 
     /// The gate of an item with `attrs` in a scope of `gate`, or `None` for a `#[cfg(test)]` item.
@@ -187,7 +187,7 @@ impl Api {
         gate
     }
 
-    fn read_items(&mut self, items: Vec<Item>, file: &Path, dir: &Path, gate: Gate) -> Result<(), String> {
+    fn read_items(&mut self, items: Vec<Item>, dir: &Path, gate: Gate) -> Result<(), String> {
         for item in items {
             let attrs = match &item {
                 Item::Fn(i) if exported(i) => &i.attrs,
@@ -204,15 +204,12 @@ impl Api {
                 Item::Mod(m) => {
                     let sub = dir.join(m.ident.to_string());
                     if let Some((_, inner)) = m.content {
-                        self.read_items(inner, file, &sub, gate)?;
+                        self.read_items(inner, &sub, gate)?;
                         continue;
                     }
+                    // `name.rs`, else `name/mod.rs` (read_file names the latter when neither exists).
                     let flat = dir.join(format!("{}.rs", m.ident));
                     let path = if flat.exists() { flat } else { sub.join("mod.rs") };
-                    if !path.exists() {
-                        let (file, name) = (file.display(), &m.ident);
-                        return Err(format!("{file}: module {name}: no {name}.rs nor {name}/mod.rs"));
-                    }
                     self.read_file(&path, &sub, gate)?;
                 }
                 item => self.items.push((gate, item)),
@@ -382,11 +379,8 @@ impl Api {
             match item {
                 Item::Struct(s) if types.contains(&s.ident.to_string()) => {
                     doc(&mut o, "", &docs(&s.attrs));
-                    let name = &s.ident;
-                    let _ = writeln!(
-                        o,
-                        "[StructLayout(LayoutKind.Sequential)]\ninternal unsafe struct {name}\n{{"
-                    );
+                    o.push_str("[StructLayout(LayoutKind.Sequential)]\n");
+                    let _ = writeln!(o, "internal unsafe struct {}\n{{", s.ident);
                     for (i, field) in s.fields.iter().enumerate() {
                         o.push_str(if i > 0 { "\n" } else { "" });
                         doc(&mut o, "    ", &docs(&field.attrs));
