@@ -27,15 +27,12 @@ done
 setup musl
 [[ "$triple" != aarch64-* ]] || setup cross
 
-# Each tool, or the Debian package that has it (scripts/setup.sh musl cross installs them).
-need() { [ -e "$1" ] || command -v "$1" >/dev/null || die "$1 not found (Debian package $2; scripts/setup.sh installs it)"; }
 lib="$root/target/$triple/musl-build/lib"
 case "$triple" in
-  x86_64-unknown-linux-musl) gcc=gcc cc=musl-gcc; need musl-gcc musl-tools ;;
+  x86_64-unknown-linux-musl) gcc=gcc cc=musl-gcc ;;
   aarch64-unknown-linux-musl)
     gcc=aarch64-linux-gnu-gcc cc="$root/target/$triple/musl-build/bin/aarch64-linux-musl-gcc"
     specs=/usr/lib/aarch64-linux-musl/musl-gcc.specs lld_dir="$root/target/$triple/musl-build/lld"
-    need "$gcc" gcc-aarch64-linux-gnu; need "$specs" musl-dev:arm64; need ld.lld lld
     # A cross gcc finds `ld.lld` (for -fuse-ld=lld) only in its -B folders: one holding just that.
     mkdir -p "$(dirname "$cc")" "$lld_dir"
     ln -sfn "$(command -v ld.lld)" "$lld_dir/ld.lld"
@@ -45,7 +42,6 @@ case "$triple" in
     ;;
   *) echo "build-musl: no musl build for '$triple'" >&2; usage ;;
 esac
-need ld.lld lld
 libgcc_eh="$("$gcc" -print-file-name=libgcc_eh.a)"
 [ -f "$libgcc_eh" ] || die "$gcc's libgcc_eh.a not found"
 mkdir -p "$lib"
@@ -86,7 +82,6 @@ if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | 
   nice cargo build -q "${cargo_args[@]}"
 else
   rustc=/usr/bin/rustc cargo=/usr/bin/cargo
-  need "$rustc" rustc-web
   library="$("$rustc" --print sysroot)/lib/rustlib/src/rust/library"
   [ -f "$library/Cargo.lock" ] && [ -d "$library/vendor" ] ||
     die "no rustup $triple target, and the standard library's sources are not at $library (Debian packages rustc-web, rust-web-src)"

@@ -30,17 +30,17 @@ ship() {
   echo "pack: $2 <- $1 (debug info: $debug)"
 }
 
-rids=()
+rids=() host="$(rustc -vV | sed -n 's/^host: //p')"
 for runtime in "${RUNTIMES[@]}"; do
   read -r rid triple <<<"$runtime"
   rids+=("$rid")
-  if [ "$triple" = "$(host_triple)" ]; then
+  if [ "$triple" = "$host" ]; then
     nice cargo build --release --quiet --lib # the build the tests use (target/release)
     lib="$root/target/release/libotel_thread_ctx.so"
   elif [[ "$triple" == *-musl ]]; then
     lib="$(./scripts/build-musl.sh --target "$triple" --release | tail -n1)"
   else
-    (cross_env "$triple" && nice cargo build --release --quiet --lib --target "$triple")
+    (cross_env && nice cargo build --release --quiet --lib --target "$triple")
     lib="$root/target/$triple/release/libotel_thread_ctx.so"
   fi
   # musl's libc.so or glibc's libc.so.6 (the machine of each: PackageTests).

@@ -60,23 +60,4 @@ tail -n +2 "$run/service.out"
 
 echo "--- the check: span ids read from outside vs spans the service exported, and the process"
 echo "    context read from outside vs the Resource the spans were exported with"
-check=(python3 scripts/check-sample-spans.py)
-"${check[@]}" --resource "$run/resource.json" "$run/spans.txt" "$run"/dump-*.json
-
-# The check can fail: the same reads are rejected against a span log whose spans all ended 10 s
-# earlier (stale records), against an empty one, and against the exported resource with another
-# service.instance.id (as a hand-made one would be).
-awk '{ $4 -= 10; $5 -= 10; print }' OFMT='%.6f' CONVFMT='%.6f' "$run/spans.txt" >"$run/spans-shifted.txt"
-: >"$run/spans-empty.txt"
-sed 's/"service.instance.id": *"[^"]*"/"service.instance.id":"otel-thread-ctx-dotnet-sample-0"/' \
-  "$run/resource.json" >"$run/resource-other.json"
-grep -q otel-thread-ctx-dotnet-sample-0 "$run/resource-other.json" || die "no service.instance.id in resource.json"
-rejects() {
-  ! "${check[@]}" "${@:2}" "$run"/dump-*.json >"$run/$1.out" 2>&1 || die "the check accepted $1; it must not"
-}
-rejects spans-shifted "$run/spans-shifted.txt"
-rejects spans-empty "$run/spans-empty.txt"
-rejects resource-other --resource "$run/resource-other.json" "$run/spans.txt"
-echo "controls: the same reads are rejected against a span log shifted 10 s back" \
-  "($(grep -c 'MISMATCH: stale' "$run/spans-shifted.out") stale reads), against an empty one, and against" \
-  "the resource with another service.instance.id"
+python3 scripts/check-sample-spans.py "$run"

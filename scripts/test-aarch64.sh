@@ -6,8 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 setup base cross
 triple=aarch64-unknown-linux-gnu
-cross_env "$triple"
-runner="${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER:-}"
+cross_env
 
 rust() {
   # The ELF and sample tests read target/<triple>/debug/libotel_thread_ctx.so: build it first.
@@ -39,9 +38,9 @@ dotnet_tests() {
   # to code it has translated: tests crash at random. PackageTests (packs with the x64 SDK) and
   # RecordLayoutTests (starts a C program, which a qemu guest cannot) are left out.
   export DOTNET_EnableWriteXorExecute=0
-  ${runner:+"$runner"} "$out/OtelThreadContext.Tests/OtelThreadContext.Tests" \
+  ${aarch64_runner:+"$aarch64_runner"} "$out/OtelThreadContext.Tests/OtelThreadContext.Tests" \
     -class- OtelThreadContext.Tests.PackageTests -class- OtelThreadContext.Tests.RecordLayoutTests
-  ${runner:+"$runner"} "$out/OtelThreadContext.ActivityTests/OtelThreadContext.ActivityTests"
+  ${aarch64_runner:+"$aarch64_runner"} "$out/OtelThreadContext.ActivityTests/OtelThreadContext.ActivityTests"
 }
 
 case "${1:-all}" in

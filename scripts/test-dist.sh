@@ -11,15 +11,11 @@ version="$(cargo_version)"
 
 # What keeps FILE from being a static ARCH executable; silent when it is one.
 static_exe_problems() {
-  local header segments dynamic machine
-  case "$2" in
-    x86_64) machine="Advanced Micro Devices X86-64" ;;
-    aarch64) machine="AArch64" ;;
-  esac
+  local header segments dynamic
   header="$(readelf -hW "$1")" || { echo "not an ELF file"; return; }
+  wrong_machine "$1" "$2"
   segments="$(readelf -lW "$1")"
   dynamic="$(readelf -dW "$1")"
-  grep -q "Machine: *$machine\$" <<<"$header" || echo "not an $2 ELF: $(grep Machine: <<<"$header" | tr -s ' ')"
   grep -q "Type: *EXEC" <<<"$header" || echo "not a non-PIE executable: $(grep Type: <<<"$header" | tr -s ' ')"
   ! grep -q "INTERP" <<<"$segments" || echo "has PT_INTERP ($(grep -o 'interpreter: [^]]*' <<<"$segments"))"
   ! grep -q "(NEEDED)" <<<"$dynamic" || echo "has NEEDED: $(sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' <<<"$dynamic" | tr '\n' ' ')"
@@ -40,12 +36,10 @@ for arch in x86_64 aarch64; do
     fail "static $arch otel-ctx-dump ${exe[$arch]}: $problems"
 done
 
-runner=""
-[ "$(uname -m)" = aarch64 ] || runner=qemu-aarch64-static
 for arch in x86_64 aarch64; do
   run=("${exe[$arch]}") how=""
-  if [ "$arch" = aarch64 ] && [ -n "$runner" ]; then
-    run=("$runner" "${exe[$arch]}") how=" (under $runner)"
+  if [ "$arch" = aarch64 ] && [ -n "$aarch64_runner" ]; then
+    run=("$aarch64_runner" "${exe[$arch]}") how=" (under $aarch64_runner)"
   fi
   # env -i: no environment, as on a bare host.
   got="$(env -i "${run[@]}" --version 2>&1)"

@@ -15,18 +15,13 @@ arches=("${@:-x86_64}")
 # What keeps FILE from having the ELF properties readers and musl's loader need, on ARCH. Each
 # listing is read whole first: `readelf | grep -q` under pipefail fails when grep stops early.
 elf_problems() {
-  local file="$1" arch="$2" header dynsyms relocs versions segments needed tls machine reloc
-  case "$arch" in
-    x86_64) machine="Advanced Micro Devices X86-64" reloc=R_X86_64_TLSDESC ;;
-    aarch64) machine="AArch64" reloc=R_AARCH64_TLSDESC ;;
-  esac
-  header="$(readelf -hW "$file")"
+  local file="$1" arch="$2" dynsyms relocs versions segments needed tls reloc="R_${2^^}_TLSDESC"
+  wrong_machine "$file" "$arch"
   dynsyms="$(readelf --dyn-syms -W "$file")"
   relocs="$(readelf -rW "$file")"
   versions="$(readelf -VW "$file")"
   segments="$(readelf -lW "$file")"
   needed="$(readelf -dW "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
-  grep -q "Machine: *$machine\$" <<<"$header" || echo "not an $arch ELF: $(grep Machine: <<<"$header" | tr -s ' ')"
   [ "$needed" = "libc.so " ] || echo "NEEDED is '$needed', not musl's libc.so alone"
   if grep -q GLIBC_ <<<"$versions" || grep -q '@GLIBC' <<<"$dynsyms"; then
     echo "glibc symbol versions: $(grep -o 'GLIBC_[0-9.]*' <<<"$versions" | sort -u | tr '\n' ' ')"
@@ -100,16 +95,11 @@ musl_suite() {
   triple="$arch-unknown-linux-musl" runner="" out="$root/target/$arch-unknown-linux-musl/tests"
   local t="[$triple]"
   echo "--- $triple"
-  # The compilers: scripts/build-musl.sh names what it lacks.
-  local tools=(readelf python3 "$loader")
-  if [ "$arch" = aarch64 ] && [ "$(uname -m)" != aarch64 ]; then
+  if [ "$arch" = aarch64 ] && [ -n "$aarch64_runner" ]; then
     # Signals cost far more under qemu-user: the sampler's 20 us period would starve the writer.
-    runner=qemu-aarch64-static tools+=(qemu-aarch64-static)
+    runner="$aarch64_runner"
     export SUITE_SAMPLER_PERIOD_NS=200000
   fi
-  for tool in "${tools[@]}"; do
-    [ -e "$tool" ] || command -v "$tool" >/dev/null || { fail "$t $tool is missing (scripts/setup.sh installs it)"; return 1; }
-  done
   so="$(./scripts/build-musl.sh --target "$triple" --release | tail -n 1)"
   hooks_so="$(./scripts/build-musl.sh --target "$triple" --release --test-hooks | tail -n 1)"
   if [ -f "$so" ] && [ -f "$hooks_so" ] && [ "$so" != "$hooks_so" ]; then

@@ -93,8 +93,6 @@ pub struct Api {
     /// The exported functions, enums, structs and constants, in source order, with their gates.
     items: Vec<(Gate, Item)>,
     test_feature: Option<String>,
-    /// Things skipped that a reader of the output may want to know about.
-    pub notes: Vec<String>,
 }
 
 /// The doc comment lines; `///` alone (a paragraph break) as an empty line.
@@ -114,17 +112,17 @@ fn docs(attrs: &[Attribute]) -> Vec<String> {
 
 /// What is inside `#[name(...)]`, e.g. `C` and `align(64)` in `#[repr(C, align(64))]`.
 fn nested(attrs: &[Attribute], name: &str) -> Vec<Meta> {
-    let mut metas = Vec::new();
-    for attr in attrs.iter().filter(|a| a.path.is_ident(name)) {
-        let Ok(Meta::List(list)) = attr.parse_meta() else {
-            continue;
-        };
-        metas.extend(list.nested.into_iter().filter_map(|n| match n {
-            NestedMeta::Meta(m) => Some(m),
-            NestedMeta::Lit(_) => None,
-        }));
-    }
-    metas
+    let lists = attrs
+        .iter()
+        .filter(|a| a.path.is_ident(name))
+        .map(Attribute::parse_meta);
+    let nested = lists.flat_map(|list| match list {
+        Ok(Meta::List(list)) => list.nested.into_iter().collect(),
+        _ => Vec::new(),
+    });
+    nested
+        .filter_map(|n| if let NestedMeta::Meta(m) = n { Some(m) } else { None })
+        .collect()
 }
 
 /// The words inside `#[repr(...)]`, e.g. `C` and `align`.
@@ -137,12 +135,8 @@ fn repr(attrs: &[Attribute]) -> Vec<String> {
 
 /// Whether `f` is callable from C by name.
 fn exported(f: &ItemFn) -> bool {
-    let abi = f
-        .sig
-        .abi
-        .as_ref()
-        .map(|abi| abi.name.as_ref().map_or("C".into(), |n| n.value()));
-    let c_abi = abi.as_deref() == Some("C");
+    // `extern fn` without a name is `extern "C" fn`.
+    let c_abi = matches!(&f.sig.abi, Some(abi) if abi.name.as_ref().is_none_or(|n| n.value() == "C"));
     let no_mangle = f.attrs.iter().any(|a| a.path.is_ident("no_mangle"));
     no_mangle && c_abi && matches!(f.vis, syn::Visibility::Public(_))
 }
@@ -176,27 +170,24 @@ impl Api {
         // Once to learn the renames, once to undo them wherever they are used.
         let mut aliases = Aliases(HashMap::new());
         (0..2).for_each(|_| aliases.visit_file_mut(&mut parsed));
-        self.read_items(parsed.items, file, dir, gate)
+        self.read_items(parsed.items, dir, gate)
     }
 
     /// The gate of an item with `attrs` in a scope of `gate`, or `None` for a `#[cfg(test)]` item.
     fn gate_of(&self, attrs: &[Attribute], gate: Gate) -> Option<Gate> {
+        let test_feature = |lit: &Lit| matches!(lit, Lit::Str(s) if Some(s.value()) == self.test_feature);
         let mut gate = Some(gate);
         for cfg in nested(attrs, "cfg") {
             match cfg {
                 Meta::Path(p) if p.is_ident("test") => return None,
-                Meta::NameValue(nv) if nv.path.is_ident("feature") => {
-                    if matches!(&nv.lit, Lit::Str(s) if Some(s.value()) == self.test_feature) {
-                        gate = Some(Gate::Test);
-                    }
-                }
+                Meta::NameValue(nv) if nv.path.is_ident("feature") && test_feature(&nv.lit) => gate = Some(Gate::Test),
                 _ => {}
             }
         }
         gate
     }
 
-    fn read_items(&mut self, items: Vec<Item>, file: &Path, dir: &Path, gate: Gate) -> Result<(), String> {
+    fn read_items(&mut self, items: Vec<Item>, dir: &Path, gate: Gate) -> Result<(), String> {
         for item in items {
             let attrs = match &item {
                 Item::Fn(i) if exported(i) => &i.attrs,
@@ -213,21 +204,13 @@ impl Api {
                 Item::Mod(m) => {
                     let sub = dir.join(m.ident.to_string());
                     if let Some((_, inner)) = m.content {
-                        self.read_items(inner, file, &sub, gate)?;
+                        self.read_items(inner, &sub, gate)?;
                         continue;
                     }
+                    // `name.rs`, else `name/mod.rs` (read_file names the latter when neither exists).
                     let flat = dir.join(format!("{}.rs", m.ident));
                     let path = if flat.exists() { flat } else { sub.join("mod.rs") };
-                    if !path.exists() {
-                        let (file, name) = (file.display(), &m.ident);
-                        return Err(format!("{file}: module {name}: no {name}.rs nor {name}/mod.rs"));
-                    }
                     self.read_file(&path, &sub, gate)?;
-                }
-                Item::Const(c) if matches!(c.vis, syn::Visibility::Public(_)) && integer(&c.ty).is_none() => {
-                    let note = format!("pub const {} skipped: not of an integer type", c.ident);
-                    self.notes.push(note);
-                    self.items.push((gate, Item::Const(c)));
                 }
                 item => self.items.push((gate, item)),
             }
@@ -328,21 +311,13 @@ impl Api {
         let name = field.ident.as_ref().map(ToString::to_string).unwrap_or_default();
         let what = |e: String| format!("{}.{name}: {e}", s.ident);
         let Type::Array(a) = &field.ty else {
-            return Ok(format!(
-                "{} {}",
-                self.cs(&field.ty, named).map_err(what)?,
-                pascal(&name)
-            ));
+            let ty = self.cs(&field.ty, named).map_err(what)?;
+            return Ok(format!("{ty} {}", pascal(&name)));
         };
         let why = "an array of non-primitive elements (C# has no such fixed buffer)";
-        let elem = path(&a.elem)
-            .and_then(|s| primitive(&s.ident.to_string()))
-            .ok_or(what(why.into()))?;
-        Ok(format!(
-            "fixed {elem} {}[{}]",
-            pascal(&name),
-            self.eval(&a.len).map_err(what)?
-        ))
+        let elem = path(&a.elem).and_then(|s| primitive(&s.ident.to_string()));
+        let (elem, len) = (elem.ok_or(what(why.into()))?, self.eval(&a.len).map_err(what)?);
+        Ok(format!("fixed {elem} {}[{len}]", pascal(&name)))
     }
 
     /// The functions of `gate`, one per name, in source order, as C# declares them; and the enums
@@ -404,11 +379,8 @@ impl Api {
             match item {
                 Item::Struct(s) if types.contains(&s.ident.to_string()) => {
                     doc(&mut o, "", &docs(&s.attrs));
-                    let name = &s.ident;
-                    let _ = writeln!(
-                        o,
-                        "[StructLayout(LayoutKind.Sequential)]\ninternal unsafe struct {name}\n{{"
-                    );
+                    o.push_str("[StructLayout(LayoutKind.Sequential)]\n");
+                    let _ = writeln!(o, "internal unsafe struct {}\n{{", s.ident);
                     for (i, field) in s.fields.iter().enumerate() {
                         o.push_str(if i > 0 { "\n" } else { "" });
                         doc(&mut o, "    ", &docs(&field.attrs));
@@ -503,15 +475,11 @@ fn xml(line: &str) -> String {
         // A code span continued on another line: left as written.
         return text;
     }
-    let parts = text.split('`').enumerate();
-    parts
-        .map(|(i, p)| {
-            if i % 2 == 1 {
-                format!("<c>{p}</c>")
-            } else {
-                p.to_owned()
-            }
-        })
+    // Between backticks (every second part) is code.
+    let tags = [("", ""), ("<c>", "</c>")].into_iter().cycle();
+    text.split('`')
+        .zip(tags)
+        .map(|(p, (open, close))| format!("{open}{p}{close}"))
         .collect()
 }
 
@@ -520,10 +488,8 @@ fn xml(line: &str) -> String {
 fn doc(o: &mut String, indent: &str, lines: &[String]) {
     let split = lines.iter().position(|l| l.starts_with("# ")).unwrap_or(lines.len());
     let trim = |part: &[String]| part.len() - part.iter().rev().take_while(|l| l.is_empty()).count();
-    let (summary, remarks) = (
-        &lines[..trim(&lines[..split])],
-        &lines[split..split + trim(&lines[split..])],
-    );
+    let summary = &lines[..trim(&lines[..split])];
+    let remarks = &lines[split..split + trim(&lines[split..])];
     let block = |o: &mut String, tag: &str, body: &[String]| {
         let _ = writeln!(o, "{indent}/// <{tag}>");
         for l in body {

@@ -18,18 +18,14 @@ fn run(options: &HashMap<&str, String>, check: bool) -> Result<bool, String> {
     let get = |key: &str| options.get(key).ok_or(format!("--{key} is missing\n{USAGE}"));
     let test_feature = options.get("test-feature").map(String::as_str);
     let api = Api::read(Path::new(get("root")?), test_feature)?;
-    for note in &api.notes {
-        eprintln!("gen-bindings: {note}");
-    }
     let files = if test_feature.is_some() { 2 } else { 1 };
     let mut current = true;
     for (prefix, gate) in [("", Gate::Shipped), ("test-", Gate::Test)].into_iter().take(files) {
         let get = |key: &str| get(&format!("{prefix}{key}"));
-        let (namespace, class, library) = (get("namespace")?, get("class")?, get("library")?);
         let target = Target {
-            namespace,
-            class,
-            library,
+            namespace: get("namespace")?,
+            class: get("class")?,
+            library: get("library")?,
         };
         let (path, text) = (get("out")?, api.render(gate, &target)?);
         if !check {

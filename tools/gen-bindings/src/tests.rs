@@ -183,8 +183,6 @@ fn declares_integer_constants_with_evaluated_values() {
     assert!(out.contains("    /// <summary>Size of a thing.</summary>\n    internal const int THING_SIZE = 32;"));
     assert!(out.contains("    internal const uint FLAG = 8;"));
     assert!(!out.contains("PRIVATE") && !out.contains("NAME"));
-    let api = read(&sample()).unwrap();
-    assert_eq!(api.notes, ["pub const NAME skipped: not of an integer type"]);
 }
 
 #[test]
@@ -238,7 +236,7 @@ fn refuses_what_csharp_cannot_declare_blittably() {
          #[cfg(windows)] #[no_mangle] pub extern \"C\" fn f(x: u16) {}",
     );
     assert_eq!(e, "f: defined twice with different signatures");
-    assert!(error("mod gone;").contains("module gone: no "));
+    assert!(error("mod gone;").contains("gone/mod.rs: "));
 }
 
 #[test]
