@@ -25,14 +25,8 @@ public sealed class ActivityThreadContextTests : IDisposable
     {
         _output = output;
         // Names ending in "unsampled" get an Activity that is recorded but not sampled (flags 0).
-        _listener = new ActivityListener
-        {
-            ShouldListenTo = s => s.Name == SourceName,
-            Sample = (ref ActivityCreationOptions<ActivityContext> o) =>
-                o.Name.EndsWith("unsampled", StringComparison.Ordinal) ? ActivitySamplingResult.AllData : ActivitySamplingResult.AllDataAndRecorded,
-        };
-        ActivitySource.AddActivityListener(_listener);
-        Assert.False(ActivityThreadContext.IsEnabled, "a previous test left tracking on");
+        _listener = Listening.To(SourceName, (ref ActivityCreationOptions<ActivityContext> o) =>
+            o.Name.EndsWith("unsampled", StringComparison.Ordinal) ? ActivitySamplingResult.AllData : ActivitySamplingResult.AllDataAndRecorded);
     }
 
     public void Dispose() => _listener.Dispose();

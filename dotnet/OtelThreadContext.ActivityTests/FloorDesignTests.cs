@@ -29,13 +29,7 @@ public sealed class FloorDesignTests : IDisposable
     public FloorDesignTests(ITestOutputHelper output)
     {
         _output = output;
-        _listener = new ActivityListener
-        {
-            ShouldListenTo = s => s.Name == SourceName,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-        };
-        ActivitySource.AddActivityListener(_listener);
-        Assert.False(ActivityThreadContext.IsEnabled, "a previous test left tracking on");
+        _listener = Listening.To(SourceName, (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded);
     }
 
     /// <summary>Ways to keep a notifying local in step with Activity.Current.</summary>
