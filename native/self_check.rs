@@ -118,9 +118,24 @@ pub(crate) fn run() -> Result<String, String> {
              another module in the process defines the same symbol first"
         ));
     }
+    // An executable's TLS is at one offset from every thread's thread pointer; a reader adds an
+    // initial-exec GOT entry (`R_X86_64_TPOFF64`, `R_AARCH64_TLS_TPREL64`) to the thread pointer,
+    // so each such entry must hold the offset of this thread's slot.
+    let offset = ours.wrapping_sub(thread_pointer()) as i64;
+    for &(_, got) in relocations.iter().filter(|(t, _)| *t == TPREL) {
+        // Safety: the dynamic linker filled this GOT entry (one word) when it relocated the
+        // executable; RELRO may make it read-only, which reading respects.
+        let value = unsafe { ((module.bias + got as usize) as *const i64).read_volatile() };
+        if value != offset {
+            return Err(format!(
+                "{path}: the {TPREL_NAME} GOT entry of {SYMBOL} holds thread-pointer offset {value}, but \
+                 this thread's slot is at offset {offset}"
+            ));
+        }
+    }
     let placement = match descriptor {
         Some(descriptor) => placement(module.bias + descriptor),
-        None => executable_placement(module, &relocations, ours)?,
+        None => format!("static TLS at thread-pointer offset {offset}"),
     };
     let access = match (count(TLSDESC), count(TPREL)) {
         (0, 0) => "local-exec (no relocation)".to_string(),
@@ -153,24 +168,16 @@ pub(crate) fn run() -> Result<String, String> {
 /// a deleted file) are skipped: readers cannot see their symbols either.
 fn other_modules(modules: &[Module]) -> Vec<String> {
     let mut found = Vec::new();
-    for path in modules
-        .iter()
-        .filter(|m| !m.ours && !m.path.is_empty())
-        .map(|m| &m.path)
-    {
+    for Module { path, .. } in modules.iter().filter(|m| !m.ours && !m.path.is_empty()) {
         let Ok(file) = std::fs::File::open(path) else { continue };
-        let file = object::read::ReadCache::new(file);
-        let entry = match slot_entry(&file) {
-            Ok(Some(defined)) => defined,
-            _ => continue,
-        };
-        found.push(match entry {
-            true => format!("{path} defines its own {SYMBOL}, a second slot that profilers may read instead"),
-            false => format!(
+        found.push(match slot_entry(&object::read::ReadCache::new(file)) {
+            Ok(Some(true)) => format!("{path} defines its own {SYMBOL}, a second slot that profilers may read instead"),
+            Ok(Some(false)) => format!(
                 "{path} references {SYMBOL} (an undefined entry in its .dynsym, which readers matching \
                  the name can take for the slot); reach the record through the API instead \
                  (otel_thread_ctx_ensure_record, otel_thread_ctx_current)"
             ),
+            _ => continue,
         });
     }
     found
@@ -201,27 +208,6 @@ fn placement(descriptor: usize) -> String {
     } else {
         "dynamic TLS (DTV lookup)".to_string()
     }
-}
-
-/// The slot's place in the main executable's TLS block, which glibc puts at the same offset from
-/// every thread's thread pointer. A reader adds an initial-exec GOT entry (`R_X86_64_TPOFF64`,
-/// `R_AARCH64_TLS_TPREL64`) to the thread pointer, so each such entry must hold the offset of this
-/// thread's slot.
-fn executable_placement(module: &Module, relocations: &[(u32, u64)], ours: usize) -> Result<String, String> {
-    let (path, offset) = (&module.path, ours.wrapping_sub(thread_pointer()) as i64);
-    for &(_, got) in relocations.iter().filter(|(t, _)| *t == TPREL) {
-        let entry = (module.bias + got as usize) as *const i64;
-        // Safety: the dynamic linker filled this GOT entry (one word) when it relocated the
-        // executable; RELRO may make it read-only, which reading respects.
-        let value = unsafe { entry.read_volatile() };
-        if value != offset {
-            return Err(format!(
-                "{path}: the {TPREL_NAME} GOT entry of {SYMBOL} holds thread-pointer offset {value}, but \
-                 this thread's slot is at offset {offset}"
-            ));
-        }
-    }
-    Ok(format!("static TLS at thread-pointer offset {offset}"))
 }
 
 /// What differs between architectures: relocation types (TPREL: initial-exec, a GOT entry
