@@ -145,11 +145,8 @@ pub fn merge_key_maps<S: AsRef<str>>(held: &[String], given: &[S]) -> Result<Vec
 /// Checks a schema version name: 1 to 64 printable ASCII characters (readers compare it with
 /// names they know; anything else could only be a mistake, or an attack on a terminal).
 pub fn check_schema_version(name: &str) -> Result<(), Status> {
-    let printable = name.bytes().all(|b| b.is_ascii_graphic());
-    match (1..=MAX_SCHEMA_VERSION_LEN).contains(&name.len()) && printable {
-        true => Ok(()),
-        false => Err(Status::InvalidSchemaVersion),
-    }
+    let valid = (1..=MAX_SCHEMA_VERSION_LEN).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic());
+    valid.then_some(()).ok_or(Status::InvalidSchemaVersion)
 }
 
 /// The schema version name from [`SCHEMA_VERSION_ENV`] if it is set and valid, else the default.
