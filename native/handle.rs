@@ -156,29 +156,20 @@ impl OtelThreadCtx {
     /// Marks `prev`, just taken out of this thread's slot, detached; returns it unless it is
     /// the thread's own record, which no caller may own.
     fn handed_over(prev: *mut OtelThreadCtx) -> *mut OtelThreadCtx {
-        if prev.is_null() {
-            return prev;
-        }
-        // Safety: it was in this thread's slot, so it is a live handle attached here.
-        let owner = unsafe {
-            (*prev).attached.store(false, Ordering::Release);
-            (*prev).owner
-        };
-        if owner == 0 {
-            prev
-        } else {
-            core::ptr::null_mut()
+        // Safety: if not null, it was in this thread's slot, so it is a live handle attached here.
+        match unsafe { prev.as_ref() }.inspect(|h| h.attached.store(false, Ordering::Release)) {
+            Some(h) if h.owner != 0 => core::ptr::null_mut(),
+            _ => prev,
         }
     }
 
     /// The calling thread's attached record, attaching its own record (empty) if none is.
     #[inline]
     pub(crate) fn current_or_attach() -> Result<*mut OtelThreadCtxRecord, Status> {
-        let rec = tls::slot().load(Ordering::Relaxed);
-        if !rec.is_null() {
-            return Ok(rec);
+        match tls::slot().load(Ordering::Relaxed) {
+            rec if rec.is_null() => Self::attach_fresh(),
+            rec => Ok(rec),
         }
-        Self::attach_fresh()
     }
 
     /// Attaches the thread's own record, made on first use, always empty ("no span": `valid = 0`)
