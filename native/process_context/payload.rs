@@ -149,14 +149,6 @@ pub fn check_schema_version(name: &str) -> Result<(), Status> {
     valid.then_some(()).ok_or(Status::InvalidSchemaVersion)
 }
 
-/// The schema version name from [`SCHEMA_VERSION_ENV`] if it is set and valid, else the default.
-pub fn schema_version_from_env() -> String {
-    std::env::var(SCHEMA_VERSION_ENV)
-        .ok()
-        .filter(|v| check_schema_version(v).is_ok())
-        .unwrap_or_else(|| DEFAULT_SCHEMA_VERSION.to_owned())
-}
-
 /// Encodes the payload exactly as given: the `resource` attributes, the library's
 /// `threadlocal.*` entries (`schema` names the record layout) then the caller's own context
 /// `attributes`, and the key map. Checks every rule that does not depend on what is already
