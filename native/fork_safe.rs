@@ -63,7 +63,7 @@ extern "C" fn install<T: Locked>() {
     // linked with -z nodelete). glibc runs prepare handlers before taking its own locks. No code
     // path holds two locks, so the order among the locks' handlers does not matter.
     // On failure (out of memory) a fork can still copy a held lock; nothing else to do.
-    unsafe { libc::pthread_atfork(Some(prepare::<T>), Some(release::<T>), Some(release_in_child::<T>)) };
+    unsafe { libc::pthread_atfork(Some(prepare::<T>), Some(release::<T, false>), Some(release::<T, true>)) };
 }
 
 /// Before a fork: takes the lock and keeps it.
@@ -73,19 +73,14 @@ extern "C" fn prepare<T: Locked>() {
     unsafe { *T::mutex().held.get() = Some(guard) };
 }
 
-/// In the child, whose only thread is the forking one, owning the lock: runs [`Locked::in_child`]
-/// on the value, then releases the lock.
-extern "C" fn release_in_child<T: Locked>() {
-    // Safety: as for `release`; the guard gives the only access to the value.
-    if let Some(guard) = unsafe { (*T::mutex().held.get()).as_mut() } {
-        guard.in_child();
-    }
-    release::<T>();
-}
-
-/// After a fork, in the parent or the child: releases what [`prepare`] took.
-extern "C" fn release<T: Locked>() {
+/// After a fork, in the parent or the child (`CHILD`, whose only thread is the forking one):
+/// releases what [`prepare`] took, in the child after running [`Locked::in_child`] on the value.
+extern "C" fn release<T: Locked, const CHILD: bool>() {
     // Safety: only the thread that ran `prepare` (or its copy in the child) gets here, and it
-    // owns the mutex.
-    drop(unsafe { (*T::mutex().held.get()).take() });
+    // owns the mutex; the guard gives the only access to the value.
+    if let Some(mut guard) = unsafe { (*T::mutex().held.get()).take() } {
+        if CHILD {
+            guard.in_child();
+        }
+    }
 }

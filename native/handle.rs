@@ -148,42 +148,28 @@ impl OtelThreadCtx {
     /// Empties the calling thread's slot; returns the handle that was attached (now owned by
     /// the caller) or null, also when it was the thread's own record (still the thread's).
     pub(crate) fn detach() -> *mut OtelThreadCtx {
-        Self::handed_over(Self::unpublish())
-    }
-
-    /// Empties the calling thread's slot and returns what it held.
-    fn unpublish() -> *mut OtelThreadCtx {
-        let prev: *mut OtelThreadCtx = tls::slot().swap(core::ptr::null_mut(), Ordering::Relaxed).cast();
+        let prev = tls::slot().swap(core::ptr::null_mut(), Ordering::Relaxed).cast();
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        prev
+        Self::handed_over(prev)
     }
 
     /// Marks `prev`, just taken out of this thread's slot, detached; returns it unless it is
     /// the thread's own record, which no caller may own.
     fn handed_over(prev: *mut OtelThreadCtx) -> *mut OtelThreadCtx {
-        if prev.is_null() {
-            return prev;
-        }
-        // Safety: it was in this thread's slot, so it is a live handle attached here.
-        let owner = unsafe {
-            (*prev).attached.store(false, Ordering::Release);
-            (*prev).owner
-        };
-        if owner == 0 {
-            prev
-        } else {
-            core::ptr::null_mut()
+        // Safety: if not null, it was in this thread's slot, so it is a live handle attached here.
+        match unsafe { prev.as_ref() }.inspect(|h| h.attached.store(false, Ordering::Release)) {
+            Some(h) if h.owner != 0 => core::ptr::null_mut(),
+            _ => prev,
         }
     }
 
     /// The calling thread's attached record, attaching its own record (empty) if none is.
     #[inline]
     pub(crate) fn current_or_attach() -> Result<*mut OtelThreadCtxRecord, Status> {
-        let rec = tls::slot().load(Ordering::Relaxed);
-        if !rec.is_null() {
-            return Ok(rec);
+        match tls::slot().load(Ordering::Relaxed) {
+            rec if rec.is_null() => Self::attach_fresh(),
+            rec => Ok(rec),
         }
-        Self::attach_fresh()
     }
 
     /// Attaches the thread's own record, made on first use, always empty ("no span": `valid = 0`)
@@ -191,22 +177,17 @@ impl OtelThreadCtx {
     #[cold]
     fn attach_fresh() -> Result<*mut OtelThreadCtxRecord, Status> {
         // Refused before allocating anything when the record could not be freed at thread exit.
-        thread_exit::arm()?;
-        let h = match thread_exit::own_record() {
-            Some(h) => {
-                // Safety: the thread's own record is live until its exit and detached (the slot
-                // is empty), so only this thread writes it.
-                unsafe { OtelThreadCtxRecord::clear(h.cast()) };
-                h
-            }
+        let h = match thread_exit::arm()? {
+            Some(h) => h,
             None => {
                 let h = Self::allocate(&[0; 16], &[0; 8], 0, Self::this_thread())?;
                 thread_exit::set_own_record(h).inspect_err(|_| _ = Self::release(h, true))?;
-                // Safety: freshly allocated, attached nowhere yet.
-                unsafe { OtelThreadCtxRecord::clear(h.cast()) };
                 h
             }
         };
+        // Safety: the thread's own record is live until its exit and detached (the slot is
+        // empty, or it was just allocated), so only this thread writes it.
+        unsafe { OtelThreadCtxRecord::clear(h.cast()) };
         Self::attach(h)?;
         Ok(h.cast())
     }
@@ -250,19 +231,12 @@ pub(crate) mod thread_exit {
 
     /// glibc has already cleared the key's value when it calls this with `value`.
     extern "C" fn on_thread_exit(value: *mut libc::c_void) {
-        // Never unwind into libc. Unpublish first, then free (NULL is refused): a reader never
-        // sees freed memory. The own record, attached or not, goes last.
+        // Never unwind into libc. Detach first, then free what detach hands over (NULL, as for
+        // the own record, is refused): a reader never sees freed memory. The own record, attached
+        // or not, goes last.
         let _ = std::panic::catch_unwind(|| {
-            let own = own_record_in(value.cast_const());
-            let attached = OtelThreadCtx::unpublish();
-            if !attached.is_null() {
-                // Safety: it was in this thread's slot, so it is a live handle attached here.
-                unsafe { (*attached).attached.store(false, Ordering::Release) };
-                if Some(attached) != own {
-                    let _ = OtelThreadCtx::release(attached, true);
-                }
-            }
-            own.map(|h| OtelThreadCtx::release(h, true))
+            let _ = OtelThreadCtx::release(OtelThreadCtx::detach(), true);
+            own_record_in(value.cast_const()).map(|h| OtelThreadCtx::release(h, true))
         });
         if let Some(key) = key() {
             // Safety: `key` was created by pthread_key_create; setting a value from its own
@@ -283,12 +257,6 @@ pub(crate) mod thread_exit {
         (!value.is_null() && !markers.contains(&value)).then_some(value.cast_mut().cast())
     }
 
-    /// The calling thread's own record, if it has one yet.
-    pub(super) fn own_record() -> Option<*mut OtelThreadCtx> {
-        // Safety: `key` was created by pthread_key_create.
-        own_record_in(unsafe { libc::pthread_getspecific(key()?) })
-    }
-
     /// Remembers `h` as the calling thread's own record, to be freed at its exit. Call [`arm`]
     /// first.
     pub(super) fn set_own_record(h: *mut OtelThreadCtx) -> Result<(), Status> {
@@ -303,7 +271,8 @@ pub(crate) mod thread_exit {
 
     /// Makes sure the calling thread's exit frees what is attached to it, or says why it cannot:
     /// no key, the clean-up already ran on this exiting thread, or no memory for the key value.
-    pub(super) fn arm() -> Result<(), Status> {
+    /// Returns the thread's own record, if it has one yet.
+    pub(super) fn arm() -> Result<Option<*mut OtelThreadCtx>, Status> {
         let key = key().ok_or(Status::NoThreadKey)?;
         // Safety: `key` was created by pthread_key_create.
         let value = unsafe { libc::pthread_getspecific(key) }.cast_const();
@@ -314,6 +283,6 @@ pub(crate) mod thread_exit {
         if value.is_null() && unsafe { libc::pthread_setspecific(key, (&raw const ARMED).cast()) } != 0 {
             return Err(Status::OutOfMemory);
         }
-        Ok(())
+        Ok(own_record_in(value))
     }
 }

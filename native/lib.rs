@@ -11,10 +11,8 @@
 
 #[cfg(not(all(
     target_os = "linux",
-    any(
-        all(target_arch = "x86_64", any(target_env = "gnu", target_env = "musl")),
-        all(target_arch = "aarch64", any(target_env = "gnu", target_env = "musl"))
-    )
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    any(target_env = "gnu", target_env = "musl")
 )))]
 compile_error!(
     "otel-thread-ctx supports Linux on x86_64 and aarch64, each with glibc or musl, only: the TLS \

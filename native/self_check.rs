@@ -22,11 +22,10 @@ const SYMBOL: &str = "otel_thread_ctx_v1";
 const MAX_TLS_SEGMENT: u64 = 128;
 
 pub(crate) fn run() -> Result<String, String> {
-    if crate::handle::thread_exit::key().is_none() {
-        let why = "no pthread key is left (PTHREAD_KEYS_MAX), so the library could not free a thread's record \
-                   at its exit: it refuses to attach records (status NO_THREAD_KEY)";
-        return Err(why.into());
-    }
+    crate::handle::thread_exit::key().ok_or(
+        "no pthread key is left (PTHREAD_KEYS_MAX), so the library could not free a thread's record \
+         at its exit: it refuses to attach records (status NO_THREAD_KEY)",
+    )?;
     let modules = loaded_modules();
     let module = modules
         .iter()
@@ -77,7 +76,7 @@ pub(crate) fn run() -> Result<String, String> {
         }
         let relas: &[elf::Rela64<Endianness>] = section.data_as_array(endian, data).map_err(not_elf)?;
         let ours = relas.iter().filter(|r| r.r_sym(endian, false) as usize == index);
-        relocations.extend(ours.map(|r| (r.r_type(endian, false), r.r_offset(endian))));
+        relocations.extend(ours.map(|r| (r.r_type(endian, false), r.r_offset(endian) as usize)));
     }
     let allowed = |t: u32| t == TLSDESC || (exe && t == TPREL);
     if let Some((other, _)) = relocations.iter().find(|(t, _)| !allowed(*t)) {
@@ -87,10 +86,7 @@ pub(crate) fn run() -> Result<String, String> {
         ));
     }
     let count = |kind| relocations.iter().filter(|(t, _)| *t == kind).count();
-    let descriptor = relocations
-        .iter()
-        .find(|(t, _)| *t == TLSDESC)
-        .map(|&(_, at)| at as usize);
+    let descriptor = relocations.iter().find(|r| r.0 == TLSDESC).map(|r| r.1);
     if descriptor.is_none() && !exe {
         return Err(format!("{path}: no TLSDESC relocation references {SYMBOL}"));
     }
@@ -118,9 +114,34 @@ pub(crate) fn run() -> Result<String, String> {
              another module in the process defines the same symbol first"
         ));
     }
+    // An executable's TLS is at one offset from every thread's thread pointer; a reader adds an
+    // initial-exec GOT entry (`R_X86_64_TPOFF64`, `R_AARCH64_TLS_TPREL64`) to the thread pointer,
+    // so each such entry must hold the offset of this thread's slot.
+    let offset = ours.wrapping_sub(thread_pointer()) as i64;
+    for &(_, got) in relocations.iter().filter(|(t, _)| *t == TPREL) {
+        // Safety: the dynamic linker filled this GOT entry (one word) when it relocated the
+        // executable; RELRO may make it read-only, which reading respects.
+        let value = unsafe { ((module.bias + got) as *const i64).read_volatile() };
+        if value != offset {
+            return Err(format!(
+                "{path}: the {TPREL_NAME} GOT entry of {SYMBOL} holds thread-pointer offset {value}, but \
+                 this thread's slot is at offset {offset}"
+            ));
+        }
+    }
+    // A library's TLS is where its live TLSDESC descriptor says, read as a reader does: a small
+    // argument is a fixed thread-pointer offset (static TLS), a pointer means the per-thread DTV
+    // lookup (dynamic TLS).
     let placement = match descriptor {
-        Some(descriptor) => placement(module.bias + descriptor),
-        None => executable_placement(module, &relocations, ours)?,
+        // Safety: the dynamic linker filled this GOT descriptor (two words) when it relocated us;
+        // RELRO may make it read-only, which reading respects.
+        Some(at) => match unsafe { ((module.bias + at) as *const i64).add(1).read_volatile() } {
+            arg if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&arg) => {
+                format!("static TLS at thread-pointer offset {arg}")
+            }
+            _ => "dynamic TLS (DTV lookup)".to_string(),
+        },
+        None => format!("static TLS at thread-pointer offset {offset}"),
     };
     let access = match (count(TLSDESC), count(TPREL)) {
         (0, 0) => "local-exec (no relocation)".to_string(),
@@ -153,24 +174,16 @@ pub(crate) fn run() -> Result<String, String> {
 /// a deleted file) are skipped: readers cannot see their symbols either.
 fn other_modules(modules: &[Module]) -> Vec<String> {
     let mut found = Vec::new();
-    for path in modules
-        .iter()
-        .filter(|m| !m.ours && !m.path.is_empty())
-        .map(|m| &m.path)
-    {
+    for Module { path, .. } in modules.iter().filter(|m| !m.ours && !m.path.is_empty()) {
         let Ok(file) = std::fs::File::open(path) else { continue };
-        let file = object::read::ReadCache::new(file);
-        let entry = match slot_entry(&file) {
-            Ok(Some(defined)) => defined,
-            _ => continue,
-        };
-        found.push(match entry {
-            true => format!("{path} defines its own {SYMBOL}, a second slot that profilers may read instead"),
-            false => format!(
+        found.push(match slot_entry(&object::read::ReadCache::new(file)) {
+            Ok(Some(true)) => format!("{path} defines its own {SYMBOL}, a second slot that profilers may read instead"),
+            Ok(Some(false)) => format!(
                 "{path} references {SYMBOL} (an undefined entry in its .dynsym, which readers matching \
                  the name can take for the slot); reach the record through the API instead \
                  (otel_thread_ctx_ensure_record, otel_thread_ctx_current)"
             ),
+            _ => continue,
         });
     }
     found
@@ -186,42 +199,6 @@ fn slot_entry<'a, R: object::ReadRef<'a>>(data: R) -> object::Result<Option<bool
         .iter()
         .find(|s| dynsym.symbol_name(endian, *s) == Ok(SYMBOL.as_bytes()));
     Ok(named.map(|s| s.st_shndx(endian) != elf::SHN_UNDEF))
-}
-
-/// Where glibc placed the module's TLS, read from the live TLSDESC descriptor at `descriptor`
-/// as a reader does: a small argument is a fixed thread-pointer offset (static TLS), a pointer
-/// means the per-thread DTV lookup (dynamic TLS).
-fn placement(descriptor: usize) -> String {
-    let descriptor = descriptor as *const i64;
-    // Safety: the dynamic linker filled this GOT descriptor (two words) when it relocated us;
-    // RELRO may make it read-only, which reading respects.
-    let argument = unsafe { descriptor.add(1).read_volatile() };
-    if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&argument) {
-        format!("static TLS at thread-pointer offset {argument}")
-    } else {
-        "dynamic TLS (DTV lookup)".to_string()
-    }
-}
-
-/// The slot's place in the main executable's TLS block, which glibc puts at the same offset from
-/// every thread's thread pointer. A reader adds an initial-exec GOT entry (`R_X86_64_TPOFF64`,
-/// `R_AARCH64_TLS_TPREL64`) to the thread pointer, so each such entry must hold the offset of this
-/// thread's slot.
-fn executable_placement(module: &Module, relocations: &[(u32, u64)], ours: usize) -> Result<String, String> {
-    let (path, offset) = (&module.path, ours.wrapping_sub(thread_pointer()) as i64);
-    for &(_, got) in relocations.iter().filter(|(t, _)| *t == TPREL) {
-        let entry = (module.bias + got as usize) as *const i64;
-        // Safety: the dynamic linker filled this GOT entry (one word) when it relocated the
-        // executable; RELRO may make it read-only, which reading respects.
-        let value = unsafe { entry.read_volatile() };
-        if value != offset {
-            return Err(format!(
-                "{path}: the {TPREL_NAME} GOT entry of {SYMBOL} holds thread-pointer offset {value}, but \
-                 this thread's slot is at offset {offset}"
-            ));
-        }
-    }
-    Ok(format!("static TLS at thread-pointer offset {offset}"))
 }
 
 /// What differs between architectures: relocation types (TPREL: initial-exec, a GOT entry

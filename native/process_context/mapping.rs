@@ -32,22 +32,17 @@ pub fn other_context(own: Option<usize>) -> bool {
 /// [`other_context`] over the text of a maps file. A line that does not parse, whatever its
 /// name, is not a match.
 fn find_context(maps: &str, own: Option<usize>) -> Option<&str> {
-    maps.lines().find(|line| {
+    let context = |line: &str| -> Option<bool> {
         // "start-end perms offset dev inode", then the name after any number of spaces.
-        let mut rest = *line;
-        let mut fields = [""; 5];
+        let (mut rest, mut fields) = (line, [""; 5]);
         for field in &mut fields {
-            rest = rest.trim_start_matches(' ');
-            let Some(end) = rest.find(' ') else { return false };
-            (*field, rest) = rest.split_at(end);
+            (*field, rest) = rest.trim_start_matches(' ').split_once(' ')?;
         }
+        let start = usize::from_str_radix(fields[0].split_once('-')?.0, 16).ok()?;
         let name = rest.trim_start_matches(' ');
-        let start = fields[0]
-            .split_once('-')
-            .map(|(start, _)| usize::from_str_radix(start, 16));
-        let Some(Ok(start)) = start else { return false };
-        MAPS_NAMES.contains(&name) && fields[1].len() == 4 && !fields[1].contains('x') && Some(start) != own
-    })
+        Some(MAPS_NAMES.contains(&name) && fields[1].len() == 4 && !fields[1].contains('x') && Some(start) != own)
+    };
+    maps.lines().find(|line| context(line) == Some(true))
 }
 
 /// The header at the start of the mapping, byte for byte as readers parse it.
@@ -87,9 +82,7 @@ pub fn boottime_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // Safety: `ts` is a valid, writable timespec (left zero if the call fails).
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32).as_nanos() as u64
 }
 
 /// A new private read-write mapping of `len` bytes, of `fd` or (with MAP_ANONYMOUS) of nothing.
@@ -103,15 +96,10 @@ fn map(len: usize, flags: libc::c_int, fd: libc::c_int) -> Option<*mut libc::c_v
 /// Maps `len` bytes of a fresh memfd named OTEL_CTX, or None when memfd is unavailable.
 fn map_memfd(len: usize) -> Option<*mut libc::c_void> {
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // Safety: NAME is NUL-terminated. Kernels before 6.3 reject MFD_NOEXEC_SEAL (EINVAL).
-    let fd = match unsafe { libc::memfd_create(NAME.as_ptr().cast(), flags | MFD_NOEXEC_SEAL) } {
-        // Safety: as above.
-        fd if fd < 0 => unsafe { libc::memfd_create(NAME.as_ptr().cast(), flags) },
-        fd => fd,
-    };
-    if fd < 0 {
-        return None;
-    }
+    // Safety: NAME is NUL-terminated.
+    let create = |seal| unsafe { libc::memfd_create(NAME.as_ptr().cast(), flags | seal) };
+    // Kernels before 6.3 reject MFD_NOEXEC_SEAL (EINVAL): then without it.
+    let fd = [MFD_NOEXEC_SEAL, 0].into_iter().map(create).find(|&fd| fd >= 0)?;
     // Safety: `fd` is a memfd this function owns.
     let sized = unsafe { libc::ftruncate(fd, len as libc::off_t) } == 0;
     let addr = if sized { map(len, 0, fd) } else { None };

@@ -36,8 +36,7 @@ pub(crate) struct Published {
 pub(crate) struct State {
     published: Option<Published>,
     key_map: Vec<String>,
-    /// The `threadlocal.schema_version` written; None until chosen or first needed (then from
-    /// the environment, see [`payload::schema_version_from_env`]).
+    /// The `threadlocal.schema_version` written; None until chosen or first needed.
     schema_version: Option<String>,
 }
 
@@ -63,9 +62,14 @@ impl Locked for State {
 }
 
 impl State {
-    /// The schema version name to write.
+    /// The schema version name to write: the one chosen, else [`payload::SCHEMA_VERSION_ENV`]'s
+    /// if it is set and valid, else the default.
     fn schema(&mut self) -> &str {
-        self.schema_version.get_or_insert_with(payload::schema_version_from_env)
+        self.schema_version.get_or_insert_with(|| {
+            let env = std::env::var(payload::SCHEMA_VERSION_ENV).ok();
+            let env = env.filter(|v| payload::check_schema_version(v).is_ok());
+            env.unwrap_or_else(|| payload::DEFAULT_SCHEMA_VERSION.to_owned())
+        })
     }
 
     /// Takes `key_map` and `schema`, and publishes the context again with them if this process

@@ -145,19 +145,8 @@ pub fn merge_key_maps<S: AsRef<str>>(held: &[String], given: &[S]) -> Result<Vec
 /// Checks a schema version name: 1 to 64 printable ASCII characters (readers compare it with
 /// names they know; anything else could only be a mistake, or an attack on a terminal).
 pub fn check_schema_version(name: &str) -> Result<(), Status> {
-    let printable = name.bytes().all(|b| b.is_ascii_graphic());
-    match (1..=MAX_SCHEMA_VERSION_LEN).contains(&name.len()) && printable {
-        true => Ok(()),
-        false => Err(Status::InvalidSchemaVersion),
-    }
-}
-
-/// The schema version name from [`SCHEMA_VERSION_ENV`] if it is set and valid, else the default.
-pub fn schema_version_from_env() -> String {
-    std::env::var(SCHEMA_VERSION_ENV)
-        .ok()
-        .filter(|v| check_schema_version(v).is_ok())
-        .unwrap_or_else(|| DEFAULT_SCHEMA_VERSION.to_owned())
+    let valid = (1..=MAX_SCHEMA_VERSION_LEN).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic());
+    valid.then_some(()).ok_or(Status::InvalidSchemaVersion)
 }
 
 /// Encodes the payload exactly as given: the `resource` attributes, the library's
