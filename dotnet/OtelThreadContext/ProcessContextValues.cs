@@ -66,12 +66,7 @@ internal static unsafe class ProcessContextValues
     }
 
     /// <summary><paramref name="text"/> as NUL-terminated UTF-8 (a lone surrogate becomes U+FFFD).</summary>
-    private static byte[] Utf8z(string text)
-    {
-        byte[] bytes = new byte[Encoding.UTF8.GetByteCount(text) + 1];
-        Encoding.UTF8.GetBytes(text, bytes);
-        return bytes;
-    }
+    private static byte[] Utf8z(string text) => Encoding.UTF8.GetBytes(text + "\0");
 
     /// <summary>Calls <c>otel_process_ctx_declare_key</c>.</summary>
     internal static OtelThreadCtxStatus DeclareKey(string name, out byte index)
