@@ -230,17 +230,11 @@ public static unsafe class ThreadContext
             return null;
         }
 
-        OtelThreadCtxRecord* rec;
-        OtelThreadCtxStatus status;
-        try
+        (OtelThreadCtxStatus status, nint rec) = NativeLibraryErrors.Call(static () =>
         {
-            status = NativeMethods.otel_thread_ctx_ensure_record(&rec);
-        }
-        catch (DllNotFoundException e)
-        {
-            throw NativeLibraryErrors.Missing(e);
-        }
-
+            OtelThreadCtxRecord* attached;
+            return (NativeMethods.otel_thread_ctx_ensure_record(&attached), (nint)attached);
+        });
         if (status != OtelThreadCtxStatus.Ok)
         {
             throw status == OtelThreadCtxStatus.OutOfMemory
@@ -250,10 +244,10 @@ public static unsafe class ThreadContext
 
         if (*(nuint*)((byte*)rec + OwnerOffset) != 0)
         {
-            t_record = rec;
+            t_record = (OtelThreadCtxRecord*)rec;
         }
 
-        return rec;
+        return (OtelThreadCtxRecord*)rec;
     }
 
     /// <summary>The decision behind <see cref="IsSupported"/>, for any platform: Linux on x64 or arm64, with
