@@ -141,36 +141,34 @@ internal sealed class ThreadContextProcessor : BaseProcessor<Activity>
 
         lock (_lock)
         {
-            if (!_settled)
+            if (_settled)
             {
-                Publish(provider);
-                _settled = true;
-            }
-        }
-    }
-
-    /// <summary>The publish itself; the caller holds the lock. Never throws.</summary>
-    private void Publish(BaseProvider provider)
-    {
-        try
-        {
-            // The SDK's Resource holds only values the process context carries (strings, booleans, longs,
-            // doubles and arrays of them); anything else fails the publish below, and it is logged.
-            var attributes = provider.GetResource().Attributes.ToList();
-            ProcessContextOptions options = ProcessContextOptions.FromResource(attributes, _contextAttributes);
-            if (ProcessContext.IsPublished)
-            {
-                ThreadContextEventSource.Log.AlreadyPublished();
                 return;
             }
 
-            _publication = ProcessContext.PublishScoped(options);
-            ThreadContextEventSource.Log.Published(options.ServiceName, attributes.Count);
-        }
-        catch (Exception e)
-        {
-            // Bad input or no mapping: logged; the app goes on without a process context.
-            ThreadContextEventSource.Log.PublishFailed($"{e.GetType().Name}: {e.Message}");
+            try
+            {
+                // The SDK's Resource holds only values the process context carries (strings, booleans, longs,
+                // doubles and arrays of them); anything else fails the publish below, and it is logged.
+                var attributes = provider.GetResource().Attributes.ToList();
+                ProcessContextOptions options = ProcessContextOptions.FromResource(attributes, _contextAttributes);
+                if (ProcessContext.IsPublished)
+                {
+                    ThreadContextEventSource.Log.AlreadyPublished();
+                }
+                else
+                {
+                    _publication = ProcessContext.PublishScoped(options);
+                    ThreadContextEventSource.Log.Published(options.ServiceName, attributes.Count);
+                }
+            }
+            catch (Exception e)
+            {
+                // Bad input or no mapping: logged; the app goes on without a process context.
+                ThreadContextEventSource.Log.PublishFailed($"{e.GetType().Name}: {e.Message}");
+            }
+
+            _settled = true;
         }
     }
 }

@@ -93,42 +93,32 @@ public static class ActivityThreadContext
     /// assigning a different value calls <see cref="OnFlowChanged"/> here, which writes the record.</summary>
     private static void OnCurrentChanged(object? sender, ActivityChangedEventArgs e)
     {
-        if (!s_enabled)
+        if (ReferenceEquals(s_flow.Value, e.Current))
         {
-            return;
+            // No notification will come (enabled while this span was current): write directly.
+            TryPublish(e.Current);
         }
-
-        try
+        else if (s_enabled)
         {
-            if (ReferenceEquals(s_flow.Value, e.Current))
-            {
-                // No notification will come (enabled while this span was current): write directly.
-                Publish(e.Current);
-            }
-            else
-            {
-                s_flow.Value = e.Current;
-            }
-        }
-        catch (Exception)
-        {
-            // Never fail the code that started or stopped a span.
+            s_flow.Value = e.Current;
         }
     }
 
     /// <summary>The local changed on this thread: assigned by <see cref="OnCurrentChanged"/>, or the
     /// runtime switched the thread to another execution context (already entered).</summary>
-    private static void OnFlowChanged(AsyncLocalValueChangedArgs<Activity?> args)
-    {
-        if (!s_enabled)
-        {
-            return;
-        }
+    private static void OnFlowChanged(AsyncLocalValueChangedArgs<Activity?> args) =>
+        TryPublish(args.ThreadContextChanged ? Activity.Current : args.CurrentValue);
 
-        // An exception escaping a change handler terminates the process; none may escape.
+    /// <summary><see cref="Publish"/> while enabled, never throwing: an exception escaping a change handler
+    /// terminates the process, and none may fail the code that started or stopped a span.</summary>
+    private static void TryPublish(Activity? activity)
+    {
         try
         {
-            Publish(args.ThreadContextChanged ? Activity.Current : args.CurrentValue);
+            if (s_enabled)
+            {
+                Publish(activity);
+            }
         }
         catch (Exception)
         {

@@ -10,16 +10,6 @@ namespace OtelThreadContext;
 /// <summary>Turns the ids callers hold into the three 8-byte words a record stores.</summary>
 internal static class IdDecoding
 {
-    /// <summary>The ids as they lie in the record: decoded with vectors where possible, else by CopyTo.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Decode(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
-    {
-        if (!TryDecodeHex(traceId, spanId, out trace0, out trace1, out span))
-        {
-            CopyIds(traceId, spanId, out trace0, out trace1, out span);
-        }
-    }
-
     /// <summary>W3C id bytes (16 and 8, big-endian order) as they lie in the record.</summary>
     internal static void Decode(ReadOnlySpan<byte> traceId, ReadOnlySpan<byte> spanId, out ulong trace0, out ulong trace1, out ulong span)
     {
@@ -41,17 +31,18 @@ internal static class IdDecoding
         Decode(ids.Slice(0, 16), ids.Slice(16), out trace0, out trace1, out span);
     }
 
-    /// <summary>Decodes the ids' hex strings with vectors (their own <c>CopyTo</c> goes a pair at a time, the
-    /// costliest step of an Activity switch). False where vectors are not accelerated or the lengths are off.</summary>
-    private static bool TryDecodeHex(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
+    /// <summary>The ids as they lie in the record, decoded from their hex strings with vectors (their own
+    /// <c>CopyTo</c> goes a pair at a time, the costliest step of an Activity switch); by CopyTo where vectors are
+    /// not accelerated or the lengths are off.</summary>
+    internal static void Decode(ActivityTraceId traceId, ActivitySpanId spanId, out ulong trace0, out ulong trace1, out ulong span)
     {
         // ToHexString returns the string the id holds (all zeros for default): no allocation.
         string traceHex = traceId.ToHexString();
         string spanHex = spanId.ToHexString();
         if (!Vector128.IsHardwareAccelerated || !BitConverter.IsLittleEndian || traceHex.Length != 32 || spanHex.Length != 16)
         {
-            trace0 = trace1 = span = 0;
-            return false;
+            CopyIds(traceId, spanId, out trace0, out trace1, out span);
+            return;
         }
 
         ReadOnlySpan<ushort> t = MemoryMarshal.Cast<char, ushort>(traceHex.AsSpan());
@@ -65,7 +56,6 @@ internal static class IdDecoding
         trace0 = traceBytes.GetElement(0);
         trace1 = traceBytes.GetElement(1);
         span = spanBytes.GetElement(0);
-        return true;
     }
 
     /// <summary>Sixteen hex characters (UTF-16) to eight byte values, one per 16-bit lane. A digit's value

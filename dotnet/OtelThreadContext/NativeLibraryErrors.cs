@@ -12,26 +12,24 @@ internal static class NativeLibraryErrors
         (RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "arm64" : "x64");
 
     /// <summary>Runs a native call, explaining a missing library.</summary>
-    internal static OtelThreadCtxStatus Call(Func<OtelThreadCtxStatus> call)
+    internal static T Call<T>(Func<T> call)
     {
         try
         {
             return call();
         }
-        catch (DllNotFoundException e)
+        catch (DllNotFoundException inner)
         {
-            throw Missing(e);
+            throw new DllNotFoundException(
+                $"OtelThreadContext could not load its native library {NativeMethods.LibraryFileName} " +
+                $"(P/Invoke name \"{NativeMethods.LibraryName}\"). The OtelThreadContext NuGet package carries it as " +
+                $"runtimes/{Rid}/native/{NativeMethods.LibraryFileName}, which the build copies to the app's output " +
+                $"(or its runtimes/{Rid}/native folder); check that the file is there and that the app runs as " +
+                $"{Rid}. Without the package, build it from the otel-thread-ctx sources with " +
+                $"`cargo build --release` and put target/release/{NativeMethods.LibraryFileName} next to the app or in a " +
+                "folder named by LD_LIBRARY_PATH (or load it from your own path with " +
+                "NativeLibrary.SetDllImportResolver for the OtelThreadContext assembly). Loader said: " + inner.Message,
+                inner);
         }
     }
-
-    internal static DllNotFoundException Missing(DllNotFoundException inner) => new(
-        $"OtelThreadContext could not load its native library {NativeMethods.LibraryFileName} " +
-        $"(P/Invoke name \"{NativeMethods.LibraryName}\"). The OtelThreadContext NuGet package carries it as " +
-        $"runtimes/{Rid}/native/{NativeMethods.LibraryFileName}, which the build copies to the app's output " +
-        $"(or its runtimes/{Rid}/native folder); check that the file is there and that the app runs as " +
-        $"{Rid}. Without the package, build it from the otel-thread-ctx sources with " +
-        $"`cargo build --release` and put target/release/{NativeMethods.LibraryFileName} next to the app or in a " +
-        "folder named by LD_LIBRARY_PATH (or load it from your own path with " +
-        "NativeLibrary.SetDllImportResolver for the OtelThreadContext assembly). Loader said: " + inner.Message,
-        inner);
 }

@@ -4,7 +4,6 @@ using System.ComponentModel;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
-using System.Threading;
 
 namespace OtelThreadContext;
 
@@ -82,16 +81,14 @@ public static unsafe class ProcessContext
         }
     }
 
+    /// <remarks>A second Dispose finds its context unpublished (Unpublish does nothing) or replaced.</remarks>
     private sealed class Publication(long generation) : IDisposable
     {
-        private long _generation = generation;
-
         public void Dispose()
         {
-            long generation = Interlocked.Exchange(ref _generation, 0);
             lock (s_lock)
             {
-                if (generation != 0 && IsPublished && s_generation == generation)
+                if (s_generation == generation)
                 {
                     Unpublish();
                 }

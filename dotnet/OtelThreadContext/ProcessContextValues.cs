@@ -46,32 +46,19 @@ internal static unsafe class ProcessContextValues
                 paramName),
         };
 
-    private static object? NormalizeScalar(object? value, string what, string paramName)
+    private static object? NormalizeScalar(object? value, string what, string paramName) => value switch
     {
-        switch (value)
-        {
-            case string or bool or double:
-                return value;
-            case long or int or short or sbyte or byte or ushort or uint:
-                return Convert.ToInt64(value, CultureInfo.InvariantCulture);
-            case ulong u:
-                return u <= long.MaxValue
-                    ? (long)u
-                    : throw new ArgumentException($"{what} = {u} does not fit a signed 64-bit integer.", paramName);
-            case float f:
-                return (double)f;
-            default:
-                return null;
-        }
-    }
+        string or bool or double => value,
+        long or int or short or sbyte or byte or ushort or uint => Convert.ToInt64(value, CultureInfo.InvariantCulture),
+        ulong u => u <= long.MaxValue
+            ? (long)u
+            : throw new ArgumentException($"{what} = {u} does not fit a signed 64-bit integer.", paramName),
+        float f => (double)f,
+        _ => null,
+    };
 
     /// <summary><paramref name="text"/> as NUL-terminated UTF-8 (a lone surrogate becomes U+FFFD).</summary>
-    private static byte[] Utf8z(string text)
-    {
-        byte[] bytes = new byte[Encoding.UTF8.GetByteCount(text) + 1];
-        Encoding.UTF8.GetBytes(text, bytes);
-        return bytes;
-    }
+    private static byte[] Utf8z(string text) => Encoding.UTF8.GetBytes(text + "\0");
 
     /// <summary>Calls <c>otel_process_ctx_declare_key</c>.</summary>
     internal static OtelThreadCtxStatus DeclareKey(string name, out byte index)

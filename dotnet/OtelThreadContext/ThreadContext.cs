@@ -1,7 +1,10 @@
 using System;
+using System.Buffers;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Text.Unicode;
+using System.Threading;
 
 namespace OtelThreadContext;
 
@@ -19,8 +22,8 @@ public static unsafe class ThreadContext
     private const int AttachedOffset = 640, OwnerOffset = 648;
 
     /// <summary>This thread's own native record, or null before its first call. Safety: the native library frees it
-    /// only at this thread's exit, whoever detaches it, and only this thread writes it, as <see cref="RecordWriter"/>
-    /// requires. Every copy of this assembly in the process finds the same one.</summary>
+    /// only at this thread's exit, whoever detaches it, and only this thread writes it, as the writers
+    /// require. Every copy of this assembly in the process finds the same one.</summary>
     [ThreadStatic]
     private static OtelThreadCtxRecord* t_record;
 
@@ -38,12 +41,8 @@ public static unsafe class ThreadContext
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void SetActivityIds(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags, bool clearAttributes)
     {
-        OtelThreadCtxRecord* rec = Record();
-        if (rec != null)
-        {
-            IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
-            RecordWriter.WriteIds(rec, trace0, trace1, span, (byte)flags, clearAttributes);
-        }
+        IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
+        WriteIds(trace0, trace1, span, (byte)flags, clearAttributes);
     }
 
     /// <summary>Publishes raw W3C id bytes (16 and 8, in hex-string order) as the current thread's
@@ -58,35 +57,17 @@ public static unsafe class ThreadContext
                 traceId.Length != 16 ? nameof(traceId) : nameof(spanId));
         }
 
-        OtelThreadCtxRecord* rec = Record();
-        if (rec != null)
-        {
-            IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
-            RecordWriter.WriteIds(rec, trace0, trace1, span, traceFlags);
-        }
+        IdDecoding.Decode(traceId, spanId, out ulong trace0, out ulong trace1, out ulong span);
+        WriteIds(trace0, trace1, span, traceFlags);
     }
 
     /// <summary>Publishes ids given as the numbers their W3C hex reads as (trace id
     /// <c>0af7...319c</c> is high <c>0x0af7...</c>, low <c>...319c</c>); attributes are kept.</summary>
-    public static void Set(ulong traceIdHigh, ulong traceIdLow, ulong spanId, byte traceFlags)
-    {
-        OtelThreadCtxRecord* rec = Record();
-        if (rec != null)
-        {
-            RecordWriter.WriteIds(
-                rec, IdDecoding.FromBigEndian(traceIdHigh), IdDecoding.FromBigEndian(traceIdLow), IdDecoding.FromBigEndian(spanId), traceFlags);
-        }
-    }
+    public static void Set(ulong traceIdHigh, ulong traceIdLow, ulong spanId, byte traceFlags) => WriteIds(
+        IdDecoding.FromBigEndian(traceIdHigh), IdDecoding.FromBigEndian(traceIdLow), IdDecoding.FromBigEndian(spanId), traceFlags);
 
     /// <summary>Publishes "no active span": zero ids and flags, no attributes, record still valid.</summary>
-    public static void Clear()
-    {
-        OtelThreadCtxRecord* rec = Record();
-        if (rec != null)
-        {
-            RecordWriter.Clear(rec);
-        }
-    }
+    public static void Clear() => WriteIds(0, 0, 0, 0, clearAttributes: true, valid: 0);
 
     /// <summary>Sets attribute <paramref name="keyIndex"/> (a position in <c>threadlocal.attribute_key_map</c>)
     /// of the current thread's record, as UTF-8 without allocating (a lone surrogate becomes U+FFFD).</summary>
@@ -95,7 +76,67 @@ public static unsafe class ThreadContext
     public static SetAttributeResult SetAttribute(byte keyIndex, ReadOnlySpan<char> value)
     {
         OtelThreadCtxRecord* rec = Record();
-        return rec == null ? SetAttributeResult.NotSupported : RecordWriter.SetAttribute(rec, keyIndex, value);
+        if (rec == null)
+        {
+            return SetAttributeResult.NotSupported;
+        }
+
+        Span<byte> buffer = stackalloc byte[NativeMethods.OTEL_THREAD_CTX_MAX_VALUE_LEN];
+        bool truncated = Utf8.FromUtf16(value, buffer, out _, out int length) == OperationStatus.DestinationTooSmall;
+        ReadOnlySpan<byte> utf8 = buffer.Slice(0, length);
+
+        // Safety: `rec` is a live record only this thread writes, so reading it needs no care.
+        // The attribute area is 612 bytes from rec->AttrsData; indexes below stay inside `used`,
+        // which is clamped to that capacity.
+        var data = new Span<byte>(rec->AttrsData, NativeMethods.OTEL_THREAD_CTX_ATTRS_CAPACITY);
+        int used = Math.Min((int)rec->AttrsDataSize, NativeMethods.OTEL_THREAD_CTX_ATTRS_CAPACITY);
+
+        // Size after removing entries for this key (readers keep the last of duplicates; we keep
+        // none) and dropping any tail that is not a whole entry.
+        int kept = 0;
+        for (int i = 0; i + 2 <= used && i + 2 + data[i + 1] <= used; i += 2 + data[i + 1])
+        {
+            if (data[i] != keyIndex)
+            {
+                kept += 2 + data[i + 1];
+            }
+        }
+
+        int newSize = kept + 2 + utf8.Length;
+        if (newSize > NativeMethods.OTEL_THREAD_CTX_ATTRS_CAPACITY)
+        {
+            return SetAttributeResult.NoSpace;
+        }
+
+        // Safety: valid = 0 first; the full barrier keeps every later store (including the plain
+        // copies below) after it; the size and valid = 1 are releases, so the copies stay before
+        // them. Entries only move towards the start (destination <= source), and Span.CopyTo
+        // copies overlapping ranges correctly.
+        Volatile.Write(ref rec->Valid, 0);
+        Interlocked.MemoryBarrier();
+        int write = 0;
+        for (int i = 0; i + 2 <= used && i + 2 + data[i + 1] <= used;)
+        {
+            int entry = 2 + data[i + 1];
+            if (data[i] != keyIndex)
+            {
+                if (write != i)
+                {
+                    data.Slice(i, entry).CopyTo(data.Slice(write));
+                }
+
+                write += entry;
+            }
+
+            i += entry;
+        }
+
+        data[write] = keyIndex;
+        data[write + 1] = (byte)utf8.Length;
+        utf8.CopyTo(data.Slice(write + 2));
+        Volatile.Write(ref rec->AttrsDataSize, (ushort)newSize);
+        Volatile.Write(ref rec->Valid, 1);
+        return truncated ? SetAttributeResult.Truncated : SetAttributeResult.Stored;
     }
 
     /// <summary>Sets attribute <paramref name="key"/>: writes its index, resolved when declared, so
@@ -110,7 +151,10 @@ public static unsafe class ThreadContext
         OtelThreadCtxRecord* rec = Record();
         if (rec != null)
         {
-            RecordWriter.ClearAttributes(rec);
+            // Safety: as in WriteIds.
+            Volatile.Write(ref rec->Valid, 0);
+            Volatile.Write(ref rec->AttrsDataSize, 0);
+            Volatile.Write(ref rec->Valid, 1);
         }
     }
 
@@ -145,6 +189,36 @@ public static unsafe class ThreadContext
         return rec != null && ((byte*)rec)[AttachedOffset] != 0 ? rec : EnsureRecord();
     }
 
+    /// <summary>Writes ids and flags into this thread's record; also empties the attributes when
+    /// <paramref name="clearAttributes"/> (a constant at every call site, so the JIT drops the test); leaves
+    /// <paramref name="valid"/> last (0 only for "no span").</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WriteIds(ulong trace0, ulong trace1, ulong span, byte flags, bool clearAttributes = false, byte valid = 1)
+    {
+        // A reader interrupts the writer at any instruction, so program order is what it sees. Each update
+        // stores valid = 0, the fields, then valid = 1 (valid = 0 stays for OTEP 4947's "no span"); every
+        // store is a Volatile.Write (a release) or follows a full barrier, so the JIT keeps them inside that window.
+        OtelThreadCtxRecord* rec = Record();
+        if (rec == null)
+        {
+            return;
+        }
+
+        // Safety: `rec` is a live 640-byte record only this thread writes (Record's contract).
+        // Records start 64-byte aligned, so the 8-byte stores are aligned.
+        Volatile.Write(ref rec->Valid, 0);
+        Volatile.Write(ref *(ulong*)rec->TraceId, trace0);
+        Volatile.Write(ref *(ulong*)(rec->TraceId + 8), trace1);
+        Volatile.Write(ref *(ulong*)rec->SpanId, span);
+        Volatile.Write(ref rec->TraceFlags, flags);
+        if (clearAttributes)
+        {
+            Volatile.Write(ref rec->AttrsDataSize, 0);
+        }
+
+        Volatile.Write(ref rec->Valid, valid);
+    }
+
     /// <summary>One P/Invoke that returns the record attached to this thread, attaching the thread's own record
     /// if none is. Only the own record is cached: one native code attached may be freed once detached. Null when
     /// unsupported.</summary>
@@ -156,17 +230,11 @@ public static unsafe class ThreadContext
             return null;
         }
 
-        OtelThreadCtxRecord* rec;
-        OtelThreadCtxStatus status;
-        try
+        (OtelThreadCtxStatus status, nint rec) = NativeLibraryErrors.Call(static () =>
         {
-            status = NativeMethods.otel_thread_ctx_ensure_record(&rec);
-        }
-        catch (DllNotFoundException e)
-        {
-            throw NativeLibraryErrors.Missing(e);
-        }
-
+            OtelThreadCtxRecord* attached;
+            return (NativeMethods.otel_thread_ctx_ensure_record(&attached), (nint)attached);
+        });
         if (status != OtelThreadCtxStatus.Ok)
         {
             throw status == OtelThreadCtxStatus.OutOfMemory
@@ -176,10 +244,10 @@ public static unsafe class ThreadContext
 
         if (*(nuint*)((byte*)rec + OwnerOffset) != 0)
         {
-            t_record = rec;
+            t_record = (OtelThreadCtxRecord*)rec;
         }
 
-        return rec;
+        return (OtelThreadCtxRecord*)rec;
     }
 
     /// <summary>The decision behind <see cref="IsSupported"/>, for any platform: Linux on x64 or arm64, with

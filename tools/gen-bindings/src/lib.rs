@@ -88,7 +88,6 @@ impl VisitMut for Aliases {
 type Declared<'a> = (&'a ItemFn, String);
 
 /// The C API of one crate, as read from its source.
-#[derive(Default)]
 pub struct Api {
     /// The exported functions, enums, structs and constants, in source order, with their gates.
     items: Vec<(Gate, Item)>,
@@ -154,10 +153,9 @@ impl Api {
     /// Reads the crate whose root file (`lib.rs`) is `root`. Items behind
     /// `#[cfg(feature = "<test_feature>")]` become test hooks.
     pub fn read(root: &Path, test_feature: Option<&str>) -> Result<Api, String> {
-        let test_feature = test_feature.map(str::to_owned);
         let mut api = Api {
-            test_feature,
-            ..Api::default()
+            items: Vec::new(),
+            test_feature: test_feature.map(str::to_owned),
         };
         api.read_file(root, root.parent().unwrap_or(Path::new(".")), Gate::Shipped)?;
         Ok(api)
