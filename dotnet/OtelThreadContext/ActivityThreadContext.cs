@@ -91,31 +91,32 @@ public static class ActivityThreadContext
 
     /// <summary><see cref="Activity.Current"/> changed on this thread: keep the local equal to it;
     /// assigning a different value calls <see cref="OnFlowChanged"/> here, which writes the record.</summary>
-    private static void OnCurrentChanged(object? sender, ActivityChangedEventArgs e)
-    {
-        if (ReferenceEquals(s_flow.Value, e.Current))
-        {
-            // No notification will come (enabled while this span was current): write directly.
-            TryPublish(e.Current);
-        }
-        else if (s_enabled)
-        {
-            s_flow.Value = e.Current;
-        }
-    }
+    private static void OnCurrentChanged(object? sender, ActivityChangedEventArgs e) =>
+        // Equal already (enabled while this span was current): no notification will come, so write directly.
+        TryPublish(e.Current, assign: !ReferenceEquals(s_flow.Value, e.Current));
 
     /// <summary>The local changed on this thread: assigned by <see cref="OnCurrentChanged"/>, or the
     /// runtime switched the thread to another execution context (already entered).</summary>
     private static void OnFlowChanged(AsyncLocalValueChangedArgs<Activity?> args) =>
-        TryPublish(args.ThreadContextChanged ? Activity.Current : args.CurrentValue);
+        TryPublish(args.ThreadContextChanged ? Activity.Current : args.CurrentValue, assign: false);
 
-    /// <summary><see cref="Publish"/> while enabled, never throwing: an exception escaping a change handler
-    /// terminates the process, and none may fail the code that started or stopped a span.</summary>
-    private static void TryPublish(Activity? activity)
+    /// <summary>While enabled, assigns the local (<paramref name="assign"/>) or calls <see cref="Publish"/>, never
+    /// throwing: an exception escaping a change handler terminates the process, and none may fail the code that
+    /// started or stopped a span.</summary>
+    private static void TryPublish(Activity? activity, bool assign)
     {
+        if (!s_enabled)
+        {
+            return;
+        }
+
         try
         {
-            if (s_enabled)
+            if (assign)
+            {
+                s_flow.Value = activity;
+            }
+            else
             {
                 Publish(activity);
             }
