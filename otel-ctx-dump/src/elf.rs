@@ -3,7 +3,7 @@
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
-use object::read::{ReadCache, ReadCacheRange, ReadRef};
+use object::read::{ReadCache, ReadRef};
 use object::Endianness;
 use std::cell::Cell;
 use std::fmt;
@@ -198,18 +198,12 @@ impl<R: Read + Seek> FileData<R> {
     }
 
     pub fn bytes(&self) -> Bounded<'_, R> {
-        Bounded {
-            range: self.cache.range(0, self.len),
-            budget: &self.budget,
-        }
+        Bounded(self)
     }
 }
 
 /// The [`ReadRef`] of a [`FileData`].
-pub struct Bounded<'a, R: Read + Seek> {
-    range: ReadCacheRange<'a, R>,
-    budget: &'a Cell<u64>,
-}
+pub struct Bounded<'a, R: Read + Seek>(&'a FileData<R>);
 
 impl<R: Read + Seek> Clone for Bounded<'_, R> {
     fn clone(&self) -> Self {
@@ -221,34 +215,33 @@ impl<R: Read + Seek> Copy for Bounded<'_, R> {}
 
 impl<'a, R: Read + Seek> Bounded<'a, R> {
     fn charge(self, n: u64) -> Result<(), ()> {
-        let left = self.budget.get().checked_sub(n).ok_or(())?;
-        self.budget.set(left);
+        let left = self.0.budget.get().checked_sub(n).ok_or(())?;
+        self.0.budget.set(left);
         Ok(())
     }
 }
 
 impl<'a, R: Read + Seek> ReadRef<'a> for Bounded<'a, R> {
     fn len(self) -> Result<u64, ()> {
-        self.range.len()
+        Ok(self.0.len)
     }
 
-    /// The range checks `offset + size` against the file's size before anything is allocated.
+    /// Checks `offset + size` against the file's size before anything is allocated.
     fn read_bytes_at(self, offset: u64, size: u64) -> Result<&'a [u8], ()> {
-        let len = self.range.len()?;
-        if offset.checked_add(size).is_none_or(|end| end > len) {
+        if offset.checked_add(size).is_none_or(|end| end > self.0.len) {
             return Err(());
         }
         self.charge(size)?;
-        self.range.read_bytes_at(offset, size)
+        (&self.0.cache).read_bytes_at(offset, size)
     }
 
     /// A string: the cache reads up to 4 KiB for it, in 256-byte steps.
     fn read_bytes_at_until(self, range: std::ops::Range<u64>, delimiter: u8) -> Result<&'a [u8], ()> {
         // object's cache subtracts the range's ends: a reversed range would overflow there.
-        if self.budget.get() < 4096 || range.start > range.end || range.end > self.range.len()? {
+        if self.0.budget.get() < 4096 || range.start > range.end || range.end > self.0.len {
             return Err(());
         }
-        let s = self.range.read_bytes_at_until(range, delimiter)?;
+        let s = (&self.0.cache).read_bytes_at_until(range, delimiter)?;
         self.charge((s.len() as u64 + 1).next_multiple_of(256))?;
         Ok(s)
     }
@@ -258,7 +251,7 @@ impl<'a, R: Read + Seek> ReadRef<'a> for Bounded<'a, R> {
 /// empty answer if it is not such a file. `data` may be a [`FileData`]'s bytes: only the headers
 /// and sections needed are read.
 pub fn examine<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Result<Examined, String> {
-    if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
+    if data.read_bytes_at(0, 5).ok() != Some(&[0x7f, b'E', b'L', b'F', elf::ELFCLASS64][..]) {
         return Ok(Examined::default());
     }
     let err = |what: &'static str| move |e: object::read::Error| format!("{what}: {e}");

@@ -172,8 +172,7 @@ impl Inspector {
         let process_context = read_process_context(&maps, &mem, &cancelled);
         let libc = CLibrary::from_mapped_paths(maps.iter().map(|m| m.path.as_str()));
         let platform = Platform::for_process(libc);
-        let found = self.elf_cache.find_modules(&platform, &maps, view);
-        let (modules, module_errors) = (found.modules, found.errors);
+        let (modules, module_errors, symbol_entries) = self.elf_cache.find_modules(&platform, &maps, view);
         let usable: Vec<(usize, Resolution)> = modules
             .iter()
             .enumerate()
@@ -243,7 +242,7 @@ impl Inspector {
             threads,
             threads_skipped: all - tids.len(),
             libc,
-            symbol_entries: found.entries,
+            symbol_entries,
         })
     }
 }
