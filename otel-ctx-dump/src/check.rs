@@ -172,19 +172,11 @@ fn access_model(model: AccessModel) -> (Verdict, String) {
     (verdict, why)
 }
 
-/// Everything the rules judge. `maps` and `mem` are the target's (or fakes).
-pub struct Inputs<'a> {
-    pub snapshot: &'a Snapshot,
-    pub maps: &'a [Mapping],
-    pub mem: &'a dyn Memory,
-    pub clock: Clock,
-}
-
-/// Runs every rule but the `--duration` ones.
-pub fn run(i: &Inputs) -> Vec<Finding> {
-    let mut out = symbol_findings(i.snapshot);
-    out.extend(context_findings(i));
-    out.extend(thread_findings(i.snapshot));
+/// Runs every rule but the `--duration` ones. `maps` and `mem` are the target's (or fakes).
+pub fn run(snapshot: &Snapshot, maps: &[Mapping], mem: &dyn Memory, clock: Clock) -> Vec<Finding> {
+    let mut out = symbol_findings(snapshot);
+    out.extend(context_findings(&snapshot.process_context, maps, mem, clock));
+    out.extend(thread_findings(snapshot));
     out
 }
 
@@ -294,9 +286,9 @@ fn timestamp_finding(ns: u64, clock: Clock) -> Finding {
     TIMESTAMP.pass(format!("{at} since boot, after the process started"))
 }
 
-fn context_findings(i: &Inputs) -> Vec<Finding> {
+fn context_findings(status: &ContextStatus, maps: &[Mapping], mem: &dyn Memory, clock: Clock) -> Vec<Finding> {
     let mut out = Vec::new();
-    let named: Vec<&Mapping> = i.maps.iter().filter(|m| pc::is_context_name(&m.path)).collect();
+    let named: Vec<&Mapping> = maps.iter().filter(|m| pc::is_context_name(&m.path)).collect();
     let (exec, readable): (Vec<&Mapping>, _) = named.iter().partition(|m| m.perms.contains('x'));
     let exec: Vec<String> = exec.iter().map(|m| format!("{:#x} {}", m.start, m.perms)).collect();
     out.push(match (named.len(), exec.len()) {
@@ -312,21 +304,21 @@ fn context_findings(i: &Inputs) -> Vec<Finding> {
         }
     });
     // The mapping the reader took (a consistent read), else the first one it could have.
-    let chosen = i
-        .snapshot
-        .process_context
-        .addr()
-        .and_then(|a| readable.iter().find(|m| m.start == a));
+    let chosen = status.addr().and_then(|a| readable.iter().find(|m| m.start == a));
     let Some(m) = chosen.or(readable.first()) else {
-        let why = "no readable OTEL_CTX mapping";
-        skip(&mut out, &SIGNATURE, &KEY_MAP_DUPLICATES, why);
+        skip(
+            &mut out,
+            &SIGNATURE,
+            &KEY_MAP_DUPLICATES,
+            "no readable OTEL_CTX mapping",
+        );
         return out;
     };
     let mut head = [0u8; pc::HEADER_SIZE];
-    let header = match &i.snapshot.process_context {
+    let header = match status {
         // The header of the consistent read, not of a later instant.
         ContextStatus::Present { header, .. } => (*pc::SIGNATURE, *header),
-        _ => match i.mem.read(m.start, &mut head) {
+        _ => match mem.read(m.start, &mut head) {
             Ok(()) => (head[..8].try_into().expect("8 bytes"), Header::fields(&head)),
             Err(e) => {
                 let why = format!("the header at {:#x} is unreadable: {e}", m.start);
@@ -335,11 +327,11 @@ fn context_findings(i: &Inputs) -> Vec<Finding> {
             }
         },
     };
-    if !header_findings(header, i.clock, &mut out) {
+    if !header_findings(header, clock, &mut out) {
         skip(&mut out, &PAYLOAD, &KEY_MAP_DUPLICATES, "the header is invalid");
         return out;
     }
-    match &i.snapshot.process_context {
+    match status {
         ContextStatus::Present { context: c, header, .. } => {
             let (size, resource, attributes) = (header.payload_size, c.resource.len(), c.attributes.len());
             let counts = format!("{resource} resource attribute(s), {attributes} attribute(s)");
@@ -556,8 +548,7 @@ pub fn sample_updates(
             published_at_ns: seen.map(|s| s.0),
             content: seen.map(|s| s.1),
         };
-        let key = |o: &Observation| (o.named.clone(), o.name_at_first.clone(), o.published_at_ns, o.content);
-        if out.last().is_none_or(|l| key(l) != key(&o)) {
+        if out.last().is_none_or(|l| Observation { at: o.at, ..l.clone() } != o) {
             out.push(o);
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -731,12 +722,7 @@ mod tests {
             process_start_ns: None,
         };
         for maps in [vec![], vec![mapping]] {
-            let mut f = run(&Inputs {
-                snapshot: &snapshot,
-                maps: &maps,
-                mem: &mem,
-                clock,
-            });
+            let mut f = run(&snapshot, &maps, &mem, clock);
             f.extend(update_findings(&[], Duration::from_secs(1)));
             for rule in RULES {
                 let n = f.iter().filter(|x| x.rule == *rule).count();
