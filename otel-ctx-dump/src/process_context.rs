@@ -393,30 +393,25 @@ fn read_context_at(
     // as long as the read's retries last.
     loop {
         let head = read_head().map_err(|e| format!("reading the header: {e}"))?;
-        let again = |why: &str, retries: &mut u32| {
-            if *retries == 0 || cancelled() {
-                return Err(why.to_owned());
+        let why = match Header::parse(&head) {
+            Err(e) if e == BEING_UPDATED => e,
+            header => {
+                let header = header?;
+                let (size, at) = (header.payload_size, header.payload_ptr);
+                let mut payload = vec![0u8; size as usize];
+                let e = |e| format!("reading the {size}-byte payload at {at:#x}: {e}");
+                mem.read(at, &mut payload).map_err(e)?;
+                if read_head().ok() == Some(head) {
+                    return Ok((header, decode_payload(&payload)?));
+                }
+                "changed while being read".to_owned()
             }
-            *retries -= 1;
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            Ok(())
         };
-        let header = match Header::parse(&head) {
-            Err(e) if e == BEING_UPDATED => {
-                again(&e, retries)?;
-                continue;
-            }
-            header => header?,
-        };
-        let (size, at) = (header.payload_size, header.payload_ptr);
-        let mut payload = vec![0u8; size as usize];
-        let e = |e| format!("reading the {size}-byte payload at {at:#x}: {e}");
-        mem.read(at, &mut payload).map_err(e)?;
-        if read_head().ok() != Some(head) {
-            again("changed while being read", retries)?;
-            continue;
+        if *retries == 0 || cancelled() {
+            return Err(why);
         }
-        return Ok((header, decode_payload(&payload)?));
+        *retries -= 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
