@@ -493,10 +493,9 @@ pub struct Observation {
     pub named: Vec<u64>,
     /// What the maps show at the watched mapping's address now ("" if nothing).
     pub name_at_first: String,
-    /// The timestamp of the first named mapping's header, if one could be read.
-    pub published_at_ns: Option<u64>,
-    /// A digest of the rest of that header and of the payload: what an update changes.
-    pub content: Option<u64>,
+    /// The timestamp of the first named mapping's header, if one could be read, and a digest of
+    /// the rest of that header and of the payload: what an update changes.
+    pub header: Option<(u64, u64)>,
 }
 
 /// The timestamp and a digest of the rest of the context at `addr`.
@@ -540,13 +539,11 @@ pub fn sample_updates(
             .collect();
         let at_first = first.and_then(|a| maps.iter().find(|m| m.start <= a && a < m.end));
         let name_at_first = at_first.map_or(String::new(), |m| m.path.clone());
-        let seen = named.first().and_then(|&a| look(mem, a));
         let o = Observation {
             at: start.elapsed(),
+            header: named.first().and_then(|&a| look(mem, a)),
             named,
             name_at_first,
-            published_at_ns: seen.map(|s| s.0),
-            content: seen.map(|s| s.1),
         };
         if out.last().is_none_or(|l| Observation { at: o.at, ..l.clone() } != o) {
             out.push(o);
@@ -560,15 +557,15 @@ pub fn sample_updates(
 /// ends in a larger timestamp, and the mapping keeps a name readers look for.
 pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut last: Option<(u64, Option<u64>)> = None;
+    let mut last: Option<(u64, u64)> = None;
     let (mut updates, mut zero_since_last) = (0, false);
     let mut bad = Vec::new();
     for o in seen {
-        match o.published_at_ns {
-            Some(0) => zero_since_last = true,
-            Some(ts) => {
-                if let Some((prev, content)) = last {
-                    if ts != prev || o.content != content || zero_since_last {
+        match o.header {
+            Some((0, _)) => zero_since_last = true,
+            Some((ts, content)) => {
+                if let Some((prev, prev_content)) = last {
+                    if ts != prev || content != prev_content || zero_since_last {
                         updates += 1;
                         if ts <= prev {
                             let ms = o.at.as_millis();
@@ -576,7 +573,7 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
                         }
                     }
                 }
-                last = Some((ts, o.content));
+                last = o.header;
                 zero_since_last = false;
             }
             None => {}
@@ -642,8 +639,7 @@ mod tests {
                 at: Duration::from_millis(i as u64),
                 named: vec![0x1000],
                 name_at_first: "/memfd:OTEL_CTX (deleted)".into(),
-                published_at_ns: Some(ts),
-                content: Some(content),
+                header: Some((ts, content)),
             })
             .collect()
     }
