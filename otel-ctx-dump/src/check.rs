@@ -9,6 +9,7 @@ use crate::inspect::{ContextStatus, Resolution, SlotRead, Snapshot, ThreadProble
 use crate::maps::{Mapping, Memory};
 use crate::process_context::{self as pc, Header, ProcessContext};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,6 @@ impl Rule {
         self.says(Verdict::Skip, why)
     }
 
-    /// Pass if `ok`, else fail.
     fn check(&'static self, ok: bool, evidence: impl Into<String>) -> Finding {
         self.says(if ok { Verdict::Pass } else { Verdict::Fail }, evidence)
     }
@@ -69,7 +69,6 @@ fn between(first: &Rule, last: &Rule) -> &'static [&'static Rule] {
     &RULES[at(first)..=at(last)]
 }
 
-/// Skips the rules from `first` to `last`.
 fn skip(out: &mut Vec<Finding>, first: &Rule, last: &Rule, why: &str) {
     out.extend(between(first, last).iter().map(|r| r.skip(why)));
 }
@@ -193,17 +192,13 @@ fn list(items: &[String]) -> String {
 fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
     let (defining, referencing): (Vec<_>, Vec<_>) = s.symbol_entries.iter().partition(|(_, e)| e.defined);
     let described: Vec<String> = defining.iter().map(|(p, e)| format!("{p} {e}")).collect();
-    let mut paths: Vec<&str> = defining.iter().map(|(p, _)| p.as_str()).collect();
-    paths.dedup();
+    let files = defining.iter().map(|(p, _)| p).collect::<HashSet<_>>().len();
     let symbol = match defining.as_slice() {
         [] => SYMBOL_DEFINED.fail(format!("no mapped module defines {SYMBOL} in .dynsym")),
-        _ if paths.len() > 1 => {
-            let n = paths.len();
-            SYMBOL_DEFINED.fail(format!(
-                "{n} modules define it, each a separate slot, and a reader picks one: {}",
-                list(&described)
-            ))
-        }
+        _ if files > 1 => SYMBOL_DEFINED.fail(format!(
+            "{files} modules define it, each a separate slot, and a reader picks one: {}",
+            list(&described)
+        )),
         [(_, e)] => {
             let ok = e.st_type == object::elf::STT_TLS && e.st_bind == object::elf::STB_GLOBAL && e.st_size == 8;
             SYMBOL_DEFINED.check(ok, described[0].clone())
@@ -230,7 +225,6 @@ fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
         out.push(match &m.resolution {
             Ok(r @ Resolution::StaticOffset(_)) => PLACEMENT.pass(format!("{}: {r}", m.path)),
             Ok(r @ Resolution::Dynamic { module_id, offset, .. }) => {
-                // A general-dynamic module is reached through the DTV wherever its block is.
                 let how = match m.model {
                     AccessModel::GeneralDynamic => format!(
                         "general-dynamic, slot at DTV[{module_id}]+{offset:#x}: reached through the DTV wherever the block is"
@@ -389,7 +383,7 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
         let why = "the eBPF profiler drops every thread label of a process with one empty key";
         KEY_MAP_EMPTY.fail(format!("empty at {}: {why}", list(&empty)))
     });
-    let mut seen = std::collections::HashMap::new();
+    let mut seen = HashMap::new();
     let mut duplicates = Vec::new();
     for (i, k) in map.iter().enumerate().filter_map(|(i, k)| Some((i, k.as_deref()?))) {
         if let Some(first) = seen.insert(k, i) {

@@ -64,7 +64,6 @@ pub struct CheckOptions {
     pub pid: i32,
 }
 
-/// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Dump(Options),

@@ -183,7 +183,6 @@ fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
 fn watch(o: &Options, interval: Duration) -> Result<i32, InspectError> {
     let (handle, mut inspector) = open(o.pid)?;
     let start = Instant::now();
-    // Prints one line about `item` of sample `s`.
     let emit = |event: &'static str, s: &Snapshot, item: &Item| {
         let t = start.elapsed().as_secs_f64();
         if o.json {

@@ -159,11 +159,10 @@ impl Inspector {
             }
         }
         // process_vm_readv needs the same rights as ptrace: check them once, up front.
-        if let Some(m) = maps.iter().find(|m| m.perms.starts_with('r')) {
-            if let Err(e) = mem.read(m.start, &mut [0u8; 1]) {
-                if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES | libc::ESRCH)) {
-                    return Err(io_error(pid, "reading the memory (process_vm_readv)", e));
-                }
+        let first_readable = maps.iter().find(|m| m.perms.starts_with('r'));
+        if let Some(Err(e)) = first_readable.map(|m| mem.read(m.start, &mut [0u8; 1])) {
+            if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES | libc::ESRCH)) {
+                return Err(io_error(pid, "reading the memory (process_vm_readv)", e));
             }
         }
         let command = comm(pid).unwrap_or_default();

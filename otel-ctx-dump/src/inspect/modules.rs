@@ -99,8 +99,8 @@ impl ElfCache {
             let load_bias = maps
                 .iter()
                 .filter(same_file)
-                .find_map(|o| export.load_bias(o.start, o.offset));
-            let load_bias = load_bias.ok_or("no mapping matches a loadable segment")?;
+                .find_map(|o| export.load_bias(o.start, o.offset))
+                .ok_or("no mapping matches a loadable segment")?;
             let mut module = Module {
                 path: m.path.clone(),
                 load_bias,
