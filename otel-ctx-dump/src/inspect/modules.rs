@@ -156,7 +156,7 @@ fn examine_file(arch: &Arch, pid: i32, m: &Mapping) -> Result<Examined, String> 
     // A file that cannot be opened is reported: it may be why a module is missing.
     let file = file.map_err(|e| format!("cannot open: {e}"))?;
     let len = file.metadata().map_err(|e| format!("cannot stat: {e}"))?.len();
-    elf::examine(FileData::new(file, len).bytes(), Some(arch))
+    elf::examine(&FileData::new(file, len), Some(arch))
 }
 
 /// Works out where the module's slot is, from its live GOT (the static TLS layout is the
