@@ -117,8 +117,7 @@ impl Header {
     /// Checks a header as readers do, saying what is wrong.
     pub fn parse(b: &[u8]) -> Result<Header, String> {
         let b: &[u8; HEADER_SIZE] = b
-            .get(..HEADER_SIZE)
-            .and_then(|b| b.try_into().ok())
+            .first_chunk()
             .ok_or_else(|| format!("header is {} bytes, needs {HEADER_SIZE}", b.len()))?;
         let h = Header::fields(b);
         let n = h.payload_size;

@@ -69,16 +69,14 @@ impl Module {
 #[derive(Default)]
 pub struct ElfCache(HashMap<(String, u64, String), Result<Examined, String>>);
 
+/// What [`ElfCache::find_modules`] found.
+pub type Found = (Vec<Module>, Vec<String>, Vec<(String, SymbolEntry)>);
+
 impl ElfCache {
     /// The modules among `maps` exporting the slot, resolved; the files that could not be
     /// examined, and why; every `.dynsym` entry named like the slot, by file path. `view` is a
     /// live task of the process (see `Inspector::address_space`).
-    pub fn find_modules(
-        &mut self,
-        platform: &Platform,
-        maps: &[Mapping],
-        view: i32,
-    ) -> (Vec<Module>, Vec<String>, Vec<(String, SymbolEntry)>) {
+    pub fn find_modules(&mut self, platform: &Platform, maps: &[Mapping], view: i32) -> Found {
         let mem = ProcessMemory { pid: view };
         let exe = std::fs::read_link(format!("/proc/{view}/exe")).ok();
         let exe = exe.map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_owned());
