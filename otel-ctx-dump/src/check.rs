@@ -550,7 +550,6 @@ pub fn sample_updates(
 /// The `--duration` rules over what was seen: each update (a new timestamp, or new contents)
 /// ends in a larger timestamp, and the mapping keeps a name readers look for.
 pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding> {
-    let mut out = Vec::new();
     let mut last: Option<(u64, u64)> = None;
     let (mut updates, mut zero_since_last) = (0, false);
     let mut bad = Vec::new();
@@ -574,16 +573,16 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
         }
     }
     let secs = duration.as_secs_f64();
-    out.push(if !bad.is_empty() {
+    let timestamps = if !bad.is_empty() {
         UPDATE_TIMESTAMPS.fail(format!("{updates} update(s) in {secs} s; not larger: {}", list(&bad)))
     } else {
         UPDATE_TIMESTAMPS.pass(format!("{updates} update(s) in {secs} s, each with a larger timestamp"))
-    });
+    };
     let first_name = seen.first().map(|o| o.name_at_first.clone()).unwrap_or_default();
     let lost = seen
         .iter()
         .find(|o| o.named.is_empty() || !pc::is_context_name(&o.name_at_first));
-    out.push(match lost {
+    let name = match lost {
         _ if seen.is_empty() => UPDATE_NAME.skip("nothing watched"),
         _ if first_name.is_empty() && seen.iter().all(|o| o.named.is_empty()) => {
             UPDATE_NAME.skip("no OTEL_CTX mapping to watch")
@@ -596,8 +595,8 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
             ))
         }
         None => UPDATE_NAME.pass(format!("{first_name} throughout")),
-    });
-    out
+    };
+    vec![timestamps, name]
 }
 
 /// The exit status of a check: every rule passed (or was skipped), warnings only, or failures.

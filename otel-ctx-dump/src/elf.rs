@@ -117,10 +117,7 @@ impl TlsExport {
     /// relative to `p_vaddr` (the thread pointer is aligned to every module's alignment).
     pub fn local_exec_tp_offset(&self) -> Option<i64> {
         let tls = self.tls?;
-        let align = tls.align.max(1);
-        if !align.is_power_of_two() {
-            return None;
-        }
+        let align = Some(tls.align.max(1)).filter(|a| a.is_power_of_two())?;
         match self.arch.tls_layout {
             TlsLayout::BelowThreadPointer => {
                 let firstbyte = tls.vaddr.wrapping_neg() & (align - 1);

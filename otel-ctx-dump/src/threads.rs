@@ -162,8 +162,7 @@ impl ProcessHandle {
                 revents: 0,
             };
             // Safety: one valid pollfd, no wait. A pidfd polls readable once the process exits.
-            let r = unsafe { libc::poll(&mut p, 1, 0) };
-            return r != 0;
+            return unsafe { libc::poll(&mut p, 1, 0) } != 0;
         }
         task_stat(self.pid, self.pid).map(|s| s.start_time) != self.start_time || self.start_time.is_none()
     }
