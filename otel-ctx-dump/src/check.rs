@@ -7,7 +7,7 @@
 use crate::elf::{AccessModel, SYMBOL};
 use crate::inspect::{ContextStatus, Resolution, SlotRead, Snapshot, ThreadProblem};
 use crate::maps::{Mapping, Memory};
-use crate::process_context::{self as pc, Header, ProcessContext};
+use crate::process_context::{self as pc, Header, ProcessContext, MAX_KEYS, SCHEMA_VERSION};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -345,13 +345,10 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
     let has = |key| c.attributes.iter().any(|(k, _)| k == key);
     let absent = "absent: readers do not name thread attributes";
     let mut out = vec![match c.schema_version.as_deref() {
-        Some(v) if v == pc::SCHEMA_VERSION => SCHEMA.pass(format!("\"{v}\": the schema readers accept")),
+        Some(v) if v == SCHEMA_VERSION => SCHEMA.pass(format!("\"{v}\": the schema readers accept")),
         Some(v) => match schema_warning(v) {
             Some(why) => SCHEMA.says(Verdict::Warn, format!("\"{v}\": {why}")),
-            None => SCHEMA.fail(format!(
-                "\"{v}\": unknown; readers accept only {:?}",
-                pc::SCHEMA_VERSION
-            )),
+            None => SCHEMA.fail(format!("\"{v}\": unknown; readers accept only {SCHEMA_VERSION:?}")),
         },
         None if has(pc::SCHEMA_VERSION_KEY) => SCHEMA.fail("not a string"),
         None => SCHEMA.fail(absent),
@@ -366,16 +363,13 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
         positions.map(|(i, _)| format!("[{i}]")).collect()
     };
     let (not_strings, empty) = (at(Option::is_none), at(|k| k.as_deref() == Some("")));
-    out.push(if map.len() > pc::MAX_KEYS {
-        KEY_MAP.fail(format!(
-            "{} entries: key indexes are one byte, at most {}",
-            map.len(),
-            pc::MAX_KEYS
-        ))
+    let n = map.len();
+    out.push(if n > MAX_KEYS {
+        KEY_MAP.fail(format!("{n} entries: key indexes are one byte, at most {MAX_KEYS}"))
     } else if !not_strings.is_empty() {
         KEY_MAP.fail(format!("entries that are not strings: {}", list(&not_strings)))
     } else {
-        KEY_MAP.pass(format!("{} entries", map.len()))
+        KEY_MAP.pass(format!("{n} entries"))
     });
     out.push(if empty.is_empty() {
         KEY_MAP_EMPTY.pass("every key named")

@@ -176,17 +176,15 @@ impl fmt::Display for Value {
             Value::Bool(b) => write!(f, "{b}"),
             Value::Int(i) => write!(f, "{i}"),
             Value::Double(d) => write!(f, "{d}"),
-            Value::Array(items) => {
-                let items: Vec<String> = items.iter().map(ToString::to_string).collect();
-                write!(f, "[{}]", items.join(", "))
-            }
-            Value::KvList(items) => {
-                let items: Vec<String> = items.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
-                write!(f, "{{{}}}", items.join(", "))
-            }
+            Value::Array(items) => write!(f, "[{}]", joined(items.iter().map(ToString::to_string))),
+            Value::KvList(items) => write!(f, "{{{}}}", joined(items.iter().map(|(k, v)| format!("{k:?}: {v}")))),
             Value::Bytes(b) => write!(f, "0x{}", crate::record::hex(b)),
         }
     }
+}
+
+fn joined(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
 }
 
 fn convert(kvs: Vec<proto::KeyValue>) -> Vec<(String, Value)> {
