@@ -7,8 +7,9 @@
 use crate::elf::{AccessModel, SYMBOL};
 use crate::inspect::{ContextStatus, Resolution, SlotRead, Snapshot, ThreadProblem};
 use crate::maps::{Mapping, Memory};
-use crate::process_context::{self as pc, Header, ProcessContext};
+use crate::process_context::{self as pc, Header, ProcessContext, MAX_KEYS, SCHEMA_VERSION};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,6 @@ impl Rule {
         self.says(Verdict::Skip, why)
     }
 
-    /// Pass if `ok`, else fail.
     fn check(&'static self, ok: bool, evidence: impl Into<String>) -> Finding {
         self.says(if ok { Verdict::Pass } else { Verdict::Fail }, evidence)
     }
@@ -69,7 +69,6 @@ fn between(first: &Rule, last: &Rule) -> &'static [&'static Rule] {
     &RULES[at(first)..=at(last)]
 }
 
-/// Skips the rules from `first` to `last`.
 fn skip(out: &mut Vec<Finding>, first: &Rule, last: &Rule, why: &str) {
     out.extend(between(first, last).iter().map(|r| r.skip(why)));
 }
@@ -172,19 +171,11 @@ fn access_model(model: AccessModel) -> (Verdict, String) {
     (verdict, why)
 }
 
-/// Everything the rules judge. `maps` and `mem` are the target's (or fakes).
-pub struct Inputs<'a> {
-    pub snapshot: &'a Snapshot,
-    pub maps: &'a [Mapping],
-    pub mem: &'a dyn Memory,
-    pub clock: Clock,
-}
-
-/// Runs every rule but the `--duration` ones.
-pub fn run(i: &Inputs) -> Vec<Finding> {
-    let mut out = symbol_findings(i.snapshot);
-    out.extend(context_findings(i));
-    out.extend(thread_findings(i.snapshot));
+/// Runs every rule but the `--duration` ones. `maps` and `mem` are the target's (or fakes).
+pub fn run(snapshot: &Snapshot, maps: &[Mapping], mem: &dyn Memory, clock: Clock) -> Vec<Finding> {
+    let mut out = symbol_findings(snapshot);
+    out.extend(context_findings(&snapshot.process_context, maps, mem, clock));
+    out.extend(thread_findings(snapshot));
     out
 }
 
@@ -201,17 +192,13 @@ fn list(items: &[String]) -> String {
 fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
     let (defining, referencing): (Vec<_>, Vec<_>) = s.symbol_entries.iter().partition(|(_, e)| e.defined);
     let described: Vec<String> = defining.iter().map(|(p, e)| format!("{p} {e}")).collect();
-    let mut paths: Vec<&str> = defining.iter().map(|(p, _)| p.as_str()).collect();
-    paths.dedup();
+    let files = defining.iter().map(|(p, _)| p).collect::<HashSet<_>>().len();
     let symbol = match defining.as_slice() {
         [] => SYMBOL_DEFINED.fail(format!("no mapped module defines {SYMBOL} in .dynsym")),
-        _ if paths.len() > 1 => {
-            let n = paths.len();
-            SYMBOL_DEFINED.fail(format!(
-                "{n} modules define it, each a separate slot, and a reader picks one: {}",
-                list(&described)
-            ))
-        }
+        _ if files > 1 => SYMBOL_DEFINED.fail(format!(
+            "{files} modules define it, each a separate slot, and a reader picks one: {}",
+            list(&described)
+        )),
         [(_, e)] => {
             let ok = e.st_type == object::elf::STT_TLS && e.st_bind == object::elf::STB_GLOBAL && e.st_size == 8;
             SYMBOL_DEFINED.check(ok, described[0].clone())
@@ -238,7 +225,6 @@ fn symbol_findings(s: &Snapshot) -> Vec<Finding> {
         out.push(match &m.resolution {
             Ok(r @ Resolution::StaticOffset(_)) => PLACEMENT.pass(format!("{}: {r}", m.path)),
             Ok(r @ Resolution::Dynamic { module_id, offset, .. }) => {
-                // A general-dynamic module is reached through the DTV wherever its block is.
                 let how = match m.model {
                     AccessModel::GeneralDynamic => format!(
                         "general-dynamic, slot at DTV[{module_id}]+{offset:#x}: reached through the DTV wherever the block is"
@@ -294,9 +280,9 @@ fn timestamp_finding(ns: u64, clock: Clock) -> Finding {
     TIMESTAMP.pass(format!("{at} since boot, after the process started"))
 }
 
-fn context_findings(i: &Inputs) -> Vec<Finding> {
+fn context_findings(status: &ContextStatus, maps: &[Mapping], mem: &dyn Memory, clock: Clock) -> Vec<Finding> {
     let mut out = Vec::new();
-    let named: Vec<&Mapping> = i.maps.iter().filter(|m| pc::is_context_name(&m.path)).collect();
+    let named: Vec<&Mapping> = maps.iter().filter(|m| pc::is_context_name(&m.path)).collect();
     let (exec, readable): (Vec<&Mapping>, _) = named.iter().partition(|m| m.perms.contains('x'));
     let exec: Vec<String> = exec.iter().map(|m| format!("{:#x} {}", m.start, m.perms)).collect();
     out.push(match (named.len(), exec.len()) {
@@ -312,21 +298,21 @@ fn context_findings(i: &Inputs) -> Vec<Finding> {
         }
     });
     // The mapping the reader took (a consistent read), else the first one it could have.
-    let chosen = i
-        .snapshot
-        .process_context
-        .addr()
-        .and_then(|a| readable.iter().find(|m| m.start == a));
+    let chosen = status.addr().and_then(|a| readable.iter().find(|m| m.start == a));
     let Some(m) = chosen.or(readable.first()) else {
-        let why = "no readable OTEL_CTX mapping";
-        skip(&mut out, &SIGNATURE, &KEY_MAP_DUPLICATES, why);
+        skip(
+            &mut out,
+            &SIGNATURE,
+            &KEY_MAP_DUPLICATES,
+            "no readable OTEL_CTX mapping",
+        );
         return out;
     };
     let mut head = [0u8; pc::HEADER_SIZE];
-    let header = match &i.snapshot.process_context {
+    let header = match status {
         // The header of the consistent read, not of a later instant.
         ContextStatus::Present { header, .. } => (*pc::SIGNATURE, *header),
-        _ => match i.mem.read(m.start, &mut head) {
+        _ => match mem.read(m.start, &mut head) {
             Ok(()) => (head[..8].try_into().expect("8 bytes"), Header::fields(&head)),
             Err(e) => {
                 let why = format!("the header at {:#x} is unreadable: {e}", m.start);
@@ -335,11 +321,11 @@ fn context_findings(i: &Inputs) -> Vec<Finding> {
             }
         },
     };
-    if !header_findings(header, i.clock, &mut out) {
+    if !header_findings(header, clock, &mut out) {
         skip(&mut out, &PAYLOAD, &KEY_MAP_DUPLICATES, "the header is invalid");
         return out;
     }
-    match &i.snapshot.process_context {
+    match status {
         ContextStatus::Present { context: c, header, .. } => {
             let (size, resource, attributes) = (header.payload_size, c.resource.len(), c.attributes.len());
             let counts = format!("{resource} resource attribute(s), {attributes} attribute(s)");
@@ -359,13 +345,10 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
     let has = |key| c.attributes.iter().any(|(k, _)| k == key);
     let absent = "absent: readers do not name thread attributes";
     let mut out = vec![match c.schema_version.as_deref() {
-        Some(v) if v == pc::SCHEMA_VERSION => SCHEMA.pass(format!("\"{v}\": the schema readers accept")),
+        Some(v) if v == SCHEMA_VERSION => SCHEMA.pass(format!("\"{v}\": the schema readers accept")),
         Some(v) => match schema_warning(v) {
             Some(why) => SCHEMA.says(Verdict::Warn, format!("\"{v}\": {why}")),
-            None => SCHEMA.fail(format!(
-                "\"{v}\": unknown; readers accept only {:?}",
-                pc::SCHEMA_VERSION
-            )),
+            None => SCHEMA.fail(format!("\"{v}\": unknown; readers accept only {SCHEMA_VERSION:?}")),
         },
         None if has(pc::SCHEMA_VERSION_KEY) => SCHEMA.fail("not a string"),
         None => SCHEMA.fail(absent),
@@ -380,16 +363,13 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
         positions.map(|(i, _)| format!("[{i}]")).collect()
     };
     let (not_strings, empty) = (at(Option::is_none), at(|k| k.as_deref() == Some("")));
-    out.push(if map.len() > pc::MAX_KEYS {
-        KEY_MAP.fail(format!(
-            "{} entries: key indexes are one byte, at most {}",
-            map.len(),
-            pc::MAX_KEYS
-        ))
+    let n = map.len();
+    out.push(if n > MAX_KEYS {
+        KEY_MAP.fail(format!("{n} entries: key indexes are one byte, at most {MAX_KEYS}"))
     } else if !not_strings.is_empty() {
         KEY_MAP.fail(format!("entries that are not strings: {}", list(&not_strings)))
     } else {
-        KEY_MAP.pass(format!("{} entries", map.len()))
+        KEY_MAP.pass(format!("{n} entries"))
     });
     out.push(if empty.is_empty() {
         KEY_MAP_EMPTY.pass("every key named")
@@ -397,7 +377,7 @@ fn key_map_findings(c: &ProcessContext) -> Vec<Finding> {
         let why = "the eBPF profiler drops every thread label of a process with one empty key";
         KEY_MAP_EMPTY.fail(format!("empty at {}: {why}", list(&empty)))
     });
-    let mut seen = std::collections::HashMap::new();
+    let mut seen = HashMap::new();
     let mut duplicates = Vec::new();
     for (i, k) in map.iter().enumerate().filter_map(|(i, k)| Some((i, k.as_deref()?))) {
         if let Some(first) = seen.insert(k, i) {
@@ -501,10 +481,9 @@ pub struct Observation {
     pub named: Vec<u64>,
     /// What the maps show at the watched mapping's address now ("" if nothing).
     pub name_at_first: String,
-    /// The timestamp of the first named mapping's header, if one could be read.
-    pub published_at_ns: Option<u64>,
-    /// A digest of the rest of that header and of the payload: what an update changes.
-    pub content: Option<u64>,
+    /// The timestamp of the first named mapping's header, if one could be read, and a digest of
+    /// the rest of that header and of the payload: what an update changes.
+    pub header: Option<(u64, u64)>,
 }
 
 /// The timestamp and a digest of the rest of the context at `addr`.
@@ -548,16 +527,13 @@ pub fn sample_updates(
             .collect();
         let at_first = first.and_then(|a| maps.iter().find(|m| m.start <= a && a < m.end));
         let name_at_first = at_first.map_or(String::new(), |m| m.path.clone());
-        let seen = named.first().and_then(|&a| look(mem, a));
         let o = Observation {
             at: start.elapsed(),
+            header: named.first().and_then(|&a| look(mem, a)),
             named,
             name_at_first,
-            published_at_ns: seen.map(|s| s.0),
-            content: seen.map(|s| s.1),
         };
-        let key = |o: &Observation| (o.named.clone(), o.name_at_first.clone(), o.published_at_ns, o.content);
-        if out.last().is_none_or(|l| key(l) != key(&o)) {
+        if out.last().is_none_or(|l| Observation { at: o.at, ..l.clone() } != o) {
             out.push(o);
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -568,16 +544,15 @@ pub fn sample_updates(
 /// The `--duration` rules over what was seen: each update (a new timestamp, or new contents)
 /// ends in a larger timestamp, and the mapping keeps a name readers look for.
 pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut last: Option<(u64, Option<u64>)> = None;
+    let mut last: Option<(u64, u64)> = None;
     let (mut updates, mut zero_since_last) = (0, false);
     let mut bad = Vec::new();
     for o in seen {
-        match o.published_at_ns {
-            Some(0) => zero_since_last = true,
-            Some(ts) => {
-                if let Some((prev, content)) = last {
-                    if ts != prev || o.content != content || zero_since_last {
+        match o.header {
+            Some((0, _)) => zero_since_last = true,
+            Some((ts, content)) => {
+                if let Some((prev, prev_content)) = last {
+                    if ts != prev || content != prev_content || zero_since_last {
                         updates += 1;
                         if ts <= prev {
                             let ms = o.at.as_millis();
@@ -585,23 +560,23 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
                         }
                     }
                 }
-                last = Some((ts, o.content));
+                last = o.header;
                 zero_since_last = false;
             }
             None => {}
         }
     }
     let secs = duration.as_secs_f64();
-    out.push(if !bad.is_empty() {
+    let timestamps = if !bad.is_empty() {
         UPDATE_TIMESTAMPS.fail(format!("{updates} update(s) in {secs} s; not larger: {}", list(&bad)))
     } else {
         UPDATE_TIMESTAMPS.pass(format!("{updates} update(s) in {secs} s, each with a larger timestamp"))
-    });
+    };
     let first_name = seen.first().map(|o| o.name_at_first.clone()).unwrap_or_default();
     let lost = seen
         .iter()
         .find(|o| o.named.is_empty() || !pc::is_context_name(&o.name_at_first));
-    out.push(match lost {
+    let name = match lost {
         _ if seen.is_empty() => UPDATE_NAME.skip("nothing watched"),
         _ if first_name.is_empty() && seen.iter().all(|o| o.named.is_empty()) => {
             UPDATE_NAME.skip("no OTEL_CTX mapping to watch")
@@ -614,8 +589,8 @@ pub fn update_findings(seen: &[Observation], duration: Duration) -> Vec<Finding>
             ))
         }
         None => UPDATE_NAME.pass(format!("{first_name} throughout")),
-    });
-    out
+    };
+    vec![timestamps, name]
 }
 
 /// The exit status of a check: every rule passed (or was skipped), warnings only, or failures.
@@ -651,8 +626,7 @@ mod tests {
                 at: Duration::from_millis(i as u64),
                 named: vec![0x1000],
                 name_at_first: "/memfd:OTEL_CTX (deleted)".into(),
-                published_at_ns: Some(ts),
-                content: Some(content),
+                header: Some((ts, content)),
             })
             .collect()
     }
@@ -731,12 +705,7 @@ mod tests {
             process_start_ns: None,
         };
         for maps in [vec![], vec![mapping]] {
-            let mut f = run(&Inputs {
-                snapshot: &snapshot,
-                maps: &maps,
-                mem: &mem,
-                clock,
-            });
+            let mut f = run(&snapshot, &maps, &mem, clock);
             f.extend(update_findings(&[], Duration::from_secs(1)));
             for rule in RULES {
                 let n = f.iter().filter(|x| x.rule == *rule).count();

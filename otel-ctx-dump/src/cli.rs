@@ -43,13 +43,13 @@ above when the process cannot be read).
 pub struct Options {
     #[arg(long)]
     pub json: bool,
-    #[arg(long, value_name = "TID", value_parser = positive_id)]
+    #[arg(long, value_name = "TID", value_parser = positive::<i32>)]
     pub thread: Option<i32>,
     #[arg(long, value_name = "SECONDS", value_parser = interval)]
     pub watch: Option<Duration>,
-    #[arg(long, value_name = "N", requires = "watch", value_parser = sample_count)]
+    #[arg(long, value_name = "N", requires = "watch", value_parser = positive::<u64>)]
     pub samples: Option<u64>,
-    #[arg(value_name = "PID", value_parser = positive_id)]
+    #[arg(value_name = "PID", value_parser = positive::<i32>)]
     pub pid: i32,
 }
 
@@ -60,20 +60,20 @@ pub struct CheckOptions {
     pub json: bool,
     #[arg(long, value_name = "SECONDS", value_parser = interval)]
     pub duration: Option<Duration>,
-    #[arg(value_name = "PID", value_parser = positive_id)]
+    #[arg(value_name = "PID", value_parser = positive::<i32>)]
     pub pid: i32,
 }
 
-/// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Dump(Options),
     Check(CheckOptions),
 }
 
-fn positive_id(s: &str) -> Result<i32, String> {
-    let id = s.parse().ok().filter(|&n| n > 0);
-    id.ok_or_else(|| format!("must be a positive integer, got {s:?}"))
+/// A PID, TID or sample count.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, String> {
+    let n = s.parse().ok().filter(|n| *n > T::default());
+    n.ok_or_else(|| format!("must be a positive integer, got {s:?}"))
 }
 
 fn interval(s: &str) -> Result<Duration, String> {
@@ -81,11 +81,6 @@ fn interval(s: &str) -> Result<Duration, String> {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 86400.0 => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!("takes a number of seconds > 0, got {s:?}")),
     }
-}
-
-fn sample_count(s: &str) -> Result<u64, String> {
-    let n = s.parse().ok().filter(|&n| n > 0);
-    n.ok_or_else(|| format!("takes a positive integer, got {s:?}"))
 }
 
 /// Parses the arguments after the program name: `check ...` or the dump's options.

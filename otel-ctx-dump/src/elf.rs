@@ -3,7 +3,7 @@
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
-use object::read::{ReadCache, ReadCacheRange, ReadRef};
+use object::read::{ReadCache, ReadRef};
 use object::Endianness;
 use std::cell::Cell;
 use std::fmt;
@@ -117,10 +117,7 @@ impl TlsExport {
     /// relative to `p_vaddr` (the thread pointer is aligned to every module's alignment).
     pub fn local_exec_tp_offset(&self) -> Option<i64> {
         let tls = self.tls?;
-        let align = tls.align.max(1);
-        if !align.is_power_of_two() {
-            return None;
-        }
+        let align = Some(tls.align.max(1)).filter(|a| a.is_power_of_two())?;
         match self.arch.tls_layout {
             TlsLayout::BelowThreadPointer => {
                 let firstbyte = tls.vaddr.wrapping_neg() & (align - 1);
@@ -180,7 +177,7 @@ pub struct Examined {
 pub const READ_BUDGET: u64 = 256 << 20;
 
 /// An ELF file read on demand through a cache, never past its real size (a section header may
-/// claim a terabyte) and never more than [`READ_BUDGET`] bytes in all.
+/// claim a terabyte) and never more than [`READ_BUDGET`] bytes in all: `&FileData` is a [`ReadRef`].
 pub struct FileData<R: Read + Seek> {
     cache: ReadCache<R>,
     len: u64,
@@ -197,68 +194,44 @@ impl<R: Read + Seek> FileData<R> {
         }
     }
 
-    pub fn bytes(&self) -> Bounded<'_, R> {
-        Bounded {
-            range: self.cache.range(0, self.len),
-            budget: &self.budget,
-        }
-    }
-}
-
-/// The [`ReadRef`] of a [`FileData`].
-pub struct Bounded<'a, R: Read + Seek> {
-    range: ReadCacheRange<'a, R>,
-    budget: &'a Cell<u64>,
-}
-
-impl<R: Read + Seek> Clone for Bounded<'_, R> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<R: Read + Seek> Copy for Bounded<'_, R> {}
-
-impl<'a, R: Read + Seek> Bounded<'a, R> {
-    fn charge(self, n: u64) -> Result<(), ()> {
+    fn charge(&self, n: u64) -> Result<(), ()> {
         let left = self.budget.get().checked_sub(n).ok_or(())?;
         self.budget.set(left);
         Ok(())
     }
 }
 
-impl<'a, R: Read + Seek> ReadRef<'a> for Bounded<'a, R> {
+impl<'a, R: Read + Seek> ReadRef<'a> for &'a FileData<R> {
     fn len(self) -> Result<u64, ()> {
-        self.range.len()
+        Ok(self.len)
     }
 
-    /// The range checks `offset + size` against the file's size before anything is allocated.
+    /// Checks `offset + size` against the file's size before anything is allocated.
     fn read_bytes_at(self, offset: u64, size: u64) -> Result<&'a [u8], ()> {
-        let len = self.range.len()?;
-        if offset.checked_add(size).is_none_or(|end| end > len) {
+        if offset.checked_add(size).is_none_or(|end| end > self.len) {
             return Err(());
         }
         self.charge(size)?;
-        self.range.read_bytes_at(offset, size)
+        (&self.cache).read_bytes_at(offset, size)
     }
 
     /// A string: the cache reads up to 4 KiB for it, in 256-byte steps.
     fn read_bytes_at_until(self, range: std::ops::Range<u64>, delimiter: u8) -> Result<&'a [u8], ()> {
         // object's cache subtracts the range's ends: a reversed range would overflow there.
-        if self.budget.get() < 4096 || range.start > range.end || range.end > self.range.len()? {
+        if self.budget.get() < 4096 || range.start > range.end || range.end > self.len {
             return Err(());
         }
-        let s = self.range.read_bytes_at_until(range, delimiter)?;
+        let s = (&self.cache).read_bytes_at_until(range, delimiter)?;
         self.charge((s.len() as u64 + 1).next_multiple_of(256))?;
         Ok(s)
     }
 }
 
 /// Examines a 64-bit ELF file of a known architecture (of `only`, if given) for the slot; an
-/// empty answer if it is not such a file. `data` may be a [`FileData`]'s bytes: only the headers
+/// empty answer if it is not such a file. `data` may be a `&`[`FileData`]: only the headers
 /// and sections needed are read.
 pub fn examine<'data, R: ReadRef<'data>>(data: R, only: Option<&Arch>) -> Result<Examined, String> {
-    if data.read_bytes_at(4, 1).ok() != Some(&[elf::ELFCLASS64][..]) {
+    if data.read_bytes_at(0, 5).ok() != Some(&[0x7f, b'E', b'L', b'F', elf::ELFCLASS64][..]) {
         return Ok(Examined::default());
     }
     let err = |what: &'static str| move |e: object::read::Error| format!("{what}: {e}");
@@ -381,8 +354,7 @@ mod tests {
     /// object's cache subtract with overflow (a panic in a debug build).
     #[test]
     fn string_ranges_outside_the_file_are_refused() {
-        let data = FileData::new(std::io::Cursor::new(vec![b'x', 0, 0, 0]), 4);
-        let bytes = data.bytes();
+        let bytes = &FileData::new(std::io::Cursor::new(vec![b'x', 0, 0, 0]), 4);
         let (start, end) = (3, 1);
         assert!(bytes.read_bytes_at_until(start..end, 0).is_err());
         assert!(bytes.read_bytes_at_until(0..5, 0).is_err());

@@ -1,6 +1,6 @@
 //! `otel-ctx-dump PID`: see `otel-ctx-dump --help` and the README.
 
-use otel_ctx_dump::check::{self, Clock, Inputs};
+use otel_ctx_dump::check::{self, Clock};
 use otel_ctx_dump::cli::{self, CheckOptions, Command, Options};
 use otel_ctx_dump::inspect::{ContextStatus, InspectError, Inspector, Module, Row, Snapshot, ThreadProblem};
 use otel_ctx_dump::maps::{self, ProcessMemory};
@@ -183,7 +183,6 @@ fn items(s: &Snapshot) -> BTreeMap<String, Item<'_>> {
 fn watch(o: &Options, interval: Duration) -> Result<i32, InspectError> {
     let (handle, mut inspector) = open(o.pid)?;
     let start = Instant::now();
-    // Prints one line about `item` of sample `s`.
     let emit = |event: &'static str, s: &Snapshot, item: &Item| {
         let t = start.elapsed().as_secs_f64();
         if o.json {
@@ -261,16 +260,10 @@ fn watch(o: &Options, interval: Duration) -> Result<i32, InspectError> {
 /// `otel-ctx-dump check`: one snapshot judged by every rule, then `--duration` of updates.
 fn check(o: &CheckOptions) -> Result<i32, InspectError> {
     let (handle, mut inspector) = open(o.pid)?;
-    let clock = Clock::of_process(o.pid);
     let snapshot = inspector.snapshot(None)?;
     let (maps, view) = inspector.address_space()?;
     let mem = ProcessMemory { pid: view };
-    let mut findings = check::run(&Inputs {
-        snapshot: &snapshot,
-        maps: &maps,
-        mem: &mem,
-        clock,
-    });
+    let mut findings = check::run(&snapshot, &maps, &mem, Clock::of_process(o.pid));
     if let Some(duration) = o.duration {
         let read_maps = || maps::read(view);
         let first = snapshot.process_context.addr();

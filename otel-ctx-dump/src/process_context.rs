@@ -117,8 +117,7 @@ impl Header {
     /// Checks a header as readers do, saying what is wrong.
     pub fn parse(b: &[u8]) -> Result<Header, String> {
         let b: &[u8; HEADER_SIZE] = b
-            .get(..HEADER_SIZE)
-            .and_then(|b| b.try_into().ok())
+            .first_chunk()
             .ok_or_else(|| format!("header is {} bytes, needs {HEADER_SIZE}", b.len()))?;
         let h = Header::fields(b);
         let n = h.payload_size;
@@ -177,17 +176,15 @@ impl fmt::Display for Value {
             Value::Bool(b) => write!(f, "{b}"),
             Value::Int(i) => write!(f, "{i}"),
             Value::Double(d) => write!(f, "{d}"),
-            Value::Array(items) => {
-                let items: Vec<String> = items.iter().map(ToString::to_string).collect();
-                write!(f, "[{}]", items.join(", "))
-            }
-            Value::KvList(items) => {
-                let items: Vec<String> = items.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
-                write!(f, "{{{}}}", items.join(", "))
-            }
+            Value::Array(items) => write!(f, "[{}]", joined(items.iter().map(ToString::to_string))),
+            Value::KvList(items) => write!(f, "{{{}}}", joined(items.iter().map(|(k, v)| format!("{k:?}: {v}")))),
             Value::Bytes(b) => write!(f, "0x{}", crate::record::hex(b)),
         }
     }
+}
+
+fn joined(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
 }
 
 fn convert(kvs: Vec<proto::KeyValue>) -> Vec<(String, Value)> {
@@ -393,30 +390,25 @@ fn read_context_at(
     // as long as the read's retries last.
     loop {
         let head = read_head().map_err(|e| format!("reading the header: {e}"))?;
-        let again = |why: &str, retries: &mut u32| {
-            if *retries == 0 || cancelled() {
-                return Err(why.to_owned());
+        let why = match Header::parse(&head) {
+            Err(e) if e == BEING_UPDATED => e,
+            header => {
+                let header = header?;
+                let (size, at) = (header.payload_size, header.payload_ptr);
+                let mut payload = vec![0u8; size as usize];
+                let e = |e| format!("reading the {size}-byte payload at {at:#x}: {e}");
+                mem.read(at, &mut payload).map_err(e)?;
+                if read_head().ok() == Some(head) {
+                    return Ok((header, decode_payload(&payload)?));
+                }
+                "changed while being read".to_owned()
             }
-            *retries -= 1;
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            Ok(())
         };
-        let header = match Header::parse(&head) {
-            Err(e) if e == BEING_UPDATED => {
-                again(&e, retries)?;
-                continue;
-            }
-            header => header?,
-        };
-        let (size, at) = (header.payload_size, header.payload_ptr);
-        let mut payload = vec![0u8; size as usize];
-        let e = |e| format!("reading the {size}-byte payload at {at:#x}: {e}");
-        mem.read(at, &mut payload).map_err(e)?;
-        if read_head().ok() != Some(head) {
-            again("changed while being read", retries)?;
-            continue;
+        if *retries == 0 || cancelled() {
+            return Err(why);
         }
-        return Ok((header, decode_payload(&payload)?));
+        *retries -= 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 

@@ -110,8 +110,7 @@ impl Tracer {
         let wait = self
             .budget
             .get()
-            .min(Duration::from_millis(500))
-            .max(Duration::from_millis(10));
+            .clamp(Duration::from_millis(10), Duration::from_millis(500));
         let start = Instant::now();
         let stopped = guard.wait_for_stop(wait);
         self.budget.set(self.budget.get().saturating_sub(start.elapsed()));

@@ -141,17 +141,14 @@ impl ProcessHandle {
     pub fn open(pid: i32) -> io::Result<ProcessHandle> {
         use std::os::fd::FromRawFd;
         let start_time = task_stat(pid, pid).map(|s| s.start_time);
-        // Safety: pidfd_open takes a pid and flags; a returned descriptor is ours to own.
+        // Safety: pidfd_open takes a pid and flags, no pointer.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let pidfd = if fd >= 0 {
-            Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
-        } else {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ESRCH) {
-                return Err(e);
-            }
-            None
-        };
+        let e = io::Error::last_os_error();
+        if fd < 0 && e.raw_os_error() == Some(libc::ESRCH) {
+            return Err(e);
+        }
+        // Safety: a descriptor pidfd_open returned is open and owned by nothing else.
+        let pidfd = (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) });
         Ok(ProcessHandle { pid, pidfd, start_time })
     }
 
@@ -165,8 +162,7 @@ impl ProcessHandle {
                 revents: 0,
             };
             // Safety: one valid pollfd, no wait. A pidfd polls readable once the process exits.
-            let r = unsafe { libc::poll(&mut p, 1, 0) };
-            return r != 0;
+            return unsafe { libc::poll(&mut p, 1, 0) } != 0;
         }
         task_stat(self.pid, self.pid).map(|s| s.start_time) != self.start_time || self.start_time.is_none()
     }

@@ -326,7 +326,7 @@ proptest! {
             b.truncate(c % (b.len() + 1));
         }
         let len = b.len() as u64;
-        let (result, took) = timed(|| elf::examine(FileData::new(Cursor::new(b), len).bytes(), None));
+        let (result, took) = timed(|| elf::examine(&FileData::new(Cursor::new(b), len), None));
         prop_assert!(took < LIMIT, "{took:?}");
         if let Ok(e) = result {
             prop_assert!(e.entries.len() as u64 <= len / 24 + 1);
@@ -342,7 +342,7 @@ fn the_elf_corpus_has_the_slot() {
     assert!(c.dir.exists());
     for (bytes, hot) in &c.files {
         let len = bytes.len() as u64;
-        let e = elf::examine(FileData::new(Cursor::new(bytes.clone()), len).bytes(), None).unwrap();
+        let e = elf::examine(&FileData::new(Cursor::new(bytes.clone()), len), None).unwrap();
         assert!(e.export.is_some());
         assert!(hot.len() >= 5, "{hot:?}");
     }

@@ -159,11 +159,10 @@ impl Inspector {
             }
         }
         // process_vm_readv needs the same rights as ptrace: check them once, up front.
-        if let Some(m) = maps.iter().find(|m| m.perms.starts_with('r')) {
-            if let Err(e) = mem.read(m.start, &mut [0u8; 1]) {
-                if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES | libc::ESRCH)) {
-                    return Err(io_error(pid, "reading the memory (process_vm_readv)", e));
-                }
+        let first_readable = maps.iter().find(|m| m.perms.starts_with('r'));
+        if let Some(Err(e)) = first_readable.map(|m| mem.read(m.start, &mut [0u8; 1])) {
+            if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES | libc::ESRCH)) {
+                return Err(io_error(pid, "reading the memory (process_vm_readv)", e));
             }
         }
         let command = comm(pid).unwrap_or_default();
@@ -172,8 +171,7 @@ impl Inspector {
         let process_context = read_process_context(&maps, &mem, &cancelled);
         let libc = CLibrary::from_mapped_paths(maps.iter().map(|m| m.path.as_str()));
         let platform = Platform::for_process(libc);
-        let found = self.elf_cache.find_modules(&platform, &maps, view);
-        let (modules, module_errors) = (found.modules, found.errors);
+        let (modules, module_errors, symbol_entries) = self.elf_cache.find_modules(&platform, &maps, view);
         let usable: Vec<(usize, Resolution)> = modules
             .iter()
             .enumerate()
@@ -243,7 +241,7 @@ impl Inspector {
             threads,
             threads_skipped: all - tids.len(),
             libc,
-            symbol_entries: found.entries,
+            symbol_entries,
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::platform::{Arch, Platform};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
 /// Where a module's slot is, for every thread.
@@ -70,19 +70,12 @@ impl Module {
 pub struct ElfCache(HashMap<(String, u64, String), Result<Examined, String>>);
 
 /// What [`ElfCache::find_modules`] found.
-#[derive(Default)]
-pub struct Found {
-    /// The modules exporting the slot, resolved.
-    pub modules: Vec<Module>,
-    /// The files that could not be examined, and why.
-    pub errors: Vec<String>,
-    /// Every `.dynsym` entry named like the slot, by file path (definitions and references).
-    pub entries: Vec<(String, SymbolEntry)>,
-}
+pub type Found = (Vec<Module>, Vec<String>, Vec<(String, SymbolEntry)>);
 
 impl ElfCache {
-    /// The modules among `maps`. `view` is a live task of the process (see
-    /// `Inspector::address_space`).
+    /// The modules among `maps` exporting the slot, resolved; the files that could not be
+    /// examined, and why; every `.dynsym` entry named like the slot, by file path. `view` is a
+    /// live task of the process (see `Inspector::address_space`).
     pub fn find_modules(&mut self, platform: &Platform, maps: &[Mapping], view: i32) -> Found {
         let mem = ProcessMemory { pid: view };
         let exe = std::fs::read_link(format!("/proc/{view}/exe")).ok();
@@ -104,8 +97,8 @@ impl ElfCache {
             let load_bias = maps
                 .iter()
                 .filter(same_file)
-                .find_map(|o| export.load_bias(o.start, o.offset));
-            let load_bias = load_bias.ok_or("no mapping matches a loadable segment")?;
+                .find_map(|o| export.load_bias(o.start, o.offset))
+                .ok_or("no mapping matches a loadable segment")?;
             let mut module = Module {
                 path: m.path.clone(),
                 load_bias,
@@ -127,11 +120,7 @@ impl ElfCache {
                 }
             }
         }
-        Found {
-            modules,
-            errors,
-            entries,
-        }
+        (modules, errors, entries)
     }
 }
 
@@ -163,13 +152,9 @@ fn examine_file(arch: &Arch, pid: i32, m: &Mapping) -> Result<Examined, String> 
         .or_else(|_| open_regular(&format!("/proc/{pid}/root{}", m.path)))
         .or_else(|_| open_regular(&m.path));
     // A file that cannot be opened is reported: it may be why a module is missing.
-    let mut file = file.map_err(|e| format!("cannot open: {e}"))?;
+    let file = file.map_err(|e| format!("cannot open: {e}"))?;
     let len = file.metadata().map_err(|e| format!("cannot stat: {e}"))?.len();
-    let mut magic = [0u8; 4];
-    if file.read_exact(&mut magic).is_err() || magic != *b"\x7fELF" {
-        return Ok(Examined::default());
-    }
-    elf::examine(FileData::new(file, len).bytes(), Some(arch))
+    elf::examine(&FileData::new(file, len), Some(arch))
 }
 
 /// Works out where the module's slot is, from its live GOT (the static TLS layout is the
