@@ -78,9 +78,8 @@ def facts(results, args):
     meta["machine"] = (f"{cpu.get('Model name', '?')}, {cpu.get('CPU(s)', '?')} CPUs"
                        + (f", virtual machine ({cpu['Hypervisor vendor']})" if "Hypervisor vendor" in cpu else "")
                        + f"; {platform.system()} {platform.release()}")
-    git = ("git", "-C", ROOT)
-    meta["commit"] = f"`{output(*git, 'rev-parse', 'HEAD')}` ({output(*git, 'log', '-1', '--format=%s')})"
-    if dirty := output(*git, "status", "--porcelain", "--", "dotnet", "native", "bench", "Cargo.toml"):
+    meta["commit"] = output("git", "-C", ROOT, "log", "-1", "--format=`%H` (%s)")
+    if dirty := output("git", "-C", ROOT, "status", "--porcelain", "--", "dotnet", "native", "bench", "Cargo.toml"):
         meta["commit"] += "; the working tree differed in " + ", ".join(f"`{l[3:]}`" for l in dirty.splitlines())
     json.dump(meta, open(path, "w"), indent=1)
     return meta
