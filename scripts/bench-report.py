@@ -74,14 +74,12 @@ def facts(results, args):
     meta = {"native_library": args[0], "started": started, "load_before": load0, "load_after": load1,
             "machine_seconds": total1 - total0, "own_seconds": own1 - own0,
             "others_seconds": max(0.0, busy1 - busy0 - (own1 - own0))}
-    cpu = dict(line.split(":", 1) for line in output("lscpu").splitlines() if ":" in line)
-    cpu = {k.strip(): v.strip() for k, v in cpu.items()}
+    cpu = dict(map(str.strip, line.split(":", 1)) for line in output("lscpu").splitlines() if ":" in line)
     meta["machine"] = (f"{cpu.get('Model name', '?')}, {cpu.get('CPU(s)', '?')} CPUs"
                        + (f", virtual machine ({cpu['Hypervisor vendor']})" if "Hypervisor vendor" in cpu else "")
                        + f"; {platform.system()} {platform.release()}")
-    git = ("git", "-C", ROOT)
-    meta["commit"] = f"`{output(*git, 'rev-parse', 'HEAD')}` ({output(*git, 'log', '-1', '--format=%s')})"
-    if dirty := output(*git, "status", "--porcelain", "--", "dotnet", "native", "bench", "Cargo.toml"):
+    meta["commit"] = output("git", "-C", ROOT, "log", "-1", "--format=`%H` (%s)")
+    if dirty := output("git", "-C", ROOT, "status", "--porcelain", "--", "dotnet", "native", "bench", "Cargo.toml"):
         meta["commit"] += "; the working tree differed in " + ", ".join(f"`{l[3:]}`" for l in dirty.splitlines())
     json.dump(meta, open(path, "w"), indent=1)
     return meta
@@ -123,8 +121,7 @@ def main(results, args):
         for row in csv.DictReader(open(path)):
             rows[row["Method"]] = {k: number(row[c]) for k, c in
                                    (("mean", "Mean [ns]"), ("median", "Median [ns]"), ("alloc", "Allocated [B]"))}
-        export = read(path[: -len(".csv")] + "-github.md")
-        if m := re.match(r"```\s*\n(.*?)\n```\s*\n(.*)", export.strip(), re.S):
+        if m := re.match(r"```\s*\n(.*?)\n```\s*\n(.*)", read(path[: -len(".csv")] + "-github.md").strip(), re.S):
             exports.append((os.path.basename(path)[: -len("-report.csv")].split(".")[-1], m.group(1), m.group(2)))
     if not exports:
         sys.exit(f"bench-report: no BenchmarkDotNet results under {results}/bdn/results")

@@ -81,11 +81,10 @@ if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | 
   fi
   nice cargo build -q "${cargo_args[@]}"
 else
-  rustc=/usr/bin/rustc cargo=/usr/bin/cargo
+  rustc=/usr/bin/rustc
   library="$("$rustc" --print sysroot)/lib/rustlib/src/rust/library"
   [ -f "$library/Cargo.lock" ] && [ -d "$library/vendor" ] ||
     die "no rustup $triple target, and the standard library's sources are not at $library (Debian packages rustc-web, rust-web-src)"
-  [ -x "$cargo" ] || cargo=cargo
   echo "build-musl: Debian's rustc $("$rustc" --version | cut -d' ' -f2) rebuilding std for $triple (-Zbuild-std)" >&2
   # One directory source of name-version folders: Debian's registry and std's vendored crates
   # (std's copy wins where both hold a version). Its own lock file, so the glibc build's
@@ -93,10 +92,9 @@ else
   crates="$root/target/$triple/crates"
   rm -rf "$crates"
   mkdir -p "$crates"
-  for dir in /usr/share/cargo/registry/*/ "$library"/vendor/*/; do
-    ln -sfn "${dir%/}" "$crates/$(basename "$dir")"
-  done
-  RUSTC="$rustc" RUSTC_BOOTSTRAP=1 nice "$cargo" build -q "${cargo_args[@]}" -Zbuild-std=std,panic_unwind \
+  ln -s /usr/share/cargo/registry/*/ "$crates/"
+  ln -sf "$library"/vendor/*/ "$crates/"
+  RUSTC="$rustc" RUSTC_BOOTSTRAP=1 nice /usr/bin/cargo build -q "${cargo_args[@]}" -Zbuild-std=std,panic_unwind \
     -Zlockfile-path --config "resolver.lockfile-path=\"$root/target/$triple/Cargo.lock\"" \
     --config 'source.crates-io.replace-with="musl-crates"' --config "source.musl-crates.directory=\"$crates\"" \
     --config 'net.offline=true'

@@ -29,9 +29,7 @@ tally() {
 # starts skip the parts it set up.
 setup() {
   local part todo=()
-  for part in "${@:-base musl cross}"; do
-    for part in $part; do [[ " ${OTEL_CTX_SET_UP:-} " == *" $part "* ]] || todo+=("$part"); done
-  done
+  for part in ${*:-base musl cross}; do [[ " ${OTEL_CTX_SET_UP:-} " == *" $part "* ]] || todo+=("$part"); done
   ((${#todo[@]} == 0)) || "$root/scripts/setup.sh" "${todo[@]}" || die "setup failed"
   export OTEL_CTX_SET_UP="${OTEL_CTX_SET_UP:-} ${todo[*]}"
 }

@@ -20,12 +20,9 @@ gen() {
   case "$mode" in "" | --check) ;; *) die "usage: $0 gen [--check]" ;; esac
   tmp="$(mktemp)"
   cbindgen --quiet --config cbindgen.toml --crate otel-thread-ctx --output "$tmp" .
-  if [ -z "$mode" ]; then
-    cp "$tmp" include/otel_thread_ctx.h
-  elif ! diff -u include/otel_thread_ctx.h "$tmp"; then
-    echo "dev: include/otel_thread_ctx.h is stale: run scripts/dev.sh gen and commit the result" >&2
-    stale=1
-  fi
+  [ -n "$mode" ] || cp "$tmp" include/otel_thread_ctx.h
+  diff -u include/otel_thread_ctx.h "$tmp" ||
+    { echo "dev: include/otel_thread_ctx.h is stale: run scripts/dev.sh gen and commit the result" >&2; stale=1; }
   rm -f "$tmp"
   # A target directory of its own: tests/header.rs runs this inside `cargo test`, which holds target/'s lock.
   cargo run --quiet -p gen-bindings --target-dir target/gen-bindings -- \
@@ -61,6 +58,4 @@ case "${1:-}" in
   *) echo "usage: $0 COMMAND" >&2; sed -n 's/^#   /  /p' "$0" >&2; exit 2 ;;
 esac
 setup base
-cmd="${1//-/_}"
-shift
-"$cmd" "$@"
+"${1//-/_}" "${@:2}"

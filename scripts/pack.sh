@@ -50,7 +50,6 @@ for runtime in "${RUNTIMES[@]}"; do
   ship "$lib" "$out/native/$rid/libotel_thread_ctx.so" "$rid/libotel_thread_ctx.so"
 done
 
-# otel-ctx-dump for any host: static, without PT_INTERP or NEEDED (scripts/test-dist.sh checks them).
 for arch in x86_64 aarch64; do
   exe="$(./scripts/build-musl.sh --target "$arch-unknown-linux-musl" --release --otel-ctx-dump | tail -n1)"
   ship "$exe" "$dist/otel-ctx-dump-linux-$arch" "otel-ctx-dump-linux-$arch"

@@ -12,12 +12,11 @@ lib="${OTEL_NATIVE_LIBRARY:-$root/target/debug/libotel_thread_ctx.so}" dump="$ro
 load_seconds="${LOAD_SECONDS:-12}" out="$root/target/dotnet-sample"
 run="$out/run"
 
-# Its own artifacts folder, so this build never touches the solution's bin/obj folders.
-mkdir -p "$out"
-dotnet build samples/dotnet/OtelSampleService.csproj -c Release --artifacts-path "$out/build" \
-  -p:OtelNativeLibrary="$lib" -nologo -v q >"$out/build.log" 2>&1 || { cat "$out/build.log"; die "build failed"; }
 rm -rf "$run"
 mkdir -p "$run"
+# Its own artifacts folder, so this build never touches the solution's bin/obj folders.
+dotnet build samples/dotnet/OtelSampleService.csproj -c Release --artifacts-path "$out/build" \
+  -p:OtelNativeLibrary="$lib" -nologo -v q >"$out/build.log" 2>&1 || { cat "$out/build.log"; die "build failed"; }
 pid=""
 stop() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || return 0
@@ -52,11 +51,10 @@ done
 
 # The service stops after its load, flushing the exporter; the check needs every exported span.
 wait_for $((load_seconds + 30)) eval '! kill -0 "$pid" 2>/dev/null' || die "the service did not stop"
-svc_rc=0
 wait "$pid" || svc_rc=$?
 pid=""
 tail -n +2 "$run/service.out"
-[ "$svc_rc" -eq 0 ] || die "the service exited with $svc_rc"
+[ "${svc_rc:-0}" -eq 0 ] || die "the service exited with $svc_rc"
 
 echo "--- the check: span ids read from outside vs spans the service exported, and the process"
 echo "    context read from outside vs the Resource the spans were exported with"

@@ -10,10 +10,8 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-parts=("$@")
-((${#parts[@]})) || parts=(base musl cross)
 debs=()
-for part in "${parts[@]}"; do
+for part in ${*:-base musl cross}; do
   case "$part" in
     base) debs+=(gcc make cbindgen python3 unzip librust-libc-dev librust-object-dev librust-prost-dev
                  librust-prost-derive-dev librust-proptest-dev librust-tempfile-dev librust-serde-dev

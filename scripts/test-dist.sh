@@ -11,14 +11,12 @@ version="$(cargo_version)"
 
 # What keeps FILE from being a static ARCH executable; silent when it is one.
 static_exe_problems() {
-  local header segments dynamic
-  header="$(readelf -hW "$1")" || { echo "not an ELF file"; return; }
+  local elf
+  elf="$(readelf -W -h -l -d "$1")" || { echo "not an ELF file"; return; }
   wrong_machine "$1" "$2"
-  segments="$(readelf -lW "$1")"
-  dynamic="$(readelf -dW "$1")"
-  grep -q "Type: *EXEC" <<<"$header" || echo "not a non-PIE executable: $(grep Type: <<<"$header" | tr -s ' ')"
-  ! grep -q "INTERP" <<<"$segments" || echo "has PT_INTERP ($(grep -o 'interpreter: [^]]*' <<<"$segments"))"
-  ! grep -q "(NEEDED)" <<<"$dynamic" || echo "has NEEDED: $(sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' <<<"$dynamic" | tr '\n' ' ')"
+  grep -q "Type: *EXEC" <<<"$elf" || echo "not a non-PIE executable: $(grep Type: <<<"$elf" | tr -s ' ')"
+  ! grep -q "INTERP" <<<"$elf" || echo "has PT_INTERP ($(grep -o 'interpreter: [^]]*' <<<"$elf"))"
+  ! grep -q "(NEEDED)" <<<"$elf" || echo "has NEEDED: $(sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' <<<"$elf" | tr '\n' ' ')"
 }
 
 # The glibc build, as the control and for the live target's library.
@@ -34,16 +32,11 @@ for arch in x86_64 aarch64; do
   problems="$(static_exe_problems "${exe[$arch]}" "$arch")"
   [ -z "$problems" ] && pass "static $arch otel-ctx-dump: ${exe[$arch]} (no PT_INTERP, no NEEDED)" ||
     fail "static $arch otel-ctx-dump ${exe[$arch]}: $problems"
-done
-
-for arch in x86_64 aarch64; do
-  run=("${exe[$arch]}") how=""
-  if [ "$arch" = aarch64 ] && [ -n "$aarch64_runner" ]; then
-    run=("$aarch64_runner" "${exe[$arch]}") how=" (under $aarch64_runner)"
-  fi
+  runner=""
+  [ "$arch" = x86_64 ] || runner="$aarch64_runner"
   # env -i: no environment, as on a bare host.
-  got="$(env -i "${run[@]}" --version 2>&1)"
-  [ "$got" = "otel-ctx-dump $version" ] && pass "$arch: --version prints '$got'$how" ||
+  got="$(env -i ${runner:+"$runner"} "${exe[$arch]}" --version 2>&1)"
+  [ "$got" = "otel-ctx-dump $version" ] && pass "$arch: --version prints '$got'${runner:+ (under $runner)}" ||
     fail "$arch: --version printed '$got', not 'otel-ctx-dump $version'"
 done
 

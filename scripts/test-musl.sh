@@ -8,30 +8,24 @@ set -uo pipefail
 . "$(dirname "$0")/common.sh"
 setup base musl cross
 
-arches=("${@:-x86_64}")
-(($#)) || arches+=(aarch64)
-[[ " ${arches[*]} " =~ ^( (x86_64|aarch64))+\ $ ]] || { echo "usage: $0 [x86_64|aarch64]" >&2; exit 2; }
+arches="${*:-x86_64 aarch64}"
+[[ " $arches " =~ ^( (x86_64|aarch64))+\ $ ]] || { echo "usage: $0 [x86_64|aarch64]" >&2; exit 2; }
 
-# What keeps FILE from having the ELF properties readers and musl's loader need, on ARCH. Each
+# What keeps FILE from having the ELF properties readers and musl's loader need, on ARCH. The
 # listing is read whole first: `readelf | grep -q` under pipefail fails when grep stops early.
 elf_problems() {
-  local file="$1" arch="$2" dynsyms relocs versions segments needed tls reloc="R_${2^^}_TLSDESC"
+  local file="$1" arch="$2" elf needed tls reloc="R_${2^^}_TLSDESC"
   wrong_machine "$file" "$arch"
-  dynsyms="$(readelf --dyn-syms -W "$file")"
-  relocs="$(readelf -rW "$file")"
-  versions="$(readelf -VW "$file")"
-  segments="$(readelf -lW "$file")"
-  needed="$(readelf -dW "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+  elf="$(readelf -W -d -r --dyn-syms -V -l "$file")"
+  needed="$(sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' <<<"$elf" | tr '\n' ' ')"
   [ "$needed" = "libc.so " ] || echo "NEEDED is '$needed', not musl's libc.so alone"
-  if grep -q GLIBC_ <<<"$versions" || grep -q '@GLIBC' <<<"$dynsyms"; then
-    echo "glibc symbol versions: $(grep -o 'GLIBC_[0-9.]*' <<<"$versions" | sort -u | tr '\n' ' ')"
-  fi
+  ! grep -q GLIBC_ <<<"$elf" || echo "glibc symbol versions: $(grep -o 'GLIBC_[0-9.]*' <<<"$elf" | sort -u | tr '\n' ' ')"
   awk '$8 == "otel_thread_ctx_v1" && $3 == 8 && $4 == "TLS" && $5 == "GLOBAL" && $6 == "DEFAULT" && $7 != "UND" {
-    found = 1 } END { exit !found }' <<<"$dynsyms" || echo "otel_thread_ctx_v1 is not a defined 8-byte TLS GLOBAL DEFAULT"
-  grep -q "$reloc .* otel_thread_ctx_v1" <<<"$relocs" || echo "no $reloc for otel_thread_ctx_v1"
-  ! grep -qw _dl_find_object <<<"$dynsyms" || echo "_dl_find_object is in .dynsym (it must stay hidden)"
-  grep -q GNU_EH_FRAME <<<"$segments" || echo "no PT_GNU_EH_FRAME: the unwinder cannot find the library's frames"
-  tls="$(awk '$1 == "TLS" { print $6 }' <<<"$segments")"
+    found = 1 } END { exit !found }' <<<"$elf" || echo "otel_thread_ctx_v1 is not a defined 8-byte TLS GLOBAL DEFAULT"
+  grep -q "$reloc .* otel_thread_ctx_v1" <<<"$elf" || echo "no $reloc for otel_thread_ctx_v1"
+  ! grep -qw _dl_find_object <<<"$elf" || echo "_dl_find_object is in .dynsym (it must stay hidden)"
+  grep -q GNU_EH_FRAME <<<"$elf" || echo "no PT_GNU_EH_FRAME: the unwinder cannot find the library's frames"
+  tls="$(awk '$1 == "TLS" { print $6 }' <<<"$elf")"
   { [ -n "$tls" ] && [ $((tls)) -le 128 ]; } || echo "PT_TLS is '$tls' bytes, not at most 128"
 }
 
@@ -91,23 +85,19 @@ assert (w["trace_id"], w["flags"], w["http_route"]) == ("404142434445464748494a4
 
 # The whole suite for one architecture; its checks are named "[TRIPLE] ...".
 musl_suite() {
-  local arch="$1" loader="/lib/ld-musl-$1.so.1" cc musl_build libgcc_eh exe f problems got test
+  local arch="$1" loader="/lib/ld-musl-$1.so.1" cc musl_build libgcc_eh exe f problems got test bfd_model=initial-exec
   triple="$arch-unknown-linux-musl" runner="" out="$root/target/$arch-unknown-linux-musl/tests"
   local t="[$triple]"
   echo "--- $triple"
   if [ "$arch" = aarch64 ] && [ -n "$aarch64_runner" ]; then
     # Signals cost far more under qemu-user: the sampler's 20 us period would starve the writer.
     runner="$aarch64_runner"
-    export SUITE_SAMPLER_PERIOD_NS=200000
+    local -x SUITE_SAMPLER_PERIOD_NS=200000
   fi
   so="$(./scripts/build-musl.sh --target "$triple" --release | tail -n 1)"
   hooks_so="$(./scripts/build-musl.sh --target "$triple" --release --test-hooks | tail -n 1)"
-  if [ -f "$so" ] && [ -f "$hooks_so" ] && [ "$so" != "$hooks_so" ]; then
-    pass "$t build: $so, and with the test hooks $hooks_so"
-  else
-    fail "$t build: scripts/build-musl.sh --target $triple --release [--test-hooks] printed '$so' and '$hooks_so'"
-    return 1
-  fi
+  [ -f "$so" ] && [ -f "$hooks_so" ] && [ "$so" != "$hooks_so" ] && pass "$t build: $so, and with the test hooks $hooks_so" ||
+    { fail "$t build: scripts/build-musl.sh --target $triple --release [--test-hooks] printed '$so' and '$hooks_so'"; return 1; }
   for f in "$so" "$hooks_so"; do
     problems="$(elf_problems "$f" "$arch")"
     [ -z "$problems" ] && pass "$t ELF of $f: $arch, NEEDED libc.so only, no GLIBC_ versions," \
@@ -132,7 +122,6 @@ musl_suite() {
   check "$t samples/c sample-dlopen (dlopen, dynamic TLS): 6 threads' records" check_sample sample-dlopen "dynamic TLS"
   check "$t libgcc_eh.a unwinds through native/musl/dl_find_object.c" ${runner:+"$runner"} "$out/unwind"
   # GNU ld for AArch64 relaxes it to local-exec too (as with glibc, tests/static_link.rs).
-  local bfd_model=initial-exec
   [ "$arch" = aarch64 ] && bfd_model=local-exec
   check "$t static library in a musl executable (GNU ld): $bfd_model" static_link bfd "$bfd_model"
   check "$t static library in a musl executable (LLD): local-exec" static_link lld local-exec
@@ -141,10 +130,9 @@ musl_suite() {
     check "$t $test, static TLS" ${runner:+"$runner"} "$out/suite-exe" "$test" static
     check "$t $test, dynamic TLS" ${runner:+"$runner"} "$out/suite-dlopen" "$test" dynamic
   done
-  unset SUITE_SAMPLER_PERIOD_NS
 }
 
-for arch in "${arches[@]}"; do
+for arch in $arches; do
   musl_suite "$arch"
 done
 tally musl

@@ -15,7 +15,6 @@ suite "rust tests (API, ELF, header, C sample, signal stress)" cargo test --work
 suite "musl build and tests (x86_64- and aarch64-unknown-linux-musl, the latter under qemu-user)" ./scripts/test-musl.sh
 suite "static otel-ctx-dump for any host (x86-64 reads a live process, AArch64 under qemu-user)" ./scripts/test-dist.sh
 suite ".NET tests (and the package, scripts/pack.sh)" ./scripts/dev.sh test-dotnet
-# linux-arm64 under qemu-user (natively on an AArch64 machine); a missing cross toolchain fails.
 suite "aarch64 rust tests (ELF, self-check in static and dynamic TLS, C sample, signal stress, thread exit)" \
   ./scripts/test-aarch64.sh rust
 suite "aarch64 .NET tests (published for linux-arm64)" ./scripts/test-aarch64.sh dotnet

@@ -6,8 +6,8 @@
  */
 #define _GNU_SOURCE
 #include <link.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 /* glibc's struct dl_find_object on x86-64 (<dlfcn.h>, glibc 2.35), which libgcc_eh.a reads. */
 struct dl_find_object {
@@ -43,10 +43,8 @@ static int visit(struct dl_phdr_info *info, size_t size, void *data) {
         }
     }
     if (!holds) return 0;
-    memset(s->out, 0, sizeof *s->out);
-    s->out->dlfo_map_start = (void *)lo;
-    s->out->dlfo_map_end = (void *)hi;
-    s->out->dlfo_eh_frame = eh_frame;
+    *s->out = (struct dl_find_object){.dlfo_map_start = (void *)lo, .dlfo_map_end = (void *)hi,
+                                      .dlfo_eh_frame = eh_frame};
     return 1;
 }
 
