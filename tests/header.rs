@@ -62,6 +62,7 @@ fn header_compiles_cleanly_as_cxx17() {
 /// What only tests call (native/test_hooks.rs): not in the shipped header, and not exported by
 /// the library `cargo build` makes (no `test-hooks` feature), while the test build has them.
 const TEST_HOOKS: &[&str] = &[
+    "otel_process_ctx_forget_key_map",
     "otel_thread_ctx_read_current",
     "otel_thread_ctx_live_records",
     "otel_process_ctx_read_payload",
