@@ -66,7 +66,8 @@ public static unsafe class ThreadContext
     public static void Set(ulong traceIdHigh, ulong traceIdLow, ulong spanId, byte traceFlags) => WriteIds(
         IdDecoding.FromBigEndian(traceIdHigh), IdDecoding.FromBigEndian(traceIdLow), IdDecoding.FromBigEndian(spanId), traceFlags);
 
-    /// <summary>Publishes "no active span": zero ids and flags, no attributes, record still valid.</summary>
+    /// <summary>Publishes "no active span": zero ids and flags, no attributes, <c>valid = 0</c> (OTEP 4947's way
+    /// for a record that stays attached).</summary>
     public static void Clear() => WriteIds(0, 0, 0, 0, clearAttributes: true, valid: 0);
 
     /// <summary>Sets attribute <paramref name="keyIndex"/> (a position in <c>threadlocal.attribute_key_map</c>)
