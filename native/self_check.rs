@@ -114,33 +114,9 @@ pub(crate) fn run() -> Result<String, String> {
              another module in the process defines the same symbol first"
         ));
     }
-    // An executable's TLS is at one offset from every thread's thread pointer; a reader adds an
-    // initial-exec GOT entry (`R_X86_64_TPOFF64`, `R_AARCH64_TLS_TPREL64`) to the thread pointer,
-    // so each such entry must hold the offset of this thread's slot.
-    let offset = ours.wrapping_sub(thread_pointer()) as i64;
-    for &(_, got) in relocations.iter().filter(|(t, _)| *t == TPREL) {
-        // Safety: the dynamic linker filled this GOT entry (one word) when it relocated the
-        // executable; RELRO may make it read-only, which reading respects.
-        let value = unsafe { ((module.bias + got) as *const i64).read_volatile() };
-        if value != offset {
-            return Err(format!(
-                "{path}: the {TPREL_NAME} GOT entry of {SYMBOL} holds thread-pointer offset {value}, but \
-                 this thread's slot is at offset {offset}"
-            ));
-        }
-    }
-    // A library's TLS is where its live TLSDESC descriptor says, read as a reader does: a small
-    // argument is a fixed thread-pointer offset (static TLS), a pointer means the per-thread DTV
-    // lookup (dynamic TLS).
+    let offset = check_tprel_entries(module, &relocations, ours)?;
     let placement = match descriptor {
-        // Safety: the dynamic linker filled this GOT descriptor (two words) when it relocated us;
-        // RELRO may make it read-only, which reading respects.
-        Some(at) => match unsafe { ((module.bias + at) as *const i64).add(1).read_volatile() } {
-            arg if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&arg) => {
-                format!("static TLS at thread-pointer offset {arg}")
-            }
-            _ => "dynamic TLS (DTV lookup)".to_string(),
-        },
+        Some(at) => descriptor_placement(module.bias + at),
         None => format!("static TLS at thread-pointer offset {offset}"),
     };
     let access = match (count(TLSDESC), count(TPREL)) {
@@ -199,6 +175,40 @@ fn slot_entry<'a, R: object::ReadRef<'a>>(data: R) -> object::Result<Option<bool
         .iter()
         .find(|s| dynsym.symbol_name(endian, *s) == Ok(SYMBOL.as_bytes()));
     Ok(named.map(|s| s.st_shndx(endian) != elf::SHN_UNDEF))
+}
+
+/// The slot's offset from this thread's thread pointer, after checking every initial-exec GOT
+/// entry of the slot holds it. An executable's TLS sits at one offset from every thread's thread
+/// pointer, and a reader adds such an entry (`R_X86_64_TPOFF64`, `R_AARCH64_TLS_TPREL64`) to it.
+fn check_tprel_entries(module: &Module, relocations: &[(u32, usize)], ours: usize) -> Result<i64, String> {
+    let offset = ours.wrapping_sub(thread_pointer()) as i64;
+    for &(_, got) in relocations.iter().filter(|(t, _)| *t == TPREL) {
+        // Safety: the dynamic linker filled this GOT entry (one word) when it relocated the
+        // executable; RELRO may make it read-only, which reading respects.
+        let value = unsafe { ((module.bias + got) as *const i64).read_volatile() };
+        if value != offset {
+            return Err(format!(
+                "{}: the {TPREL_NAME} GOT entry of {SYMBOL} holds thread-pointer offset {value}, but \
+                 this thread's slot is at offset {offset}",
+                module.path
+            ));
+        }
+    }
+    Ok(offset)
+}
+
+/// Where the module's TLS is, read from its live TLSDESC descriptor at `descriptor` as a reader
+/// does: a small argument is a fixed thread-pointer offset (static TLS), a pointer means the
+/// per-thread DTV lookup (dynamic TLS).
+fn descriptor_placement(descriptor: usize) -> String {
+    // Safety: the dynamic linker filled this GOT descriptor (two words) when it relocated us;
+    // RELRO may make it read-only, which reading respects.
+    match unsafe { (descriptor as *const i64).add(1).read_volatile() } {
+        arg if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&arg) => {
+            format!("static TLS at thread-pointer offset {arg}")
+        }
+        _ => "dynamic TLS (DTV lookup)".to_string(),
+    }
 }
 
 /// What differs between architectures: relocation types (TPREL: initial-exec, a GOT entry
