@@ -13,7 +13,7 @@ pub use modules::{resolve, Module, Resolution};
 use crate::maps::{self, Mapping, Memory, ProcessMemory};
 use crate::platform::{CLibrary, Platform};
 use crate::ptrace::{self, Tracer};
-use modules::ElfCache;
+use modules::{ElfCache, Found};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -171,7 +171,11 @@ impl Inspector {
         let process_context = read_process_context(&maps, &mem, &cancelled);
         let libc = CLibrary::from_mapped_paths(maps.iter().map(|m| m.path.as_str()));
         let platform = Platform::for_process(libc);
-        let (modules, module_errors, symbol_entries) = self.elf_cache.find_modules(&platform, &maps, view);
+        let Found {
+            modules,
+            errors: module_errors,
+            entries: symbol_entries,
+        } = self.elf_cache.find_modules(&platform, &maps, view);
         let usable: Vec<(usize, Resolution)> = modules
             .iter()
             .enumerate()

@@ -70,12 +70,18 @@ impl Module {
 pub struct ElfCache(HashMap<(String, u64, String), Result<Examined, String>>);
 
 /// What [`ElfCache::find_modules`] found.
-pub type Found = (Vec<Module>, Vec<String>, Vec<(String, SymbolEntry)>);
+pub struct Found {
+    /// The modules exporting the slot, resolved.
+    pub modules: Vec<Module>,
+    /// The files that could not be examined, and why.
+    pub errors: Vec<String>,
+    /// Every `.dynsym` entry named like the slot, by file path (definitions and references).
+    pub entries: Vec<(String, SymbolEntry)>,
+}
 
 impl ElfCache {
-    /// The modules among `maps` exporting the slot, resolved; the files that could not be
-    /// examined, and why; every `.dynsym` entry named like the slot, by file path. `view` is a
-    /// live task of the process (see `Inspector::address_space`).
+    /// The modules among `maps`. `view` is a live task of the process (see
+    /// `Inspector::address_space`).
     pub fn find_modules(&mut self, platform: &Platform, maps: &[Mapping], view: i32) -> Found {
         let mem = ProcessMemory { pid: view };
         let exe = std::fs::read_link(format!("/proc/{view}/exe")).ok();
@@ -120,7 +126,11 @@ impl ElfCache {
                 }
             }
         }
-        (modules, errors, entries)
+        Found {
+            modules,
+            errors,
+            entries,
+        }
     }
 }
 
