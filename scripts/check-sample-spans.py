@@ -36,6 +36,7 @@ def problem(t, attrs, exported, read_start, read_end):
     if end < read_start - SLACK or start > read_end + SLACK:
         return (f"stale: the span ran {start - read_start:+.3f}s..{end - read_start:+.3f}s"
                 " from the start of the read, not during it")
+    return None
 
 
 def check(exported, resource, reads, show=print):
@@ -79,9 +80,10 @@ def main(run):
             exported[span] = (trace, int(flags, 16), kind, name, float(start), float(end))
     print(f"exported spans logged by the service: {len(exported)}")
     resource = json.load(open(f"{run}/resource.json", encoding="utf-8"))
-    reads = [(json.load(open(path, encoding="utf-8")),
-              *map(float, open(path[: -len(".json")] + ".time", encoding="utf-8").read().split()))
-             for path in sorted(glob.glob(f"{run}/dump-*.json"))]
+    reads = []
+    for path in sorted(glob.glob(f"{run}/dump-*.json")):
+        start, end = map(float, open(path[: -len(".json")] + ".time", encoding="utf-8").read().split())
+        reads.append((json.load(open(path, encoding="utf-8")), start, end))
 
     bad, good, spans = check(exported, resource, reads)
     print(f"check: {spans} span reads in {len(reads)} dumps; {len(good)} are spans the service exported"
