@@ -103,7 +103,7 @@ fn library_modules_import_without_circles() {
     assert_eq!(find_cycle(&graph), None, "{graph:#?}");
 }
 
-/// Control: the finder sees the two circles issue 21 named, as they were.
+/// Control: the finder sees the two circles these modules once had, as they were.
 #[test]
 fn the_cycle_finder_sees_a_circle() {
     let g = |edges: &[(&str, &str)]| {
