@@ -625,7 +625,7 @@ mod tests {
         }
     }
 
-    /// Issue 20 B4: thousands of mappings "being updated" cost one retry budget, not 10 ms each.
+    /// Thousands of mappings "being updated" cost one retry budget, not 10 ms each.
     #[test]
     fn thousands_of_mappings_being_updated_cost_one_retry_budget() {
         let mem = AlwaysUpdating(Default::default());

@@ -244,7 +244,7 @@ fn update_that_loses_the_name_fails() {
     assert_eq!(code, EXIT_FAILS);
 }
 
-/// Issue 20 B3: the schema version was printed raw in the text report and in `--watch` lines.
+/// The schema version was printed raw in the text report and in `--watch` lines.
 #[test]
 fn a_hostile_schema_version_is_inert_in_every_text_output() {
     let d = built();
@@ -273,7 +273,7 @@ fn a_hostile_schema_version_is_inert_in_every_text_output() {
     }
 }
 
-/// Issue 20 B4: thousands of OTEL_CTX mappings "being updated" stalled one read for minutes.
+/// Thousands of OTEL_CTX mappings "being updated" stalled one read for minutes.
 #[test]
 fn a_flood_of_contexts_being_updated_is_read_in_bounded_time() {
     let d = built();

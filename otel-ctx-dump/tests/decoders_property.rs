@@ -1,4 +1,4 @@
-//! Issue 20: at least 100,000 generated or mutated process-context payloads, process-context
+//! At least 100,000 generated or mutated process-context payloads, process-context
 //! headers and ELF files through the decoders (34,000 of each, 102,000 in all): none panics or
 //! aborts (an abort ends this test binary), and each is answered within a fixed time. ELF files go
 //! through the reader the inspector uses on a target's files (`elf::FileData`, bounded by the

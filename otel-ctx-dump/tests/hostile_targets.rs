@@ -1,4 +1,4 @@
-//! Issue 20 B: targets that attack the inspector. Each was reproduced against the inspector as it
+//! Targets that attack the inspector. Each was reproduced against the inspector as it
 //! was: a file whose section header claims a terabyte aborted it; a FIFO where a deleted
 //! mapping's path points hung it; a recycled pid made `--watch` report another process. (The
 //! schema-version escape and the "being updated" flood are tested in check.rs and in
@@ -156,7 +156,7 @@ fn a_fifo_where_a_deleted_mapping_pointed_does_not_hang_the_inspector() {
     assert!(text.contains("not a regular file (a FIFO)"), "{text}");
 }
 
-/// Issue 20 B5: `--watch` held the pid, not the process, and reported a successor's context as a
+/// `--watch` held the pid, not the process, and reported a successor's context as a
 /// change. pid_max is small here; the successor is steered to the same pid with ns_last_pid.
 #[test]
 fn watch_ends_when_its_process_exits_even_if_the_pid_is_reused() {

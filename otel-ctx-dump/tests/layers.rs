@@ -1,4 +1,4 @@
-//! Issue 21: no import circles among the inspector's modules (lower layers never import from
+//! No import circles among the inspector's modules (lower layers never import from
 //! higher ones). Reads `src/` and follows every `crate::MODULE` path; `inspect/` counts as one
 //! module, and so does main.rs (`otel_ctx_dump::` paths), which nothing may import.
 
